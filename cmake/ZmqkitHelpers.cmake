@@ -1,0 +1,30 @@
+# Warnings and sanitizers for project targets (never applied to third-party code).
+
+set(ZMQKIT_SANITIZER "none" CACHE STRING "Sanitizer build: none, address (address+undefined), undefined, thread")
+set_property(CACHE ZMQKIT_SANITIZER PROPERTY STRINGS none address undefined thread)
+
+# zmqkit_warnings(target): -Wall -Wextra -Wconversion -Werror on project code.
+function(zmqkit_warnings target)
+    if(ZMQKIT_WARNINGS_AS_ERRORS)
+        set(werror -Werror)
+    endif()
+    target_compile_options(${target} PRIVATE
+        -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow
+        -Wnon-virtual-dtor -Woverloaded-virtual -Wimplicit-fallthrough ${werror})
+endfunction()
+
+# Applied globally so that the libraries, tests and binaries agree on the runtime.
+macro(zmqkit_apply_sanitizer)
+    if(ZMQKIT_SANITIZER STREQUAL "address")
+        add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+        add_link_options(-fsanitize=address,undefined)
+    elseif(ZMQKIT_SANITIZER STREQUAL "undefined")
+        add_compile_options(-fsanitize=undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+        add_link_options(-fsanitize=undefined)
+    elseif(ZMQKIT_SANITIZER STREQUAL "thread")
+        add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+        add_link_options(-fsanitize=thread)
+    elseif(NOT ZMQKIT_SANITIZER STREQUAL "none")
+        message(FATAL_ERROR "ZMQKIT_SANITIZER must be none, address, undefined or thread (got '${ZMQKIT_SANITIZER}')")
+    endif()
+endmacro()

@@ -1,0 +1,57 @@
+// zmqkit — encoding and decoding of the envelope (docs/wire-protocol.md).
+//
+// Decoding never throws and never reads outside the given bytes: every malformed input is a
+// decode_status value naming what is wrong. The decoder is fuzzed (tests/fuzz).
+#pragma once
+
+#include <zmqkit/header.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace zmqkit {
+
+enum class decode_errc : std::uint8_t {
+    ok = 0,
+    truncated,           // the header frame ends inside a value
+    not_envelope,        // not a msgpack map with key 0 (protocol version) first
+    unsupported_version, // a protocol major version this library does not speak
+    bad_field,           // a known field has the wrong msgpack type, size or range
+    missing_field,       // a required field (id, timestamp) is absent
+    trailing_bytes,      // bytes after the header map
+    bad_frame_count,     // a multipart message with the wrong number of frames
+};
+
+// Result of a decode. code == ok means success; otherwise `field` names the header field (or
+// is empty) and `value` carries the version number, frame count or byte offset involved.
+struct decode_status {
+    decode_errc code = decode_errc::ok;
+    std::string_view field; // static storage
+    std::uint64_t value = 0;
+
+    [[nodiscard]] bool ok() const noexcept { return code == decode_errc::ok; }
+    explicit operator bool() const noexcept { return ok(); }
+    // A sentence a user can act on, e.g. "unsupported protocol version 2 (this build speaks 1)".
+    [[nodiscard]] std::string message() const;
+};
+
+// Short stable name of an error code ("truncated", "not_envelope", ...), used as a metric label.
+[[nodiscard]] std::string_view to_string(decode_errc code) noexcept;
+
+// Exact number of bytes encode_header writes for h.
+[[nodiscard]] std::size_t encoded_size(const header& h) noexcept;
+
+// Writes h into out[0 .. encoded_size(h)). Returns the number of bytes written.
+// Omits fields at their default value (see the wire protocol). Never allocates.
+std::size_t encode_header(const header& h, std::byte* out) noexcept;
+
+// Convenience: the encoded header as a string of bytes (allocates).
+[[nodiscard]] std::string encode_header(const header& h);
+
+// Decodes a header frame into out (which is cleared first; string capacity is reused).
+// Unknown keys are skipped. Never throws, never reads past data+size.
+[[nodiscard]] decode_status decode_header(const void* data, std::size_t size, header& out) noexcept;
+
+} // namespace zmqkit

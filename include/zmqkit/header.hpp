@@ -1,0 +1,59 @@
+// zmqkit — the envelope header carried by every zmqkit message.
+//
+// The wire encoding is normative in docs/wire-protocol.md; encode/decode live in codec.hpp.
+#pragma once
+
+#include <zmqkit/message_id.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace zmqkit {
+
+// Wire protocol major version written by this library. A header with another major version is
+// rejected with decode_errc::unsupported_version.
+inline constexpr std::uint64_t protocol_version = 1;
+
+// Metadata of one message. Plain value type; not synchronised.
+struct header {
+    message_id id;             // unique id of this message (nil until assigned)
+    message_id correlation_id; // id of the conversation's first message (== id for a new one)
+    message_id causation_id;   // id of the message that caused this one (nil: none)
+    std::uint64_t timestamp_ns = 0; // creation time, ns since the Unix epoch
+    std::string type;               // type or topic name, free-form ("order.created")
+    std::uint32_t attempt = 1;      // delivery attempt, 1 for the first
+    std::string reply_to;           // endpoint or address replies should go to
+    std::string traceparent;        // W3C trace context, propagated untouched
+    std::string content_type;       // body format, e.g. "application/msgpack", "text/plain"
+    std::uint64_t sequence = 0;     // per-publisher sequence number (0: not used)
+    std::vector<std::pair<std::string, std::string>> user_headers; // name -> bytes
+
+    // A header for a new conversation: fresh id, timestamp now, correlation id = id.
+    [[nodiscard]] static header fresh();
+
+    // A header for a message caused by `cause`: fresh id and timestamp, the cause's
+    // correlation id and traceparent kept, causation id = cause.id.
+    [[nodiscard]] static header follow_up(const header& cause);
+
+    // Assigns a fresh id and timestamp if id is nil; a nil correlation id becomes the id.
+    // Called by zmqkit::socket::send, so users may leave ids unset.
+    void stamp();
+
+    // Value of the first user header with this name, or nullptr.
+    [[nodiscard]] const std::string* find_user_header(std::string_view name) const noexcept;
+    // Sets (replaces) a user header.
+    void set_user_header(std::string_view name, std::string_view value);
+
+    // Resets every field to its default, keeping string capacity (for reuse on hot paths).
+    void clear() noexcept;
+
+    friend bool operator==(const header&, const header&) = default;
+};
+
+// Content types the library writes itself.
+inline constexpr std::string_view content_type_msgpack = "application/msgpack";
+
+} // namespace zmqkit

@@ -1,0 +1,51 @@
+// zmqkit — statistics of a forwarding device, in the layout of zmq_proxy_steerable's
+// STATISTICS reply, and the control-socket commands every zmqkit device answers.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace zmqkit {
+
+// Eight counters, in the order zmq_proxy_steerable (libzmq 4.3) replies to STATISTICS.
+// "messages" are whole multipart messages; "bytes" the sum of their frames.
+struct proxy_statistics {
+    std::uint64_t frontend_messages_in = 0;
+    std::uint64_t frontend_bytes_in = 0;
+    std::uint64_t frontend_messages_out = 0;
+    std::uint64_t frontend_bytes_out = 0;
+    std::uint64_t backend_messages_in = 0;
+    std::uint64_t backend_bytes_in = 0;
+    std::uint64_t backend_messages_out = 0;
+    std::uint64_t backend_bytes_out = 0;
+
+    // Eight frames, each one uint64 in host byte order (as libzmq sends them).
+    [[nodiscard]] std::vector<std::string> to_frames() const;
+    // Parses the eight frames of a STATISTICS reply; nullopt if they are not 8 x 8 bytes.
+    [[nodiscard]] static std::optional<proxy_statistics>
+    from_frames(const std::vector<std::string>& frames);
+    // {"frontend":{"messages_in":..,"bytes_in":..,"messages_out":..,"bytes_out":..},"backend":{..}}
+    [[nodiscard]] std::string to_json() const;
+
+    friend bool operator==(const proxy_statistics&, const proxy_statistics&) = default;
+};
+
+// Control commands (one frame each, upper case), as accepted on a device's control socket:
+//   PAUSE       stop reading from the frontend (and backend); replies "OK"
+//   RESUME      read again; replies "OK"
+//   TERMINATE   drain and stop the device; replies "OK"
+//   STATISTICS  replies proxy_statistics::to_frames()
+//   STATUS      replies one JSON frame: state, statistics and the device's metrics
+namespace control {
+inline constexpr const char* pause = "PAUSE";
+inline constexpr const char* resume = "RESUME";
+inline constexpr const char* terminate = "TERMINATE";
+inline constexpr const char* statistics = "STATISTICS";
+inline constexpr const char* status = "STATUS";
+} // namespace control
+
+} // namespace zmqkit

@@ -1,0 +1,280 @@
+#include <zmqkit/patterns/pipeline.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace zmqkit::patterns {
+namespace {
+
+void apply(zmq::socket_t& s, const socket_options& o) {
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
+    s.set(zmq::sockopt::sndhwm, o.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    });
+    return s;
+}
+
+} // namespace
+
+streamer::streamer(zmq::context_t& context, streamer_options options)
+    : actor(context, options.name), options_(std::move(options)) {
+    if (options_.frontend.empty() || options_.backend.empty()) {
+        throw config_error("streamer '" + options_.name +
+                           "': both a frontend and a backend endpoint are required");
+    }
+    (void)parse_endpoints(options_.frontend, endpoint_action::bind);
+    (void)parse_endpoints(options_.backend, endpoint_action::bind);
+    if (!options_.capture.empty()) {
+        (void)parse_endpoints(options_.capture, endpoint_action::bind);
+    }
+    if (!options_.control.empty()) {
+        (void)parse_endpoints(options_.control, endpoint_action::bind);
+    }
+    options_.batch = std::max<std::size_t>(1, options_.batch);
+    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    const metric_labels labels{{"component", options_.name}};
+    messages_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
+                                    "Messages received on the frontend", labels);
+    bytes_in_ = &reg.get_counter("zmqkit_device_bytes_in_total",
+                                 "Bytes received on the frontend", labels);
+    messages_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
+                                     "Messages sent on the backend", labels);
+    bytes_out_ =
+        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+    send_stalls_ = &reg.get_counter(
+        "zmqkit_device_backend_stalls_total",
+        "Times the backend had no room (no peer or HWM reached) and reading paused", labels);
+    frames_.reserve(8);
+}
+
+streamer::~streamer() { stop(); }
+
+void streamer::setup() {
+    frontend_.emplace(context(), zmq::socket_type::pull);
+    backend_.emplace(context(), zmq::socket_type::push);
+    apply(*frontend_, options_.sockets);
+    apply(*backend_, options_.sockets);
+    auto fe = attach(*frontend_, options_.frontend, endpoint_action::bind);
+    auto be = attach(*backend_, options_.backend, endpoint_action::bind);
+    std::vector<std::string> cap;
+    std::vector<std::string> ctl;
+    if (!options_.capture.empty()) {
+        capture_.emplace(context(), zmq::socket_type::push);
+        apply(*capture_, options_.sockets);
+        cap = attach(*capture_, options_.capture, endpoint_action::bind);
+    }
+    if (!options_.control.empty()) {
+        control_.emplace(context(), zmq::socket_type::rep);
+        control_->set(zmq::sockopt::linger, 0);
+        ctl = attach(*control_, options_.control, endpoint_action::bind);
+        watch(*control_, [this] { handle_control(); });
+    }
+    {
+        std::lock_guard lock(endpoints_mutex_);
+        frontend_endpoints_ = std::move(fe);
+        backend_endpoints_ = std::move(be);
+        capture_endpoints_ = std::move(cap);
+        control_endpoints_ = std::move(ctl);
+    }
+    watch(*frontend_, [this] { (void)forward(options_.batch); });
+    // Back-pressure: when the backend is full, stop reading the frontend until it has room.
+    watch(*backend_, ZMQ_POLLOUT, [this] {
+        set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
+        if (!paused_) {
+            set_watch_enabled(*frontend_, true);
+        }
+    }, false);
+}
+
+std::size_t streamer::forward(std::size_t limit) {
+    std::size_t forwarded = 0;
+    while (forwarded < limit) {
+        if ((backend_->get(zmq::sockopt::events) & ZMQ_POLLOUT) == 0) {
+            send_stalls_->add();
+            set_watch_enabled(*frontend_, false);
+            set_watch_enabled(*backend_, ZMQ_POLLOUT, true);
+            break;
+        }
+        std::size_t count = 0;
+        std::size_t bytes = 0;
+        bool more = true;
+        while (more) {
+            if (count == frames_.size()) {
+                frames_.emplace_back();
+            }
+            auto& frame = frames_[count];
+            if (!frontend_->recv(frame, count == 0 ? zmq::recv_flags::dontwait
+                                                   : zmq::recv_flags::none)) {
+                break;
+            }
+            more = frame.more();
+            bytes += frame.size();
+            ++count;
+        }
+        if (count == 0) {
+            break;
+        }
+        messages_in_->add();
+        bytes_in_->add(bytes);
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto flags = i + 1 < count ? zmq::send_flags::sndmore : zmq::send_flags::none;
+            if (capture_) {
+                zmq::message_t copy;
+                copy.copy(frames_[i]);
+                (void)capture_->send(copy, flags | zmq::send_flags::dontwait);
+            }
+            (void)backend_->send(frames_[i], flags);
+        }
+        messages_out_->add();
+        bytes_out_->add(bytes);
+        ++forwarded;
+    }
+    return forwarded;
+}
+
+std::vector<std::string> streamer::execute(const std::string& command) {
+    const std::string cmd = upper(command);
+    if (cmd == control::pause) {
+        set_paused(true);
+        return {"OK"};
+    }
+    if (cmd == control::resume) {
+        set_paused(false);
+        return {"OK"};
+    }
+    if (cmd == control::statistics) {
+        return statistics().to_frames();
+    }
+    if (cmd == control::status) {
+        return {status_json()};
+    }
+    if (cmd == control::terminate) {
+        terminated_ = true;
+        return {"OK"};
+    }
+    return {"ERROR unknown command '" + command +
+            "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
+}
+
+void streamer::handle_control() {
+    zmq::message_t frame;
+    std::string command;
+    bool first = true;
+    do {
+        if (!control_->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+            return;
+        }
+        if (first) {
+            command = frame.to_string();
+        }
+        first = false;
+    } while (frame.more());
+    const auto reply = execute(command);
+    for (std::size_t i = 0; i < reply.size(); ++i) {
+        (void)control_->send(zmq::buffer(reply[i]),
+                             i + 1 < reply.size() ? zmq::send_flags::sndmore
+                                                  : zmq::send_flags::none);
+    }
+    if (terminated_) {
+        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
+        request_exit();
+    }
+}
+
+std::vector<std::string> streamer::on_command(const std::vector<std::string>& frames) {
+    auto reply = execute(frames.front());
+    if (terminated_) {
+        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
+        request_exit();
+    }
+    return reply;
+}
+
+void streamer::set_paused(bool paused) {
+    paused_ = paused;
+    set_watch_enabled(*frontend_, !paused);
+    set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
+}
+
+bool streamer::pause() {
+    auto reply = command({control::pause});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+bool streamer::resume() {
+    auto reply = command({control::resume});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
+    if (paused_) {
+        return; // a paused device keeps what it holds; the frontend queue is not drained
+    }
+    // Forward what has already arrived; stop at the deadline or when the frontend is idle.
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (forward(options_.batch) > 0) {
+            continue;
+        }
+        if ((backend_->get(zmq::sockopt::events) & ZMQ_POLLOUT) == 0) {
+            zmq::pollitem_t item{backend_->handle(), 0, ZMQ_POLLOUT, 0};
+            (void)zmq::poll(&item, 1, std::chrono::milliseconds(10));
+            continue;
+        }
+        zmq::pollitem_t item{frontend_->handle(), 0, ZMQ_POLLIN, 0};
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(50))) == 0) {
+            break; // idle
+        }
+    }
+    // What is queued for the backend may still leave until the deadline.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    backend_->set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+}
+
+void streamer::teardown() noexcept {
+    control_.reset();
+    capture_.reset();
+    frontend_.reset();
+    backend_.reset();
+}
+
+proxy_statistics streamer::statistics() const noexcept {
+    proxy_statistics s;
+    s.frontend_messages_in = messages_in_->value();
+    s.frontend_bytes_in = bytes_in_->value();
+    s.backend_messages_out = messages_out_->value();
+    s.backend_bytes_out = bytes_out_->value();
+    return s;
+}
+
+std::string streamer::status_json() const {
+    return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") +
+           "\",\"statistics\":" + statistics().to_json() +
+           ",\"backend_stalls\":" + std::to_string(send_stalls_->value()) + "}";
+}
+
+std::vector<std::string> streamer::frontend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return frontend_endpoints_;
+}
+std::vector<std::string> streamer::backend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return backend_endpoints_;
+}
+std::vector<std::string> streamer::control_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return control_endpoints_;
+}
+std::vector<std::string> streamer::capture_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return capture_endpoints_;
+}
+
+} // namespace zmqkit::patterns

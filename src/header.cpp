@@ -1,0 +1,76 @@
+#include <zmqkit/header.hpp>
+
+#include <chrono>
+
+namespace zmqkit {
+
+namespace {
+std::uint64_t now_unix_ns() noexcept {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count());
+}
+} // namespace
+
+header header::fresh() {
+    header h;
+    h.stamp();
+    return h;
+}
+
+header header::follow_up(const header& cause) {
+    header h;
+    h.timestamp_ns = now_unix_ns();
+    h.id = message_id::generate(h.timestamp_ns);
+    h.correlation_id = cause.correlation_id.is_nil() ? cause.id : cause.correlation_id;
+    h.causation_id = cause.id;
+    h.traceparent = cause.traceparent;
+    return h;
+}
+
+void header::stamp() {
+    if (id.is_nil()) {
+        timestamp_ns = now_unix_ns();
+        id = message_id::generate(timestamp_ns);
+    } else if (timestamp_ns == 0) {
+        timestamp_ns = now_unix_ns();
+    }
+    if (correlation_id.is_nil()) {
+        correlation_id = id;
+    }
+}
+
+const std::string* header::find_user_header(std::string_view name) const noexcept {
+    for (const auto& [key, value] : user_headers) {
+        if (key == name) {
+            return &value;
+        }
+    }
+    return nullptr;
+}
+
+void header::set_user_header(std::string_view name, std::string_view value) {
+    for (auto& [key, existing] : user_headers) {
+        if (key == name) {
+            existing.assign(value);
+            return;
+        }
+    }
+    user_headers.emplace_back(std::string(name), std::string(value));
+}
+
+void header::clear() noexcept {
+    id = {};
+    correlation_id = {};
+    causation_id = {};
+    timestamp_ns = 0;
+    type.clear();
+    attempt = 1;
+    reply_to.clear();
+    traceparent.clear();
+    content_type.clear();
+    sequence = 0;
+    user_headers.clear();
+}
+
+} // namespace zmqkit

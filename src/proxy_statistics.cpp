@@ -1,0 +1,47 @@
+#include <zmqkit/proxy_statistics.hpp>
+
+#include <cstring>
+
+namespace zmqkit {
+
+std::vector<std::string> proxy_statistics::to_frames() const {
+    const std::uint64_t values[8] = {frontend_messages_in, frontend_bytes_in,
+                                     frontend_messages_out, frontend_bytes_out,
+                                     backend_messages_in,  backend_bytes_in,
+                                     backend_messages_out,  backend_bytes_out};
+    std::vector<std::string> frames;
+    for (auto v : values) {
+        frames.emplace_back(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+    return frames;
+}
+
+std::optional<proxy_statistics> proxy_statistics::from_frames(const std::vector<std::string>& f) {
+    if (f.size() != 8) {
+        return std::nullopt;
+    }
+    std::uint64_t v[8];
+    for (std::size_t i = 0; i < 8; ++i) {
+        if (f[i].size() != sizeof(std::uint64_t)) {
+            return std::nullopt;
+        }
+        std::memcpy(&v[i], f[i].data(), sizeof(std::uint64_t));
+    }
+    return proxy_statistics{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+}
+
+std::string proxy_statistics::to_json() const {
+    auto side = [](std::uint64_t mi, std::uint64_t bi, std::uint64_t mo, std::uint64_t bo) {
+        return "{\"messages_in\":" + std::to_string(mi) + ",\"bytes_in\":" + std::to_string(bi) +
+               ",\"messages_out\":" + std::to_string(mo) + ",\"bytes_out\":" + std::to_string(bo) +
+               "}";
+    };
+    return "{\"frontend\":" +
+           side(frontend_messages_in, frontend_bytes_in, frontend_messages_out,
+                frontend_bytes_out) +
+           ",\"backend\":" +
+           side(backend_messages_in, backend_bytes_in, backend_messages_out, backend_bytes_out) +
+           "}";
+}
+
+} // namespace zmqkit

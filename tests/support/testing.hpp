@@ -1,0 +1,70 @@
+// Test support: bounded waits and unique names. Never sleep to synchronise; wait for a
+// condition with a deadline.
+#pragma once
+
+#include <zmqkit/socket.hpp>
+
+#include <gtest/gtest.h>
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+namespace zmqkit::testing {
+
+using namespace std::chrono_literals;
+
+// Polls cond until true or the deadline; true if it became true. Yields between checks.
+inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (cond()) {
+            return true;
+        }
+        std::this_thread::yield();
+    }
+    return cond();
+}
+
+// One raw frame from a raw socket within timeout.
+inline std::optional<zmq::message_t> recv_within(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) == 0) {
+        return std::nullopt;
+    }
+    zmq::message_t m;
+    if (!s.recv(m, zmq::recv_flags::dontwait)) {
+        return std::nullopt;
+    }
+    return m;
+}
+
+// A name unique to this process and call, for inproc endpoints and ipc paths.
+inline std::string unique_name(const std::string& stem) {
+    static std::atomic<int> counter{0};
+    return stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
+}
+
+// An ipc endpoint in a fresh private directory under $TMPDIR (no shared directories).
+inline std::string ipc_endpoint(const std::string& stem) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/zmqkit-test-XXXXXX";
+    if (::mkdtemp(dir.data()) == nullptr) {
+        throw std::runtime_error("mkdtemp failed");
+    }
+    return "ipc://" + dir + "/" + stem + ".sock";
+}
+
+// Path of a built binary (ZMQKIT_BIN_DIR is set by CTest).
+inline std::string bin_path(const std::string& tool) {
+    const char* dir = std::getenv("ZMQKIT_BIN_DIR");
+    return std::string(dir != nullptr ? dir : "bin") + "/" + tool;
+}
+
+} // namespace zmqkit::testing

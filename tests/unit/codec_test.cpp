@@ -1,0 +1,265 @@
+// The envelope header codec: golden vectors from docs/wire-protocol.md (produced independently
+// with Python's msgpack package), round trips, and every class of malformed input.
+#include <zmqkit/codec.hpp>
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace zmqkit;
+
+namespace {
+
+std::string unhex(std::string_view hex) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+        out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+    }
+    return out;
+}
+
+std::string hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (char ch : bytes) {
+        const auto c = static_cast<unsigned char>(ch);
+        out.push_back(digits[c >> 4U]);
+        out.push_back(digits[c & 15U]);
+    }
+    return out;
+}
+
+message_id id_of(std::string_view text) { return *message_id::parse(text); }
+
+// docs/wire-protocol.md, "Golden vectors".
+constexpr std::string_view vector_minimal =
+    "83000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
+constexpr std::string_view vector_full =
+    "8c000101c4100193f1a2b3c47d5e8f0123456789abcd02c4100193f1a2b3c07000800000000000c0de03c41001"
+    "93f1a2b3c27abc9fedcba98765432104cf180abe7135f8cd1505ad6f726465722e63726561746564060307b374"
+    "63703a2f2f31302e302e302e353a3535353508d93730302d34626639326633353737623334646136613363653932"
+    "396430653065343733362d303066303637616130626139303262372d303109b36170706c69636174696f6e2f6d73"
+    "677061636b0a2a0b82a674656e616e74c40461636d65ac72657472792d726561736f6ec40774696d656f7574";
+constexpr std::string_view vector_unknown_keys =
+    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150c93010281a161c0a178cb3ff8"
+    "000000000000";
+constexpr std::string_view vector_version_2 =
+    "83000201c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
+
+header minimal_header() {
+    header h;
+    h.id = id_of("0193f1a2-b3c4-7d5e-8f01-23456789abcd");
+    h.correlation_id = h.id;
+    h.timestamp_ns = 1732406400123456789ULL;
+    return h;
+}
+
+header full_header() {
+    header h = minimal_header();
+    h.correlation_id = id_of("0193f1a2-b3c0-7000-8000-00000000c0de");
+    h.causation_id = id_of("0193f1a2-b3c2-7abc-9fed-cba987654321");
+    h.type = "order.created";
+    h.attempt = 3;
+    h.reply_to = "tcp://10.0.0.5:5555";
+    h.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    h.content_type = "application/msgpack";
+    h.sequence = 42;
+    h.user_headers = {{"tenant", "acme"}, {"retry-reason", "timeout"}};
+    return h;
+}
+
+decode_status decode(std::string_view bytes, header& out) {
+    return decode_header(bytes.data(), bytes.size(), out);
+}
+
+} // namespace
+
+TEST(codec, minimal_header_matches_golden_vector) {
+    const auto h = minimal_header();
+    EXPECT_EQ(hex(encode_header(h)), vector_minimal);
+    EXPECT_EQ(encoded_size(h), vector_minimal.size() / 2);
+}
+
+TEST(codec, full_header_matches_golden_vector) {
+    const auto h = full_header();
+    EXPECT_EQ(hex(encode_header(h)), vector_full);
+    EXPECT_EQ(encoded_size(h), vector_full.size() / 2);
+}
+
+TEST(codec, golden_vectors_decode_to_their_headers) {
+    header out;
+    ASSERT_TRUE(decode(unhex(vector_minimal), out)) << "minimal";
+    EXPECT_EQ(out, minimal_header());
+    EXPECT_EQ(out.correlation_id, out.id) << "absent correlation id means 'same as id'";
+    ASSERT_TRUE(decode(unhex(vector_full), out)) << "full";
+    EXPECT_EQ(out, full_header());
+}
+
+TEST(codec, unknown_keys_are_ignored) {
+    header out;
+    const auto st = decode(unhex(vector_unknown_keys), out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out, minimal_header());
+}
+
+TEST(codec, unknown_major_version_is_a_clear_error) {
+    header out;
+    const auto st = decode(unhex(vector_version_2), out);
+    EXPECT_EQ(st.code, decode_errc::unsupported_version);
+    EXPECT_EQ(st.value, 2U);
+    EXPECT_NE(st.message().find("unsupported protocol version 2"), std::string::npos)
+        << st.message();
+}
+
+TEST(codec, round_trips_extreme_values) {
+    header h = full_header();
+    h.timestamp_ns = ~std::uint64_t{0};
+    h.sequence = 0xFFFFFFFFFFFFFFFFULL;
+    h.attempt = 0xFFFFFFFFU;
+    h.type = std::string(70000, 't');           // str32
+    h.reply_to = std::string(300, 'r');         // str16
+    h.content_type = std::string(40, 'c');      // str8
+    h.user_headers.clear();
+    for (int i = 0; i < 20; ++i) {               // map16
+        h.user_headers.emplace_back("k" + std::to_string(i), std::string(300, static_cast<char>(i)));
+    }
+    h.user_headers.emplace_back("empty", "");
+    h.user_headers.emplace_back("binary", std::string("\0\xff\n", 3));
+    const auto bytes = encode_header(h);
+    EXPECT_EQ(bytes.size(), encoded_size(h));
+    header out;
+    const auto st = decode(bytes, out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out, h);
+}
+
+TEST(codec, defaults_are_omitted_on_the_wire) {
+    header h = minimal_header();
+    const auto base = encoded_size(h);
+    h.attempt = 1;
+    h.sequence = 0;
+    EXPECT_EQ(encoded_size(h), base);
+    h.attempt = 2;
+    EXPECT_EQ(encoded_size(h), base + 2);
+}
+
+TEST(codec, decode_reuses_the_output_header) {
+    header out = full_header();
+    ASSERT_TRUE(decode(unhex(vector_minimal), out));
+    EXPECT_TRUE(out.type.empty()) << "fields absent on the wire are reset";
+    EXPECT_TRUE(out.user_headers.empty());
+    EXPECT_EQ(out.attempt, 1U);
+}
+
+// ---- malformed input: every class yields a typed error, never a crash ---------------------
+
+TEST(codec_malformed, empty_frame_is_not_an_envelope) {
+    header out;
+    EXPECT_EQ(decode("", out).code, decode_errc::not_envelope);
+}
+
+TEST(codec_malformed, plain_text_is_not_an_envelope) {
+    header out;
+    const auto st = decode("hello world", out);
+    EXPECT_EQ(st.code, decode_errc::not_envelope);
+    EXPECT_NE(st.message().find("not a zmqkit envelope"), std::string::npos);
+}
+
+TEST(codec_malformed, map_without_version_first_is_not_an_envelope) {
+    header out;
+    EXPECT_EQ(decode(unhex("8101c410" + std::string(32, '0')), out).code,
+              decode_errc::not_envelope);
+    EXPECT_EQ(decode(unhex("80"), out).code, decode_errc::not_envelope);
+    EXPECT_EQ(decode(unhex("8100a131"), out).code, decode_errc::not_envelope)
+        << "version as a string";
+}
+
+TEST(codec_malformed, every_truncation_of_the_full_vector_is_reported) {
+    const auto bytes = unhex(vector_full);
+    for (std::size_t n = 1; n < bytes.size(); ++n) {
+        header out;
+        const auto st = decode(std::string_view(bytes).substr(0, n), out);
+        EXPECT_EQ(st.code, decode_errc::truncated) << "cut at " << n << ": " << st.message();
+    }
+}
+
+TEST(codec_malformed, wrong_field_types_name_the_field) {
+    const std::string id = "c410" + std::string("0193f1a2b3c47d5e8f0123456789abcd");
+    const std::string ts = "04cf180abe7135f8cd15";
+    struct bad_case {
+        std::string hex;
+        std::string field;
+    };
+    const bad_case cases[] = {
+        {"83000101c408" + std::string(16, '1') + ts, "id"},           // 8-byte id
+        {"83000101a3616263" + ts, "id"},                              // id as a string
+        {"830001" + std::string("01") + id + "04a3616263", "timestamp"}, // timestamp as a string
+        {"830001" + std::string("01") + id + "04ff", "timestamp"},    // negative timestamp
+        {"840001" + std::string("01") + id + ts + "06ff", "attempt"}, // negative attempt
+        {"840001" + std::string("01") + id + ts + "06cf0000000100000000", "attempt"}, // > 2^32-1
+        {"840001" + std::string("01") + id + ts + "05c3", "type"},    // type as a bool
+        {"840001" + std::string("01") + id + ts + "0b93010203", "user_headers"}, // array
+        {"840001" + std::string("01") + id + ts + "0b8101a0", "user_headers"},   // int key
+        {"840001" + std::string("01") + id + ts + "02c4021234", "correlation_id"},
+    };
+    for (const auto& c : cases) {
+        header out;
+        const auto st = decode(unhex(c.hex), out);
+        EXPECT_EQ(st.code, decode_errc::bad_field) << c.hex << ": " << st.message();
+        EXPECT_EQ(st.field, c.field) << c.hex;
+        EXPECT_NE(st.message().find(c.field), std::string::npos);
+    }
+}
+
+TEST(codec_malformed, missing_required_fields) {
+    header out;
+    auto st = decode(unhex("820001" + std::string("04cf180abe7135f8cd15")), out);
+    EXPECT_EQ(st.code, decode_errc::missing_field);
+    EXPECT_EQ(st.field, "id");
+    st = decode(unhex("820001" + std::string("01c4100193f1a2b3c47d5e8f0123456789abcd")), out);
+    EXPECT_EQ(st.code, decode_errc::missing_field);
+    EXPECT_EQ(st.field, "timestamp");
+}
+
+TEST(codec_malformed, trailing_bytes_after_the_map) {
+    header out;
+    const auto st = decode(unhex(std::string(vector_minimal) + "00"), out);
+    EXPECT_EQ(st.code, decode_errc::trailing_bytes);
+    EXPECT_EQ(st.value, vector_minimal.size() / 2);
+}
+
+TEST(codec_malformed, huge_counts_with_little_data_are_truncations) {
+    header out;
+    // map32 claiming 4 billion entries
+    EXPECT_EQ(decode(unhex("dfffffffff0001"), out).code, decode_errc::truncated);
+    // unknown key whose value is an array32 of 4 billion items
+    EXPECT_EQ(decode(unhex("8200010cddffffffff00"), out).code, decode_errc::truncated);
+    // user headers map32 of 4 billion pairs
+    const std::string prefix = "8400010" + std::string("1c4100193f1a2b3c47d5e8f0123456789abcd") +
+                               "04cf180abe7135f8cd15";
+    EXPECT_EQ(decode(unhex(prefix + "0bdfffffffff"), out).code, decode_errc::truncated);
+}
+
+TEST(codec_malformed, deeply_nested_unknown_value_is_skipped_without_recursion) {
+    // key 12 -> 200000 nested fixarrays of one element, ending in nil
+    std::string bytes = unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150c");
+    bytes.append(200000, '\x91');
+    bytes.push_back('\xc0');
+    header out;
+    const auto st = decode(bytes, out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out.id, id_of("0193f1a2-b3c4-7d5e-8f01-23456789abcd"));
+}
+
+TEST(codec_malformed, reserved_byte_0xc1_is_rejected) {
+    header out;
+    const auto st = decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150cc1"), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+}
+
+TEST(codec_malformed, error_codes_have_stable_names) {
+    EXPECT_EQ(to_string(decode_errc::truncated), "truncated");
+    EXPECT_EQ(to_string(decode_errc::not_envelope), "not_envelope");
+    EXPECT_EQ(to_string(decode_errc::unsupported_version), "unsupported_version");
+    EXPECT_EQ(to_string(decode_errc::bad_frame_count), "bad_frame_count");
+}

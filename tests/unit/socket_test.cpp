@@ -1,0 +1,166 @@
+// zmqkit::socket over real inproc/ipc/tcp sockets: envelopes round-trip, malformed messages
+// from the network are counted and skipped, waits are bounded.
+#include <zmqkit/socket.hpp>
+
+#include "support/testing.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace zmqkit;
+using namespace zmqkit::testing;
+
+namespace {
+
+struct pair_fixture : ::testing::Test {
+    zmq::context_t ctx;
+    metrics_registry registry;
+
+    socket_options opts(const std::string& name) {
+        socket_options o;
+        o.name = name;
+        o.registry = &registry;
+        return o;
+    }
+};
+
+} // namespace
+
+TEST_F(pair_fixture, envelope_round_trip_over_every_transport) {
+    for (const std::string& address :
+         {"inproc://" + unique_name("rt"), ipc_endpoint("rt"), std::string("tcp://127.0.0.1:*")}) {
+        zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+        zmqkit::socket push(ctx, zmq::socket_type::push, opts("push"));
+        const auto bound = pull.attach(address, endpoint_action::bind);
+        push.attach(bound.at(0), endpoint_action::connect);
+
+        message m{"payload"};
+        m.header().type = "order.created";
+        m.header().set_user_header("tenant", "acme");
+        ASSERT_TRUE(push.send(m));
+        EXPECT_FALSE(m.id().is_nil()) << "send assigns the id and keeps the header";
+        EXPECT_EQ(m.body().size(), 0U) << "the body was moved into libzmq";
+
+        auto got = pull.recv(5s);
+        ASSERT_TRUE(got.has_value()) << address;
+        EXPECT_EQ(got->body_view(), "payload");
+        EXPECT_EQ(got->id(), m.id());
+        EXPECT_EQ(got->correlation_id(), m.id());
+        EXPECT_EQ(got->header().type, "order.created");
+        EXPECT_EQ(*got->header().find_user_header("tenant"), "acme");
+    }
+}
+
+TEST_F(pair_fixture, typed_receive) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    zmqkit::socket push(ctx, zmq::socket_type::push, opts("push"));
+    const auto ep = "inproc://" + unique_name("typed");
+    pull.attach(ep, endpoint_action::bind);
+    push.attach(ep, endpoint_action::connect);
+    ASSERT_TRUE(push.send(message::pack(std::vector<int>{1, 2, 3})));
+    auto v = pull.recv_as<std::vector<int>>(5s);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(*v, (std::vector<int>{1, 2, 3}));
+}
+
+TEST_F(pair_fixture, recv_times_out_within_its_bound) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    pull.attach("inproc://" + unique_name("idle"), endpoint_action::bind);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(pull.recv(50ms).has_value());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_FALSE(pull.recv(0ms).has_value());
+}
+
+TEST_F(pair_fixture, malformed_messages_are_counted_reported_and_skipped) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    const auto ep = "inproc://" + unique_name("bad");
+    pull.attach(ep, endpoint_action::bind);
+    zmq::socket_t raw(ctx, zmq::socket_type::push);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(ep);
+
+    std::vector<decode_errc> reported;
+    pull.on_decode_error([&](const decode_status& st) { reported.push_back(st.code); });
+
+    // 1. a single plain frame, 2. three frames, 3. a header of an unknown version,
+    // 4. garbage header, then 5. a good message: only the last must come out.
+    raw.send(zmq::str_buffer("just text"));
+    raw.send(zmq::str_buffer("a"), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("b"), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("c"));
+    header h = header::fresh();
+    auto v1 = encode_header(h);
+    auto v2 = v1;
+    v2[2] = '\x02'; // version byte
+    raw.send(zmq::buffer(v2), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("body"));
+    raw.send(zmq::str_buffer("\xc1\xc1"), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("body"));
+    raw.send(zmq::buffer(v1), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("good"));
+
+    auto got = pull.recv(5s);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->body_view(), "good");
+    EXPECT_EQ(got->id(), h.id);
+    EXPECT_EQ(pull.counters().decode_errors->value(), 4U);
+    EXPECT_EQ(reported, (std::vector<decode_errc>{decode_errc::bad_frame_count,
+                                                  decode_errc::bad_frame_count,
+                                                  decode_errc::unsupported_version,
+                                                  decode_errc::not_envelope}));
+    EXPECT_EQ(pull.last_decode_error().code, decode_errc::not_envelope);
+}
+
+TEST_F(pair_fixture, send_gives_up_after_the_send_timeout_and_keeps_the_body) {
+    auto o = opts("push");
+    o.send_timeout = 20ms;
+    zmqkit::socket push(ctx, zmq::socket_type::push, o);
+    push.attach("inproc://" + unique_name("nobody"), endpoint_action::bind); // no peer at all
+    message m{"kept"};
+    EXPECT_FALSE(push.send(m));
+    EXPECT_EQ(m.body_view(), "kept");
+    EXPECT_EQ(push.counters().send_timeouts->value(), 1U);
+}
+
+TEST_F(pair_fixture, topic_layout_on_pub_sub) {
+    zmqkit::socket pub(ctx, zmq::socket_type::pub, opts("pub"));
+    zmqkit::socket sub(ctx, zmq::socket_type::sub, opts("sub"));
+    const auto ep = "inproc://" + unique_name("topic");
+    pub.attach(ep, endpoint_action::bind);
+    sub.raw().set(zmq::sockopt::subscribe, "orders.");
+    sub.attach(ep, endpoint_action::connect);
+    // Subscriptions travel asynchronously: publish until the subscriber sees one (bounded).
+    std::optional<message> got;
+    std::string topic;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!got && std::chrono::steady_clock::now() < deadline) {
+        message ignored{"x"};
+        ASSERT_TRUE(pub.send("other.topic", ignored));
+        message m{"o-1"};
+        ASSERT_TRUE(pub.send("orders.created", m));
+        got = sub.recv(10ms, topic);
+    }
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(topic, "orders.created");
+    EXPECT_EQ(got->body_view(), "o-1");
+}
+
+TEST_F(pair_fixture, counters_are_registered_with_the_socket_name) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("stage.in"));
+    zmqkit::socket push(ctx, zmq::socket_type::push, opts("stage.out"));
+    const auto ep = "inproc://" + unique_name("count");
+    pull.attach(ep, endpoint_action::bind);
+    push.attach(ep, endpoint_action::connect);
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE(push.send(message{"0123456789"}));
+    }
+    for (int i = 0; i < 10; ++i) {
+        ASSERT_TRUE(pull.recv(5s).has_value());
+    }
+    const auto text = registry.prometheus_text();
+    EXPECT_NE(text.find("zmqkit_socket_messages_sent_total{socket=\"stage.out\"} 10"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("zmqkit_socket_messages_received_total{socket=\"stage.in\"} 10"),
+              std::string::npos);
+}
