@@ -220,15 +220,18 @@ void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
         if (forward(options_.batch) > 0) {
             continue;
         }
-        if ((backend_->get(zmq::sockopt::events) & ZMQ_POLLOUT) == 0) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        const auto slice = std::max(std::chrono::milliseconds(0),
+                                    std::min(left, std::chrono::milliseconds(50)));
+        if ((frontend_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) {
+            // Input is waiting but the backend has no room: wait for room, within the deadline.
             zmq::pollitem_t item{backend_->handle(), 0, ZMQ_POLLOUT, 0};
-            (void)zmq::poll(&item, 1, std::chrono::milliseconds(10));
+            (void)zmq::poll(&item, 1, slice);
             continue;
         }
         zmq::pollitem_t item{frontend_->handle(), 0, ZMQ_POLLIN, 0};
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(50))) == 0) {
+        if (zmq::poll(&item, 1, slice) == 0) {
             break; // idle
         }
     }

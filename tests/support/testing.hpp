@@ -61,6 +61,41 @@ inline std::string ipc_endpoint(const std::string& stem) {
     return "ipc://" + dir + "/" + stem + ".sock";
 }
 
+// Watches a socket's handshakes with the ZeroMQ socket monitor. Construct it before the
+// socket connects; wait() returns once a ZMTP handshake has completed (the peer is really
+// there), so tests never sleep for "connection established".
+class handshake_monitor {
+public:
+    handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
+        : pair_(ctx, zmq::socket_type::pair) {
+        const std::string endpoint = "inproc://" + unique_name("monitor");
+        if (zmq_socket_monitor(socket.handle(), endpoint.c_str(),
+                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+            throw std::runtime_error("zmq_socket_monitor failed");
+        }
+        pair_.set(zmq::sockopt::linger, 0);
+        pair_.connect(endpoint);
+        socket_ = socket.handle();
+    }
+    ~handshake_monitor() { zmq_socket_monitor(socket_, nullptr, 0); }
+    handshake_monitor(const handshake_monitor&) = delete;
+    handshake_monitor& operator=(const handshake_monitor&) = delete;
+
+    // True once a handshake succeeded within timeout.
+    bool wait(std::chrono::milliseconds timeout) {
+        auto event = recv_within(pair_, timeout); // frame 1: event id + value
+        if (!event) {
+            return false;
+        }
+        (void)recv_within(pair_, timeout); // frame 2: endpoint
+        return true;
+    }
+
+private:
+    zmq::socket_t pair_;
+    void* socket_ = nullptr;
+};
+
 // Path of a built binary (ZMQKIT_BIN_DIR is set by CTest).
 inline std::string bin_path(const std::string& tool) {
     const char* dir = std::getenv("ZMQKIT_BIN_DIR");
