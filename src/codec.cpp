@@ -672,8 +672,11 @@ decode_status decode_header(const void* data, std::size_t size, header& out) noe
     if (!have_timestamp) {
         return fail(decode_errc::missing_field, "timestamp");
     }
-    if (!have_correlation) {
-        out.correlation_id = out.id;
+    if (out.id.is_nil()) {
+        return fail(decode_errc::bad_field, "id", 0); // the nil id means "unassigned"
+    }
+    if (!have_correlation || out.correlation_id.is_nil()) {
+        out.correlation_id = out.id; // absent (or nil): the message starts its conversation
     }
     return {};
 }

@@ -211,6 +211,19 @@ TEST(codec_malformed, wrong_field_types_name_the_field) {
     }
 }
 
+TEST(codec_malformed, nil_id_is_rejected_and_nil_correlation_means_absent) {
+    header out;
+    const std::string nil = "c410" + std::string(32, '0');
+    auto st = decode(unhex("830001" + std::string("01") + nil + "04cf180abe7135f8cd15"), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "id");
+    st = decode(unhex("840001" + std::string("01c4100193f1a2b3c47d5e8f0123456789abcd") + "02" + nil +
+                      "04cf180abe7135f8cd15"),
+                out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out.correlation_id, out.id);
+}
+
 TEST(codec_malformed, missing_required_fields) {
     header out;
     auto st = decode(unhex("820001" + std::string("04cf180abe7135f8cd15")), out);
