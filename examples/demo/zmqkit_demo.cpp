@@ -1,14 +1,14 @@
 // zmqkit-demo: order processing across processes, on localhost.
 //
 //   this process          zmqkit-proxy (stream)         N worker processes          this process
-//   order source  --ipc-->  frontend -> backend  --ipc-->  "charge payment"  --ipc-->  results sink
+//   order source  --tcp-->  frontend -> backend  --tcp-->  "charge payment"  --tcp-->  results sink
 //
 // Orders are placed without waiting for anyone (the source only queues them); the proxy joins
 // the stages; each worker charges an order and emits an "order.charged" event that keeps the
 // order's correlation id and names the order as its cause. The sink checks every order came
 // back exactly once, by id, prints a few traces and a summary, then everything stops cleanly.
 //
-//   zmqkit-demo [--orders N] [--workers N] [--proxy PATH]      orchestrates (default)
+//   zmqkit-demo [--orders N] [--workers N] [--transport tcp|ipc] [--proxy PATH]
 //   zmqkit-demo worker --input EP --output EP --name NAME      one worker process
 #include <zmqkit/patterns/pipeline.hpp>
 #include <zmqkit/signals.hpp>
@@ -21,9 +21,13 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
+#include <fcntl.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,17 +120,74 @@ int run_worker(int argc, char** argv) {
 
 // ---- the orchestrator -----------------------------------------------------------------------
 
-pid_t spawn(const std::vector<std::string>& args) {
+// Starts a child; with stderr_fd, its stderr is a pipe whose read end is returned there.
+pid_t spawn(const std::vector<std::string>& args, int* stderr_fd = nullptr) {
     std::vector<char*> argv;
     for (const auto& a : args) {
         argv.push_back(const_cast<char*>(a.c_str()));
     }
     argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    int pipe_fds[2] = {-1, -1};
+    if (stderr_fd != nullptr) {
+        if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+            throw std::runtime_error("pipe failed");
+        }
+        posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+    }
     pid_t pid = -1;
-    if (::posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-        throw std::runtime_error("cannot start " + args[0]);
+    const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (stderr_fd != nullptr) {
+        ::close(pipe_fds[1]);
+        *stderr_fd = pipe_fds[0];
+    }
+    if (rc != 0) {
+        throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
     }
     return pid;
+}
+
+// Reads the proxy's stderr until it has printed its bound frontend and backend (bounded), then
+// keeps copying its stderr to ours on a thread so the proxy never blocks on a full pipe.
+std::pair<std::string, std::string> bound_endpoints(int fd, std::thread& copier) {
+    std::string buffer;
+    std::string frontend;
+    std::string backend;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while ((frontend.empty() || backend.empty()) && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        char chunk[4096];
+        const auto n = ::read(fd, chunk, sizeof chunk);
+        if (n <= 0) {
+            break;
+        }
+        buffer.append(chunk, static_cast<std::size_t>(n));
+        for (auto nl = buffer.find('\n'); nl != std::string::npos; nl = buffer.find('\n')) {
+            const std::string line = buffer.substr(0, nl);
+            buffer.erase(0, nl + 1);
+            std::cerr << line << "\n";
+            for (auto [key, out] : {std::pair{"frontend bound ", &frontend},
+                                    std::pair{"backend bound ", &backend}}) {
+                if (auto at = line.find(key); at != std::string::npos) {
+                    *out = line.substr(at + std::strlen(key));
+                }
+            }
+        }
+    }
+    std::cerr << buffer;
+    copier = std::thread([fd] {
+        char chunk[4096];
+        for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) {
+            (void)!::write(STDERR_FILENO, chunk, static_cast<std::size_t>(n));
+        }
+        ::close(fd);
+    });
+    return {frontend, backend};
 }
 
 // Waits for a child with a deadline; SIGKILL after it. Returns the exit code (128+sig).
@@ -163,22 +224,45 @@ int run_demo(int argc, char** argv) {
         std::perror("zmqkit-demo: mkdtemp");
         return 70;
     }
+    const auto transport = option(argc, argv, "--transport", "tcp");
+    if (transport != "tcp" && transport != "ipc") {
+        std::cerr << "zmqkit-demo: --transport must be tcp or ipc\n";
+        return 64;
+    }
     const std::string base = std::string("ipc://") + dir;
-    const std::string frontend = base + "/orders.sock";
-    const std::string backend = base + "/work.sock";
-    const std::string results = base + "/results.sock";
-    const std::string control = base + "/proxy.ctl";
-
-    std::cout << "zmqkit demo: " << orders << " orders -> zmqkit-proxy (stream) -> " << workers
-              << " worker processes -> results sink, over ipc in " << dir << "\n"
-              << std::flush;
+    const std::string control = base + "/proxy.ctl"; // operators' control socket: local only
 
     zmq::context_t context;
-    patterns::sink sink(context, "@" + results);
+    patterns::sink sink(context, transport == "tcp" ? "@tcp://127.0.0.1:*"
+                                                    : "@" + base + "/results.sock");
+    const std::string results = sink.endpoints().at(0);
     std::vector<pid_t> children;
-    children.push_back(spawn({proxy_path, "--frontend", "@" + frontend, "--backend",
-                              "@" + backend, "--control", "@" + control, "--name", "orders",
-                              "--quiet"}));
+    std::thread proxy_log;
+    std::string frontend = base + "/orders.sock";
+    std::string backend = base + "/work.sock";
+    if (transport == "tcp") {
+        int proxy_stderr = -1;
+        children.push_back(spawn({proxy_path, "--frontend", "@tcp://127.0.0.1:*", "--backend",
+                                  "@tcp://127.0.0.1:*", "--control", "@" + control, "--name",
+                                  "orders"},
+                                 &proxy_stderr));
+        std::tie(frontend, backend) = bound_endpoints(proxy_stderr, proxy_log);
+        if (frontend.empty() || backend.empty()) {
+            std::cerr << "zmqkit-demo: zmqkit-proxy did not report its endpoints\n";
+            ::kill(children[0], SIGKILL);
+            ::waitpid(children[0], nullptr, 0);
+            proxy_log.join();
+            return 69;
+        }
+    } else {
+        children.push_back(spawn({proxy_path, "--frontend", "@" + frontend, "--backend",
+                                  "@" + backend, "--control", "@" + control, "--name", "orders",
+                                  "--quiet"}));
+    }
+    std::cout << "zmqkit demo: " << orders << " orders -> zmqkit-proxy (stream, " << frontend
+              << " -> " << backend << ") -> " << workers << " worker processes -> results sink ("
+              << results << ")\n"
+              << std::flush;
     for (std::uint64_t i = 1; i <= workers; ++i) {
         children.push_back(spawn({self_path(), "worker", "--input", ">" + backend, "--output",
                                   ">" + results, "--name", "worker-" + std::to_string(i)}));
@@ -190,6 +274,9 @@ int run_demo(int argc, char** argv) {
         }
         for (auto pid : children) {
             worst = std::max(worst, reap(pid, 5s));
+        }
+        if (proxy_log.joinable()) {
+            proxy_log.join(); // the proxy has exited: its stderr is at EOF
         }
         return worst;
     };
@@ -293,6 +380,7 @@ int run_demo(int argc, char** argv) {
               << static_cast<std::uint64_t>(static_cast<double>(received) / elapsed.count())
               << " msgs/s send_retries=" << send_failures << "\n";
     for (const char* f : {"/orders.sock", "/work.sock", "/results.sock", "/proxy.ctl"}) {
+        // ipc files left by the proxy and the sink
         ::unlink((std::string(dir) + f).c_str());
     }
     ::rmdir(dir);
@@ -316,7 +404,8 @@ int main(int argc, char** argv) {
             return run_worker(argc, argv);
         }
         if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
-            std::cout << "usage: zmqkit-demo [--orders N] [--workers N] [--proxy PATH]\n"
+            std::cout << "usage: zmqkit-demo [--orders N] [--workers N] [--transport tcp|ipc] "
+                         "[--proxy PATH]\n"
                          "       zmqkit-demo worker --input EP --output EP --name NAME\n";
             return 0;
         }
