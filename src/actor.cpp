@@ -198,6 +198,10 @@ void actor::stop(std::chrono::milliseconds deadline) noexcept {
         if (!started_.load() || !thread_.joinable()) {
             return;
         }
+        if (std::this_thread::get_id() == thread_.get_id()) {
+            request_exit(); // called from a handler: leave the loop; the owner joins later
+            return;
+        }
         {
             std::lock_guard command_lock(command_mutex_);
             bool finished = false;

@@ -565,7 +565,8 @@ std::string encode_header(const header& h) {
     return s;
 }
 
-decode_status decode_header(const void* data, std::size_t size, header& out) noexcept {
+decode_status decode_header(const void* data, std::size_t size, header& out,
+                            std::size_t* header_size) noexcept {
     out.clear();
     reader r(data, size);
     std::uint64_t count = 0;
@@ -663,7 +664,9 @@ decode_status decode_header(const void* data, std::size_t size, header& out) noe
         // Only std::bad_alloc can get here (strings of a huge header).
         return fail(decode_errc::bad_field, "user_headers", r.offset());
     }
-    if (!r.at_end()) {
+    if (header_size != nullptr) {
+        *header_size = static_cast<std::size_t>(r.offset());
+    } else if (!r.at_end()) {
         return fail(decode_errc::trailing_bytes, {}, r.offset());
     }
     if (!have_id) {

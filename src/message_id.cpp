@@ -81,18 +81,12 @@ struct id_generator {
             counter = 0;
         }
         const std::uint64_t rand_b = next();
+        // Big-endian: 48-bit ms | version 7 + 12-bit counter; variant 10 + 62 random bits.
+        const std::uint64_t high = (last_ms << 16U) | 0x7000U | (counter & 0x0FFFU);
+        const std::uint64_t low = (rand_b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
         std::array<std::uint8_t, message_id::size> b{};
-        for (int i = 0; i < 6; ++i) {
-            b[static_cast<std::size_t>(i)] =
-                static_cast<std::uint8_t>(last_ms >> (40U - 8U * static_cast<unsigned>(i)));
-        }
-        b[6] = static_cast<std::uint8_t>(0x70U | ((counter >> 8U) & 0x0FU));
-        b[7] = static_cast<std::uint8_t>(counter & 0xFFU);
-        b[8] = static_cast<std::uint8_t>(0x80U | ((rand_b >> 56U) & 0x3FU));
-        for (int i = 9; i < 16; ++i) {
-            b[static_cast<std::size_t>(i)] =
-                static_cast<std::uint8_t>(rand_b >> (8U * static_cast<unsigned>(15 - i)));
-        }
+        const std::uint64_t be[2] = {__builtin_bswap64(high), __builtin_bswap64(low)};
+        std::memcpy(b.data(), be, sizeof be);
         return message_id{b};
     }
 };

@@ -1,12 +1,13 @@
 #include <zmqkit/socket.hpp>
 
 #include <algorithm>
+#include <cstring>
 
 namespace zmqkit {
 namespace {
 
 // Frames kept per received message; further frames of an oversized message are discarded.
-constexpr std::size_t max_kept_frames = 8;
+constexpr std::size_t max_kept_frames = 4;
 
 socket_counters register_counters(metrics_registry& reg, const std::string& name) {
     const metric_labels labels{{"socket", name}};
@@ -58,9 +59,16 @@ bool socket::send_frames(const std::string_view* topic, message& m) {
     auto& h = m.header();
     h.stamp();
     const std::size_t header_size = encoded_size(h);
-    zmq::message_t header_frame(header_size);
-    encode_header(h, static_cast<std::byte*>(header_frame.data()));
-    const std::size_t body_size = m.body().size();
+    const std::size_t body_size = m.body_size();
+    const bool inline_body = body_size <= options_.inline_body_limit;
+    // One frame for small bodies: [header+body]; else [header][body] with the body uncopied.
+    zmq::message_t header_frame(header_size + (inline_body ? body_size : 0));
+    auto* out = static_cast<std::byte*>(header_frame.data());
+    encode_header(h, out);
+    if (inline_body && body_size != 0) {
+        std::memcpy(out + header_size, m.body_view().data(), body_size);
+    }
+    const auto header_flags = inline_body ? zmq::send_flags::none : zmq::send_flags::sndmore;
     // The first frame decides: once it is queued, the remaining frames of the message are too.
     if (topic != nullptr) {
         zmq::message_t topic_frame(topic->data(), topic->size());
@@ -68,12 +76,17 @@ bool socket::send_frames(const std::string_view* topic, message& m) {
             counters_.send_timeouts->add();
             return false;
         }
-        (void)socket_.send(header_frame, zmq::send_flags::sndmore);
-    } else if (!socket_.send(header_frame, zmq::send_flags::sndmore)) {
+        (void)socket_.send(header_frame, header_flags);
+    } else if (!socket_.send(header_frame, header_flags)) {
         counters_.send_timeouts->add();
         return false;
     }
-    (void)socket_.send(m.body(), zmq::send_flags::none);
+    if (inline_body) {
+        m.set_body(zmq::message_t());
+    } else {
+        auto body = m.take_body();
+        (void)socket_.send(body, zmq::send_flags::none);
+    }
     counters_.messages_sent->add();
     counters_.bytes_sent->add(header_size + body_size + (topic != nullptr ? topic->size() : 0));
     return true;
@@ -92,18 +105,22 @@ std::optional<message> socket::recv(std::chrono::milliseconds timeout, std::stri
 }
 
 std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::string* topic) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::optional<std::chrono::steady_clock::time_point> deadline; // read the clock only if idle
     for (;;) {
         // Try first without a poll: under load there is almost always a message waiting.
         std::size_t count = 0;
         std::size_t bytes = 0;
-        zmq::message_t discard;
         bool more = true;
         while (more) {
-            zmq::message_t& frame = count < max_kept_frames
-                                        ? (count < frames_.size() ? frames_[count]
-                                                                  : frames_.emplace_back())
-                                        : discard;
+            if (count >= max_kept_frames) {
+                zmq::message_t discard; // frames beyond any valid layout: drained, not kept
+                (void)socket_.recv(discard, zmq::recv_flags::none);
+                bytes += discard.size();
+                more = discard.more();
+                ++count;
+                continue;
+            }
+            zmq::message_t& frame = count < frames_.size() ? frames_[count] : frames_.emplace_back();
             const auto got =
                 socket_.recv(frame, count == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none);
             if (!got) {
@@ -115,8 +132,8 @@ std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::s
         }
         if (count > 0) {
             counters_.bytes_received->add(bytes);
-            message out;
-            auto status = decode_frames(frames_, count, layout_, out, topic);
+            std::optional<message> out(std::in_place);
+            auto status = decode_frames(frames_, count, layout_, *out, topic);
             if (status.ok()) {
                 counters_.messages_received->add();
                 return out;
@@ -128,18 +145,20 @@ std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::s
             }
             continue;
         }
+        zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
         if (timeout.count() < 0) {
-            zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
             (void)zmq::poll(&item, 1, std::chrono::milliseconds(-1));
             continue;
         }
         const auto now = std::chrono::steady_clock::now();
-        if (now >= deadline) {
+        if (!deadline) {
+            deadline = now + timeout;
+        }
+        if (now >= *deadline) {
             return std::nullopt;
         }
-        zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(deadline - now);
-        if (zmq::poll(&item, 1, wait) == 0 && std::chrono::steady_clock::now() >= deadline) {
+        const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now);
+        if (zmq::poll(&item, 1, wait) == 0 && std::chrono::steady_clock::now() >= *deadline) {
             return std::nullopt;
         }
     }
@@ -147,23 +166,31 @@ std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::s
 
 decode_status decode_frames(std::vector<zmq::message_t>& frames, std::size_t count,
                             frame_layout layout, message& out, std::string* topic) {
-    const std::size_t expected = layout == frame_layout::topic ? 3 : 2;
-    if (count != expected) {
+    const std::size_t first = layout == frame_layout::topic ? 1 : 0; // index of the header
+    if (count != first + 1 && count != first + 2) {
         return decode_status{decode_errc::bad_frame_count,
-                             layout == frame_layout::topic ? "expected 3: topic, header, body"
-                                                           : "expected 2: header, body",
+                             layout == frame_layout::topic
+                                 ? "expected [topic][header+body] or [topic][header][body]"
+                                 : "expected [header+body] or [header][body]",
                              count};
     }
-    const std::size_t first = expected - 2;
-    const auto& header_frame = frames[first];
-    auto status = decode_header(header_frame.data(), header_frame.size(), out.header());
-    if (!status.ok()) {
-        return status;
+    auto& header_frame = frames[first];
+    decode_status status;
+    if (count == first + 1) {
+        std::size_t header_size = 0;
+        status = decode_header(header_frame.data(), header_frame.size(), out.header(), &header_size);
+        if (status.ok()) {
+            out.set_frame(std::move(header_frame), header_size); // body: the rest, uncopied
+        }
+    } else {
+        status = decode_header(header_frame.data(), header_frame.size(), out.header());
+        if (status.ok()) {
+            out.set_frame(std::move(frames[first + 1]), 0);
+        }
     }
-    if (topic != nullptr && layout == frame_layout::topic) {
+    if (status.ok() && topic != nullptr && layout == frame_layout::topic) {
         topic->assign(static_cast<const char*>(frames[0].data()), frames[0].size());
     }
-    out.body() = std::move(frames[first + 1]);
     return status;
 }
 

@@ -41,7 +41,8 @@ public:
     void start(std::chrono::milliseconds timeout = 10s);
 
     // Asks the actor to stop; on_stop(deadline) may drain until the deadline; then joins.
-    // Idempotent; noexcept. Returns after the thread has ended.
+    // Idempotent; noexcept. Returns after the thread has ended — except when called from the
+    // actor's own thread (a handler), where it only makes the loop exit after the handler.
     void stop(std::chrono::milliseconds deadline = 5s) noexcept;
 
     // Sends a command (one or more frames) and waits at most `timeout` for the reply frames.

@@ -52,6 +52,10 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept;
 
 // Decodes a header frame into out (which is cleared first; string capacity is reused).
 // Unknown keys are skipped. Never throws, never reads past data+size.
-[[nodiscard]] decode_status decode_header(const void* data, std::size_t size, header& out) noexcept;
+// With header_size == nullptr the header must fill the frame (bytes after it are
+// trailing_bytes); otherwise the bytes after it are allowed (an inline body) and
+// *header_size is set to the header's length.
+[[nodiscard]] decode_status decode_header(const void* data, std::size_t size, header& out,
+                                          std::size_t* header_size = nullptr) noexcept;
 
 } // namespace zmqkit

@@ -13,19 +13,20 @@
 
 namespace zmqkit {
 
-// A header plus an opaque body frame. The body is a zmq::message_t, so it travels without a
-// copy from the application to libzmq and back. Move-only (like zmq::message_t).
-// Not synchronised: one thread at a time.
+// A header plus an opaque body. The body lives in a zmq::message_t: a body handed over as a
+// zmq::message_t travels to libzmq without a copy (bodies above the socket's inline limit),
+// and a received body is a view into the frame it arrived in, never copied out.
+// Move-only (like zmq::message_t). Not synchronised: one thread at a time.
 class message {
 public:
     // Empty body, nil header (ids are assigned when sent).
     message() = default;
     // Body copied from bytes; header left to be stamped at send time.
-    explicit message(std::string_view body) : body_(body.data(), body.size()) {}
+    explicit message(std::string_view body) : frame_(body.data(), body.size()) {}
     // Body taken over without a copy.
-    explicit message(zmq::message_t&& body) noexcept : body_(std::move(body)) {}
+    explicit message(zmq::message_t&& body) noexcept : frame_(std::move(body)) {}
     message(zmqkit::header h, zmq::message_t&& body) noexcept
-        : header_(std::move(h)), body_(std::move(body)) {}
+        : header_(std::move(h)), frame_(std::move(body)) {}
 
     message(message&&) noexcept = default;
     message& operator=(message&&) noexcept = default;
@@ -49,10 +50,10 @@ public:
     template <class T> [[nodiscard]] T body_as() const {
         try {
             std::size_t offset = 0;
-            msgpack::object_handle oh =
-                msgpack::unpack(static_cast<const char*>(body_.data()), body_.size(), offset);
-            if (offset != body_.size()) {
-                throw body_type_error("message body has " + std::to_string(body_.size() - offset) +
+            const auto body = body_view();
+            msgpack::object_handle oh = msgpack::unpack(body.data(), body.size(), offset);
+            if (offset != body.size()) {
+                throw body_type_error("message body has " + std::to_string(body.size() - offset) +
                                       " bytes after the msgpack value");
             }
             return oh.get().as<T>();
@@ -82,10 +83,25 @@ public:
 
     [[nodiscard]] zmqkit::header& header() noexcept { return header_; }
     [[nodiscard]] const zmqkit::header& header() const noexcept { return header_; }
-    [[nodiscard]] zmq::message_t& body() noexcept { return body_; }
-    [[nodiscard]] const zmq::message_t& body() const noexcept { return body_; }
+    // The body bytes (a view into the frame; valid while the message lives and is unchanged).
     [[nodiscard]] std::string_view body_view() const noexcept {
-        return {static_cast<const char*>(body_.data()), body_.size()};
+        return {static_cast<const char*>(frame_.data()) + offset_, frame_.size() - offset_};
+    }
+    [[nodiscard]] std::size_t body_size() const noexcept { return frame_.size() - offset_; }
+    // Replaces the body (no copy for a zmq::message_t).
+    void set_body(zmq::message_t&& body) noexcept {
+        frame_ = std::move(body);
+        offset_ = 0;
+    }
+    void set_body(std::string_view body) { set_body(zmq::message_t(body.data(), body.size())); }
+    // Moves the body out as a frame of its own (copied only if it shares a frame with the
+    // header it arrived with); the message's body is empty afterwards.
+    [[nodiscard]] zmq::message_t take_body();
+
+    // For codecs: the body is frame[body_offset ..] (the frame may start with the header).
+    void set_frame(zmq::message_t&& frame, std::size_t body_offset) noexcept {
+        frame_ = std::move(frame);
+        offset_ = body_offset <= frame_.size() ? body_offset : frame_.size();
     }
 
     // Shorthands for common header fields.
@@ -97,7 +113,8 @@ public:
 
 private:
     zmqkit::header header_;
-    zmq::message_t body_;
+    zmq::message_t frame_;   // holds the body at [offset_, size())
+    std::size_t offset_ = 0; // > 0 when the body arrived inline after its header
 };
 
 } // namespace zmqkit

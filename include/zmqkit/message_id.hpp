@@ -3,6 +3,7 @@
 
 #include <array>
 #include <compare>
+#include <cstring>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,13 +39,10 @@ public:
     // Writes the canonical form into out[0..36) without allocating.
     void format_to(char* out) const noexcept;
 
-    [[nodiscard]] constexpr bool is_nil() const noexcept {
-        for (auto b : bytes_) {
-            if (b != 0) {
-                return false;
-            }
-        }
-        return true;
+    [[nodiscard]] bool is_nil() const noexcept {
+        std::uint64_t w[2];
+        std::memcpy(w, bytes_.data(), sizeof w);
+        return (w[0] | w[1]) == 0;
     }
     // Milliseconds since the Unix epoch encoded in a generated id.
     [[nodiscard]] std::uint64_t unix_ms() const noexcept;
@@ -55,7 +53,14 @@ public:
     [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.data(); }
 
     friend constexpr auto operator<=>(const message_id&, const message_id&) noexcept = default;
-    friend constexpr bool operator==(const message_id&, const message_id&) noexcept = default;
+    // Two 64-bit compares (hot: every send checks ids against nil and each other).
+    friend bool operator==(const message_id& a, const message_id& b) noexcept {
+        std::uint64_t x[2];
+        std::uint64_t y[2];
+        std::memcpy(x, a.bytes_.data(), sizeof x);
+        std::memcpy(y, b.bytes_.data(), sizeof y);
+        return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+    }
 
 private:
     std::array<std::uint8_t, size> bytes_{};

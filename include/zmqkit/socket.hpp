@@ -25,6 +25,10 @@ struct socket_options {
     int recv_hwm = 1000;                          // ZMQ_RCVHWM, messages
     std::chrono::milliseconds linger = 1000ms;    // ZMQ_LINGER; never infinite (clamped >= 0)
     std::chrono::milliseconds send_timeout = 5s;  // how long send() may block at the HWM
+    // Bodies up to this size travel in the header's frame ([header+body], one frame: a copy of
+    // the body is cheaper than a second frame); larger ones in a frame of their own, without a
+    // copy. 0: always two frames. Receivers accept both (docs/wire-protocol.md §1).
+    std::size_t inline_body_limit = 2048;
     std::string name = "socket";                  // metric label {socket="<name>"}
     metrics_registry* registry = nullptr;         // nullptr: metrics_registry::global()
 };
@@ -39,10 +43,10 @@ struct socket_counters {
     counter* send_timeouts;
 };
 
-// Frame layout of an enveloped message on a socket (docs/wire-protocol.md §Frames).
+// Frame layout of an enveloped message on a socket (docs/wire-protocol.md §1).
 enum class frame_layout {
-    plain, // [header][body]                      PUSH/PULL, DEALER, PAIR, REQ/REP
-    topic, // [topic][header][body]               PUB/SUB, XPUB/XSUB
+    plain, // [header+body] or [header][body]                PUSH/PULL, DEALER, PAIR, REQ/REP
+    topic, // [topic][header+body] or [topic][header][body]  PUB/SUB, XPUB/XSUB
 };
 
 // Owns one zmq::socket_t. Not thread-safe (like every ZeroMQ socket): use from one thread.
@@ -60,7 +64,7 @@ public:
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
 
     // Sends m: stamps its header (fresh id and timestamp when the id is nil), encodes it, and
-    // moves the body into libzmq (the body of m is empty afterwards; the header stays, so the
+    // hands the body to libzmq (the body of m is empty afterwards; the header stays, so the
     // caller can read the id). Returns false — and leaves the body in m — when the message
     // could not be queued within options.send_timeout (HWM reached, no peer): counted as
     // zmqkit_socket_send_timeouts_total. Throws zmq::error_t only for a closed context/socket.

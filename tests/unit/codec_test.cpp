@@ -276,3 +276,13 @@ TEST(codec_malformed, error_codes_have_stable_names) {
     EXPECT_EQ(to_string(decode_errc::unsupported_version), "unsupported_version");
     EXPECT_EQ(to_string(decode_errc::bad_frame_count), "bad_frame_count");
 }
+
+TEST(codec, header_size_out_parameter_allows_an_inline_body) {
+    const auto bytes = unhex(std::string(vector_minimal) + "626f6479"); // + "body"
+    header out;
+    std::size_t header_size = 0;
+    ASSERT_TRUE(decode_header(bytes.data(), bytes.size(), out, &header_size));
+    EXPECT_EQ(header_size, vector_minimal.size() / 2);
+    EXPECT_EQ(bytes.substr(header_size), "body");
+    EXPECT_EQ(decode(bytes, out).code, decode_errc::trailing_bytes) << "strict without it";
+}

@@ -38,7 +38,7 @@ TEST_F(pair_fixture, envelope_round_trip_over_every_transport) {
         m.header().set_user_header("tenant", "acme");
         ASSERT_TRUE(push.send(m));
         EXPECT_FALSE(m.id().is_nil()) << "send assigns the id and keeps the header";
-        EXPECT_EQ(m.body().size(), 0U) << "the body was moved into libzmq";
+        EXPECT_EQ(m.body_size(), 0U) << "the body was handed to libzmq";
 
         auto got = pull.recv(5s);
         ASSERT_TRUE(got.has_value()) << address;
@@ -82,8 +82,8 @@ TEST_F(pair_fixture, malformed_messages_are_counted_reported_and_skipped) {
     std::vector<decode_errc> reported;
     pull.on_decode_error([&](const decode_status& st) { reported.push_back(st.code); });
 
-    // 1. a single plain frame, 2. three frames, 3. a header of an unknown version,
-    // 4. garbage header, then 5. a good message: only the last must come out.
+    // 1. a single plain frame (not an envelope), 2. three frames, 3. a header of an unknown
+    // version, 4. garbage header, then 5. a good message: only the last must come out.
     raw.send(zmq::str_buffer("just text"));
     raw.send(zmq::str_buffer("a"), zmq::send_flags::sndmore);
     raw.send(zmq::str_buffer("b"), zmq::send_flags::sndmore);
@@ -104,7 +104,7 @@ TEST_F(pair_fixture, malformed_messages_are_counted_reported_and_skipped) {
     EXPECT_EQ(got->body_view(), "good");
     EXPECT_EQ(got->id(), h.id);
     EXPECT_EQ(pull.counters().decode_errors->value(), 4U);
-    EXPECT_EQ(reported, (std::vector<decode_errc>{decode_errc::bad_frame_count,
+    EXPECT_EQ(reported, (std::vector<decode_errc>{decode_errc::not_envelope,
                                                   decode_errc::bad_frame_count,
                                                   decode_errc::unsupported_version,
                                                   decode_errc::not_envelope}));
@@ -163,4 +163,98 @@ TEST_F(pair_fixture, counters_are_registered_with_the_socket_name) {
         << text;
     EXPECT_NE(text.find("zmqkit_socket_messages_received_total{socket=\"stage.in\"} 10"),
               std::string::npos);
+}
+
+TEST_F(pair_fixture, small_bodies_travel_inline_large_ones_in_their_own_frame) {
+    auto o = opts("push");
+    o.inline_body_limit = 100;
+    zmqkit::socket push(ctx, zmq::socket_type::push, o);
+    const auto ep = "inproc://" + unique_name("layout");
+    zmq::socket_t raw(ctx, zmq::socket_type::pull);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.bind(ep);
+    push.attach(ep, endpoint_action::connect);
+
+    const std::string small(100, 's');
+    const std::string large(101, 'l');
+    message a{small};
+    ASSERT_TRUE(push.send(a));
+    message b{large};
+    ASSERT_TRUE(push.send(b));
+
+    auto f = recv_within(raw, 5s);
+    ASSERT_TRUE(f);
+    EXPECT_FALSE(f->more()) << "[header+body]: one frame";
+    header h;
+    std::size_t header_size = 0;
+    ASSERT_TRUE(decode_header(f->data(), f->size(), h, &header_size));
+    EXPECT_EQ(h.id, a.id());
+    EXPECT_EQ(f->to_string().substr(header_size), small);
+
+    auto g = recv_within(raw, 5s);
+    ASSERT_TRUE(g);
+    EXPECT_TRUE(g->more()) << "[header][body]: two frames";
+    ASSERT_TRUE(decode_header(g->data(), g->size(), h));
+    EXPECT_EQ(h.id, b.id());
+    auto body = recv_within(raw, 5s);
+    ASSERT_TRUE(body);
+    EXPECT_EQ(body->to_string(), large);
+}
+
+TEST_F(pair_fixture, receivers_accept_both_layouts_and_bodies_are_not_copied_out) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    const auto ep = "inproc://" + unique_name("both");
+    pull.attach(ep, endpoint_action::bind);
+    zmq::socket_t raw(ctx, zmq::socket_type::push);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.connect(ep);
+    const header h1 = header::fresh();
+    const header h2 = header::fresh();
+    raw.send(zmq::buffer(encode_header(h1) + "inline body"));
+    raw.send(zmq::buffer(encode_header(h2)), zmq::send_flags::sndmore);
+    raw.send(zmq::str_buffer("separate body"));
+    raw.send(zmq::buffer(encode_header(h1))); // an inline envelope with an empty body
+
+    auto a = pull.recv(5s);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->id(), h1.id);
+    EXPECT_EQ(a->body_view(), "inline body");
+    auto b = pull.recv(5s);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->id(), h2.id);
+    EXPECT_EQ(b->body_view(), "separate body");
+    auto c = pull.recv(5s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->body_size(), 0U);
+
+    // take_body() gives a frame holding exactly the body in both cases.
+    auto body_a = a->take_body();
+    EXPECT_EQ(body_a.to_string(), "inline body");
+    EXPECT_EQ(a->body_size(), 0U);
+    auto body_b = b->take_body();
+    EXPECT_EQ(body_b.to_string(), "separate body");
+}
+
+TEST_F(pair_fixture, a_received_message_can_be_forwarded_as_is) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    zmqkit::socket push(ctx, zmq::socket_type::push, opts("push"));
+    zmqkit::socket pull2(ctx, zmq::socket_type::pull, opts("pull2"));
+    zmqkit::socket push2(ctx, zmq::socket_type::push, opts("push2"));
+    const auto ep1 = "inproc://" + unique_name("fwd1");
+    const auto ep2 = "inproc://" + unique_name("fwd2");
+    pull.attach(ep1, endpoint_action::bind);
+    push.attach(ep1, endpoint_action::connect);
+    pull2.attach(ep2, endpoint_action::bind);
+    push2.attach(ep2, endpoint_action::connect);
+    message m{"hop"};
+    m.header().type = "relay";
+    ASSERT_TRUE(push.send(m));
+    auto got = pull.recv(5s);
+    ASSERT_TRUE(got);
+    ASSERT_TRUE(push2.send(*got)); // the inline body is re-framed with the same header
+    auto again = pull2.recv(5s);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->id(), m.id());
+    EXPECT_EQ(again->body_view(), "hop");
+    EXPECT_EQ(again->header().type, "relay");
 }
