@@ -55,18 +55,20 @@ std::vector<std::string> socket::attach(std::string_view spec, endpoint_action d
     return effective;
 }
 
-bool socket::send_frames(const std::string_view* topic, message& m) {
-    auto& h = m.header();
+// Sends h + body. With an owner message, a large body is moved out of it (no copy) and a
+// small one is released after the copy; without one, the body bytes are copied.
+bool socket::send_frames(const std::string_view* topic, header& h, std::string_view body,
+                         message* owner) {
     h.stamp();
     const std::size_t header_size = encoded_size(h);
-    const std::size_t body_size = m.body_size();
+    const std::size_t body_size = body.size();
     const bool inline_body = body_size <= options_.inline_body_limit;
     // One frame for small bodies: [header+body]; else [header][body] with the body uncopied.
     zmq::message_t header_frame(header_size + (inline_body ? body_size : 0));
     auto* out = static_cast<std::byte*>(header_frame.data());
     encode_header(h, out);
     if (inline_body && body_size != 0) {
-        std::memcpy(out + header_size, m.body_view().data(), body_size);
+        std::memcpy(out + header_size, body.data(), body_size);
     }
     const auto header_flags = inline_body ? zmq::send_flags::none : zmq::send_flags::sndmore;
     // The first frame decides: once it is queued, the remaining frames of the message are too.
@@ -81,30 +83,49 @@ bool socket::send_frames(const std::string_view* topic, message& m) {
         counters_.send_timeouts->add();
         return false;
     }
-    if (inline_body) {
-        m.set_body(zmq::message_t());
-    } else {
-        auto body = m.take_body();
-        (void)socket_.send(body, zmq::send_flags::none);
+    if (!inline_body) {
+        zmq::message_t body_frame = owner != nullptr ? owner->take_body()
+                                                     : zmq::message_t(body.data(), body.size());
+        (void)socket_.send(body_frame, zmq::send_flags::none);
+    } else if (owner != nullptr) {
+        owner->set_body(zmq::message_t());
     }
     counters_.messages_sent->add();
     counters_.bytes_sent->add(header_size + body_size + (topic != nullptr ? topic->size() : 0));
     return true;
 }
 
-bool socket::send(message& m) { return send_frames(nullptr, m); }
+bool socket::send(message& m) { return send_frames(nullptr, m.header(), m.body_view(), &m); }
 
-bool socket::send(std::string_view topic, message& m) { return send_frames(&topic, m); }
+bool socket::send(std::string_view topic, message& m) {
+    return send_frames(&topic, m.header(), m.body_view(), &m);
+}
+
+bool socket::send(header& h, std::string_view body) {
+    return send_frames(nullptr, h, body, nullptr);
+}
 
 std::optional<message> socket::recv(std::chrono::milliseconds timeout) {
-    return receive(timeout, nullptr);
+    std::optional<message> out(std::in_place);
+    if (!receive(*out, timeout, nullptr)) {
+        out.reset();
+    }
+    return out;
+}
+
+bool socket::recv(message& out, std::chrono::milliseconds timeout) {
+    return receive(out, timeout, nullptr);
 }
 
 std::optional<message> socket::recv(std::chrono::milliseconds timeout, std::string& topic) {
-    return receive(timeout, &topic);
+    std::optional<message> out(std::in_place);
+    if (!receive(*out, timeout, &topic)) {
+        out.reset();
+    }
+    return out;
 }
 
-std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::string* topic) {
+bool socket::receive(message& out, std::chrono::milliseconds timeout, std::string* topic) {
     std::optional<std::chrono::steady_clock::time_point> deadline; // read the clock only if idle
     for (;;) {
         // Try first without a poll: under load there is almost always a message waiting.
@@ -132,11 +153,10 @@ std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::s
         }
         if (count > 0) {
             counters_.bytes_received->add(bytes);
-            std::optional<message> out(std::in_place);
-            auto status = decode_frames(frames_, count, layout_, *out, topic);
+            auto status = decode_frames(frames_, count, layout_, out, topic);
             if (status.ok()) {
                 counters_.messages_received->add();
-                return out;
+                return true;
             }
             counters_.decode_errors->add();
             last_error_ = status;
@@ -155,11 +175,11 @@ std::optional<message> socket::receive(std::chrono::milliseconds timeout, std::s
             deadline = now + timeout;
         }
         if (now >= *deadline) {
-            return std::nullopt;
+            return false;
         }
         const auto wait = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now);
         if (zmq::poll(&item, 1, wait) == 0 && std::chrono::steady_clock::now() >= *deadline) {
-            return std::nullopt;
+            return false;
         }
     }
 }

@@ -72,11 +72,17 @@ public:
     [[nodiscard]] bool send(message&& m) { return send(m); }
     // Same, with a topic frame first (PUB).
     [[nodiscard]] bool send(std::string_view topic, message& m);
+    // Sends a copy of `body` with header h (stamped in place, so the caller reads h.id after).
+    // Like zmq_send: one allocation and one copy for a small body, no message object needed.
+    [[nodiscard]] bool send(header& h, std::string_view body);
 
     // Receives the next well-formed message within `timeout` (0: poll once; negative: wait
     // without limit — avoid). Malformed messages are counted (decode_errors), reported to the
     // decode error handler, discarded, and the wait continues. nullopt on timeout.
     [[nodiscard]] std::optional<message> recv(std::chrono::milliseconds timeout);
+    // Receives into `out`, reusing its header's string capacity (the hot-path form: no
+    // message is constructed or moved). False on timeout; out is unspecified then.
+    [[nodiscard]] bool recv(message& out, std::chrono::milliseconds timeout);
     // Like recv, and also returns the topic frame (SUB).
     [[nodiscard]] std::optional<message> recv(std::chrono::milliseconds timeout,
                                               std::string& topic);
@@ -100,8 +106,9 @@ public:
     [[nodiscard]] frame_layout layout() const noexcept { return layout_; }
 
 private:
-    bool send_frames(const std::string_view* topic, message& m);
-    std::optional<message> receive(std::chrono::milliseconds timeout, std::string* topic);
+    bool send_frames(const std::string_view* topic, header& h, std::string_view body,
+                     message* owner);
+    bool receive(message& out, std::chrono::milliseconds timeout, std::string* topic);
 
     zmq::socket_t socket_;
     socket_options options_;

@@ -258,3 +258,33 @@ TEST_F(pair_fixture, a_received_message_can_be_forwarded_as_is) {
     EXPECT_EQ(again->body_view(), "hop");
     EXPECT_EQ(again->header().type, "relay");
 }
+
+TEST_F(pair_fixture, hot_path_forms_send_bytes_with_a_header_and_recv_into_a_message) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    zmqkit::socket push(ctx, zmq::socket_type::push, opts("push"));
+    const auto ep = "inproc://" + unique_name("hot");
+    pull.attach(ep, endpoint_action::bind);
+    push.attach(ep, endpoint_action::connect);
+    header h;
+    h.type = "tick";
+    std::vector<message_id> ids;
+    for (int i = 0; i < 3; ++i) {
+        h.id = {};
+        h.correlation_id = {};
+        ASSERT_TRUE(push.send(h, "body-" + std::to_string(i)));
+        ids.push_back(h.id);
+    }
+    const std::string big(5000, 'b'); // above the inline limit: two frames, body copied
+    h.id = {};
+    h.correlation_id = {};
+    ASSERT_TRUE(push.send(h, big));
+    ids.push_back(h.id);
+    message m;
+    for (int i = 0; i < 4; ++i) {
+        ASSERT_TRUE(pull.recv(m, 5s));
+        EXPECT_EQ(m.id(), ids[static_cast<std::size_t>(i)]);
+        EXPECT_EQ(m.header().type, "tick");
+        EXPECT_EQ(m.body_view(), i < 3 ? "body-" + std::to_string(i) : big);
+    }
+    EXPECT_FALSE(pull.recv(m, 0ms));
+}
