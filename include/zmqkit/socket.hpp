@@ -101,6 +101,7 @@ public:
     // The last decode error seen (code ok if none).
     [[nodiscard]] const decode_status& last_decode_error() const noexcept { return last_error_; }
 
+    // The underlying socket, for options zmqkit does not wrap. recv() manages ZMQ_RCVTIMEO.
     [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
     [[nodiscard]] const socket_counters& counters() const noexcept { return counters_; }
     [[nodiscard]] frame_layout layout() const noexcept { return layout_; }
@@ -118,6 +119,7 @@ private:
     decode_error_handler on_decode_error_;
     decode_status last_error_;
     std::vector<zmq::message_t> frames_; // reused receive buffers
+    int receive_timeout_ms_ = -1;        // ZMQ_RCVTIMEO currently set on socket_
 };
 
 // Decodes one received multipart message (frames) into out. Returns the status; on

@@ -49,6 +49,9 @@ streamer::streamer(zmq::context_t& context, streamer_options options)
     send_stalls_ = &reg.get_counter(
         "zmqkit_device_backend_stalls_total",
         "Times the backend had no room (no peer or HWM reached) and reading paused", labels);
+    capture_drops_ = &reg.get_counter(
+        "zmqkit_device_capture_drops_total",
+        "Messages not copied to the capture socket because it had no room or no peer", labels);
     frames_.reserve(8);
 }
 
@@ -121,12 +124,18 @@ std::size_t streamer::forward(std::size_t limit) {
         }
         messages_in_->add();
         bytes_in_->add(bytes);
+        // The tap never blocks the flow: a copy it cannot take at once is dropped and counted.
+        // Only a message's first frame can be refused; then none of its frames are tapped.
+        bool tap = capture_.has_value();
         for (std::size_t i = 0; i < count; ++i) {
             const auto flags = i + 1 < count ? zmq::send_flags::sndmore : zmq::send_flags::none;
-            if (capture_) {
+            if (tap) {
                 zmq::message_t copy;
                 copy.copy(frames_[i]);
-                (void)capture_->send(copy, flags | zmq::send_flags::dontwait);
+                if (!capture_->send(copy, flags | zmq::send_flags::dontwait)) {
+                    tap = false;
+                    capture_drops_->add();
+                }
             }
             (void)backend_->send(frames_[i], flags);
         }
@@ -260,7 +269,8 @@ proxy_statistics streamer::statistics() const noexcept {
 std::string streamer::status_json() const {
     return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") +
            "\",\"statistics\":" + statistics().to_json() +
-           ",\"backend_stalls\":" + std::to_string(send_stalls_->value()) + "}";
+           ",\"backend_stalls\":" + std::to_string(send_stalls_->value()) +
+           ",\"capture_drops\":" + std::to_string(capture_drops_->value()) + "}";
 }
 
 std::vector<std::string> streamer::frontend_endpoints() const {

@@ -232,3 +232,48 @@ TEST_F(streamer_fixture, bad_endpoints_fail_at_construction_or_start) {
         EXPECT_THAT(e.what(), ::testing::HasSubstr("cannot bind to " + clash.frontend));
     }
 }
+
+TEST_F(streamer_fixture, capture_taps_every_message_without_ever_blocking_the_flow) {
+    auto o = options();
+    o.capture = "tcp://127.0.0.1:*";
+    streamer dev(ctx, o);
+    dev.start();
+    zmqkit::socket push(ctx, zmq::socket_type::push, so);
+    push.attach(dev.frontend_endpoints().at(0), endpoint_action::connect);
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, so);
+    pull.attach(dev.backend_endpoints().at(0), endpoint_action::connect);
+
+    // No tap connected: the flow goes on, the missed copies are counted.
+    ASSERT_TRUE(push.send(message{"untapped"}));
+    ASSERT_TRUE(pull.recv(5s).has_value());
+    EXPECT_THAT(dev.status_json(), ::testing::HasSubstr("\"capture_drops\":1"));
+
+    zmqkit::socket tap(ctx, zmq::socket_type::pull, so);
+    handshake_monitor tapped(ctx, tap.raw());
+    tap.attach(dev.capture_endpoints().at(0), endpoint_action::connect);
+    ASSERT_TRUE(tapped.wait(5s));
+    // The device learns of the new peer asynchronously: probe until a copy comes through.
+    bool tap_live = false;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (!tap_live && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(push.send(message{"probe"}));
+        ASSERT_TRUE(pull.recv(5s).has_value());
+        tap_live = tap.recv(10ms).has_value();
+    }
+    ASSERT_TRUE(tap_live);
+    std::vector<message_id> ids;
+    for (int i = 0; i < 100; ++i) {
+        message m{"tapped-" + std::to_string(i)};
+        ASSERT_TRUE(push.send(m));
+        ids.push_back(m.id());
+    }
+    for (int i = 0; i < 100; ++i) {
+        auto forwarded = pull.recv(5s);
+        ASSERT_TRUE(forwarded.has_value());
+        EXPECT_EQ(forwarded->id(), ids[static_cast<std::size_t>(i)]);
+        auto copy = tap.recv(5s);
+        ASSERT_TRUE(copy.has_value());
+        EXPECT_EQ(copy->id(), ids[static_cast<std::size_t>(i)]);
+        EXPECT_EQ(copy->body_view(), "tapped-" + std::to_string(i));
+    }
+}

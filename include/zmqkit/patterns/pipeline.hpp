@@ -198,7 +198,8 @@ public:
     bool resume();
     [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
     [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // STATUS reply: {"state":"running"|"paused","statistics":{...},"metrics":{...}}
+    // STATUS reply: {"state":"running"|"paused","statistics":{...},"backend_stalls":N,
+    // "capture_drops":N}
     [[nodiscard]] std::string status_json() const;
 
     [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
@@ -232,6 +233,7 @@ private:
     counter* messages_out_;
     counter* bytes_out_;
     counter* send_stalls_;
+    counter* capture_drops_;
     mutable std::mutex endpoints_mutex_;
     std::vector<std::string> frontend_endpoints_;
     std::vector<std::string> backend_endpoints_;
