@@ -1,7 +1,7 @@
 // zmqkit-bench-pipeline — end-to-end PUSH -> PULL throughput over tcp loopback.
 //
 //   (A) raw    cppzmq/libzmq: the payload alone, one frame per message
-//   (B) zmqkit zmqkit::socket sending / receiving zmqkit::message: [header][body]
+//   (B) zmqkit::socket: send(header&, payload) / recv(message&): [header+body] (inline layout)
 //
 // For each payload size, A and B run alternately for --rounds rounds (the order flips every
 // round, A B / B A, so that neither always runs on a "warmer" machine). Each run uses fresh
@@ -524,7 +524,7 @@ void print_summary(const options& opt, const std::vector<size_stats>& stats) {
     std::cout << "\nPUSH->PULL over tcp://127.0.0.1, " << opt.messages << " messages x "
               << opt.rounds << " rounds per size and path, msgs/s"
               << (opt.typed ? "; zmqkit header with type + content_type" : "") << "\n"
-              << "A = raw cppzmq, payload as one frame; B = zmqkit::socket, [header][body]\n\n";
+              << "A = raw cppzmq, payload as one frame; B = zmqkit::socket, enveloped\n\n";
     std::cout << pad("size", 6) << pad("A median", 11) << pad("B median", 11) << pad("B/A", 7)
               << pad("B/A paired", 12) << pad("A min", 10) << pad("A max", 10) << pad("B min", 10)
               << pad("B max", 10) << "\n";
