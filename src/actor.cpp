@@ -76,15 +76,21 @@ void actor::thread_main(std::string pipe_endpoint) {
     zmq::socket_t pipe(context_, zmq::socket_type::pair);
     pipe.set(zmq::sockopt::linger, 0);
     pipe.connect(pipe_endpoint);
+    std::string setup_error;
     try {
         setup();
     } catch (const std::exception& e) {
+        setup_error = e.what();
+        if (setup_error.empty()) {
+            setup_error = "unknown error";
+        }
+    } catch (...) {
+        setup_error = "setup threw a non-standard exception";
+    }
+    if (!setup_error.empty()) {
         teardown();
         std::lock_guard lock(state_mutex_);
-        setup_error_ = e.what();
-        if (setup_error_.empty()) {
-            setup_error_ = "unknown error";
-        }
+        setup_error_ = setup_error;
         setup_done_ = true;
         finished_ = true;
         state_changed_.notify_all();
@@ -101,6 +107,8 @@ void actor::thread_main(std::string pipe_endpoint) {
         loop(pipe);
     } catch (const std::exception& e) {
         failure = std::string("stopped by an unexpected error: ") + e.what();
+    } catch (...) {
+        failure = "stopped by a non-standard exception";
     }
     teardown();
     std::lock_guard lock(state_mutex_);
@@ -173,6 +181,9 @@ bool actor::handle_pipe(zmq::socket_t& pipe) {
             } catch (const std::exception& e) {
                 std::lock_guard lock(state_mutex_);
                 failure_ = std::string("error while draining: ") + e.what();
+            } catch (...) {
+                std::lock_guard lock(state_mutex_);
+                failure_ = "non-standard exception while draining";
             }
             (void)send_all(pipe, {sequence, "OK"});
             return false;
@@ -182,6 +193,8 @@ bool actor::handle_pipe(zmq::socket_t& pipe) {
             reply = on_command(frames);
         } catch (const std::exception& e) {
             reply = {std::string("ERROR ") + e.what()};
+        } catch (...) {
+            reply = {"ERROR non-standard exception"};
         }
         reply.insert(reply.begin(), sequence);
         (void)send_all(pipe, reply);
@@ -194,12 +207,18 @@ bool actor::handle_pipe(zmq::socket_t& pipe) {
 
 void actor::stop(std::chrono::milliseconds deadline) noexcept {
     try {
-        stop_requested_ = true;
-        if (!started_.load() || !thread_.joinable()) {
+        if (started_.load() && thread_.joinable() &&
+            std::this_thread::get_id() == thread_.get_id()) {
+            stop_requested_ = true;
+            request_exit(); // called from a handler: leave the loop; the owner joins later
             return;
         }
-        if (std::this_thread::get_id() == thread_.get_id()) {
-            request_exit(); // called from a handler: leave the loop; the owner joins later
+        std::lock_guard stop_lock(stop_mutex_);
+        if (!stop_requested_.load()) {
+            stop_deadline_ = (std::chrono::steady_clock::now() + deadline).time_since_epoch().count();
+            stop_requested_ = true;
+        }
+        if (!started_.load() || !thread_.joinable()) {
             return;
         }
         {
@@ -219,12 +238,11 @@ void actor::stop(std::chrono::milliseconds deadline) noexcept {
             }
         }
         thread_.join();
+        std::lock_guard command_lock(command_mutex_);
         pipe_.reset();
     } catch (...) {
-        // stop() must not throw; the thread has been joined or never ran.
-        if (thread_.joinable()) {
-            thread_.join();
-        }
+        // stop() must not throw. Reaching here means join() itself failed (it cannot for a
+        // joinable thread that is not this one); leave the thread to the destructor.
     }
 }
 

@@ -398,7 +398,7 @@ decode_status read_id(reader& r, message_id& id, std::string_view field) {
         return field_error(rr, field, r);
     }
     if (n != message_id::size) {
-        return fail(decode_errc::bad_field, field, n);
+        return fail(decode_errc::bad_field, field, r.offset());
     }
     std::array<std::uint8_t, message_id::size> bytes{};
     std::memcpy(bytes.data(), data, n);
@@ -472,7 +472,7 @@ std::string decode_status::message() const {
         return "unsupported protocol version " + std::to_string(value) + " (this build speaks " +
                std::to_string(protocol_version) + "); upgrade the receiver or downgrade the sender";
     case decode_errc::bad_field:
-        return "header field '" + f + "' has the wrong msgpack type or size (near byte " +
+        return "header field '" + f + "' has the wrong msgpack type, size or value (near byte " +
                std::to_string(value) + ")";
     case decode_errc::missing_field: return "header lacks the required field '" + f + "'";
     case decode_errc::trailing_bytes:
@@ -640,7 +640,7 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
                 auto rr = read_uint(r, a);
                 st = rr == read_result::ok ? decode_status{} : field_error(rr, "attempt", r);
                 if (st.ok() && a > 0xFFFFFFFFU) {
-                    st = fail(decode_errc::bad_field, "attempt", a);
+                    st = fail(decode_errc::bad_field, "attempt", r.offset());
                 }
                 out.attempt = static_cast<std::uint32_t>(a);
                 break;
@@ -676,7 +676,7 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
         return fail(decode_errc::missing_field, "timestamp");
     }
     if (out.id.is_nil()) {
-        return fail(decode_errc::bad_field, "id", 0); // the nil id means "unassigned"
+        return fail(decode_errc::bad_field, "id", 1); // the nil id means "unassigned"
     }
     if (!have_correlation || out.correlation_id.is_nil()) {
         out.correlation_id = out.id; // absent (or nil): the message starts its conversation

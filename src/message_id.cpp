@@ -36,9 +36,16 @@ struct id_generator {
     std::uint64_t last_ms = 0;
     std::uint32_t counter = 0; // 12-bit sub-millisecond counter (RFC 9562 method 1)
 
-    void seed() {
-        std::random_device device;
-        std::uint64_t seed = (static_cast<std::uint64_t>(device()) << 32U) ^ device();
+    void seed() noexcept {
+        std::uint64_t seed = 0;
+        try {
+            std::random_device device;
+            seed = (static_cast<std::uint64_t>(device()) << 32U) ^ device();
+        } catch (...) {
+            // No entropy source: pid, thread and clocks below still separate generators.
+        }
+        seed ^= static_cast<std::uint64_t>(
+            std::chrono::system_clock::now().time_since_epoch().count());
         seed ^= static_cast<std::uint64_t>(::getpid()) << 16U;
         seed ^= std::hash<std::thread::id>{}(std::this_thread::get_id());
         seed ^= static_cast<std::uint64_t>(

@@ -86,6 +86,8 @@ bool socket::send_frames(const std::string_view* topic, header& h, std::string_v
     if (!inline_body) {
         zmq::message_t body_frame = owner != nullptr ? owner->take_body()
                                                      : zmq::message_t(body.data(), body.size());
+        // Once a message's first frame is queued libzmq accepts the rest without blocking
+        // (the HWM applies to whole messages), so this cannot time out.
         (void)socket_.send(body_frame, zmq::send_flags::none);
     } else if (owner != nullptr) {
         owner->set_body(zmq::message_t());
@@ -164,6 +166,18 @@ bool socket::receive(message& out, std::chrono::milliseconds timeout, std::strin
             last_error_ = status;
             if (on_decode_error_) {
                 on_decode_error_(status);
+            }
+            // A flood of malformed messages must not hold the caller past its deadline.
+            if (timeout.count() == 0) {
+                return false;
+            }
+            if (timeout.count() > 0) {
+                const auto now = std::chrono::steady_clock::now();
+                if (!deadline) {
+                    deadline = now + timeout;
+                } else if (now >= *deadline) {
+                    return false;
+                }
             }
             first_flags = zmq::recv_flags::dontwait; // re-check the time left before blocking
             continue;

@@ -3,6 +3,7 @@
 #include <zmqkit/error.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <unistd.h>
@@ -23,7 +24,7 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
     }
     double value = 0;
     auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || ptr == text.data() || value < 0) {
+    if (ec != std::errc{} || ptr == text.data() || !std::isfinite(value) || value < 0) {
         throw bad();
     }
     const std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));

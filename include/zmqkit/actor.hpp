@@ -83,6 +83,11 @@ protected:
     // Any thread: true once stop() has been called. Long operations in handlers (a send retried
     // at a full HWM) check it so that stop() stays prompt.
     [[nodiscard]] bool stop_requested() const noexcept { return stop_requested_.load(); }
+    // Any thread: when stop_requested(), the time by which draining must end.
+    [[nodiscard]] std::chrono::steady_clock::time_point stop_deadline() const noexcept {
+        return std::chrono::steady_clock::time_point(
+            std::chrono::steady_clock::duration(stop_deadline_.load()));
+    }
     // Actor thread: calls fn every `interval`, first after one interval.
     void every(std::chrono::milliseconds interval, std::function<void()> fn);
     // Actor thread: leave the loop after the current event (the actor finishes by itself).
@@ -116,6 +121,8 @@ private:
     std::atomic<bool> running_{false};
     std::atomic<bool> started_{false};
     std::atomic<bool> stop_requested_{false};
+    std::atomic<std::chrono::steady_clock::rep> stop_deadline_{0};
+    std::mutex stop_mutex_; // serialises stop(): one join, one pipe reset
 
     mutable std::mutex state_mutex_;
     std::condition_variable state_changed_;

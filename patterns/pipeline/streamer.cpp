@@ -73,7 +73,8 @@ void streamer::setup() {
     }
     if (!options_.control.empty()) {
         control_.emplace(context(), zmq::socket_type::rep);
-        control_->set(zmq::sockopt::linger, 0);
+        // Long enough for the reply to TERMINATE to leave before the socket closes.
+        control_->set(zmq::sockopt::linger, 500);
         ctl = attach(*control_, options_.control, endpoint_action::bind);
         watch(*control_, [this] { handle_control(); });
     }
@@ -90,6 +91,7 @@ void streamer::setup() {
         set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
         if (!paused_) {
             set_watch_enabled(*frontend_, true);
+            (void)forward(options_.batch); // the pending message first
         }
     }, false);
 }
@@ -97,50 +99,70 @@ void streamer::setup() {
 std::size_t streamer::forward(std::size_t limit) {
     std::size_t forwarded = 0;
     while (forwarded < limit) {
-        if ((backend_->get(zmq::sockopt::events) & ZMQ_POLLOUT) == 0) {
+        // A message already taken from the frontend (pending_) goes first; then a new one.
+        if (pending_ == 0) {
+            std::size_t bytes = 0;
+            bool more = true;
+            while (more) {
+                if (pending_ == frames_.size()) {
+                    frames_.emplace_back();
+                }
+                auto& frame = frames_[pending_];
+                if (!frontend_->recv(frame, pending_ == 0 ? zmq::recv_flags::dontwait
+                                                          : zmq::recv_flags::none)) {
+                    break;
+                }
+                more = frame.more();
+                bytes += frame.size();
+                ++pending_;
+            }
+            if (pending_ == 0) {
+                break; // frontend empty
+            }
+            pending_bytes_ = bytes;
+            messages_in_->add();
+            bytes_in_->add(bytes);
+        }
+        // Never block: the first frame goes with ZMQ_DONTWAIT. If the backend has no room (HWM
+        // reached, or its last peer just left), the message stays pending and reading the
+        // frontend pauses until the backend is writable again. Once the first frame is
+        // queued, libzmq accepts the rest of the message.
+        zmq::message_t first_copy;
+        if (capture_) {
+            first_copy.copy(frames_[0]); // before send() takes the frame
+        }
+        if (!backend_->send(frames_[0], (pending_ > 1 ? zmq::send_flags::sndmore
+                                                      : zmq::send_flags::none) |
+                                            zmq::send_flags::dontwait)) {
             send_stalls_->add();
             set_watch_enabled(*frontend_, false);
-            set_watch_enabled(*backend_, ZMQ_POLLOUT, true);
+            set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused_);
             break;
         }
-        std::size_t count = 0;
-        std::size_t bytes = 0;
-        bool more = true;
-        while (more) {
-            if (count == frames_.size()) {
-                frames_.emplace_back();
-            }
-            auto& frame = frames_[count];
-            if (!frontend_->recv(frame, count == 0 ? zmq::recv_flags::dontwait
-                                                   : zmq::recv_flags::none)) {
-                break;
-            }
-            more = frame.more();
-            bytes += frame.size();
-            ++count;
-        }
-        if (count == 0) {
-            break;
-        }
-        messages_in_->add();
-        bytes_in_->add(bytes);
         // The tap never blocks the flow: a copy it cannot take at once is dropped and counted.
         // Only a message's first frame can be refused; then none of its frames are tapped.
         bool tap = capture_.has_value();
-        for (std::size_t i = 0; i < count; ++i) {
-            const auto flags = i + 1 < count ? zmq::send_flags::sndmore : zmq::send_flags::none;
+        for (std::size_t i = 0; i < pending_; ++i) {
+            const auto flags = i + 1 < pending_ ? zmq::send_flags::sndmore : zmq::send_flags::none;
             if (tap) {
                 zmq::message_t copy;
-                copy.copy(frames_[i]);
+                if (i == 0) {
+                    copy.move(first_copy);
+                } else {
+                    copy.copy(frames_[i]);
+                }
                 if (!capture_->send(copy, flags | zmq::send_flags::dontwait)) {
                     tap = false;
                     capture_drops_->add();
                 }
             }
-            (void)backend_->send(frames_[i], flags);
+            if (i > 0) {
+                (void)backend_->send(frames_[i], flags);
+            }
         }
         messages_out_->add();
-        bytes_out_->add(bytes);
+        bytes_out_->add(pending_bytes_);
+        pending_ = 0;
         ++forwarded;
     }
     return forwarded;
@@ -206,8 +228,9 @@ std::vector<std::string> streamer::on_command(const std::vector<std::string>& fr
 
 void streamer::set_paused(bool paused) {
     paused_ = paused;
-    set_watch_enabled(*frontend_, !paused);
-    set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
+    // Resuming with a message still pending waits for backend room before reading more.
+    set_watch_enabled(*frontend_, !paused && pending_ == 0);
+    set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused && pending_ > 0);
 }
 
 bool streamer::pause() {
@@ -221,9 +244,7 @@ bool streamer::resume() {
 }
 
 void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
-    if (paused_) {
-        return; // a paused device keeps what it holds; the frontend queue is not drained
-    }
+    // A paused device drains too: stopping must not lose what it already holds.
     // Forward what has already arrived; stop at the deadline or when the frontend is idle.
     while (std::chrono::steady_clock::now() < deadline) {
         if (forward(options_.batch) > 0) {
@@ -233,7 +254,7 @@ void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
             deadline - std::chrono::steady_clock::now());
         const auto slice = std::max(std::chrono::milliseconds(0),
                                     std::min(left, std::chrono::milliseconds(50)));
-        if ((frontend_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) {
+        if (pending_ > 0 || (frontend_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) {
             // Input is waiting but the backend has no room: wait for room, within the deadline.
             zmq::pollitem_t item{backend_->handle(), 0, ZMQ_POLLOUT, 0};
             (void)zmq::poll(&item, 1, slice);

@@ -84,7 +84,7 @@ void worker::setup() {
 }
 
 void worker::handle_batch() {
-    for (std::size_t i = 0; i < options_.batch; ++i) {
+    for (std::size_t i = 0; i < options_.batch && !stop_requested(); ++i) {
         auto m = input_->recv(std::chrono::milliseconds(0));
         if (!m) {
             return;
@@ -121,12 +121,10 @@ void worker::handle_one(message& in) {
         }
     }
     // Back-pressure: a full downstream blocks this worker (and so its input queue fills and
-    // upstream sources slow down) instead of dropping. Only stop() ends the wait.
-    while (!output_->send(*out)) {
-        if (stop_requested()) {
-            dropped_->add();
-            return;
-        }
+    // upstream sources slow down) instead of dropping. Only stop()'s deadline ends the wait.
+    if (!send_until_stop_deadline(*output_, *out)) {
+        dropped_->add();
+        return;
     }
     sent_->add();
 }
@@ -139,12 +137,19 @@ void worker::fail(message& in, const std::string& why) {
     }
     in.header().set_user_header("error", why);
     in.header().set_user_header("error-stage", options_.name);
-    while (!errors_->send(in)) {
-        if (stop_requested()) {
-            dropped_->add();
-            return;
+    if (!send_until_stop_deadline(*errors_, in)) {
+        dropped_->add();
+    }
+}
+
+bool worker::send_until_stop_deadline(zmqkit::socket& socket, message& m) {
+    // Each attempt blocks at most output_retry_slice, so a stop request is seen promptly.
+    while (!socket.send(m)) {
+        if (stop_requested() && std::chrono::steady_clock::now() >= stop_deadline()) {
+            return false;
         }
     }
+    return true;
 }
 
 std::vector<std::string> worker::on_command(const std::vector<std::string>& frames) {
@@ -158,12 +163,13 @@ std::vector<std::string> worker::on_command(const std::vector<std::string>& fram
 
 void worker::on_stop(std::chrono::steady_clock::time_point deadline) {
     // Finish what has already arrived in this worker's queue, within the deadline.
+    message m;
     while (std::chrono::steady_clock::now() < deadline) {
-        auto m = input_->recv(std::chrono::milliseconds(0));
-        if (!m) {
-            break;
+        if (input_->recv(m, std::chrono::milliseconds(0))) {
+            handle_one(m);
+        } else if ((input_->raw().get(zmq::sockopt::events) & ZMQ_POLLIN) == 0) {
+            break; // empty (a malformed message also returns false, but leaves input readable)
         }
-        handle_one(*m);
     }
 }
 

@@ -98,6 +98,8 @@ TEST_P(pipeline_transports, hundred_thousand_messages_arrive_once_with_their_cor
     EXPECT_EQ(wrong, 0);
     // Nothing more arrives: 100k in, 100k out.
     EXPECT_FALSE(snk.recv(100ms).has_value());
+    // A worker counts an output just after sending it: wait for the last count.
+    ASSERT_TRUE(eventually([&] { return pool.stats().sent == static_cast<std::uint64_t>(count); }));
     const auto stats = pool.stats();
     EXPECT_EQ(stats.received, static_cast<std::uint64_t>(count));
     EXPECT_EQ(stats.sent, static_cast<std::uint64_t>(count));
@@ -151,6 +153,7 @@ TEST(pipeline, handler_failures_go_to_the_error_endpoint_and_the_worker_survives
         ASSERT_TRUE(good.has_value());
         EXPECT_EQ(good->body_view(), "ok");
     }
+    ASSERT_TRUE(eventually([&] { return w.stats().sent == 50U; }));
     for (const auto& id : odd) {
         auto failed = errors.recv(5s);
         ASSERT_TRUE(failed.has_value());
@@ -269,6 +272,7 @@ TEST(pipeline, stopping_a_worker_is_prompt_even_when_downstream_is_stalled) {
     ASSERT_TRUE(eventually([&] { return handled.load() > 0; }));
     const auto t0 = std::chrono::steady_clock::now();
     w.stop(200ms);
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms)
+        << "the deadline (200 ms) plus one send slice (100 ms), with room for a loaded machine";
     EXPECT_GE(w.stats().dropped, 1U) << "the output it could not deliver is counted";
 }

@@ -50,7 +50,7 @@ TEST(cli, durations) {
     EXPECT_EQ(parse_duration("2s"), std::chrono::milliseconds(2000));
     EXPECT_EQ(parse_duration("1.5s"), std::chrono::milliseconds(1500));
     EXPECT_EQ(parse_duration("1m"), std::chrono::milliseconds(60000));
-    for (const char* bad : {"", "s", "-1s", "10 parsecs", "1.5.5s", "1e30"}) {
+    for (const char* bad : {"", "s", "-1s", "10 parsecs", "1.5.5s", "1e30", "nan", "infs"}) {
         try {
             (void)parse_duration(bad);
             ADD_FAILURE() << bad;

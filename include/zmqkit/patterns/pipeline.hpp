@@ -97,7 +97,9 @@ struct worker_options {
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
 };
 
-// Counters of one worker (also registered as zmqkit_worker_* {component="<name>"}).
+// Counters of one worker (registered as zmqkit_worker_* {component="<name>"}: metrics are
+// identified by name, so give each worker in a process a distinct name — worker_pool does —
+// or they share one series).
 struct worker_stats {
     std::uint64_t received = 0;  // inputs handled
     std::uint64_t sent = 0;      // outputs passed downstream
@@ -129,6 +131,7 @@ private:
     void handle_batch();
     void handle_one(message& in);
     void fail(message& in, const std::string& why);
+    bool send_until_stop_deadline(zmqkit::socket& socket, message& m);
 
     worker_options options_;
     worker_handler handler_;
@@ -239,7 +242,9 @@ private:
     std::vector<std::string> backend_endpoints_;
     std::vector<std::string> control_endpoints_;
     std::vector<std::string> capture_endpoints_;
-    std::vector<zmq::message_t> frames_;
+    std::vector<zmq::message_t> frames_; // the message being forwarded
+    std::size_t pending_ = 0;            // frames of a message received but not yet sent
+    std::size_t pending_bytes_ = 0;
 };
 
 } // namespace zmqkit::patterns
