@@ -288,3 +288,22 @@ TEST_F(pair_fixture, hot_path_forms_send_bytes_with_a_header_and_recv_into_a_mes
     }
     EXPECT_FALSE(pull.recv(m, 0ms));
 }
+
+TEST_F(pair_fixture, a_flood_of_malformed_messages_does_not_hold_a_receive_past_its_deadline) {
+    zmqkit::socket pull(ctx, zmq::socket_type::pull, opts("pull"));
+    const auto ep = "inproc://" + unique_name("flood");
+    pull.attach(ep, endpoint_action::bind);
+    zmq::socket_t raw(ctx, zmq::socket_type::push);
+    raw.set(zmq::sockopt::linger, 0);
+    raw.set(zmq::sockopt::sndhwm, 0);
+    raw.connect(ep);
+    for (int i = 0; i < 20000; ++i) {
+        raw.send(zmq::str_buffer("not an envelope"));
+    }
+    EXPECT_FALSE(pull.recv(0ms).has_value()) << "recv(0) returns after one malformed message";
+    EXPECT_EQ(pull.counters().decode_errors->value(), 1U);
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_FALSE(pull.recv(20ms).has_value());
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "bounded by the 20 ms deadline";
+    EXPECT_GT(pull.counters().decode_errors->value(), 1U);
+}
