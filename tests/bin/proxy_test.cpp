@@ -44,19 +44,7 @@ std::vector<std::string> control_request(zmq::context_t& ctx, const std::string&
     zmq::socket_t req(ctx, zmq::socket_type::req);
     req.set(zmq::sockopt::linger, 0);
     req.connect(endpoint);
-    req.send(zmq::buffer(command));
-    std::vector<std::string> frames;
-    for (;;) {
-        auto f = recv_within(req, 5s);
-        if (!f) {
-            ADD_FAILURE() << "no reply to " << command;
-            return frames;
-        }
-        frames.push_back(f->to_string());
-        if (!f->more()) {
-            return frames;
-        }
-    }
+    return request(req, command);
 }
 
 } // namespace

@@ -28,6 +28,28 @@ class pipeline_transports : public ::testing::TestWithParam<transport_case> {};
 // Binds source and sink on the transport, returns the addresses workers connect to.
 std::string resolved(const std::vector<std::string>& bound) { return ">" + bound.at(0); }
 
+// A source and a sink over inproc with a private registry, and worker options joining them.
+struct inproc_pipeline : ::testing::Test {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    socket_options so = [this] {
+        socket_options o;
+        o.registry = &registry;
+        return o;
+    }();
+    source src{ctx, "inproc://" + unique_name("in"), so};
+    sink snk{ctx, "inproc://" + unique_name("out"), so};
+
+    worker_options joined(const std::string& name = "worker") {
+        worker_options wo;
+        wo.input = resolved(src.endpoints());
+        wo.output = resolved(snk.endpoints());
+        wo.name = name;
+        wo.registry = &registry;
+        return wo;
+    }
+};
+
 } // namespace
 
 TEST_P(pipeline_transports, hundred_thousand_messages_arrive_once_with_their_correlation) {
@@ -119,20 +141,10 @@ INSTANTIATE_TEST_SUITE_P(
         transport_case{"tcp", [](const std::string&) { return std::string("@tcp://127.0.0.1:*"); }}),
     [](const auto& param_info) { return param_info.param.name; });
 
-TEST(pipeline, handler_failures_go_to_the_error_endpoint_and_the_worker_survives) {
-    zmq::context_t ctx;
-    metrics_registry registry;
-    socket_options so;
-    so.registry = &registry;
-    source src(ctx, "inproc://" + unique_name("in"), so);
-    sink snk(ctx, "inproc://" + unique_name("out"), so);
+TEST_F(inproc_pipeline, handler_failures_go_to_the_error_endpoint_and_the_worker_survives) {
     sink errors(ctx, "inproc://" + unique_name("err"), so);
-    worker_options wo;
-    wo.input = resolved(src.endpoints());
-    wo.output = resolved(snk.endpoints());
+    auto wo = joined("picky");
     wo.errors = resolved(errors.endpoints());
-    wo.name = "picky";
-    wo.registry = &registry;
     worker w(ctx, wo, [](message& in) -> std::optional<message> {
         if (in.body_as<int>() % 2 == 1) {
             throw std::invalid_argument("odd numbers are not accepted");
@@ -171,18 +183,8 @@ TEST(pipeline, handler_failures_go_to_the_error_endpoint_and_the_worker_survives
     EXPECT_EQ(*reply, (std::vector<std::string>{"100", "50", "50", "0"}));
 }
 
-TEST(pipeline, failures_without_an_error_endpoint_are_counted_as_dropped) {
-    zmq::context_t ctx;
-    metrics_registry registry;
-    socket_options so;
-    so.registry = &registry;
-    source src(ctx, "inproc://" + unique_name("in"), so);
-    sink snk(ctx, "inproc://" + unique_name("out"), so);
-    worker_options wo;
-    wo.input = resolved(src.endpoints());
-    wo.output = resolved(snk.endpoints());
-    wo.registry = &registry;
-    worker w(ctx, wo, [](message& in) -> std::optional<message> {
+TEST_F(inproc_pipeline, failures_without_an_error_endpoint_are_counted_as_dropped) {
+    worker w(ctx, joined(), [](message& in) -> std::optional<message> {
         if (in.body_view() == "bad") {
             throw 42; // not even a std::exception
         }
@@ -198,18 +200,8 @@ TEST(pipeline, failures_without_an_error_endpoint_are_counted_as_dropped) {
                 std::string::npos);
 }
 
-TEST(pipeline, typed_handler_and_terminal_worker) {
-    zmq::context_t ctx;
-    metrics_registry registry;
-    socket_options so;
-    so.registry = &registry;
-    source src(ctx, "inproc://" + unique_name("in"), so);
-    sink snk(ctx, "inproc://" + unique_name("mid"), so);
-    worker_options wo;
-    wo.input = resolved(src.endpoints());
-    wo.output = resolved(snk.endpoints());
-    wo.registry = &registry;
-    worker w(ctx, wo, typed_handler<std::string, std::size_t>([](const std::string& s) { return s.size(); }));
+TEST_F(inproc_pipeline, typed_handler_and_terminal_worker) {
+    worker w(ctx, joined(), typed_handler<std::string, std::size_t>([](const std::string& s) { return s.size(); }));
     w.start();
     ASSERT_TRUE(src.send_packed(std::string("hello")));
     auto n = snk.recv_as<std::size_t>(5s);

@@ -32,22 +32,6 @@ struct streamer_fixture : ::testing::Test {
         o.registry = &registry;
         return o;
     }
-
-    std::vector<std::string> request(zmq::socket_t& req, const std::string& cmd) {
-        req.send(zmq::buffer(cmd));
-        std::vector<std::string> frames;
-        for (;;) {
-            auto f = recv_within(req, 5s);
-            if (!f) {
-                ADD_FAILURE() << "no reply to " << cmd;
-                return frames;
-            }
-            frames.push_back(f->to_string());
-            if (!f->more()) {
-                return frames;
-            }
-        }
-    }
 };
 
 } // namespace

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 #include <unistd.h>
 
 namespace zmqkit::testing {
@@ -43,6 +44,25 @@ inline std::optional<zmq::message_t> recv_within(zmq::socket_t& s, std::chrono::
         return std::nullopt;
     }
     return m;
+}
+
+// Sends one command frame on a REQ socket and returns the reply's frames (empty on timeout,
+// with a test failure recorded).
+inline std::vector<std::string> request(zmq::socket_t& req, const std::string& command,
+                                        std::chrono::milliseconds timeout = 5s) {
+    req.send(zmq::buffer(command));
+    std::vector<std::string> frames;
+    for (;;) {
+        auto f = recv_within(req, timeout);
+        if (!f) {
+            ADD_FAILURE() << "no reply to " << command;
+            return frames;
+        }
+        frames.push_back(f->to_string());
+        if (!f->more()) {
+            return frames;
+        }
+    }
 }
 
 // A name unique to this process and call, for inproc endpoints and ipc paths.
