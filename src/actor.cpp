@@ -28,9 +28,9 @@ bool recv_all(zmq::socket_t& s, std::vector<std::string>& frames, zmq::recv_flag
 
 bool send_all(zmq::socket_t& s, const std::vector<std::string>& frames) {
     for (std::size_t i = 0; i < frames.size(); ++i) {
-        const auto flags = (i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                  : zmq::send_flags::none) |
-                           zmq::send_flags::dontwait;
+        const auto flags =
+            (i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+            zmq::send_flags::dontwait;
         if (!s.send(zmq::buffer(frames[i]), flags)) {
             return false;
         }
@@ -136,9 +136,9 @@ void actor::loop(zmq::socket_t& pipe) {
         auto now = std::chrono::steady_clock::now();
         auto wait = max_poll_wait;
         for (const auto& t : timers_) {
-            wait = std::min(wait, std::max(std::chrono::milliseconds(0),
-                                           std::chrono::ceil<std::chrono::milliseconds>(
-                                               t.next - now)));
+            wait = std::min(wait,
+                            std::max(std::chrono::milliseconds(0),
+                                     std::chrono::ceil<std::chrono::milliseconds>(t.next - now)));
         }
         (void)zmq::poll(items.data(), items.size(), wait);
         if ((items[0].revents & ZMQ_POLLIN) != 0 && !handle_pipe(pipe)) {
@@ -215,7 +215,8 @@ void actor::stop(std::chrono::milliseconds deadline) noexcept {
         }
         std::lock_guard stop_lock(stop_mutex_);
         if (!stop_requested_.load()) {
-            stop_deadline_ = (std::chrono::steady_clock::now() + deadline).time_since_epoch().count();
+            stop_deadline_ =
+                (std::chrono::steady_clock::now() + deadline).time_since_epoch().count();
             stop_requested_ = true;
         }
         if (!started_.load() || !thread_.joinable()) {
@@ -270,8 +271,7 @@ std::optional<std::vector<std::string>> actor::command(const std::vector<std::st
             return std::nullopt;
         }
         zmq::pollitem_t item{pipe_->handle(), 0, ZMQ_POLLIN, 0};
-        (void)zmq::poll(&item, 1,
-                        std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+        (void)zmq::poll(&item, 1, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
         while (recv_all(*pipe_, reply, zmq::recv_flags::dontwait)) {
             if (!reply.empty() && reply[0] == sequence) {
                 reply.erase(reply.begin());

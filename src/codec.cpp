@@ -265,15 +265,36 @@ read_result read_uint(reader& r, std::uint64_t& v) noexcept {
     unsigned bytes = 0;
     bool is_signed = false;
     switch (b) {
-    case 0xcc: bytes = 1; break;
-    case 0xcd: bytes = 2; break;
-    case 0xce: bytes = 4; break;
-    case 0xcf: bytes = 8; break;
-    case 0xd0: bytes = 1; is_signed = true; break;
-    case 0xd1: bytes = 2; is_signed = true; break;
-    case 0xd2: bytes = 4; is_signed = true; break;
-    case 0xd3: bytes = 8; is_signed = true; break;
-    default: return read_result::wrong_type;
+    case 0xcc:
+        bytes = 1;
+        break;
+    case 0xcd:
+        bytes = 2;
+        break;
+    case 0xce:
+        bytes = 4;
+        break;
+    case 0xcf:
+        bytes = 8;
+        break;
+    case 0xd0:
+        bytes = 1;
+        is_signed = true;
+        break;
+    case 0xd1:
+        bytes = 2;
+        is_signed = true;
+        break;
+    case 0xd2:
+        bytes = 4;
+        is_signed = true;
+        break;
+    case 0xd3:
+        bytes = 8;
+        is_signed = true;
+        break;
+    default:
+        return read_result::wrong_type;
     }
     if (!r.be(bytes, v)) {
         return read_result::truncated;
@@ -298,13 +319,29 @@ read_result read_bytes(reader& r, const char*& data, std::size_t& n, bool allow_
     } else {
         unsigned bytes = 0;
         switch (b) {
-        case 0xd9: bytes = 1; break;
-        case 0xda: bytes = 2; break;
-        case 0xdb: bytes = 4; break;
-        case 0xc4: bytes = 1; is_str = false; break;
-        case 0xc5: bytes = 2; is_str = false; break;
-        case 0xc6: bytes = 4; is_str = false; break;
-        default: return read_result::wrong_type;
+        case 0xd9:
+            bytes = 1;
+            break;
+        case 0xda:
+            bytes = 2;
+            break;
+        case 0xdb:
+            bytes = 4;
+            break;
+        case 0xc4:
+            bytes = 1;
+            is_str = false;
+            break;
+        case 0xc5:
+            bytes = 2;
+            is_str = false;
+            break;
+        case 0xc6:
+            bytes = 4;
+            is_str = false;
+            break;
+        default:
+            return read_result::wrong_type;
         }
         if (!r.be(bytes, len)) {
             return read_result::truncated;
@@ -347,28 +384,82 @@ read_result skip_value(reader& r) noexcept {
         }
         bool ok = true;
         switch (b) {
-        case 0xc4: case 0xd9: ok = r.be(1, n) && r.skip(n); break;
-        case 0xc5: case 0xda: ok = r.be(2, n) && r.skip(n); break;
-        case 0xc6: case 0xdb: ok = r.be(4, n) && r.skip(n); break;
-        case 0xc7: ok = r.be(1, n) && r.skip(n + 1); break;
-        case 0xc8: ok = r.be(2, n) && r.skip(n + 1); break;
-        case 0xc9: ok = r.be(4, n) && r.skip(n + 1); break;
-        case 0xca: ok = r.skip(4); break;
-        case 0xcb: ok = r.skip(8); break;
-        case 0xcc: case 0xd0: ok = r.skip(1); break;
-        case 0xcd: case 0xd1: ok = r.skip(2); break;
-        case 0xce: case 0xd2: ok = r.skip(4); break;
-        case 0xcf: case 0xd3: ok = r.skip(8); break;
-        case 0xd4: ok = r.skip(2); break;
-        case 0xd5: ok = r.skip(3); break;
-        case 0xd6: ok = r.skip(5); break;
-        case 0xd7: ok = r.skip(9); break;
-        case 0xd8: ok = r.skip(17); break;
-        case 0xdc: ok = r.be(2, n); pending += n; break;
-        case 0xdd: ok = r.be(4, n); pending += n; break;
-        case 0xde: ok = r.be(2, n); pending += 2 * n; break;
-        case 0xdf: ok = r.be(4, n); pending += 2 * n; break;
-        default: return read_result::wrong_type; // 0xc1: never used
+        case 0xc4:
+        case 0xd9:
+            ok = r.be(1, n) && r.skip(n);
+            break;
+        case 0xc5:
+        case 0xda:
+            ok = r.be(2, n) && r.skip(n);
+            break;
+        case 0xc6:
+        case 0xdb:
+            ok = r.be(4, n) && r.skip(n);
+            break;
+        case 0xc7:
+            ok = r.be(1, n) && r.skip(n + 1);
+            break;
+        case 0xc8:
+            ok = r.be(2, n) && r.skip(n + 1);
+            break;
+        case 0xc9:
+            ok = r.be(4, n) && r.skip(n + 1);
+            break;
+        case 0xca:
+            ok = r.skip(4);
+            break;
+        case 0xcb:
+            ok = r.skip(8);
+            break;
+        case 0xcc:
+        case 0xd0:
+            ok = r.skip(1);
+            break;
+        case 0xcd:
+        case 0xd1:
+            ok = r.skip(2);
+            break;
+        case 0xce:
+        case 0xd2:
+            ok = r.skip(4);
+            break;
+        case 0xcf:
+        case 0xd3:
+            ok = r.skip(8);
+            break;
+        case 0xd4:
+            ok = r.skip(2);
+            break;
+        case 0xd5:
+            ok = r.skip(3);
+            break;
+        case 0xd6:
+            ok = r.skip(5);
+            break;
+        case 0xd7:
+            ok = r.skip(9);
+            break;
+        case 0xd8:
+            ok = r.skip(17);
+            break;
+        case 0xdc:
+            ok = r.be(2, n);
+            pending += n;
+            break;
+        case 0xdd:
+            ok = r.be(4, n);
+            pending += n;
+            break;
+        case 0xde:
+            ok = r.be(2, n);
+            pending += 2 * n;
+            break;
+        case 0xdf:
+            ok = r.be(4, n);
+            pending += 2 * n;
+            break;
+        default:
+            return read_result::wrong_type; // 0xc1: never used
         }
         if (!ok) {
             return read_result::truncated;
@@ -445,14 +536,22 @@ decode_status read_user_headers(reader& r, header& out) {
 
 std::string_view to_string(decode_errc code) noexcept {
     switch (code) {
-    case decode_errc::ok: return "ok";
-    case decode_errc::truncated: return "truncated";
-    case decode_errc::not_envelope: return "not_envelope";
-    case decode_errc::unsupported_version: return "unsupported_version";
-    case decode_errc::bad_field: return "bad_field";
-    case decode_errc::missing_field: return "missing_field";
-    case decode_errc::trailing_bytes: return "trailing_bytes";
-    case decode_errc::bad_frame_count: return "bad_frame_count";
+    case decode_errc::ok:
+        return "ok";
+    case decode_errc::truncated:
+        return "truncated";
+    case decode_errc::not_envelope:
+        return "not_envelope";
+    case decode_errc::unsupported_version:
+        return "unsupported_version";
+    case decode_errc::bad_field:
+        return "bad_field";
+    case decode_errc::missing_field:
+        return "missing_field";
+    case decode_errc::trailing_bytes:
+        return "trailing_bytes";
+    case decode_errc::bad_frame_count:
+        return "bad_frame_count";
     }
     return "unknown";
 }
@@ -460,7 +559,8 @@ std::string_view to_string(decode_errc code) noexcept {
 std::string decode_status::message() const {
     const std::string f(field);
     switch (code) {
-    case decode_errc::ok: return "ok";
+    case decode_errc::ok:
+        return "ok";
     case decode_errc::truncated:
         return "truncated header: the frame ends inside " +
                (f.empty() ? std::string("a value") : "field '" + f + "'") + " (at byte " +
@@ -474,7 +574,8 @@ std::string decode_status::message() const {
     case decode_errc::bad_field:
         return "header field '" + f + "' has the wrong msgpack type, size or value (near byte " +
                std::to_string(value) + ")";
-    case decode_errc::missing_field: return "header lacks the required field '" + f + "'";
+    case decode_errc::missing_field:
+        return "header lacks the required field '" + f + "'";
     case decode_errc::trailing_bytes:
         return "header frame has extra bytes after the header map (from byte " +
                std::to_string(value) + ")";
@@ -487,8 +588,8 @@ std::string decode_status::message() const {
 
 std::size_t encoded_size(const header& h) noexcept {
     const auto p = plan(h);
-    std::size_t n = map_header_size(p.count) + 2 /* version */ + id_field_size + 1 +
-                    uint_size(h.timestamp_ns);
+    std::size_t n =
+        map_header_size(p.count) + 2 /* version */ + id_field_size + 1 + uint_size(h.timestamp_ns);
     n += p.correlation ? id_field_size : 0;
     n += p.causation ? id_field_size : 0;
     n += str_field_size(h.type);
@@ -627,14 +728,18 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
                 st = read_id(r, out.correlation_id, "correlation_id");
                 have_correlation = st.ok();
                 break;
-            case key_causation_id: st = read_id(r, out.causation_id, "causation_id"); break;
+            case key_causation_id:
+                st = read_id(r, out.causation_id, "causation_id");
+                break;
             case key_timestamp: {
                 auto rr = read_uint(r, out.timestamp_ns);
                 st = rr == read_result::ok ? decode_status{} : field_error(rr, "timestamp", r);
                 have_timestamp = st.ok();
                 break;
             }
-            case key_type: st = read_string(r, out.type, "type"); break;
+            case key_type:
+                st = read_string(r, out.type, "type");
+                break;
             case key_attempt: {
                 std::uint64_t a = 0;
                 auto rr = read_uint(r, a);
@@ -645,16 +750,25 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
                 out.attempt = static_cast<std::uint32_t>(a);
                 break;
             }
-            case key_reply_to: st = read_string(r, out.reply_to, "reply_to"); break;
-            case key_traceparent: st = read_string(r, out.traceparent, "traceparent"); break;
-            case key_content_type: st = read_string(r, out.content_type, "content_type"); break;
+            case key_reply_to:
+                st = read_string(r, out.reply_to, "reply_to");
+                break;
+            case key_traceparent:
+                st = read_string(r, out.traceparent, "traceparent");
+                break;
+            case key_content_type:
+                st = read_string(r, out.content_type, "content_type");
+                break;
             case key_sequence: {
                 auto rr = read_uint(r, out.sequence);
                 st = rr == read_result::ok ? decode_status{} : field_error(rr, "sequence", r);
                 break;
             }
-            case key_user_headers: st = read_user_headers(r, out); break;
-            default: break;
+            case key_user_headers:
+                st = read_user_headers(r, out);
+                break;
+            default:
+                break;
             }
             if (!st.ok()) {
                 return st;

@@ -9,8 +9,8 @@
 namespace zmqkit {
 namespace {
 
-constexpr std::array<std::string_view, 8> known_transports = {
-    "tcp", "ipc", "inproc", "pgm", "epgm", "vmci", "ws", "wss"};
+constexpr std::array<std::string_view, 8> known_transports = {"tcp",  "ipc",  "inproc", "pgm",
+                                                              "epgm", "vmci", "ws",     "wss"};
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {

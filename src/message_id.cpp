@@ -15,7 +15,9 @@ namespace {
 // Bumped in the child after fork(), so a forked process never repeats its parent's ids.
 std::atomic<std::uint64_t> fork_generation{0};
 
-void on_fork_child() noexcept { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+void on_fork_child() noexcept {
+    fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
 
 [[maybe_unused]] const bool fork_handler_installed = [] {
     pthread_atfork(nullptr, nullptr, on_fork_child);
@@ -44,12 +46,12 @@ struct id_generator {
         } catch (...) {
             // No entropy source: pid, thread and clocks below still separate generators.
         }
-        seed ^= static_cast<std::uint64_t>(
-            std::chrono::system_clock::now().time_since_epoch().count());
+        seed ^=
+            static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
         seed ^= static_cast<std::uint64_t>(::getpid()) << 16U;
         seed ^= std::hash<std::thread::id>{}(std::this_thread::get_id());
-        seed ^= static_cast<std::uint64_t>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
+        seed ^=
+            static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
         for (auto& word : s) {
             word = splitmix64(seed);
         }

@@ -22,9 +22,15 @@ void check_name(std::string_view name) {
 void escape_to(std::string& out, std::string_view s, bool json) {
     for (char c : s) {
         switch (c) {
-        case '\\': out += "\\\\"; break;
-        case '"': out += "\\\""; break;
-        case '\n': out += "\\n"; break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '"':
+            out += "\\\"";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
         default:
             if (json && static_cast<unsigned char>(c) < 0x20) {
                 char buf[8];

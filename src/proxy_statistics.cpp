@@ -5,10 +5,9 @@
 namespace zmqkit {
 
 std::vector<std::string> proxy_statistics::to_frames() const {
-    const std::uint64_t values[8] = {frontend_messages_in, frontend_bytes_in,
-                                     frontend_messages_out, frontend_bytes_out,
-                                     backend_messages_in,  backend_bytes_in,
-                                     backend_messages_out,  backend_bytes_out};
+    const std::uint64_t values[8] = {
+        frontend_messages_in, frontend_bytes_in, frontend_messages_out, frontend_bytes_out,
+        backend_messages_in,  backend_bytes_in,  backend_messages_out,  backend_bytes_out};
     std::vector<std::string> frames;
     for (auto v : values) {
         frames.emplace_back(reinterpret_cast<const char*>(&v), sizeof v);

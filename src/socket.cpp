@@ -32,8 +32,10 @@ frame_layout layout_for(zmq::socket_type type) noexcept {
     case zmq::socket_type::pub:
     case zmq::socket_type::sub:
     case zmq::socket_type::xpub:
-    case zmq::socket_type::xsub: return frame_layout::topic;
-    default: return frame_layout::plain;
+    case zmq::socket_type::xsub:
+        return frame_layout::topic;
+    default:
+        return frame_layout::plain;
     }
 }
 
@@ -84,8 +86,8 @@ bool socket::send_frames(const std::string_view* topic, header& h, std::string_v
         return false;
     }
     if (!inline_body) {
-        zmq::message_t body_frame = owner != nullptr ? owner->take_body()
-                                                     : zmq::message_t(body.data(), body.size());
+        zmq::message_t body_frame =
+            owner != nullptr ? owner->take_body() : zmq::message_t(body.data(), body.size());
         // Once a message's first frame is queued libzmq accepts the rest without blocking
         // (the HWM applies to whole messages), so this cannot time out.
         (void)socket_.send(body_frame, zmq::send_flags::none);
@@ -97,7 +99,9 @@ bool socket::send_frames(const std::string_view* topic, header& h, std::string_v
     return true;
 }
 
-bool socket::send(message& m) { return send_frames(nullptr, m.header(), m.body_view(), &m); }
+bool socket::send(message& m) {
+    return send_frames(nullptr, m.header(), m.body_view(), &m);
+}
 
 bool socket::send(std::string_view topic, message& m) {
     return send_frames(&topic, m.header(), m.body_view(), &m);
@@ -146,7 +150,8 @@ bool socket::receive(message& out, std::chrono::milliseconds timeout, std::strin
                 ++count;
                 continue;
             }
-            zmq::message_t& frame = count < frames_.size() ? frames_[count] : frames_.emplace_back();
+            zmq::message_t& frame =
+                count < frames_.size() ? frames_[count] : frames_.emplace_back();
             const auto got = socket_.recv(frame, count == 0 ? first_flags : zmq::recv_flags::none);
             if (!got) {
                 break; // EAGAIN on the first frame: nothing within the wait
@@ -219,7 +224,8 @@ decode_status decode_frames(std::vector<zmq::message_t>& frames, std::size_t cou
     decode_status status;
     if (count == first + 1) {
         std::size_t header_size = 0;
-        status = decode_header(header_frame.data(), header_frame.size(), out.header(), &header_size);
+        status =
+            decode_header(header_frame.data(), header_frame.size(), out.header(), &header_size);
         if (status.ok()) {
             out.set_frame(std::move(header_frame), header_size); // body: the rest, uncopied
         }

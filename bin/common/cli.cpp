@@ -115,7 +115,11 @@ void logger::debug(std::string_view text) const {
         write("debug", text);
     }
 }
-void logger::warn(std::string_view text) const { write("warning", text); }
-void logger::error(std::string_view text) const { write("error", text); }
+void logger::warn(std::string_view text) const {
+    write("warning", text);
+}
+void logger::error(std::string_view text) const {
+    write("error", text);
+}
 
 } // namespace zmqkit::cli

@@ -36,9 +36,9 @@ struct usage_error {
 
 // Maps an environment variable to an option name: ZMQKIT_DRAIN_TIMEOUT -> "drain-timeout" if
 // that option exists in desc; other variables are ignored.
-[[nodiscard]] std::string environment_option(const boost::program_options::options_description&
-                                                 desc,
-                                             const std::string& variable);
+[[nodiscard]] std::string
+environment_option(const boost::program_options::options_description& desc,
+                   const std::string& variable);
 
 // Runs the three sources into vm (command line, environment, config file from "--config").
 // Throws usage_error.

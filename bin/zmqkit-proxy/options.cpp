@@ -10,7 +10,8 @@ namespace po = boost::program_options;
 namespace zmqkit::cli {
 namespace {
 
-constexpr const char* usage_head = R"(Usage: zmqkit-proxy [--mode stream] --frontend ENDPOINTS --backend ENDPOINTS [options]
+constexpr const char* usage_head =
+    R"(Usage: zmqkit-proxy [--mode stream] --frontend ENDPOINTS --backend ENDPOINTS [options]
 
 Runs a zmqkit forwarding device until SIGINT/SIGTERM or a TERMINATE command, then drains.
 

@@ -26,7 +26,7 @@ struct print_and_exit {
 };
 
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
-[[nodiscard]] std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc,
-                                                                             const char* const* argv);
+[[nodiscard]] std::variant<proxy_config, print_and_exit>
+parse_proxy_options(int argc, const char* const* argv);
 
 } // namespace zmqkit::cli

@@ -171,8 +171,8 @@ std::pair<std::string, std::string> bound_endpoints(int fd, std::thread& copier)
             const std::string line = buffer.substr(0, nl);
             buffer.erase(0, nl + 1);
             std::cerr << line << "\n";
-            for (auto [key, out] : {std::pair{"frontend bound ", &frontend},
-                                    std::pair{"backend bound ", &backend}}) {
+            for (auto [key, out] :
+                 {std::pair{"frontend bound ", &frontend}, std::pair{"backend bound ", &backend}}) {
                 if (auto at = line.find(key); at != std::string::npos) {
                     *out = line.substr(at + std::strlen(key));
                 }
@@ -211,7 +211,9 @@ std::string self_path() {
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "zmqkit-demo";
 }
 
-std::string short_id(const message_id& id) { return id.to_string().substr(0, 13) + "…"; }
+std::string short_id(const message_id& id) {
+    return id.to_string().substr(0, 13) + "…";
+}
 
 int run_demo(int argc, char** argv) {
     const auto orders = number_option(argc, argv, "--orders", 50000, 10'000'000);
@@ -233,8 +235,8 @@ int run_demo(int argc, char** argv) {
     const std::string control = base + "/proxy.ctl"; // operators' control socket: local only
 
     zmq::context_t context;
-    patterns::sink sink(context, transport == "tcp" ? "@tcp://127.0.0.1:*"
-                                                    : "@" + base + "/results.sock");
+    patterns::sink sink(context,
+                        transport == "tcp" ? "@tcp://127.0.0.1:*" : "@" + base + "/results.sock");
     const std::string results = sink.endpoints().at(0);
     std::vector<pid_t> children;
     std::thread proxy_log;
@@ -242,10 +244,10 @@ int run_demo(int argc, char** argv) {
     std::string backend = base + "/work.sock";
     if (transport == "tcp") {
         int proxy_stderr = -1;
-        children.push_back(spawn({proxy_path, "--frontend", "@tcp://127.0.0.1:*", "--backend",
-                                  "@tcp://127.0.0.1:*", "--control", "@" + control, "--name",
-                                  "orders"},
-                                 &proxy_stderr));
+        children.push_back(
+            spawn({proxy_path, "--frontend", "@tcp://127.0.0.1:*", "--backend",
+                   "@tcp://127.0.0.1:*", "--control", "@" + control, "--name", "orders"},
+                  &proxy_stderr));
         std::tie(frontend, backend) = bound_endpoints(proxy_stderr, proxy_log);
         if (frontend.empty() || backend.empty()) {
             std::cerr << "zmqkit-demo: zmqkit-proxy did not report its endpoints\n";
@@ -255,9 +257,9 @@ int run_demo(int argc, char** argv) {
             return 69;
         }
     } else {
-        children.push_back(spawn({proxy_path, "--frontend", "@" + frontend, "--backend",
-                                  "@" + backend, "--control", "@" + control, "--name", "orders",
-                                  "--quiet"}));
+        children.push_back(
+            spawn({proxy_path, "--frontend", "@" + frontend, "--backend", "@" + backend,
+                   "--control", "@" + control, "--name", "orders", "--quiet"}));
     }
     std::cout << "zmqkit demo: " << orders << " orders -> zmqkit-proxy (stream, " << frontend
               << " -> " << backend << ") -> " << workers << " worker processes -> results sink ("
@@ -350,10 +352,11 @@ int run_demo(int argc, char** argv) {
 
     for (const auto& s : samples) {
         const auto c = s.body_as<charge>();
-        std::cout << "trace: order #" << c.order_number << " (message " << short_id(s.correlation_id())
-                  << ") -> order.charged by " << c.charged_by << " pid " << c.pid << " (message "
-                  << short_id(s.id()) << ", correlation " << short_id(s.correlation_id())
-                  << ", causation " << short_id(s.causation_id()) << ")\n";
+        std::cout << "trace: order #" << c.order_number << " (message "
+                  << short_id(s.correlation_id()) << ") -> order.charged by " << c.charged_by
+                  << " pid " << c.pid << " (message " << short_id(s.id()) << ", correlation "
+                  << short_id(s.correlation_id()) << ", causation " << short_id(s.causation_id())
+                  << ")\n";
     }
     for (const auto& [name, n] : per_worker) {
         std::cout << "load: " << name << " charged " << n << " orders\n";

@@ -19,9 +19,9 @@ inline constexpr std::uint64_t protocol_version = 1;
 
 // Metadata of one message. Plain value type; not synchronised.
 struct header {
-    message_id id;             // unique id of this message (nil until assigned)
-    message_id correlation_id; // id of the conversation's first message (== id for a new one)
-    message_id causation_id;   // id of the message that caused this one (nil: none)
+    message_id id;                  // unique id of this message (nil until assigned)
+    message_id correlation_id;      // id of the conversation's first message (== id for a new one)
+    message_id causation_id;        // id of the message that caused this one (nil: none)
     std::uint64_t timestamp_ns = 0; // creation time, ns since the Unix epoch
     std::string type;               // type or topic name, free-form ("order.created")
     std::uint32_t attempt = 1;      // delivery attempt, 1 for the first

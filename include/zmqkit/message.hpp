@@ -69,7 +69,8 @@ public:
     // A new message caused by this one: fresh id, same correlation id and traceparent,
     // causation id = this message's id. The body is the given bytes / value.
     [[nodiscard]] message follow_up(std::string_view body) const {
-        return message{zmqkit::header::follow_up(header_), zmq::message_t(body.data(), body.size())};
+        return message{zmqkit::header::follow_up(header_),
+                       zmq::message_t(body.data(), body.size())};
     }
     [[nodiscard]] message follow_up(zmq::message_t&& body) const {
         return message{zmqkit::header::follow_up(header_), std::move(body)};

@@ -61,8 +61,8 @@ public:
     // {"name{label=\"v\"}": value, ...} — one flat JSON object.
     [[nodiscard]] std::string json() const;
     // Calls fn(name, labels, value) for every series, in name order.
-    void for_each(const std::function<void(const std::string&, const metric_labels&,
-                                           std::int64_t)>& fn) const;
+    void for_each(const std::function<void(const std::string&, const metric_labels&, std::int64_t)>&
+                      fn) const;
 
 private:
     struct family {

@@ -21,16 +21,16 @@ using namespace std::chrono_literals;
 // Options every zmqkit socket applies at creation. Defaults are bounded: no infinite linger,
 // no infinite send block.
 struct socket_options {
-    int send_hwm = 1000;                          // ZMQ_SNDHWM, messages
-    int recv_hwm = 1000;                          // ZMQ_RCVHWM, messages
-    std::chrono::milliseconds linger = 1000ms;    // ZMQ_LINGER; never infinite (clamped >= 0)
-    std::chrono::milliseconds send_timeout = 5s;  // how long send() may block at the HWM
+    int send_hwm = 1000;                         // ZMQ_SNDHWM, messages
+    int recv_hwm = 1000;                         // ZMQ_RCVHWM, messages
+    std::chrono::milliseconds linger = 1000ms;   // ZMQ_LINGER; never infinite (clamped >= 0)
+    std::chrono::milliseconds send_timeout = 5s; // how long send() may block at the HWM
     // Bodies up to this size travel in the header's frame ([header+body], one frame: a copy of
     // the body is cheaper than a second frame); larger ones in a frame of their own, without a
     // copy. 0: always two frames. Receivers accept both (docs/wire-protocol.md §1).
     std::size_t inline_body_limit = 2048;
-    std::string name = "socket";                  // metric label {socket="<name>"}
-    metrics_registry* registry = nullptr;         // nullptr: metrics_registry::global()
+    std::string name = "socket";          // metric label {socket="<name>"}
+    metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
 };
 
 // Counters a socket keeps (registered as zmqkit_socket_* {socket="<name>"}).

@@ -40,8 +40,8 @@ streamer::streamer(zmq::context_t& context, streamer_options options)
     const metric_labels labels{{"component", options_.name}};
     messages_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
                                     "Messages received on the frontend", labels);
-    bytes_in_ = &reg.get_counter("zmqkit_device_bytes_in_total",
-                                 "Bytes received on the frontend", labels);
+    bytes_in_ =
+        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
     messages_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
                                      "Messages sent on the backend", labels);
     bytes_out_ =
@@ -55,7 +55,9 @@ streamer::streamer(zmq::context_t& context, streamer_options options)
     frames_.reserve(8);
 }
 
-streamer::~streamer() { stop(); }
+streamer::~streamer() {
+    stop();
+}
 
 void streamer::setup() {
     frontend_.emplace(context(), zmq::socket_type::pull);
@@ -87,13 +89,16 @@ void streamer::setup() {
     }
     watch(*frontend_, [this] { (void)forward(options_.batch); });
     // Back-pressure: when the backend is full, stop reading the frontend until it has room.
-    watch(*backend_, ZMQ_POLLOUT, [this] {
-        set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
-        if (!paused_) {
-            set_watch_enabled(*frontend_, true);
-            (void)forward(options_.batch); // the pending message first
-        }
-    }, false);
+    watch(
+        *backend_, ZMQ_POLLOUT,
+        [this] {
+            set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
+            if (!paused_) {
+                set_watch_enabled(*frontend_, true);
+                (void)forward(options_.batch); // the pending message first
+            }
+        },
+        false);
 }
 
 std::size_t streamer::forward(std::size_t limit) {
@@ -131,9 +136,9 @@ std::size_t streamer::forward(std::size_t limit) {
         if (capture_) {
             first_copy.copy(frames_[0]); // before send() takes the frame
         }
-        if (!backend_->send(frames_[0], (pending_ > 1 ? zmq::send_flags::sndmore
-                                                      : zmq::send_flags::none) |
-                                            zmq::send_flags::dontwait)) {
+        if (!backend_->send(frames_[0],
+                            (pending_ > 1 ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+                                zmq::send_flags::dontwait)) {
             send_stalls_->add();
             set_watch_enabled(*frontend_, false);
             set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused_);
@@ -207,9 +212,8 @@ void streamer::handle_control() {
     } while (frame.more());
     const auto reply = execute(command);
     for (std::size_t i = 0; i < reply.size(); ++i) {
-        (void)control_->send(zmq::buffer(reply[i]),
-                             i + 1 < reply.size() ? zmq::send_flags::sndmore
-                                                  : zmq::send_flags::none);
+        (void)control_->send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore
+                                                                         : zmq::send_flags::none);
     }
     if (terminated_) {
         on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
@@ -252,8 +256,8 @@ void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
         }
         const auto left = std::chrono::ceil<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
-        const auto slice = std::max(std::chrono::milliseconds(0),
-                                    std::min(left, std::chrono::milliseconds(50)));
+        const auto slice =
+            std::max(std::chrono::milliseconds(0), std::min(left, std::chrono::milliseconds(50)));
         if (pending_ > 0 || (frontend_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) {
             // Input is waiting but the backend has no room: wait for room, within the deadline.
             zmq::pollitem_t item{backend_->handle(), 0, ZMQ_POLLOUT, 0};

@@ -47,8 +47,8 @@ worker::worker(zmq::context_t& context, worker_options options, worker_handler h
     const metric_labels labels{{"component", options_.name}};
     received_ = &reg.get_counter("zmqkit_worker_messages_received_total",
                                  "Inputs handed to the worker's handler", labels);
-    sent_ = &reg.get_counter("zmqkit_worker_messages_sent_total", "Outputs passed downstream",
-                             labels);
+    sent_ =
+        &reg.get_counter("zmqkit_worker_messages_sent_total", "Outputs passed downstream", labels);
     failed_ = &reg.get_counter("zmqkit_worker_handler_failures_total",
                                "Inputs whose handler threw (sent to the error endpoint)", labels);
     dropped_ = &reg.get_counter(
@@ -56,7 +56,9 @@ worker::worker(zmq::context_t& context, worker_options options, worker_handler h
         "Failed inputs with no error endpoint, or outputs not delivered before stop", labels);
 }
 
-worker::~worker() { stop(); }
+worker::~worker() {
+    stop();
+}
 
 void worker::setup() {
     input_.emplace(context(), zmq::socket_type::pull,
@@ -206,7 +208,9 @@ worker_pool::worker_pool(zmq::context_t& context, std::size_t size, worker_optio
     }
 }
 
-worker_pool::~worker_pool() { stop(); }
+worker_pool::~worker_pool() {
+    stop();
+}
 
 void worker_pool::start(std::chrono::milliseconds timeout) {
     try {

@@ -27,9 +27,9 @@ struct running_proxy {
 
     explicit running_proxy(std::vector<std::string> extra = {})
         : process([&] {
-              std::vector<std::string> argv{bin_path("zmqkit-proxy"), "--frontend",
-                                            "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
-                                            "--control", "tcp://127.0.0.1:*"};
+              std::vector<std::string> argv{
+                  bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*", "--backend",
+                  "tcp://127.0.0.1:*",      "--control",  "tcp://127.0.0.1:*"};
               argv.insert(argv.end(), extra.begin(), extra.end());
               return argv;
           }()) {
@@ -167,7 +167,8 @@ TEST(proxy_process, a_port_in_use_exits_69) {
     holder.set(zmq::sockopt::linger, 0);
     holder.bind("tcp://127.0.0.1:*");
     const std::string taken = holder.get(zmq::sockopt::last_endpoint);
-    child_process p({bin_path("zmqkit-proxy"), "--frontend", taken, "--backend", "tcp://127.0.0.1:*"});
+    child_process p(
+        {bin_path("zmqkit-proxy"), "--frontend", taken, "--backend", "tcp://127.0.0.1:*"});
     EXPECT_EQ(p.wait(10s), 69);
     auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
     ASSERT_TRUE(line.has_value());

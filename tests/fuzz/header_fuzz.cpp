@@ -42,7 +42,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     frames.emplace_back(data + start, size - start);
     zmqkit::message out;
     std::string topic;
-    const auto layout = (mode & 2U) != 0 ? zmqkit::frame_layout::topic : zmqkit::frame_layout::plain;
+    const auto layout =
+        (mode & 2U) != 0 ? zmqkit::frame_layout::topic : zmqkit::frame_layout::plain;
     const auto st = zmqkit::decode_frames(frames, frames.size(), layout, out, &topic);
     (void)st.message();
     return 0;

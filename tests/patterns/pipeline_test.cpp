@@ -21,12 +21,16 @@ struct transport_case {
     std::function<std::string(const std::string&)> endpoint; // bind-side address for a stem
 };
 
-void PrintTo(const transport_case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const transport_case& c, std::ostream* os) {
+    *os << c.name;
+}
 
 class pipeline_transports : public ::testing::TestWithParam<transport_case> {};
 
 // Binds source and sink on the transport, returns the addresses workers connect to.
-std::string resolved(const std::vector<std::string>& bound) { return ">" + bound.at(0); }
+std::string resolved(const std::vector<std::string>& bound) {
+    return ">" + bound.at(0);
+}
 
 // A source and a sink over inproc with a private registry, and worker options joining them.
 struct inproc_pipeline : ::testing::Test {
@@ -136,9 +140,11 @@ TEST_P(pipeline_transports, hundred_thousand_messages_arrive_once_with_their_cor
 INSTANTIATE_TEST_SUITE_P(
     transports, pipeline_transports,
     ::testing::Values(
-        transport_case{"inproc", [](const std::string& s) { return "@inproc://" + unique_name(s); }},
+        transport_case{"inproc",
+                       [](const std::string& s) { return "@inproc://" + unique_name(s); }},
         transport_case{"ipc", [](const std::string& s) { return "@" + ipc_endpoint(s); }},
-        transport_case{"tcp", [](const std::string&) { return std::string("@tcp://127.0.0.1:*"); }}),
+        transport_case{"tcp",
+                       [](const std::string&) { return std::string("@tcp://127.0.0.1:*"); }}),
     [](const auto& param_info) { return param_info.param.name; });
 
 TEST_F(inproc_pipeline, handler_failures_go_to_the_error_endpoint_and_the_worker_survives) {
@@ -196,12 +202,15 @@ TEST_F(inproc_pipeline, failures_without_an_error_endpoint_are_counted_as_droppe
     ASSERT_TRUE(snk.recv(5s).has_value());
     EXPECT_EQ(w.stats().failed, 1U);
     EXPECT_EQ(w.stats().dropped, 1U);
-    EXPECT_TRUE(registry.prometheus_text().find("zmqkit_worker_handler_failures_total{component=\"worker\"} 1") !=
+    EXPECT_TRUE(registry.prometheus_text().find(
+                    "zmqkit_worker_handler_failures_total{component=\"worker\"} 1") !=
                 std::string::npos);
 }
 
 TEST_F(inproc_pipeline, typed_handler_and_terminal_worker) {
-    worker w(ctx, joined(), typed_handler<std::string, std::size_t>([](const std::string& s) { return s.size(); }));
+    worker w(ctx, joined(), typed_handler<std::string, std::size_t>([](const std::string& s) {
+                 return s.size();
+             }));
     w.start();
     ASSERT_TRUE(src.send_packed(std::string("hello")));
     auto n = snk.recv_as<std::size_t>(5s);
@@ -231,10 +240,12 @@ TEST(pipeline, bad_configuration_is_reported_before_start) {
     worker_options wo;
     EXPECT_THROW(worker(ctx, wo, [](message&) { return std::optional<message>{}; }), config_error);
     wo.input = "tcp://nowhere";
-    EXPECT_THROW(worker(ctx, wo, [](message&) { return std::optional<message>{}; }), endpoint_error);
+    EXPECT_THROW(worker(ctx, wo, [](message&) { return std::optional<message>{}; }),
+                 endpoint_error);
     wo.input = ">inproc://x";
     EXPECT_THROW(worker(ctx, wo, worker_handler{}), config_error);
-    EXPECT_THROW(worker_pool(ctx, 0, wo, [](message&) { return std::optional<message>{}; }), config_error);
+    EXPECT_THROW(worker_pool(ctx, 0, wo, [](message&) { return std::optional<message>{}; }),
+                 config_error);
 }
 
 TEST(pipeline, stopping_a_worker_is_prompt_even_when_downstream_is_stalled) {

@@ -202,7 +202,10 @@ TEST_F(streamer_fixture, a_stalled_backend_applies_back_pressure_instead_of_drop
         ++queued;
         ASSERT_LT(queued, 5000) << "memory must stay bounded";
     }
-    EXPECT_GT(registry.get_counter("zmqkit_device_backend_stalls_total", "", {{"component", "streamer"}}).value(), 0U);
+    EXPECT_GT(
+        registry.get_counter("zmqkit_device_backend_stalls_total", "", {{"component", "streamer"}})
+            .value(),
+        0U);
     zmqkit::socket pull(ctx, zmq::socket_type::pull, so);
     pull.attach(dev.backend_endpoints().at(0), endpoint_action::connect);
     for (int i = 0; i < queued; ++i) {

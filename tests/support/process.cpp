@@ -155,7 +155,9 @@ void child_process::close_stdin() {
     }
 }
 
-void child_process::signal(int sig) { ::kill(pid_, sig); }
+void child_process::signal(int sig) {
+    ::kill(pid_, sig);
+}
 
 std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
     if (status_) {

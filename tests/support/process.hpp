@@ -29,9 +29,7 @@ public:
     // match). nullopt on timeout or EOF. Lines read are kept in stderr_lines().
     std::optional<std::string> wait_for_stderr(const std::regex& pattern,
                                                std::chrono::milliseconds timeout);
-    [[nodiscard]] const std::vector<std::string>& stderr_lines() const noexcept {
-        return lines_;
-    }
+    [[nodiscard]] const std::vector<std::string>& stderr_lines() const noexcept { return lines_; }
     // Everything written to stdout so far (reads what is available, then returns).
     std::string read_stdout(std::chrono::milliseconds timeout);
     // Writes to the child's stdin (with_stdin); close_stdin() sends EOF.

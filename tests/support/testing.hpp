@@ -14,8 +14,8 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <vector>
 #include <unistd.h>
+#include <vector>
 
 namespace zmqkit::testing {
 
@@ -34,7 +34,8 @@ inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseco
 }
 
 // One raw frame from a raw socket within timeout.
-inline std::optional<zmq::message_t> recv_within(zmq::socket_t& s, std::chrono::milliseconds timeout) {
+inline std::optional<zmq::message_t> recv_within(zmq::socket_t& s,
+                                                 std::chrono::milliseconds timeout) {
     zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, timeout) == 0) {
         return std::nullopt;
@@ -89,8 +90,8 @@ public:
     handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
         : pair_(ctx, zmq::socket_type::pair) {
         const std::string endpoint = "inproc://" + unique_name("monitor");
-        if (zmq_socket_monitor(socket.handle(), endpoint.c_str(),
-                               ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+        if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) !=
+            0) {
             throw std::runtime_error("zmq_socket_monitor failed");
         }
         pair_.set(zmq::sockopt::linger, 0);

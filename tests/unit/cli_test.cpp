@@ -79,15 +79,22 @@ TEST(cli, proxy_help_lists_examples_and_exit_codes) {
 }
 
 TEST(cli, proxy_usage_errors_say_what_is_wrong) {
-    EXPECT_THAT(usage_error_of({"--frontend", "tcp://a:1"}).message, HasSubstr("--backend are required"));
-    EXPECT_THAT(usage_error_of({"--mode", "carrier-pigeon", "--frontend", "tcp://a:1", "--backend", "tcp://b:2"}).message,
+    EXPECT_THAT(usage_error_of({"--frontend", "tcp://a:1"}).message,
+                HasSubstr("--backend are required"));
+    EXPECT_THAT(usage_error_of({"--mode", "carrier-pigeon", "--frontend", "tcp://a:1", "--backend",
+                                "tcp://b:2"})
+                    .message,
                 HasSubstr("available: stream"));
     EXPECT_THAT(usage_error_of({"--frontend", "tcp://a", "--backend", "tcp://b:2"}).message,
                 HasSubstr("missing ':port'"));
-    EXPECT_THAT(usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2", "--drain-timeout", "soon"}).message,
+    EXPECT_THAT(usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2",
+                                "--drain-timeout", "soon"})
+                    .message,
                 HasSubstr("bad duration 'soon'"));
-    EXPECT_THAT(usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2", "--hwm", "many"}).message,
-                HasSubstr("hwm"));
+    EXPECT_THAT(
+        usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2", "--hwm", "many"})
+            .message,
+        HasSubstr("hwm"));
     EXPECT_THAT(usage_error_of({"--no-such-flag"}).message, HasSubstr("no-such-flag"));
     EXPECT_EQ(usage_error_of({"--no-such-flag"}).code, exit_usage);
 }

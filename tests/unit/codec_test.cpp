@@ -29,7 +29,9 @@ std::string hex(std::string_view bytes) {
     return out;
 }
 
-message_id id_of(std::string_view text) { return *message_id::parse(text); }
+message_id id_of(std::string_view text) {
+    return *message_id::parse(text);
+}
 
 // docs/wire-protocol.md, "Golden vectors".
 constexpr std::string_view vector_minimal =
@@ -116,12 +118,13 @@ TEST(codec, round_trips_extreme_values) {
     h.timestamp_ns = ~std::uint64_t{0};
     h.sequence = 0xFFFFFFFFFFFFFFFFULL;
     h.attempt = 0xFFFFFFFFU;
-    h.type = std::string(70000, 't');           // str32
-    h.reply_to = std::string(300, 'r');         // str16
-    h.content_type = std::string(40, 'c');      // str8
+    h.type = std::string(70000, 't');      // str32
+    h.reply_to = std::string(300, 'r');    // str16
+    h.content_type = std::string(40, 'c'); // str8
     h.user_headers.clear();
-    for (int i = 0; i < 20; ++i) {               // map16
-        h.user_headers.emplace_back("k" + std::to_string(i), std::string(300, static_cast<char>(i)));
+    for (int i = 0; i < 20; ++i) { // map16
+        h.user_headers.emplace_back("k" + std::to_string(i),
+                                    std::string(300, static_cast<char>(i)));
     }
     h.user_headers.emplace_back("empty", "");
     h.user_headers.emplace_back("binary", std::string("\0\xff\n", 3));
@@ -191,13 +194,13 @@ TEST(codec_malformed, wrong_field_types_name_the_field) {
         std::string field;
     };
     const bad_case cases[] = {
-        {"83000101c408" + std::string(16, '1') + ts, "id"},           // 8-byte id
-        {"83000101a3616263" + ts, "id"},                              // id as a string
+        {"83000101c408" + std::string(16, '1') + ts, "id"},              // 8-byte id
+        {"83000101a3616263" + ts, "id"},                                 // id as a string
         {"830001" + std::string("01") + id + "04a3616263", "timestamp"}, // timestamp as a string
-        {"830001" + std::string("01") + id + "04ff", "timestamp"},    // negative timestamp
-        {"840001" + std::string("01") + id + ts + "06ff", "attempt"}, // negative attempt
+        {"830001" + std::string("01") + id + "04ff", "timestamp"},       // negative timestamp
+        {"840001" + std::string("01") + id + ts + "06ff", "attempt"},    // negative attempt
         {"840001" + std::string("01") + id + ts + "06cf0000000100000000", "attempt"}, // > 2^32-1
-        {"840001" + std::string("01") + id + ts + "05c3", "type"},    // type as a bool
+        {"840001" + std::string("01") + id + ts + "05c3", "type"},               // type as a bool
         {"840001" + std::string("01") + id + ts + "0b93010203", "user_headers"}, // array
         {"840001" + std::string("01") + id + ts + "0b8101a0", "user_headers"},   // int key
         {"840001" + std::string("01") + id + ts + "02c4021234", "correlation_id"},
@@ -217,8 +220,8 @@ TEST(codec_malformed, nil_id_is_rejected_and_nil_correlation_means_absent) {
     auto st = decode(unhex("830001" + std::string("01") + nil + "04cf180abe7135f8cd15"), out);
     EXPECT_EQ(st.code, decode_errc::bad_field);
     EXPECT_EQ(st.field, "id");
-    st = decode(unhex("840001" + std::string("01c4100193f1a2b3c47d5e8f0123456789abcd") + "02" + nil +
-                      "04cf180abe7135f8cd15"),
+    st = decode(unhex("840001" + std::string("01c4100193f1a2b3c47d5e8f0123456789abcd") + "02" +
+                      nil + "04cf180abe7135f8cd15"),
                 out);
     ASSERT_TRUE(st) << st.message();
     EXPECT_EQ(out.correlation_id, out.id);
@@ -248,8 +251,8 @@ TEST(codec_malformed, huge_counts_with_little_data_are_truncations) {
     // unknown key whose value is an array32 of 4 billion items
     EXPECT_EQ(decode(unhex("8200010cddffffffff00"), out).code, decode_errc::truncated);
     // user headers map32 of 4 billion pairs
-    const std::string prefix = "8400010" + std::string("1c4100193f1a2b3c47d5e8f0123456789abcd") +
-                               "04cf180abe7135f8cd15";
+    const std::string prefix =
+        "8400010" + std::string("1c4100193f1a2b3c47d5e8f0123456789abcd") + "04cf180abe7135f8cd15";
     EXPECT_EQ(decode(unhex(prefix + "0bdfffffffff"), out).code, decode_errc::truncated);
 }
 
@@ -266,7 +269,8 @@ TEST(codec_malformed, deeply_nested_unknown_value_is_skipped_without_recursion) 
 
 TEST(codec_malformed, reserved_byte_0xc1_is_rejected) {
     header out;
-    const auto st = decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150cc1"), out);
+    const auto st =
+        decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150cc1"), out);
     EXPECT_EQ(st.code, decode_errc::bad_field);
 }
 

@@ -20,8 +20,8 @@ std::string error_of(std::string_view spec) {
 } // namespace
 
 TEST(endpoint, prefixes_choose_bind_or_connect) {
-    auto eps = parse_endpoints("@tcp://*:5555,>ipc:///tmp/x.sock,inproc://jobs",
-                               endpoint_action::connect);
+    auto eps =
+        parse_endpoints("@tcp://*:5555,>ipc:///tmp/x.sock,inproc://jobs", endpoint_action::connect);
     ASSERT_EQ(eps.size(), 3U);
     EXPECT_EQ(eps[0], (endpoint{endpoint_action::bind, "tcp://*:5555"}));
     EXPECT_EQ(eps[1], (endpoint{endpoint_action::connect, "ipc:///tmp/x.sock"}));
@@ -39,9 +39,10 @@ TEST(endpoint, spaces_around_entries_are_ignored) {
 }
 
 TEST(endpoint, accepted_forms) {
-    for (const char* ok : {"tcp://eth0:5555", "tcp://127.0.0.1:0", "tcp://*:!", "tcp://*:[6000-6100]",
-                           "tcp://192.168.1.1;10.0.0.1:5555", "ws://127.0.0.1:8080/path",
-                           "ipc://@abstract", "pgm://eth0;239.192.1.1:5555", "inproc://a-b_c"}) {
+    for (const char* ok :
+         {"tcp://eth0:5555", "tcp://127.0.0.1:0", "tcp://*:!", "tcp://*:[6000-6100]",
+          "tcp://192.168.1.1;10.0.0.1:5555", "ws://127.0.0.1:8080/path", "ipc://@abstract",
+          "pgm://eth0;239.192.1.1:5555", "inproc://a-b_c"}) {
         EXPECT_NO_THROW((void)parse_endpoints(ok, endpoint_action::bind)) << ok;
     }
 }

@@ -17,10 +17,10 @@ TEST(message_id, generated_ids_are_uuidv7) {
     const auto id = message_id::generate();
     EXPECT_EQ(id.bytes()[6] >> 4U, 7) << "version nibble";
     EXPECT_EQ(id.bytes()[8] >> 6U, 2) << "variant bits 10";
-    const auto now_ms = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count());
+    const auto now_ms =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
     EXPECT_LE(id.unix_ms(), now_ms + 1);
     EXPECT_GE(id.unix_ms() + 5000, now_ms);
 }
@@ -97,8 +97,9 @@ TEST(message_id, text_form_round_trips) {
 }
 
 TEST(message_id, parse_rejects_malformed_text) {
-    for (const char* bad : {"", "0193f1a2-b3c4-7d5e-8f01-23456789abc", "0193f1a2-b3c4-7d5e-8f01x23456789abcd",
-                            "0193f1a2-b3c4-7d5e-8f01-23456789abcg", "not an id at all, not at all!!!!!!!!"}) {
+    for (const char* bad :
+         {"", "0193f1a2-b3c4-7d5e-8f01-23456789abc", "0193f1a2-b3c4-7d5e-8f01x23456789abcd",
+          "0193f1a2-b3c4-7d5e-8f01-23456789abcg", "not an id at all, not at all!!!!!!!!"}) {
         EXPECT_FALSE(message_id::parse(bad).has_value()) << bad;
     }
     EXPECT_EQ(message_id::parse("0193F1A2-B3C4-7D5E-8F01-23456789ABCD")->to_string(),

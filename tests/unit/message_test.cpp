@@ -32,7 +32,8 @@ TEST(message, typed_body_round_trips) {
     EXPECT_EQ(m.header().content_type, "application/msgpack");
     EXPECT_EQ(m.body_as<order>(), o);
     auto n = message::pack(std::map<std::string, int>{{"a", 1}, {"b", 2}});
-    EXPECT_EQ((n.body_as<std::map<std::string, int>>()), (std::map<std::string, int>{{"a", 1}, {"b", 2}}));
+    EXPECT_EQ((n.body_as<std::map<std::string, int>>()),
+              (std::map<std::string, int>{{"a", 1}, {"b", 2}}));
 }
 
 TEST(message, body_of_the_wrong_type_is_a_clear_error) {

@@ -21,14 +21,14 @@ TEST(metrics, prometheus_text_format) {
     metrics_registry reg;
     reg.get_counter("zmqkit_messages_total", "Messages seen", {{"socket", "in"}}).add(3);
     reg.get_gauge("zmqkit_queue_depth", "Messages waiting").set(-2);
-    EXPECT_EQ(reg.prometheus_text(),
-              "# HELP zmqkit_messages_total Messages seen\n"
-              "# TYPE zmqkit_messages_total counter\n"
-              "zmqkit_messages_total{socket=\"in\"} 3\n"
-              "# HELP zmqkit_queue_depth Messages waiting\n"
-              "# TYPE zmqkit_queue_depth gauge\n"
-              "zmqkit_queue_depth -2\n");
-    EXPECT_EQ(reg.json(), "{\"zmqkit_messages_total{socket=\\\"in\\\"}\":3,\"zmqkit_queue_depth\":-2}");
+    EXPECT_EQ(reg.prometheus_text(), "# HELP zmqkit_messages_total Messages seen\n"
+                                     "# TYPE zmqkit_messages_total counter\n"
+                                     "zmqkit_messages_total{socket=\"in\"} 3\n"
+                                     "# HELP zmqkit_queue_depth Messages waiting\n"
+                                     "# TYPE zmqkit_queue_depth gauge\n"
+                                     "zmqkit_queue_depth -2\n");
+    EXPECT_EQ(reg.json(),
+              "{\"zmqkit_messages_total{socket=\\\"in\\\"}\":3,\"zmqkit_queue_depth\":-2}");
 }
 
 TEST(metrics, bad_names_and_kind_clashes_are_errors) {

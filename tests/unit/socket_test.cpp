@@ -104,10 +104,9 @@ TEST_F(pair_fixture, malformed_messages_are_counted_reported_and_skipped) {
     EXPECT_EQ(got->body_view(), "good");
     EXPECT_EQ(got->id(), h.id);
     EXPECT_EQ(pull.counters().decode_errors->value(), 4U);
-    EXPECT_EQ(reported, (std::vector<decode_errc>{decode_errc::not_envelope,
-                                                  decode_errc::bad_frame_count,
-                                                  decode_errc::unsupported_version,
-                                                  decode_errc::not_envelope}));
+    EXPECT_EQ(reported, (std::vector<decode_errc>{
+                            decode_errc::not_envelope, decode_errc::bad_frame_count,
+                            decode_errc::unsupported_version, decode_errc::not_envelope}));
     EXPECT_EQ(pull.last_decode_error().code, decode_errc::not_envelope);
 }
 

@@ -88,9 +88,9 @@ template <class In, class Out, class Fn> worker_handler typed_handler(Fn fn) {
 }
 
 struct worker_options {
-    std::string input;         // where to PULL from; entries without a prefix connect
-    std::string output;        // where to PUSH results; empty: the worker is a terminal stage
-    std::string errors;        // where to PUSH failed inputs; empty: failures counted and dropped
+    std::string input;           // where to PULL from; entries without a prefix connect
+    std::string output;          // where to PUSH results; empty: the worker is a terminal stage
+    std::string errors;          // where to PUSH failed inputs; empty: failures counted and dropped
     std::string name = "worker"; // metric label {component="<name>"} and thread name
     socket_options sockets;      // applied to every socket of the worker
     std::size_t batch = 256;     // messages handled per wake-up before polling again
@@ -101,10 +101,10 @@ struct worker_options {
 // identified by name, so give each worker in a process a distinct name — worker_pool does —
 // or they share one series).
 struct worker_stats {
-    std::uint64_t received = 0;  // inputs handled
-    std::uint64_t sent = 0;      // outputs passed downstream
-    std::uint64_t failed = 0;    // handler threw
-    std::uint64_t dropped = 0;   // failed with no error endpoint, or output not queued in time
+    std::uint64_t received = 0; // inputs handled
+    std::uint64_t sent = 0;     // outputs passed downstream
+    std::uint64_t failed = 0;   // handler threw
+    std::uint64_t dropped = 0;  // failed with no error endpoint, or output not queued in time
 };
 
 // One pipeline stage on its own thread: PULL -> handler -> PUSH.
@@ -173,11 +173,11 @@ private:
 };
 
 struct streamer_options {
-    std::string frontend;         // PULL side; entries without a prefix bind
-    std::string backend;          // PUSH side; entries without a prefix bind
-    std::string capture;          // optional PUSH tap: a copy of every message; prefix-less bind
-    std::string control;          // optional REP control socket (PAUSE, RESUME, TERMINATE,
-                                  // STATISTICS, STATUS); entries without a prefix bind
+    std::string frontend;          // PULL side; entries without a prefix bind
+    std::string backend;           // PUSH side; entries without a prefix bind
+    std::string capture;           // optional PUSH tap: a copy of every message; prefix-less bind
+    std::string control;           // optional REP control socket (PAUSE, RESUME, TERMINATE,
+                                   // STATISTICS, STATUS); entries without a prefix bind
     std::string name = "streamer"; // metric label
     socket_options sockets;        // HWMs and linger for frontend/backend
     std::size_t batch = 512;       // messages forwarded per wake-up
