@@ -1,0 +1,368 @@
+#include "common/message_format.hpp"
+
+#include "common/cli.hpp"
+#include "common/tool_support.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+
+namespace zmqkit::cli {
+namespace {
+
+void append_number(std::string& out, std::uint64_t v) {
+    char buf[24];
+    auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    (void)ec;
+    out.append(buf, ptr);
+}
+
+void append_id(std::string& out, const message_id& id) {
+    char buf[36];
+    id.format_to(buf);
+    out.append(buf, sizeof buf);
+}
+
+void append_hex(std::string& out, std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    for (const char c : bytes) {
+        const auto b = static_cast<unsigned char>(c);
+        out += digits[b >> 4];
+        out += digits[b & 0x0f];
+    }
+}
+
+nlohmann::ordered_json id_json(const message_id& id) {
+    if (id.is_nil()) {
+        return nullptr;
+    }
+    return id.to_string();
+}
+
+// A string field: as a JSON string when it is UTF-8, else its base64 (rare: header strings
+// are UTF-8 by the wire protocol, user header values are bytes).
+nlohmann::ordered_json bytes_json(std::string_view bytes) {
+    if (is_valid_utf8(bytes)) {
+        return std::string(bytes);
+    }
+    return nlohmann::ordered_json{{"base64", base64_encode(bytes)}};
+}
+
+} // namespace
+
+bool is_valid_utf8(std::string_view bytes) noexcept {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+    const auto* end = p + bytes.size();
+    while (p < end) {
+        const unsigned char c = *p;
+        if (c < 0x80) {
+            ++p;
+            continue;
+        }
+        int extra = 0;
+        std::uint32_t cp = 0;
+        if ((c & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = c & 0x1Fu;
+        } else if ((c & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = c & 0x0Fu;
+        } else if ((c & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = c & 0x07u;
+        } else {
+            return false;
+        }
+        if (end - p <= extra) {
+            return false;
+        }
+        for (int i = 1; i <= extra; ++i) {
+            if ((p[i] & 0xC0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (p[i] & 0x3Fu);
+        }
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
+            (extra == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return false;
+        }
+        p += extra + 1;
+    }
+    return true;
+}
+
+std::string base64_encode(std::string_view bytes) {
+    static constexpr char table[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    const auto byte = [&](std::size_t k) {
+        return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[k]));
+    };
+    for (; i + 2 < bytes.size(); i += 3) {
+        const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += table[(v >> 6) & 63];
+        out += table[v & 63];
+    }
+    if (i + 1 == bytes.size()) {
+        const std::uint32_t v = byte(i) << 16;
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += "==";
+    } else if (i + 2 == bytes.size()) {
+        const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8);
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += table[(v >> 6) & 63];
+        out += '=';
+    }
+    return out;
+}
+
+std::string message_formatter::help() {
+    return "raw, text, hex, json, msgpack, or a format string with the tokens "
+           "%s body, %S body length, %t topic, %T type, %c correlation id, %i message id, "
+           "%C causation id, %d timestamp ns, %a attempt, %q sequence, %r reply-to, "
+           "%p traceparent, %y content type, %h{name} user header, %% '%', and the escapes "
+           "\\n \\t \\r \\0 \\\\ \\xNN";
+}
+
+message_formatter::message_formatter(std::string_view spec) {
+    if (spec == "raw") {
+        kind_ = kind::raw;
+        return;
+    }
+    if (spec == "text") {
+        kind_ = kind::text;
+        return;
+    }
+    if (spec == "hex") {
+        kind_ = kind::hex;
+        return;
+    }
+    if (spec == "json") {
+        kind_ = kind::json;
+        return;
+    }
+    if (spec == "msgpack") {
+        kind_ = kind::msgpack;
+        return;
+    }
+    if (spec.find('%') == std::string_view::npos && spec.find('\\') == std::string_view::npos) {
+        throw usage_error{
+            "unknown --format '" + std::string(spec) + "' (available: " + help() + ")", exit_usage};
+    }
+    kind_ = kind::custom;
+    const std::string text = decode_escapes(spec, "--format");
+    std::string literal;
+    auto push = [&](token t, std::string arg = {}) {
+        if (!literal.empty()) {
+            pieces_.push_back({token::literal, std::move(literal)});
+            literal.clear();
+        }
+        pieces_.push_back({t, std::move(arg)});
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            literal += text[i];
+            continue;
+        }
+        if (i + 1 >= text.size()) {
+            throw usage_error{"--format '" + std::string(spec) +
+                                  "' ends with a lone '%' (tokens: " + help() + ")",
+                              exit_usage};
+        }
+        const char c = text[++i];
+        switch (c) {
+        case 's':
+            push(token::body);
+            break;
+        case 'S':
+            push(token::body_size);
+            break;
+        case 't':
+            push(token::topic);
+            break;
+        case 'T':
+            push(token::type);
+            break;
+        case 'c':
+            push(token::correlation);
+            break;
+        case 'i':
+            push(token::id);
+            break;
+        case 'C':
+            push(token::causation);
+            break;
+        case 'd':
+            push(token::timestamp);
+            break;
+        case 'a':
+            push(token::attempt);
+            break;
+        case 'q':
+            push(token::sequence);
+            break;
+        case 'r':
+            push(token::reply_to);
+            break;
+        case 'p':
+            push(token::traceparent);
+            break;
+        case 'y':
+            push(token::content_type);
+            break;
+        case '%':
+            literal += '%';
+            break;
+        case 'h': {
+            const auto close = text.find('}', i);
+            if (i + 1 >= text.size() || text[i + 1] != '{' || close == std::string::npos) {
+                throw usage_error{"--format '" + std::string(spec) +
+                                      "': %h needs a header name in braces, e.g. %h{tenant}",
+                                  exit_usage};
+            }
+            push(token::user_header, text.substr(i + 2, close - i - 2));
+            i = close;
+            break;
+        }
+        default:
+            throw usage_error{"--format '" + std::string(spec) + "': unknown token '%" +
+                                  std::string(1, c) + "' (available: " + help() + ")",
+                              exit_usage};
+        }
+    }
+    if (!literal.empty()) {
+        pieces_.push_back({token::literal, std::move(literal)});
+    }
+}
+
+void message_formatter::render(const header* h, std::string_view topic, std::string_view body,
+                               std::string& out) const {
+    switch (kind_) {
+    case kind::raw:
+    case kind::msgpack:
+        out.append(body);
+        return;
+    case kind::text:
+        out.append(body);
+        out += '\n';
+        return;
+    case kind::hex:
+        append_hex(out, body);
+        out += '\n';
+        return;
+    case kind::json:
+        render_json(h, topic, body, out);
+        return;
+    case kind::custom:
+        break;
+    }
+    static const header empty;
+    const header& hd = h != nullptr ? *h : empty;
+    for (const auto& p : pieces_) {
+        switch (p.what) {
+        case token::literal:
+            out += p.text;
+            break;
+        case token::body:
+            out.append(body);
+            break;
+        case token::body_size:
+            append_number(out, body.size());
+            break;
+        case token::topic:
+            out.append(topic);
+            break;
+        case token::type:
+            out += hd.type;
+            break;
+        case token::correlation:
+            if (!hd.correlation_id.is_nil()) {
+                append_id(out, hd.correlation_id);
+            }
+            break;
+        case token::id:
+            if (!hd.id.is_nil()) {
+                append_id(out, hd.id);
+            }
+            break;
+        case token::causation:
+            if (!hd.causation_id.is_nil()) {
+                append_id(out, hd.causation_id);
+            }
+            break;
+        case token::timestamp:
+            append_number(out, hd.timestamp_ns);
+            break;
+        case token::attempt:
+            append_number(out, hd.attempt);
+            break;
+        case token::sequence:
+            append_number(out, hd.sequence);
+            break;
+        case token::reply_to:
+            out += hd.reply_to;
+            break;
+        case token::traceparent:
+            out += hd.traceparent;
+            break;
+        case token::content_type:
+            out += hd.content_type;
+            break;
+        case token::user_header:
+            if (const auto* v = hd.find_user_header(p.text)) {
+                out += *v;
+            }
+            break;
+        }
+    }
+}
+
+void message_formatter::render_json(const header* h, std::string_view topic, std::string_view body,
+                                    std::string& out) const {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (h != nullptr) {
+        j["id"] = id_json(h->id);
+        j["correlation_id"] = id_json(h->correlation_id);
+        j["causation_id"] = id_json(h->causation_id);
+        j["timestamp"] = h->timestamp_ns;
+        j["type"] = bytes_json(h->type);
+        j["attempt"] = h->attempt;
+        j["reply_to"] = bytes_json(h->reply_to);
+        j["traceparent"] = bytes_json(h->traceparent);
+        j["content_type"] = bytes_json(h->content_type);
+        j["sequence"] = h->sequence;
+        auto& user = j["headers"] = nlohmann::ordered_json::object();
+        for (const auto& [name, value] : h->user_headers) {
+            user[name] = bytes_json(value);
+        }
+    }
+    if (!topic.empty()) {
+        j["topic"] = bytes_json(topic);
+    }
+    bool done = false;
+    if (h != nullptr && h->content_type == content_type_msgpack) {
+        try {
+            j["body"] = nlohmann::ordered_json::from_msgpack(body.begin(), body.end());
+            done = true;
+        } catch (const nlohmann::json::exception&) {
+            // not msgpack after all (or a map with non-string keys): fall back to bytes
+        }
+    }
+    if (!done) {
+        if (is_valid_utf8(body)) {
+            j["body"] = std::string(body);
+        } else {
+            j["body_base64"] = base64_encode(body);
+        }
+    }
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out += '\n';
+}
+
+} // namespace zmqkit::cli

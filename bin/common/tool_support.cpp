@@ -1,0 +1,351 @@
+#include "common/tool_support.hpp"
+
+#include <zmqkit/error.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <unistd.h>
+
+namespace zmqkit::cli {
+namespace {
+
+constexpr std::array<socket_kind, 10> all_kinds{{
+    {"push", zmq::socket_type::push, endpoint_action::connect},
+    {"pull", zmq::socket_type::pull, endpoint_action::bind},
+    {"pub", zmq::socket_type::pub, endpoint_action::bind},
+    {"sub", zmq::socket_type::sub, endpoint_action::connect},
+    {"req", zmq::socket_type::req, endpoint_action::connect},
+    {"rep", zmq::socket_type::rep, endpoint_action::bind},
+    {"dealer", zmq::socket_type::dealer, endpoint_action::connect},
+    {"router", zmq::socket_type::router, endpoint_action::bind},
+    {"pair", zmq::socket_type::pair, endpoint_action::connect},
+    {"stream", zmq::socket_type::stream, endpoint_action::connect},
+}};
+
+struct known_option {
+    std::string_view name;
+    int option;
+    bool is_int64;
+};
+
+constexpr std::array<known_option, 25> known_options{{
+    {"sndhwm", ZMQ_SNDHWM, false},
+    {"rcvhwm", ZMQ_RCVHWM, false},
+    {"linger", ZMQ_LINGER, false},
+    {"sndbuf", ZMQ_SNDBUF, false},
+    {"rcvbuf", ZMQ_RCVBUF, false},
+    {"sndtimeo", ZMQ_SNDTIMEO, false},
+    {"rcvtimeo", ZMQ_RCVTIMEO, false},
+    {"immediate", ZMQ_IMMEDIATE, false},
+    {"tcp_keepalive", ZMQ_TCP_KEEPALIVE, false},
+    {"tcp_keepalive_idle", ZMQ_TCP_KEEPALIVE_IDLE, false},
+    {"tcp_keepalive_cnt", ZMQ_TCP_KEEPALIVE_CNT, false},
+    {"tcp_keepalive_intvl", ZMQ_TCP_KEEPALIVE_INTVL, false},
+    {"maxmsgsize", ZMQ_MAXMSGSIZE, true},
+    {"conflate", ZMQ_CONFLATE, false},
+    {"reconnect_ivl", ZMQ_RECONNECT_IVL, false},
+    {"reconnect_ivl_max", ZMQ_RECONNECT_IVL_MAX, false},
+    {"backlog", ZMQ_BACKLOG, false},
+    {"ipv6", ZMQ_IPV6, false},
+    {"tos", ZMQ_TOS, false},
+    {"handshake_ivl", ZMQ_HANDSHAKE_IVL, false},
+    {"heartbeat_ivl", ZMQ_HEARTBEAT_IVL, false},
+    {"heartbeat_ttl", ZMQ_HEARTBEAT_TTL, false},
+    {"heartbeat_timeout", ZMQ_HEARTBEAT_TIMEOUT, false},
+    {"multicast_hops", ZMQ_MULTICAST_HOPS, false},
+    {"router_mandatory", ZMQ_ROUTER_MANDATORY, false},
+}};
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+template <class Socket>
+void attach_each(Socket& socket, const std::vector<std::string>& specs,
+                 endpoint_action default_action, const logger& log) {
+    for (const auto& spec : specs) {
+        std::vector<endpoint> parsed;
+        try {
+            parsed = parse_endpoints(spec, default_action);
+        } catch (const zmqkit::error& e) {
+            throw usage_error{e.what(), exit_usage};
+        }
+        for (const auto& ep : parsed) {
+            std::vector<std::string> effective;
+            try {
+                if constexpr (std::is_same_v<Socket, zmqkit::socket>) {
+                    effective = socket.attach(ep.to_string(), default_action);
+                } else {
+                    effective = zmqkit::attach(socket, ep.to_string(), default_action);
+                }
+            } catch (const zmqkit::error& e) {
+                throw usage_error{e.what(), exit_unavailable};
+            }
+            for (const auto& address : effective) {
+                if (ep.action == endpoint_action::bind) {
+                    log.info("bound " + address);
+                } else {
+                    log.debug("connected " + address);
+                }
+            }
+        }
+    }
+}
+
+} // namespace
+
+socket_kind find_socket_kind(std::string_view flag, const std::vector<std::string_view>& allowed) {
+    if (std::find(allowed.begin(), allowed.end(), flag) != allowed.end()) {
+        for (const auto& kind : all_kinds) {
+            if (kind.flag == flag) {
+                return kind;
+            }
+        }
+    }
+    std::string list;
+    for (auto a : allowed) {
+        list += list.empty() ? "" : ", ";
+        list += "--";
+        list += a;
+    }
+    throw usage_error{"unknown socket type '" + std::string(flag) + "' (available: " + list + ")",
+                      exit_usage};
+}
+
+std::string known_socket_options() {
+    std::string list;
+    for (const auto& o : known_options) {
+        list += list.empty() ? "" : ", ";
+        list += o.name;
+    }
+    return list;
+}
+
+socket_option_setting parse_socket_option(std::string_view text) {
+    const auto eq = text.find('=');
+    const std::string name(text.substr(0, eq));
+    const auto it = std::find_if(known_options.begin(), known_options.end(),
+                                 [&](const known_option& o) { return o.name == name; });
+    if (it == known_options.end()) {
+        throw usage_error{"unknown socket option '" + name + "' in -X " + std::string(text) +
+                              " (known: " + known_socket_options() + ")",
+                          exit_usage};
+    }
+    if (eq == std::string_view::npos) {
+        throw usage_error{"-X " + std::string(text) + ": expected name=value, e.g. -X " + name +
+                              "=100",
+                          exit_usage};
+    }
+    const auto value = text.substr(eq + 1);
+    socket_option_setting s{name, it->option, it->is_int64, 0};
+    auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), s.value);
+    if (ec != std::errc{} || ptr != value.data() + value.size() || value.empty() ||
+        (!s.is_int64 && (s.value < INT32_MIN || s.value > INT32_MAX))) {
+        throw usage_error{"-X " + std::string(text) + ": '" + std::string(value) +
+                              "' is not an integer" + (s.is_int64 ? "" : " (32-bit)"),
+                          exit_usage};
+    }
+    return s;
+}
+
+void apply_socket_options(zmq::socket_t& socket, const std::vector<socket_option_setting>& opts) {
+    for (const auto& o : opts) {
+        int rc = 0;
+        if (o.is_int64) {
+            rc = zmq_setsockopt(socket.handle(), o.option, &o.value, sizeof o.value);
+        } else {
+            const int v = static_cast<int>(o.value);
+            rc = zmq_setsockopt(socket.handle(), o.option, &v, sizeof v);
+        }
+        if (rc != 0) {
+            throw usage_error{"-X " + o.name + "=" + std::to_string(o.value) + ": " +
+                                  zmq_strerror(zmq_errno()),
+                              exit_usage};
+        }
+    }
+}
+
+std::string decode_escapes(std::string_view text, std::string_view what) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\\') {
+            out += text[i];
+            continue;
+        }
+        auto bad = [&]() -> usage_error {
+            return usage_error{"bad escape in " + std::string(what) + " '" + std::string(text) +
+                                   "' (known: \\n \\r \\t \\0 \\\\ \\xNN)",
+                               exit_usage};
+        };
+        if (i + 1 >= text.size()) {
+            throw bad();
+        }
+        const char c = text[++i];
+        switch (c) {
+        case 'n':
+            out += '\n';
+            break;
+        case 'r':
+            out += '\r';
+            break;
+        case 't':
+            out += '\t';
+            break;
+        case '0':
+            out += '\0';
+            break;
+        case '\\':
+            out += '\\';
+            break;
+        case 'x': {
+            if (i + 2 >= text.size()) {
+                throw bad();
+            }
+            const int hi = hex_value(text[i + 1]);
+            const int lo = hex_value(text[i + 2]);
+            if (hi < 0 || lo < 0) {
+                throw bad();
+            }
+            out += static_cast<char>(hi * 16 + lo);
+            i += 2;
+            break;
+        }
+        default:
+            throw bad();
+        }
+    }
+    return out;
+}
+
+void check_endpoints(const std::vector<std::string>& specs, endpoint_action default_action) {
+    for (const auto& spec : specs) {
+        try {
+            (void)parse_endpoints(spec, default_action);
+        } catch (const zmqkit::error& e) {
+            throw usage_error{e.what(), exit_usage};
+        }
+    }
+}
+
+void attach_all(zmqkit::socket& socket, const std::vector<std::string>& specs,
+                endpoint_action default_action, const logger& log) {
+    attach_each(socket, specs, default_action, log);
+}
+
+void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
+                endpoint_action default_action, const logger& log) {
+    attach_each(socket, specs, default_action, log);
+}
+
+handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& socket)
+    : pair_(context, zmq::socket_type::pair), socket_(socket.handle()) {
+    static std::atomic<int> counter{0};
+    const std::string endpoint = "inproc://zmqkit-cli-monitor-" + std::to_string(counter++);
+    if (zmq_socket_monitor(socket_, endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+        throw usage_error{std::string("cannot monitor the socket: ") + zmq_strerror(zmq_errno()),
+                          exit_software};
+    }
+    pair_.set(zmq::sockopt::linger, 0);
+    pair_.connect(endpoint);
+}
+
+handshake_counter::~handshake_counter() {
+    (void)zmq_socket_monitor(socket_, nullptr, 0);
+}
+
+std::size_t handshake_counter::wait(std::size_t peers, std::chrono::milliseconds timeout,
+                                    const std::function<bool()>& stop) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (seen_ < peers && !stop()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            break;
+        }
+        zmq::pollitem_t item{pair_.handle(), 0, ZMQ_POLLIN, 0};
+        if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) == 0) {
+            continue;
+        }
+        zmq::message_t event;
+        if (!pair_.recv(event, zmq::recv_flags::dontwait)) {
+            continue;
+        }
+        while (event.more()) { // second frame: the endpoint
+            (void)pair_.recv(event, zmq::recv_flags::none);
+        }
+        ++seen_;
+    }
+    return seen_;
+}
+
+std::string transfer_stats::line(std::string_view tool) const {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(messages_) / elapsed : 0.0;
+    char buf[256];
+    std::snprintf(
+        buf, sizeof buf, "%.*s: stats: messages=%llu bytes=%llu elapsed=%.3fs rate=%.0f msgs/s",
+        static_cast<int>(tool.size()), tool.data(), static_cast<unsigned long long>(messages_),
+        static_cast<unsigned long long>(bytes_), elapsed, rate);
+    return buf;
+}
+
+void transfer_stats::maybe_print_live(std::string_view tool) {
+    if (tty_ < 0) {
+        tty_ = ::isatty(STDERR_FILENO) != 0 ? 1 : 0;
+    }
+    if (tty_ == 0) {
+        return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_live_ < std::chrono::seconds(1)) {
+        return;
+    }
+    last_live_ = now;
+    const std::string text = "\r" + line(tool) + "\x1b[K";
+    (void)::write(STDERR_FILENO, text.data(), text.size());
+    live_shown_ = true;
+}
+
+void transfer_stats::print_final(std::string_view tool) {
+    std::string text = live_shown_ ? "\r\x1b[K" : "";
+    text += line(tool);
+    text += '\n';
+    (void)::write(STDERR_FILENO, text.data(), text.size());
+    live_shown_ = false;
+}
+
+bool output_buffer::flush() {
+    std::size_t done = 0;
+    while (done < data_.size()) {
+        const auto n = ::write(STDOUT_FILENO, data_.data() + done, data_.size() - done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            data_.clear();
+            return false;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    data_.clear();
+    return true;
+}
+
+} // namespace zmqkit::cli

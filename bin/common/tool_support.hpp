@@ -1,0 +1,139 @@
+// Pieces shared by zmqkit-send and zmqkit-recv: socket kinds by flag, -X socket options,
+// escape sequences, waiting for peers (socket monitor), statistics and buffered stdout.
+#pragma once
+
+#include "common/cli.hpp"
+
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zmqkit::cli {
+
+// Exit codes beyond cli.hpp's (sysexits.h values).
+inline constexpr int exit_data_error = 65; // EX_DATAERR: malformed input data
+inline constexpr int exit_no_input = 66;   // EX_NOINPUT: unreadable input file
+inline constexpr int exit_timeout = 75;    // EX_TEMPFAIL: timed out before the expected count
+
+// A socket type chosen by flag, with CZMQ's default endpoint action for it (zsock_new_*).
+struct socket_kind {
+    std::string_view flag; // "push", "pub", ...
+    zmq::socket_type type;
+    endpoint_action default_action;
+};
+
+// Looks up a socket kind by flag name among `allowed`. Throws usage_error listing them.
+[[nodiscard]] socket_kind find_socket_kind(std::string_view flag,
+                                           const std::vector<std::string_view>& allowed);
+
+// One -X/--sockopt name=value, resolved to the libzmq option.
+struct socket_option_setting {
+    std::string name;
+    int option = 0;
+    bool is_int64 = false;
+    std::int64_t value = 0;
+};
+
+// Parses "name=value" for a known integer ZeroMQ option. Throws usage_error naming the problem
+// and listing the known names.
+[[nodiscard]] socket_option_setting parse_socket_option(std::string_view text);
+// The known names, comma-separated (for --help).
+[[nodiscard]] std::string known_socket_options();
+// Applies the settings (throws usage_error if libzmq refuses one).
+void apply_socket_options(zmq::socket_t& socket, const std::vector<socket_option_setting>& opts);
+
+// Decodes \n \r \t \0 \\ \xNN in text. Throws usage_error (naming `what`) on a bad escape.
+[[nodiscard]] std::string decode_escapes(std::string_view text, std::string_view what);
+
+// Validates every endpoint spec (throws usage_error, exit 64) without touching a socket.
+void check_endpoints(const std::vector<std::string>& specs, endpoint_action default_action);
+
+// Binds/connects every spec, one entry at a time, logging "bound <endpoint>" for each bind
+// (the real port for ':*') and "connected <endpoint>" (debug) for each connect.
+// Throws usage_error with exit_usage for a malformed spec, exit_unavailable when libzmq
+// refuses a bind or connect.
+void attach_all(zmqkit::socket& socket, const std::vector<std::string>& specs,
+                endpoint_action default_action, const logger& log);
+// Same for a plain zmq socket (raw mode).
+void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
+                endpoint_action default_action, const logger& log);
+
+// Counts completed ZMTP handshakes on a socket (ZMQ_EVENT_HANDSHAKE_SUCCEEDED through
+// zmq_socket_monitor). Construct before the socket binds or connects.
+class handshake_counter {
+public:
+    handshake_counter(zmq::context_t& context, zmq::socket_t& socket);
+    ~handshake_counter();
+    handshake_counter(const handshake_counter&) = delete;
+    handshake_counter& operator=(const handshake_counter&) = delete;
+
+    // Waits until `peers` handshakes have been seen or `timeout` passed (checking `stop`
+    // between events). Returns the number seen.
+    std::size_t wait(std::size_t peers, std::chrono::milliseconds timeout,
+                     const std::function<bool()>& stop);
+
+private:
+    zmq::socket_t pair_;
+    void* socket_;
+    std::size_t seen_ = 0;
+};
+
+// Message and byte counts with elapsed time, formatted as
+// "<tool>: stats: messages=N bytes=N elapsed=Xs rate=N msgs/s".
+class transfer_stats {
+public:
+    void start() { start_ = std::chrono::steady_clock::now(); }
+    void add(std::size_t bytes) noexcept {
+        ++messages_;
+        bytes_ += bytes;
+    }
+    [[nodiscard]] std::uint64_t messages() const noexcept { return messages_; }
+    [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
+    [[nodiscard]] std::string line(std::string_view tool) const;
+    // With --stats and stderr a terminal: rewrites a live line at most once a second.
+    void maybe_print_live(std::string_view tool);
+    // Ends the live line (if any) and prints the final line.
+    void print_final(std::string_view tool);
+
+private:
+    std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point last_live_{};
+    std::uint64_t messages_ = 0;
+    std::uint64_t bytes_ = 0;
+    bool live_shown_ = false;
+    int tty_ = -1; // -1 unknown
+};
+
+// stdout through one large buffer: append, then flush when it is large, when idle, at exit.
+class output_buffer {
+public:
+    explicit output_buffer(std::size_t flush_at = 1 << 16) : flush_at_(flush_at) {
+        data_.reserve(flush_at + 4096);
+    }
+    ~output_buffer() { flush(); }
+    output_buffer(const output_buffer&) = delete;
+    output_buffer& operator=(const output_buffer&) = delete;
+    [[nodiscard]] std::string& data() noexcept { return data_; }
+    void maybe_flush() {
+        if (data_.size() >= flush_at_) {
+            flush();
+        }
+    }
+    // Writes everything (retrying short writes); false if stdout is gone (EPIPE).
+    bool flush();
+
+private:
+    std::string data_;
+    std::size_t flush_at_;
+};
+
+} // namespace zmqkit::cli

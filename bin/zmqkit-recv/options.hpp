@@ -1,0 +1,46 @@
+// zmqkit-recv: option parsing (a library function so tests can call it).
+#pragma once
+
+#include "common/cli.hpp"
+#include "common/tool_support.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace zmqkit::cli {
+
+struct recv_config {
+    socket_kind kind{"pull", zmq::socket_type::pull, endpoint_action::bind};
+    std::vector<std::string> endpoints;
+    std::vector<std::string> topics;  // --sub prefixes (default: one empty prefix = everything)
+    std::optional<std::string> reply; // --rep: fixed reply body (default: echo the request)
+    bool raw = false;
+    std::string format = "text";
+
+    std::optional<std::uint64_t> count;
+    std::optional<std::chrono::milliseconds> timeout;
+    std::optional<std::chrono::milliseconds> idle_timeout;
+    // 0 (unlimited) by default: with a bounded receive queue, libzmq 4.3 can drop the last
+    // messages of an ipc peer that closes while the queue is full (libzmq issue #4660).
+    int hwm = 0;
+    std::vector<socket_option_setting> socket_options;
+    std::chrono::milliseconds linger{1000};
+
+    bool stats = false;
+    int verbosity = 0;
+};
+
+struct recv_print_and_exit {
+    std::string text;
+    int code = exit_ok;
+};
+
+// Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
+[[nodiscard]] std::variant<recv_config, recv_print_and_exit>
+parse_recv_options(int argc, const char* const* argv);
+
+} // namespace zmqkit::cli

@@ -1,0 +1,261 @@
+#include "zmqkit-recv/receiver.hpp"
+
+#include "common/message_format.hpp"
+
+#include <zmqkit/socket.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+
+namespace zmqkit::cli {
+namespace {
+using clock = std::chrono::steady_clock;
+} // namespace
+
+int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
+    zmq::context_t context;
+    metrics_registry registry;
+    socket_options so;
+    so.send_hwm = cfg.hwm;
+    so.recv_hwm = cfg.hwm;
+    so.linger = cfg.linger;
+    so.send_timeout = std::chrono::milliseconds(200);
+    so.name = "zmqkit-recv";
+    so.registry = &registry;
+    zmqkit::socket sock(context, cfg.kind.type, so);
+    apply_socket_options(sock.raw(), cfg.socket_options);
+    if (cfg.kind.type == zmq::socket_type::sub) {
+        for (const auto& topic : cfg.topics) {
+            sock.raw().set(zmq::sockopt::subscribe, topic);
+        }
+    }
+    attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
+
+    const bool is_router = cfg.kind.type == zmq::socket_type::router;
+    const bool is_rep = cfg.kind.type == zmq::socket_type::rep;
+    const frame_layout layout = sock.layout();
+    const message_formatter format(cfg.format);
+    output_buffer out;
+    transfer_stats stats;
+    stats.start();
+
+    std::vector<zmq::message_t> frames(4);
+    zmq::message_t routing;
+    message msg;
+    std::string topic;
+    std::uint64_t decode_errors = 0;
+
+    // One multipart message into frames[0, count) without blocking. Routing frames of a ROUTER
+    // (the peer's id, and the empty delimiter a REQ peer adds) are removed unless raw.
+    auto receive = [&](std::size_t& count) {
+        count = 0;
+        zmq::socket_t& s = sock.raw();
+        bool more = false;
+        if (is_router && !cfg.raw) {
+            if (!s.recv(routing, zmq::recv_flags::dontwait)) {
+                return false;
+            }
+            more = routing.more();
+            if (more) {
+                (void)s.recv(frames[0], zmq::recv_flags::none);
+                more = frames[0].more();
+                if (frames[0].size() == 0 && more) { // REQ envelope delimiter
+                    (void)s.recv(frames[0], zmq::recv_flags::none);
+                    more = frames[0].more();
+                }
+                count = 1;
+            }
+        } else {
+            if (!s.recv(frames[0], zmq::recv_flags::dontwait)) {
+                return false;
+            }
+            more = frames[0].more();
+            count = 1;
+        }
+        while (more) {
+            if (count == frames.size()) {
+                frames.emplace_back();
+            }
+            (void)s.recv(frames[count], zmq::recv_flags::none);
+            more = frames[count].more();
+            ++count;
+        }
+        return true;
+    };
+    auto send_reply = [&](auto&& do_send) {
+        for (;;) {
+            if (do_send()) {
+                return true;
+            }
+            if (signals.poll()) {
+                return false;
+            }
+        }
+    };
+
+    std::optional<clock::time_point> deadline;
+    if (cfg.timeout) {
+        deadline = clock::now() + *cfg.timeout;
+    }
+    clock::time_point last_message{};
+    bool timed_out = false;
+    bool idle = false;
+    bool stopped = false;
+    for (;;) {
+        if (cfg.count && stats.messages() >= *cfg.count) {
+            break;
+        }
+        std::size_t count = 0;
+        if (!receive(count)) {
+            (void)out.flush();
+            if (cfg.stats) {
+                stats.maybe_print_live("zmqkit-recv");
+            }
+            const auto now = clock::now();
+            auto wait = std::chrono::milliseconds(200);
+            if (deadline) {
+                if (now >= *deadline) {
+                    timed_out = true;
+                    break;
+                }
+                wait =
+                    std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(*deadline - now));
+            }
+            if (cfg.idle_timeout && stats.messages() > 0) {
+                const auto idle_end = last_message + *cfg.idle_timeout;
+                if (now >= idle_end) {
+                    idle = true;
+                    break;
+                }
+                wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(idle_end - now));
+            }
+            zmq::pollitem_t item{sock.raw().handle(), 0, ZMQ_POLLIN, 0};
+            (void)zmq::poll(&item, 1, wait);
+            if (auto sig = signals.poll()) {
+                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+                stopped = true;
+                break;
+            }
+            continue;
+        }
+        if (cfg.idle_timeout) {
+            last_message = clock::now();
+        }
+        if (count == 0) { // a ROUTER message with nothing after the routing id
+            ++decode_errors;
+            if (cfg.verbosity >= 1) {
+                log.warn("discarded a message with no frames after its routing id");
+            }
+            continue;
+        }
+        if (cfg.raw) {
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < count; ++i) {
+                const std::string_view frame(static_cast<const char*>(frames[i].data()),
+                                             frames[i].size());
+                format.render(nullptr, {}, frame, out.data());
+                bytes += frame.size();
+            }
+            stats.add(bytes);
+            if (is_rep) {
+                const bool ok = send_reply([&] {
+                    if (cfg.reply) {
+                        return sock.raw()
+                            .send(zmq::buffer(*cfg.reply), zmq::send_flags::none)
+                            .has_value();
+                    }
+                    for (std::size_t i = 0; i < count; ++i) {
+                        zmq::message_t copy(frames[i].data(), frames[i].size());
+                        if (!sock.raw().send(copy, i + 1 < count ? zmq::send_flags::sndmore
+                                                                 : zmq::send_flags::none)) {
+                            return false;
+                        }
+                    }
+                    return true;
+                });
+                if (!ok) {
+                    stopped = true;
+                    break;
+                }
+            }
+        } else {
+            const auto status = decode_frames(frames, count, layout, msg,
+                                              layout == frame_layout::topic ? &topic : nullptr);
+            if (!status.ok()) {
+                ++decode_errors;
+                sock.counters().decode_errors->add();
+                if (cfg.verbosity >= 1) {
+                    log.warn("discarded a malformed message (" + std::to_string(count) +
+                             " frame(s)): " + status.message());
+                }
+                if (is_rep) { // a REP socket must answer before it can receive again
+                    (void)send_reply([&] {
+                        return sock.raw().send(zmq::message_t(), zmq::send_flags::none).has_value();
+                    });
+                }
+                continue;
+            }
+            format.render(&msg.header(), topic, msg.body_view(), out.data());
+            stats.add(msg.body_size());
+            if (is_rep) {
+                header reply_header = header::follow_up(msg.header());
+                const std::string_view body =
+                    cfg.reply ? std::string_view(*cfg.reply) : msg.body_view();
+                if (!cfg.reply) {
+                    reply_header.content_type = msg.header().content_type;
+                    reply_header.type = msg.header().type;
+                }
+                if (!send_reply([&] { return sock.send(reply_header, body); })) {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        out.maybe_flush();
+        if ((stats.messages() & 1023U) == 0) {
+            if (auto sig = signals.poll()) {
+                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+                stopped = true;
+                break;
+            }
+            if (cfg.stats) {
+                stats.maybe_print_live("zmqkit-recv");
+            }
+        }
+        if (deadline && (stats.messages() & 255U) == 0 && clock::now() >= *deadline) {
+            timed_out = true; // a busy stream still ends at --timeout
+            break;
+        }
+    }
+    (void)out.flush();
+    if (stopped) {
+        sock.raw().set(zmq::sockopt::linger,
+                       static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
+    }
+    if (cfg.stats) {
+        stats.print_final("zmqkit-recv");
+    }
+    if (decode_errors > 0) {
+        log.info(std::to_string(decode_errors) + " malformed message(s) discarded");
+    }
+    if (stopped) {
+        return exit_ok;
+    }
+    const bool count_missed = cfg.count && stats.messages() < *cfg.count;
+    if (timed_out && (count_missed || stats.messages() == 0)) {
+        log.error("timed out after " + std::to_string(cfg.timeout->count()) + " ms with " +
+                  std::to_string(stats.messages()) + " message(s)" +
+                  (cfg.count ? " of " + std::to_string(*cfg.count) : std::string()));
+        return exit_timeout;
+    }
+    if (idle && count_missed) {
+        log.error("idle for " + std::to_string(cfg.idle_timeout->count()) + " ms after " +
+                  std::to_string(stats.messages()) + " of " + std::to_string(*cfg.count) +
+                  " message(s)");
+        return exit_timeout;
+    }
+    return exit_ok;
+}
+
+} // namespace zmqkit::cli

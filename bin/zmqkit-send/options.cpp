@@ -1,0 +1,252 @@
+#include "zmqkit-send/options.hpp"
+
+#include "common/message_format.hpp"
+
+#include <zmqkit/error.hpp>
+
+#include <charconv>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace zmqkit::cli {
+namespace {
+
+constexpr const char* usage_head = R"(Usage: zmqkit-send [SOCKET] [options] ENDPOINT...
+
+Reads messages from stdin (or --data / --file) and sends them as zmqkit envelopes
+(docs/wire-protocol.md), or as plain frames with --raw.
+
+Sockets (default --push; default action as CZMQ: push/req/dealer/pair connect, pub binds):
+  --push     one message to one of the connected pullers, round robin
+  --pub      to every subscriber; the topic frame is the key (-K) or --type
+  --dealer   like push, to ROUTER/REP peers
+  --req      one request at a time; each reply is printed on stdout (see --format)
+  --pair     to the one PAIR peer
+
+Endpoints use CZMQ's grammar: '@' binds, '>' connects, entries without a prefix take the
+socket's default, several entries separated by commas; -e may be repeated. A bound
+'tcp://host:*' prints the real endpoint on stderr: "zmqkit-send: info: bound tcp://...".
+
+Input framing:
+  default            one message per line (the newline is not part of the message)
+  -D, --delimiter S  messages separated by S (escapes \n \t \r \0 \\ \xNN)
+  --length-prefixed  each message is a 4-byte big-endian length, then that many bytes
+  --whole            all of the input is one message
+  -K, --key-delimiter S  text before the first S is the key: the topic for --pub, the
+                     envelope type otherwise (with --raw: a first frame of its own)
+  --json             each message is a JSON value, sent as a msgpack body with content type
+                     application/msgpack; an object {"headers":{...},"body":...} also sets
+                     envelope fields: type, correlation_id, causation_id, reply_to,
+                     content_type, traceparent, attempt, sequence; other header names become
+                     user headers. A malformed line is reported with its line number, the rest
+                     is still sent, and the exit code is 65.
+
+Options)";
+
+constexpr const char* usage_tail = R"(
+Every option can also come from the environment (ZMQKIT_RATE, ZMQKIT_HWM, ...) or from an INI
+file given with --config ("rate = 100"); the command line wins over the environment, which wins
+over the file. Durations: milliseconds, or a number with ms, s, m or h (250ms, 2s, 1.5m).
+
+Examples:
+  # a work queue: lines to whichever worker pulls next
+  seq 1 1000 | zmqkit-send tcp://127.0.0.1:5557
+  # publish a log file; the text before the first space is the topic
+  tail -F app.log | zmqkit-send --pub -K ' ' @tcp://*:5556
+  # ask a question and print the answer
+  zmqkit-send --req --data 'ping' tcp://127.0.0.1:5555
+  # JSON lines with headers, waiting for the pullers to be connected first
+  echo '{"headers":{"type":"order.created"},"body":{"id":7}}' | \
+      zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
+
+Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
+prefix), 66 unreadable --file, 69 cannot bind/connect, 75 timed out (--timeout, --wait-peers).
+)";
+
+std::uint64_t parse_count(const std::string& text, const char* what) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) {
+        throw usage_error{std::string(what) + " '" + text + "' is not a non-negative integer",
+                          exit_usage};
+    }
+    return v;
+}
+
+} // namespace
+
+std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
+                                                                  const char* const* argv) {
+    send_config cfg;
+    std::vector<std::string> endpoints;
+    std::vector<std::string> headers;
+    std::vector<std::string> sockopts;
+    std::string delimiter;
+    std::string key_delimiter;
+    std::string correlation;
+    std::string count;
+    std::string timeout;
+    std::string linger = "5s";
+    std::string wait_peers = "0";
+    std::string data;
+    std::string file;
+    po::options_description desc;
+    // clang-format off
+    desc.add_options()
+        ("help,h", "print this help and exit")
+        ("version", "print the version and exit")
+        ("push", "PUSH socket (default)")
+        ("pub", "PUB socket")
+        ("dealer", "DEALER socket")
+        ("req", "REQ socket: print each reply")
+        ("pair", "PAIR socket")
+        ("endpoint,e", po::value(&endpoints)->composing(), "endpoints (repeatable; also positional)")
+        ("delimiter,D", po::value(&delimiter), "message delimiter (default \\n)")
+        ("key-delimiter,K", po::value(&key_delimiter), "key delimiter: topic (--pub) or type")
+        ("length-prefixed", "input is 4-byte big-endian length + bytes, repeated")
+        ("whole", "all of the input is one message")
+        ("json", "each message is a JSON value (msgpack body)")
+        ("data", po::value(&data), "send this text instead of reading stdin (framed the same way)")
+        ("file", po::value(&file), "read this file instead of stdin")
+        ("raw", "plain ZeroMQ frames, no envelope")
+        ("correlation-id", po::value(&correlation), "correlation id (UUID) for every message")
+        ("type", po::value(&cfg.type), "envelope type (and the topic for --pub without -K)")
+        ("header", po::value(&headers)->composing(), "user header name=value (repeatable)")
+        ("reply-to", po::value(&cfg.reply_to), "envelope reply-to")
+        ("count,c", po::value(&count), "stop after sending N messages")
+        ("timeout", po::value(&timeout), "give up after this long in total (exit 75)")
+        ("rate", po::value(&cfg.rate), "at most N messages per second")
+        ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
+        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ integer option name=value (repeatable)")
+        ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: handshakes only, not subscriptions)")
+        ("linger", po::value(&linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
+        ("format,f", po::value(&cfg.format), "--req replies: raw|text|hex|json|msgpack|FORMAT")
+        ("stats", "print statistics on stderr at exit")
+        ("config", po::value<std::string>(), "read options from this INI file")
+        ("verbose,v", "more diagnostics: each sent message id")
+        ("quiet,q", "errors only");
+    // clang-format on
+    po::positional_options_description positional;
+    positional.add("endpoint", -1);
+    po::variables_map vm;
+    parse_all(argc, argv, desc, &positional, vm);
+    if (vm.count("help") != 0U) {
+        std::ostringstream text;
+        text << usage_head << ":\n"
+             << desc << "\n-X names: " << known_socket_options() << "\n"
+             << usage_tail;
+        return send_print_and_exit{text.str(), exit_ok};
+    }
+    if (vm.count("version") != 0U) {
+        return send_print_and_exit{"zmqkit-send " ZMQKIT_VERSION "\n", exit_ok};
+    }
+    const std::vector<std::string_view> kinds{"push", "pub", "dealer", "req", "pair"};
+    std::string chosen;
+    for (auto k : kinds) {
+        if (vm.count(std::string(k)) != 0U) {
+            if (!chosen.empty()) {
+                throw usage_error{"choose one socket type: --" + chosen + " and --" +
+                                      std::string(k) +
+                                      " given (available: --push, --pub, --dealer, --req, --pair)",
+                                  exit_usage};
+            }
+            chosen = std::string(k);
+        }
+    }
+    cfg.kind = find_socket_kind(chosen.empty() ? "push" : chosen, kinds);
+    if (endpoints.empty()) {
+        throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
+                          exit_usage};
+    }
+    check_endpoints(endpoints, cfg.kind.default_action);
+    cfg.endpoints = std::move(endpoints);
+
+    const int framings = static_cast<int>(vm.count("length-prefixed")) +
+                         static_cast<int>(vm.count("whole")) +
+                         static_cast<int>(vm.count("delimiter"));
+    if (framings > 1) {
+        throw usage_error{"choose one framing: -D/--delimiter, --length-prefixed or --whole",
+                          exit_usage};
+    }
+    if (vm.count("length-prefixed") != 0U) {
+        cfg.framing = input_framing::length_prefixed;
+    } else if (vm.count("whole") != 0U) {
+        cfg.framing = input_framing::whole;
+    } else if (vm.count("delimiter") != 0U) {
+        cfg.delimiter = decode_escapes(delimiter, "--delimiter");
+        if (cfg.delimiter.empty()) {
+            throw usage_error{"--delimiter must not be empty", exit_usage};
+        }
+    }
+    if (vm.count("key-delimiter") != 0U) {
+        cfg.key_delimiter = decode_escapes(key_delimiter, "--key-delimiter");
+        if (cfg.key_delimiter->empty()) {
+            throw usage_error{"--key-delimiter must not be empty", exit_usage};
+        }
+    }
+    cfg.json = vm.count("json") != 0U;
+    cfg.raw = vm.count("raw") != 0U;
+    if (cfg.json && cfg.raw) {
+        throw usage_error{"--json builds envelopes; it cannot be combined with --raw", exit_usage};
+    }
+    if (vm.count("data") != 0U && vm.count("file") != 0U) {
+        throw usage_error{"give --data or --file, not both", exit_usage};
+    }
+    if (vm.count("data") != 0U) {
+        cfg.data = data;
+    }
+    if (vm.count("file") != 0U) {
+        cfg.file = file;
+    }
+    if (!correlation.empty()) {
+        auto id = message_id::parse(correlation);
+        if (!id || id->is_nil()) {
+            throw usage_error{"--correlation-id '" + correlation +
+                                  "' is not a UUID (e.g. 0193f1a2-b3c4-7d5e-8f01-23456789abcd)",
+                              exit_usage};
+        }
+        cfg.correlation_id = *id;
+    }
+    for (const auto& h : headers) {
+        const auto eq = h.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            throw usage_error{"--header '" + h + "': expected name=value", exit_usage};
+        }
+        cfg.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
+    }
+    if (cfg.raw &&
+        (!correlation.empty() || !cfg.type.empty() || !headers.empty() || !cfg.reply_to.empty())) {
+        throw usage_error{"--raw sends plain frames: --correlation-id, --type, --header and "
+                          "--reply-to need the envelope",
+                          exit_usage};
+    }
+    try {
+        if (!count.empty()) {
+            cfg.count = parse_count(count, "--count");
+        }
+        cfg.wait_peers = static_cast<std::size_t>(parse_count(wait_peers, "--wait-peers"));
+        if (!timeout.empty()) {
+            cfg.timeout = parse_duration(timeout);
+        }
+        cfg.linger = parse_duration(linger);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{e.what(), exit_usage};
+    }
+    if (cfg.rate < 0) {
+        throw usage_error{"--rate must be 0 (unlimited) or more", exit_usage};
+    }
+    if (cfg.hwm < 0) {
+        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),
+                          exit_usage};
+    }
+    for (const auto& s : sockopts) {
+        cfg.socket_options.push_back(parse_socket_option(s));
+    }
+    (void)message_formatter(cfg.format); // validates
+    cfg.stats = vm.count("stats") != 0U;
+    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    return cfg;
+}
+
+} // namespace zmqkit::cli

@@ -1,0 +1,68 @@
+// zmqkit-send: option parsing (a library function so tests can call it).
+#pragma once
+
+#include "common/cli.hpp"
+#include "common/tool_support.hpp"
+
+#include <zmqkit/message_id.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace zmqkit::cli {
+
+enum class input_framing {
+    delimited,       // messages separated by --delimiter (default "\n")
+    length_prefixed, // 4-byte big-endian length, then that many bytes
+    whole,           // all of the input is one message
+};
+
+struct send_config {
+    socket_kind kind{"push", zmq::socket_type::push, endpoint_action::connect};
+    std::vector<std::string> endpoints;
+
+    // Input.
+    input_framing framing = input_framing::delimited;
+    std::string delimiter = "\n";
+    std::optional<std::string> key_delimiter;
+    bool json = false;
+    std::optional<std::string> data; // --data: the input itself
+    std::optional<std::string> file; // --file: read from this path instead of stdin
+    bool raw = false;
+
+    // Envelope.
+    message_id correlation_id; // nil: each message starts its own conversation
+    std::string type;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string reply_to;
+
+    // Flow.
+    std::optional<std::uint64_t> count;
+    std::optional<std::chrono::milliseconds> timeout;
+    double rate = 0; // messages per second, 0: unlimited
+    int hwm = 1000;
+    std::vector<socket_option_setting> socket_options;
+    std::size_t wait_peers = 0;
+    std::chrono::milliseconds linger{5000};
+
+    // Output (replies of --req) and diagnostics.
+    std::string format = "text";
+    bool stats = false;
+    int verbosity = 0;
+};
+
+struct send_print_and_exit {
+    std::string text;
+    int code = exit_ok;
+};
+
+// Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
+[[nodiscard]] std::variant<send_config, send_print_and_exit>
+parse_send_options(int argc, const char* const* argv);
+
+} // namespace zmqkit::cli

@@ -1,0 +1,527 @@
+#include "zmqkit-send/sender.hpp"
+
+#include "common/input_reader.hpp"
+#include "common/message_format.hpp"
+
+#include <zmqkit/error.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <optional>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace zmqkit::cli {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using json = nlohmann::json;
+
+// Closes the --file descriptor.
+struct file_descriptor {
+    int fd = -1;
+    ~file_descriptor() {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+};
+
+bool base64_decode(std::string_view text, std::string& out) {
+    std::array<int, 256> value{};
+    value.fill(-1);
+    const std::string_view table =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        value[static_cast<unsigned char>(table[i])] = static_cast<int>(i);
+    }
+    out.clear();
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (const char c : text) {
+        if (c == '=') {
+            break;
+        }
+        const int v = value[static_cast<unsigned char>(c)];
+        if (v < 0) {
+            return false;
+        }
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xFFu);
+        }
+    }
+    return true;
+}
+
+std::string strip_json_prefix(const char* what) {
+    std::string text(what);
+    if (!text.empty() && text[0] == '[') { // "[json.exception.parse_error.101] parse error ..."
+        const auto close = text.find("] ");
+        if (close != std::string::npos) {
+            text.erase(0, close + 2);
+        }
+    }
+    return text;
+}
+
+// Sets one envelope field from JSON. User headers go to h.user_headers when allow_user.
+bool apply_field(const std::string& name, const json& value, header& h, bool allow_user,
+                 std::string& error) {
+    auto need_string = [&](std::string& field) {
+        if (!value.is_string()) {
+            error = "header '" + name + "' must be a string";
+            return false;
+        }
+        field = value.get<std::string>();
+        return true;
+    };
+    auto need_id = [&](message_id& field) {
+        if (value.is_null()) {
+            return true;
+        }
+        std::optional<message_id> id;
+        if (value.is_string()) {
+            id = message_id::parse(value.get<std::string>());
+        }
+        if (!id) {
+            error = "header '" + name + "' must be a UUID string";
+            return false;
+        }
+        field = *id;
+        return true;
+    };
+    if (name == "type") {
+        return need_string(h.type);
+    }
+    if (name == "reply_to") {
+        return need_string(h.reply_to);
+    }
+    if (name == "traceparent") {
+        return need_string(h.traceparent);
+    }
+    if (name == "content_type") {
+        return need_string(h.content_type);
+    }
+    if (name == "correlation_id") {
+        return need_id(h.correlation_id);
+    }
+    if (name == "causation_id") {
+        return need_id(h.causation_id);
+    }
+    if (name == "attempt" || name == "sequence") {
+        if (!value.is_number_unsigned() ||
+            (name == "attempt" && value.get<std::uint64_t>() > 0xFFFFFFFFu)) {
+            error = "header '" + name + "' must be a non-negative integer";
+            return false;
+        }
+        if (name == "attempt") {
+            h.attempt = static_cast<std::uint32_t>(value.get<std::uint64_t>());
+        } else {
+            h.sequence = value.get<std::uint64_t>();
+        }
+        return true;
+    }
+    if (name == "id" || name == "timestamp" || name == "topic") {
+        return true; // from zmqkit-recv -f json output: a resent message gets a fresh id
+    }
+    if (!allow_user) {
+        error = "unknown field '" + name + "'";
+        return false;
+    }
+    if (value.is_object() && value.size() == 1 && value.contains("base64") &&
+        value["base64"].is_string()) {
+        std::string bytes;
+        if (!base64_decode(value["base64"].get<std::string>(), bytes)) {
+            error = "header '" + name + "': bad base64";
+            return false;
+        }
+        h.set_user_header(name, bytes);
+        return true;
+    }
+    h.set_user_header(name, value.is_string() ? value.get<std::string>() : value.dump());
+    return true;
+}
+
+bool is_envelope_object(const json& j) {
+    static constexpr std::array<std::string_view, 14> allowed{
+        "headers",      "body",         "body_base64", "id",      "correlation_id",
+        "causation_id", "timestamp",    "type",        "attempt", "reply_to",
+        "traceparent",  "content_type", "sequence",    "topic"};
+    if (!j.is_object() ||
+        !(j.contains("body") || j.contains("body_base64") || j.contains("headers"))) {
+        return false;
+    }
+    return std::all_of(j.items().begin(), j.items().end(), [](const auto& item) {
+        return std::find(allowed.begin(), allowed.end(), item.key()) != allowed.end();
+    });
+}
+
+} // namespace
+
+bool json_to_envelope(std::string_view text, header& h, std::string& body, std::string& error) {
+    json j;
+    try {
+        j = json::parse(text.begin(), text.end());
+    } catch (const json::exception& e) {
+        error = strip_json_prefix(e.what());
+        return false;
+    }
+    const json* value = &j;
+    bool body_is_bytes = false;
+    if (is_envelope_object(j)) {
+        for (const auto& [name, field] : j.items()) {
+            if (name == "headers") {
+                if (!field.is_object()) {
+                    error = "\"headers\" must be an object";
+                    return false;
+                }
+                for (const auto& [hname, hvalue] : field.items()) {
+                    if (!apply_field(hname, hvalue, h, true, error)) {
+                        return false;
+                    }
+                }
+            } else if (name != "body" && name != "body_base64") {
+                if (!apply_field(name, field, h, false, error)) {
+                    return false;
+                }
+            }
+        }
+        if (j.contains("body_base64")) {
+            if (!j["body_base64"].is_string() ||
+                !base64_decode(j["body_base64"].get<std::string>(), body)) {
+                error = "\"body_base64\" must be a base64 string";
+                return false;
+            }
+            return true;
+        }
+        static const json null_body;
+        value = j.contains("body") ? &j["body"] : &null_body;
+        body_is_bytes = !h.content_type.empty() && h.content_type != content_type_msgpack;
+    }
+    if (body_is_bytes) {
+        body = value->is_string() ? value->get<std::string>() : value->dump();
+        return true;
+    }
+    const auto packed = json::to_msgpack(*value);
+    body.assign(packed.begin(), packed.end());
+    h.content_type = std::string(content_type_msgpack);
+    return true;
+}
+
+int run_send(const send_config& cfg, const logger& log, shutdown_signals& signals) {
+    bool stop_requested = false;
+    auto check_signal = [&]() {
+        if (!stop_requested) {
+            if (auto sig = signals.poll()) {
+                stop_requested = true;
+                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+            }
+        }
+        return stop_requested;
+    };
+
+    const auto started = clock::now();
+    std::optional<clock::time_point> deadline;
+    if (cfg.timeout) {
+        deadline = started + *cfg.timeout;
+    }
+    bool timed_out = false;
+    auto past_deadline = [&]() {
+        if (deadline && clock::now() >= *deadline) {
+            timed_out = true;
+        }
+        return timed_out;
+    };
+
+    // Input first: an unreadable file is reported before any network activity.
+    file_descriptor file;
+    if (cfg.file) {
+        file.fd = ::open(cfg.file->c_str(), O_RDONLY | O_CLOEXEC);
+        if (file.fd < 0) {
+            log.error("cannot read --file '" + *cfg.file + "': " + std::strerror(errno));
+            return exit_no_input;
+        }
+    }
+    const auto framing = cfg.framing == input_framing::whole
+                             ? input_reader::framing::whole
+                             : (cfg.framing == input_framing::length_prefixed
+                                    ? input_reader::framing::length_prefixed
+                                    : input_reader::framing::delimited);
+    std::optional<input_reader> reader;
+    if (cfg.data) {
+        reader.emplace(*cfg.data, framing, cfg.delimiter);
+    } else {
+        reader.emplace(file.fd >= 0 ? file.fd : STDIN_FILENO, framing, cfg.delimiter,
+                       [&] { return check_signal() || past_deadline(); });
+    }
+
+    zmq::context_t context;
+    metrics_registry registry;
+    socket_options so;
+    so.send_hwm = cfg.hwm;
+    so.recv_hwm = cfg.hwm;
+    so.linger = cfg.linger;
+    so.send_timeout = std::chrono::milliseconds(200); // re-checked: signals, --timeout
+    so.name = "zmqkit-send";
+    so.registry = &registry;
+    zmqkit::socket sock(context, cfg.kind.type, so);
+    if (cfg.verbosity >= 1) {
+        sock.on_decode_error([&](const decode_status& s) {
+            log.warn("discarded a malformed reply: " + s.message());
+        });
+    }
+    apply_socket_options(sock.raw(), cfg.socket_options);
+    std::optional<handshake_counter> monitor;
+    if (cfg.wait_peers > 0) {
+        monitor.emplace(context, sock.raw());
+    }
+    attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
+
+    if (monitor) {
+        const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
+        const auto seen = monitor->wait(cfg.wait_peers, limit, check_signal);
+        monitor.reset();
+        if (seen < cfg.wait_peers && !stop_requested) {
+            log.error("timed out after " + std::to_string(limit.count()) + " ms waiting for " +
+                      std::to_string(cfg.wait_peers) + " peer(s) to connect (" +
+                      std::to_string(seen) + " did)");
+            sock.raw().set(zmq::sockopt::linger, 0);
+            return exit_timeout;
+        }
+        log.debug(std::to_string(seen) + " peer(s) connected");
+    }
+
+    const bool is_pub = cfg.kind.type == zmq::socket_type::pub;
+    const bool is_req = cfg.kind.type == zmq::socket_type::req;
+    header base;
+    base.type = cfg.type;
+    base.reply_to = cfg.reply_to;
+    base.user_headers = cfg.headers;
+    base.correlation_id = cfg.correlation_id;
+    header h = base;
+    header json_header;
+    std::string json_body;
+    message pub_message;
+    message reply;
+    output_buffer out;
+    const message_formatter reply_format(cfg.format);
+    transfer_stats stats;
+    stats.start();
+
+    std::vector<zmq::message_t> raw_reply;
+    auto send_raw = [&](std::string_view key, bool has_key, std::string_view body) {
+        for (;;) {
+            bool ok = false;
+            if (has_key) {
+                zmq::message_t first(key.data(), key.size());
+                ok = sock.raw().send(first, zmq::send_flags::sndmore).has_value();
+                if (ok) {
+                    zmq::message_t second(body.data(), body.size());
+                    (void)sock.raw().send(second, zmq::send_flags::none);
+                }
+            } else {
+                zmq::message_t only(body.data(), body.size());
+                ok = sock.raw().send(only, zmq::send_flags::none).has_value();
+            }
+            if (ok) {
+                return true;
+            }
+            if (check_signal() || past_deadline()) {
+                return false;
+            }
+        }
+    };
+    auto send_envelope = [&](header& hh, std::string_view topic, std::string_view body) {
+        for (;;) {
+            bool ok = false;
+            if (is_pub) {
+                std::swap(pub_message.header(), hh);
+                pub_message.set_body(body);
+                ok = sock.send(topic, pub_message);
+                std::swap(pub_message.header(), hh);
+            } else {
+                ok = sock.send(hh, body);
+            }
+            if (ok) {
+                return true;
+            }
+            if (check_signal() || past_deadline()) {
+                return false;
+            }
+        }
+    };
+    auto wait_reply = [&]() {
+        for (;;) {
+            if (cfg.raw) {
+                zmq::pollitem_t item{sock.raw().handle(), 0, ZMQ_POLLIN, 0};
+                if (zmq::poll(&item, 1, std::chrono::milliseconds(200)) > 0) {
+                    bool more = true;
+                    while (more) {
+                        zmq::message_t frame;
+                        if (!sock.raw().recv(frame, zmq::recv_flags::none)) {
+                            break;
+                        }
+                        more = frame.more();
+                        reply_format.render(nullptr, {}, frame.to_string_view(), out.data());
+                    }
+                    out.flush();
+                    return true;
+                }
+            } else if (sock.recv(reply, std::chrono::milliseconds(200))) {
+                reply_format.render(&reply.header(), {}, reply.body_view(), out.data());
+                out.flush();
+                return true;
+            }
+            if (check_signal() || past_deadline()) {
+                return false;
+            }
+        }
+    };
+
+    double interval_s = cfg.rate > 0 ? 1.0 / cfg.rate : 0.0;
+    auto next_send = clock::now();
+    std::uint64_t line = 0;
+    std::uint64_t json_errors = 0;
+    int code = exit_ok;
+    std::string_view input;
+    for (;;) {
+        if (cfg.count && stats.messages() >= *cfg.count) {
+            break;
+        }
+        if ((line & 1023U) == 0 && check_signal()) {
+            break;
+        }
+        const auto status = reader->next(input);
+        if (status == input_reader::status::end || status == input_reader::status::stopped) {
+            break;
+        }
+        if (status == input_reader::status::truncated) {
+            log.error("input ends inside a length-prefixed message (message " +
+                      std::to_string(line + 1) + " is truncated)");
+            code = exit_data_error;
+            break;
+        }
+        if (status == input_reader::status::failed) {
+            log.error("cannot read " + (cfg.file ? "--file '" + *cfg.file + "'" : "stdin") + ": " +
+                      reader->error());
+            code = cfg.file ? exit_no_input : exit_failure;
+            break;
+        }
+        ++line;
+        if (past_deadline()) {
+            break;
+        }
+        if (interval_s > 0) {
+            const auto now = clock::now();
+            if (now < next_send) {
+                if (auto sig = signals.wait(
+                        std::chrono::ceil<std::chrono::milliseconds>(next_send - now))) {
+                    stop_requested = true;
+                    log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+                    break;
+                }
+                next_send += std::chrono::duration_cast<clock::duration>(
+                    std::chrono::duration<double>(interval_s));
+            } else {
+                next_send = now + std::chrono::duration_cast<clock::duration>(
+                                      std::chrono::duration<double>(interval_s));
+            }
+        }
+
+        std::string_view key;
+        std::string_view value = input;
+        bool has_key = false;
+        if (cfg.key_delimiter) {
+            const auto at = input.find(*cfg.key_delimiter);
+            if (at != std::string_view::npos) {
+                key = input.substr(0, at);
+                value = input.substr(at + cfg.key_delimiter->size());
+                has_key = true;
+            }
+        }
+
+        bool sent = false;
+        header* used = &h;
+        std::size_t body_bytes = value.size();
+        if (cfg.raw) {
+            sent = send_raw(key, has_key, value);
+        } else if (cfg.json) {
+            if (value.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+                continue; // blank lines between JSON values
+            }
+            json_header = base;
+            if (has_key && !is_pub) {
+                json_header.type.assign(key);
+            }
+            std::string error;
+            if (!json_to_envelope(value, json_header, json_body, error)) {
+                ++json_errors;
+                log.error("line " + std::to_string(line) + ": malformed JSON: " + error);
+                continue;
+            }
+            used = &json_header;
+            body_bytes = json_body.size();
+            sent = send_envelope(json_header, has_key ? key : std::string_view(json_header.type),
+                                 json_body);
+        } else {
+            h.id = message_id{};
+            h.timestamp_ns = 0;
+            h.correlation_id = cfg.correlation_id;
+            if (cfg.key_delimiter && !is_pub) {
+                if (has_key) {
+                    h.type.assign(key);
+                } else {
+                    h.type = cfg.type;
+                }
+            }
+            sent = send_envelope(h, has_key ? key : std::string_view(h.type), value);
+        }
+        if (!sent) {
+            break;
+        }
+        stats.add(body_bytes);
+        if (cfg.verbosity >= 1 && !cfg.raw) {
+            log.debug("sent " + used->id.to_string());
+        }
+        if (cfg.stats && (stats.messages() & 255U) == 0) {
+            stats.maybe_print_live("zmqkit-send");
+        }
+        if (is_req && !wait_reply()) {
+            break;
+        }
+    }
+    out.flush();
+
+    if (stop_requested) {
+        // Bounded flush on a signal: at most a second, less if --linger says so.
+        sock.raw().set(zmq::sockopt::linger,
+                       static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
+    }
+    if (cfg.stats) {
+        stats.print_final("zmqkit-send");
+    }
+    if (json_errors > 0) {
+        log.error(std::to_string(json_errors) + " malformed JSON line(s) skipped");
+    }
+    if (timed_out && !stop_requested) {
+        log.error("timed out after " + std::to_string(cfg.timeout->count()) + " ms (" +
+                  std::to_string(stats.messages()) + " message(s) sent)");
+        return exit_timeout;
+    }
+    if (code != exit_ok) {
+        return code;
+    }
+    return json_errors > 0 ? exit_data_error : exit_ok;
+}
+
+} // namespace zmqkit::cli
