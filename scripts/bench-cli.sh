@@ -46,7 +46,7 @@ run_nngcat() { # prefix...
     t0="$(now)"
     "$@" nngcat --pull0 --listen "ipc://$tmp/n.sock" --count "$nng_n" --raw > /dev/null &
     local pid=$!
-    "$@" nngcat --push0 --dial "ipc://$tmp/n.sock" --data "$payload" --count "$nng_n" --interval 0
+    "$@" nngcat --push0 --async --dial "ipc://$tmp/n.sock" --data "$payload" --count "$nng_n" --interval 0
     wait "$pid"
     t1="$(now)"
     rate "$nng_n" "$t0" "$t1"

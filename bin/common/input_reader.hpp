@@ -19,12 +19,20 @@ public:
         truncated, // the input ended inside a length prefix or its payload
         stopped,   // should_stop() returned true while waiting for input
         failed,    // read error (errno text in error())
+        too_large, // a message (or a length prefix) exceeds max_size; the reader cannot go on
     };
 
-    // Reads from fd (not owned). should_stop is checked while waiting for input (every 200 ms).
-    input_reader(int fd, framing f, std::string delimiter, std::function<bool()> should_stop);
+    // The default limit on one message: 256 MiB.
+    static constexpr std::size_t default_max_size = std::size_t{256} << 20;
+
+    // Reads from fd (not owned). should_stop is called before every read() and every 50 ms
+    // while waiting for input. max_size bounds one message: the buffer grows as bytes arrive
+    // (never to a size a length prefix merely claims), and a longer message is too_large.
+    input_reader(int fd, framing f, std::string delimiter, std::function<bool()> should_stop,
+                 std::size_t max_size = default_max_size);
     // Reads from the given bytes.
-    input_reader(std::string data, framing f, std::string delimiter);
+    input_reader(std::string data, framing f, std::string delimiter,
+                 std::size_t max_size = default_max_size);
 
     [[nodiscard]] status next(std::string_view& out);
     [[nodiscard]] const std::string& error() const noexcept { return error_; }
@@ -43,6 +51,7 @@ private:
     bool eof_ = false;
     bool stopped_ = false;
     bool whole_done_ = false;
+    std::size_t max_size_;
     std::string error_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace zmqkit::cli {
@@ -156,7 +157,9 @@ message_formatter::message_formatter(std::string_view spec) {
             "unknown --format '" + std::string(spec) + "' (available: " + help() + ")", exit_usage};
     }
     kind_ = kind::custom;
-    const std::string text = decode_escapes(spec, "--format");
+    // Escapes and tokens are decoded in one pass over the spec, so the result of an escape is
+    // never read as a token: '100\x25' prints "100%", '\x25s' prints "%s".
+    const std::string_view text = spec;
     std::string literal;
     auto push = [&](token t, std::string arg = {}) {
         if (!literal.empty()) {
@@ -166,6 +169,14 @@ message_formatter::message_formatter(std::string_view spec) {
         pieces_.push_back({t, std::move(arg)});
     };
     for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\\') {
+            const std::size_t length =
+                i + 1 < text.size() && text[i + 1] == 'x' ? 4 : 2; // \xNN or \c
+            literal +=
+                decode_escapes(text.substr(i, std::min(length, text.size() - i)), "--format");
+            i += std::min(length, text.size() - i) - 1;
+            continue;
+        }
         if (text[i] != '%') {
             literal += text[i];
             continue;
@@ -221,12 +232,13 @@ message_formatter::message_formatter(std::string_view spec) {
             break;
         case 'h': {
             const auto close = text.find('}', i);
-            if (i + 1 >= text.size() || text[i + 1] != '{' || close == std::string::npos) {
+            if (i + 1 >= text.size() || text[i + 1] != '{' || close == std::string::npos ||
+                close == i + 2) {
                 throw usage_error{"--format '" + std::string(spec) +
                                       "': %h needs a header name in braces, e.g. %h{tenant}",
                                   exit_usage};
             }
-            push(token::user_header, text.substr(i + 2, close - i - 2));
+            push(token::user_header, std::string(text.substr(i + 2, close - i - 2)));
             i = close;
             break;
         }
@@ -338,8 +350,16 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
         j["content_type"] = bytes_json(h->content_type);
         j["sequence"] = h->sequence;
         auto& user = j["headers"] = nlohmann::ordered_json::object();
+        nlohmann::ordered_json binary_names = nlohmann::ordered_json::array();
         for (const auto& [name, value] : h->user_headers) {
-            user[name] = bytes_json(value);
+            if (is_valid_utf8(name)) {
+                user[name] = bytes_json(value);
+            } else { // a JSON key must be text: [{"base64": name}, value] pairs instead
+                binary_names.push_back({bytes_json(name), bytes_json(value)});
+            }
+        }
+        if (!binary_names.empty()) {
+            j["headers_base64"] = std::move(binary_names);
         }
     }
     if (!topic.empty()) {
@@ -348,10 +368,14 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
     bool done = false;
     if (h != nullptr && h->content_type == content_type_msgpack) {
         try {
-            j["body"] = nlohmann::ordered_json::from_msgpack(body.begin(), body.end());
+            auto decoded = nlohmann::ordered_json::from_msgpack(body.begin(), body.end());
+            // A msgpack string may hold bytes that are not UTF-8: a strict dump finds them (it
+            // throws), and the body is then shown as body_base64 rather than with U+FFFD.
+            (void)decoded.dump();
+            j["body"] = std::move(decoded);
             done = true;
         } catch (const nlohmann::json::exception&) {
-            // not msgpack after all (or a map with non-string keys): fall back to bytes
+            // not msgpack after all, a map with non-string keys, or not UTF-8: show the bytes
         }
     }
     if (!done) {
@@ -361,7 +385,7 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
             j["body_base64"] = base64_encode(body);
         }
     }
-    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    out += j.dump(); // strict: every string above is checked UTF-8, nothing is replaced
     out += '\n';
 }
 

@@ -160,7 +160,22 @@ socket_option_setting parse_socket_option(std::string_view text) {
                               "' is not an integer" + (s.is_int64 ? "" : " (32-bit)"),
                           exit_usage};
     }
+    if ((s.option == ZMQ_SNDTIMEO || s.option == ZMQ_RCVTIMEO || s.option == ZMQ_LINGER) &&
+        s.value < 0) {
+        throw usage_error{"-X " + std::string(text) + ": a negative " + name +
+                              " means wait forever, and every wait of this tool is bounded "
+                              "(give a number of milliseconds, 0 or more)",
+                          exit_usage};
+    }
     return s;
+}
+
+void check_linger(std::chrono::milliseconds linger) {
+    if (linger.count() < 0 || linger.count() > INT32_MAX) {
+        throw usage_error{"--linger " + std::to_string(linger.count()) +
+                              " ms is out of range (0 to " + std::to_string(INT32_MAX) + " ms)",
+                          exit_usage};
+    }
 }
 
 void apply_socket_options(zmq::socket_t& socket, const std::vector<socket_option_setting>& opts) {
@@ -286,6 +301,17 @@ std::size_t handshake_counter::wait(std::size_t peers, std::chrono::milliseconds
         if (!pair_.recv(event, zmq::recv_flags::dontwait)) {
             continue;
         }
+        while (event.more()) { // second frame: the endpoint
+            (void)pair_.recv(event, zmq::recv_flags::none);
+        }
+        ++seen_;
+    }
+    return seen_;
+}
+
+std::size_t handshake_counter::poll() {
+    zmq::message_t event;
+    while (pair_.recv(event, zmq::recv_flags::dontwait)) {
         while (event.more()) { // second frame: the endpoint
             (void)pair_.recv(event, zmq::recv_flags::none);
         }

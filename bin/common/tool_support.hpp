@@ -44,8 +44,11 @@ struct socket_option_setting {
 };
 
 // Parses "name=value" for a known integer ZeroMQ option. Throws usage_error naming the problem
-// and listing the known names.
+// and listing the known names. Values that would make a wait unbounded (a negative sndtimeo or
+// rcvtimeo, a negative linger) are refused: every wait of the tools is bounded.
 [[nodiscard]] socket_option_setting parse_socket_option(std::string_view text);
+// Refuses (usage_error, exit 64) a --linger that libzmq cannot represent (above INT_MAX ms).
+void check_linger(std::chrono::milliseconds linger);
 // The known names, comma-separated (for --help).
 [[nodiscard]] std::string known_socket_options();
 // Applies the settings (throws usage_error if libzmq refuses one).
@@ -80,6 +83,8 @@ public:
     // between events). Returns the number seen.
     std::size_t wait(std::size_t peers, std::chrono::milliseconds timeout,
                      const std::function<bool()>& stop);
+    // Reads the events already there without waiting. Returns the number seen so far.
+    std::size_t poll();
 
 private:
     zmq::socket_t pair_;

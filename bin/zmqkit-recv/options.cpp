@@ -177,6 +177,7 @@ std::variant<recv_config, recv_print_and_exit> parse_recv_options(int argc,
             cfg.idle_timeout = parse_duration(idle);
         }
         cfg.linger = parse_duration(linger);
+        check_linger(cfg.linger);
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }

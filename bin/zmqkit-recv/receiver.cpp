@@ -88,7 +88,8 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
             if (do_send()) {
                 return true;
             }
-            if (signals.poll()) {
+            if (auto sig = signals.poll()) { // not lost: it stops the tool
+                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
                 return false;
             }
         }
@@ -102,9 +103,44 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     bool timed_out = false;
     bool idle = false;
     bool stopped = false;
+    // Deadlines and signals are checked at the top of the loop, whatever the previous message
+    // was (a flood of malformed ones included), at most every check_interval: the clock every
+    // 16 messages (vDSO, no syscall), the signal mask (sigtimedwait) when the interval passed.
+    constexpr auto check_interval = std::chrono::milliseconds(50);
+    auto next_check = clock::time_point{};
+    std::uint32_t since_clock = 0;
+    auto stop_now = [&](clock::time_point now) {
+        if (auto sig = signals.poll()) {
+            log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+            stopped = true;
+            return true;
+        }
+        if (deadline && now >= *deadline) {
+            timed_out = true; // a busy stream still ends at --timeout
+            return true;
+        }
+        if (cfg.idle_timeout && stats.messages() > 0 && now >= last_message + *cfg.idle_timeout) {
+            idle = true; // only good messages count as activity
+            return true;
+        }
+        return false;
+    };
     for (;;) {
         if (cfg.count && stats.messages() >= *cfg.count) {
             break;
+        }
+        if (++since_clock >= 16) {
+            since_clock = 0;
+            const auto now = clock::now();
+            if (now >= next_check) {
+                next_check = now + check_interval;
+                if (stop_now(now)) {
+                    break;
+                }
+                if (cfg.stats) {
+                    stats.maybe_print_live("zmqkit-recv");
+                }
+            }
         }
         std::size_t count = 0;
         if (!receive(count)) {
@@ -132,15 +168,9 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
             }
             zmq::pollitem_t item{sock.raw().handle(), 0, ZMQ_POLLIN, 0};
             (void)zmq::poll(&item, 1, wait);
-            if (auto sig = signals.poll()) {
-                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
-                stopped = true;
-                break;
-            }
+            since_clock = 16; // after a wait, check at the top of the loop
+            next_check = clock::time_point{};
             continue;
-        }
-        if (cfg.idle_timeout) {
-            last_message = clock::now();
         }
         if (count == 0) { // a ROUTER message with nothing after the routing id
             ++decode_errors;
@@ -158,6 +188,9 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
                 bytes += frame.size();
             }
             stats.add(bytes);
+            if (cfg.idle_timeout) {
+                last_message = clock::now();
+            }
             if (is_rep) {
                 const bool ok = send_reply([&] {
                     if (cfg.reply) {
@@ -189,15 +222,20 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
                     log.warn("discarded a malformed message (" + std::to_string(count) +
                              " frame(s)): " + status.message());
                 }
-                if (is_rep) { // a REP socket must answer before it can receive again
-                    (void)send_reply([&] {
+                if (is_rep && // a REP socket must answer before it can receive again
+                    !send_reply([&] {
                         return sock.raw().send(zmq::message_t(), zmq::send_flags::none).has_value();
-                    });
+                    })) {
+                    stopped = true;
+                    break;
                 }
                 continue;
             }
             format.render(&msg.header(), topic, msg.body_view(), out.data());
             stats.add(msg.body_size());
+            if (cfg.idle_timeout) {
+                last_message = clock::now();
+            }
             if (is_rep) {
                 header reply_header = header::follow_up(msg.header());
                 const std::string_view body =
@@ -213,20 +251,6 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
             }
         }
         out.maybe_flush();
-        if ((stats.messages() & 1023U) == 0) {
-            if (auto sig = signals.poll()) {
-                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
-                stopped = true;
-                break;
-            }
-            if (cfg.stats) {
-                stats.maybe_print_live("zmqkit-recv");
-            }
-        }
-        if (deadline && (stats.messages() & 255U) == 0 && clock::now() >= *deadline) {
-            timed_out = true; // a busy stream still ends at --timeout
-            break;
-        }
     }
     (void)out.flush();
     if (stopped) {

@@ -5,6 +5,7 @@
 #include <zmqkit/error.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -29,10 +30,13 @@ socket's default, several entries separated by commas; -e may be repeated. A bou
 'tcp://host:*' prints the real endpoint on stderr: "zmqkit-send: info: bound tcp://...".
 
 Input framing:
-  default            one message per line (the newline is not part of the message)
+  default            one message per line (the newline, and one '\r' before it, are not
+                     part of the message)
   -D, --delimiter S  messages separated by S (escapes \n \t \r \0 \\ \xNN)
   --length-prefixed  each message is a 4-byte big-endian length, then that many bytes
-  --whole            all of the input is one message
+  --whole            all of the input is one message (empty input: nothing is sent)
+  --max-size BYTES   the largest message (default 256 MiB); a larger one is a data error
+                     (exit 65) and ends the input
   -K, --key-delimiter S  text before the first S is the key: the topic for --pub, the
                      envelope type otherwise (with --raw: a first frame of its own)
   --json             each message is a JSON value, sent as a msgpack body with content type
@@ -61,7 +65,8 @@ Examples:
       zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
 
 Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
-prefix), 66 unreadable --file, 69 cannot bind/connect, 75 timed out (--timeout, --wait-peers).
+prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect, 75 timed out
+(--timeout, --wait-peers) or messages still queued when --linger expired.
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {
@@ -73,6 +78,10 @@ std::uint64_t parse_count(const std::string& text, const char* what) {
     }
     return v;
 }
+
+// Rates outside this range are typos or overflow the interval between two messages.
+constexpr double min_rate = 0.001;
+constexpr double max_rate = 1e9;
 
 } // namespace
 
@@ -91,6 +100,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
     std::string wait_peers = "0";
     std::string data;
     std::string file;
+    std::string max_size;
     po::options_description desc;
     // clang-format off
     desc.add_options()
@@ -106,6 +116,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         ("key-delimiter,K", po::value(&key_delimiter), "key delimiter: topic (--pub) or type")
         ("length-prefixed", "input is 4-byte big-endian length + bytes, repeated")
         ("whole", "all of the input is one message")
+        ("max-size", po::value(&max_size), "largest message in bytes (default 268435456 = 256 MiB)")
         ("json", "each message is a JSON value (msgpack body)")
         ("data", po::value(&data), "send this text instead of reading stdin (framed the same way)")
         ("file", po::value(&file), "read this file instead of stdin")
@@ -173,7 +184,9 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         cfg.framing = input_framing::length_prefixed;
     } else if (vm.count("whole") != 0U) {
         cfg.framing = input_framing::whole;
-    } else if (vm.count("delimiter") != 0U) {
+    }
+    cfg.strip_cr = framings == 0; // only the default line mode strips a CR before the newline
+    if (vm.count("delimiter") != 0U) {
         cfg.delimiter = decode_escapes(delimiter, "--delimiter");
         if (cfg.delimiter.empty()) {
             throw usage_error{"--delimiter must not be empty", exit_usage};
@@ -230,11 +243,28 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
             cfg.timeout = parse_duration(timeout);
         }
         cfg.linger = parse_duration(linger);
+        if (!max_size.empty()) {
+            cfg.max_size = static_cast<std::size_t>(parse_count(max_size, "--max-size"));
+            if (cfg.max_size == 0) {
+                throw usage_error{"--max-size must be at least 1 byte", exit_usage};
+            }
+        }
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    if (cfg.rate < 0) {
-        throw usage_error{"--rate must be 0 (unlimited) or more", exit_usage};
+    check_linger(cfg.linger);
+    if (vm.count("rate") != 0U &&
+        (!std::isfinite(cfg.rate) || cfg.rate < min_rate || cfg.rate > max_rate)) {
+        std::ostringstream got;
+        got << cfg.rate;
+        throw usage_error{"--rate must be a number of messages per second from 0.001 to 1e9, got " +
+                              got.str(),
+                          exit_usage};
+    }
+    if (vm.count("format") != 0U && cfg.kind.type != zmq::socket_type::req) {
+        throw usage_error{"-f/--format formats the replies of --req; there are none with --" +
+                              std::string(cfg.kind.flag),
+                          exit_usage};
     }
     if (cfg.hwm < 0) {
         throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),

@@ -29,6 +29,8 @@ struct send_config {
     // Input.
     input_framing framing = input_framing::delimited;
     std::string delimiter = "\n";
+    bool strip_cr = true; // default line mode: one trailing '\r' (CRLF input) is removed
+    std::size_t max_size = std::size_t{256} << 20; // --max-size: the largest message
     std::optional<std::string> key_delimiter;
     bool json = false;
     std::optional<std::string> data; // --data: the input itself

@@ -152,11 +152,40 @@ bool apply_field(const std::string& name, const json& value, header& h, bool all
     return true;
 }
 
+// "headers_base64": [[{"base64": name}, value], ...] as zmqkit-recv -f json prints user headers
+// whose name is not UTF-8 (value: a string or {"base64": ...}).
+bool apply_binary_headers(const json& list, header& h, std::string& error) {
+    auto bytes_of = [](const json& v, std::string& out) {
+        if (v.is_string()) {
+            out = v.get<std::string>();
+            return true;
+        }
+        return v.is_object() && v.size() == 1 && v.contains("base64") && v["base64"].is_string() &&
+               base64_decode(v["base64"].get<std::string>(), out);
+    };
+    if (!list.is_array()) {
+        error = "\"headers_base64\" must be an array of [name, value] pairs";
+        return false;
+    }
+    for (const auto& pair : list) {
+        std::string name;
+        std::string value;
+        if (!pair.is_array() || pair.size() != 2 || !bytes_of(pair[0], name) ||
+            !bytes_of(pair[1], value)) {
+            error = "\"headers_base64\" entries must be [name, value] with strings or "
+                    "{\"base64\": ...}";
+            return false;
+        }
+        h.set_user_header(name, value);
+    }
+    return true;
+}
+
 bool is_envelope_object(const json& j) {
-    static constexpr std::array<std::string_view, 14> allowed{
+    static constexpr std::array<std::string_view, 15> allowed{
         "headers",      "body",         "body_base64", "id",      "correlation_id",
         "causation_id", "timestamp",    "type",        "attempt", "reply_to",
-        "traceparent",  "content_type", "sequence",    "topic"};
+        "traceparent",  "content_type", "sequence",    "topic",   "headers_base64"};
     if (!j.is_object() ||
         !(j.contains("body") || j.contains("body_base64") || j.contains("headers"))) {
         return false;
@@ -178,6 +207,7 @@ bool json_to_envelope(std::string_view text, header& h, std::string& body, std::
     }
     const json* value = &j;
     bool body_is_bytes = false;
+    bool content_type_given = false;
     if (is_envelope_object(j)) {
         for (const auto& [name, field] : j.items()) {
             if (name == "headers") {
@@ -186,11 +216,17 @@ bool json_to_envelope(std::string_view text, header& h, std::string& body, std::
                     return false;
                 }
                 for (const auto& [hname, hvalue] : field.items()) {
+                    content_type_given = content_type_given || hname == "content_type";
                     if (!apply_field(hname, hvalue, h, true, error)) {
                         return false;
                     }
                 }
+            } else if (name == "headers_base64") {
+                if (!apply_binary_headers(field, h, error)) {
+                    return false;
+                }
             } else if (name != "body" && name != "body_base64") {
+                content_type_given = content_type_given || name == "content_type";
                 if (!apply_field(name, field, h, false, error)) {
                     return false;
                 }
@@ -206,7 +242,9 @@ bool json_to_envelope(std::string_view text, header& h, std::string& body, std::
         }
         static const json null_body;
         value = j.contains("body") ? &j["body"] : &null_body;
-        body_is_bytes = !h.content_type.empty() && h.content_type != content_type_msgpack;
+        // A content_type that is present (even empty, as zmqkit-recv -f json prints for a text
+        // body) and is not msgpack means the body string is the bytes themselves.
+        body_is_bytes = content_type_given && h.content_type != content_type_msgpack;
     }
     if (body_is_bytes) {
         body = value->is_string() ? value->get<std::string>() : value->dump();
@@ -219,9 +257,18 @@ bool json_to_envelope(std::string_view text, header& h, std::string& body, std::
 }
 
 int run_send(const send_config& cfg, const logger& log, shutdown_signals& signals) {
+    constexpr auto signal_check_interval = std::chrono::milliseconds(50);
+    auto next_signal_check = clock::time_point{};
     bool stop_requested = false;
     auto check_signal = [&]() {
         if (!stop_requested) {
+            // A pending SIGTERM/SIGINT is read with sigtimedwait (a syscall), so the hot path
+            // asks at most every signal_check_interval; steady_clock::now() is a vDSO call.
+            const auto now = clock::now();
+            if (now < next_signal_check) {
+                return false;
+            }
+            next_signal_check = now + signal_check_interval;
             if (auto sig = signals.poll()) {
                 stop_requested = true;
                 log.info(std::string("received ") + strsignal(*sig) + ", stopping");
@@ -259,13 +306,16 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                                     : input_reader::framing::delimited);
     std::optional<input_reader> reader;
     if (cfg.data) {
-        reader.emplace(*cfg.data, framing, cfg.delimiter);
+        reader.emplace(*cfg.data, framing, cfg.delimiter, cfg.max_size);
     } else {
-        reader.emplace(file.fd >= 0 ? file.fd : STDIN_FILENO, framing, cfg.delimiter,
-                       [&] { return check_signal() || past_deadline(); });
+        reader.emplace(
+            file.fd >= 0 ? file.fd : STDIN_FILENO, framing, cfg.delimiter,
+            [&] { return check_signal() || past_deadline(); }, cfg.max_size);
     }
 
     zmq::context_t context;
+    // Closed explicitly at the end, where the context shutdown is timed (delivery check).
+    std::optional<zmqkit::socket> sock_holder;
     metrics_registry registry;
     socket_options so;
     so.send_hwm = cfg.hwm;
@@ -274,23 +324,24 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     so.send_timeout = std::chrono::milliseconds(200); // re-checked: signals, --timeout
     so.name = "zmqkit-send";
     so.registry = &registry;
-    zmqkit::socket sock(context, cfg.kind.type, so);
+    zmqkit::socket& sock = sock_holder.emplace(context, cfg.kind.type, so);
     if (cfg.verbosity >= 1) {
         sock.on_decode_error([&](const decode_status& s) {
             log.warn("discarded a malformed reply: " + s.message());
         });
     }
     apply_socket_options(sock.raw(), cfg.socket_options);
+    // Always on: --wait-peers waits for handshakes, and at the end "no peer ever connected"
+    // tells that every queued message was dropped (see below).
     std::optional<handshake_counter> monitor;
-    if (cfg.wait_peers > 0) {
+    if (cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub) {
         monitor.emplace(context, sock.raw());
     }
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
-    if (monitor) {
+    if (cfg.wait_peers > 0) {
         const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
-        const auto seen = monitor->wait(cfg.wait_peers, limit, check_signal);
-        monitor.reset();
+        const auto seen = monitor ? monitor->wait(cfg.wait_peers, limit, check_signal) : 0;
         if (seen < cfg.wait_peers && !stop_requested) {
             log.error("timed out after " + std::to_string(limit.count()) + " ms waiting for " +
                       std::to_string(cfg.wait_peers) + " peer(s) to connect (" +
@@ -319,6 +370,8 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     stats.start();
 
     std::vector<zmq::message_t> raw_reply;
+    std::uint64_t line = 0;
+    std::uint64_t send_failures = 0;
     auto send_raw = [&](std::string_view key, bool has_key, std::string_view body) {
         for (;;) {
             bool ok = false;
@@ -326,8 +379,15 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                 zmq::message_t first(key.data(), key.size());
                 ok = sock.raw().send(first, zmq::send_flags::sndmore).has_value();
                 if (ok) {
+                    // libzmq accepts the later parts of a started multipart message at once;
+                    // if it does not, the message is lost: count it and stop.
                     zmq::message_t second(body.data(), body.size());
-                    (void)sock.raw().send(second, zmq::send_flags::none);
+                    if (!sock.raw().send(second, zmq::send_flags::none)) {
+                        ++send_failures;
+                        log.error("the value frame of message " + std::to_string(line) +
+                                  " could not be sent after its key frame");
+                        return false;
+                    }
                 }
             } else {
                 zmq::message_t only(body.data(), body.size());
@@ -390,7 +450,6 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
 
     double interval_s = cfg.rate > 0 ? 1.0 / cfg.rate : 0.0;
     auto next_send = clock::now();
-    std::uint64_t line = 0;
     std::uint64_t json_errors = 0;
     int code = exit_ok;
     std::string_view input;
@@ -398,7 +457,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         if (cfg.count && stats.messages() >= *cfg.count) {
             break;
         }
-        if ((line & 1023U) == 0 && check_signal()) {
+        if (check_signal()) { // time-throttled: at most one syscall per 50 ms
             break;
         }
         const auto status = reader->next(input);
@@ -408,6 +467,13 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         if (status == input_reader::status::truncated) {
             log.error("input ends inside a length-prefixed message (message " +
                       std::to_string(line + 1) + " is truncated)");
+            code = exit_data_error;
+            break;
+        }
+        if (status == input_reader::status::too_large) {
+            log.error("message " + std::to_string(line + 1) + " is larger than --max-size " +
+                      std::to_string(cfg.max_size) +
+                      " bytes; stopping (the messages before it were sent)");
             code = exit_data_error;
             break;
         }
@@ -424,10 +490,15 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         if (interval_s > 0) {
             const auto now = clock::now();
             if (now < next_send) {
-                if (auto sig = signals.wait(
-                        std::chrono::ceil<std::chrono::milliseconds>(next_send - now))) {
+                // The rate wait ends at --timeout at the latest.
+                const auto until = deadline ? std::min(next_send, *deadline) : next_send;
+                if (auto sig =
+                        signals.wait(std::chrono::ceil<std::chrono::milliseconds>(until - now))) {
                     stop_requested = true;
                     log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+                    break;
+                }
+                if (past_deadline()) {
                     break;
                 }
                 next_send += std::chrono::duration_cast<clock::duration>(
@@ -438,6 +509,10 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             }
         }
 
+        if (cfg.strip_cr && cfg.framing == input_framing::delimited && !input.empty() &&
+            input.back() == '\r') {
+            input.remove_suffix(1); // CRLF input in the default line mode
+        }
         std::string_view key;
         std::string_view value = input;
         bool has_key = false;
@@ -507,8 +582,34 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         sock.raw().set(zmq::sockopt::linger,
                        static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
     }
+    // Messages the socket accepted are only queued. Closing the socket and terminating the
+    // context waits until the queue is empty or the linger expires; if the shutdown took the
+    // whole linger, messages were still queued and have been dropped. (PUB drops messages for
+    // absent subscribers by design, so it is not checked.)
+    const int linger_ms = sock.raw().get(zmq::sockopt::linger);
+    const bool check_delivery = stats.messages() > 0 && !is_pub && linger_ms > 0;
+    const bool peer_seen = monitor && monitor->poll() > 0;
+    monitor.reset(); // stops monitoring and closes its socket: the context can terminate
+    const auto closing = clock::now();
+    sock_holder.reset();
+    context.close();
+    const auto shutdown_took = clock::now() - closing;
+    const bool undelivered =
+        check_delivery && shutdown_took >= std::chrono::milliseconds(linger_ms) * 9 / 10;
     if (cfg.stats) {
         stats.print_final("zmqkit-send");
+    }
+    if (undelivered && !peer_seen) { // nobody ever connected: nothing left the queue
+        log.warn(std::to_string(stats.messages()) +
+                 " messages may not have been delivered (no peer took them within --linger " +
+                 std::to_string(linger_ms) + " ms; no peer ever connected)");
+    } else if (undelivered) {
+        log.warn("messages may not have been delivered (no peer took them within --linger " +
+                 std::to_string(linger_ms) + " ms; the " + std::to_string(stats.messages()) +
+                 " counted by --stats were queued, not necessarily delivered)");
+    }
+    if (send_failures > 0) {
+        log.error(std::to_string(send_failures) + " message(s) could not be sent completely");
     }
     if (json_errors > 0) {
         log.error(std::to_string(json_errors) + " malformed JSON line(s) skipped");
@@ -521,7 +622,13 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     if (code != exit_ok) {
         return code;
     }
-    return json_errors > 0 ? exit_data_error : exit_ok;
+    if (send_failures > 0) {
+        return exit_failure;
+    }
+    if (json_errors > 0) {
+        return exit_data_error;
+    }
+    return undelivered ? exit_timeout : exit_ok;
 }
 
 } // namespace zmqkit::cli

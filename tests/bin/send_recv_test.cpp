@@ -14,14 +14,71 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <filesystem>
+#include <map>
 #include <regex>
 #include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 using namespace zmqkit;
 using namespace zmqkit::testing;
 using ::testing::HasSubstr;
 
 namespace {
+
+// A test that writes to a child's stdin must not die of SIGPIPE when the child has exited.
+const bool sigpipe_ignored = [] {
+    (void)std::signal(SIGPIPE, SIG_IGN);
+    return true;
+}();
+
+// An ipc endpoint in its own mkdtemp directory, removed (with the socket file) at scope exit.
+struct ipc_dir {
+    explicit ipc_dir(const std::string& stem) : endpoint(ipc_endpoint(stem)) {}
+    ~ipc_dir() {
+        std::error_code ignored;
+        const auto path = std::filesystem::path(endpoint.substr(std::string("ipc://").size()));
+        std::filesystem::remove_all(path.parent_path(), ignored);
+    }
+    ipc_dir(const ipc_dir&) = delete;
+    ipc_dir& operator=(const ipc_dir&) = delete;
+    std::string endpoint;
+};
+
+// A mkstemp file with the given content, removed at scope exit.
+struct temp_file {
+    explicit temp_file(const std::string& content) {
+        const int fd = ::mkstemp(path.data());
+        if (fd < 0) {
+            throw std::runtime_error("mkstemp failed");
+        }
+        const auto n = ::write(fd, content.data(), content.size());
+        ::close(fd);
+        if (n != static_cast<ssize_t>(content.size())) {
+            throw std::runtime_error("short write to " + path);
+        }
+    }
+    ~temp_file() { ::unlink(path.c_str()); }
+    temp_file(const temp_file&) = delete;
+    temp_file& operator=(const temp_file&) = delete;
+    std::string path = "/tmp/zmqkit-send-file-XXXXXX";
+};
+
+std::string length_prefixed(const std::vector<std::string>& bodies) {
+    std::string input;
+    for (const auto& b : bodies) {
+        const auto n = static_cast<std::uint32_t>(b.size());
+        input += static_cast<char>((n >> 24) & 0xFF);
+        input += static_cast<char>((n >> 16) & 0xFF);
+        input += static_cast<char>((n >> 8) & 0xFF);
+        input += static_cast<char>(n & 0xFF);
+        input += b;
+    }
+    return input;
+}
 
 std::vector<std::string> recv_cmd(std::vector<std::string> args) {
     args.insert(args.begin(), bin_path("zmqkit-recv"));
@@ -110,7 +167,8 @@ TEST(send_recv, hundred_thousand_lines_over_tcp_arrive_once_in_order) {
 }
 
 TEST(send_recv, hundred_thousand_lines_over_ipc_arrive_once_in_order) {
-    lines_arrive_once_and_in_order("@" + ipc_endpoint("lines"));
+    const ipc_dir dir("lines");
+    lines_arrive_once_and_in_order("@" + dir.endpoint);
 }
 
 TEST(send_recv, length_prefixed_binary_is_byte_exact) {
@@ -229,14 +287,16 @@ TEST(send_recv, malformed_json_line_is_reported_and_the_rest_delivered) {
 TEST(send_recv, sub_receives_only_its_topics) {
     // The publisher binds and keeps publishing until the subscriber has what it asked for:
     // a SUB's subscription reaches the PUB some time after the connection.
-    child_process send(send_cmd({"--pub", "-K", " ", "--wait-peers", "1", "tcp://127.0.0.1:*"}),
+    child_process send(send_cmd({"--pub", "-K", " ", "--wait-peers", "1", "--timeout", "60s",
+                                 "tcp://127.0.0.1:*"}),
                        true);
     const auto endpoint = bound_endpoint(send);
     ASSERT_FALSE(endpoint.empty()) << all_stderr(send);
     child_process recv(recv_cmd({"--sub", "--topic", "orders.", "--topic", "audit", "-c", "50",
                                  "-f", "%t|%s\\n", endpoint}));
     std::optional<int> code;
-    for (int batch = 0; batch < 2000 && !code; ++batch) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (int batch = 0; !code && std::chrono::steady_clock::now() < deadline; ++batch) {
         send.write_stdin("orders.new o" + std::to_string(batch) + "\nprices.eur p\naudit a" +
                          std::to_string(batch) + "\n");
         code = recv.wait(5ms);
@@ -305,9 +365,14 @@ TEST(send_recv, every_format_token) {
          "tcp://127.0.0.1:*"}));
     const auto endpoint = bound_endpoint(recv);
     const std::string correlation = "0193f1a2-b3c0-7000-8000-00000000c0de";
-    child_process send(
-        send_cmd({"-v", "--type", "greeting", "--correlation-id", correlation, "--header",
-                  "tenant=acme", "--reply-to", "tcp://host:1", "--data", "hello", endpoint}));
+    const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // Every field set through a JSON envelope, so %p, %y, %a and %q print real values.
+    const std::string envelope =
+        R"({"headers":{"type":"greeting","correlation_id":")" + correlation +
+        R"(","reply_to":"tcp://host:1","traceparent":")" + traceparent +
+        R"(","content_type":"text/plain","attempt":3,"sequence":42,"tenant":"acme"},)"
+        R"("body":"hello"})";
+    child_process send(send_cmd({"-v", "--json", "--data", envelope, endpoint}));
     ASSERT_EQ(recv.wait(10s), 0) << all_stderr(recv);
     ASSERT_EQ(send.wait(10s), 0) << all_stderr(send);
     const auto sent_id = send.wait_for_stderr(std::regex("sent (\\S+)"), 1s);
@@ -316,8 +381,9 @@ TEST(send_recv, every_format_token) {
     std::smatch m;
     ASSERT_TRUE(std::regex_match(out, m,
                                  std::regex("hello\\|5\\|\\|greeting\\|" + correlation +
-                                            "\\|([0-9a-f-]{36})\\|\\|([0-9]+)\\|1\\|0\\|"
-                                            "tcp://host:1\\|\\|\\|acme\\|\\|%\t\\.\n")))
+                                            "\\|([0-9a-f-]{36})\\|\\|([0-9]+)\\|3\\|42\\|"
+                                            "tcp://host:1\\|" +
+                                            traceparent + "\\|text/plain\\|acme\\|\\|%\t\\.\n")))
         << out;
     EXPECT_EQ(m[1].str(), *sent_id);
     EXPECT_GT(std::stoull(m[2].str()), 1'700'000'000'000'000'000ULL);
@@ -354,7 +420,8 @@ TEST(send_recv, dealer_to_router) {
 }
 
 TEST(send_recv, pair_with_idle_timeout) {
-    child_process recv(recv_cmd({"--pair", "--idle-timeout", "300ms", "@tcp://127.0.0.1:*"}));
+    // Generous: the three messages arrive together; the idle timeout only ends the run.
+    child_process recv(recv_cmd({"--pair", "--idle-timeout", "2s", "@tcp://127.0.0.1:*"}));
     const auto endpoint = bound_endpoint(recv);
     child_process send(send_cmd({"--pair", "--data", "x\ny\nz", endpoint}));
     ASSERT_EQ(recv.wait(10s), 0) << all_stderr(recv);
@@ -442,7 +509,8 @@ TEST(send_recv, exit_75_when_the_count_is_not_reached_in_time) {
 }
 
 TEST(send_recv, exit_75_when_peers_do_not_connect_in_time) {
-    const auto endpoint = ipc_endpoint("nobody");
+    const ipc_dir dir("nobody");
+    const auto& endpoint = dir.endpoint;
     child_process send(
         send_cmd({"--wait-peers", "1", "--timeout", "200ms", "--data", "x", endpoint}));
     EXPECT_EQ(send.wait(10s), 75);
@@ -475,30 +543,38 @@ TEST(send_recv, sigterm_stops_send_waiting_for_input_with_stats_and_exit_0) {
 TEST(send_recv, send_timeout_while_input_is_pending_exits_75) {
     child_process recv(recv_cmd({"-c", "1", "tcp://127.0.0.1:*"}));
     const auto endpoint = bound_endpoint(recv);
-    child_process send(send_cmd({"--timeout", "300ms", endpoint}), true);
+    child_process send(send_cmd({"--timeout", "2s", endpoint}), true);
     send.write_stdin("only\n");
     ASSERT_EQ(recv.wait(10s), 0);
     EXPECT_EQ(send.wait(10s), 75); // stdin stays open: the input did not end in time
-    EXPECT_THAT(all_stderr(send), HasSubstr("timed out after 300 ms (1 message(s) sent)"));
+    EXPECT_THAT(all_stderr(send), HasSubstr("timed out after 2000 ms (1 message(s) sent)"));
 }
 
 TEST(send_recv, file_input_count_and_rate) {
-    char path[] = "/tmp/zmqkit-send-file-XXXXXX";
-    const int fd = ::mkstemp(path);
-    ASSERT_GE(fd, 0);
-    const std::string content = "a\nb\nc\nd\ne\nf\n";
-    ASSERT_EQ(::write(fd, content.data(), content.size()), static_cast<ssize_t>(content.size()));
-    ::close(fd);
-    child_process recv(recv_cmd({"-c", "5", "tcp://127.0.0.1:*"}));
+    const temp_file file("a\nb\nc\nd\ne\nf\n");
+    child_process recv(recv_cmd({"-c", "5", "-f", "%d %s\\n", "tcp://127.0.0.1:*"}));
     const auto endpoint = bound_endpoint(recv);
-    const auto start = std::chrono::steady_clock::now();
-    child_process send(send_cmd({"--file", path, "-c", "5", "--rate", "50", endpoint}));
+    child_process send(send_cmd({"--file", file.path, "-c", "5", "--rate", "50", endpoint}));
     ASSERT_EQ(send.wait(10s), 0) << all_stderr(send);
     ASSERT_EQ(recv.wait(10s), 0);
-    // Five messages at 50/s: the last one leaves no earlier than 80 ms after the first.
-    EXPECT_GE(std::chrono::steady_clock::now() - start, 80ms);
-    EXPECT_EQ(all_stdout(recv), "a\nb\nc\nd\ne\n");
-    ::unlink(path);
+    // Five messages at 50/s, stamped when sent: the sends are 20 ms apart on a fixed schedule,
+    // so the fifth is stamped at least 4 intervals (80 ms, less clock granularity) after the
+    // first, whatever the time the processes took to start.
+    const auto lines = split_lines(all_stdout(recv));
+    ASSERT_EQ(lines.size(), 5U);
+    std::vector<std::uint64_t> stamps;
+    std::string bodies;
+    for (const auto& l : lines) {
+        const auto space = l.find(' ');
+        ASSERT_NE(space, std::string::npos) << l;
+        stamps.push_back(std::stoull(l.substr(0, space)));
+        bodies += l.substr(space + 1);
+    }
+    EXPECT_EQ(bodies, "abcde");
+    EXPECT_GE(stamps[4] - stamps[0], 79'000'000U);
+    for (std::size_t i = 1; i < stamps.size(); ++i) {
+        EXPECT_GE(stamps[i], stamps[i - 1]);
+    }
 }
 
 TEST(send_recv, socket_options_are_applied_and_checked) {
@@ -620,4 +696,342 @@ TEST(send_recv_parts, formatter_and_helpers) {
     EXPECT_FALSE(cli::is_valid_utf8("\xed\xa0\x80")); // a surrogate
     EXPECT_EQ(cli::base64_encode("ab"), "YWI=");
     EXPECT_THROW(cli::message_formatter("%h"), cli::usage_error);
+}
+
+TEST(send_recv, garbage_length_prefix_is_a_data_error_after_the_messages_before_it) {
+    zmq::context_t ctx;
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.set(zmq::sockopt::linger, 0);
+    pull.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = pull.get(zmq::sockopt::last_endpoint);
+    // "abcd" read as a length is 1.6 GB: refused at once, not allocated, and the tool stops.
+    child_process send(send_cmd({"--length-prefixed", "--timeout", "20s", endpoint}), true);
+    send.write_stdin(length_prefixed({"ok"}) + "abcd and more text");
+    EXPECT_EQ(send.wait(10s), 65); // stdin is still open: the tool stopped by itself
+    EXPECT_THAT(all_stderr(send), HasSubstr("message 2 is larger than --max-size 268435456"));
+    auto frame = recv_within(pull, 10s);
+    ASSERT_TRUE(frame.has_value());
+    header h;
+    std::size_t header_size = 0;
+    ASSERT_TRUE(decode_header(frame->data(), frame->size(), h, &header_size).ok());
+    EXPECT_EQ(frame->to_string().substr(header_size), "ok");
+}
+
+TEST(send_recv, max_size_limits_lines_and_whole_input) {
+    {
+        child_process send(send_cmd(
+            {"--max-size", "4", "--data", "abcd\nabcde\n", "--linger", "0", "tcp://127.0.0.1:9"}));
+        EXPECT_EQ(send.wait(10s), 65);
+        EXPECT_THAT(all_stderr(send), HasSubstr("message 2 is larger than --max-size 4 bytes"));
+    }
+    {
+        child_process send(
+            send_cmd({"--whole", "--max-size", "3", "--data", "abcd", "tcp://127.0.0.1:9"}));
+        EXPECT_EQ(send.wait(10s), 65);
+        EXPECT_THAT(all_stderr(send), HasSubstr("larger than --max-size 3 bytes"));
+    }
+}
+
+TEST(send_recv, a_flood_of_malformed_messages_does_not_bypass_timeout_or_sigterm) {
+    for (const bool by_signal : {false, true}) {
+        // -v makes zmqkit-recv write a line per discarded message (to /dev/null here), so it
+        // drains more slowly than the flood fills its queue: it never finds the queue empty.
+        const ipc_dir dir("flood");
+        child_process recv({"/bin/sh", "-c",
+                            "exec " + shell_quote(bin_path("zmqkit-recv")) + " -v -c 1 --timeout " +
+                                (by_signal ? "60s" : "500ms") + " " +
+                                shell_quote("@" + dir.endpoint) + " 2>/dev/null"});
+        zmq::context_t ctx;
+        zmq::socket_t push(ctx, zmq::socket_type::push);
+        push.set(zmq::sockopt::linger, 0);
+        push.set(zmq::sockopt::sndhwm, 100000);
+        push.connect(dir.endpoint);
+        std::optional<int> code;
+        bool signalled = false;
+        std::uint64_t sent = 0;
+        const auto start = std::chrono::steady_clock::now();
+        const auto deadline = start + 8s;
+        while (!code && std::chrono::steady_clock::now() < deadline) {
+            for (int i = 0; i < 1000; ++i) { // never a valid envelope: nothing counts
+                if (push.send(zmq::str_buffer("not an envelope"), zmq::send_flags::dontwait)) {
+                    ++sent;
+                }
+            }
+            if (by_signal && !signalled && sent > 200000) {
+                recv.signal(SIGTERM);
+                signalled = true;
+            }
+            code = recv.wait(0ms);
+        }
+        ASSERT_TRUE(code.has_value())
+            << "still running under the flood; by_signal=" << by_signal << " sent=" << sent;
+        EXPECT_EQ(*code, by_signal ? 0 : 75);
+        EXPECT_GT(sent, 100000U); // it was a flood
+    }
+}
+
+TEST(send_recv, sigterm_stops_send_under_a_slow_trickle_of_input) {
+    child_process recv(recv_cmd({"tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    child_process send(send_cmd({"--stats", "--timeout", "60s", endpoint}), true);
+    send.write_stdin("first\n");
+    ASSERT_TRUE(eventually([&] { return recv.read_stdout(10ms) == "first\n"; }, 10s));
+    send.signal(SIGTERM);
+    // A line every 20 ms: the reader never waits 200 ms for input, and 1024 lines take 20 s.
+    std::optional<int> code;
+    const auto start = std::chrono::steady_clock::now();
+    while (!code && std::chrono::steady_clock::now() - start < 5s) {
+        send.write_stdin("more\n");
+        code = send.wait(20ms);
+    }
+    ASSERT_EQ(code, 0) << all_stderr(send);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_THAT(all_stderr(send), HasSubstr("zmqkit-send: stats: messages="));
+}
+
+TEST(send_recv, exit_64_for_values_that_would_make_waits_unbounded_or_overflow) {
+    struct usage_case {
+        std::vector<std::string> argv;
+        std::string reason;
+    };
+    const std::vector<usage_case> cases{
+        {send_cmd({"-X", "sndtimeo=-1", "tcp://127.0.0.1:1"}),
+         "every wait of this tool is bounded"},
+        {recv_cmd({"-X", "rcvtimeo=-5", "tcp://127.0.0.1:*"}), "a negative rcvtimeo"},
+        {send_cmd({"-X", "linger=-1", "tcp://127.0.0.1:1"}), "a negative linger"},
+        {send_cmd({"--linger", "2147483648", "tcp://127.0.0.1:1"}), "--linger 2147483648 ms"},
+        {recv_cmd({"--linger", "2147483648", "tcp://127.0.0.1:*"}), "is out of range"},
+        {send_cmd({"--rate", "nan", "tcp://127.0.0.1:1"}), "--rate must be"},
+        {send_cmd({"--rate", "inf", "tcp://127.0.0.1:1"}), "--rate must be"},
+        {send_cmd({"--rate", "0", "tcp://127.0.0.1:1"}), "from 0.001 to 1e9"},
+        {send_cmd({"--rate", "1e-300", "tcp://127.0.0.1:1"}), "from 0.001 to 1e9"},
+        {send_cmd({"--rate", "1e10", "tcp://127.0.0.1:1"}), "from 0.001 to 1e9"},
+        {send_cmd({"-f", "json", "tcp://127.0.0.1:1"}), "formats the replies of --req"},
+        {send_cmd({"--max-size", "0", "tcp://127.0.0.1:1"}), "--max-size must be at least 1"},
+        {recv_cmd({"-f", "%h{}", "tcp://127.0.0.1:*"}), "%h needs a header name"},
+    };
+    for (const auto& c : cases) {
+        child_process p(c.argv);
+        EXPECT_EQ(p.wait(10s), 64) << c.reason;
+        EXPECT_THAT(all_stderr(p), HasSubstr(c.reason));
+    }
+}
+
+TEST(send_recv, a_rate_wait_ends_at_the_timeout) {
+    // One message per 1000 s: the second waits, and --timeout ends the wait.
+    const ipc_dir dir("slow");
+    child_process send(send_cmd({"--rate", "0.001", "--timeout", "300ms", "--linger", "100ms",
+                                 "--data", "a\nb", dir.endpoint}));
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(send.wait(10s), 75);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+    EXPECT_THAT(all_stderr(send), HasSubstr("timed out after 300 ms"));
+}
+
+TEST(send_recv, messages_nobody_took_within_linger_exit_75_with_a_warning) {
+    const ipc_dir dir("nobody-home");
+    child_process send(
+        send_cmd({"--stats", "--linger", "300ms", "--data", "1\n2\n3", dir.endpoint}));
+    EXPECT_EQ(send.wait(10s), 75);
+    const auto err = all_stderr(send);
+    EXPECT_THAT(err, HasSubstr("zmqkit-send: warning: 3 messages may not have been delivered "
+                               "(no peer took them within --linger 300 ms"));
+}
+
+TEST(send_recv, a_peer_that_stops_reading_leaves_messages_undelivered_exit_75) {
+    // A peer connects (handshake) but never reads, with tiny buffers: the queue cannot drain.
+    zmq::context_t ctx;
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.set(zmq::sockopt::linger, 0);
+    pull.set(zmq::sockopt::rcvhwm, 1);
+    pull.set(zmq::sockopt::rcvbuf, 4096);
+    pull.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = pull.get(zmq::sockopt::last_endpoint);
+    child_process send(send_cmd({"--wait-peers", "1", "--linger", "300ms", "-X", "sndbuf=4096",
+                                 "--hwm", "0", endpoint}),
+                       true);
+    std::string lines;
+    for (int i = 0; i < 1000000; ++i) { // far more than a one-message queue and the buffers
+        lines += "x\n";
+    }
+    send.write_stdin(lines);
+    send.close_stdin();
+    EXPECT_EQ(send.wait(10s), 75);
+    EXPECT_THAT(all_stderr(send), HasSubstr("queued, not necessarily delivered"));
+}
+
+TEST(send_recv, json_output_fed_back_to_send_reproduces_text_and_msgpack_bodies) {
+    auto relay = [](const std::string& input, std::size_t count) {
+        child_process recv(
+            recv_cmd({"-c", std::to_string(count), "-f", "json", "tcp://127.0.0.1:*"}));
+        const auto endpoint = bound_endpoint(recv);
+        child_process send(send_cmd({"--json", endpoint}), true);
+        send.write_stdin(input);
+        send.close_stdin();
+        EXPECT_EQ(recv.wait(20s), 0) << all_stderr(recv);
+        EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
+        return all_stdout(recv);
+    };
+    // First hop: a text body (no content type, as zmqkit-send sends lines) and a msgpack body.
+    child_process recv(recv_cmd({"-c", "2", "-f", "json", "tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    child_process text(send_cmd({"--type", "note", "--data", "plain text", endpoint}));
+    ASSERT_EQ(text.wait(20s), 0) << all_stderr(text);
+    child_process packed(send_cmd({"--json", "--data", R"({"n":[1,"two"]})", endpoint}));
+    ASSERT_EQ(packed.wait(20s), 0) << all_stderr(packed);
+    ASSERT_EQ(recv.wait(20s), 0) << all_stderr(recv);
+    const auto first = all_stdout(recv);
+    const auto second = relay(first, 2);
+    const auto a = split_lines(first);
+    const auto b = split_lines(second);
+    ASSERT_EQ(a.size(), 2U);
+    ASSERT_EQ(b.size(), 2U);
+    std::map<std::string, nlohmann::json> before;
+    std::map<std::string, nlohmann::json> after;
+    for (std::size_t i = 0; i < 2; ++i) {
+        const auto ja = nlohmann::json::parse(a[i]);
+        const auto jb = nlohmann::json::parse(b[i]);
+        before[ja["content_type"].get<std::string>()] = ja;
+        after[jb["content_type"].get<std::string>()] = jb;
+    }
+    ASSERT_EQ(before.count(""), 1U) << first;
+    ASSERT_EQ(after.count(""), 1U) << second; // still a text body, not a msgpack string
+    EXPECT_EQ(after[""]["body"], "plain text");
+    EXPECT_EQ(after[""]["type"], "note");
+    ASSERT_EQ(after.count("application/msgpack"), 1U) << second;
+    EXPECT_EQ(after["application/msgpack"]["body"], before["application/msgpack"]["body"]);
+    EXPECT_EQ(after["application/msgpack"]["body"], nlohmann::json::parse(R"({"n":[1,"two"]})"));
+}
+
+TEST(send_recv, default_line_mode_strips_one_carriage_return) {
+    child_process recv(recv_cmd({"-c", "3", "-f", "hex", "tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    child_process send(send_cmd({"--data", "a\r\nb\r\r\nc\r", endpoint}));
+    ASSERT_EQ(recv.wait(10s), 0) << all_stderr(recv);
+    ASSERT_EQ(send.wait(10s), 0) << all_stderr(send);
+    EXPECT_EQ(all_stdout(recv), "61\n620d\n63\n");
+}
+
+TEST(send_recv_parts, input_reader_limits_and_empty_whole_input) {
+    std::string_view m;
+    // A garbage prefix ("abcd" = 1.6 GB) is refused before anything is allocated for it.
+    cli::input_reader garbage("abcdefgh", cli::input_reader::framing::length_prefixed, "");
+    EXPECT_EQ(garbage.next(m), cli::input_reader::status::too_large);
+    cli::input_reader limited(length_prefixed({"12345", "123456"}),
+                              cli::input_reader::framing::length_prefixed, "", 5);
+    ASSERT_EQ(limited.next(m), cli::input_reader::status::message);
+    EXPECT_EQ(m, "12345");
+    EXPECT_EQ(limited.next(m), cli::input_reader::status::too_large);
+    cli::input_reader lines("abc\nabcd", cli::input_reader::framing::delimited, "\n", 3);
+    ASSERT_EQ(lines.next(m), cli::input_reader::status::message);
+    EXPECT_EQ(lines.next(m), cli::input_reader::status::too_large);
+    cli::input_reader empty_whole("", cli::input_reader::framing::whole, "\n");
+    EXPECT_EQ(empty_whole.next(m), cli::input_reader::status::end);
+}
+
+TEST(send_recv_parts, input_reader_from_a_pipe_written_in_chunks) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    // Messages around a large one (3 MiB, past the 1 MiB buffer, so the buffer grows), many
+    // small ones (the buffer compacts), and chunk sizes that split the 2-byte delimiter.
+    std::vector<std::string> expected{"first", std::string(3 << 20, 'x')};
+    for (int i = 0; i < 20000; ++i) {
+        expected.push_back(std::to_string(i));
+    }
+    expected.emplace_back("");
+    expected.emplace_back("last");
+    std::string data;
+    for (const auto& e : expected) {
+        data += e + "<>";
+    }
+    data.resize(data.size() - 2); // the last message has no delimiter
+    std::thread writer([&] {
+        std::size_t at = 0;
+        std::size_t chunk = 1;
+        while (at < data.size()) {
+            const auto n = std::min(chunk, data.size() - at);
+            const auto w = ::write(fds[1], data.data() + at, n);
+            if (w <= 0) {
+                break;
+            }
+            at += static_cast<std::size_t>(w);
+            chunk = chunk % 4093 + 7; // 1, 8, 15, ...: every alignment of the delimiter
+        }
+        ::close(fds[1]);
+    });
+    int stop_calls = 0;
+    cli::input_reader reader(fds[0], cli::input_reader::framing::delimited, "<>", [&] {
+        ++stop_calls;
+        return false;
+    });
+    std::vector<std::string> got;
+    std::string_view m;
+    cli::input_reader::status st{};
+    while ((st = reader.next(m)) == cli::input_reader::status::message) {
+        got.emplace_back(m);
+    }
+    writer.join();
+    ::close(fds[0]);
+    EXPECT_EQ(st, cli::input_reader::status::end);
+    ASSERT_EQ(got.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        ASSERT_EQ(got[i], expected[i]) << "message " << i;
+    }
+    EXPECT_GT(stop_calls, 0); // asked before reads, not only when the input is idle
+}
+
+TEST(send_recv_parts, format_strings_decode_escapes_and_tokens_in_one_pass) {
+    std::string out;
+    cli::message_formatter("100\\x25").render(nullptr, {}, "body", out);
+    EXPECT_EQ(out, "100%");
+    out.clear();
+    cli::message_formatter("\\x25s|%s").render(nullptr, {}, "body", out);
+    EXPECT_EQ(out, "%s|body");
+    out.clear();
+    cli::message_formatter("%%s\\n").render(nullptr, {}, "body", out);
+    EXPECT_EQ(out, "%s\n");
+    EXPECT_THROW(cli::message_formatter("%h{}"), cli::usage_error);
+    EXPECT_THROW(cli::message_formatter("%s\\q"), cli::usage_error);
+    EXPECT_THROW(cli::message_formatter("%s\\x4"), cli::usage_error);
+}
+
+TEST(send_recv_parts, json_output_is_never_silently_lossy) {
+    header h;
+    h.content_type = "application/msgpack";
+    h.set_user_header(std::string("n\xff", 2), std::string("v\xfe", 2));
+    h.set_user_header("ok", "fine");
+    // A msgpack string (fixstr, 2 bytes) that is not UTF-8.
+    const std::string body("\xa2\xc3\x28", 3);
+    std::string out;
+    cli::message_formatter("json").render(&h, {}, body, out);
+    EXPECT_EQ(out.find("\xef\xbf\xbd"), std::string::npos) << out; // no U+FFFD
+    const auto j = nlohmann::json::parse(out);
+    EXPECT_FALSE(j.contains("body"));
+    EXPECT_EQ(j["body_base64"], cli::base64_encode(body));
+    EXPECT_EQ(j["headers"]["ok"], "fine");
+    ASSERT_EQ(j["headers_base64"].size(), 1U);
+    EXPECT_EQ(j["headers_base64"][0][0]["base64"], cli::base64_encode(std::string("n\xff", 2)));
+    EXPECT_EQ(j["headers_base64"][0][1]["base64"], cli::base64_encode(std::string("v\xfe", 2)));
+    // And zmqkit-send --json reads it back to the same bytes.
+    header back;
+    std::string back_body;
+    std::string error;
+    ASSERT_TRUE(cli::json_to_envelope(out, back, back_body, error)) << error;
+    EXPECT_EQ(back_body, body);
+    ASSERT_NE(back.find_user_header(std::string("n\xff", 2)), nullptr);
+    EXPECT_EQ(*back.find_user_header(std::string("n\xff", 2)), std::string("v\xfe", 2));
+}
+
+TEST(send_recv_parts, json_envelope_with_a_text_content_type_keeps_the_body_bytes) {
+    header h;
+    std::string body;
+    std::string error;
+    // As zmqkit-recv -f json prints a plain text message: content_type present but empty.
+    ASSERT_TRUE(cli::json_to_envelope(R"({"content_type":"","body":"hi"})", h, body, error));
+    EXPECT_EQ(body, "hi");
+    EXPECT_EQ(h.content_type, "");
+    header m;
+    ASSERT_TRUE(cli::json_to_envelope(R"({"content_type":"application/msgpack","body":"hi"})", m,
+                                      body, error));
+    EXPECT_EQ(body, std::string("\xa2hi", 3));
 }
