@@ -24,6 +24,41 @@ void append_id(std::string& out, const message_id& id) {
     out.append(buf, sizeof buf);
 }
 
+// "..." with C escapes: \" \\ \n \r \t, other bytes outside printable ASCII as \xNN.
+void append_quoted(std::string& out, std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    out += '"';
+    for (char ch : bytes) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (c < 0x20 || c >= 0x7f) {
+                out += "\\x";
+                out += digits[c >> 4U];
+                out += digits[c & 15U];
+            } else {
+                out += ch;
+            }
+        }
+    }
+    out += '"';
+}
+
 void append_hex(std::string& out, std::string_view bytes) {
     static constexpr char digits[] = "0123456789abcdef";
     for (const char c : bytes) {
@@ -124,7 +159,7 @@ std::string base64_encode(std::string_view bytes) {
 }
 
 std::string message_formatter::help() {
-    return "raw, text, hex, json, msgpack, or a format string with the tokens "
+    return "raw, text, quoted, hex, json, msgpack, or a format string with the tokens "
            "%s body, %S body length, %t topic, %T type, %c correlation id, %i message id, "
            "%C causation id, %d timestamp ns, %a attempt, %q sequence, %r reply-to, "
            "%p traceparent, %y content type, %h{name} user header, %% '%', and the escapes "
@@ -138,6 +173,10 @@ message_formatter::message_formatter(std::string_view spec) {
     }
     if (spec == "text") {
         kind_ = kind::text;
+        return;
+    }
+    if (spec == "quoted") {
+        kind_ = kind::quoted;
         return;
     }
     if (spec == "hex") {
@@ -262,6 +301,10 @@ void message_formatter::render(const header* h, std::string_view topic, std::str
         return;
     case kind::text:
         out.append(body);
+        out += '\n';
+        return;
+    case kind::quoted:
+        append_quoted(out, body);
         out += '\n';
         return;
     case kind::hex:

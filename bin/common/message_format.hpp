@@ -27,7 +27,7 @@ public:
     [[nodiscard]] static std::string help();
 
 private:
-    enum class kind { raw, text, hex, json, msgpack, custom };
+    enum class kind { raw, text, quoted, hex, json, msgpack, custom };
     enum class token : char {
         literal,
         body,

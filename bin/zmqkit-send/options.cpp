@@ -97,6 +97,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
     std::string count;
     std::string timeout;
     std::string linger = "5s";
+    std::string interval;
     std::string wait_peers = "0";
     std::string data;
     std::string file;
@@ -128,6 +129,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         ("count,c", po::value(&count), "stop after sending N messages")
         ("timeout", po::value(&timeout), "give up after this long in total (exit 75)")
         ("rate", po::value(&cfg.rate), "at most N messages per second")
+        ("interval", po::value(&interval), "wait DUR between messages (the same as --rate 1/DUR)")
         ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
         ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ integer option name=value (repeatable)")
         ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: handshakes only, not subscriptions)")
@@ -253,7 +255,24 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         throw usage_error{e.what(), exit_usage};
     }
     check_linger(cfg.linger);
-    if (vm.count("rate") != 0U &&
+    if (!interval.empty()) {
+        if (vm.count("rate") != 0U) {
+            throw usage_error{"give --rate or --interval, not both", exit_usage};
+        }
+        std::chrono::milliseconds gap{0};
+        try {
+            gap = parse_duration(interval);
+        } catch (const zmqkit::error& e) {
+            throw usage_error{std::string("--interval: ") + e.what(), exit_usage};
+        }
+        if (gap.count() <= 0) {
+            throw usage_error{"--interval must be more than 0 (to send as fast as possible, give "
+                              "neither --interval nor --rate)",
+                              exit_usage};
+        }
+        cfg.rate = 1000.0 / static_cast<double>(gap.count());
+    }
+    if ((vm.count("rate") != 0U || !interval.empty()) &&
         (!std::isfinite(cfg.rate) || cfg.rate < min_rate || cfg.rate > max_rate)) {
         std::ostringstream got;
         got << cfg.rate;

@@ -449,7 +449,7 @@ TEST(send_recv, exit_64_for_bad_usage_with_the_reason) {
     const std::vector<usage_case> cases{
         {recv_cmd({"--bogus", "tcp://127.0.0.1:*"}), "unrecognised option '--bogus'"},
         {send_cmd({"tcp://127.0.0.1"}), "bad endpoint 'tcp://127.0.0.1': missing ':port'"},
-        {recv_cmd({"-f", "fancy", "tcp://127.0.0.1:*"}), "available: raw, text, hex, json"},
+        {recv_cmd({"-f", "fancy", "tcp://127.0.0.1:*"}), "available: raw, text, quoted, hex, json"},
         {recv_cmd({"-f", "%z", "tcp://127.0.0.1:*"}), "unknown token '%z'"},
         {send_cmd({"-X", "nosuch=1", "tcp://127.0.0.1:1"}), "known: sndhwm, rcvhwm, linger"},
         {send_cmd({"--push", "--pub", "tcp://127.0.0.1:1"}), "choose one socket type"},
@@ -1034,4 +1034,24 @@ TEST(send_recv_parts, json_envelope_with_a_text_content_type_keeps_the_body_byte
     ASSERT_TRUE(cli::json_to_envelope(R"({"content_type":"application/msgpack","body":"hi"})", m,
                                       body, error));
     EXPECT_EQ(body, std::string("\xa2hi", 3));
+}
+
+TEST(send_recv_parts, quoted_format_escapes_like_nngcat) {
+    std::string out;
+    cli::message_formatter("quoted").render(nullptr, {}, std::string("a\"b\\c\n\t\x01\xff", 9),
+                                            out);
+    EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\t\\x01\\xff\"\n");
+}
+
+TEST(send_recv_parts, interval_is_a_rate) {
+    const char* argv[] = {"zmqkit-send", "--interval", "250ms", "tcp://127.0.0.1:5557"};
+    auto parsed = cli::parse_send_options(static_cast<int>(std::size(argv)), argv);
+    ASSERT_TRUE(std::holds_alternative<cli::send_config>(parsed));
+    EXPECT_DOUBLE_EQ(std::get<cli::send_config>(parsed).rate, 4.0);
+    const char* both[] = {"zmqkit-send", "--interval", "1s", "--rate", "3", "tcp://127.0.0.1:5557"};
+    EXPECT_THROW((void)cli::parse_send_options(static_cast<int>(std::size(both)), both),
+                 cli::usage_error);
+    const char* zero[] = {"zmqkit-send", "--interval", "0", "tcp://127.0.0.1:5557"};
+    EXPECT_THROW((void)cli::parse_send_options(static_cast<int>(std::size(zero)), zero),
+                 cli::usage_error);
 }
