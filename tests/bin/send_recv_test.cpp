@@ -1055,3 +1055,20 @@ TEST(send_recv_parts, interval_is_a_rate) {
     EXPECT_THROW((void)cli::parse_send_options(static_cast<int>(std::size(zero)), zero),
                  cli::usage_error);
 }
+
+TEST(send_recv, exit_78_for_a_missing_or_malformed_config_file) {
+    child_process send(send_cmd({"--config", "/nonexistent/zmqkit.conf", "tcp://127.0.0.1:1"}));
+    EXPECT_EQ(send.wait(10s), 78);
+    EXPECT_THAT(all_stderr(send), HasSubstr("cannot read config file '/nonexistent/zmqkit.conf'"));
+
+    char path[] = "/tmp/zmqkit-recv-conf-XXXXXX";
+    const int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    const std::string text = "count = 3\nno-such-option = 1\n";
+    ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ::close(fd);
+    child_process recv(recv_cmd({"--config", path, "tcp://127.0.0.1:*"}));
+    EXPECT_EQ(recv.wait(10s), 78);
+    EXPECT_THAT(all_stderr(recv), HasSubstr("no-such-option"));
+    ::unlink(path);
+}
