@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <unistd.h>
 
@@ -268,16 +269,75 @@ void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
     attach_each(socket, specs, default_action, log);
 }
 
-handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& socket)
-    : pair_(context, zmq::socket_type::pair), socket_(socket.handle()) {
+handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& socket,
+                                     const logger* events)
+    : pair_(context, zmq::socket_type::pair), socket_(socket.handle()), events_(events) {
     static std::atomic<int> counter{0};
     const std::string endpoint = "inproc://zmqkit-cli-monitor-" + std::to_string(counter++);
-    if (zmq_socket_monitor(socket_, endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) != 0) {
+    int mask = ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    if (events_ != nullptr) {
+        mask |= ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                ZMQ_EVENT_BIND_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+    }
+    if (zmq_socket_monitor(socket_, endpoint.c_str(), mask) != 0) {
         throw usage_error{std::string("cannot monitor the socket: ") + zmq_strerror(zmq_errno()),
                           exit_software};
     }
     pair_.set(zmq::sockopt::linger, 0);
     pair_.connect(endpoint);
+}
+
+void handshake_counter::consume(const zmq::message_t& event, const zmq::message_t& endpoint) {
+    if (event.size() < 6) {
+        return;
+    }
+    std::uint16_t id = 0;
+    std::uint32_t value = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+    if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        ++seen_;
+    }
+    if (events_ == nullptr) {
+        return;
+    }
+    const std::string where = endpoint.to_string();
+    switch (id) {
+    case ZMQ_EVENT_CONNECTED:
+        events_->debug("connected " + where);
+        break;
+    case ZMQ_EVENT_ACCEPTED:
+        events_->debug("accepted a connection on " + where);
+        break;
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        events_->debug("handshake succeeded on " + where);
+        break;
+    case ZMQ_EVENT_DISCONNECTED:
+        events_->debug("disconnected " + where);
+        break;
+    case ZMQ_EVENT_BIND_FAILED:
+        events_->debug("bind failed on " + where + ": " + zmq_strerror(static_cast<int>(value)));
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        events_->debug("handshake failed on " + where + ": ZMTP protocol error 0x" + [&] {
+            char buf[16];
+            std::snprintf(buf, sizeof buf, "%x", value);
+            return std::string(buf);
+        }() + " (is the peer a ZeroMQ socket of a compatible type?)");
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        events_->debug("handshake failed on " + where + ": authentication refused (ZAP status " +
+                       std::to_string(value) + ")");
+        break;
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        events_->debug("handshake failed on " + where + ": " +
+                       (value != 0 ? std::string(zmq_strerror(static_cast<int>(value)))
+                                   : std::string("connection closed during the handshake")));
+        break;
+    default:
+        break;
+    }
 }
 
 handshake_counter::~handshake_counter() {
@@ -297,25 +357,23 @@ std::size_t handshake_counter::wait(std::size_t peers, std::chrono::milliseconds
         if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) == 0) {
             continue;
         }
-        zmq::message_t event;
-        if (!pair_.recv(event, zmq::recv_flags::dontwait)) {
-            continue;
-        }
-        while (event.more()) { // second frame: the endpoint
-            (void)pair_.recv(event, zmq::recv_flags::none);
-        }
-        ++seen_;
+        (void)poll();
     }
     return seen_;
 }
 
 std::size_t handshake_counter::poll() {
     zmq::message_t event;
+    zmq::message_t endpoint;
     while (pair_.recv(event, zmq::recv_flags::dontwait)) {
-        while (event.more()) { // second frame: the endpoint
-            (void)pair_.recv(event, zmq::recv_flags::none);
+        // libzmq 4.3 monitor messages: [event id (2) + value (4)][endpoint]
+        if (event.more()) {
+            (void)pair_.recv(endpoint, zmq::recv_flags::none);
+            zmq::message_t extra;
+            while (endpoint.more() && pair_.recv(extra, zmq::recv_flags::none) && extra.more()) {
+            }
         }
-        ++seen_;
+        consume(event, endpoint);
     }
     return seen_;
 }

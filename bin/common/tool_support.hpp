@@ -70,11 +70,14 @@ void attach_all(zmqkit::socket& socket, const std::vector<std::string>& specs,
 void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
                 endpoint_action default_action, const logger& log);
 
-// Counts completed ZMTP handshakes on a socket (ZMQ_EVENT_HANDSHAKE_SUCCEEDED through
-// zmq_socket_monitor). Construct before the socket binds or connects.
+// Watches a socket through zmq_socket_monitor (libzmq allows one monitor per socket, so this
+// one object serves both uses): counts completed ZMTP handshakes (--wait-peers), and with
+// `events` (-v) logs connected, accepted, disconnected, handshake failed (with the reason) and
+// bind failures as "<tool>: debug: ..." lines. Construct before the socket binds or connects.
 class handshake_counter {
 public:
-    handshake_counter(zmq::context_t& context, zmq::socket_t& socket);
+    handshake_counter(zmq::context_t& context, zmq::socket_t& socket,
+                      const logger* events = nullptr);
     ~handshake_counter();
     handshake_counter(const handshake_counter&) = delete;
     handshake_counter& operator=(const handshake_counter&) = delete;
@@ -87,8 +90,10 @@ public:
     std::size_t poll();
 
 private:
+    void consume(const zmq::message_t& event, const zmq::message_t& endpoint);
     zmq::socket_t pair_;
     void* socket_;
+    const logger* events_;
     std::size_t seen_ = 0;
 };
 

@@ -30,6 +30,11 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
             sock.raw().set(zmq::sockopt::subscribe, topic);
         }
     }
+    // -v: connection events (connected, disconnected, handshake failed) on stderr.
+    std::optional<handshake_counter> events;
+    if (cfg.verbosity >= 1) {
+        events.emplace(context, sock.raw(), &log);
+    }
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
     const bool is_router = cfg.kind.type == zmq::socket_type::router;
@@ -110,6 +115,9 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     auto next_check = clock::time_point{};
     std::uint32_t since_clock = 0;
     auto stop_now = [&](clock::time_point now) {
+        if (events) {
+            (void)events->poll();
+        }
         if (auto sig = signals.poll()) {
             log.info(std::string("received ") + strsignal(*sig) + ", stopping");
             stopped = true;

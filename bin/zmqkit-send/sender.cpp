@@ -333,9 +333,10 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     apply_socket_options(sock.raw(), cfg.socket_options);
     // Always on: --wait-peers waits for handshakes, and at the end "no peer ever connected"
     // tells that every queued message was dropped (see below).
+    // With -v it also logs the socket's connection events.
     std::optional<handshake_counter> monitor;
-    if (cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub) {
-        monitor.emplace(context, sock.raw());
+    if (cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub || cfg.verbosity >= 1) {
+        monitor.emplace(context, sock.raw(), cfg.verbosity >= 1 ? &log : nullptr);
     }
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
@@ -459,6 +460,9 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         }
         if (check_signal()) { // time-throttled: at most one syscall per 50 ms
             break;
+        }
+        if (cfg.verbosity >= 1 && monitor) {
+            (void)monitor->poll(); // -v: socket events as they happen
         }
         const auto status = reader->next(input);
         if (status == input_reader::status::end || status == input_reader::status::stopped) {

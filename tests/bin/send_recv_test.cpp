@@ -20,7 +20,10 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace zmqkit;
@@ -1071,4 +1074,43 @@ TEST(send_recv, exit_78_for_a_missing_or_malformed_config_file) {
     EXPECT_EQ(recv.wait(10s), 78);
     EXPECT_THAT(all_stderr(recv), HasSubstr("no-such-option"));
     ::unlink(path);
+}
+
+TEST(send_recv, verbose_logs_socket_events) {
+    child_process recv(
+        recv_cmd({"-v", "--pull", "-c", "1", "--timeout", "30s", "@tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    ASSERT_FALSE(endpoint.empty()) << all_stderr(recv);
+    child_process send(
+        send_cmd({"-v", "--wait-peers", "1", "--timeout", "30s", "--data", "hello", endpoint}));
+    EXPECT_EQ(send.wait(30s), 0);
+    EXPECT_EQ(recv.wait(30s), 0);
+    const auto send_log = all_stderr(send);
+    EXPECT_THAT(send_log, HasSubstr("debug: connected " + endpoint));
+    EXPECT_THAT(send_log, HasSubstr("debug: handshake succeeded on " + endpoint));
+    EXPECT_THAT(all_stderr(recv), HasSubstr("debug: accepted a connection on " + endpoint));
+
+    // A peer that is not ZeroMQ: the receiver names the failed handshake and keeps serving.
+    child_process recv2(recv_cmd({"-v", "--pull", "--timeout", "3s", "@tcp://127.0.0.1:*"}));
+    const auto endpoint2 = bound_endpoint(recv2);
+    ASSERT_FALSE(endpoint2.empty());
+    const auto port = endpoint2.substr(endpoint2.rfind(':') + 1);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    // A ZMTP 3.0 greeting that asks for a security mechanism nobody speaks.
+    std::string greeting("\xff\0\0\0\0\0\0\0\x01\x7f\x03\x00", 12);
+    std::string mechanism = "BOGUS";
+    mechanism.resize(20, '\0');
+    greeting += mechanism;
+    greeting += '\0'; // as-server
+    greeting.resize(64, '\0');
+    ASSERT_EQ(::write(fd, greeting.data(), greeting.size()), static_cast<ssize_t>(greeting.size()));
+    EXPECT_TRUE(recv2.wait_for_stderr(std::regex("handshake failed on"), 10s).has_value());
+    ::close(fd);
+    EXPECT_EQ(recv2.wait(30s), 75) << "nothing arrived before --timeout";
 }
