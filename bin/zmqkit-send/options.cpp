@@ -96,6 +96,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
     std::string correlation;
     std::string count;
     std::string timeout;
+    std::string idle_timeout;
     std::string linger = "5s";
     std::string interval;
     std::string wait_peers = "0";
@@ -128,6 +129,7 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         ("reply-to", po::value(&cfg.reply_to), "envelope reply-to")
         ("count,c", po::value(&count), "stop after sending N messages")
         ("timeout", po::value(&timeout), "give up after this long in total (exit 75)")
+        ("idle-timeout", po::value(&idle_timeout), "end normally when no input arrives for this long (a pipe that stays open)")
         ("rate", po::value(&cfg.rate), "at most N messages per second")
         ("interval", po::value(&interval), "wait DUR between messages (the same as --rate 1/DUR)")
         ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
@@ -241,6 +243,9 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
             cfg.count = parse_count(count, "--count");
         }
         cfg.wait_peers = static_cast<std::size_t>(parse_count(wait_peers, "--wait-peers"));
+        if (!idle_timeout.empty()) {
+            cfg.idle_timeout = parse_duration(idle_timeout);
+        }
         if (!timeout.empty()) {
             cfg.timeout = parse_duration(timeout);
         }

@@ -46,7 +46,8 @@ struct send_config {
     // Flow.
     std::optional<std::uint64_t> count;
     std::optional<std::chrono::milliseconds> timeout;
-    double rate = 0; // messages per second, 0: unlimited
+    std::optional<std::chrono::milliseconds> idle_timeout; // end when no input for this long
+    double rate = 0;                                       // messages per second, 0: unlimited
     int hwm = 1000;
     std::vector<socket_option_setting> socket_options;
     std::size_t wait_peers = 0;

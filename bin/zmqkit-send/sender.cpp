@@ -289,6 +289,15 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         }
         return timed_out;
     };
+    // --idle-timeout: input that stays open but quiet ends the run normally.
+    auto last_input = clock::now();
+    bool idle = false;
+    auto input_idle = [&]() {
+        if (cfg.idle_timeout && clock::now() >= last_input + *cfg.idle_timeout) {
+            idle = true;
+        }
+        return idle;
+    };
 
     // Input first: an unreadable file is reported before any network activity.
     file_descriptor file;
@@ -310,7 +319,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     } else {
         reader.emplace(
             file.fd >= 0 ? file.fd : STDIN_FILENO, framing, cfg.delimiter,
-            [&] { return check_signal() || past_deadline(); }, cfg.max_size);
+            [&] { return check_signal() || past_deadline() || input_idle(); }, cfg.max_size);
     }
 
     zmq::context_t context;
@@ -466,7 +475,14 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         }
         const auto status = reader->next(input);
         if (status == input_reader::status::end || status == input_reader::status::stopped) {
+            if (idle && !timed_out && !stop_requested) {
+                log.info("no input for " + std::to_string(cfg.idle_timeout->count()) +
+                         " ms (--idle-timeout), stopping");
+            }
             break;
+        }
+        if (cfg.idle_timeout) {
+            last_input = clock::now();
         }
         if (status == input_reader::status::truncated) {
             log.error("input ends inside a length-prefixed message (message " +

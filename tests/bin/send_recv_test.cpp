@@ -1114,3 +1114,15 @@ TEST(send_recv, verbose_logs_socket_events) {
     ::close(fd);
     EXPECT_EQ(recv2.wait(30s), 75) << "nothing arrived before --timeout";
 }
+
+TEST(send_recv, send_idle_timeout_ends_a_quiet_open_input_normally) {
+    child_process recv(recv_cmd({"--pull", "-c", "2", "--timeout", "30s", "@tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    ASSERT_FALSE(endpoint.empty());
+    child_process send(send_cmd({"--idle-timeout", "300ms", "--timeout", "30s", endpoint}), true);
+    send.write_stdin("first\nsecond\n"); // stdin stays open: only --idle-timeout ends the run
+    EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
+    EXPECT_THAT(all_stderr(send), HasSubstr("--idle-timeout"));
+    EXPECT_EQ(recv.wait(20s), 0);
+    EXPECT_EQ(all_stdout(recv), "first\nsecond\n");
+}
