@@ -33,9 +33,10 @@ struct known_option {
     std::string_view name;
     int option;
     bool is_int64;
+    bool is_bytes = false;
 };
 
-constexpr std::array<known_option, 25> known_options{{
+constexpr std::array<known_option, 35> known_options{{
     {"sndhwm", ZMQ_SNDHWM, false},
     {"rcvhwm", ZMQ_RCVHWM, false},
     {"linger", ZMQ_LINGER, false},
@@ -61,6 +62,16 @@ constexpr std::array<known_option, 25> known_options{{
     {"heartbeat_timeout", ZMQ_HEARTBEAT_TIMEOUT, false},
     {"multicast_hops", ZMQ_MULTICAST_HOPS, false},
     {"router_mandatory", ZMQ_ROUTER_MANDATORY, false},
+    {"routing_id", ZMQ_ROUTING_ID, false, true},
+    {"connect_routing_id", ZMQ_CONNECT_ROUTING_ID, false, true},
+    {"subscribe", ZMQ_SUBSCRIBE, false, true},
+    {"unsubscribe", ZMQ_UNSUBSCRIBE, false, true},
+    {"bindtodevice", ZMQ_BINDTODEVICE, false, true},
+    {"socks_proxy", ZMQ_SOCKS_PROXY, false, true},
+    {"zap_domain", ZMQ_ZAP_DOMAIN, false, true},
+    {"plain_username", ZMQ_PLAIN_USERNAME, false, true},
+    {"curve_serverkey", ZMQ_CURVE_SERVERKEY, false, true},
+    {"curve_publickey", ZMQ_CURVE_PUBLICKEY, false, true},
 }};
 
 int hex_value(char c) {
@@ -140,6 +151,12 @@ std::string known_socket_options() {
 socket_option_setting parse_socket_option(std::string_view text) {
     const auto eq = text.find('=');
     const std::string name(text.substr(0, eq));
+    if (name == "curve_secretkey" || name == "plain_password") {
+        throw usage_error{"-X " + name +
+                              " is not accepted: a secret on the command line is "
+                              "visible to every user of the machine (ps, /proc)",
+                          exit_usage};
+    }
     const auto it = std::find_if(known_options.begin(), known_options.end(),
                                  [&](const known_option& o) { return o.name == name; });
     if (it == known_options.end()) {
@@ -153,7 +170,12 @@ socket_option_setting parse_socket_option(std::string_view text) {
                           exit_usage};
     }
     const auto value = text.substr(eq + 1);
-    socket_option_setting s{name, it->option, it->is_int64, 0};
+    if (it->is_bytes) {
+        socket_option_setting b{name, it->option, false, 0, true, {}};
+        b.bytes = decode_escapes(value, "-X " + name);
+        return b;
+    }
+    socket_option_setting s{name, it->option, it->is_int64, 0, false, {}};
     auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), s.value);
     if (ec != std::errc{} || ptr != value.data() + value.size() || value.empty() ||
         (!s.is_int64 && (s.value < INT32_MIN || s.value > INT32_MAX))) {
@@ -182,16 +204,20 @@ void check_linger(std::chrono::milliseconds linger) {
 void apply_socket_options(zmq::socket_t& socket, const std::vector<socket_option_setting>& opts) {
     for (const auto& o : opts) {
         int rc = 0;
-        if (o.is_int64) {
+        if (o.is_bytes) {
+            rc = zmq_setsockopt(socket.handle(), o.option, o.bytes.data(), o.bytes.size());
+        } else if (o.is_int64) {
             rc = zmq_setsockopt(socket.handle(), o.option, &o.value, sizeof o.value);
         } else {
             const int v = static_cast<int>(o.value);
             rc = zmq_setsockopt(socket.handle(), o.option, &v, sizeof v);
         }
         if (rc != 0) {
-            throw usage_error{"-X " + o.name + "=" + std::to_string(o.value) + ": " +
-                                  zmq_strerror(zmq_errno()),
-                              exit_usage};
+            throw usage_error{
+                "-X " + o.name + "=" + (o.is_bytes ? o.bytes : std::to_string(o.value)) + ": " +
+                    zmq_strerror(zmq_errno()) +
+                    (o.is_bytes ? " (wrong length or not valid for this socket type?)" : ""),
+                exit_usage};
         }
     }
 }

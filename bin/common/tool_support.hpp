@@ -41,9 +41,14 @@ struct socket_option_setting {
     int option = 0;
     bool is_int64 = false;
     std::int64_t value = 0;
+    bool is_bytes = false; // a string/binary option (routing_id, subscribe, ...): `bytes`
+    std::string bytes;
 };
 
-// Parses "name=value" for a known integer ZeroMQ option. Throws usage_error naming the problem
+// Parses "name=value" for a known ZeroMQ option: integer options take a number, string and
+// binary ones (routing_id, subscribe, bindtodevice, curve_serverkey, ...) take text with the
+// escapes \n \t \r \0 \\ \xNN. Secrets (curve_secretkey, plain_password) are refused: a
+// command line is visible to every user of the machine. Throws usage_error naming the problem
 // and listing the known names. Values that would make a wait unbounded (a negative sndtimeo or
 // rcvtimeo, a negative linger) are refused: every wait of the tools is bounded.
 [[nodiscard]] socket_option_setting parse_socket_option(std::string_view text);

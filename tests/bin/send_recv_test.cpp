@@ -1126,3 +1126,31 @@ TEST(send_recv, send_idle_timeout_ends_a_quiet_open_input_normally) {
     EXPECT_EQ(recv.wait(20s), 0);
     EXPECT_EQ(all_stdout(recv), "first\nsecond\n");
 }
+
+TEST(send_recv_parts, string_socket_options_and_refused_secrets) {
+    const auto id = cli::parse_socket_option("routing_id=worker\\x01");
+    EXPECT_TRUE(id.is_bytes);
+    EXPECT_EQ(id.option, ZMQ_ROUTING_ID);
+    EXPECT_EQ(id.bytes, std::string("worker\x01", 7));
+    EXPECT_THROW((void)cli::parse_socket_option("curve_secretkey=abc"), cli::usage_error);
+    EXPECT_THROW((void)cli::parse_socket_option("plain_password=hunter2"), cli::usage_error);
+    try {
+        (void)cli::parse_socket_option("plain_password=hunter2");
+    } catch (const cli::usage_error& e) {
+        EXPECT_THAT(e.message, ::testing::Not(HasSubstr("hunter2"))) << "never echo a secret";
+    }
+}
+
+TEST(send_recv, routing_id_through_sockopt_reaches_a_router) {
+    zmq::context_t ctx;
+    zmq::socket_t router(ctx, zmq::socket_type::router);
+    router.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+    child_process send(send_cmd(
+        {"--dealer", "-X", "routing_id=alice", "--data", "hi", "--timeout", "30s", endpoint}));
+    auto who = recv_within(router, 20s);
+    ASSERT_TRUE(who.has_value());
+    EXPECT_EQ(who->to_string(), "alice");
+    EXPECT_EQ(send.wait(30s), 0);
+}
