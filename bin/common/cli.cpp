@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <unistd.h>
@@ -44,6 +45,14 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
         throw bad();
     }
     return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+void check_linger(std::chrono::milliseconds linger) {
+    if (linger.count() < 0 || linger.count() > INT32_MAX) {
+        throw usage_error{"--linger " + std::to_string(linger.count()) +
+                              " ms is out of range (0 to " + std::to_string(INT32_MAX) + " ms)",
+                          exit_usage};
+    }
 }
 
 std::string environment_option(const po::options_description& desc, const std::string& variable) {

@@ -6,11 +6,17 @@
 //  - exit codes from sysexits.h.
 #pragma once
 
+#include <zmqkit/signals.hpp>
+
 #include <boost/program_options.hpp>
 
 #include <chrono>
+#include <exception>
+#include <iostream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 
 namespace zmqkit::cli {
 
@@ -30,9 +36,18 @@ struct usage_error {
     int code = exit_usage;
 };
 
+// What a command line asks for besides running: print this text (help, version) and exit.
+struct print_and_exit {
+    std::string text;
+    int code = exit_ok;
+};
+
 // Parses "250ms", "2s", "1.5s", "1m", "100us"? (no: ms resolution), or digits (ms).
 // Throws zmqkit::config_error naming the value and the accepted forms.
 [[nodiscard]] std::chrono::milliseconds parse_duration(std::string_view text);
+
+// A --linger value libzmq can take (0 to INT_MAX ms); throws usage_error otherwise.
+void check_linger(std::chrono::milliseconds linger);
 
 // Maps an environment variable to an option name: ZMQKIT_DRAIN_TIMEOUT -> "drain-timeout" if
 // that option exists in desc; other variables are ignored.
@@ -63,5 +78,30 @@ private:
     std::string tool_;
     int verbosity_ = 0;
 };
+
+// The body of every tool's main(): block the shutdown signals before any thread starts, parse
+// (a Config, or help/version to print), then run(cfg, log, signals). A usage_error becomes its
+// message and exit code; any other exception "internal error" and exit_software.
+template <class Config, class Parse, class Run>
+int run_tool(const char* tool, int argc, char** argv, Parse parse, Run run) {
+    shutdown_signals signals;
+    logger log(tool);
+    try {
+        std::variant<Config, print_and_exit> parsed = parse(argc, argv);
+        if (auto* p = std::get_if<print_and_exit>(&parsed)) {
+            std::cout << p->text;
+            return p->code;
+        }
+        Config cfg = std::get<Config>(std::move(parsed));
+        log.set_verbosity(cfg.verbosity);
+        return run(cfg, log, signals);
+    } catch (const usage_error& e) {
+        log.error(e.message);
+        return e.code;
+    } catch (const std::exception& e) {
+        log.error(std::string("internal error: ") + e.what());
+        return exit_software;
+    }
+}
 
 } // namespace zmqkit::cli

@@ -139,6 +139,28 @@ socket_kind find_socket_kind(std::string_view flag, const std::vector<std::strin
                       exit_usage};
 }
 
+socket_kind choose_socket_kind(const boost::program_options::variables_map& vm,
+                               const std::vector<std::string_view>& allowed,
+                               std::string_view fallback) {
+    std::string chosen;
+    for (auto k : allowed) {
+        if (vm.count(std::string(k)) == 0U) {
+            continue;
+        }
+        if (!chosen.empty()) {
+            std::string list;
+            for (auto a : allowed) {
+                list += (list.empty() ? "--" : ", --") + std::string(a);
+            }
+            throw usage_error{"choose one socket type: --" + chosen + " and --" + std::string(k) +
+                                  " given (available: " + list + ")",
+                              exit_usage};
+        }
+        chosen = std::string(k);
+    }
+    return find_socket_kind(chosen.empty() ? fallback : std::string_view(chosen), allowed);
+}
+
 std::string known_socket_options() {
     std::string list;
     for (const auto& o : known_options) {
@@ -191,14 +213,6 @@ socket_option_setting parse_socket_option(std::string_view text) {
                           exit_usage};
     }
     return s;
-}
-
-void check_linger(std::chrono::milliseconds linger) {
-    if (linger.count() < 0 || linger.count() > INT32_MAX) {
-        throw usage_error{"--linger " + std::to_string(linger.count()) +
-                              " ms is out of range (0 to " + std::to_string(INT32_MAX) + " ms)",
-                          exit_usage};
-    }
 }
 
 void apply_socket_options(zmq::socket_t& socket, const std::vector<socket_option_setting>& opts) {

@@ -34,6 +34,11 @@ struct socket_kind {
 // Looks up a socket kind by flag name among `allowed`. Throws usage_error listing them.
 [[nodiscard]] socket_kind find_socket_kind(std::string_view flag,
                                            const std::vector<std::string_view>& allowed);
+// The socket kind chosen by one of the `allowed` flags (--push, --pull, ...) on the command
+// line, or `fallback` if none. Throws usage_error when two are given, listing the choices.
+[[nodiscard]] socket_kind choose_socket_kind(const boost::program_options::variables_map& vm,
+                                             const std::vector<std::string_view>& allowed,
+                                             std::string_view fallback);
 
 // One -X/--sockopt name=value, resolved to the libzmq option.
 struct socket_option_setting {
@@ -52,8 +57,6 @@ struct socket_option_setting {
 // and listing the known names. Values that would make a wait unbounded (a negative sndtimeo or
 // rcvtimeo, a negative linger) are refused: every wait of the tools is bounded.
 [[nodiscard]] socket_option_setting parse_socket_option(std::string_view text);
-// Refuses (usage_error, exit 64) a --linger that libzmq cannot represent (above INT_MAX ms).
-void check_linger(std::chrono::milliseconds linger);
 // The known names, comma-separated (for --help).
 [[nodiscard]] std::string known_socket_options();
 // Applies the settings (throws usage_error if libzmq refuses one).

@@ -118,6 +118,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
+    check_linger(cfg.streamer.sockets.linger);
     cfg.streamer.sockets.send_hwm = hwm;
     cfg.streamer.sockets.recv_hwm = hwm;
     cfg.streamer.drain_timeout = cfg.drain_timeout;

@@ -19,12 +19,6 @@ struct proxy_config {
     int verbosity = 0;
 };
 
-// What the command line asks for: run with a config, or print this text and exit with code.
-struct print_and_exit {
-    std::string text;
-    int code = exit_ok;
-};
-
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
 [[nodiscard]] std::variant<proxy_config, print_and_exit>
 parse_proxy_options(int argc, const char* const* argv);

@@ -2,34 +2,7 @@
 #include "zmqkit-recv/options.hpp"
 #include "zmqkit-recv/receiver.hpp"
 
-#include <zmqkit/signals.hpp>
-
-#include <iostream>
-
 int main(int argc, char** argv) {
-    using namespace zmqkit;
-    shutdown_signals signals; // before any thread starts, so every thread inherits the mask
-    cli::logger log("zmqkit-recv");
-    cli::recv_config cfg;
-    try {
-        auto parsed = cli::parse_recv_options(argc, argv);
-        if (auto* p = std::get_if<cli::recv_print_and_exit>(&parsed)) {
-            std::cout << p->text;
-            return p->code;
-        }
-        cfg = std::get<cli::recv_config>(std::move(parsed));
-    } catch (const cli::usage_error& e) {
-        log.error(e.message);
-        return e.code;
-    }
-    log.set_verbosity(cfg.verbosity);
-    try {
-        return cli::run_recv(cfg, log, signals);
-    } catch (const cli::usage_error& e) {
-        log.error(e.message);
-        return e.code;
-    } catch (const std::exception& e) {
-        log.error(std::string("internal error: ") + e.what());
-        return cli::exit_software;
-    }
+    using namespace zmqkit::cli;
+    return run_tool<recv_config>("zmqkit-recv", argc, argv, parse_recv_options, run_recv);
 }

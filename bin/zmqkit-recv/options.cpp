@@ -80,8 +80,7 @@ std::uint64_t parse_count(const std::string& text, const char* what) {
 
 } // namespace
 
-std::variant<recv_config, recv_print_and_exit> parse_recv_options(int argc,
-                                                                  const char* const* argv) {
+std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const char* const* argv) {
     recv_config cfg;
     std::vector<std::string> endpoints;
     std::vector<std::string> sockopts;
@@ -105,16 +104,16 @@ std::variant<recv_config, recv_print_and_exit> parse_recv_options(int argc,
         ("topic", po::value(&cfg.topics)->composing(), "--sub: topic prefix (repeatable; default all)")
         ("reply", po::value(&reply), "--rep: reply with this text instead of echoing")
         ("raw", "plain ZeroMQ frames, no envelope: every frame is output")
-        ("format,f", po::value(&cfg.format)->default_value("text"), "raw|text|hex|json|msgpack|FORMAT")
+        ("format,f", po::value(&cfg.format)->default_value("text"), "raw|text|quoted|hex|json|msgpack|FORMAT")
         ("count,c", po::value(&count), "stop after N messages")
         ("timeout", po::value(&timeout), "stop after this long in total (exit 75 if -c N not reached)")
         ("idle-timeout", po::value(&idle), "stop when idle this long after a message")
         ("hwm", po::value(&cfg.hwm)->default_value(0), "receive high-water mark, messages (0: unlimited; see docs/cli.md)")
-        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ integer option name=value (repeatable)")
+        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
         ("linger", po::value(&linger)->default_value("1s"), "at exit, how long replies may take to leave")
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: malformed messages")
+        ("verbose,v", "more diagnostics: malformed messages, connection events")
         ("quiet,q", "errors only");
     // clang-format on
     po::positional_options_description positional;
@@ -126,26 +125,12 @@ std::variant<recv_config, recv_print_and_exit> parse_recv_options(int argc,
         text << usage_head << ":\n"
              << desc << "\n-X names: " << known_socket_options() << "\n"
              << usage_tail;
-        return recv_print_and_exit{text.str(), exit_ok};
+        return print_and_exit{text.str(), exit_ok};
     }
     if (vm.count("version") != 0U) {
-        return recv_print_and_exit{"zmqkit-recv " ZMQKIT_VERSION "\n", exit_ok};
+        return print_and_exit{"zmqkit-recv " ZMQKIT_VERSION "\n", exit_ok};
     }
-    const std::vector<std::string_view> kinds{"pull", "sub", "dealer", "rep", "router", "pair"};
-    std::string chosen;
-    for (auto k : kinds) {
-        if (vm.count(std::string(k)) != 0U) {
-            if (!chosen.empty()) {
-                throw usage_error{"choose one socket type: --" + chosen + " and --" +
-                                      std::string(k) +
-                                      " given (available: --pull, --sub, --dealer, --rep, "
-                                      "--router, --pair)",
-                                  exit_usage};
-            }
-            chosen = std::string(k);
-        }
-    }
-    cfg.kind = find_socket_kind(chosen.empty() ? "pull" : chosen, kinds);
+    cfg.kind = choose_socket_kind(vm, {"pull", "sub", "dealer", "rep", "router", "pair"}, "pull");
     if (endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-recv @tcp://*:5557; see --help)",
                           exit_usage};

@@ -34,13 +34,8 @@ struct recv_config {
     int verbosity = 0;
 };
 
-struct recv_print_and_exit {
-    std::string text;
-    int code = exit_ok;
-};
-
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
-[[nodiscard]] std::variant<recv_config, recv_print_and_exit>
-parse_recv_options(int argc, const char* const* argv);
+[[nodiscard]] std::variant<recv_config, print_and_exit> parse_recv_options(int argc,
+                                                                           const char* const* argv);
 
 } // namespace zmqkit::cli

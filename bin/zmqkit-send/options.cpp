@@ -85,8 +85,7 @@ constexpr double max_rate = 1e9;
 
 } // namespace
 
-std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
-                                                                  const char* const* argv) {
+std::variant<send_config, print_and_exit> parse_send_options(int argc, const char* const* argv) {
     send_config cfg;
     std::vector<std::string> endpoints;
     std::vector<std::string> headers;
@@ -133,13 +132,13 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         ("rate", po::value(&cfg.rate), "at most N messages per second")
         ("interval", po::value(&interval), "wait DUR between messages (the same as --rate 1/DUR)")
         ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
-        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ integer option name=value (repeatable)")
+        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
         ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: handshakes only, not subscriptions)")
         ("linger", po::value(&linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
-        ("format,f", po::value(&cfg.format), "--req replies: raw|text|hex|json|msgpack|FORMAT")
+        ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: each sent message id")
+        ("verbose,v", "more diagnostics: each sent message id, connection events")
         ("quiet,q", "errors only");
     // clang-format on
     po::positional_options_description positional;
@@ -151,25 +150,12 @@ std::variant<send_config, send_print_and_exit> parse_send_options(int argc,
         text << usage_head << ":\n"
              << desc << "\n-X names: " << known_socket_options() << "\n"
              << usage_tail;
-        return send_print_and_exit{text.str(), exit_ok};
+        return print_and_exit{text.str(), exit_ok};
     }
     if (vm.count("version") != 0U) {
-        return send_print_and_exit{"zmqkit-send " ZMQKIT_VERSION "\n", exit_ok};
+        return print_and_exit{"zmqkit-send " ZMQKIT_VERSION "\n", exit_ok};
     }
-    const std::vector<std::string_view> kinds{"push", "pub", "dealer", "req", "pair"};
-    std::string chosen;
-    for (auto k : kinds) {
-        if (vm.count(std::string(k)) != 0U) {
-            if (!chosen.empty()) {
-                throw usage_error{"choose one socket type: --" + chosen + " and --" +
-                                      std::string(k) +
-                                      " given (available: --push, --pub, --dealer, --req, --pair)",
-                                  exit_usage};
-            }
-            chosen = std::string(k);
-        }
-    }
-    cfg.kind = find_socket_kind(chosen.empty() ? "push" : chosen, kinds);
+    cfg.kind = choose_socket_kind(vm, {"push", "pub", "dealer", "req", "pair"}, "push");
     if (endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
                           exit_usage};

@@ -59,13 +59,8 @@ struct send_config {
     int verbosity = 0;
 };
 
-struct send_print_and_exit {
-    std::string text;
-    int code = exit_ok;
-};
-
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
-[[nodiscard]] std::variant<send_config, send_print_and_exit>
-parse_send_options(int argc, const char* const* argv);
+[[nodiscard]] std::variant<send_config, print_and_exit> parse_send_options(int argc,
+                                                                           const char* const* argv);
 
 } // namespace zmqkit::cli

@@ -86,12 +86,13 @@ void worker::setup() {
 }
 
 void worker::handle_batch() {
+    // One reused message: decoding reuses its header's string capacity (the handler may move
+    // from it; a moved-from message is received into like a fresh one).
     for (std::size_t i = 0; i < options_.batch && !stop_requested(); ++i) {
-        auto m = input_->recv(std::chrono::milliseconds(0));
-        if (!m) {
+        if (!input_->recv(input_message_, std::chrono::milliseconds(0))) {
             return;
         }
-        handle_one(*m);
+        handle_one(input_message_);
     }
 }
 
@@ -165,10 +166,9 @@ std::vector<std::string> worker::on_command(const std::vector<std::string>& fram
 
 void worker::on_stop(std::chrono::steady_clock::time_point deadline) {
     // Finish what has already arrived in this worker's queue, within the deadline.
-    message m;
     while (std::chrono::steady_clock::now() < deadline) {
-        if (input_->recv(m, std::chrono::milliseconds(0))) {
-            handle_one(m);
+        if (input_->recv(input_message_, std::chrono::milliseconds(0))) {
+            handle_one(input_message_);
         } else if ((input_->raw().get(zmq::sockopt::events) & ZMQ_POLLIN) == 0) {
             break; // empty (a malformed message also returns false, but leaves input readable)
         }

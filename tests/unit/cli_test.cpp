@@ -95,6 +95,10 @@ TEST(cli, proxy_usage_errors_say_what_is_wrong) {
         usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2", "--hwm", "many"})
             .message,
         HasSubstr("hwm"));
+    EXPECT_THAT(
+        usage_error_of({"--frontend", "tcp://a:1", "--backend", "tcp://b:2", "--linger", "1000h"})
+            .message,
+        HasSubstr("--linger 3600000000 ms is out of range"));
     EXPECT_THAT(usage_error_of({"--no-such-flag"}).message, HasSubstr("no-such-flag"));
     EXPECT_EQ(usage_error_of({"--no-such-flag"}).code, exit_usage);
 }

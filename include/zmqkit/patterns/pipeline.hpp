@@ -138,6 +138,7 @@ private:
     std::optional<zmqkit::socket> input_;
     std::optional<zmqkit::socket> output_;
     std::optional<zmqkit::socket> errors_;
+    message input_message_; // reused for every input (actor thread only)
     counter* received_;
     counter* sent_;
     counter* failed_;
