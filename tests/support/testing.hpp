@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -81,6 +82,29 @@ inline std::string ipc_endpoint(const std::string& stem) {
     }
     return "ipc://" + dir + "/" + stem + ".sock";
 }
+
+// A fresh private directory under $TMPDIR, removed (with its contents) on destruction.
+class temp_directory {
+public:
+    explicit temp_directory(const std::string& stem = "dir") {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/zmqkit-" + stem + "-XXXXXX";
+        if (::mkdtemp(dir.data()) == nullptr) {
+            throw std::runtime_error("mkdtemp failed");
+        }
+        path_ = dir;
+    }
+    ~temp_directory() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    temp_directory(const temp_directory&) = delete;
+    temp_directory& operator=(const temp_directory&) = delete;
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
 
 // Watches a socket's handshakes with the ZeroMQ socket monitor. Construct it before the
 // socket connects; wait() returns once a ZMTP handshake has completed (the peer is really

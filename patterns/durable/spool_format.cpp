@@ -1,0 +1,221 @@
+// Spool record format: parsing, CRC-32C, file names (docs/spool-format.md).
+#include <zmqkit/spool.hpp>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace zmqkit::spool_format {
+
+namespace {
+
+constexpr std::array<std::uint32_t, 256> make_table() noexcept {
+    std::array<std::uint32_t, 256> table{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+        std::uint32_t c = i;
+        for (int k = 0; k < 8; ++k) {
+            c = (c & 1u) != 0 ? (c >> 1) ^ 0x82f63b78u : c >> 1; // reflected Castagnoli
+        }
+        table[i] = c;
+    }
+    return table;
+}
+constexpr auto crc_table = make_table();
+
+std::uint32_t crc32c_portable(const std::uint8_t* p, std::size_t n, std::uint32_t crc) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+        crc = crc_table[(crc ^ p[i]) & 0xffu] ^ (crc >> 8);
+    }
+    return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const std::uint8_t* p, std::size_t n,
+                                                             std::uint32_t crc) noexcept {
+    std::uint64_t c = crc;
+    while (n >= 8) {
+        std::uint64_t word;
+        std::memcpy(&word, p, 8);
+        c = __builtin_ia32_crc32di(c, word);
+        p += 8;
+        n -= 8;
+    }
+    auto c32 = static_cast<std::uint32_t>(c);
+    while (n > 0) {
+        c32 = __builtin_ia32_crc32qi(c32, *p);
+        ++p;
+        --n;
+    }
+    return c32;
+}
+
+bool have_sse42() noexcept {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) {
+        return false;
+    }
+    return (ecx & bit_SSE4_2) != 0;
+}
+#endif
+
+std::uint32_t load32(const std::byte* p) noexcept {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v; // little-endian host (x86-64, aarch64); the format is little-endian
+}
+std::uint64_t load64(const std::byte* p) noexcept {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+
+} // namespace
+
+std::uint32_t crc32c(const void* data, std::size_t size, std::uint32_t crc) noexcept {
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    crc = ~crc;
+#if defined(__x86_64__)
+    static const bool hardware = have_sse42();
+    if (hardware) {
+        return ~crc32c_sse42(p, size, crc);
+    }
+#endif
+    return ~crc32c_portable(p, size, crc);
+}
+
+scan_result parse_record(const std::byte* data, std::size_t size, record_view& out,
+                         std::size_t* consumed) noexcept {
+    if (size < record_header_size) {
+        for (std::size_t i = 0; i < size; ++i) {
+            if (data[i] != std::byte{0}) {
+                return scan_result::incomplete;
+            }
+        }
+        return scan_result::end;
+    }
+    const std::uint32_t m = load32(data);
+    if (m != magic) {
+        if (m == 0) {
+            bool zeros = true;
+            for (std::size_t i = 4; i < record_header_size; ++i) {
+                zeros = zeros && data[i] == std::byte{0};
+            }
+            if (zeros) {
+                return scan_result::end;
+            }
+        }
+        return scan_result::bad_magic;
+    }
+    const std::uint32_t length = load32(data + 16);
+    if (length > max_payload) {
+        return scan_result::bad_length;
+    }
+    if (size - record_header_size < length) {
+        return scan_result::incomplete;
+    }
+    std::uint32_t crc = crc32c(data + 4, 16);
+    crc = crc32c(data + record_header_size, length, crc);
+    if (crc != load32(data + 20)) {
+        return scan_result::bad_checksum;
+    }
+    out.type = static_cast<record_type>(data[4]);
+    out.flags = static_cast<std::uint8_t>(data[5]);
+    out.sequence = load64(data + 8);
+    out.payload = std::span<const std::byte>(data + record_header_size, length);
+    if (consumed != nullptr) {
+        *consumed = record_header_size + length;
+    }
+    return scan_result::ok;
+}
+
+void seal_record(std::byte* record, record_type type, std::uint8_t flags, std::uint64_t sequence,
+                 std::uint32_t length) noexcept {
+    const std::uint32_t m = magic;
+    std::memcpy(record, &m, 4);
+    record[4] = static_cast<std::byte>(type);
+    record[5] = static_cast<std::byte>(flags);
+    record[6] = std::byte{0};
+    record[7] = std::byte{0};
+    std::memcpy(record + 8, &sequence, 8);
+    std::memcpy(record + 16, &length, 4);
+    std::uint32_t crc = crc32c(record + 4, 16);
+    crc = crc32c(record + record_header_size, length, crc);
+    std::memcpy(record + 20, &crc, 4);
+}
+
+std::string segment_file_name(std::uint64_t first_sequence) {
+    char name[32];
+    std::snprintf(name, sizeof name, "%020llu.seg", static_cast<unsigned long long>(first_sequence));
+    return name;
+}
+
+std::optional<std::uint64_t> parse_segment_file_name(std::string_view name) noexcept {
+    if (name.size() != 24 || name.substr(20) != ".seg") {
+        return std::nullopt;
+    }
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < 20; ++i) {
+        const char c = name[i];
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        if (v > (UINT64_MAX - digit) / 10) {
+            return std::nullopt;
+        }
+        v = v * 10 + digit;
+    }
+    return v;
+}
+
+bool read_varint(std::span<const std::byte>& in, std::uint64_t& out) noexcept {
+    out = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (in.empty()) {
+            return false;
+        }
+        const auto b = static_cast<std::uint8_t>(in[0]);
+        in = in.subspan(1);
+        out |= static_cast<std::uint64_t>(b & 0x7fu) << shift;
+        if ((b & 0x80u) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void write_varint(std::vector<std::byte>& out, std::uint64_t v) {
+    while (v >= 0x80) {
+        out.push_back(static_cast<std::byte>((v & 0x7fu) | 0x80u));
+        v >>= 7;
+    }
+    out.push_back(static_cast<std::byte>(v));
+}
+
+bool decode_sequence_list(std::span<const std::byte> payload,
+                          const std::function<void(std::uint64_t, std::uint64_t)>& fn) noexcept {
+    std::uint64_t count = 0;
+    if (!read_varint(payload, count)) {
+        return false;
+    }
+    std::uint64_t sequence = 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+        std::uint64_t delta = 0;
+        std::uint64_t value = 0;
+        if (!read_varint(payload, delta) || !read_varint(payload, value)) {
+            return false;
+        }
+        if (sequence + delta < sequence) {
+            return false;
+        }
+        sequence += delta;
+        fn(sequence, value);
+    }
+    return payload.empty();
+}
+
+} // namespace zmqkit::spool_format

@@ -1,0 +1,173 @@
+// The spool: append/commit/deliver/ack, restart, dedup, dead letters, limits, torn tails.
+#include <zmqkit/codec.hpp>
+#include <zmqkit/spool.hpp>
+
+#include "support/testing.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+
+namespace zmqkit {
+namespace {
+
+using testing::temp_directory;
+
+struct encoded {
+    message_id id;
+    std::string header;
+};
+
+encoded envelope(std::uint64_t n) {
+    header h = header::fresh();
+    h.type = "n" + std::to_string(n);
+    return {h.id, encode_header(h)};
+}
+
+spool_options options_for(const std::filesystem::path& dir, metrics_registry& registry) {
+    spool_options o;
+    o.directory = dir;
+    o.segment_bytes = 64 * 1024;
+    o.reserve_bytes = 4096;
+    o.registry = &registry;
+    return o;
+}
+
+TEST(Spool, AppendCommitDeliverAckSurvivesRestart) {
+    temp_directory dir("spool");
+    metrics_registry registry;
+    std::map<std::uint64_t, std::string> bodies; // sequence -> body
+    {
+        spool s(options_for(dir.path(), registry));
+        EXPECT_TRUE(s.recovery().clean());
+        for (int i = 0; i < 2000; ++i) {
+            const auto e = envelope(static_cast<std::uint64_t>(i));
+            const auto r = s.append(e.header, "body-" + std::to_string(i));
+            ASSERT_EQ(r.outcome, append_result::status::appended);
+        }
+        ASSERT_TRUE(s.commit());
+        EXPECT_EQ(s.committed_ticket(), 2000u);
+        // deliver and ack the first 500
+        for (int i = 0; i < 500; ++i) {
+            auto d = s.deliver();
+            ASSERT_TRUE(d);
+            EXPECT_EQ(d->attempt, 1u);
+            EXPECT_EQ(d->body, "body-" + std::to_string(i));
+            ASSERT_TRUE(s.ack(d->sequence));
+        }
+        // deliver 10 more without ack: attempt counts must survive the restart
+        for (int i = 0; i < 10; ++i) {
+            ASSERT_TRUE(s.deliver());
+        }
+        s.commit();
+        EXPECT_GT(s.stats().segments, 1u);
+    }
+    spool s(options_for(dir.path(), registry));
+    EXPECT_TRUE(s.recovery().clean()) << s.recovery().findings.size();
+    EXPECT_EQ(s.recovery().messages, 1500u);
+    for (int i = 500; i < 2000; ++i) {
+        auto d = s.deliver();
+        ASSERT_TRUE(d) << i;
+        EXPECT_EQ(d->body, "body-" + std::to_string(i));
+        EXPECT_EQ(d->attempt, i < 510 ? 2u : 1u) << i;
+        ASSERT_TRUE(s.ack(d->sequence));
+    }
+    EXPECT_FALSE(s.deliver());
+    s.commit();
+    s.commit(); // writes the log_start record, then reclaims
+    s.commit();
+    EXPECT_EQ(s.stats().messages, 0u);
+    EXPECT_EQ(s.stats().segments, 1u);
+}
+
+TEST(Spool, DuplicateIdIsConfirmedNotStoredTwiceAcrossRestart) {
+    temp_directory dir("spool");
+    metrics_registry registry;
+    const auto e = envelope(1);
+    {
+        spool s(options_for(dir.path(), registry));
+        ASSERT_EQ(s.append(e.header, "x").outcome, append_result::status::appended);
+        const auto again = s.append(e.header, "x");
+        EXPECT_EQ(again.outcome, append_result::status::duplicate);
+        s.commit();
+        EXPECT_GE(s.committed_ticket(), again.ticket);
+    }
+    spool s(options_for(dir.path(), registry));
+    const auto r = s.append(e.header, "x");
+    EXPECT_EQ(r.outcome, append_result::status::duplicate);
+    EXPECT_LE(r.ticket, s.committed_ticket());
+    EXPECT_EQ(s.stats().messages, 1u);
+}
+
+TEST(Spool, MaxAttemptsMovesToDeadLetterSpoolWithReason) {
+    temp_directory dir("spool");
+    metrics_registry registry;
+    auto o = options_for(dir.path(), registry);
+    o.max_attempts = 2;
+    spool s(o);
+    ASSERT_EQ(s.append(envelope(1).header, "poison").outcome, append_result::status::appended);
+    s.commit();
+    auto d = s.deliver();
+    ASSERT_TRUE(d);
+    bool dead = true;
+    ASSERT_TRUE(s.requeue(d->sequence, 0ms, &dead));
+    EXPECT_FALSE(dead);
+    d = s.deliver();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->attempt, 2u);
+    ASSERT_TRUE(s.requeue(d->sequence, 0ms, &dead));
+    EXPECT_TRUE(dead);
+    s.commit();
+    EXPECT_EQ(s.stats().messages, 0u);
+    ASSERT_NE(s.dead_letters(), nullptr);
+    auto dl = s.dead_letters()->deliver();
+    ASSERT_TRUE(dl);
+    EXPECT_EQ(dl->body, "poison");
+    header h;
+    ASSERT_TRUE(decode_header(dl->header.data(), dl->header.size(), h));
+    bool found = false;
+    for (const auto& [k, v] : h.user_headers) {
+        found = found || (k == "zmqkit-dead-letter-reason" && v.find("max_attempts 2") != std::string::npos);
+    }
+    EXPECT_TRUE(found);
+}
+
+TEST(Spool, TornTailIsTruncatedAndEverythingCommittedSurvives) {
+    temp_directory dir("spool");
+    metrics_registry registry;
+    {
+        spool s(options_for(dir.path(), registry));
+        for (int i = 0; i < 10; ++i) {
+            (void)s.append(envelope(static_cast<std::uint64_t>(i)).header, "b");
+        }
+        s.commit();
+    }
+    // Write half a record after the last one.
+    std::filesystem::path seg;
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+        if (f.path().extension() == ".seg") {
+            seg = f.path();
+        }
+    }
+    std::uint64_t end = 0;
+    {
+        spool s(options_for(dir.path(), registry));
+        end = s.stats().next_sequence;
+    }
+    (void)end;
+    {
+        std::fstream f(seg, std::ios::in | std::ios::out | std::ios::binary);
+        std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        const auto last = data.find_last_not_of('\0');
+        f.seekp(static_cast<std::streamoff>(last + 1));
+        f.write("ZKR1\x01garbage-of-a-torn-write", 27);
+    }
+    spool s(options_for(dir.path(), registry));
+    EXPECT_EQ(s.recovery().truncated_bytes, 27u);
+    EXPECT_TRUE(s.recovery().lost.empty());
+    EXPECT_EQ(s.stats().messages, 10u);
+}
+
+} // namespace
+} // namespace zmqkit
