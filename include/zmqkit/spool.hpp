@@ -105,12 +105,12 @@ struct spool_options {
     std::uint64_t max_messages = 0; // 0: no limit (messages not yet acked or dead-lettered)
     std::uint64_t max_bytes = 0;    // 0: no limit (payload bytes of those messages)
     full_policy when_full = full_policy::block;
-    std::uint32_t max_attempts = 5; // deliveries before requeue() dead-letters a message
+    std::uint32_t max_attempts = 5;    // deliveries before requeue() dead-letters a message
     std::size_t dedup_window = 100000; // message ids remembered for duplicate suppression
-    bool strict = false;    // refuse to open (spool_error) on mid-log corruption or a gap
-    bool read_only = false; // open and recover in memory only: nothing on disk is changed
+    bool strict = false;           // refuse to open (spool_error) on mid-log corruption or a gap
+    bool read_only = false;        // open and recover in memory only: nothing on disk is changed
     bool dead_letter_spool = true; // keep a dead-letter spool in <directory>/dead-letter
-    std::string name = "spool";           // metric label {spool="<name>"}
+    std::string name = "spool";    // metric label {spool="<name>"}
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
     spool_file_system* fs = nullptr;      // nullptr: posix_file_system()
     // Time source for record timestamps and ages (tests inject one). nullptr: system_clock.
@@ -158,24 +158,24 @@ struct recovery_report {
 
 // Point-in-time state, for STATISTICS, metrics and `zmqkit-spooler inspect`.
 struct spool_stats {
-    std::uint64_t messages = 0;        // waiting: not yet acked or dead-lettered (incl. in flight)
-    std::uint64_t message_bytes = 0;   // payload bytes of those
-    std::uint64_t ready = 0;           // waiting and not in flight
-    std::uint64_t in_flight = 0;       // delivered, not yet acked
-    std::uint64_t undelivered = 0;     // never delivered yet (consumer lag, in messages)
-    std::uint64_t segments = 0;        // segment files
-    std::uint64_t disk_bytes = 0;      // bytes of segment files
-    std::uint64_t log_start = 0;       // first sequence number held
-    std::uint64_t next_sequence = 0;   // sequence number of the next record
+    std::uint64_t messages = 0;         // waiting: not yet acked or dead-lettered (incl. in flight)
+    std::uint64_t message_bytes = 0;    // payload bytes of those
+    std::uint64_t ready = 0;            // waiting and not in flight
+    std::uint64_t in_flight = 0;        // delivered, not yet acked
+    std::uint64_t undelivered = 0;      // never delivered yet (consumer lag, in messages)
+    std::uint64_t segments = 0;         // segment files
+    std::uint64_t disk_bytes = 0;       // bytes of segment files
+    std::uint64_t log_start = 0;        // first sequence number held
+    std::uint64_t next_sequence = 0;    // sequence number of the next record
     std::uint64_t durable_sequence = 0; // every record below it is committed
-    std::int64_t oldest_ns = 0;        // append time of the oldest waiting message (0: none)
-    std::int64_t newest_ns = 0;        // append time of the newest message (0: none)
+    std::int64_t oldest_ns = 0;         // append time of the oldest waiting message (0: none)
+    std::int64_t newest_ns = 0;         // append time of the newest message (0: none)
     std::uint64_t appended = 0, duplicates = 0, acked = 0, redelivered = 0, dead_lettered = 0;
     std::uint64_t dropped_full = 0, rejected_full = 0;
     std::uint64_t commits = 0, syncs = 0, sync_ns_total = 0, sync_ns_max = 0, committed_records = 0;
     std::uint64_t dead_letter_messages = 0;
-    bool read_only = false;   // an I/O error stopped writing; `failure` says why
-    bool disk_full = false;   // ENOSPC: messages wait, confirms are withheld
+    bool read_only = false; // an I/O error stopped writing; `failure` says why
+    bool disk_full = false; // ENOSPC: messages wait, confirms are withheld
     std::string failure;
 };
 
@@ -185,9 +185,9 @@ struct spool_stats {
 // body bytes) plus the spool's bookkeeping.
 struct spooled_message {
     std::uint64_t sequence = 0;
-    std::uint32_t attempt = 0;   // deliveries so far (this delivery included, for deliver())
+    std::uint32_t attempt = 0; // deliveries so far (this delivery included, for deliver())
     std::int64_t appended_ns = 0;
-    std::string_view header;     // encoded envelope header (docs/wire-protocol.md §2)
+    std::string_view header; // encoded envelope header (docs/wire-protocol.md §2)
     std::string_view body;
     // The views point into the spool's read buffer: valid until the next call on the spool.
 };
@@ -314,8 +314,8 @@ enum class scan_result {
 
 // Parses one record at data[0..size). On ok, *consumed is the record's size. Never reads past
 // size; never throws; no allocation.
-[[nodiscard]] scan_result parse_record(const std::byte* data, std::size_t size,
-                                       record_view& out, std::size_t* consumed) noexcept;
+[[nodiscard]] scan_result parse_record(const std::byte* data, std::size_t size, record_view& out,
+                                       std::size_t* consumed) noexcept;
 // CRC-32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
 [[nodiscard]] std::uint32_t crc32c(const void* data, std::size_t size,
                                    std::uint32_t crc = 0) noexcept;
@@ -333,9 +333,9 @@ void write_varint(std::vector<std::byte>& out, std::uint64_t v);
 // Walks a delivered/acked/dropped list: fn(sequence, value) with value the attempt (delivered)
 // or the message's bytes (acked, dropped).
 // False when the payload is malformed (fn may have been called for a prefix).
-[[nodiscard]] bool decode_sequence_list(
-    std::span<const std::byte> payload,
-    const std::function<void(std::uint64_t, std::uint64_t)>& fn) noexcept;
+[[nodiscard]] bool
+decode_sequence_list(std::span<const std::byte> payload,
+                     const std::function<void(std::uint64_t, std::uint64_t)>& fn) noexcept;
 
 } // namespace spool_format
 

@@ -17,7 +17,7 @@ class posix_fs final : public spool_file_system {
 public:
     int create_directory(const std::filesystem::path& dir) override {
         if (::mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) {
-            struct stat st{};
+            struct stat st {};
             if (::stat(dir.c_str(), &st) != 0) {
                 return errno;
             }
@@ -37,7 +37,7 @@ public:
             if (name == "." || name == "..") {
                 continue;
             }
-            struct stat st{};
+            struct stat st {};
             if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                 S_ISREG(st.st_mode)) {
                 names.push_back(name);
@@ -67,7 +67,7 @@ public:
     }
 
     int size(handle h, std::uint64_t& out) override {
-        struct stat st{};
+        struct stat st {};
         if (::fstat(h, &st) != 0) {
             return errno;
         }

@@ -94,7 +94,9 @@ constexpr std::uint8_t drop_reason_purged = 2;
 constexpr std::uint8_t gap_cause_corrupt = 1;
 constexpr std::uint8_t gap_cause_missing = 2;
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+    return std::strerror(e);
+}
 
 void put64(std::vector<std::byte>& out, std::uint64_t v) {
     const auto* p = reinterpret_cast<const std::byte*>(&v);
@@ -136,8 +138,8 @@ bool parse_message_payload(std::span<const std::byte> p, message_payload& out) n
     }
     const auto* base = reinterpret_cast<const char*>(p.data());
     out.header = std::string_view(base + message_fixed, header_size);
-    out.body =
-        std::string_view(base + message_fixed + header_size, p.size() - message_fixed - header_size);
+    out.body = std::string_view(base + message_fixed + header_size,
+                                p.size() - message_fixed - header_size);
     return true;
 }
 
@@ -158,8 +160,8 @@ public:
         if (offset + n > limit) {
             return nullptr;
         }
-        const std::size_t want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(std::max(n, read_chunk), limit - offset));
+        const std::size_t want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(std::max(n, read_chunk), limit - offset));
         if (buffer_.size() < want) {
             buffer_.resize(want);
         }
@@ -233,7 +235,7 @@ struct spool::impl {
 
     struct queued_message {
         std::uint64_t ticket;
-        std::uint32_t size; // record size (header + payload)
+        std::uint32_t size;  // record size (header + payload)
         std::uint32_t bytes; // message bytes (envelope header + body)
     };
     struct queued_dead {
@@ -369,15 +371,18 @@ struct spool::impl {
                          "Appends of a message id already spooled (confirmed, not stored)");
         m.acked = c("zmqkit_spool_acked_total", "Messages acknowledged by consumers");
         m.redelivered = c("zmqkit_spool_redelivered_total", "Deliveries with attempt > 1");
-        m.dead_lettered = c("zmqkit_spool_dead_lettered_total", "Messages moved to the dead-letter spool");
+        m.dead_lettered =
+            c("zmqkit_spool_dead_lettered_total", "Messages moved to the dead-letter spool");
         m.dropped_full = c("zmqkit_spool_dropped_total", "Messages dropped", {{"reason", "full"}});
-        m.dropped_purged = c("zmqkit_spool_dropped_total", "Messages dropped", {{"reason", "purged"}});
+        m.dropped_purged =
+            c("zmqkit_spool_dropped_total", "Messages dropped", {{"reason", "purged"}});
         m.rejected_full = c("zmqkit_spool_rejected_total", "Appends refused", {{"reason", "full"}});
         m.commits = c("zmqkit_spool_commits_total", "Group commits (one write each)");
         m.syncs = c("zmqkit_spool_syncs_total", "fdatasync calls");
         m.sync_ns = c("zmqkit_spool_sync_nanoseconds_total", "Time spent in fdatasync");
         m.committed_records = c("zmqkit_spool_committed_records_total", "Records written");
-        m.write_errors = c("zmqkit_spool_write_errors_total", "Failed writes and syncs (ENOSPC, EIO)");
+        m.write_errors =
+            c("zmqkit_spool_write_errors_total", "Failed writes and syncs (ENOSPC, EIO)");
         m.messages = g("zmqkit_spool_messages", "Messages waiting (not acked or dead-lettered)");
         m.message_bytes = g("zmqkit_spool_message_bytes", "Bytes of the waiting messages");
         m.in_flight = g("zmqkit_spool_in_flight", "Messages delivered and not yet acked");
@@ -560,7 +565,8 @@ struct spool::impl {
         if (!body.empty()) {
             std::memcpy(p + message_fixed + header_bytes.size(), body.data(), body.size());
         }
-        queued.push_back({++next_ticket, static_cast<std::uint32_t>(sf::record_header_size + payload),
+        queued.push_back({++next_ticket,
+                          static_cast<std::uint32_t>(sf::record_header_size + payload),
                           static_cast<std::uint32_t>(message_bytes)});
         queued_bytes += message_bytes;
         newest_ns = t;
@@ -603,8 +609,7 @@ struct spool::impl {
             }
         }
         const std::string why = "spool full (" + std::to_string(total_waiting + queued.size()) +
-                                " messages, " +
-                                std::to_string(total_waiting_bytes + queued_bytes) +
+                                " messages, " + std::to_string(total_waiting_bytes + queued_bytes) +
                                 " bytes; limits: max_messages " + std::to_string(opt.max_messages) +
                                 ", max_bytes " + std::to_string(opt.max_bytes) + ")";
         if (opt.when_full == full_policy::reject) {
@@ -648,7 +653,8 @@ struct spool::impl {
         return !queued.empty() || !q_delivered.empty() || !q_acked.empty() ||
                !q_dropped_full.empty() || !q_dropped_purged.empty() || !q_dead.empty() ||
                !q_gaps.empty() || q_log_start != 0 ||
-               std::any_of(segments.begin(), segments.end(), [](const segment& s) { return s.dirty; });
+               std::any_of(segments.begin(), segments.end(),
+                           [](const segment& s) { return s.dirty; });
     }
 
     // Creates the next segment (its first record is segment_start). False on failure (disk full
@@ -663,9 +669,8 @@ struct spool::impl {
                 return false;
             }
         }
-        const std::uint64_t capacity =
-            std::max<std::uint64_t>(opt.segment_bytes,
-                                    need + 2 * sf::record_header_size + 64 + opt.reserve_bytes);
+        const std::uint64_t capacity = std::max<std::uint64_t>(
+            opt.segment_bytes, need + 2 * sf::record_header_size + 64 + opt.reserve_bytes);
         segment s;
         s.first = next_seq;
         s.end = next_seq;
@@ -679,13 +684,15 @@ struct spool::impl {
         if (const int e = fs.allocate(s.fd, capacity); e != 0) {
             fs.close(s.fd);
             (void)fs.remove(path);
-            write_error(e, "allocating " + std::to_string(capacity) + " bytes for " + path.string());
+            write_error(e,
+                        "allocating " + std::to_string(capacity) + " bytes for " + path.string());
             return false;
         }
         std::vector<std::byte> rec(sf::record_header_size);
         put64(rec, log_start);
         put64(rec, static_cast<std::uint64_t>(now_ns()));
-        sf::seal_record(rec.data(), record_type::segment_start, sf::flag_commit_start, next_seq, 16);
+        sf::seal_record(rec.data(), record_type::segment_start, sf::flag_commit_start, next_seq,
+                        16);
         if (const int e = fs.write(s.fd, rec.data(), rec.size(), 0); e != 0) {
             fs.close(s.fd);
             (void)fs.remove(path);
@@ -713,10 +720,10 @@ struct spool::impl {
     bool sync_segment(segment& s) {
         const auto t0 = std::chrono::steady_clock::now();
         const int e = fs.sync_data(s.fd);
-        const auto ns = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                                 t0)
-                .count());
+        const auto ns =
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::steady_clock::now() - t0)
+                                           .count());
         m.syncs->add();
         m.sync_ns->add(ns);
         ++counts.syncs;
@@ -728,8 +735,8 @@ struct spool::impl {
         if (e != 0) {
             // Never retry a failed fsync: the kernel may have dropped the dirty pages already.
             m.write_errors->add();
-            fail("spool " + dir.string() + ": fdatasync of " + s.file + " failed: " +
-                 errno_text(e) +
+            fail("spool " + dir.string() + ": fdatasync of " + s.file +
+                 " failed: " + errno_text(e) +
                  "; the spool is read-only and confirms have stopped. Check the disk (dmesg), "
                  "then restart: recovery keeps every confirmed message");
             return false;
@@ -800,7 +807,8 @@ struct spool::impl {
             while (j < queued.size() && act->used + bytes + queued[j].size <= message_limit(*act)) {
                 sf::seal_record(message_records.data() + pos + bytes, record_type::message,
                                 first_record ? sf::flag_commit_start : 0, seq++,
-                                queued[j].size - static_cast<std::uint32_t>(sf::record_header_size));
+                                queued[j].size -
+                                    static_cast<std::uint32_t>(sf::record_header_size));
                 first_record = false;
                 bytes += queued[j].size;
                 ++j;
@@ -919,7 +927,8 @@ struct spool::impl {
                             static_cast<std::uint32_t>(c.size - sf::record_header_size));
             first_record = false;
         }
-        if (const int e = fs.write(act->fd, control_buffer.data(), control_buffer.size(), act->used);
+        if (const int e =
+                fs.write(act->fd, control_buffer.data(), control_buffer.size(), act->used);
             e != 0) {
             write_error(e, "writing " + act->file);
             return 0;
@@ -1337,20 +1346,20 @@ void spool::impl::apply(segment& s, const sf::record_view& r, std::uint64_t offs
             segment* t = find(seq);
             if (t != nullptr && !t->is_settled(seq)) {
                 auto& a = attempts[seq];
-                a = std::max<std::uint32_t>(a, static_cast<std::uint32_t>(
-                                                   std::min<std::uint64_t>(attempt, UINT32_MAX)));
+                a = std::max<std::uint32_t>(
+                    a, static_cast<std::uint32_t>(std::min<std::uint64_t>(attempt, UINT32_MAX)));
             }
         });
         break;
     case record_type::acked:
-        (void)sf::decode_sequence_list(r.payload, [&](std::uint64_t seq, std::uint64_t bytes) {
-            settle(seq, bytes);
-        });
+        (void)sf::decode_sequence_list(
+            r.payload, [&](std::uint64_t seq, std::uint64_t bytes) { settle(seq, bytes); });
         break;
     case record_type::dropped:
         if (!r.payload.empty()) {
             (void)sf::decode_sequence_list(
-                r.payload.subspan(1), [&](std::uint64_t seq, std::uint64_t bytes) { settle(seq, bytes); });
+                r.payload.subspan(1),
+                [&](std::uint64_t seq, std::uint64_t bytes) { settle(seq, bytes); });
         }
         break;
     case record_type::dead_lettered:
@@ -1459,9 +1468,7 @@ void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& ga
     bool damaged = false;
     salvage sv{index, {}};
     recovery_report& rep = owner.recovery_;
-    auto finding = [&](const std::string& what) {
-        rep.findings.push_back(s.file + ": " + what);
-    };
+    auto finding = [&](const std::string& what) { rep.findings.push_back(s.file + ": " + what); };
 
     while (true) {
         int e = 0;
@@ -1485,9 +1492,9 @@ void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& ga
                         ? reader.fetch(fs, s.fd, offset, sf::record_header_size + length,
                                        s.capacity, &e)
                         : nullptr;
-                res = full == nullptr ? sf::scan_result::incomplete
-                                      : sf::parse_record(full, sf::record_header_size + length, r,
-                                                         &consumed);
+                res = full == nullptr
+                          ? sf::scan_result::incomplete
+                          : sf::parse_record(full, sf::record_header_size + length, r, &consumed);
             }
         }
         if (res == sf::scan_result::ok && r.sequence >= expected) {
@@ -1506,7 +1513,8 @@ void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& ga
         bool flagged = false;
         std::uint64_t last_nonzero = offset;
         const bool garbage = res != sf::scan_result::end;
-        auto next = resync(reader, s, offset + (garbage ? 1 : 0), expected, &flagged, &last_nonzero);
+        auto next =
+            resync(reader, s, offset + (garbage ? 1 : 0), expected, &flagged, &last_nonzero);
         if (!garbage && !next && last_nonzero <= offset) {
             break; // clean end
         }
@@ -1706,10 +1714,10 @@ void spool::impl::recover() {
     }
     for (const auto& g : new_gaps) {
         rep.lost.push_back(g.range);
-        rep.findings.push_back("lost sequence numbers " + std::to_string(g.range.first) + ".." +
-                               std::to_string(g.range.end - 1) +
-                               (g.cause == gap_cause_missing ? " (missing segment)"
-                                                             : " (damaged records)"));
+        rep.findings.push_back(
+            "lost sequence numbers " + std::to_string(g.range.first) + ".." +
+            std::to_string(g.range.end - 1) +
+            (g.cause == gap_cause_missing ? " (missing segment)" : " (damaged records)"));
     }
     if (!opt.read_only) {
         for (auto& sv : salvages) {
@@ -1775,8 +1783,7 @@ void spool::impl::recover() {
         }
     }
     rep.duration = std::chrono::steady_clock::now() - t0;
-    m.recovery_ms->set(
-        std::chrono::duration_cast<std::chrono::milliseconds>(rep.duration).count());
+    m.recovery_ms->set(std::chrono::duration_cast<std::chrono::milliseconds>(rep.duration).count());
     m.recovery_truncated_bytes->set(static_cast<std::int64_t>(rep.truncated_bytes));
     std::uint64_t lost = 0;
     for (const auto& g : rep.lost) {
@@ -1840,10 +1847,18 @@ spool::~spool() {
 append_result spool::append(std::string_view header, std::string_view body) {
     return impl_->append(header, body);
 }
-bool spool::commit() { return impl_->commit(); }
-bool spool::commit_pending() const noexcept { return impl_->commit_pending(); }
-std::optional<spooled_message> spool::deliver() { return impl_->deliver(); }
-bool spool::ack(std::uint64_t sequence) { return impl_->ack(sequence); }
+bool spool::commit() {
+    return impl_->commit();
+}
+bool spool::commit_pending() const noexcept {
+    return impl_->commit_pending();
+}
+std::optional<spooled_message> spool::deliver() {
+    return impl_->deliver();
+}
+bool spool::ack(std::uint64_t sequence) {
+    return impl_->ack(sequence);
+}
 bool spool::requeue(std::uint64_t sequence, std::chrono::milliseconds delay, bool* dead_lettered) {
     return impl_->requeue(sequence, delay, dead_lettered);
 }
@@ -1857,8 +1872,12 @@ void spool::for_each(std::uint64_t from_sequence,
                      const std::function<bool(const spooled_message&, bool)>& fn) {
     impl_->for_each(from_sequence, fn);
 }
-std::uint64_t spool::purge() { return impl_->purge(); }
-spool_stats spool::stats() const { return impl_->stats(); }
+std::uint64_t spool::purge() {
+    return impl_->purge();
+}
+spool_stats spool::stats() const {
+    return impl_->stats();
+}
 std::optional<std::chrono::steady_clock::time_point> spool::next_redelivery() const {
     if (impl_->delayed.empty()) {
         return std::nullopt;

@@ -149,7 +149,8 @@ void seal_record(std::byte* record, record_type type, std::uint8_t flags, std::u
 
 std::string segment_file_name(std::uint64_t first_sequence) {
     char name[32];
-    std::snprintf(name, sizeof name, "%020llu.seg", static_cast<unsigned long long>(first_sequence));
+    std::snprintf(name, sizeof name, "%020llu.seg",
+                  static_cast<unsigned long long>(first_sequence));
     return name;
 }
 

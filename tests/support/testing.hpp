@@ -88,7 +88,8 @@ class temp_directory {
 public:
     explicit temp_directory(const std::string& stem = "dir") {
         const char* tmp = std::getenv("TMPDIR");
-        std::string dir = std::string(tmp != nullptr ? tmp : "/tmp") + "/zmqkit-" + stem + "-XXXXXX";
+        std::string dir =
+            std::string(tmp != nullptr ? tmp : "/tmp") + "/zmqkit-" + stem + "-XXXXXX";
         if (::mkdtemp(dir.data()) == nullptr) {
             throw std::runtime_error("mkdtemp failed");
         }

@@ -128,7 +128,8 @@ TEST(Spool, MaxAttemptsMovesToDeadLetterSpoolWithReason) {
     ASSERT_TRUE(decode_header(dl->header.data(), dl->header.size(), h));
     bool found = false;
     for (const auto& [k, v] : h.user_headers) {
-        found = found || (k == "zmqkit-dead-letter-reason" && v.find("max_attempts 2") != std::string::npos);
+        found = found ||
+                (k == "zmqkit-dead-letter-reason" && v.find("max_attempts 2") != std::string::npos);
     }
     EXPECT_TRUE(found);
 }
