@@ -1,0 +1,266 @@
+// zmqkit::patterns — durable store-and-forward: the durable proxy (producers get a confirm only
+// once their message is on disk; consumers get credit-based delivery with ack/nack, redelivery
+// with backoff, a max-attempts limit and a dead-letter spool), and the reliable sender and
+// receiver that give application code at-least-once delivery with an exactly-once effect.
+//
+//   reliable_sender (DEALER) -> [frontend ROUTER] durable_proxy + spool [backend ROUTER]
+//                                                                   -> reliable_receiver (DEALER)
+//   PUSH producers -> [frontend_pull PULL]            [backend_push PUSH] -> PULL consumers
+//
+// The frames are specified in docs/wire-protocol.md §7.
+#pragma once
+
+#include <zmqkit/actor.hpp>
+#include <zmqkit/message.hpp>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/socket.hpp>
+#include <zmqkit/spool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace zmqkit::patterns {
+
+// Command words of the durable protocol (docs/wire-protocol.md §7).
+namespace durable_protocol {
+inline constexpr std::string_view confirm = "CONFIRM"; // proxy -> producer: [CONFIRM][ids]
+inline constexpr std::string_view reject = "REJECT";   // proxy -> producer: [REJECT][id][why]
+inline constexpr std::string_view credit = "CREDIT";   // consumer -> proxy: [CREDIT][n]
+inline constexpr std::string_view deliver = "DELIVER"; // proxy -> consumer: [DELIVER][tag][msg]
+inline constexpr std::string_view ack = "ACK";         // consumer -> proxy: [ACK][tags]
+inline constexpr std::string_view nack = "NACK";       // consumer -> proxy: [NACK][tags][how][why]
+inline constexpr std::string_view bye = "BYE";         // consumer -> proxy: [BYE]
+inline constexpr std::string_view nack_requeue = "requeue";
+inline constexpr std::string_view nack_dead_letter = "dead-letter";
+} // namespace durable_protocol
+
+// ---- the durable proxy ------------------------------------------------------------------------
+
+struct durable_proxy_options {
+    // ROUTER for producers that want confirms (DEALER; REQ works too, one confirm per request).
+    std::string frontend;
+    // PULL for fire-and-forget producers (PUSH). Optional.
+    std::string frontend_pull;
+    // ROUTER for reliable consumers (DEALER: CREDIT, DELIVER, ACK/NACK).
+    std::string backend;
+    // PUSH for best-effort consumers (PULL): a message counts as delivered once libzmq took it.
+    std::string backend_push;
+    // REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS, STATUS). Optional.
+    std::string control;
+    // All endpoint entries without a prefix bind.
+    std::string name = "durable";
+    spool_options spool; // directory required; spool.name defaults to `name`
+    socket_options sockets;
+    std::size_t batch = 4096; // messages read per wake-up before one group commit
+    // An unacknowledged delivery is requeued after this (attempt + 1, with backoff).
+    std::chrono::milliseconds ack_timeout = 30s;
+    // A consumer that sent nothing (CREDIT doubles as heartbeat) for this long is gone: its
+    // in-flight messages are requeued at once.
+    std::chrono::milliseconds consumer_timeout = 10s;
+    // Delay before a requeued message is delivered again: backoff * 2^(attempt-1), capped.
+    std::chrono::milliseconds redelivery_backoff = 1s;
+    std::chrono::milliseconds redelivery_backoff_max = 60s;
+    std::chrono::milliseconds drain_timeout = 5s;  // TERMINATE / stop(): time to commit and confirm
+    std::chrono::milliseconds tick = 20ms;         // timer resolution (timeouts, interval sync)
+    std::chrono::milliseconds start_timeout = 60s; // recovery of a large spool happens in start()
+    metrics_registry* registry = nullptr;
+    // Called on the actor thread with one line per notable event: recovery findings, disk
+    // full and recovered, the spool turning read-only, malformed input (rate-limited), a
+    // consumer expiring. nullptr: events are only counted.
+    std::function<void(std::string_view)> log;
+};
+
+// The durable forwarding proxy. Owns the spool on its actor thread: start() recovers the spool
+// (throws component_error with the spool's reason), binds, and returns. Every confirm is sent
+// only after the message's record is committed per the spool's sync policy; every delivery only
+// after its delivery record is. Messages reach a single consumer in spool order (redeliveries
+// aside). Thread-safe public methods.
+class durable_proxy : public actor {
+public:
+    durable_proxy(zmq::context_t& context, durable_proxy_options options);
+    ~durable_proxy() override;
+
+    bool pause();
+    bool resume();
+    [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}
+    [[nodiscard]] std::string status_json();
+    // The spool's recovery report (valid after start()).
+    [[nodiscard]] recovery_report recovery() const;
+
+    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> frontend_pull_endpoints() const;
+    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> backend_push_endpoints() const;
+    [[nodiscard]] std::vector<std::string> control_endpoints() const;
+    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
+
+protected:
+    void setup() override;
+    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    struct impl;
+    durable_proxy_options options_;
+    std::unique_ptr<impl> impl_;
+    std::atomic<bool> terminated_{false};
+    std::atomic<bool> paused_{false};
+    mutable std::mutex endpoints_mutex_;
+    std::vector<std::string> frontend_endpoints_, frontend_pull_endpoints_, backend_endpoints_,
+        backend_push_endpoints_, control_endpoints_;
+    mutable std::mutex recovery_mutex_;
+    recovery_report recovery_;
+    // counters (lock-free, read by statistics())
+    counter* frontend_in_ = nullptr;
+    counter* frontend_bytes_in_ = nullptr;
+    counter* frontend_out_ = nullptr;
+    counter* frontend_bytes_out_ = nullptr;
+    counter* backend_in_ = nullptr;
+    counter* backend_bytes_in_ = nullptr;
+    counter* backend_out_ = nullptr;
+    counter* backend_bytes_out_ = nullptr;
+};
+
+// ---- reliable sender --------------------------------------------------------------------------
+
+struct reliable_sender_options {
+    std::string endpoint;      // the proxy's frontend; entries without a prefix connect
+    std::size_t window = 1000; // unconfirmed messages in flight before send() waits
+    // An unconfirmed message is sent again (same id: the proxy confirms it once) after this.
+    std::chrono::milliseconds retry_interval = 2s;
+    socket_options socket; // HWMs, linger (name = metric label)
+};
+
+// At-least-once sending through a durable proxy: every message is kept until the proxy confirms
+// it is on disk, and resent (same id, so it is stored once) until then. Single-threaded: use
+// from one thread. Destruction does not wait for confirms: call flush() first.
+class reliable_sender {
+public:
+    reliable_sender(zmq::context_t& context, reliable_sender_options options);
+    ~reliable_sender();
+    reliable_sender(const reliable_sender&) = delete;
+    reliable_sender& operator=(const reliable_sender&) = delete;
+
+    // Sends m (stamped like zmqkit::socket::send; m.header().id is its id afterwards). While
+    // the window is full it waits for confirms, at most `timeout`; false then (m unchanged).
+    [[nodiscard]] bool send(message& m, std::chrono::milliseconds timeout = 5s);
+    [[nodiscard]] bool send(message&& m, std::chrono::milliseconds timeout = 5s) {
+        return send(m, timeout);
+    }
+    // Handles confirms that arrived and resends overdue messages, waiting at most `timeout`
+    // for something to arrive. Returns how many messages got confirmed or rejected.
+    std::size_t poll(std::chrono::milliseconds timeout);
+    // Waits until every message sent was confirmed or rejected, at most `timeout`. True if
+    // none is left unconfirmed.
+    [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
+
+    [[nodiscard]] std::size_t unconfirmed() const noexcept { return pending_.size(); }
+    [[nodiscard]] std::uint64_t confirmed() const noexcept { return confirmed_; }
+    [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_; }
+    [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
+
+    // Called (on the calling thread, inside send/poll/flush) per confirmed / rejected message.
+    void on_confirm(std::function<void(const message_id&)> fn) { on_confirm_ = std::move(fn); }
+    void on_reject(std::function<void(const message_id&, std::string_view reason)> fn) {
+        on_reject_ = std::move(fn);
+    }
+
+    [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
+    [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
+
+private:
+    struct entry {
+        std::string frame; // the encoded message: [header+body]
+        std::chrono::steady_clock::time_point sent_at;
+    };
+    bool transmit(const std::string& frame);
+    std::size_t handle_replies(std::chrono::milliseconds timeout);
+    void resend_overdue();
+
+    reliable_sender_options options_;
+    zmq::socket_t socket_;
+    std::vector<std::string> endpoints_;
+    std::unordered_map<message_id, entry, message_id_hash> pending_;
+    std::deque<std::pair<message_id, std::chrono::steady_clock::time_point>> retry_order_;
+    std::uint64_t confirmed_ = 0, rejected_ = 0, resent_ = 0;
+    std::function<void(const message_id&)> on_confirm_;
+    std::function<void(const message_id&, std::string_view)> on_reject_;
+    std::vector<zmq::message_t> frames_;
+    counter* confirmed_counter_ = nullptr;
+    counter* resent_counter_ = nullptr;
+};
+
+// ---- reliable receiver ------------------------------------------------------------------------
+
+struct reliable_receiver_options {
+    std::string endpoint;       // the proxy's backend; entries without a prefix connect
+    std::uint32_t credit = 100; // deliveries the proxy may have outstanding to this consumer
+    std::chrono::milliseconds heartbeat = 1s; // CREDIT is re-sent this often (liveness)
+    std::size_t dedup_window = 100000;        // message ids remembered as processed
+    std::size_t ack_batch = 64; // acks go out in batches of this many, or at the next recv
+    socket_options socket;
+};
+
+// One message delivered by a durable proxy. Ack it (or nack it) when done.
+struct delivery {
+    zmqkit::message message;
+    std::uint64_t tag = 0;     // the proxy's delivery tag (the spool sequence number)
+    std::uint32_t attempt = 1; // 1 on first delivery
+};
+
+// At-least-once receiving from a durable proxy, with duplicate suppression by message id: a
+// message whose id was already acked (within the dedup window) is acked again and not returned,
+// so a handler that acks after its effect sees each message once. Single-threaded.
+class reliable_receiver {
+public:
+    reliable_receiver(zmq::context_t& context, reliable_receiver_options options);
+    ~reliable_receiver(); // sends pending acks and BYE (bounded by linger)
+    reliable_receiver(const reliable_receiver&) = delete;
+    reliable_receiver& operator=(const reliable_receiver&) = delete;
+
+    // The next new delivery within `timeout`; nullopt on timeout.
+    [[nodiscard]] std::optional<delivery> recv(std::chrono::milliseconds timeout);
+    // Marks d processed: acked (batched) and remembered for duplicate suppression.
+    void ack(const delivery& d);
+    // Gives d back: requeue (redelivered later, attempt + 1) or dead-letter with a reason.
+    void nack(const delivery& d, bool requeue, std::string_view reason = {});
+    // Sends batched acks now.
+    void flush_acks();
+    // recv + handler + ack; nack(requeue) if the handler throws (the exception is rethrown
+    // after the nack). True if a message was handled.
+    bool process(const std::function<void(const zmqkit::message&)>& handler,
+                 std::chrono::milliseconds timeout);
+
+    [[nodiscard]] std::uint64_t duplicates() const noexcept { return duplicates_; }
+    [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
+    [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
+
+private:
+    void send_credit();
+    void remember(const message_id& id);
+
+    reliable_receiver_options options_;
+    zmq::socket_t socket_;
+    std::vector<std::string> endpoints_;
+    std::chrono::steady_clock::time_point next_heartbeat_{};
+    std::string pending_acks_; // 8-byte big-endian tags
+    std::size_t pending_ack_count_ = 0;
+    std::unordered_set<message_id, message_id_hash> processed_;
+    std::deque<message_id> processed_order_;
+    std::uint64_t duplicates_ = 0, received_ = 0;
+    std::vector<zmq::message_t> frames_;
+};
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,1270 @@
+// The durable forwarding proxy: producers' messages go to the spool and are confirmed once
+// committed; consumers get them from the spool under credit, ack or nack them, and get them
+// again after an ack timeout or their own disappearance. Frames: docs/wire-protocol.md §7.
+#include <zmqkit/codec.hpp>
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/durable.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+namespace zmqkit::patterns {
+namespace {
+
+using clock = std::chrono::steady_clock;
+namespace proto = durable_protocol;
+
+void apply(zmq::socket_t& s, const socket_options& o) {
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
+    s.set(zmq::sockopt::sndhwm, o.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    });
+    return s;
+}
+
+void put_u64_be(char* out, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i) {
+        out[i] = static_cast<char>(v & 0xff);
+        v >>= 8;
+    }
+}
+
+std::uint64_t get_u64_be(const char* in) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) {
+        v = (v << 8) | static_cast<unsigned char>(in[i]);
+    }
+    return v;
+}
+
+std::string_view view(const zmq::message_t& f) {
+    return {static_cast<const char*>(f.data()), f.size()};
+}
+
+std::string json_escape(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    for (const char c : s) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        default:
+            if (static_cast<unsigned char>(c) < 0x20) {
+                char buf[8];
+                std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out += c;
+            }
+        }
+    }
+    return out;
+}
+
+std::string hex(std::string_view s) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : s) {
+        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
+        out += digits[static_cast<unsigned char>(c) & 0xf];
+    }
+    return out;
+}
+
+} // namespace
+
+struct durable_proxy::impl {
+    durable_proxy& self;
+    durable_proxy_options& opt;
+
+    std::optional<spool> sp;
+    std::optional<zmq::socket_t> frontend, frontend_pull, backend, backend_push, control;
+
+    // Confirms waiting for the commit that covers their append.
+    struct pending_confirm {
+        std::uint64_t ticket;
+        std::string rid;
+        bool delimiter; // REQ producer: the reply needs the empty frame
+        message_id id;
+    };
+    std::deque<pending_confirm> confirms;
+
+    // A message the spool could not take (block policy, disk full): reading stops until it is in.
+    struct held_message {
+        bool from_router = false;
+        std::string rid;
+        bool delimiter = false;
+        message_id id;
+        std::string header;
+        std::string body;
+    };
+    std::optional<held_message> held;
+
+    struct consumer_state {
+        std::uint32_t credit = 0;
+        std::uint32_t in_flight = 0;
+        clock::time_point last_seen;
+        std::uint64_t delivered = 0, acked = 0, nacked = 0;
+    };
+    std::unordered_map<std::string, consumer_state> consumers;
+    std::vector<std::string> order; // round-robin order of consumers
+    std::size_t next_consumer = 0;
+
+    struct flight {
+        std::string rid;
+        clock::time_point deadline;
+    };
+    std::unordered_map<std::uint64_t, flight> inflight;
+    std::deque<std::pair<clock::time_point, std::uint64_t>> deadlines; // lazily pruned
+
+    // Deliveries taken from the spool, sent after the commit that records them.
+    struct outgoing {
+        std::string rid; // empty: the PUSH backend
+        std::uint64_t tag;
+        std::string header;
+        zmq::message_t body;
+    };
+    std::vector<outgoing> outbox;
+
+    std::vector<zmq::message_t> frames;
+    header scratch;
+    bool paused = false;
+    bool push_blocked = false;
+    bool disk_full_reported = false;
+    bool read_only_reported = false;
+    clock::time_point next_gauges{};
+    clock::time_point malformed_log_after{};
+    std::uint64_t malformed_unlogged = 0;
+
+    // metrics
+    counter* confirms_sent;
+    counter* rejects_sent;
+    counter* duplicates;
+    counter* malformed;
+    counter* deliveries;
+    counter* redeliveries;
+    counter* ack_timeouts;
+    counter* nacks;
+    counter* dead_lettered;
+    counter* consumers_expired;
+    counter* unknown_acks;
+    counter* undeliverable;
+    gauge* g_consumers;
+    gauge* g_in_flight;
+    gauge* g_depth;
+    gauge* g_bytes;
+    gauge* g_lag;
+    gauge* g_oldest_unacked_ms;
+    gauge* g_held;
+
+    impl(durable_proxy& s, durable_proxy_options& o) : self(s), opt(o) {
+        auto& reg = o.registry != nullptr ? *o.registry : metrics_registry::global();
+        const metric_labels l{{"component", o.name}};
+        auto c = [&](const char* n, const char* h) -> counter* {
+            return &reg.get_counter(n, h, l);
+        };
+        auto g = [&](const char* n, const char* h) -> gauge* { return &reg.get_gauge(n, h, l); };
+        confirms_sent = c("zmqkit_durable_confirms_total", "Messages confirmed to producers");
+        rejects_sent = c("zmqkit_durable_rejects_total", "Messages rejected (full, read-only)");
+        duplicates = c("zmqkit_durable_duplicates_total",
+                       "Messages received again (same id): confirmed, not stored twice");
+        malformed = c("zmqkit_durable_malformed_total",
+                      "Malformed frames received on any socket and discarded");
+        deliveries = c("zmqkit_durable_deliveries_total", "Deliveries sent to consumers");
+        redeliveries = c("zmqkit_durable_redeliveries_total",
+                         "Messages requeued for another delivery (timeout, nack, consumer lost)");
+        ack_timeouts = c("zmqkit_durable_ack_timeouts_total", "Deliveries not acked in time");
+        nacks = c("zmqkit_durable_nacks_total", "Deliveries nacked by consumers");
+        dead_lettered =
+            c("zmqkit_durable_dead_lettered_total", "Messages moved to the dead-letter spool");
+        consumers_expired = c("zmqkit_durable_consumers_expired_total",
+                              "Consumers that went silent past the consumer timeout");
+        unknown_acks = c("zmqkit_durable_unknown_acks_total",
+                         "Acks or nacks for tags not in flight to that consumer (late, repeated)");
+        undeliverable = c("zmqkit_durable_undeliverable_total",
+                          "Confirms or deliveries that could not be sent (peer gone or full)");
+        g_consumers = g("zmqkit_durable_consumers", "Reliable consumers connected");
+        g_in_flight = g("zmqkit_durable_in_flight", "Deliveries not yet acked");
+        g_depth = g("zmqkit_durable_depth", "Messages in the spool not yet acked");
+        g_bytes = g("zmqkit_durable_depth_bytes", "Payload bytes of those messages");
+        g_lag = g("zmqkit_durable_consumer_lag", "Messages never delivered yet");
+        g_oldest_unacked_ms =
+            g("zmqkit_durable_oldest_unacked_age_ms", "Age of the oldest message not acked");
+        g_held = g("zmqkit_durable_backpressure",
+                   "1 while producers are held back (spool full or disk full)");
+        frames.reserve(8);
+    }
+
+    void log(const std::string& line) const {
+        if (opt.log) {
+            opt.log(line);
+        }
+    }
+
+    // ---- setup ----
+
+    void setup() {
+        spool_options so = opt.spool;
+        if (so.name == "spool") {
+            so.name = opt.name;
+        }
+        if (so.registry == nullptr) {
+            so.registry = opt.registry;
+        }
+        sp.emplace(std::move(so)); // recovers; throws spool_error
+        const auto& r = sp->recovery();
+        {
+            std::lock_guard lock(self.recovery_mutex_);
+            self.recovery_ = r;
+        }
+        log("spool " + opt.spool.directory.string() + ": recovered " + std::to_string(r.messages) +
+            " waiting messages from " + std::to_string(r.records) + " records in " +
+            std::to_string(r.segments) + " segments in " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(r.duration).count()) +
+            " ms");
+        for (const auto& f : r.findings) {
+            log("spool recovery: " + f);
+        }
+
+        std::vector<std::string> fe, fp, be, bp, ctl;
+        auto make = [&](std::optional<zmq::socket_t>& s, zmq::socket_type t,
+                        const std::string& spec, std::vector<std::string>& out) {
+            if (spec.empty()) {
+                return;
+            }
+            s.emplace(self.context(), t);
+            apply(*s, opt.sockets);
+            out = attach(*s, spec, endpoint_action::bind);
+        };
+        make(frontend, zmq::socket_type::router, opt.frontend, fe);
+        make(frontend_pull, zmq::socket_type::pull, opt.frontend_pull, fp);
+        if (!opt.backend.empty()) {
+            backend.emplace(self.context(), zmq::socket_type::router);
+            apply(*backend, opt.sockets);
+            // A delivery to a consumer that left fails at once (EHOSTUNREACH) instead of
+            // vanishing: the message is requeued.
+            backend->set(zmq::sockopt::router_mandatory, true);
+            be = attach(*backend, opt.backend, endpoint_action::bind);
+        }
+        make(backend_push, zmq::socket_type::push, opt.backend_push, bp);
+        if (frontend) {
+            frontend->set(zmq::sockopt::router_mandatory, true);
+        }
+        if (!opt.control.empty()) {
+            control.emplace(self.context(), zmq::socket_type::rep);
+            control->set(zmq::sockopt::linger, 500);
+            ctl = attach(*control, opt.control, endpoint_action::bind);
+            self.watch(*control, [this] { handle_control(); });
+        }
+        {
+            std::lock_guard lock(self.endpoints_mutex_);
+            self.frontend_endpoints_ = std::move(fe);
+            self.frontend_pull_endpoints_ = std::move(fp);
+            self.backend_endpoints_ = std::move(be);
+            self.backend_push_endpoints_ = std::move(bp);
+            self.control_endpoints_ = std::move(ctl);
+        }
+        for (auto* s : {&frontend, &frontend_pull, &backend}) {
+            if (*s) {
+                self.watch(**s, [this] { pump(); });
+            }
+        }
+        if (backend_push) {
+            self.watch(
+                *backend_push, ZMQ_POLLOUT,
+                [this] {
+                    self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, false);
+                    push_blocked = false;
+                    pump();
+                },
+                false);
+        }
+        self.every(opt.tick, [this] { tick(); });
+        update_gauges(clock::now());
+    }
+
+    void update_reading() {
+        const bool on = !paused && !held;
+        if (frontend) {
+            self.set_watch_enabled(*frontend, on);
+        }
+        if (frontend_pull) {
+            self.set_watch_enabled(*frontend_pull, on);
+        }
+        g_held->set(held ? 1 : 0);
+    }
+
+    // ---- the main step ----
+
+    void pump() {
+        for (int round = 0; round < 4; ++round) {
+            bool work = false;
+            if (!paused && !held) {
+                work |= ingest_router(opt.batch);
+                work |= ingest_pull(opt.batch);
+            }
+            work |= read_backend(opt.batch);
+            if (!paused) {
+                work |= fill_deliveries(opt.batch);
+            }
+            if (!work && confirms.empty() && outbox.empty() && !sp->commit_pending()) {
+                break;
+            }
+            commit_and_release();
+            if (!work) {
+                break;
+            }
+        }
+    }
+
+    // Receives one multipart message into `frames`; returns its frame count (0: none).
+    std::size_t receive(zmq::socket_t& s) {
+        std::size_t n = 0;
+        bool more = true;
+        while (more) {
+            if (n == frames.size()) {
+                frames.emplace_back();
+            }
+            if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+                return n;
+            }
+            more = frames[n].more();
+            ++n;
+            if (n > 16) { // far beyond any valid message: drain and discard
+                zmq::message_t rest;
+                while (more && s.recv(rest, zmq::recv_flags::none)) {
+                    more = rest.more();
+                }
+                break;
+            }
+        }
+        return n;
+    }
+
+    void report_malformed(const std::string& where, const std::string& why) {
+        malformed->add();
+        const auto now = clock::now();
+        if (now >= malformed_log_after) {
+            log("discarded a malformed message on the " + where + ": " + why +
+                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
+                                              " more since the last report)"
+                                        : std::string()));
+            malformed_unlogged = 0;
+            malformed_log_after = now + std::chrono::seconds(1);
+        } else {
+            ++malformed_unlogged;
+        }
+    }
+
+    // Splits frames[first..n) into header bytes and body (inline or separate). False when
+    // malformed (reason in `why`).
+    bool split_message(std::size_t first, std::size_t n, std::string_view& header_bytes,
+                       std::string_view& body, std::string& why) {
+        const std::size_t count = n - first;
+        if (count != 1 && count != 2) {
+            why = "expected [header+body] or [header][body], got " + std::to_string(count) +
+                  " frames";
+            return false;
+        }
+        const auto& hf = frames[first];
+        std::size_t header_size = 0;
+        const decode_status st =
+            decode_header(hf.data(), hf.size(), scratch, count == 1 ? &header_size : nullptr);
+        if (!st) {
+            why = st.message();
+            return false;
+        }
+        if (count == 2) {
+            header_size = hf.size();
+            body = view(frames[first + 1]);
+        } else {
+            body = view(hf).substr(header_size);
+        }
+        header_bytes = view(hf).substr(0, header_size);
+        if (scratch.id.is_nil()) {
+            why = "the header has no message id";
+            return false;
+        }
+        return true;
+    }
+
+    // Appends; queues the confirm or sends a reject; holds the message when the spool is full.
+    void accept(bool from_router, std::string_view rid, bool delimiter, const message_id& id,
+                std::string_view header_bytes, std::string_view body) {
+        const auto r = sp->append(header_bytes, body);
+        switch (r.outcome) {
+        case append_result::status::duplicate:
+            duplicates->add();
+            [[fallthrough]];
+        case append_result::status::appended:
+            if (from_router) {
+                confirms.push_back({r.ticket, std::string(rid), delimiter, id});
+            }
+            return;
+        case append_result::status::full:
+            held = held_message{from_router, std::string(rid),          delimiter,
+                                id,          std::string(header_bytes), std::string(body)};
+            update_reading();
+            return;
+        case append_result::status::rejected:
+            rejects_sent->add();
+            if (from_router) {
+                send_reject(rid, delimiter, id, r.reason);
+            }
+            return;
+        }
+    }
+
+    void send_reject(std::string_view rid, bool delimiter, const message_id& id,
+                     std::string_view reason) {
+        try {
+            (void)frontend->send(zmq::buffer(rid), zmq::send_flags::sndmore);
+            if (delimiter) {
+                (void)frontend->send(zmq::message_t(), zmq::send_flags::sndmore);
+            }
+            (void)frontend->send(zmq::buffer(proto::reject), zmq::send_flags::sndmore);
+            (void)frontend->send(zmq::buffer(id.data(), message_id::size),
+                                 zmq::send_flags::sndmore);
+            (void)frontend->send(zmq::buffer(reason), zmq::send_flags::dontwait);
+            self.frontend_out_->add();
+        } catch (const zmq::error_t&) {
+            undeliverable->add(); // producer gone
+        }
+    }
+
+    bool ingest_router(std::size_t limit) {
+        if (!frontend) {
+            return false;
+        }
+        std::size_t done = 0;
+        while (done < limit && !held) {
+            const std::size_t n = receive(*frontend);
+            if (n == 0) {
+                break;
+            }
+            ++done;
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bytes += frames[i].size();
+            }
+            self.frontend_in_->add();
+            self.frontend_bytes_in_->add(bytes);
+            const std::string_view rid = view(frames[0]);
+            const bool delimiter = n > 1 && frames[1].size() == 0;
+            const std::size_t first = delimiter ? 2 : 1;
+            std::string_view header_bytes, body;
+            std::string why;
+            if (n <= first || !split_message(first, n, header_bytes, body, why)) {
+                if (n <= first) {
+                    why = "no message frames";
+                }
+                report_malformed("frontend (from peer " + hex(rid) + ")", why);
+                if (frontend && n > first) {
+                    send_reject(rid, delimiter, message_id{}, "malformed: " + why);
+                }
+                continue;
+            }
+            accept(true, rid, delimiter, scratch.id, header_bytes, body);
+        }
+        return done > 0;
+    }
+
+    bool ingest_pull(std::size_t limit) {
+        if (!frontend_pull) {
+            return false;
+        }
+        std::size_t done = 0;
+        while (done < limit && !held) {
+            const std::size_t n = receive(*frontend_pull);
+            if (n == 0) {
+                break;
+            }
+            ++done;
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bytes += frames[i].size();
+            }
+            self.frontend_in_->add();
+            self.frontend_bytes_in_->add(bytes);
+            std::string_view header_bytes, body;
+            std::string why;
+            if (!split_message(0, n, header_bytes, body, why)) {
+                report_malformed("pull frontend", why);
+                continue;
+            }
+            accept(false, {}, false, scratch.id, header_bytes, body);
+        }
+        return done > 0;
+    }
+
+    void retry_held() {
+        if (!held || paused) {
+            return;
+        }
+        held_message h = std::move(*held);
+        held.reset();
+        accept(h.from_router, h.rid, h.delimiter, h.id, h.header, h.body);
+        if (!held) {
+            update_reading();
+        }
+    }
+
+    // ---- consumers ----
+
+    consumer_state& touch(const std::string& rid, clock::time_point now) {
+        auto [it, fresh] = consumers.try_emplace(rid);
+        if (fresh) {
+            order.push_back(rid);
+            g_consumers->set(static_cast<std::int64_t>(consumers.size()));
+        }
+        it->second.last_seen = now;
+        return it->second;
+    }
+
+    void release_inflight(std::uint64_t seq) {
+        const auto it = inflight.find(seq);
+        if (it == inflight.end()) {
+            return;
+        }
+        const auto c = consumers.find(it->second.rid);
+        if (c != consumers.end() && c->second.in_flight > 0) {
+            --c->second.in_flight;
+        }
+        inflight.erase(it);
+    }
+
+    std::chrono::milliseconds backoff_for(std::uint64_t seq) {
+        // attempt is the number of deliveries so far; the first retry waits `backoff`.
+        std::uint32_t attempt = 1;
+        if (auto m = sp->read(seq)) {
+            attempt = std::max<std::uint32_t>(1, m->attempt);
+        }
+        auto d = opt.redelivery_backoff;
+        for (std::uint32_t i = 1; i < attempt && d < opt.redelivery_backoff_max; ++i) {
+            d *= 2;
+        }
+        return std::min(d, opt.redelivery_backoff_max);
+    }
+
+    void requeue(std::uint64_t seq, std::chrono::milliseconds delay) {
+        bool dead = false;
+        if (sp->requeue(seq, delay, &dead)) {
+            if (dead) {
+                dead_lettered->add();
+            } else {
+                redeliveries->add();
+            }
+        }
+        release_inflight(seq);
+    }
+
+    void drop_consumer(const std::string& rid, const char* why) {
+        std::vector<std::uint64_t> theirs;
+        for (const auto& [seq, f] : inflight) {
+            if (f.rid == rid) {
+                theirs.push_back(seq);
+            }
+        }
+        std::sort(theirs.begin(), theirs.end());
+        for (const auto seq : theirs) {
+            requeue(seq, std::chrono::milliseconds(0));
+        }
+        consumers.erase(rid);
+        order.erase(std::remove(order.begin(), order.end(), rid), order.end());
+        g_consumers->set(static_cast<std::int64_t>(consumers.size()));
+        if (!theirs.empty() || std::string_view(why) != "said BYE") {
+            log("consumer " + hex(rid) + " " + why + "; " + std::to_string(theirs.size()) +
+                " unacked deliveries requeued");
+        }
+    }
+
+    bool read_backend(std::size_t limit) {
+        if (!backend) {
+            return false;
+        }
+        std::size_t done = 0;
+        const auto now = clock::now();
+        while (done < limit) {
+            const std::size_t n = receive(*backend);
+            if (n == 0) {
+                break;
+            }
+            ++done;
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bytes += frames[i].size();
+            }
+            self.backend_in_->add();
+            self.backend_bytes_in_->add(bytes);
+            const std::string rid(view(frames[0]));
+            if (n < 2) {
+                report_malformed("backend", "no command frame");
+                continue;
+            }
+            const std::string_view cmd = view(frames[1]);
+            if (cmd == proto::credit) {
+                std::uint32_t credit = 0;
+                const auto text = n > 2 ? view(frames[2]) : std::string_view{};
+                const auto [p, ec] =
+                    std::from_chars(text.data(), text.data() + text.size(), credit);
+                if (n != 3 || ec != std::errc() || p != text.data() + text.size()) {
+                    report_malformed("backend", "CREDIT needs one frame with a decimal count");
+                    continue;
+                }
+                touch(rid, now).credit = credit;
+            } else if (cmd == proto::ack || cmd == proto::nack) {
+                const bool is_ack = cmd == proto::ack;
+                const auto tags = n > 2 ? view(frames[2]) : std::string_view{};
+                if ((is_ack ? n != 3 : (n != 4 && n != 5)) || tags.size() % 8 != 0) {
+                    report_malformed("backend", std::string(cmd) + " needs a frame of 8-byte tags" +
+                                                    (is_ack ? "" : ", then requeue|dead-letter"));
+                    continue;
+                }
+                auto& c = touch(rid, now);
+                bool requeue_it = true;
+                std::string reason;
+                if (!is_ack) {
+                    const auto how = view(frames[3]);
+                    if (how == proto::nack_dead_letter) {
+                        requeue_it = false;
+                    } else if (how != proto::nack_requeue) {
+                        report_malformed("backend", "NACK disposition must be requeue or "
+                                                    "dead-letter, got '" +
+                                                        std::string(how.substr(0, 40)) + "'");
+                        continue;
+                    }
+                    reason = n == 5 ? std::string(view(frames[4])) : std::string();
+                }
+                for (std::size_t off = 0; off < tags.size(); off += 8) {
+                    const std::uint64_t seq = get_u64_be(tags.data() + off);
+                    const auto it = inflight.find(seq);
+                    if (it == inflight.end() || it->second.rid != rid) {
+                        unknown_acks->add();
+                        continue;
+                    }
+                    if (is_ack) {
+                        (void)sp->ack(seq);
+                        ++c.acked;
+                        release_inflight(seq);
+                    } else {
+                        nacks->add();
+                        ++c.nacked;
+                        if (requeue_it) {
+                            requeue(seq, backoff_for(seq));
+                        } else {
+                            if (sp->dead_letter(seq, reason.empty()
+                                                         ? "rejected by the consumer"
+                                                         : "rejected by the consumer: " + reason)) {
+                                dead_lettered->add();
+                            }
+                            release_inflight(seq);
+                        }
+                    }
+                }
+            } else if (cmd == proto::bye) {
+                if (consumers.count(rid) != 0) {
+                    drop_consumer(rid, "said BYE");
+                }
+            } else {
+                report_malformed("backend", "unknown command '" + std::string(cmd.substr(0, 40)) +
+                                                "' (known: CREDIT, ACK, NACK, BYE)");
+            }
+        }
+        return done > 0;
+    }
+
+    // Takes messages from the spool for consumers with credit; they leave after the commit.
+    bool fill_deliveries(std::size_t limit) {
+        std::size_t taken = 0;
+        const auto now = clock::now();
+        // Reliable consumers, round robin over those with credit left.
+        while (taken < limit && !order.empty()) {
+            std::string* target = nullptr;
+            for (std::size_t k = 0; k < order.size(); ++k) {
+                const std::size_t i = (next_consumer + k) % order.size();
+                auto& c = consumers[order[i]];
+                if (c.in_flight < c.credit) {
+                    target = &order[i];
+                    next_consumer = i + 1;
+                    break;
+                }
+            }
+            if (target == nullptr) {
+                break;
+            }
+            auto m = sp->deliver();
+            if (!m) {
+                break;
+            }
+            auto& c = consumers[*target];
+            ++c.in_flight;
+            ++c.delivered;
+            const auto deadline = now + opt.ack_timeout;
+            inflight[m->sequence] = flight{*target, deadline};
+            deadlines.emplace_back(deadline, m->sequence);
+            outbox.push_back(make_outgoing(*target, *m));
+            ++taken;
+        }
+        // Best-effort consumers: as long as the PUSH socket has room.
+        if (backend_push) {
+            while (taken < limit) {
+                if ((backend_push->get(zmq::sockopt::events) & ZMQ_POLLOUT) == 0) {
+                    push_blocked = true;
+                    break;
+                }
+                auto m = sp->deliver();
+                if (!m) {
+                    break;
+                }
+                outbox.push_back(make_outgoing({}, *m));
+                ++taken;
+            }
+        }
+        return taken > 0;
+    }
+
+    outgoing make_outgoing(const std::string& rid, const spooled_message& m) {
+        outgoing o{rid, m.sequence, {}, zmq::message_t(m.body.data(), m.body.size())};
+        if (decode_header(m.header.data(), m.header.size(), scratch)) {
+            scratch.attempt = std::max<std::uint32_t>(1, m.attempt);
+            o.header = encode_header(scratch);
+        } else {
+            o.header.assign(m.header); // cannot happen: the spool checked it on append
+        }
+        return o;
+    }
+
+    void send_deliveries() {
+        for (auto& o : outbox) {
+            if (o.rid.empty()) {
+                send_push(o);
+                continue;
+            }
+            if (const auto it = inflight.find(o.tag);
+                it == inflight.end() || it->second.rid != o.rid) {
+                continue; // its consumer left before the commit; it was requeued
+            }
+            char tag[8];
+            put_u64_be(tag, o.tag);
+            const std::size_t bytes = o.header.size() + o.body.size();
+            bool sent = false;
+            try {
+                if (backend->send(zmq::buffer(o.rid),
+                                  zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                    (void)backend->send(zmq::buffer(proto::deliver), zmq::send_flags::sndmore);
+                    (void)backend->send(zmq::buffer(tag, 8), zmq::send_flags::sndmore);
+                    (void)backend->send(zmq::buffer(o.header), zmq::send_flags::sndmore);
+                    (void)backend->send(o.body, zmq::send_flags::none);
+                    sent = true;
+                }
+            } catch (const zmq::error_t&) {
+                // EHOSTUNREACH: the consumer left. Its deliveries go back to the queue.
+            }
+            if (sent) {
+                deliveries->add();
+                self.backend_out_->add();
+                self.backend_bytes_out_->add(bytes);
+            } else {
+                undeliverable->add();
+                requeue(o.tag, std::chrono::milliseconds(0));
+            }
+        }
+        outbox.clear();
+    }
+
+    void send_push(outgoing& o) {
+        const std::size_t bytes = o.header.size() + o.body.size();
+        bool sent = false;
+        try {
+            if (backend_push->send(zmq::buffer(o.header),
+                                   zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                (void)backend_push->send(o.body, zmq::send_flags::none);
+                sent = true;
+            }
+        } catch (const zmq::error_t&) {
+        }
+        if (sent) {
+            // Best effort: handed to libzmq counts as delivered.
+            (void)sp->ack(o.tag);
+            deliveries->add();
+            self.backend_out_->add();
+            self.backend_bytes_out_->add(bytes);
+        } else {
+            push_blocked = true;
+            (void)sp->requeue(o.tag, std::chrono::milliseconds(0));
+        }
+    }
+
+    // ---- commit, then confirms and deliveries ----
+
+    void commit_and_release() {
+        const bool wrote = sp->commit();
+        bool failed = false;
+        if (!wrote) {
+            const auto st = sp->stats();
+            failed = st.read_only;
+            if (st.read_only && !read_only_reported) {
+                read_only_reported = true;
+                log("spool is read-only, nothing more is confirmed or delivered: " + st.failure);
+            }
+            if (st.disk_full && !disk_full_reported) {
+                disk_full_reported = true;
+                log("spool disk full: producers are held back until space returns (" +
+                    opt.spool.directory.string() + ")");
+            }
+        }
+        send_confirms();
+        if (!failed) {
+            send_deliveries();
+        } else {
+            // Not recorded: they stay in flight in memory and go out again after a restart.
+            outbox.clear();
+        }
+        if (push_blocked && backend_push) {
+            self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, !paused);
+        }
+    }
+
+    void send_confirms() {
+        const std::uint64_t done = sp->committed_ticket();
+        if (confirms.empty() || confirms.front().ticket > done) {
+            return;
+        }
+        if (disk_full_reported) {
+            disk_full_reported = false;
+            log("spool disk space is back: confirming again");
+        }
+        // One CONFIRM per producer for this batch, ids concatenated.
+        struct batch {
+            std::string rid;
+            bool delimiter;
+            std::string ids;
+            std::size_t count;
+        };
+        std::vector<batch> batches;
+        while (!confirms.empty() && confirms.front().ticket <= done) {
+            auto& pc = confirms.front();
+            batch* b = nullptr;
+            for (auto& x : batches) {
+                if (x.rid == pc.rid && x.delimiter == pc.delimiter) {
+                    b = &x;
+                    break;
+                }
+            }
+            if (b == nullptr || pc.delimiter) { // REQ: one reply per request
+                batches.push_back({std::move(pc.rid), pc.delimiter, {}, 0});
+                b = &batches.back();
+            }
+            b->ids.append(reinterpret_cast<const char*>(pc.id.data()), message_id::size);
+            ++b->count;
+            confirms.pop_front();
+        }
+        for (auto& b : batches) {
+            bool sent = false;
+            try {
+                if (frontend->send(zmq::buffer(b.rid),
+                                   zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                    if (b.delimiter) {
+                        (void)frontend->send(zmq::message_t(), zmq::send_flags::sndmore);
+                    }
+                    (void)frontend->send(zmq::buffer(proto::confirm), zmq::send_flags::sndmore);
+                    (void)frontend->send(zmq::buffer(b.ids), zmq::send_flags::none);
+                    sent = true;
+                }
+            } catch (const zmq::error_t&) {
+            }
+            if (sent) {
+                confirms_sent->add(b.count);
+                self.frontend_out_->add();
+                self.frontend_bytes_out_->add(b.ids.size() + proto::confirm.size());
+            } else {
+                undeliverable->add(b.count); // the producer resends and is confirmed then
+            }
+        }
+    }
+
+    // ---- timers ----
+
+    void tick() {
+        const auto now = clock::now();
+        // Ack timeouts (deadlines are in order: one ack_timeout after each delivery).
+        while (!deadlines.empty() && deadlines.front().first <= now) {
+            const auto [deadline, seq] = deadlines.front();
+            deadlines.pop_front();
+            const auto it = inflight.find(seq);
+            if (it == inflight.end() || it->second.deadline != deadline) {
+                continue;
+            }
+            ack_timeouts->add();
+            requeue(seq, backoff_for(seq));
+        }
+        // Silent consumers.
+        std::vector<std::string> gone;
+        for (const auto& [rid, c] : consumers) {
+            if (now - c.last_seen > opt.consumer_timeout) {
+                gone.push_back(rid);
+            }
+        }
+        for (const auto& rid : gone) {
+            consumers_expired->add();
+            drop_consumer(rid, "sent nothing for longer than the consumer timeout");
+        }
+        retry_held();
+        pump();
+        if (now >= next_gauges) {
+            update_gauges(now);
+            next_gauges = now + std::chrono::milliseconds(250);
+        }
+    }
+
+    void update_gauges(clock::time_point) {
+        const auto st = sp->stats();
+        g_in_flight->set(static_cast<std::int64_t>(st.in_flight));
+        g_depth->set(static_cast<std::int64_t>(st.messages));
+        g_bytes->set(static_cast<std::int64_t>(st.message_bytes));
+        g_lag->set(static_cast<std::int64_t>(st.undelivered));
+        const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count();
+        g_oldest_unacked_ms->set(st.oldest_ns == 0 ? 0 : (now_ns - st.oldest_ns) / 1'000'000);
+        if (st.read_only && !read_only_reported) {
+            read_only_reported = true;
+            log("spool is read-only, nothing more is confirmed or delivered: " + st.failure);
+        }
+    }
+
+    // ---- control ----
+
+    std::vector<std::string> execute(const std::string& command) {
+        const std::string cmd = upper(command);
+        if (cmd == control::pause) {
+            set_paused(true);
+            return {"OK"};
+        }
+        if (cmd == control::resume) {
+            set_paused(false);
+            return {"OK"};
+        }
+        if (cmd == control::statistics) {
+            return self.statistics().to_frames();
+        }
+        if (cmd == control::status) {
+            return {status_json()};
+        }
+        if (cmd == control::terminate) {
+            self.terminated_ = true;
+            return {"OK"};
+        }
+        return {"ERROR unknown command '" + command +
+                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
+    }
+
+    void set_paused(bool p) {
+        paused = p;
+        self.paused_ = p;
+        update_reading();
+        if (backend_push && p) {
+            self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, false);
+        }
+        if (!p) {
+            pump();
+        }
+    }
+
+    void handle_control() {
+        zmq::message_t frame;
+        std::string command;
+        bool first = true;
+        do {
+            if (!control->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+                return;
+            }
+            if (first) {
+                command = frame.to_string();
+            }
+            first = false;
+        } while (frame.more());
+        const auto reply = execute(command);
+        for (std::size_t i = 0; i < reply.size(); ++i) {
+            (void)control->send(zmq::buffer(reply[i]), i + 1 < reply.size()
+                                                           ? zmq::send_flags::sndmore
+                                                           : zmq::send_flags::none);
+        }
+        if (self.terminated_) {
+            drain(clock::now() + opt.drain_timeout);
+            self.request_exit();
+        }
+    }
+
+    std::string status_json() {
+        const auto st = sp->stats();
+        const auto& r = sp->recovery();
+        const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count();
+        std::string j = "{\"state\":\"";
+        j += st.read_only ? "read-only" : paused ? "paused" : held ? "backpressure" : "running";
+        j += "\",\"statistics\":" + self.statistics().to_json();
+        auto num = [&](const char* k, auto v) {
+            j += ",\"";
+            j += k;
+            j += "\":" + std::to_string(v);
+        };
+        j += ",\"spool\":{\"directory\":\"" + json_escape(opt.spool.directory.string()) +
+             "\",\"sync\":\"" + opt.spool.sync.to_string() + "\"";
+        num("messages", st.messages);
+        num("bytes", st.message_bytes);
+        num("ready", st.ready);
+        num("in_flight", st.in_flight);
+        num("consumer_lag", st.undelivered);
+        num("segments", st.segments);
+        num("disk_bytes", st.disk_bytes);
+        num("log_start", st.log_start);
+        num("next_sequence", st.next_sequence);
+        num("oldest_age_ms", st.oldest_ns == 0 ? 0 : (now_ns - st.oldest_ns) / 1'000'000);
+        num("appended", st.appended);
+        num("duplicates", st.duplicates);
+        num("acked", st.acked);
+        num("redelivered", st.redelivered);
+        num("dead_lettered", st.dead_lettered);
+        num("dead_letter_messages", st.dead_letter_messages);
+        num("dropped_full", st.dropped_full);
+        num("rejected_full", st.rejected_full);
+        num("commits", st.commits);
+        num("syncs", st.syncs);
+        num("sync_avg_us", st.syncs == 0 ? 0 : st.sync_ns_total / st.syncs / 1000);
+        num("sync_max_us", st.sync_ns_max / 1000);
+        num("avg_batch", st.commits == 0 ? 0 : st.committed_records / st.commits);
+        j += std::string(",\"read_only\":") + (st.read_only ? "true" : "false");
+        j += std::string(",\"disk_full\":") + (st.disk_full ? "true" : "false");
+        j += ",\"failure\":\"" + json_escape(st.failure) + "\"}";
+        j += ",\"recovery\":{";
+        j += "\"duration_ms\":" +
+             std::to_string(
+                 std::chrono::duration_cast<std::chrono::milliseconds>(r.duration).count());
+        j += ",\"records\":" + std::to_string(r.records);
+        j += ",\"truncated_bytes\":" + std::to_string(r.truncated_bytes);
+        j += ",\"quarantined_files\":" + std::to_string(r.quarantined_files.size());
+        std::uint64_t lost = 0;
+        for (const auto& l : r.lost) {
+            lost += l.end - l.first;
+        }
+        j += ",\"lost_sequences\":" + std::to_string(lost) + "}";
+        j += ",\"confirms\":" + std::to_string(confirms_sent->value());
+        j += ",\"rejects\":" + std::to_string(rejects_sent->value());
+        j += ",\"deliveries\":" + std::to_string(deliveries->value());
+        j += ",\"redeliveries\":" + std::to_string(redeliveries->value());
+        j += ",\"ack_timeouts\":" + std::to_string(ack_timeouts->value());
+        j += ",\"nacks\":" + std::to_string(nacks->value());
+        j += ",\"malformed\":" + std::to_string(malformed->value());
+        j += ",\"consumers\":[";
+        bool first = true;
+        const auto now = clock::now();
+        for (const auto& rid : order) {
+            const auto& c = consumers[rid];
+            if (!first) {
+                j += ",";
+            }
+            first = false;
+            j += "{\"id\":\"" + hex(rid) + "\",\"credit\":" + std::to_string(c.credit) +
+                 ",\"in_flight\":" + std::to_string(c.in_flight) +
+                 ",\"delivered\":" + std::to_string(c.delivered) +
+                 ",\"acked\":" + std::to_string(c.acked) +
+                 ",\"nacked\":" + std::to_string(c.nacked) + ",\"last_seen_ms\":" +
+                 std::to_string(
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - c.last_seen)
+                         .count()) +
+                 "}";
+        }
+        j += "]}";
+        return j;
+    }
+
+    // ---- stopping ----
+
+    // Stop taking messages; commit and confirm what was taken; settle acks that arrive.
+    void drain(clock::time_point deadline) {
+        if (frontend) {
+            self.set_watch_enabled(*frontend, false);
+        }
+        if (frontend_pull) {
+            self.set_watch_enabled(*frontend_pull, false);
+        }
+        (void)read_backend(opt.batch);
+        commit_and_release();
+        // Acks for what is in flight, while they come and time allows.
+        while (!inflight.empty() && clock::now() < deadline && backend) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) <= 0) {
+                break;
+            }
+            (void)read_backend(opt.batch);
+            commit_and_release();
+        }
+        (void)sp->commit();
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        const int linger = static_cast<int>(std::max<std::int64_t>(0, left.count()));
+        for (auto* s : {&frontend, &backend, &backend_push}) {
+            if (*s) {
+                (*s)->set(zmq::sockopt::linger, linger);
+            }
+        }
+    }
+};
+
+durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options options)
+    : actor(context, options.name), options_(std::move(options)) {
+    if (options_.spool.directory.empty()) {
+        throw config_error("durable proxy '" + options_.name + "': a spool directory is required");
+    }
+    if (options_.frontend.empty() && options_.frontend_pull.empty()) {
+        throw config_error("durable proxy '" + options_.name +
+                           "': a frontend (ROUTER, for confirmed producers) or a pull frontend "
+                           "(PULL) endpoint is required");
+    }
+    if (options_.backend.empty() && options_.backend_push.empty()) {
+        throw config_error("durable proxy '" + options_.name +
+                           "': a backend (ROUTER, for acking consumers) or a push backend "
+                           "(PUSH) endpoint is required");
+    }
+    for (const auto* spec : {&options_.frontend, &options_.frontend_pull, &options_.backend,
+                             &options_.backend_push, &options_.control}) {
+        if (!spec->empty()) {
+            (void)parse_endpoints(*spec, endpoint_action::bind);
+        }
+    }
+    if (options_.ack_timeout.count() <= 0 || options_.consumer_timeout.count() <= 0 ||
+        options_.tick.count() <= 0 || options_.redelivery_backoff.count() < 0) {
+        throw config_error("durable proxy '" + options_.name +
+                           "': ack timeout, consumer timeout and tick must be positive");
+    }
+    options_.batch = std::max<std::size_t>(1, options_.batch);
+    options_.redelivery_backoff_max =
+        std::max(options_.redelivery_backoff_max, options_.redelivery_backoff);
+    impl_ = std::make_unique<impl>(*this, options_);
+    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    const metric_labels labels{{"component", options_.name}};
+    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
+                                    "Messages received on the frontend", labels);
+    frontend_bytes_in_ =
+        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
+    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
+                                     "Messages sent on the frontend (confirms, rejects)", labels);
+    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
+                                           "Bytes sent on the frontend", labels);
+    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
+                                   "Messages received on the backend (credit, acks)", labels);
+    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
+                                         "Bytes received on the backend", labels);
+    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
+                                    "Messages sent on the backend", labels);
+    backend_bytes_out_ =
+        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+}
+
+durable_proxy::~durable_proxy() {
+    stop(options_.drain_timeout);
+}
+
+void durable_proxy::setup() {
+    impl_->setup();
+}
+
+std::vector<std::string> durable_proxy::on_command(const std::vector<std::string>& frames) {
+    if (frames.empty()) {
+        return {"ERROR empty command"};
+    }
+    auto reply = impl_->execute(frames.front());
+    if (terminated_) {
+        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
+        request_exit();
+    }
+    return reply;
+}
+
+void durable_proxy::on_stop(std::chrono::steady_clock::time_point deadline) {
+    if (impl_->sp) {
+        impl_->drain(deadline);
+    }
+}
+
+void durable_proxy::teardown() noexcept {
+    impl_->control.reset();
+    impl_->frontend.reset();
+    impl_->frontend_pull.reset();
+    impl_->backend.reset();
+    impl_->backend_push.reset();
+    impl_->sp.reset(); // commits what is queued, closes the files, releases the lock
+}
+
+bool durable_proxy::pause() {
+    auto reply = command({control::pause});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+bool durable_proxy::resume() {
+    auto reply = command({control::resume});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+std::string durable_proxy::status_json() {
+    auto reply = command({control::status});
+    return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+proxy_statistics durable_proxy::statistics() const noexcept {
+    proxy_statistics s;
+    s.frontend_messages_in = frontend_in_->value();
+    s.frontend_bytes_in = frontend_bytes_in_->value();
+    s.frontend_messages_out = frontend_out_->value();
+    s.frontend_bytes_out = frontend_bytes_out_->value();
+    s.backend_messages_in = backend_in_->value();
+    s.backend_bytes_in = backend_bytes_in_->value();
+    s.backend_messages_out = backend_out_->value();
+    s.backend_bytes_out = backend_bytes_out_->value();
+    return s;
+}
+
+recovery_report durable_proxy::recovery() const {
+    std::lock_guard lock(recovery_mutex_);
+    return recovery_;
+}
+
+std::vector<std::string> durable_proxy::frontend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return frontend_endpoints_;
+}
+std::vector<std::string> durable_proxy::frontend_pull_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return frontend_pull_endpoints_;
+}
+std::vector<std::string> durable_proxy::backend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return backend_endpoints_;
+}
+std::vector<std::string> durable_proxy::backend_push_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return backend_push_endpoints_;
+}
+std::vector<std::string> durable_proxy::control_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return control_endpoints_;
+}
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,396 @@
+// The reliable sender and receiver: the two ends of a durable proxy (docs/wire-protocol.md §7).
+#include <zmqkit/codec.hpp>
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/durable.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+namespace zmqkit::patterns {
+namespace {
+
+using clock = std::chrono::steady_clock;
+namespace proto = durable_protocol;
+
+void apply(zmq::socket_t& s, const socket_options& o) {
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
+    s.set(zmq::sockopt::sndhwm, o.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+    s.set(zmq::sockopt::sndtimeo,
+          static_cast<int>(std::max<std::int64_t>(0, o.send_timeout.count())));
+}
+
+std::string_view view(const zmq::message_t& f) {
+    return {static_cast<const char*>(f.data()), f.size()};
+}
+
+std::chrono::milliseconds until(clock::time_point t, clock::time_point now) {
+    return std::max(std::chrono::milliseconds(0),
+                    std::chrono::ceil<std::chrono::milliseconds>(t - now));
+}
+
+// Receives one multipart message into frames (reused); returns the frame count, 0 if none.
+std::size_t receive(zmq::socket_t& s, std::vector<zmq::message_t>& frames) {
+    std::size_t n = 0;
+    bool more = true;
+    while (more) {
+        if (n == frames.size()) {
+            frames.emplace_back();
+        }
+        if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+            return n;
+        }
+        more = frames[n].more();
+        ++n;
+        if (n >= 16) {
+            zmq::message_t rest;
+            while (more && s.recv(rest, zmq::recv_flags::none)) {
+                more = rest.more();
+            }
+            break;
+        }
+    }
+    return n;
+}
+
+void put_u64_be(char* out, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i) {
+        out[i] = static_cast<char>(v & 0xff);
+        v >>= 8;
+    }
+}
+
+std::uint64_t get_u64_be(const char* in) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) {
+        v = (v << 8) | static_cast<unsigned char>(in[i]);
+    }
+    return v;
+}
+
+} // namespace
+
+// ---- reliable_sender ----------------------------------------------------------------------
+
+reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_options options)
+    : options_(std::move(options)), socket_(context, zmq::socket_type::dealer) {
+    if (options_.endpoint.empty()) {
+        throw config_error("reliable sender: an endpoint (the durable proxy's frontend) is "
+                           "required");
+    }
+    if (options_.window == 0 || options_.retry_interval.count() <= 0) {
+        throw config_error("reliable sender: window and retry interval must be positive");
+    }
+    apply(socket_, options_.socket);
+    endpoints_ = attach(socket_, options_.endpoint, endpoint_action::connect);
+    auto& reg = options_.socket.registry != nullptr ? *options_.socket.registry
+                                                    : metrics_registry::global();
+    const metric_labels labels{{"socket", options_.socket.name}};
+    confirmed_counter_ = &reg.get_counter("zmqkit_reliable_confirmed_total",
+                                          "Messages the durable proxy confirmed", labels);
+    resent_counter_ = &reg.get_counter("zmqkit_reliable_resent_total",
+                                       "Messages sent again for want of a confirm", labels);
+    frames_.reserve(4);
+}
+
+reliable_sender::~reliable_sender() = default;
+
+bool reliable_sender::transmit(const std::string& frame) {
+    try {
+        return socket_.send(zmq::buffer(frame), zmq::send_flags::none).has_value();
+    } catch (const zmq::error_t&) {
+        return false;
+    }
+}
+
+bool reliable_sender::send(message& m, std::chrono::milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    (void)handle_replies(std::chrono::milliseconds(0));
+    while (pending_.size() >= options_.window) {
+        const auto now = clock::now();
+        if (now >= deadline) {
+            return false;
+        }
+        (void)handle_replies(std::min(until(deadline, now), options_.retry_interval));
+        resend_overdue();
+    }
+    auto& h = m.header();
+    h.stamp();
+    const auto body = m.body_view();
+    std::string frame(encoded_size(h) + body.size(), '\0');
+    const std::size_t n = encode_header(h, reinterpret_cast<std::byte*>(frame.data()));
+    if (!body.empty()) {
+        std::memcpy(frame.data() + n, body.data(), body.size());
+    }
+    // Kept until confirmed: a send the socket could not take now is resent like a lost one.
+    (void)transmit(frame);
+    const auto now = clock::now();
+    auto [it, fresh] = pending_.try_emplace(h.id);
+    it->second.frame = std::move(frame);
+    it->second.sent_at = now;
+    retry_order_.emplace_back(h.id, now);
+    (void)fresh;
+    resend_overdue();
+    return true;
+}
+
+std::size_t reliable_sender::handle_replies(std::chrono::milliseconds timeout) {
+    std::size_t settled = 0;
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, timeout) <= 0) {
+        return 0;
+    }
+    for (;;) {
+        const std::size_t n = receive(socket_, frames_);
+        if (n == 0) {
+            break;
+        }
+        const auto cmd = view(frames_[0]);
+        if (cmd == proto::confirm && n == 2) {
+            const auto ids = view(frames_[1]);
+            for (std::size_t off = 0; off + message_id::size <= ids.size();
+                 off += message_id::size) {
+                std::array<std::uint8_t, message_id::size> b{};
+                std::memcpy(b.data(), ids.data() + off, message_id::size);
+                const message_id id(b);
+                if (pending_.erase(id) != 0) {
+                    ++confirmed_;
+                    ++settled;
+                    confirmed_counter_->add();
+                    if (on_confirm_) {
+                        on_confirm_(id);
+                    }
+                }
+            }
+        } else if (cmd == proto::reject && n >= 2) {
+            const auto idb = view(frames_[1]);
+            const auto reason = n >= 3 ? view(frames_[2]) : std::string_view("rejected");
+            if (idb.size() == message_id::size) {
+                std::array<std::uint8_t, message_id::size> b{};
+                std::memcpy(b.data(), idb.data(), message_id::size);
+                const message_id id(b);
+                if (pending_.erase(id) != 0) {
+                    ++rejected_;
+                    ++settled;
+                    if (on_reject_) {
+                        on_reject_(id, reason);
+                    }
+                }
+            }
+        }
+        // Anything else is not for us (a newer proxy's reply): ignored.
+    }
+    return settled;
+}
+
+void reliable_sender::resend_overdue() {
+    const auto now = clock::now();
+    while (!retry_order_.empty() && now - retry_order_.front().second >= options_.retry_interval) {
+        const auto [id, at] = retry_order_.front();
+        retry_order_.pop_front();
+        const auto it = pending_.find(id);
+        if (it == pending_.end() || it->second.sent_at != at) {
+            continue; // confirmed, or resent since
+        }
+        (void)transmit(it->second.frame);
+        it->second.sent_at = now;
+        retry_order_.emplace_back(id, now);
+        ++resent_;
+        resent_counter_->add();
+    }
+    // Entries of confirmed messages leave the queue as they reach its head; keep it bounded
+    // when confirms outpace retries.
+    if (retry_order_.size() > 4 * options_.window + 64) {
+        std::erase_if(retry_order_, [this](const auto& e) {
+            const auto it = pending_.find(e.first);
+            return it == pending_.end() || it->second.sent_at != e.second;
+        });
+    }
+}
+
+std::size_t reliable_sender::poll(std::chrono::milliseconds timeout) {
+    const std::size_t n = handle_replies(timeout);
+    resend_overdue();
+    return n;
+}
+
+bool reliable_sender::flush(std::chrono::milliseconds timeout) {
+    const auto deadline = clock::now() + timeout;
+    while (!pending_.empty()) {
+        const auto now = clock::now();
+        if (now >= deadline) {
+            break;
+        }
+        (void)handle_replies(std::min(until(deadline, now), std::chrono::milliseconds(100)));
+        resend_overdue();
+    }
+    return pending_.empty();
+}
+
+// ---- reliable_receiver --------------------------------------------------------------------
+
+reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_options options)
+    : options_(std::move(options)), socket_(context, zmq::socket_type::dealer) {
+    if (options_.endpoint.empty()) {
+        throw config_error("reliable receiver: an endpoint (the durable proxy's backend) is "
+                           "required");
+    }
+    if (options_.credit == 0 || options_.heartbeat.count() <= 0) {
+        throw config_error("reliable receiver: credit and heartbeat must be positive");
+    }
+    options_.ack_batch = std::max<std::size_t>(1, options_.ack_batch);
+    apply(socket_, options_.socket);
+    endpoints_ = attach(socket_, options_.endpoint, endpoint_action::connect);
+    frames_.reserve(6);
+    send_credit();
+}
+
+reliable_receiver::~reliable_receiver() {
+    try {
+        flush_acks();
+        (void)socket_.send(zmq::buffer(proto::bye), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+}
+
+void reliable_receiver::send_credit() {
+    const std::string n = std::to_string(options_.credit);
+    try {
+        if (socket_.send(zmq::buffer(proto::credit),
+                         zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+            (void)socket_.send(zmq::buffer(n), zmq::send_flags::none);
+        }
+    } catch (const zmq::error_t&) {
+    }
+    next_heartbeat_ = clock::now() + options_.heartbeat;
+}
+
+void reliable_receiver::remember(const message_id& id) {
+    if (options_.dedup_window == 0) {
+        return;
+    }
+    if (processed_.insert(id).second) {
+        processed_order_.push_back(id);
+        while (processed_order_.size() > options_.dedup_window) {
+            processed_.erase(processed_order_.front());
+            processed_order_.pop_front();
+        }
+    }
+}
+
+void reliable_receiver::flush_acks() {
+    if (pending_ack_count_ == 0) {
+        return;
+    }
+    try {
+        if (socket_.send(zmq::buffer(proto::ack), zmq::send_flags::sndmore)) {
+            (void)socket_.send(zmq::buffer(pending_acks_), zmq::send_flags::none);
+        }
+    } catch (const zmq::error_t&) {
+        // Not sent: the proxy redelivers after its ack timeout and the ids are remembered.
+    }
+    pending_acks_.clear();
+    pending_ack_count_ = 0;
+}
+
+void reliable_receiver::ack(const delivery& d) {
+    char tag[8];
+    put_u64_be(tag, d.tag);
+    pending_acks_.append(tag, 8);
+    ++pending_ack_count_;
+    remember(d.message.id());
+    if (pending_ack_count_ >= options_.ack_batch) {
+        flush_acks();
+    }
+}
+
+void reliable_receiver::nack(const delivery& d, bool requeue, std::string_view reason) {
+    flush_acks();
+    char tag[8];
+    put_u64_be(tag, d.tag);
+    try {
+        if (socket_.send(zmq::buffer(proto::nack), zmq::send_flags::sndmore)) {
+            (void)socket_.send(zmq::buffer(tag, 8), zmq::send_flags::sndmore);
+            (void)socket_.send(zmq::buffer(requeue ? proto::nack_requeue : proto::nack_dead_letter),
+                               zmq::send_flags::sndmore);
+            (void)socket_.send(zmq::buffer(reason), zmq::send_flags::none);
+        }
+    } catch (const zmq::error_t&) {
+    }
+}
+
+std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeout) {
+    flush_acks();
+    const auto deadline = clock::now() + timeout;
+    for (;;) {
+        auto now = clock::now();
+        if (now >= next_heartbeat_) {
+            send_credit();
+        }
+        std::size_t n = receive(socket_, frames_);
+        if (n == 0) {
+            if (now >= deadline) {
+                return std::nullopt;
+            }
+            flush_acks(); // acks of duplicates: the proxy counts them against our credit
+            zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+            (void)zmq::poll(&item, 1, std::min(until(deadline, now), until(next_heartbeat_, now)));
+            continue;
+        }
+        if (n < 4 || view(frames_[0]) != proto::deliver || frames_[1].size() != 8) {
+            continue; // not a delivery: nothing else is sent to consumers
+        }
+        const std::uint64_t tag = get_u64_be(static_cast<const char*>(frames_[1].data()));
+        std::vector<zmq::message_t> parts;
+        parts.reserve(n - 2);
+        for (std::size_t i = 2; i < n; ++i) {
+            parts.push_back(std::move(frames_[i]));
+        }
+        delivery d;
+        d.tag = tag;
+        const decode_status st =
+            decode_frames(parts, parts.size(), frame_layout::plain, d.message, nullptr);
+        if (!st) {
+            // Cannot be processed here, ever: dead-letter it with the reason.
+            delivery bad;
+            bad.tag = tag;
+            nack(bad, false, "the consumer cannot decode it: " + st.message());
+            continue;
+        }
+        d.attempt = d.message.header().attempt;
+        if (processed_.count(d.message.id()) != 0) {
+            ++duplicates_;
+            char t[8];
+            put_u64_be(t, tag);
+            pending_acks_.append(t, 8);
+            ++pending_ack_count_;
+            if (pending_ack_count_ >= options_.ack_batch) {
+                flush_acks();
+            }
+            continue;
+        }
+        ++received_;
+        return d;
+    }
+}
+
+bool reliable_receiver::process(const std::function<void(const zmqkit::message&)>& handler,
+                                std::chrono::milliseconds timeout) {
+    auto d = recv(timeout);
+    if (!d) {
+        return false;
+    }
+    try {
+        handler(d->message);
+    } catch (const std::exception& e) {
+        nack(*d, true, e.what());
+        throw;
+    } catch (...) {
+        nack(*d, true, "the handler threw");
+        throw;
+    }
+    ack(*d);
+    return true;
+}
+
+} // namespace zmqkit::patterns
