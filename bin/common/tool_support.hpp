@@ -20,9 +20,11 @@
 namespace zmqkit::cli {
 
 // Exit codes beyond cli.hpp's (sysexits.h values).
-inline constexpr int exit_data_error = 65; // EX_DATAERR: malformed input data
-inline constexpr int exit_no_input = 66;   // EX_NOINPUT: unreadable input file
-inline constexpr int exit_timeout = 75;    // EX_TEMPFAIL: timed out before the expected count
+inline constexpr int exit_data_error = 65;  // EX_DATAERR: malformed input data
+inline constexpr int exit_no_input = 66;    // EX_NOINPUT: unreadable input file
+inline constexpr int exit_timeout = 75;     // EX_TEMPFAIL: timed out before the expected count
+inline constexpr int exit_unconfirmed = 76; // EX_PROTOCOL: --wait-confirm: not every message
+                                            // was confirmed (or some were rejected)
 
 // A socket type chosen by flag, with CZMQ's default endpoint action for it (zsock_new_*).
 struct socket_kind {

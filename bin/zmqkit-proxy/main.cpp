@@ -9,27 +9,17 @@ namespace {
 
 using namespace zmqkit;
 
-int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_signals& signals) {
-    zmq::context_t context;
-    patterns::streamer device(context, cfg.streamer);
-    try {
-        device.start();
-    } catch (const zmqkit::error& e) {
-        log.error(e.what());
-        return cli::exit_unavailable;
+void print_bound(const cli::logger& log, const char* what, const std::vector<std::string>& eps) {
+    for (const auto& ep : eps) {
+        log.info(std::string(what) + " bound " + ep);
     }
-    for (const auto& ep : device.frontend_endpoints()) {
-        log.info("frontend bound " + ep);
-    }
-    for (const auto& ep : device.backend_endpoints()) {
-        log.info("backend bound " + ep);
-    }
-    for (const auto& ep : device.control_endpoints()) {
-        log.info("control bound " + ep);
-    }
-    for (const auto& ep : device.capture_endpoints()) {
-        log.info("capture bound " + ep);
-    }
+}
+
+// Runs a started device until a signal or TERMINATE; then drains. Device: streamer or
+// durable_proxy (both actors with statistics()).
+template <class Device>
+int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
+               shutdown_signals& signals) {
     log.info("mode " + cfg.mode + " running");
 
     auto next_stats = std::chrono::steady_clock::now() + cfg.stats_interval;
@@ -55,6 +45,39 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
     }
     log.info("final statistics " + device.statistics().to_json());
     return cli::exit_ok;
+}
+
+int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_signals& signals) {
+    zmq::context_t context;
+    if (cfg.mode == "durable") {
+        auto options = cfg.durable;
+        options.log = [&log](std::string_view line) { log.info(line); };
+        patterns::durable_proxy device(context, options);
+        try {
+            device.start(options.start_timeout);
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        print_bound(log, "frontend", device.frontend_endpoints());
+        print_bound(log, "frontend-pull", device.frontend_pull_endpoints());
+        print_bound(log, "backend", device.backend_endpoints());
+        print_bound(log, "backend-push", device.backend_push_endpoints());
+        print_bound(log, "control", device.control_endpoints());
+        return run_device(device, cfg, log, signals);
+    }
+    patterns::streamer device(context, cfg.streamer);
+    try {
+        device.start();
+    } catch (const zmqkit::error& e) {
+        log.error(e.what());
+        return cli::exit_unavailable;
+    }
+    print_bound(log, "frontend", device.frontend_endpoints());
+    print_bound(log, "backend", device.backend_endpoints());
+    print_bound(log, "control", device.control_endpoints());
+    print_bound(log, "capture", device.capture_endpoints());
+    return run_device(device, cfg, log, signals);
 }
 
 } // namespace

@@ -3,6 +3,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
 
+#include <charconv>
+#include <limits>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -12,12 +14,21 @@ namespace {
 
 constexpr const char* usage_head =
     R"(Usage: zmqkit-proxy [--mode stream] --frontend ENDPOINTS --backend ENDPOINTS [options]
+       zmqkit-proxy --mode durable --spool DIR --frontend ENDPOINTS --backend ENDPOINTS [options]
 
 Runs a zmqkit forwarding device until SIGINT/SIGTERM or a TERMINATE command, then drains.
 
 Modes:
   stream     PULL frontend -> PUSH backend: joins pipeline stages (fan-in, fan-out).
              Frames pass unchanged, so plain ZeroMQ PUSH/PULL peers work too.
+  durable    store and forward through an on-disk spool (--spool DIR). Producers on the
+             ROUTER --frontend get a CONFIRM once their message is on disk (zmqkit-send
+             --wait-confirm, reliable_sender); PUSH producers may use --frontend-pull.
+             Consumers on the ROUTER --backend announce credit and ack each delivery
+             (zmqkit-recv --ack, reliable_receiver); unacked deliveries come back after
+             --ack-timeout, and after --max-attempts go to the dead-letter spool
+             (DIR/dead-letter, see zmqkit-spooler). PULL consumers may use --backend-push
+             (best effort). Frames: docs/wire-protocol.md section 7.
 
 Endpoints use CZMQ's grammar: '@' binds, '>' connects, entries without a prefix bind,
 several entries separated by commas. 'tcp://127.0.0.1:*' binds an ephemeral port; every bound
@@ -27,7 +38,8 @@ Control socket (REP, --control): send one frame, get the reply:
   PAUSE, RESUME, TERMINATE -> "OK"
   STATISTICS               -> 8 frames of uint64 (zmq_proxy_steerable layout: frontend
                               messages in, bytes in, messages out, bytes out, then backend)
-  STATUS                   -> one JSON frame (state, statistics, backend stalls)
+  STATUS                   -> one JSON frame (state, statistics, backend stalls; in
+                              durable mode also the spool, recovery and consumers)
 
 Options)";
 
@@ -47,14 +59,43 @@ Examples:
                --control ipc:///run/zmqkit/proxy.ctl --capture tcp://127.0.0.1:5560 \
                --stats-interval 10s
 
+  # durable: confirmed producers on 5557, acking consumers on 5558, spool on disk
+  zmqkit-proxy --mode durable --spool /var/spool/zmqkit/orders \
+               --frontend tcp://*:5557 --backend tcp://*:5558 --control tcp://127.0.0.1:5559
+
   # pause it, read its counters, stop it
   python3 -c 'import zmq; s=zmq.Context().socket(zmq.REQ); s.connect("ipc:///run/zmqkit/proxy.ctl"); s.send(b"STATUS"); print(s.recv())'
 
-Exit codes: 0 clean stop, 64 bad usage, 69 cannot bind/start, 70 internal error, 78 bad
-config file.
+Sizes: bytes, or a number with k/KiB, M/MiB, G/GiB (powers of 1024): 64MiB, 1G.
+
+Exit codes: 0 clean stop, 64 bad usage, 69 cannot bind/start (also: the spool is locked by
+another process, or --strict found damage), 70 internal error, 78 bad config file.
 )";
 
 } // namespace
+
+std::uint64_t parse_size(std::string_view text) {
+    std::uint64_t value = 0;
+    const auto* end = text.data() + text.size();
+    const auto [p, ec] = std::from_chars(text.data(), end, value);
+    const std::string_view unit(p, static_cast<std::size_t>(end - p));
+    std::uint64_t scale = 0;
+    if (unit.empty() || unit == "B") {
+        scale = 1;
+    } else if (unit == "k" || unit == "K" || unit == "KiB") {
+        scale = 1ull << 10;
+    } else if (unit == "M" || unit == "MiB") {
+        scale = 1ull << 20;
+    } else if (unit == "G" || unit == "GiB") {
+        scale = 1ull << 30;
+    }
+    if (ec != std::errc() || p == text.data() || scale == 0 ||
+        value > std::numeric_limits<std::uint64_t>::max() / scale) {
+        throw config_error("size '" + std::string(text) +
+                           "' is not valid (bytes, or a number with k/KiB, M/MiB, G/GiB: 64MiB)");
+    }
+    return value * scale;
+}
 
 std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const char* const* argv) {
     proxy_config cfg;
@@ -62,22 +103,47 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::string stats = "0";
     int hwm = 1000;
     std::string linger = "1s";
+    std::string frontend, backend, control, capture, name;
+    std::size_t batch = 0;
+    // durable mode
+    std::string spool_dir, sync = "always", full = "block", max_bytes = "0", segment = "64MiB";
+    std::string ack_timeout = "30s", consumer_timeout = "10s", backoff = "1s", backoff_max = "60s";
+    std::string start_timeout = "60s";
+    std::uint64_t max_messages = 0;
+    std::uint32_t max_attempts = 5;
+    std::size_t dedup_window = 100000;
     po::options_description desc;
     // clang-format off
     desc.add_options()
         ("help,h", "print this help and exit")
         ("version", "print the version and exit")
-        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream")
-        ("frontend", po::value(&cfg.streamer.frontend), "endpoints messages come in on (default bind)")
-        ("backend", po::value(&cfg.streamer.backend), "endpoints messages go out on (default bind)")
-        ("control", po::value(&cfg.streamer.control), "control socket endpoints (REP, default bind)")
-        ("capture", po::value(&cfg.streamer.capture), "tap: a PUSH socket that gets a copy of every message (default bind)")
+        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable")
+        ("frontend", po::value(&frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
+        ("backend", po::value(&backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
+        ("control", po::value(&control), "control socket endpoints (REP, default bind)")
+        ("capture", po::value(&capture), "stream: a PUSH tap that gets a copy of every message (default bind)")
         ("hwm", po::value(&hwm)->default_value(1000), "high-water mark of the frontend and backend, messages")
         ("linger", po::value(&linger)->default_value("1s"), "socket linger at close (bounded)")
-        ("batch", po::value(&cfg.streamer.batch)->default_value(512), "messages forwarded per wake-up")
-        ("drain-timeout", po::value(&drain)->default_value("5s"), "on SIGTERM/SIGINT/TERMINATE: how long to keep forwarding what already arrived")
+        ("batch", po::value(&batch), "messages handled per wake-up (stream: 512; durable: 4096, one group commit)")
+        ("drain-timeout", po::value(&drain)->default_value("5s"), "on SIGTERM/SIGINT/TERMINATE: how long to keep forwarding (durable: committing and confirming) what already arrived")
         ("stats-interval", po::value(&stats)->default_value("0"), "print a statistics line on stderr this often (0: never)")
-        ("name", po::value(&cfg.streamer.name)->default_value("proxy"), "name used in metrics and logs")
+        ("name", po::value(&name)->default_value("proxy"), "name used in metrics and logs")
+        ("spool", po::value(&spool_dir), "durable: the spool directory (created if missing)")
+        ("frontend-pull", po::value(&cfg.durable.frontend_pull), "durable: PULL endpoints for fire-and-forget producers (no confirms)")
+        ("backend-push", po::value(&cfg.durable.backend_push), "durable: PUSH endpoints for best-effort consumers (no acks)")
+        ("sync", po::value(&sync)->default_value("always"), "durable: when confirmed data reaches the disk: always | interval:<ms> | none (docs/operations.md says what each can lose)")
+        ("max-messages", po::value(&max_messages)->default_value(0), "durable: spool limit in messages not yet acked (0: none)")
+        ("max-bytes", po::value(&max_bytes)->default_value("0"), "durable: spool limit in payload bytes (0: none)")
+        ("full-policy", po::value(&full)->default_value("block"), "durable: at a limit: block (hold producers back) | reject | drop_oldest")
+        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit)")
+        ("ack-timeout", po::value(&ack_timeout)->default_value("30s"), "durable: an unacked delivery is redelivered after this")
+        ("consumer-timeout", po::value(&consumer_timeout)->default_value("10s"), "durable: a consumer silent this long is gone; its deliveries are requeued")
+        ("redelivery-backoff", po::value(&backoff)->default_value("1s"), "durable: first redelivery delay, doubled per attempt")
+        ("redelivery-backoff-max", po::value(&backoff_max)->default_value("60s"), "durable: cap of the redelivery delay")
+        ("segment-size", po::value(&segment)->default_value("64MiB"), "durable: preallocated size of each spool segment file")
+        ("dedup-window", po::value(&dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
+        ("strict", "durable: refuse to start when recovery finds damage in the middle of the spool (default: quarantine it, report the lost range, run)")
+        ("start-timeout", po::value(&start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
@@ -92,36 +158,116 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     if (vm.count("version") != 0U) {
         return print_and_exit{"zmqkit-proxy " ZMQKIT_VERSION "\n", exit_ok};
     }
-    if (cfg.mode != "stream") {
-        throw usage_error{"unknown --mode '" + cfg.mode + "' (available: stream)", exit_usage};
+    const bool durable = cfg.mode == "durable";
+    if (cfg.mode != "stream" && !durable) {
+        throw usage_error{"unknown --mode '" + cfg.mode + "' (available: stream, durable)",
+                          exit_usage};
     }
-    if (cfg.streamer.frontend.empty() || cfg.streamer.backend.empty()) {
-        throw usage_error{"--frontend and --backend are required (see --help)", exit_usage};
+    if (frontend.empty() && (!durable || cfg.durable.frontend_pull.empty())) {
+        throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
+                                  : "--frontend and --backend are required (see --help)",
+                          exit_usage};
+    }
+    if (backend.empty() && (!durable || cfg.durable.backend_push.empty())) {
+        throw usage_error{durable ? "--backend or --backend-push is required (see --help)"
+                                  : "--frontend and --backend are required (see --help)",
+                          exit_usage};
+    }
+    if (!durable) {
+        for (const char* only : {"spool", "frontend-pull", "backend-push", "strict"}) {
+            if (vm.count(only) != 0U) {
+                throw usage_error{std::string("--") + only + " applies to --mode durable only",
+                                  exit_usage};
+            }
+        }
+        for (const char* only :
+             {"sync", "max-messages", "max-bytes", "full-policy", "max-attempts", "ack-timeout",
+              "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max", "segment-size",
+              "dedup-window", "start-timeout"}) {
+            if (!vm[only].defaulted()) {
+                throw usage_error{std::string("--") + only + " applies to --mode durable only",
+                                  exit_usage};
+            }
+        }
+    } else {
+        if (spool_dir.empty()) {
+            throw usage_error{"--mode durable needs --spool DIR (the spool directory)", exit_usage};
+        }
+        if (!capture.empty()) {
+            throw usage_error{"--capture applies to --mode stream only", exit_usage};
+        }
     }
     if (hwm < 0) {
         throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(hwm),
                           exit_usage};
     }
-    if (cfg.streamer.batch == 0) {
+    if (vm.count("batch") != 0U && batch == 0) {
         throw usage_error{"--batch must be at least 1", exit_usage};
     }
+    socket_options sockets;
     try {
-        for (const auto* spec : {&cfg.streamer.frontend, &cfg.streamer.backend,
-                                 &cfg.streamer.control, &cfg.streamer.capture}) {
+        for (const auto* spec : {&frontend, &backend, &control, &capture,
+                                 &cfg.durable.frontend_pull, &cfg.durable.backend_push}) {
             if (!spec->empty()) {
                 (void)parse_endpoints(*spec, endpoint_action::bind);
             }
         }
         cfg.drain_timeout = parse_duration(drain);
         cfg.stats_interval = parse_duration(stats);
-        cfg.streamer.sockets.linger = parse_duration(linger);
+        sockets.linger = parse_duration(linger);
+        if (durable) {
+            auto& d = cfg.durable;
+            d.spool.directory = spool_dir;
+            d.spool.sync = sync_policy::parse(sync);
+            d.spool.when_full = parse_full_policy(full);
+            d.spool.max_messages = max_messages;
+            d.spool.max_bytes = parse_size(max_bytes);
+            d.spool.segment_bytes = parse_size(segment);
+            d.spool.max_attempts = max_attempts;
+            d.spool.dedup_window = dedup_window;
+            d.spool.strict = vm.count("strict") != 0U;
+            d.ack_timeout = parse_duration(ack_timeout);
+            d.consumer_timeout = parse_duration(consumer_timeout);
+            d.redelivery_backoff = parse_duration(backoff);
+            d.redelivery_backoff_max = parse_duration(backoff_max);
+            d.start_timeout = parse_duration(start_timeout);
+            if (d.spool.segment_bytes < (1ull << 20) || d.spool.segment_bytes > (1ull << 32)) {
+                throw config_error("--segment-size must be between 1MiB and 4GiB, got " + segment);
+            }
+            if (d.ack_timeout.count() <= 0 || d.consumer_timeout.count() <= 0 ||
+                d.start_timeout.count() <= 0) {
+                throw config_error(
+                    "--ack-timeout, --consumer-timeout and --start-timeout must be positive");
+            }
+            d.spool.reserve_bytes = std::min<std::uint64_t>(1ull << 20, d.spool.segment_bytes / 8);
+        }
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    check_linger(cfg.streamer.sockets.linger);
-    cfg.streamer.sockets.send_hwm = hwm;
-    cfg.streamer.sockets.recv_hwm = hwm;
-    cfg.streamer.drain_timeout = cfg.drain_timeout;
+    check_linger(sockets.linger);
+    sockets.send_hwm = hwm;
+    sockets.recv_hwm = hwm;
+    if (durable) {
+        auto& d = cfg.durable;
+        d.frontend = frontend;
+        d.backend = backend;
+        d.control = control;
+        d.name = name;
+        d.spool.name = name;
+        d.sockets = sockets;
+        d.batch = vm.count("batch") != 0U ? batch : 4096;
+        d.drain_timeout = cfg.drain_timeout;
+    } else {
+        auto& st = cfg.streamer;
+        st.frontend = frontend;
+        st.backend = backend;
+        st.control = control;
+        st.capture = capture;
+        st.name = name;
+        st.sockets = sockets;
+        st.batch = vm.count("batch") != 0U ? batch : 512;
+        st.drain_timeout = cfg.drain_timeout;
+    }
     cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
     return cfg;
 }

@@ -3,6 +3,7 @@
 
 #include "common/cli.hpp"
 
+#include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/patterns/pipeline.hpp>
 
 #include <chrono>
@@ -14,6 +15,7 @@ namespace zmqkit::cli {
 struct proxy_config {
     std::string mode = "stream";
     patterns::streamer_options streamer;
+    patterns::durable_proxy_options durable; // --mode durable
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
     int verbosity = 0;
@@ -22,5 +24,9 @@ struct proxy_config {
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
 [[nodiscard]] std::variant<proxy_config, print_and_exit>
 parse_proxy_options(int argc, const char* const* argv);
+
+// "1048576", "64KiB", "64MiB", "1GiB", "10k", "5M", "2G" (k/M/G and KiB/MiB/GiB are both
+// powers of 1024). Throws zmqkit::config_error naming the value and the accepted forms.
+[[nodiscard]] std::uint64_t parse_size(std::string_view text);
 
 } // namespace zmqkit::cli

@@ -62,6 +62,8 @@ Examples:
   zmqkit-recv --sub --topic orders. -f '%t %T %c %s\n' tcp://127.0.0.1:5556
   # answer requests with "pong"
   zmqkit-recv --rep --reply pong @tcp://*:5555
+  # consume from a durable proxy, acking each message once it is on stdout
+  zmqkit-recv --ack -c 1000 tcp://127.0.0.1:5558 > orders.txt
   # JSON lines out, stop after 10
   zmqkit-recv -f json -c 10 @tcp://*:5557 | jq .body
 
@@ -89,6 +91,7 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     std::string timeout;
     std::string idle;
     std::string linger = "1s";
+    std::uint32_t credit = 256;
     po::options_description desc;
     // clang-format off
     desc.add_options()
@@ -104,6 +107,8 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         ("topic", po::value(&cfg.topics)->composing(), "--sub: topic prefix (repeatable; default all)")
         ("reply", po::value(&reply), "--rep: reply with this text instead of echoing")
         ("raw", "plain ZeroMQ frames, no envelope: every frame is output")
+        ("ack", "consume from a durable proxy's backend (zmqkit-proxy --mode durable) over DEALER: ack each message once it is written to stdout; a message redelivered after it was acked is not output again")
+        ("credit", po::value(&credit)->default_value(256), "--ack: deliveries the proxy may have outstanding to this consumer")
         ("format,f", po::value(&cfg.format)->default_value("text"), "raw|text|quoted|hex|json|msgpack|FORMAT")
         ("count,c", po::value(&count), "stop after N messages")
         ("timeout", po::value(&timeout), "stop after this long in total (exit 75 if -c N not reached)")
@@ -150,6 +155,27 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         cfg.reply = decode_escapes(reply, "--reply");
     }
     cfg.raw = vm.count("raw") != 0U;
+    cfg.ack = vm.count("ack") != 0U;
+    if (cfg.ack) {
+        if (cfg.kind.type != zmq::socket_type::pull && cfg.kind.type != zmq::socket_type::dealer) {
+            throw usage_error{
+                "--ack talks DEALER to a durable proxy; it cannot be combined with --" +
+                    std::string(cfg.kind.flag),
+                exit_usage};
+        }
+        if (cfg.raw) {
+            throw usage_error{
+                "--ack needs envelopes (message ids); it cannot be combined with --raw",
+                exit_usage};
+        }
+        if (credit == 0) {
+            throw usage_error{"--credit must be at least 1", exit_usage};
+        }
+        cfg.kind = find_socket_kind("dealer", {"dealer"});
+        cfg.credit = credit;
+    } else if (!vm["credit"].defaulted()) {
+        throw usage_error{"--credit applies to --ack only", exit_usage};
+    }
     (void)message_formatter(cfg.format); // validates, listing the formats on error
     try {
         if (!count.empty()) {

@@ -29,6 +29,10 @@ struct recv_config {
     int hwm = 0;
     std::vector<socket_option_setting> socket_options;
     std::chrono::milliseconds linger{1000};
+    // --ack: a DEALER consumer of a durable proxy; each message is acked once written to
+    // stdout (at-least-once; repeats of an acked id are suppressed).
+    bool ack = false;
+    std::uint32_t credit = 256;
 
     bool stats = false;
     int verbosity = 0;

@@ -2,6 +2,7 @@
 
 #include "common/message_format.hpp"
 
+#include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <algorithm>
@@ -11,9 +12,153 @@
 namespace zmqkit::cli {
 namespace {
 using clock = std::chrono::steady_clock;
+
+// --ack: a reliable receiver. A message is acked only after its output reached stdout
+// (flushed), so a crash of this tool or its reader loses nothing: the proxy redelivers.
+int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
+    zmq::context_t context;
+    metrics_registry registry;
+    patterns::reliable_receiver_options ro;
+    std::string spec;
+    for (const auto& e : cfg.endpoints) {
+        spec += (spec.empty() ? "" : ",") + e;
+    }
+    ro.endpoint = spec;
+    ro.credit = cfg.credit;
+    ro.ack_batch = std::size_t{1} << 30; // acked here, after the output is flushed
+    ro.socket.recv_hwm = cfg.hwm;
+    ro.socket.linger = cfg.linger;
+    ro.socket.send_timeout = std::chrono::milliseconds(200);
+    ro.socket.name = "zmqkit-recv";
+    ro.socket.registry = &registry;
+    std::optional<handshake_counter> events;
+    ro.configure = [&](zmq::socket_t& raw) {
+        apply_socket_options(raw, cfg.socket_options);
+        if (cfg.verbosity >= 1) {
+            events.emplace(context, raw, &log);
+        }
+    };
+    std::optional<patterns::reliable_receiver> receiver;
+    try {
+        receiver.emplace(context, ro);
+    } catch (const zmqkit::endpoint_error& e) {
+        throw usage_error{e.what(), exit_usage};
+    } catch (const zmqkit::error& e) {
+        log.error(e.what());
+        return exit_unavailable;
+    }
+    const message_formatter format(cfg.format);
+    output_buffer out;
+    transfer_stats stats;
+    stats.start();
+    std::vector<patterns::delivery> unacked;
+    const std::size_t ack_every =
+        std::max<std::size_t>(1, std::min<std::size_t>(64, cfg.credit / 2));
+    auto settle = [&] {
+        if (unacked.empty()) {
+            return true;
+        }
+        if (!out.flush()) {
+            log.error("cannot write to stdout; " + std::to_string(unacked.size()) +
+                      " message(s) left unacked (the proxy redelivers them)");
+            unacked.clear();
+            return false;
+        }
+        for (const auto& d : unacked) {
+            receiver->ack(d);
+        }
+        receiver->flush_acks();
+        unacked.clear();
+        return true;
+    };
+    std::optional<clock::time_point> deadline;
+    if (cfg.timeout) {
+        deadline = clock::now() + *cfg.timeout;
+    }
+    clock::time_point last_message{};
+    bool timed_out = false;
+    bool idle = false;
+    bool stopped = false;
+    bool failed = false;
+    for (;;) {
+        if (cfg.count && stats.messages() >= *cfg.count) {
+            break;
+        }
+        if (auto sig = signals.poll()) {
+            log.info(std::string("received ") + strsignal(*sig) + ", stopping");
+            stopped = true;
+            break;
+        }
+        if (events) {
+            (void)events->poll();
+        }
+        const auto now = clock::now();
+        if (deadline && now >= *deadline) {
+            timed_out = true;
+            break;
+        }
+        if (cfg.idle_timeout && stats.messages() > 0 && now >= last_message + *cfg.idle_timeout) {
+            idle = true;
+            break;
+        }
+        auto wait = std::chrono::milliseconds(unacked.empty() ? 200 : 0);
+        if (deadline) {
+            wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(*deadline - now));
+        }
+        auto d = receiver->recv(wait);
+        if (!d) {
+            if (!settle()) { // nothing more right now: ack what was written
+                failed = true;
+                break;
+            }
+            if (cfg.stats) {
+                stats.maybe_print_live("zmqkit-recv");
+            }
+            continue;
+        }
+        format.render(&d->message.header(), {}, d->message.body_view(), out.data());
+        stats.add(d->message.body_size());
+        if (cfg.idle_timeout) {
+            last_message = clock::now();
+        }
+        unacked.push_back(std::move(*d));
+        if (unacked.size() >= ack_every && !settle()) {
+            failed = true;
+            break;
+        }
+    }
+    if (!failed) {
+        (void)settle();
+    }
+    if (cfg.stats) {
+        stats.print_final("zmqkit-recv");
+    }
+    if (receiver->duplicates() > 0) {
+        log.info(std::to_string(receiver->duplicates()) +
+                 " redelivered message(s) already output were skipped");
+    }
+    if (failed) {
+        return exit_failure;
+    }
+    if (stopped) {
+        return exit_ok;
+    }
+    const bool count_missed = cfg.count && stats.messages() < *cfg.count;
+    if ((timed_out && (count_missed || stats.messages() == 0)) || (idle && count_missed)) {
+        log.error(std::string(timed_out ? "timed out" : "idle") + " with " +
+                  std::to_string(stats.messages()) + " message(s)" +
+                  (cfg.count ? " of " + std::to_string(*cfg.count) : std::string()));
+        return exit_timeout;
+    }
+    return exit_ok;
+}
+
 } // namespace
 
 int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
+    if (cfg.ack) {
+        return run_recv_acked(cfg, log, signals);
+    }
     zmq::context_t context;
     metrics_registry registry;
     socket_options so;

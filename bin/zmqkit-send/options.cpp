@@ -60,13 +60,16 @@ Examples:
   tail -F app.log | zmqkit-send --pub -K ' ' @tcp://*:5556
   # ask a question and print the answer
   zmqkit-send --req --data 'ping' tcp://127.0.0.1:5555
+  # store-and-forward: exit 0 only once a durable proxy has every line on disk
+  seq 1 1000 | zmqkit-send --wait-confirm tcp://127.0.0.1:5557
   # JSON lines with headers, waiting for the pullers to be connected first
   echo '{"headers":{"type":"order.created"},"body":{"id":7}}' | \
       zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
 
 Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
 prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect, 75 timed out
-(--timeout, --wait-peers) or messages still queued when --linger expired.
+(--timeout, --wait-peers) or messages still queued when --linger expired, 76 --wait-confirm:
+some messages were not confirmed within --confirm-timeout or were rejected (each is named).
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {
@@ -97,6 +100,9 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     std::string timeout;
     std::string idle_timeout;
     std::string linger = "5s";
+    std::string confirm_timeout = "30s";
+    std::string retry_interval = "2s";
+    std::size_t window = 1000;
     std::string interval;
     std::string wait_peers = "0";
     std::string data;
@@ -135,6 +141,10 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
         ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: handshakes only, not subscriptions)")
         ("linger", po::value(&linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
+        ("wait-confirm", "send to a durable proxy (zmqkit-proxy --mode durable) over DEALER; keep and resend each message until the proxy confirms it is on disk; exit 76 if any is left unconfirmed")
+        ("confirm-timeout", po::value(&confirm_timeout)->default_value("30s"), "--wait-confirm: at the end, how long to wait for the last confirms")
+        ("window", po::value(&window)->default_value(1000), "--wait-confirm: unconfirmed messages in flight before sending waits")
+        ("retry-interval", po::value(&retry_interval)->default_value("2s"), "--wait-confirm: resend a message not confirmed after this (same id: stored once)")
         ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
@@ -156,6 +166,38 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         return print_and_exit{"zmqkit-send " ZMQKIT_VERSION "\n", exit_ok};
     }
     cfg.kind = choose_socket_kind(vm, {"push", "pub", "dealer", "req", "pair"}, "push");
+    cfg.wait_confirm = vm.count("wait-confirm") != 0U;
+    if (cfg.wait_confirm) {
+        if (cfg.kind.type != zmq::socket_type::push && cfg.kind.type != zmq::socket_type::dealer) {
+            throw usage_error{"--wait-confirm talks DEALER to a durable proxy; it cannot be "
+                              "combined with --" +
+                                  std::string(cfg.kind.flag),
+                              exit_usage};
+        }
+        if (vm.count("raw") != 0U) {
+            throw usage_error{"--wait-confirm needs envelopes (message ids); it cannot be "
+                              "combined with --raw",
+                              exit_usage};
+        }
+        cfg.kind = find_socket_kind("dealer", {"dealer"});
+        try {
+            cfg.confirm_timeout = parse_duration(confirm_timeout);
+            cfg.retry_interval = parse_duration(retry_interval);
+        } catch (const zmqkit::error& e) {
+            throw usage_error{e.what(), exit_usage};
+        }
+        if (window == 0 || cfg.retry_interval.count() <= 0) {
+            throw usage_error{"--window and --retry-interval must be more than 0", exit_usage};
+        }
+        cfg.window = window;
+    } else {
+        for (const char* only : {"confirm-timeout", "window", "retry-interval"}) {
+            if (!vm[only].defaulted()) {
+                throw usage_error{std::string("--") + only + " applies to --wait-confirm only",
+                                  exit_usage};
+            }
+        }
+    }
     if (endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
                           exit_usage};

@@ -52,6 +52,12 @@ struct send_config {
     std::vector<socket_option_setting> socket_options;
     std::size_t wait_peers = 0;
     std::chrono::milliseconds linger{5000};
+    // --wait-confirm: a DEALER to a durable proxy; each message is kept and resent until the
+    // proxy confirms it is on disk; at the end wait up to confirm_timeout for the rest.
+    bool wait_confirm = false;
+    std::chrono::milliseconds confirm_timeout{30000};
+    std::size_t window = 1000;
+    std::chrono::milliseconds retry_interval{2000};
 
     // Output (replies of --req) and diagnostics.
     std::string format = "text";

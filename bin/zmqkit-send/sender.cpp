@@ -4,6 +4,7 @@
 #include "common/message_format.hpp"
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <nlohmann/json.hpp>
@@ -195,6 +196,64 @@ bool is_envelope_object(const json& j) {
     });
 }
 
+// The end of a --wait-confirm run: wait (bounded) for the last confirms, name what is left.
+template <class CheckSignal>
+int finish_confirmed(patterns::reliable_sender& reliable, const send_config& cfg, const logger& log,
+                     transfer_stats& stats, std::uint64_t rejected, int code,
+                     std::uint64_t json_errors, bool timed_out, bool stop_requested,
+                     const std::optional<clock::time_point>& deadline, CheckSignal check_signal) {
+    auto until = clock::now() +
+                 (stop_requested ? std::min(cfg.confirm_timeout, std::chrono::milliseconds(1000))
+                                 : cfg.confirm_timeout);
+    if (deadline && *deadline < until) {
+        until = *deadline;
+    }
+    while (reliable.unconfirmed() > 0 && clock::now() < until) {
+        (void)reliable.flush(
+            std::min(std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()),
+                     std::chrono::milliseconds(200)));
+        if (!stop_requested && check_signal()) {
+            stop_requested = true;
+            until = std::min(until, clock::now() + std::chrono::milliseconds(1000));
+        }
+    }
+    reliable.raw().set(zmq::sockopt::linger, 0); // what is unconfirmed is reported, not waited for
+    if (cfg.stats) {
+        stats.print_final("zmqkit-send");
+    }
+    const std::size_t left = reliable.unconfirmed();
+    if (left > 0) {
+        const auto ids = reliable.unconfirmed_ids();
+        const std::size_t shown =
+            cfg.verbosity >= 1 ? ids.size() : std::min<std::size_t>(10, ids.size());
+        std::string names;
+        for (std::size_t i = 0; i < shown; ++i) {
+            names += (i == 0 ? "" : ", ") + ids[i].to_string();
+        }
+        if (shown < ids.size()) {
+            names += ", ... (-v lists all)";
+        }
+        log.error(std::to_string(left) + " of " + std::to_string(stats.messages()) +
+                  " message(s) not confirmed by the durable proxy within --confirm-timeout " +
+                  std::to_string(cfg.confirm_timeout.count()) + " ms: " + names);
+    } else {
+        log.debug(std::to_string(reliable.confirmed()) + " message(s) confirmed, " +
+                  std::to_string(reliable.resent()) + " resent");
+    }
+    if (code != exit_ok) {
+        return code;
+    }
+    if (json_errors > 0) {
+        return exit_data_error;
+    }
+    if (timed_out && !stop_requested) {
+        log.error("timed out after " + std::to_string(cfg.timeout->count()) + " ms (" +
+                  std::to_string(stats.messages()) + " message(s) sent)");
+        return exit_timeout;
+    }
+    return left > 0 || rejected > 0 ? exit_unconfirmed : exit_ok;
+}
+
 } // namespace
 
 bool json_to_envelope(std::string_view text, header& h, std::string& body, std::string& error) {
@@ -333,21 +392,59 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     so.send_timeout = std::chrono::milliseconds(200); // re-checked: signals, --timeout
     so.name = "zmqkit-send";
     so.registry = &registry;
-    zmqkit::socket& sock = sock_holder.emplace(context, cfg.kind.type, so);
-    if (cfg.verbosity >= 1) {
-        sock.on_decode_error([&](const decode_status& s) {
-            log.warn("discarded a malformed reply: " + s.message());
-        });
-    }
-    apply_socket_options(sock.raw(), cfg.socket_options);
     // Always on: --wait-peers waits for handshakes, and at the end "no peer ever connected"
     // tells that every queued message was dropped (see below).
     // With -v it also logs the socket's connection events.
     std::optional<handshake_counter> monitor;
-    if (cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub || cfg.verbosity >= 1) {
-        monitor.emplace(context, sock.raw(), cfg.verbosity >= 1 ? &log : nullptr);
+    const bool want_monitor =
+        cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub || cfg.verbosity >= 1;
+    // --wait-confirm: a reliable sender (DEALER) keeps every message until the durable proxy
+    // confirms it; otherwise a plain zmqkit socket.
+    std::optional<patterns::reliable_sender> reliable;
+    std::uint64_t rejected = 0;
+    if (cfg.wait_confirm) {
+        patterns::reliable_sender_options ro;
+        std::string spec;
+        for (const auto& e : cfg.endpoints) {
+            spec += (spec.empty() ? "" : ",") + e;
+        }
+        ro.endpoint = spec;
+        ro.window = cfg.window;
+        ro.retry_interval = cfg.retry_interval;
+        ro.socket = so;
+        ro.configure = [&](zmq::socket_t& raw) {
+            apply_socket_options(raw, cfg.socket_options);
+            if (want_monitor) {
+                monitor.emplace(context, raw, cfg.verbosity >= 1 ? &log : nullptr);
+            }
+        };
+        try {
+            reliable.emplace(context, ro);
+        } catch (const zmqkit::endpoint_error& e) {
+            throw usage_error{e.what(), exit_usage};
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return exit_unavailable;
+        }
+        reliable->on_reject([&](const message_id& id, std::string_view reason) {
+            ++rejected;
+            log.error("message " + id.to_string() +
+                      " was rejected by the proxy: " + std::string(reason));
+        });
+    } else {
+        zmqkit::socket& created = sock_holder.emplace(context, cfg.kind.type, so);
+        if (cfg.verbosity >= 1) {
+            created.on_decode_error([&](const decode_status& s) {
+                log.warn("discarded a malformed reply: " + s.message());
+            });
+        }
+        apply_socket_options(created.raw(), cfg.socket_options);
+        if (want_monitor) {
+            monitor.emplace(context, created.raw(), cfg.verbosity >= 1 ? &log : nullptr);
+        }
+        attach_all(created, cfg.endpoints, cfg.kind.default_action, log);
     }
-    attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
+    zmq::socket_t& raw_socket = reliable ? reliable->raw() : sock_holder->raw();
 
     if (cfg.wait_peers > 0) {
         const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
@@ -356,7 +453,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             log.error("timed out after " + std::to_string(limit.count()) + " ms waiting for " +
                       std::to_string(cfg.wait_peers) + " peer(s) to connect (" +
                       std::to_string(seen) + " did)");
-            sock.raw().set(zmq::sockopt::linger, 0);
+            raw_socket.set(zmq::sockopt::linger, 0);
             return exit_timeout;
         }
         log.debug(std::to_string(seen) + " peer(s) connected");
@@ -387,12 +484,12 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             bool ok = false;
             if (has_key) {
                 zmq::message_t first(key.data(), key.size());
-                ok = sock.raw().send(first, zmq::send_flags::sndmore).has_value();
+                ok = raw_socket.send(first, zmq::send_flags::sndmore).has_value();
                 if (ok) {
                     // libzmq accepts the later parts of a started multipart message at once;
                     // if it does not, the message is lost: count it and stop.
                     zmq::message_t second(body.data(), body.size());
-                    if (!sock.raw().send(second, zmq::send_flags::none)) {
+                    if (!raw_socket.send(second, zmq::send_flags::none)) {
                         ++send_failures;
                         log.error("the value frame of message " + std::to_string(line) +
                                   " could not be sent after its key frame");
@@ -401,7 +498,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                 }
             } else {
                 zmq::message_t only(body.data(), body.size());
-                ok = sock.raw().send(only, zmq::send_flags::none).has_value();
+                ok = raw_socket.send(only, zmq::send_flags::none).has_value();
             }
             if (ok) {
                 return true;
@@ -411,16 +508,22 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             }
         }
     };
+    message confirm_message;
     auto send_envelope = [&](header& hh, std::string_view topic, std::string_view body) {
         for (;;) {
             bool ok = false;
-            if (is_pub) {
+            if (reliable) {
+                confirm_message.header() = hh;
+                confirm_message.set_body(body);
+                ok = reliable->send(confirm_message, std::chrono::milliseconds(200));
+                hh.id = confirm_message.header().id;
+            } else if (is_pub) {
                 std::swap(pub_message.header(), hh);
                 pub_message.set_body(body);
-                ok = sock.send(topic, pub_message);
+                ok = sock_holder->send(topic, pub_message);
                 std::swap(pub_message.header(), hh);
             } else {
-                ok = sock.send(hh, body);
+                ok = sock_holder->send(hh, body);
             }
             if (ok) {
                 return true;
@@ -433,12 +536,12 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     auto wait_reply = [&]() {
         for (;;) {
             if (cfg.raw) {
-                zmq::pollitem_t item{sock.raw().handle(), 0, ZMQ_POLLIN, 0};
+                zmq::pollitem_t item{raw_socket.handle(), 0, ZMQ_POLLIN, 0};
                 if (zmq::poll(&item, 1, std::chrono::milliseconds(200)) > 0) {
                     bool more = true;
                     while (more) {
                         zmq::message_t frame;
-                        if (!sock.raw().recv(frame, zmq::recv_flags::none)) {
+                        if (!raw_socket.recv(frame, zmq::recv_flags::none)) {
                             break;
                         }
                         more = frame.more();
@@ -447,7 +550,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                     out.flush();
                     return true;
                 }
-            } else if (sock.recv(reply, std::chrono::milliseconds(200))) {
+            } else if (sock_holder->recv(reply, std::chrono::milliseconds(200))) {
                 reply_format.render(&reply.header(), {}, reply.body_view(), out.data());
                 out.flush();
                 return true;
@@ -597,16 +700,20 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     }
     out.flush();
 
+    if (reliable) {
+        return finish_confirmed(*reliable, cfg, log, stats, rejected, code, json_errors, timed_out,
+                                stop_requested, deadline, check_signal);
+    }
     if (stop_requested) {
         // Bounded flush on a signal: at most a second, less if --linger says so.
-        sock.raw().set(zmq::sockopt::linger,
+        raw_socket.set(zmq::sockopt::linger,
                        static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
     }
     // Messages the socket accepted are only queued. Closing the socket and terminating the
     // context waits until the queue is empty or the linger expires; if the shutdown took the
     // whole linger, messages were still queued and have been dropped. (PUB drops messages for
     // absent subscribers by design, so it is not checked.)
-    const int linger_ms = sock.raw().get(zmq::sockopt::linger);
+    const int linger_ms = raw_socket.get(zmq::sockopt::linger);
     const bool check_delivery = stats.messages() > 0 && !is_pub && linger_ms > 0;
     const bool peer_seen = monitor && monitor->poll() > 0;
     monitor.reset(); // stops monitoring and closes its socket: the context can terminate

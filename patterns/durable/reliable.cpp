@@ -82,6 +82,9 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
         throw config_error("reliable sender: window and retry interval must be positive");
     }
     apply(socket_, options_.socket);
+    if (options_.configure) {
+        options_.configure(socket_);
+    }
     endpoints_ = attach(socket_, options_.endpoint, endpoint_action::connect);
     auto& reg = options_.socket.registry != nullptr ? *options_.socket.registry
                                                     : metrics_registry::global();
@@ -208,6 +211,16 @@ void reliable_sender::resend_overdue() {
     }
 }
 
+std::vector<message_id> reliable_sender::unconfirmed_ids() const {
+    std::vector<message_id> ids;
+    ids.reserve(pending_.size());
+    for (const auto& [id, e] : pending_) {
+        ids.push_back(id);
+    }
+    std::sort(ids.begin(), ids.end()); // time-ordered ids: the order they were made
+    return ids;
+}
+
 std::size_t reliable_sender::poll(std::chrono::milliseconds timeout) {
     const std::size_t n = handle_replies(timeout);
     resend_overdue();
@@ -240,6 +253,9 @@ reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_
     }
     options_.ack_batch = std::max<std::size_t>(1, options_.ack_batch);
     apply(socket_, options_.socket);
+    if (options_.configure) {
+        options_.configure(socket_);
+    }
     endpoints_ = attach(socket_, options_.endpoint, endpoint_action::connect);
     frames_.reserve(6);
     send_credit();

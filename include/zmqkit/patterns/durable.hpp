@@ -141,6 +141,8 @@ struct reliable_sender_options {
     // An unconfirmed message is sent again (same id: the proxy confirms it once) after this.
     std::chrono::milliseconds retry_interval = 2s;
     socket_options socket; // HWMs, linger (name = metric label)
+    // Called with the DEALER before it connects (socket options such as CURVE keys, a monitor).
+    std::function<void(zmq::socket_t&)> configure;
 };
 
 // At-least-once sending through a durable proxy: every message is kept until the proxy confirms
@@ -170,6 +172,8 @@ public:
     [[nodiscard]] std::uint64_t confirmed() const noexcept { return confirmed_; }
     [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_; }
     [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
+    // The ids still waiting for a confirm (for a report at the end).
+    [[nodiscard]] std::vector<message_id> unconfirmed_ids() const;
 
     // Called (on the calling thread, inside send/poll/flush) per confirmed / rejected message.
     void on_confirm(std::function<void(const message_id&)> fn) { on_confirm_ = std::move(fn); }
@@ -211,6 +215,8 @@ struct reliable_receiver_options {
     std::size_t dedup_window = 100000;        // message ids remembered as processed
     std::size_t ack_batch = 64; // acks go out in batches of this many, or at the next recv
     socket_options socket;
+    // Called with the DEALER before it connects (socket options such as CURVE keys, a monitor).
+    std::function<void(zmq::socket_t&)> configure;
 };
 
 // One message delivered by a durable proxy. Ack it (or nack it) when done.
