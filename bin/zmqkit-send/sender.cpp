@@ -218,10 +218,13 @@ int finish_confirmed(patterns::reliable_sender& reliable, const send_config& cfg
         }
     }
     reliable.raw().set(zmq::sockopt::linger, 0); // what is unconfirmed is reported, not waited for
+    const std::size_t left = reliable.unconfirmed();
     if (cfg.stats) {
         stats.print_final("zmqkit-send");
+        log.info("confirms: confirmed=" + std::to_string(reliable.confirmed()) +
+                 " resent=" + std::to_string(reliable.resent()) +
+                 " rejected=" + std::to_string(rejected) + " unconfirmed=" + std::to_string(left));
     }
-    const std::size_t left = reliable.unconfirmed();
     if (left > 0) {
         const auto ids = reliable.unconfirmed_ids();
         const std::size_t shown =

@@ -1,0 +1,323 @@
+// The durable proxy as a real process, with zmqkit-send --wait-confirm producers and a
+// zmqkit-recv --ack consumer as real processes: SIGKILL torture (every confirmed message is
+// delivered, duplicates carry the same id, order per producer holds except for resent
+// messages), a consumer outage with the proxy's memory flat while the backlog is on disk,
+// ipc endpoints, exit codes, a locked spool.
+#include <zmqkit/patterns/durable.hpp>
+
+#include "support/process.hpp"
+#include "support/testing.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+
+using namespace zmqkit;
+using namespace zmqkit::testing;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::vector<std::string> proxy_argv(const std::filesystem::path& spool, const std::string& frontend,
+                                    const std::string& backend,
+                                    std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{bin_path("zmqkit-proxy"),
+                                  "--mode",
+                                  "durable",
+                                  "--spool",
+                                  spool.string(),
+                                  "--frontend",
+                                  frontend,
+                                  "--backend",
+                                  backend,
+                                  "--segment-size",
+                                  "4MiB"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+}
+
+// Starts the proxy and waits until it runs; returns the bound frontend/backend.
+struct proxy_run {
+    child_process process;
+    std::string frontend, backend;
+    proxy_run(const std::filesystem::path& spool, const std::string& fe, const std::string& be,
+              std::vector<std::string> extra = {})
+        : process(proxy_argv(spool, fe, be, std::move(extra))) {
+        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 30s).value_or("");
+        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 30s).value_or("");
+    }
+};
+
+std::string write_lines(const std::filesystem::path& file, const std::string& prefix, int n) {
+    std::ofstream out(file);
+    for (int i = 0; i < n; ++i) {
+        out << prefix << i << '\n';
+    }
+    return file.string();
+}
+
+long rss_kib(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return -1;
+}
+
+// Lines "<id> <body>" of a zmqkit-recv -f '%i %s\n' output.
+std::vector<std::pair<std::string, std::string>> parse_output(const std::string& text) {
+    std::vector<std::pair<std::string, std::string>> rows;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto sp = line.find(' ');
+        if (sp != std::string::npos) {
+            rows.emplace_back(line.substr(0, sp), line.substr(sp + 1));
+        }
+    }
+    return rows;
+}
+
+// The "resent=N" of zmqkit-send --stats (its last stderr lines).
+std::uint64_t resent_from(child_process& p) {
+    const auto n = p.wait_for_stderr(std::regex("resent=(\\d+)"), 5s);
+    EXPECT_TRUE(n.has_value()) << ::testing::PrintToString(p.stderr_lines());
+    return n ? std::stoull(*n) : 0;
+}
+
+} // namespace
+
+TEST(durable_process, sigkill_torture_loses_nothing_confirmed) {
+    temp_directory dir("durable-torture");
+    const auto spool = dir.path() / "spool";
+    const int kills = std::getenv("ZMQKIT_TORTURE_KILLS") != nullptr
+                          ? std::atoi(std::getenv("ZMQKIT_TORTURE_KILLS"))
+                          : 20;
+    constexpr int per_producer = 20000;
+    const std::vector<std::string> producers{"a", "b"};
+
+    auto first = std::make_unique<proxy_run>(spool, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    ASSERT_FALSE(first->frontend.empty());
+    ASSERT_FALSE(first->backend.empty());
+    const std::string fe = first->frontend;
+    const std::string be = first->backend;
+
+    std::vector<std::unique_ptr<child_process>> senders;
+    for (const auto& p : producers) {
+        const auto file = write_lines(dir.path() / (p + ".txt"), p + "-", per_producer);
+        senders.push_back(std::make_unique<child_process>(std::vector<std::string>{
+            bin_path("zmqkit-send"), "--wait-confirm", "--file", file, "--rate", "2000",
+            "--retry-interval", "300ms", "--confirm-timeout", "60s", "--stats", fe}));
+    }
+    child_process consumer({bin_path("zmqkit-recv"), "--ack", "-f", "%i %s\\n", "-c",
+                            std::to_string(per_producer * producers.size()), "--timeout", "120s",
+                            be});
+
+    std::mt19937 rng(20261127);
+    std::size_t seen = 0;
+    std::unique_ptr<proxy_run> proxy = std::move(first);
+    for (int k = 0; k < kills; ++k) {
+        // Let some messages flow (a random amount), then kill -9 at that moment.
+        const std::size_t want = seen + 100 + rng() % 1500;
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            const std::string so_far = consumer.read_stdout(20ms);
+            seen = static_cast<std::size_t>(std::count(so_far.begin(), so_far.end(), '\n'));
+            if (seen >= want) {
+                break;
+            }
+        }
+        ASSERT_GE(seen, want) << "no progress before kill " << k;
+        proxy->process.signal(SIGKILL);
+        ASSERT_TRUE(proxy->process.wait(10s).has_value());
+        proxy = std::make_unique<proxy_run>(spool, fe, be);
+        ASSERT_EQ(proxy->frontend, fe) << "restart " << k << " could not rebind";
+    }
+    // Every producer ends with every message confirmed; the consumer gets every one.
+    for (auto& s : senders) {
+        const auto rc = s->wait(120s);
+        ASSERT_TRUE(rc.has_value()) << "a producer did not finish";
+        EXPECT_EQ(*rc, 0) << ::testing::PrintToString(s->stderr_lines());
+    }
+    std::string out;
+    std::optional<int> rc;
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (!rc && std::chrono::steady_clock::now() < deadline) {
+        out = consumer.read_stdout(50ms);
+        rc = consumer.wait(0ms);
+    }
+    out = consumer.read_stdout(100ms);
+    ASSERT_TRUE(rc.has_value()) << "consumer did not finish";
+    EXPECT_EQ(*rc, 0) << ::testing::PrintToString(consumer.stderr_lines());
+
+    const auto rows = parse_output(out);
+    std::map<std::string, std::string> body_of; // id -> body: a repeated id has the same body
+    std::map<std::string, std::vector<int>> order;
+    for (const auto& [id, body] : rows) {
+        auto [it, fresh] = body_of.emplace(id, body);
+        EXPECT_EQ(it->second, body) << "id " << id << " carried two bodies";
+        if (!fresh) {
+            continue;
+        }
+        const auto dash = body.find('-');
+        ASSERT_NE(dash, std::string::npos) << body;
+        order[body.substr(0, dash)].push_back(std::stoi(body.substr(dash + 1)));
+    }
+    std::uint64_t resent = 0;
+    for (auto& s : senders) {
+        resent += resent_from(*s);
+    }
+    std::size_t inversions = 0;
+    for (const auto& p : producers) {
+        auto got = order[p];
+        std::set<int> distinct(got.begin(), got.end());
+        EXPECT_EQ(distinct.size(), static_cast<std::size_t>(per_producer)) << "producer " << p;
+        int high = -1;
+        for (const int v : got) {
+            if (v < high) {
+                ++inversions; // only a resent message may arrive after its successors
+            }
+            high = std::max(high, v);
+        }
+    }
+    EXPECT_LE(inversions, resent) << "order broken beyond resent messages";
+    std::cout << "[          ] " << kills << " kills, " << rows.size() << " lines, "
+              << body_of.size() << " distinct, " << resent << " resent, " << inversions
+              << " out of order\n";
+}
+
+TEST(durable_process, consumer_outage_backlog_stays_on_disk_and_drains) {
+    temp_directory dir("durable-outage");
+    proxy_run proxy(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    ASSERT_FALSE(proxy.frontend.empty());
+    zmq::context_t ctx;
+    metrics_registry registry;
+    patterns::reliable_sender_options so;
+    so.endpoint = proxy.frontend;
+    so.socket.registry = &registry;
+    patterns::reliable_sender sender(ctx, so);
+    const long rss_start = rss_kib(proxy.process.pid());
+    // ~200 MB of backlog, no consumer connected.
+    constexpr int count = 100000;
+    const std::string body(2048, 'x');
+    std::set<message_id> ids;
+    for (int i = 0; i < count; ++i) {
+        message m(body);
+        ASSERT_TRUE(sender.send(m, 30s)) << "at " << i;
+        ids.insert(m.id());
+    }
+    ASSERT_TRUE(sender.flush(60s));
+    const long rss_backlog = rss_kib(proxy.process.pid());
+    std::cout << "[          ] proxy RSS " << rss_start / 1024 << " MiB at start, "
+              << rss_backlog / 1024 << " MiB with " << count * 2 / 1024 << " MiB backlog\n";
+    EXPECT_LT(rss_backlog, rss_start + 100 * 1024) << "memory grew with the backlog";
+    patterns::reliable_receiver_options ro;
+    ro.endpoint = proxy.backend;
+    ro.socket.registry = &registry;
+    patterns::reliable_receiver receiver(ctx, ro);
+    std::set<message_id> got;
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (got.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
+        auto d = receiver.recv(500ms);
+        if (d) {
+            got.insert(d->message.id());
+            receiver.ack(*d);
+        }
+    }
+    receiver.flush_acks();
+    EXPECT_EQ(got, ids);
+    const long rss_drained = rss_kib(proxy.process.pid());
+    EXPECT_LT(rss_drained, rss_start + 100 * 1024);
+}
+
+TEST(durable_process, ipc_endpoints_deliver_everything_confirmed) {
+    temp_directory dir("durable-ipc");
+    const std::string fe = "ipc://" + (dir.path() / "in.sock").string();
+    const std::string be = "ipc://" + (dir.path() / "out.sock").string();
+    proxy_run proxy(dir.path() / "spool", fe, be);
+    ASSERT_EQ(proxy.frontend, fe);
+    const auto file = write_lines(dir.path() / "lines.txt", "line-", 50000);
+    child_process sender({bin_path("zmqkit-send"), "--wait-confirm", "--file", file, fe});
+    child_process consumer(
+        {bin_path("zmqkit-recv"), "--ack", "-c", "50000", "--timeout", "60s", be});
+    const auto src = sender.wait(60s);
+    ASSERT_TRUE(src.has_value());
+    EXPECT_EQ(*src, 0) << ::testing::PrintToString(sender.stderr_lines());
+    std::string out;
+    std::optional<int> rc;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!rc && std::chrono::steady_clock::now() < deadline) {
+        out = consumer.read_stdout(50ms);
+        rc = consumer.wait(0ms);
+    }
+    out = consumer.read_stdout(100ms);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 0);
+    std::string want;
+    for (int i = 0; i < 50000; ++i) {
+        want += "line-" + std::to_string(i) + "\n";
+    }
+    EXPECT_EQ(out, want);
+}
+
+TEST(durable_process, wait_confirm_without_a_proxy_exits_76_naming_the_message) {
+    temp_directory dir("durable-noproxy");
+    const std::string fe = "ipc://" + (dir.path() / "nobody.sock").string();
+    child_process sender({bin_path("zmqkit-send"), "--wait-confirm", "--confirm-timeout", "300ms",
+                          "--data", "hello", fe});
+    const auto rc = sender.wait(20s);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 76);
+    const auto line = sender.wait_for_stderr(std::regex("not confirmed.*: ([0-9a-f-]{36})"), 1s);
+    EXPECT_TRUE(line.has_value()) << ::testing::PrintToString(sender.stderr_lines());
+}
+
+TEST(durable_process, bad_flags_are_usage_errors) {
+    temp_directory dir("durable-flags");
+    const std::vector<std::vector<std::string>> cases{
+        {bin_path("zmqkit-send"), "--wait-confirm", "--pub", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-send"), "--wait-confirm", "--raw", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-send"), "--window", "5", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-recv"), "--ack", "--sub", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-recv"), "--credit", "5", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-proxy"), "--mode", "durable", "--frontend", "tcp://127.0.0.1:*",
+         "--backend", "tcp://127.0.0.1:*"},
+        proxy_argv(dir.path(), "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", {"--sync", "sometimes"}),
+        proxy_argv(dir.path(), "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                   {"--full-policy", "explode"}),
+        proxy_argv(dir.path(), "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", {"--max-bytes", "12Q"}),
+        {bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*", "--backend",
+         "tcp://127.0.0.1:*", "--spool", dir.path().string()},
+    };
+    for (const auto& argv : cases) {
+        child_process p(argv);
+        const auto rc = p.wait(10s);
+        ASSERT_TRUE(rc.has_value());
+        EXPECT_EQ(*rc, 64) << ::testing::PrintToString(argv);
+        (void)p.next_stderr_line(1s);
+        EXPECT_FALSE(p.stderr_lines().empty())
+            << "no message for " << ::testing::PrintToString(argv);
+    }
+}
+
+TEST(durable_process, a_second_proxy_on_the_same_spool_refuses_to_start) {
+    temp_directory dir("durable-lock");
+    proxy_run one(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    ASSERT_FALSE(one.frontend.empty());
+    child_process two(proxy_argv(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"));
+    const auto rc = two.wait(20s);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 69);
+    (void)two.next_stderr_line(1s);
+    EXPECT_THAT(::testing::PrintToString(two.stderr_lines()), HasSubstr("spool"));
+}
