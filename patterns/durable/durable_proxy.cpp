@@ -6,7 +6,6 @@
 #include <zmqkit/patterns/durable.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 
 namespace zmqkit::patterns {
@@ -33,14 +32,6 @@ void put_u64_be(char* out, std::uint64_t v) {
         out[i] = static_cast<char>(v & 0xff);
         v >>= 8;
     }
-}
-
-std::uint64_t get_u64_be(const char* in) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) {
-        v = (v << 8) | static_cast<unsigned char>(in[i]);
-    }
-    return v;
 }
 
 std::string_view view(const zmq::message_t& f) {
@@ -140,6 +131,7 @@ struct durable_proxy::impl {
     std::vector<outgoing> outbox;
 
     std::vector<zmq::message_t> frames;
+    std::vector<std::string_view> views;
     header scratch;
     bool paused = false;
     bool push_blocked = false;
@@ -611,77 +603,54 @@ struct durable_proxy::impl {
             self.backend_in_->add();
             self.backend_bytes_in_->add(bytes);
             const std::string rid(view(frames[0]));
-            if (n < 2) {
-                report_malformed("backend", "no command frame");
+            views.clear();
+            for (std::size_t i = 1; i < n; ++i) {
+                views.push_back(view(frames[i]));
+            }
+            std::string why;
+            const auto c = proto::parse_consumer_command(views, why);
+            if (!c) {
+                report_malformed("backend (from consumer " + hex(rid) + ")", why);
                 continue;
             }
-            const std::string_view cmd = view(frames[1]);
-            if (cmd == proto::credit) {
-                std::uint32_t credit = 0;
-                const auto text = n > 2 ? view(frames[2]) : std::string_view{};
-                const auto [p, ec] =
-                    std::from_chars(text.data(), text.data() + text.size(), credit);
-                if (n != 3 || ec != std::errc() || p != text.data() + text.size()) {
-                    report_malformed("backend", "CREDIT needs one frame with a decimal count");
-                    continue;
-                }
-                touch(rid, now).credit = credit;
-            } else if (cmd == proto::ack || cmd == proto::nack) {
-                const bool is_ack = cmd == proto::ack;
-                const auto tags = n > 2 ? view(frames[2]) : std::string_view{};
-                if ((is_ack ? n != 3 : (n != 4 && n != 5)) || tags.size() % 8 != 0) {
-                    report_malformed("backend", std::string(cmd) + " needs a frame of 8-byte tags" +
-                                                    (is_ack ? "" : ", then requeue|dead-letter"));
-                    continue;
-                }
-                auto& c = touch(rid, now);
-                bool requeue_it = true;
-                std::string reason;
-                if (!is_ack) {
-                    const auto how = view(frames[3]);
-                    if (how == proto::nack_dead_letter) {
-                        requeue_it = false;
-                    } else if (how != proto::nack_requeue) {
-                        report_malformed("backend", "NACK disposition must be requeue or "
-                                                    "dead-letter, got '" +
-                                                        std::string(how.substr(0, 40)) + "'");
-                        continue;
-                    }
-                    reason = n == 5 ? std::string(view(frames[4])) : std::string();
-                }
-                for (std::size_t off = 0; off < tags.size(); off += 8) {
-                    const std::uint64_t seq = get_u64_be(tags.data() + off);
-                    const auto it = inflight.find(seq);
-                    if (it == inflight.end() || it->second.rid != rid) {
-                        unknown_acks->add();
-                        continue;
-                    }
-                    if (is_ack) {
-                        (void)sp->ack(seq);
-                        ++c.acked;
-                        release_inflight(seq);
-                    } else {
-                        nacks->add();
-                        ++c.nacked;
-                        if (requeue_it) {
-                            requeue(seq, backoff_for(seq));
-                        } else {
-                            if (sp->dead_letter(seq, reason.empty()
-                                                         ? "rejected by the consumer"
-                                                         : "rejected by the consumer: " + reason)) {
-                                dead_lettered->add();
-                            }
-                            release_inflight(seq);
-                        }
-                    }
-                }
-            } else if (cmd == proto::bye) {
+            using kind = proto::consumer_command::kind;
+            if (c->what == kind::leaving) {
                 if (consumers.count(rid) != 0) {
                     drop_consumer(rid, "said BYE");
                 }
-            } else {
-                report_malformed("backend", "unknown command '" + std::string(cmd.substr(0, 40)) +
-                                                "' (known: CREDIT, ACK, NACK, BYE)");
+                continue;
+            }
+            auto& state = touch(rid, now);
+            if (c->what == kind::credit_window) {
+                state.credit = c->credit;
+                continue;
+            }
+            for (std::size_t i = 0; i < c->tag_count(); ++i) {
+                const std::uint64_t seq = c->tag(i);
+                const auto it = inflight.find(seq);
+                if (it == inflight.end() || it->second.rid != rid) {
+                    unknown_acks->add();
+                    continue;
+                }
+                if (c->what == kind::acked) {
+                    (void)sp->ack(seq);
+                    ++state.acked;
+                    release_inflight(seq);
+                    continue;
+                }
+                nacks->add();
+                ++state.nacked;
+                if (c->requeue) {
+                    requeue(seq, backoff_for(seq));
+                    continue;
+                }
+                const std::string reason =
+                    c->reason.empty() ? std::string("rejected by the consumer")
+                                      : "rejected by the consumer: " + std::string(c->reason);
+                if (sp->dead_letter(seq, reason)) {
+                    dead_lettered->add();
+                }
+                release_inflight(seq);
             }
         }
         return done > 0;

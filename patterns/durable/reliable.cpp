@@ -60,14 +60,6 @@ void put_u64_be(char* out, std::uint64_t v) {
     }
 }
 
-std::uint64_t get_u64_be(const char* in) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) {
-        v = (v << 8) | static_cast<unsigned char>(in[i]);
-    }
-    return v;
-}
-
 } // namespace
 
 // ---- reliable_sender ----------------------------------------------------------------------
@@ -148,40 +140,34 @@ std::size_t reliable_sender::handle_replies(std::chrono::milliseconds timeout) {
         if (n == 0) {
             break;
         }
-        const auto cmd = view(frames_[0]);
-        if (cmd == proto::confirm && n == 2) {
-            const auto ids = view(frames_[1]);
-            for (std::size_t off = 0; off + message_id::size <= ids.size();
-                 off += message_id::size) {
-                std::array<std::uint8_t, message_id::size> b{};
-                std::memcpy(b.data(), ids.data() + off, message_id::size);
-                const message_id id(b);
-                if (pending_.erase(id) != 0) {
-                    ++confirmed_;
-                    ++settled;
-                    confirmed_counter_->add();
-                    if (on_confirm_) {
-                        on_confirm_(id);
-                    }
-                }
+        std::vector<std::string_view> views;
+        views.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            views.push_back(view(frames_[i]));
+        }
+        const auto reply = proto::parse_producer_reply(views);
+        if (!reply) {
+            continue; // not for us (a newer proxy's reply): ignored
+        }
+        for (std::size_t i = 0; i < reply->id_count(); ++i) {
+            const message_id id = reply->id(i);
+            if (pending_.erase(id) == 0) {
+                continue; // confirmed before (a resend's second confirm)
             }
-        } else if (cmd == proto::reject && n >= 2) {
-            const auto idb = view(frames_[1]);
-            const auto reason = n >= 3 ? view(frames_[2]) : std::string_view("rejected");
-            if (idb.size() == message_id::size) {
-                std::array<std::uint8_t, message_id::size> b{};
-                std::memcpy(b.data(), idb.data(), message_id::size);
-                const message_id id(b);
-                if (pending_.erase(id) != 0) {
-                    ++rejected_;
-                    ++settled;
-                    if (on_reject_) {
-                        on_reject_(id, reason);
-                    }
+            ++settled;
+            if (reply->confirmed) {
+                ++confirmed_;
+                confirmed_counter_->add();
+                if (on_confirm_) {
+                    on_confirm_(id);
+                }
+            } else {
+                ++rejected_;
+                if (on_reject_) {
+                    on_reject_(id, reply->reason);
                 }
             }
         }
-        // Anything else is not for us (a newer proxy's reply): ignored.
     }
     return settled;
 }
@@ -338,6 +324,8 @@ void reliable_receiver::nack(const delivery& d, bool requeue, std::string_view r
 std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeout) {
     flush_acks();
     const auto deadline = clock::now() + timeout;
+    std::vector<std::string_view> views;
+    views.reserve(6);
     for (;;) {
         auto now = clock::now();
         if (now >= next_heartbeat_) {
@@ -353,10 +341,15 @@ std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeou
             (void)zmq::poll(&item, 1, std::min(until(deadline, now), until(next_heartbeat_, now)));
             continue;
         }
-        if (n < 4 || view(frames_[0]) != proto::deliver || frames_[1].size() != 8) {
+        views.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            views.push_back(view(frames_[i]));
+        }
+        const auto parsed = proto::parse_delivery_tag(views);
+        if (!parsed) {
             continue; // not a delivery: nothing else is sent to consumers
         }
-        const std::uint64_t tag = get_u64_be(static_cast<const char*>(frames_[1].data()));
+        const std::uint64_t tag = *parsed;
         std::vector<zmq::message_t> parts;
         parts.reserve(n - 2);
         for (std::size_t i = 2; i < n; ++i) {

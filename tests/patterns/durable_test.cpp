@@ -448,3 +448,84 @@ TEST_F(durable_fixture, the_receiver_suppresses_a_redelivered_message_it_already
     }
     EXPECT_EQ(acked, (std::set<std::uint64_t>{1, 2}));
 }
+
+TEST(durable_protocol_parse, consumer_commands_as_specified_and_malformed_ones_with_a_reason) {
+    namespace proto = durable_protocol;
+    using kind = proto::consumer_command::kind;
+    std::string why;
+    const std::string two_tags("\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\x01\x02", 16);
+    auto c = proto::parse_consumer_command({"CREDIT", "250"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->what, kind::credit_window);
+    EXPECT_EQ(c->credit, 250u);
+    c = proto::parse_consumer_command({"ACK", two_tags}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->what, kind::acked);
+    ASSERT_EQ(c->tag_count(), 2u);
+    EXPECT_EQ(c->tag(0), 1u);
+    EXPECT_EQ(c->tag(1), 0x102u);
+    c = proto::parse_consumer_command({"NACK", two_tags, "dead-letter", "bad order"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->what, kind::nacked);
+    EXPECT_FALSE(c->requeue);
+    EXPECT_EQ(c->reason, "bad order");
+    c = proto::parse_consumer_command({"NACK", two_tags, "requeue"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(c->requeue);
+    EXPECT_TRUE(c->reason.empty());
+    c = proto::parse_consumer_command({"BYE"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->what, kind::leaving);
+
+    const std::vector<std::vector<std::string_view>> bad{
+        {},
+        {"CREDIT"},
+        {"CREDIT", "-1"},
+        {"CREDIT", "4294967296"},
+        {"CREDIT", "12x"},
+        {"ACK"},
+        {"ACK", "1234567"},
+        {"ACK", ""},
+        {"NACK", two_tags},
+        {"NACK", two_tags, "later"},
+        {"BYE", "now"},
+        {"credit", "1"},
+        {"HELLO"},
+    };
+    for (const auto& frames : bad) {
+        why.clear();
+        EXPECT_FALSE(proto::parse_consumer_command(frames, why))
+            << ::testing::PrintToString(frames);
+        EXPECT_FALSE(why.empty()) << ::testing::PrintToString(frames);
+    }
+}
+
+TEST(durable_protocol_parse, producer_replies_and_delivery_tags) {
+    namespace proto = durable_protocol;
+    const message_id a = message_id::generate();
+    const message_id b = message_id::generate();
+    const std::string ids = std::string(reinterpret_cast<const char*>(a.data()), 16) +
+                            std::string(reinterpret_cast<const char*>(b.data()), 16);
+    auto r = proto::parse_producer_reply({"CONFIRM", ids});
+    ASSERT_TRUE(r);
+    EXPECT_TRUE(r->confirmed);
+    ASSERT_EQ(r->id_count(), 2u);
+    EXPECT_EQ(r->id(0), a);
+    EXPECT_EQ(r->id(1), b);
+    r = proto::parse_producer_reply({"REJECT", std::string_view(ids).substr(0, 16), "full"});
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(r->confirmed);
+    EXPECT_EQ(r->id(0), a);
+    EXPECT_EQ(r->reason, "full");
+    EXPECT_FALSE(proto::parse_producer_reply({"CONFIRM", std::string_view(ids).substr(0, 17)}));
+    EXPECT_FALSE(proto::parse_producer_reply({"CONFIRM"}));
+    EXPECT_FALSE(proto::parse_producer_reply({"REJECT", "short"}));
+    EXPECT_FALSE(proto::parse_producer_reply({"DELIVER", ids}));
+
+    const std::string tag("\0\0\0\0\0\0\x01\x00", 8);
+    EXPECT_EQ(proto::parse_delivery_tag({"DELIVER", tag, "h", "b"}), 256u);
+    EXPECT_EQ(proto::parse_delivery_tag({"DELIVER", tag, "h+b"}), 256u);
+    EXPECT_FALSE(proto::parse_delivery_tag({"DELIVER", "1234567", "h"}));
+    EXPECT_FALSE(proto::parse_delivery_tag({"DELIVER", tag}));
+    EXPECT_FALSE(proto::parse_delivery_tag({"CONFIRM", tag, "h"}));
+}

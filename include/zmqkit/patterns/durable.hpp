@@ -42,6 +42,37 @@ inline constexpr std::string_view nack = "NACK";       // consumer -> proxy: [NA
 inline constexpr std::string_view bye = "BYE";         // consumer -> proxy: [BYE]
 inline constexpr std::string_view nack_requeue = "requeue";
 inline constexpr std::string_view nack_dead_letter = "dead-letter";
+
+// A consumer's command, parsed from its frames (after the routing id). Views into the frames.
+struct consumer_command {
+    enum class kind { credit_window, acked, nacked, leaving };
+    kind what = kind::leaving;
+    std::uint32_t credit = 0; // CREDIT
+    std::string_view tags;    // ACK, NACK: 8-byte big-endian tags, concatenated (size % 8 == 0)
+    bool requeue = true;      // NACK: requeue, or dead-letter
+    std::string_view reason;  // NACK: may be empty
+    [[nodiscard]] std::size_t tag_count() const noexcept { return tags.size() / 8; }
+    [[nodiscard]] std::uint64_t tag(std::size_t i) const noexcept;
+};
+// Parses [CREDIT][n] | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason]) | [BYE].
+// nullopt if malformed; `why` then says what is wrong (for a log line). Never throws.
+[[nodiscard]] std::optional<consumer_command>
+parse_consumer_command(const std::vector<std::string_view>& frames, std::string& why);
+
+// A proxy's reply to a producer, parsed: [CONFIRM][ids] or [REJECT][id][reason].
+struct producer_reply {
+    bool confirmed = true;   // CONFIRM, or REJECT
+    std::string_view ids;    // 16-byte ids, concatenated (size % 16 == 0; one id for REJECT)
+    std::string_view reason; // REJECT
+    [[nodiscard]] std::size_t id_count() const noexcept { return ids.size() / message_id::size; }
+    [[nodiscard]] message_id id(std::size_t i) const noexcept;
+};
+[[nodiscard]] std::optional<producer_reply>
+parse_producer_reply(const std::vector<std::string_view>& frames);
+
+// A delivery's frames: [DELIVER][tag][header...]. nullopt if it is not one.
+[[nodiscard]] std::optional<std::uint64_t>
+parse_delivery_tag(const std::vector<std::string_view>& frames);
 } // namespace durable_protocol
 
 // ---- the durable proxy ------------------------------------------------------------------------
@@ -151,6 +182,9 @@ struct reliable_sender_options {
 class reliable_sender {
 public:
     reliable_sender(zmq::context_t& context, reliable_sender_options options);
+    // Defaults for everything but the proxy's frontend endpoint.
+    reliable_sender(zmq::context_t& context, std::string endpoint)
+        : reliable_sender(context, with_endpoint(std::move(endpoint))) {}
     ~reliable_sender();
     reliable_sender(const reliable_sender&) = delete;
     reliable_sender& operator=(const reliable_sender&) = delete;
@@ -185,6 +219,11 @@ public:
     [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
 
 private:
+    static reliable_sender_options with_endpoint(std::string endpoint) {
+        reliable_sender_options o;
+        o.endpoint = std::move(endpoint);
+        return o;
+    }
     struct entry {
         std::string frame; // the encoded message: [header+body]
         std::chrono::steady_clock::time_point sent_at;
@@ -232,6 +271,9 @@ struct delivery {
 class reliable_receiver {
 public:
     reliable_receiver(zmq::context_t& context, reliable_receiver_options options);
+    // Defaults for everything but the proxy's backend endpoint.
+    reliable_receiver(zmq::context_t& context, std::string endpoint)
+        : reliable_receiver(context, with_endpoint(std::move(endpoint))) {}
     ~reliable_receiver(); // sends pending acks and BYE (bounded by linger)
     reliable_receiver(const reliable_receiver&) = delete;
     reliable_receiver& operator=(const reliable_receiver&) = delete;
@@ -254,6 +296,11 @@ public:
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
 
 private:
+    static reliable_receiver_options with_endpoint(std::string endpoint) {
+        reliable_receiver_options o;
+        o.endpoint = std::move(endpoint);
+        return o;
+    }
     void send_credit();
     void remember(const message_id& id);
 
