@@ -1,0 +1,839 @@
+#include "zmqkit-spooler/spooler.hpp"
+
+#include <zmqkit/codec.hpp>
+#include <zmqkit/header.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <span>
+#include <sstream>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace zmqkit::cli {
+namespace {
+
+namespace sf = spool_format;
+using json = nlohmann::ordered_json;
+
+constexpr std::string_view dead_letter_reason_header = "zmqkit-dead-letter-reason";
+constexpr std::string_view dead_letter_sequence_header = "zmqkit-dead-letter-sequence";
+constexpr std::string_view dead_letter_prefix = "zmqkit-dead-letter-";
+
+std::int64_t now_unix_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string dump(const json& j) {
+    return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// True when another process holds the spool lock file (flock LOCK_EX, spool.cpp).
+bool lock_held(const std::filesystem::path& file) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    const bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+    return held;
+}
+
+std::uint64_t largest_segment_file(const std::filesystem::path& dir) {
+    std::uint64_t largest = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (sf::parse_segment_file_name(it->path().filename().string())) {
+            std::error_code size_ec;
+            const auto size = std::filesystem::file_size(it->path(), size_ec);
+            if (!size_ec) {
+                largest = std::max<std::uint64_t>(largest, size);
+            }
+        }
+    }
+    return largest;
+}
+
+std::string format_age(std::int64_t ns) {
+    const double s = static_cast<double>(ns) / 1e9;
+    char buf[64];
+    if (s < 120) {
+        std::snprintf(buf, sizeof buf, "%.1fs", s);
+    } else if (s < 7200) {
+        std::snprintf(buf, sizeof buf, "%.1fm", s / 60);
+    } else if (s < 172800) {
+        std::snprintf(buf, sizeof buf, "%.1fh", s / 3600);
+    } else {
+        std::snprintf(buf, sizeof buf, "%.1fd", s / 86400);
+    }
+    return buf;
+}
+
+json time_json(std::int64_t ns, std::int64_t now) {
+    if (ns == 0) {
+        return nullptr;
+    }
+    return json{{"time", format_time(ns)}, {"unix_ns", ns}, {"age_ms", (now - ns) / 1'000'000}};
+}
+
+json id_json(const message_id& id) {
+    return id.is_nil() ? json(nullptr) : json(id.to_string());
+}
+
+json report_json(const recovery_report& r) {
+    json lost = json::array();
+    for (const auto& g : r.lost) {
+        lost.push_back({{"first", g.first}, {"end", g.end}});
+    }
+    return json{
+        {"clean", r.clean()},
+        {"segments", r.segments},
+        {"records", r.records},
+        {"bytes_scanned", r.bytes_scanned},
+        {"messages", r.messages},
+        {"log_start", r.log_start},
+        {"next_sequence", r.next_sequence},
+        {"truncated_bytes", r.truncated_bytes},
+        {"truncated_file", r.truncated_file.empty() ? json(nullptr) : json(r.truncated_file)},
+        {"quarantined_files", r.quarantined_files},
+        {"lost", lost},
+        {"findings", r.findings},
+        {"duration_ms", std::chrono::duration<double, std::milli>(r.duration).count()},
+    };
+}
+
+void print_report(std::ostream& out, const std::string& title, const recovery_report& r,
+                  bool acted) {
+    out << title << ": " << (r.clean() ? "clean" : (acted ? "repaired" : "DAMAGED")) << " ("
+        << r.segments << " segment(s), " << r.records << " record(s), " << r.bytes_scanned
+        << " bytes scanned)\n";
+    if (r.truncated_bytes > 0) {
+        out << "  torn tail: " << r.truncated_bytes << " bytes " << (acted ? "cut" : "to cut")
+            << " from " << r.truncated_file << "\n";
+    }
+    for (const auto& q : r.quarantined_files) {
+        out << "  quarantined: " << q << "\n";
+    }
+    for (const auto& g : r.lost) {
+        out << "  lost sequence numbers " << g.first << ".." << (g.end - 1) << " ("
+            << (g.end - g.first) << ")\n";
+    }
+    for (const auto& f : r.findings) {
+        out << "  finding: " << f << "\n";
+    }
+}
+
+json walk_json(const segment_walk& w, std::string_view spool_name) {
+    json types = json::object();
+    for (std::size_t t = 0; t < w.by_type.size(); ++t) {
+        if (w.by_type[t] != 0) {
+            types[std::string(record_type_name(t))] = w.by_type[t];
+        }
+    }
+    auto opt = [](const std::optional<std::uint64_t>& v) { return v ? json(*v) : json(nullptr); };
+    return json{
+        {"spool", spool_name},
+        {"file", w.file},
+        {"file_bytes", w.file_bytes},
+        {"first_sequence", w.first_sequence},
+        {"lowest_sequence", opt(w.lowest_sequence)},
+        {"highest_sequence", opt(w.highest_sequence)},
+        {"records", w.records},
+        {"record_bytes", w.record_bytes},
+        {"record_types", types},
+        {"sequence_jumps", w.sequence_jumps},
+        {"first_bad_offset", opt(w.first_bad_offset)},
+        {"first_bad_reason", w.first_bad_reason.empty() ? json(nullptr) : json(w.first_bad_reason)},
+        {"damaged_regions", w.damaged_regions},
+        {"read_error", w.read_error.empty() ? json(nullptr) : json(w.read_error)},
+    };
+}
+
+void print_walk(std::ostream& out, const segment_walk& w) {
+    out << "  " << w.file << "  " << w.file_bytes << " bytes  " << w.records << " records";
+    if (w.lowest_sequence) {
+        out << "  sequences " << *w.lowest_sequence << ".." << *w.highest_sequence;
+    }
+    out << (w.records == 0 ? "  (empty" : "  (");
+    bool first = true;
+    for (std::size_t t = 0; t < w.by_type.size(); ++t) {
+        if (w.by_type[t] != 0) {
+            out << (first ? "" : ", ") << record_type_name(t) << " " << w.by_type[t];
+            first = false;
+        }
+    }
+    out << ")";
+    if (!w.read_error.empty()) {
+        out << "  UNREADABLE: " << w.read_error;
+    } else if (w.first_bad_offset) {
+        out << "  DAMAGED: first bad offset " << *w.first_bad_offset << " (" << w.first_bad_reason
+            << "), " << w.damaged_regions << " damaged region(s)";
+    }
+    out << "\n";
+}
+
+std::string_view scan_result_name(sf::scan_result r) noexcept {
+    switch (r) {
+    case sf::scan_result::ok:
+        return "ok";
+    case sf::scan_result::end:
+        return "non-zero bytes after the end of the records";
+    case sf::scan_result::incomplete:
+        return "incomplete record (cut short)";
+    case sf::scan_result::bad_magic:
+        return "bad magic (not a record)";
+    case sf::scan_result::bad_length:
+        return "bad length";
+    case sf::scan_result::bad_checksum:
+        return "bad checksum";
+    }
+    return "damaged";
+}
+
+void classify(const sf::record_view& r, std::unordered_map<std::uint64_t, settled_by>& settled) {
+    switch (r.type) {
+    case sf::record_type::acked:
+        (void)sf::decode_sequence_list(
+            r.payload, [&](std::uint64_t seq, std::uint64_t) { settled[seq] = settled_by::acked; });
+        break;
+    case sf::record_type::dropped:
+        if (!r.payload.empty()) {
+            const auto how = static_cast<std::uint8_t>(r.payload[0]) == 2
+                                 ? settled_by::dropped_purged
+                                 : settled_by::dropped_full;
+            (void)sf::decode_sequence_list(
+                r.payload.subspan(1),
+                [&](std::uint64_t seq, std::uint64_t) { settled[seq] = how; });
+        }
+        break;
+    case sf::record_type::dead_lettered:
+        if (r.payload.size() >= 8) {
+            std::uint64_t seq = 0;
+            std::memcpy(&seq, r.payload.data(), 8);
+            settled[seq] = settled_by::dead_lettered;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+segment_walk walk_file(const std::filesystem::path& path, std::uint64_t first_sequence,
+                       std::unordered_map<std::uint64_t, settled_by>* settled) {
+    segment_walk w;
+    w.file = path.filename().string();
+    w.first_sequence = first_sequence;
+    std::vector<std::byte> data;
+    {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            w.read_error = std::strerror(errno);
+            return w;
+        }
+        std::array<std::byte, 1 << 16> chunk{};
+        for (;;) {
+            const auto n = ::read(fd, chunk.data(), chunk.size());
+            if (n < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                w.read_error = std::strerror(errno);
+                break;
+            }
+            if (n == 0) {
+                break;
+            }
+            data.insert(data.end(), chunk.begin(), chunk.begin() + n);
+        }
+        ::close(fd);
+    }
+    w.file_bytes = data.size();
+    const std::size_t size = data.size();
+    std::size_t off = 0;
+    std::optional<std::uint64_t> expected;
+    // From `from` on, the next offset holding a valid record (or size).
+    auto resync = [&](std::size_t from) {
+        for (std::size_t at = from; at + sf::record_header_size <= size; ++at) {
+            const void* hit = std::memchr(data.data() + at, 'Z', size - at);
+            if (hit == nullptr) {
+                return size;
+            }
+            at = static_cast<std::size_t>(static_cast<const std::byte*>(hit) - data.data());
+            sf::record_view r;
+            std::size_t n = 0;
+            if (sf::parse_record(data.data() + at, size - at, r, &n) == sf::scan_result::ok) {
+                return at;
+            }
+        }
+        return size;
+    };
+    auto bad = [&](std::size_t at, sf::scan_result why) {
+        if (!w.first_bad_offset) {
+            w.first_bad_offset = at;
+            w.first_bad_reason = std::string(scan_result_name(why));
+        }
+        ++w.damaged_regions;
+    };
+    while (off < size) {
+        sf::record_view r;
+        std::size_t n = 0;
+        const auto res = sf::parse_record(data.data() + off, size - off, r, &n);
+        if (res == sf::scan_result::ok) {
+            ++w.records;
+            w.record_bytes += n;
+            const auto t = static_cast<std::size_t>(r.type);
+            ++w.by_type[t < w.by_type.size() ? t : 0];
+            if (expected && r.sequence != *expected) {
+                ++w.sequence_jumps;
+            }
+            expected = r.sequence + 1;
+            w.lowest_sequence = std::min(w.lowest_sequence.value_or(r.sequence), r.sequence);
+            w.highest_sequence = std::max(w.highest_sequence.value_or(r.sequence), r.sequence);
+            if (settled != nullptr) {
+                classify(r, *settled);
+            }
+            off += n;
+            continue;
+        }
+        if (res == sf::scan_result::end) {
+            // Preallocated zeros: the end, unless something non-zero follows.
+            std::size_t nonzero = off;
+            while (nonzero < size && data[nonzero] == std::byte{0}) {
+                ++nonzero;
+            }
+            if (nonzero == size) {
+                break;
+            }
+            bad(nonzero, res);
+            off = resync(nonzero);
+            continue;
+        }
+        bad(off, res);
+        off = resync(off + 1);
+    }
+    return w;
+}
+
+// ---- inspect ------------------------------------------------------------------------------------
+
+struct state_counts {
+    std::uint64_t waiting = 0, ready = 0, in_flight = 0;
+    std::uint64_t acked = 0, dead_lettered = 0, dropped_full = 0, dropped_purged = 0, other = 0;
+};
+
+state_counts count_states(spool& s, const std::unordered_map<std::uint64_t, settled_by>& how) {
+    state_counts c;
+    s.for_each(0, [&](const spooled_message& m, bool settled) {
+        if (!settled) {
+            ++c.waiting;
+            ++(m.attempt == 0 ? c.ready : c.in_flight);
+            return true;
+        }
+        const auto it = how.find(m.sequence);
+        if (it == how.end()) {
+            ++c.other;
+            return true;
+        }
+        switch (it->second) {
+        case settled_by::acked:
+            ++c.acked;
+            break;
+        case settled_by::dead_lettered:
+            ++c.dead_lettered;
+            break;
+        case settled_by::dropped_full:
+            ++c.dropped_full;
+            break;
+        case settled_by::dropped_purged:
+            ++c.dropped_purged;
+            break;
+        }
+        return true;
+    });
+    return c;
+}
+
+int run_inspect(const spooler_config& cfg) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, false, registry);
+    std::unordered_map<std::uint64_t, settled_by> how;
+    const auto walks = walk_segments(cfg.directory, &how);
+    const auto counts = count_states(*s, how);
+    const auto st = s->stats();
+    const auto now = now_unix_ns();
+    spool* dlq = s->dead_letters();
+    std::optional<spool_stats> dst;
+    if (dlq != nullptr) {
+        dst = dlq->stats();
+    }
+    if (cfg.json) {
+        json segments = json::array();
+        for (const auto& w : walks) {
+            segments.push_back(walk_json(w, "main"));
+        }
+        json j{
+            {"directory", cfg.directory.string()},
+            {"log_start", st.log_start},
+            {"next_sequence", st.next_sequence},
+            {"segments", segments},
+            {"disk_bytes", st.disk_bytes},
+            {"messages",
+             {{"waiting", counts.waiting},
+              {"ready", counts.ready},
+              {"in_flight", counts.in_flight},
+              {"acked", counts.acked},
+              {"dead_lettered", counts.dead_lettered},
+              {"dropped_full", counts.dropped_full},
+              {"dropped_purged", counts.dropped_purged},
+              {"settled_other", counts.other}}},
+            {"message_bytes", st.message_bytes},
+            {"oldest", time_json(st.oldest_ns, now)},
+            {"newest", time_json(st.newest_ns, now)},
+            {"dead_letter", dst ? json{{"messages", dst->messages},
+                                       {"message_bytes", dst->message_bytes},
+                                       {"segments", dst->segments},
+                                       {"disk_bytes", dst->disk_bytes},
+                                       {"oldest", time_json(dst->oldest_ns, now)},
+                                       {"newest", time_json(dst->newest_ns, now)}}
+                                : json(nullptr)},
+            {"recovery", report_json(s->recovery())},
+            {"dead_letter_recovery", dlq != nullptr ? report_json(dlq->recovery()) : json(nullptr)},
+        };
+        std::cout << dump(j);
+        return exit_ok;
+    }
+    std::ostringstream out;
+    out << "spool " << cfg.directory.string() << "\n";
+    out << "log start " << st.log_start << ", next sequence " << st.next_sequence << "\n";
+    out << "segments: " << walks.size() << " (" << st.disk_bytes << " bytes on disk)\n";
+    for (const auto& w : walks) {
+        print_walk(out, w);
+    }
+    out << "messages: " << counts.waiting << " waiting (" << counts.ready << " ready, "
+        << counts.in_flight << " in flight: delivered, not acked), " << counts.acked << " acked, "
+        << counts.dead_lettered << " dead-lettered, " << counts.dropped_full
+        << " dropped (spool full), " << counts.dropped_purged << " purged";
+    if (counts.other != 0) {
+        out << ", " << counts.other << " settled otherwise";
+    }
+    out << "\n";
+    out << "waiting bytes: " << st.message_bytes << "\n";
+    if (st.oldest_ns != 0) {
+        out << "oldest waiting: " << format_time(st.oldest_ns) << " (age "
+            << format_age(now - st.oldest_ns) << ")\n";
+    } else {
+        out << "oldest waiting: none\n";
+    }
+    if (st.newest_ns != 0) {
+        out << "newest: " << format_time(st.newest_ns) << " (age " << format_age(now - st.newest_ns)
+            << ")\n";
+    }
+    if (dst) {
+        out << "dead-letter spool: " << dst->messages << " message(s), " << dst->message_bytes
+            << " bytes, " << dst->segments << " segment(s), " << dst->disk_bytes
+            << " bytes on disk\n";
+    } else {
+        out << "dead-letter spool: none\n";
+    }
+    print_report(out, "recovery", s->recovery(), false);
+    if (dlq != nullptr) {
+        print_report(out, "dead-letter recovery", dlq->recovery(), false);
+    }
+    std::cout << out.str();
+    return exit_ok;
+}
+
+// ---- verify / repair ----------------------------------------------------------------------------
+
+int run_verify(const spooler_config& cfg) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, false, registry);
+    const auto walks = walk_segments(cfg.directory);
+    const auto dlq_walks = walk_segments(cfg.directory / "dead-letter");
+    spool* dlq = s->dead_letters();
+    bool clean = s->recovery().clean() && (dlq == nullptr || dlq->recovery().clean());
+    for (const auto* list : {&walks, &dlq_walks}) {
+        for (const auto& w : *list) {
+            clean = clean && !w.damaged();
+        }
+    }
+    const int code = clean ? exit_ok : exit_spool_damaged;
+    if (cfg.json) {
+        json files = json::array();
+        for (const auto& w : walks) {
+            files.push_back(walk_json(w, "main"));
+        }
+        for (const auto& w : dlq_walks) {
+            files.push_back(walk_json(w, "dead-letter"));
+        }
+        json j{
+            {"directory", cfg.directory.string()},
+            {"clean", clean},
+            {"exit_code", code},
+            {"recovery", report_json(s->recovery())},
+            {"dead_letter_recovery", dlq != nullptr ? report_json(dlq->recovery()) : json(nullptr)},
+            {"files", files},
+        };
+        std::cout << dump(j);
+        return code;
+    }
+    std::ostringstream out;
+    out << "spool " << cfg.directory.string() << ": " << (clean ? "clean" : "DAMAGED") << "\n";
+    print_report(out, "recovery", s->recovery(), false);
+    if (dlq != nullptr) {
+        print_report(out, "dead-letter recovery", dlq->recovery(), false);
+    }
+    out << "segment files:\n";
+    for (const auto& w : walks) {
+        print_walk(out, w);
+    }
+    if (!dlq_walks.empty()) {
+        out << "dead-letter segment files:\n";
+        for (const auto& w : dlq_walks) {
+            print_walk(out, w);
+        }
+    }
+    if (!clean) {
+        out << "run 'zmqkit-spooler repair " << cfg.directory.string()
+            << "' (with the proxy stopped) to cut the torn tail and quarantine damaged segments\n";
+    }
+    std::cout << out.str();
+    return code;
+}
+
+int run_repair(const spooler_config& cfg) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, true, registry);
+    spool* dlq = s->dead_letters();
+    const bool clean = s->recovery().clean() && (dlq == nullptr || dlq->recovery().clean());
+    if (cfg.json) {
+        json j{
+            {"directory", cfg.directory.string()},
+            {"clean", clean},
+            {"recovery", report_json(s->recovery())},
+            {"dead_letter_recovery", dlq != nullptr ? report_json(dlq->recovery()) : json(nullptr)},
+        };
+        std::cout << dump(j);
+        return exit_ok;
+    }
+    std::ostringstream out;
+    out << "spool " << cfg.directory.string() << ": " << (clean ? "nothing to repair" : "repaired")
+        << "\n";
+    print_report(out, "recovery", s->recovery(), true);
+    if (dlq != nullptr) {
+        print_report(out, "dead-letter recovery", dlq->recovery(), true);
+    }
+    std::cout << out.str();
+    return exit_ok;
+}
+
+// ---- dead letters -------------------------------------------------------------------------------
+
+int run_dlq_list(const spooler_config& cfg) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, false, registry);
+    spool* dlq = s->dead_letters();
+    json list = json::array();
+    std::ostringstream out;
+    std::uint64_t waiting = 0;
+    std::uint64_t shown = 0;
+    if (dlq != nullptr) {
+        dlq->for_each(0, [&](const spooled_message& m, bool settled) {
+            if (settled) {
+                return true;
+            }
+            ++waiting;
+            if (cfg.limit && shown >= *cfg.limit) {
+                return true; // keep counting
+            }
+            ++shown;
+            header h;
+            const bool decoded = decode_header(m.header.data(), m.header.size(), h).ok();
+            const std::string* reason = h.find_user_header(dead_letter_reason_header);
+            const std::string* original = h.find_user_header(dead_letter_sequence_header);
+            if (cfg.json) {
+                list.push_back(json{
+                    {"sequence", m.sequence},
+                    {"id", decoded ? id_json(h.id) : json(nullptr)},
+                    {"correlation_id", decoded ? id_json(h.correlation_id) : json(nullptr)},
+                    {"causation_id", decoded ? id_json(h.causation_id) : json(nullptr)},
+                    {"type", h.type},
+                    {"attempts", h.attempt},
+                    {"reason", reason != nullptr ? json(*reason) : json(nullptr)},
+                    {"original_sequence", original != nullptr ? json(*original) : json(nullptr)},
+                    {"dead_lettered_at", format_time(m.appended_ns)},
+                    {"dead_lettered_ns", m.appended_ns},
+                    {"body_bytes", m.body.size()},
+                });
+                return true;
+            }
+            out << m.sequence << "  " << (decoded ? h.id.to_string() : "(undecodable header)")
+                << "  correlation "
+                << (h.correlation_id.is_nil() ? "-" : h.correlation_id.to_string()) << "  type "
+                << (h.type.empty() ? "-" : h.type) << "  attempts " << h.attempt << "  at "
+                << format_time(m.appended_ns) << "  body " << m.body.size()
+                << " bytes  reason: " << (reason != nullptr ? *reason : std::string("-")) << "\n";
+            return true;
+        });
+    }
+    if (cfg.json) {
+        std::cout << dump(json{{"directory", cfg.directory.string()},
+                               {"dead_letters", waiting},
+                               {"listed", shown},
+                               {"messages", list}});
+        return exit_ok;
+    }
+    out << waiting << " dead letter(s)";
+    if (shown < waiting) {
+        out << ", " << shown << " listed (--limit)";
+    }
+    out << "\n";
+    std::cout << out.str();
+    return exit_ok;
+}
+
+int run_dlq_requeue(const spooler_config& cfg, const logger& log) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, true, registry);
+    spool* dlq = s->dead_letters();
+    if (dlq == nullptr) {
+        log.error("no dead-letter spool at " + (cfg.directory / "dead-letter").string());
+        return exit_failure;
+    }
+    // 1. The dead letters to requeue, copied out (for_each's views die with the call).
+    struct requeued {
+        std::uint64_t dead_sequence;
+        message_id original;
+        message_id fresh;
+        std::string header;
+        std::string body;
+    };
+    std::vector<requeued> chosen;
+    std::uint64_t undecodable = 0;
+    dlq->for_each(0, [&](const spooled_message& m, bool settled) {
+        if (settled) {
+            return true;
+        }
+        header original;
+        if (!decode_header(m.header.data(), m.header.size(), original).ok()) {
+            ++undecodable;
+            return true;
+        }
+        if (cfg.id && original.id != *cfg.id) {
+            return true;
+        }
+        header h = header::follow_up(original); // fresh id, correlation id kept, causation id
+        h.type = original.type;
+        h.reply_to = original.reply_to;
+        h.content_type = original.content_type;
+        h.sequence = original.sequence;
+        h.attempt = 1;
+        for (const auto& [name, value] : original.user_headers) {
+            if (!name.starts_with(dead_letter_prefix)) {
+                h.user_headers.emplace_back(name, value);
+            }
+        }
+        chosen.push_back({m.sequence, original.id, h.id, encode_header(h), std::string(m.body)});
+        return true;
+    });
+    if (undecodable > 0) {
+        log.warn(std::to_string(undecodable) +
+                 " dead letter(s) with an undecodable header left in place");
+    }
+    if (cfg.id && chosen.empty()) {
+        log.error("no dead letter with id " + cfg.id->to_string() + " in " +
+                  (cfg.directory / "dead-letter").string());
+        return exit_failure;
+    }
+    // 2. Append to the main spool and commit: the new messages are on disk before any dead
+    //    letter is settled (a crash in between leaves both: at least once, never lost).
+    std::uint64_t last_ticket = 0;
+    for (const auto& r : chosen) {
+        const auto result = s->append(r.header, r.body);
+        if (result.outcome != append_result::status::appended &&
+            result.outcome != append_result::status::duplicate) {
+            log.error("cannot append the requeued copy of " + r.original.to_string() + ": " +
+                      (result.reason.empty() ? "the spool is full" : result.reason));
+            return exit_failure;
+        }
+        last_ticket = std::max(last_ticket, result.ticket);
+    }
+    if (!chosen.empty() && (!s->commit() || s->committed_ticket() < last_ticket)) {
+        log.error("cannot commit the requeued messages: " + s->stats().failure);
+        return exit_failure;
+    }
+    // 3. Settle them in the dead-letter spool: deliver in order until each chosen one came by,
+    //    ack it; others delivered on the way are returned to the queue.
+    std::vector<std::uint64_t> wanted;
+    for (const auto& r : chosen) {
+        wanted.push_back(r.dead_sequence);
+    }
+    std::sort(wanted.begin(), wanted.end());
+    std::vector<std::uint64_t> passed_by;
+    std::size_t settled = 0;
+    while (settled < wanted.size()) {
+        auto d = dlq->deliver();
+        if (!d) {
+            break;
+        }
+        if (std::binary_search(wanted.begin(), wanted.end(), d->sequence)) {
+            (void)dlq->ack(d->sequence);
+            ++settled;
+        } else {
+            passed_by.push_back(d->sequence);
+        }
+    }
+    for (const auto seq : passed_by) {
+        (void)dlq->requeue(seq, std::chrono::milliseconds(0));
+    }
+    if (!dlq->commit()) {
+        log.error("the messages were requeued, but settling them in the dead-letter spool failed "
+                  "(they are still listed there): " +
+                  dlq->stats().failure);
+        return exit_failure;
+    }
+    if (settled < wanted.size()) {
+        log.warn(std::to_string(wanted.size() - settled) +
+                 " requeued dead letter(s) could not be settled and are still listed");
+    }
+    std::ostringstream out;
+    for (const auto& r : chosen) {
+        out << "requeued " << r.original.to_string() << " as " << r.fresh.to_string() << "\n";
+    }
+    out << "requeued " << chosen.size() << " dead letter(s)\n";
+    std::cout << out.str();
+    return exit_ok;
+}
+
+int run_dlq_purge(const spooler_config& cfg, const logger& log) {
+    metrics_registry registry;
+    auto s = open_spool(cfg, true, registry);
+    spool* dlq = s->dead_letters();
+    if (dlq == nullptr) {
+        std::cout << "purged 0 dead letter(s)\n";
+        return exit_ok;
+    }
+    const std::uint64_t n = dlq->purge();
+    if (!dlq->commit()) {
+        log.error("cannot commit the purge: " + dlq->stats().failure);
+        return exit_failure;
+    }
+    std::cout << "purged " << n << " dead letter(s)\n";
+    return exit_ok;
+}
+
+} // namespace
+
+std::string_view record_type_name(std::size_t type) noexcept {
+    switch (type) {
+    case 1:
+        return "message";
+    case 2:
+        return "delivered";
+    case 3:
+        return "acked";
+    case 4:
+        return "dead_lettered";
+    case 5:
+        return "dropped";
+    case 6:
+        return "segment_start";
+    case 7:
+        return "gap";
+    case 8:
+        return "log_start";
+    default:
+        return "unknown";
+    }
+}
+
+std::vector<segment_walk> walk_segments(const std::filesystem::path& dir,
+                                        std::unordered_map<std::uint64_t, settled_by>* settled) {
+    std::vector<std::pair<std::uint64_t, std::filesystem::path>> files;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (auto first = sf::parse_segment_file_name(it->path().filename().string())) {
+            files.emplace_back(*first, it->path());
+        }
+    }
+    std::sort(files.begin(), files.end());
+    std::vector<segment_walk> walks;
+    walks.reserve(files.size());
+    for (const auto& [first, path] : files) {
+        walks.push_back(walk_file(path, first, settled));
+    }
+    return walks;
+}
+
+std::unique_ptr<spool> open_spool(const spooler_config& cfg, bool writable,
+                                  metrics_registry& registry) {
+    const auto& dir = cfg.directory;
+    std::error_code ec;
+    const bool exists = std::filesystem::is_directory(dir, ec);
+    if (!exists && !(writable && cfg.command == spooler_command::record)) {
+        throw usage_error{
+            "no spool at " + dir.string() + ": " +
+                (std::filesystem::exists(dir, ec) ? "not a directory" : "no such directory"),
+            exit_no_spool};
+    }
+    spool_options o;
+    o.directory = dir;
+    o.read_only = !writable;
+    o.name = "spooler";
+    o.registry = &registry;
+    o.max_attempts = 0; // requeue() never dead-letters here
+    if (cfg.command == spooler_command::record) {
+        o.sync = sync_policy::parse(cfg.sync);
+    }
+    const std::uint64_t existing = largest_segment_file(dir);
+    if (cfg.command == spooler_command::record && cfg.segment_bytes) {
+        o.segment_bytes = *cfg.segment_bytes;
+    } else if (existing >= 4096) {
+        o.segment_bytes = existing;
+    }
+    o.reserve_bytes = std::min<std::uint64_t>(o.reserve_bytes, o.segment_bytes / 8);
+    try {
+        return std::make_unique<spool>(std::move(o));
+    } catch (const spool_error& e) {
+        if (writable && (lock_held(dir / "lock") || lock_held(dir / "dead-letter" / "lock"))) {
+            throw usage_error{std::string(e.what()), exit_spool_in_use};
+        }
+        throw usage_error{std::string(e.what()), exit_no_spool};
+    } catch (const config_error& e) {
+        throw usage_error{std::string(e.what()), exit_usage};
+    }
+}
+
+int run_spooler(const spooler_config& cfg, const logger& log, shutdown_signals& signals) {
+    switch (cfg.command) {
+    case spooler_command::inspect:
+        return run_inspect(cfg);
+    case spooler_command::verify:
+        return run_verify(cfg);
+    case spooler_command::repair:
+        return run_repair(cfg);
+    case spooler_command::dlq_list:
+        return run_dlq_list(cfg);
+    case spooler_command::dlq_requeue:
+        return run_dlq_requeue(cfg, log);
+    case spooler_command::dlq_purge:
+        return run_dlq_purge(cfg, log);
+    case spooler_command::record:
+        return run_record(cfg, log, signals);
+    case spooler_command::replay:
+        return run_replay(cfg, log, signals);
+    }
+    return exit_software;
+}
+
+} // namespace zmqkit::cli
