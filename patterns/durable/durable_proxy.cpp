@@ -6,6 +6,7 @@
 #include <zmqkit/patterns/durable.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 namespace zmqkit::patterns {
@@ -305,6 +306,9 @@ struct durable_proxy::impl {
     void pump() {
         for (int round = 0; round < 4; ++round) {
             bool work = false;
+            if (held) {
+                retry_held(); // acks may have made room
+            }
             if (!paused && !held) {
                 work |= ingest_router(opt.batch);
                 work |= ingest_pull(opt.batch);
@@ -622,7 +626,13 @@ struct durable_proxy::impl {
             }
             auto& state = touch(rid, now);
             if (c->what == kind::credit_window) {
-                state.credit = c->credit;
+                // Never more in flight than the backend queue holds: a delivery refused at
+                // the high-water mark would count an attempt for nothing.
+                state.credit =
+                    opt.sockets.send_hwm > 0
+                        ? std::min<std::uint32_t>(c->credit,
+                                                  static_cast<std::uint32_t>(opt.sockets.send_hwm))
+                        : c->credit;
                 continue;
             }
             for (std::size_t i = 0; i < c->tag_count(); ++i) {
@@ -718,6 +728,7 @@ struct durable_proxy::impl {
     }
 
     void send_deliveries() {
+        std::vector<std::string> gone;
         for (auto& o : outbox) {
             if (o.rid.empty()) {
                 send_push(o);
@@ -740,8 +751,12 @@ struct durable_proxy::impl {
                     (void)backend->send(o.body, zmq::send_flags::none);
                     sent = true;
                 }
-            } catch (const zmq::error_t&) {
+            } catch (const zmq::error_t& e) {
                 // EHOSTUNREACH: the consumer left. Its deliveries go back to the queue.
+                if (e.num() == EHOSTUNREACH &&
+                    std::find(gone.begin(), gone.end(), o.rid) == gone.end()) {
+                    gone.push_back(o.rid);
+                }
             }
             if (sent) {
                 deliveries->add();
@@ -753,6 +768,11 @@ struct durable_proxy::impl {
             }
         }
         outbox.clear();
+        for (const auto& rid : gone) {
+            if (consumers.count(rid) != 0) {
+                drop_consumer(rid, "disconnected");
+            }
+        }
     }
 
     void send_push(outgoing& o) {
