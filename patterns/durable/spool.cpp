@@ -243,6 +243,9 @@ struct spool::impl {
         std::uint32_t bytes;
         std::string reason;
         std::uint64_t dead_letter_ticket;
+        // The copy for the dead-letter spool while it could not take it (disk full): retried
+        // at every commit; the dead_lettered record waits for it.
+        std::optional<std::pair<std::string, std::string>> pending_copy; // header, body
     };
     struct in_flight_entry {
         std::uint32_t bytes;
@@ -327,7 +330,8 @@ struct spool::impl {
     // state
     bool failed = false;
     bool disk_full = false;
-    std::chrono::steady_clock::time_point disk_full_retry{};
+    std::int64_t disk_full_retry_ns = 0; // now_ns() before which a full disk is not retried
+    std::uint64_t enospc_errors = 0;
     std::string failure;
     std::chrono::steady_clock::time_point last_sync = std::chrono::steady_clock::now();
     std::int64_t newest_ns = 0;
@@ -418,6 +422,16 @@ struct spool::impl {
 
     segment* active() noexcept { return segments.empty() ? nullptr : &segments.back(); }
 
+    // Closes a segment's file. The readers cache by handle, and the next file opened may get
+    // the same handle (the lowest free descriptor): forget what they hold, or they would serve
+    // the closed file's bytes as the new file's.
+    void close_segment(segment& s) noexcept {
+        fs.close(s.fd);
+        s.fd = -1;
+        cursor_reader.reset();
+        random_reader.reset();
+    }
+
     [[nodiscard]] std::uint64_t message_limit(const segment& s) const noexcept {
         return s.capacity - std::min(opt.reserve_bytes, s.capacity / 4);
     }
@@ -437,7 +451,8 @@ struct spool::impl {
                 disk_full = true;
                 m.disk_full->set(1);
             }
-            disk_full_retry = std::chrono::steady_clock::now() + 100ms;
+            ++enospc_errors;
+            disk_full_retry_ns = now_ns() + 100'000'000; // 100 ms, on the injectable clock
             return;
         }
         fail("spool " + dir.string() + ": " + what + " failed: " + errno_text(e) +
@@ -660,8 +675,7 @@ struct spool::impl {
     // Creates the next segment (its first record is segment_start). False on failure (disk full
     // or an I/O error, recorded).
     bool rotate(std::uint64_t need, bool& first_record) {
-        const auto now = std::chrono::steady_clock::now();
-        if (disk_full && now < disk_full_retry) {
+        if (disk_full && now_ns() < disk_full_retry_ns) {
             return false;
         }
         if (segment* old = active(); old != nullptr && old->dirty) {
@@ -782,10 +796,18 @@ struct spool::impl {
         }
         m.commits->add();
         ++counts.commits;
+        const std::uint64_t enospc_before = enospc_errors;
         bool first_record = true;
         std::uint64_t records = 0;
 
         // Dead-letter copies first: a dead_lettered record may only follow a committed copy.
+        if (owner.dead_letters_) {
+            for (auto& d : q_dead) {
+                if (d.pending_copy) {
+                    copy_dead_letter(d);
+                }
+            }
+        }
         if (owner.dead_letters_ && owner.dead_letters_->commit_pending()) {
             owner.dead_letters_->commit();
         }
@@ -864,8 +886,16 @@ struct spool::impl {
         m.committed_records->add(records);
         counts.committed_records += records;
         m.last_batch->set(static_cast<std::int64_t>(records));
-        if (!failed && sync_now) {
+        if (!failed) {
             reclaim();
+        }
+        // The disk had room for everything queued: appends may go on (the ENOSPC may have come
+        // from a write inside the active segment, where no rotation would clear it).
+        if (disk_full && !failed && enospc_errors == enospc_before && queued.empty() &&
+            q_delivered.empty() && q_acked.empty() && q_dropped_full.empty() &&
+            q_dropped_purged.empty() && q_gaps.empty()) {
+            disk_full = false;
+            m.disk_full->set(0);
         }
         update_gauges();
         return !failed && records > 0;
@@ -884,7 +914,7 @@ struct spool::impl {
             owner.dead_letters_ ? owner.dead_letters_->committed_ticket() : UINT64_MAX;
         std::size_t dead_written = 0;
         for (const auto& d : q_dead) {
-            if (d.dead_letter_ticket > dlq_committed) {
+            if (d.pending_copy || d.dead_letter_ticket > dlq_committed) {
                 break;
             }
             const std::size_t at = control_buffer.size();
@@ -954,11 +984,21 @@ struct spool::impl {
     // Deletes head segments once a durable log_start record says the log starts after them;
     // queues that record when the head segments are fully settled.
     void reclaim() {
+        if (segments.size() > 1 && segments.front().end <= written_log_start &&
+            segments.front().waiting == 0) {
+            // The log_start record that lets the head go must be on disk before the head goes
+            // (sync modes none and interval may not have synced it yet).
+            for (auto& s : segments) {
+                if (s.dirty && !sync_segment(s)) {
+                    return;
+                }
+            }
+        }
         bool removed = false;
         while (segments.size() > 1 && segments.front().end <= written_log_start &&
                segments.front().waiting == 0) {
             segment& s = segments.front();
-            fs.close(s.fd);
+            close_segment(s);
             if (const int e = fs.remove(dir / s.file); e != 0) {
                 write_error(e, "removing " + s.file);
                 break;
@@ -1125,7 +1165,7 @@ struct spool::impl {
             return false;
         }
         const std::uint32_t bytes = it->second.bytes;
-        std::uint64_t ticket = 0;
+        queued_dead d{seq, bytes, std::string(reason), 0, std::nullopt};
         if (owner.dead_letters_) {
             auto msg = read_message(seq);
             if (msg) {
@@ -1135,18 +1175,29 @@ struct spool::impl {
                     h.user_headers.emplace_back("zmqkit-dead-letter-reason", std::string(reason));
                     h.user_headers.emplace_back("zmqkit-dead-letter-sequence", std::to_string(seq));
                     h.user_headers.emplace_back("zmqkit-dead-letter-spool", opt.name);
-                    const std::string encoded = encode_header(h);
-                    const auto r = owner.dead_letters_->append(encoded, msg->body);
-                    ticket = r.ticket;
+                    d.pending_copy.emplace(encode_header(h), std::string(msg->body));
+                    copy_dead_letter(d);
                 }
             }
         }
         in_flight.erase(it);
         settle(seq, bytes);
-        q_dead.push_back({seq, bytes, std::string(reason), ticket});
+        q_dead.push_back(std::move(d));
         m.dead_lettered->add();
         ++counts.dead_lettered;
         return true;
+    }
+
+    // Hands a dead letter's copy to the dead-letter spool. When it cannot take it now (its disk
+    // is full, or it failed) the copy stays pending: the dead_lettered record is only written
+    // after the copy is committed, so the message is never in neither spool.
+    void copy_dead_letter(queued_dead& d) {
+        const auto r = owner.dead_letters_->append(d.pending_copy->first, d.pending_copy->second);
+        if (r.outcome == append_result::status::appended ||
+            r.outcome == append_result::status::duplicate) {
+            d.dead_letter_ticket = r.ticket;
+            d.pending_copy.reset();
+        }
     }
 
     std::uint64_t purge() {
@@ -1604,7 +1655,7 @@ void spool::impl::perform_salvage(salvage& sv) {
     check(fs.rename(repaired, original), "rename");
     check(fs.sync_directory(quarantine_dir), "sync quarantine directory");
     check(fs.sync_directory(dir), "sync directory");
-    fs.close(s.fd);
+    close_segment(s);
     s.fd = out;
     for (auto& o : s.index) {
         const auto it = std::lower_bound(remap.begin(), remap.end(),
@@ -1689,13 +1740,27 @@ void spool::impl::recover() {
     }
 
     // Which gaps are new? (Known ones were reported by an earlier recovery.)
+    // A gap can be covered by several known ranges together (a head gap that grew over a
+    // missing segment reported before): only the parts no known range covers are new.
+    std::sort(known.begin(), known.end(),
+              [](const sequence_range& a, const sequence_range& b) { return a.first < b.first; });
     std::vector<found_gap> new_gaps;
     for (const auto& g : gaps) {
-        const bool is_known = std::any_of(known.begin(), known.end(), [&](const sequence_range& k) {
-            return k.first <= g.range.first && g.range.end <= k.end;
-        });
-        if (!is_known && g.range.first < g.range.end) {
-            new_gaps.push_back(g);
+        std::uint64_t at = g.range.first;
+        for (const auto& k : known) {
+            if (at >= g.range.end) {
+                break;
+            }
+            if (k.end <= at) {
+                continue;
+            }
+            if (k.first > at) {
+                new_gaps.push_back({{at, std::min(k.first, g.range.end)}, g.cause});
+            }
+            at = std::max(at, k.end);
+        }
+        if (at < g.range.end) {
+            new_gaps.push_back({{at, g.range.end}, g.cause});
         }
     }
     if (opt.strict && (!new_gaps.empty() || !salvages.empty())) {
@@ -1725,14 +1790,14 @@ void spool::impl::recover() {
         }
         // Segments entirely before the log start (a reclaim interrupted after its record).
         while (segments.size() > 1 && segments.front().end <= log_start) {
-            fs.close(segments.front().fd);
+            close_segment(segments.front());
             (void)fs.remove(dir / segments.front().file);
             segments.pop_front();
         }
         // Segments without a record (created, then the process died): remove.
         for (std::size_t i = 0; i < segments.size();) {
             if (segments[i].end == segments[i].first) {
-                fs.close(segments[i].fd);
+                close_segment(segments[i]);
                 (void)fs.remove(dir / segments[i].file);
                 segments.erase(segments.begin() + static_cast<std::ptrdiff_t>(i));
             } else {
@@ -1740,6 +1805,18 @@ void spool::impl::recover() {
             }
         }
         (void)fs.sync_directory(dir);
+        // What recovery found in the last segment may only be in the page cache (the process
+        // was killed between a write and its fdatasync, or the fdatasync failed). From now on
+        // it counts — duplicates of it are confirmed, deliveries continue from it, the next
+        // segment starts after it — so it must be on disk before anything else is written.
+        // (Earlier segments were synced when the next one was created.) This also makes a
+        // torn-tail truncation durable.
+        if (!segments.empty()) {
+            if (const int e = fs.sync_data(segments.back().fd); e != 0) {
+                throw spool_error("cannot sync " + (dir / segments.back().file).string() + ": " +
+                                  errno_text(e) + "; check the disk (dmesg)");
+            }
+        }
     }
 
     // Attempts only for messages still waiting.
