@@ -90,11 +90,30 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
 
 reliable_sender::~reliable_sender() = default;
 
+// Never blocks: when the socket has no room (the proxy holds producers back), the message
+// waits in unsent_ and leaves as soon as there is room (flush_unsent).
 bool reliable_sender::transmit(const std::string& frame) {
     try {
-        return socket_.send(zmq::buffer(frame), zmq::send_flags::none).has_value();
+        return socket_.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
     } catch (const zmq::error_t&) {
         return false;
+    }
+}
+
+void reliable_sender::flush_unsent() {
+    const auto now = clock::now();
+    while (!unsent_.empty()) {
+        const auto it = pending_.find(unsent_.front());
+        if (it == pending_.end()) {
+            unsent_.pop_front(); // confirmed meanwhile (an earlier copy got through)
+            continue;
+        }
+        if (!transmit(it->second.frame)) {
+            return;
+        }
+        it->second.sent_at = now;
+        retry_order_.emplace_back(it->first, now);
+        unsent_.pop_front();
     }
 }
 
@@ -117,24 +136,26 @@ bool reliable_sender::send(message& m, std::chrono::milliseconds timeout) {
     if (!body.empty()) {
         std::memcpy(frame.data() + n, body.data(), body.size());
     }
-    // Kept until confirmed: a send the socket could not take now is resent like a lost one.
-    (void)transmit(frame);
-    const auto now = clock::now();
+    // Kept until confirmed, in the order sent.
     auto [it, fresh] = pending_.try_emplace(h.id);
     it->second.frame = std::move(frame);
-    it->second.sent_at = now;
-    retry_order_.emplace_back(h.id, now);
+    it->second.sent_at = {};
+    unsent_.push_back(h.id);
     (void)fresh;
+    flush_unsent();
     resend_overdue();
     return true;
 }
 
 std::size_t reliable_sender::handle_replies(std::chrono::milliseconds timeout) {
     std::size_t settled = 0;
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    flush_unsent();
+    const short events = static_cast<short>(ZMQ_POLLIN | (unsent_.empty() ? 0 : ZMQ_POLLOUT));
+    zmq::pollitem_t item{socket_.handle(), 0, events, 0};
     if (zmq::poll(&item, 1, timeout) <= 0) {
         return 0;
     }
+    flush_unsent();
     for (;;) {
         const std::size_t n = receive(socket_, frames_);
         if (n == 0) {
@@ -181,11 +202,15 @@ void reliable_sender::resend_overdue() {
         if (it == pending_.end() || it->second.sent_at != at) {
             continue; // confirmed, or resent since
         }
-        (void)transmit(it->second.frame);
-        it->second.sent_at = now;
-        retry_order_.emplace_back(id, now);
         ++resent_;
         resent_counter_->add();
+        if (!unsent_.empty() || !transmit(it->second.frame)) {
+            it->second.sent_at = {}; // leaves with the others when there is room
+            unsent_.push_back(id);
+            continue;
+        }
+        it->second.sent_at = now;
+        retry_order_.emplace_back(id, now);
     }
     // Entries of confirmed messages leave the queue as they reach its head; keep it bounded
     // when confirms outpace retries.

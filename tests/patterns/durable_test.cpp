@@ -529,3 +529,89 @@ TEST(durable_protocol_parse, producer_replies_and_delivery_tags) {
     EXPECT_FALSE(proto::parse_delivery_tag({"DELIVER", tag}));
     EXPECT_FALSE(proto::parse_delivery_tag({"CONFIRM", tag, "h"}));
 }
+
+namespace {
+
+// A small tmpfs mounted for the test (root only), unmounted on destruction.
+class small_filesystem {
+public:
+    explicit small_filesystem(const std::filesystem::path& at, const std::string& size) : at_(at) {
+        std::filesystem::create_directories(at);
+        const std::string cmd =
+            "mount -t tmpfs -o size=" + size + " zmqkit-test " + at.string() + " 2>/dev/null";
+        mounted_ = ::geteuid() == 0 && std::system(cmd.c_str()) == 0;
+    }
+    ~small_filesystem() {
+        if (mounted_) {
+            const std::string cmd = "umount -l " + at_.string() + " 2>/dev/null";
+            (void)std::system(cmd.c_str());
+        }
+    }
+    small_filesystem(const small_filesystem&) = delete;
+    small_filesystem& operator=(const small_filesystem&) = delete;
+    [[nodiscard]] bool mounted() const noexcept { return mounted_; }
+
+private:
+    std::filesystem::path at_;
+    bool mounted_ = false;
+};
+
+} // namespace
+
+TEST_F(durable_fixture, a_full_disk_holds_confirms_back_and_resumes_when_consumers_free_space) {
+    small_filesystem disk(dir.path() / "small", "12m");
+    if (!disk.mounted()) {
+        GTEST_SKIP() << "needs root to mount a 12 MiB tmpfs (run the suite as root)";
+    }
+    auto o = options();
+    o.spool.directory = dir.path() / "small" / "spool";
+    o.spool.segment_bytes = 2 << 20;
+    o.spool.reserve_bytes = 128 << 10;
+    o.spool.dead_letter_spool = false;
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    auto so = sender_options(proxy);
+    so.window = 20000;
+    reliable_sender sender(ctx, so);
+    // ~24 MiB of messages into a 12 MiB filesystem, nobody consuming.
+    const std::string body(1000, 'd');
+    std::vector<message_id> ids;
+    for (int i = 0; i < 24000; ++i) {
+        message m(body);
+        ASSERT_TRUE(sender.send(m, 30s));
+        ids.push_back(m.id());
+    }
+    ASSERT_TRUE(eventually(
+        [&] {
+            (void)sender.poll(20ms);
+            return proxy.status_json().find("\"disk_full\":true") != std::string::npos;
+        },
+        30s))
+        << proxy.status_json();
+    (void)sender.poll(200ms);
+    const auto confirmed_when_full = sender.confirmed();
+    EXPECT_GT(confirmed_when_full, 1000u);
+    EXPECT_LT(confirmed_when_full, ids.size()) << "confirmed more than the disk holds";
+    EXPECT_NE(proxy.status_json().find("\"state\":\"backpressure\""), std::string::npos);
+    {
+        std::lock_guard lock(log_mutex);
+        EXPECT_THAT(logged, ::testing::Contains(::testing::HasSubstr("disk full")));
+    }
+    // A consumer drains; acked segments are deleted, space returns, confirms resume.
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    std::vector<message_id> got;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (got.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
+        (void)sender.poll(0ms);
+        auto d = receiver.recv(20ms);
+        if (d) {
+            got.push_back(d->message.id());
+            receiver.ack(*d);
+        }
+    }
+    receiver.flush_acks();
+    EXPECT_TRUE(sender.flush(30s)) << sender.unconfirmed() << " unconfirmed";
+    EXPECT_EQ(sender.confirmed(), ids.size());
+    EXPECT_EQ(got, ids); // nothing lost, nothing twice, in order
+    proxy.stop();
+}

@@ -229,6 +229,7 @@ private:
         std::chrono::steady_clock::time_point sent_at;
     };
     bool transmit(const std::string& frame);
+    void flush_unsent();
     std::size_t handle_replies(std::chrono::milliseconds timeout);
     void resend_overdue();
 
@@ -237,6 +238,7 @@ private:
     std::vector<std::string> endpoints_;
     std::unordered_map<message_id, entry, message_id_hash> pending_;
     std::deque<std::pair<message_id, std::chrono::steady_clock::time_point>> retry_order_;
+    std::deque<message_id> unsent_; // kept, not yet taken by the socket (no room), in order
     std::uint64_t confirmed_ = 0, rejected_ = 0, resent_ = 0;
     std::function<void(const message_id&)> on_confirm_;
     std::function<void(const message_id&, std::string_view)> on_reject_;
