@@ -401,7 +401,7 @@ struct durable_proxy::impl {
     // Appends; queues the confirm or sends a reject; holds the message when the spool is full.
     void accept(bool from_router, std::string_view rid, bool delimiter, const message_id& id,
                 std::string_view header_bytes, std::string_view body) {
-        const auto r = sp->append(header_bytes, body);
+        const auto r = sp->append(header_bytes, body, id); // split_message decoded it
         switch (r.outcome) {
         case append_result::status::duplicate:
             duplicates->add();

@@ -34,6 +34,36 @@ spool_options options_for(const std::filesystem::path& dir, metrics_registry& re
     return o;
 }
 
+TEST(Spool, DedupWindowRemembersExactlyTheLastNIds) {
+    temp_directory dir("spool-dedup");
+    metrics_registry registry;
+    auto o = options_for(dir.path(), registry);
+    o.segment_bytes = 1 << 20;
+    o.dedup_window = 50;
+    spool s(o);
+    std::vector<encoded> all;
+    for (int round = 0; round < 3; ++round) { // wraps the ring several times
+        for (int i = 0; i < 700; ++i) {
+            all.push_back(envelope(all.size()));
+            ASSERT_EQ(s.append(all.back().header, "b").outcome, append_result::status::appended);
+        }
+        ASSERT_TRUE(s.commit());
+        // The last 50 are duplicates (checking does not insert), in a scrambled order.
+        for (std::size_t k = 0; k < 50; ++k) {
+            const auto& e = all[all.size() - 1 - (k * 17) % 50];
+            const auto r = s.append(e.header, "b");
+            EXPECT_EQ(r.outcome, append_result::status::duplicate) << "round " << round;
+        }
+    }
+    // The 51st newest was evicted: appending it again stores it again.
+    const auto r = s.append(all[all.size() - 51].header, "b");
+    EXPECT_EQ(r.outcome, append_result::status::appended);
+    // ... and now it is the newest, while the oldest of the previous 50 fell out.
+    EXPECT_EQ(s.append(all[all.size() - 51].header, "b").outcome, append_result::status::duplicate);
+    EXPECT_EQ(s.append(all[all.size() - 50].header, "b").outcome, append_result::status::appended);
+    EXPECT_EQ(s.append(all.back().header, "b").outcome, append_result::status::duplicate);
+}
+
 TEST(Spool, AppendCommitDeliverAckSurvivesRestart) {
     temp_directory dir("spool");
     metrics_registry registry;
