@@ -15,8 +15,8 @@ void print_bound(const cli::logger& log, const char* what, const std::vector<std
     }
 }
 
-// Runs a started device until a signal or TERMINATE; then drains. Device: streamer or
-// durable_proxy (both actors with statistics()).
+// Runs a started device until a signal or TERMINATE; then drains. Device: streamer,
+// durable_proxy or load_balancer (actors with statistics()).
 template <class Device>
 int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
                shutdown_signals& signals) {
@@ -63,6 +63,21 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "frontend-pull", device.frontend_pull_endpoints());
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "backend-push", device.backend_push_endpoints());
+        print_bound(log, "control", device.control_endpoints());
+        return run_device(device, cfg, log, signals);
+    }
+    if (cfg.mode == "lb") {
+        auto options = cfg.lb;
+        options.log = [&log](std::string_view line) { log.info(line); };
+        patterns::load_balancer device(context, options);
+        try {
+            device.start();
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        print_bound(log, "frontend", device.frontend_endpoints());
+        print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "control", device.control_endpoints());
         return run_device(device, cfg, log, signals);
     }

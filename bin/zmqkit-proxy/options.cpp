@@ -15,6 +15,7 @@ namespace {
 constexpr const char* usage_head =
     R"(Usage: zmqkit-proxy [--mode stream] --frontend ENDPOINTS --backend ENDPOINTS [options]
        zmqkit-proxy --mode durable --spool DIR --frontend ENDPOINTS --backend ENDPOINTS [options]
+       zmqkit-proxy --mode lb --frontend ENDPOINTS --backend ENDPOINTS [options]
 
 Runs a zmqkit forwarding device until SIGINT/SIGTERM or a TERMINATE command, then drains.
 
@@ -29,6 +30,12 @@ Modes:
              --ack-timeout, and after --max-attempts go to the dead-letter spool
              (DIR/dead-letter, see zmqkit-spooler). PULL consumers may use --backend-push
              (best effort). Frames: docs/wire-protocol.md section 7.
+  lb         load-balancing request-reply broker: clients (REQ, DEALER, lb_client) on the
+             ROUTER --frontend, 6/PPP workers (Paranoid Pirate, lb_worker) on the ROUTER
+             --backend. Each request goes to the least recently used ready worker; a worker
+             silent for --heartbeat-interval x --liveness expires, and its request goes to
+             another worker, up to --max-attempts dispatches. Frames: docs/wire-protocol.md
+             section 8.
 
 Endpoints use CZMQ's grammar: '@' binds, '>' connects, entries without a prefix bind,
 several entries separated by commas. 'tcp://127.0.0.1:*' binds an ephemeral port; every bound
@@ -39,7 +46,8 @@ Control socket (REP, --control): send one frame, get the reply:
   STATISTICS               -> 8 frames of uint64 (zmq_proxy_steerable layout: frontend
                               messages in, bytes in, messages out, bytes out, then backend)
   STATUS                   -> one JSON frame (state, statistics, backend stalls; in
-                              durable mode also the spool, recovery and consumers)
+                              durable mode also the spool, recovery and consumers;
+                              in lb mode the request counters and every worker)
 
 Options)";
 
@@ -62,6 +70,10 @@ Examples:
   # durable: confirmed producers on 5557, acking consumers on 5558, spool on disk
   zmqkit-proxy --mode durable --spool /var/spool/zmqkit/orders \
                --frontend tcp://*:5557 --backend tcp://*:5558 --control tcp://127.0.0.1:5559
+
+  # a load balancer for REQ clients on 5555 and Paranoid Pirate workers on 5556
+  zmqkit-proxy --mode lb --frontend tcp://*:5555 --backend tcp://*:5556 \
+               --heartbeat-interval 1s --liveness 3 --max-attempts 3 --request-timeout 30s
 
   # pause it, read its counters, stop it
   python3 -c 'import zmq; s=zmq.Context().socket(zmq.REQ); s.connect("ipc:///run/zmqkit/proxy.ctl"); s.send(b"STATUS"); print(s.recv())'
@@ -112,12 +124,16 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::uint64_t max_messages = 0;
     std::uint32_t max_attempts = 5;
     std::size_t dedup_window = 100000;
+    // lb mode
+    std::string heartbeat_interval = "1s", request_timeout = "0";
+    std::uint32_t liveness = 3;
+    std::size_t max_queued = 100000;
     po::options_description desc;
     // clang-format off
     desc.add_options()
         ("help,h", "print this help and exit")
         ("version", "print the version and exit")
-        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable")
+        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable | lb")
         ("frontend", po::value(&frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
         ("backend", po::value(&backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
         ("control", po::value(&control), "control socket endpoints (REP, default bind)")
@@ -135,7 +151,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("max-messages", po::value(&max_messages)->default_value(0), "durable: spool limit in messages not yet acked (0: none)")
         ("max-bytes", po::value(&max_bytes)->default_value("0"), "durable: spool limit in payload bytes (0: none)")
         ("full-policy", po::value(&full)->default_value("block"), "durable: at a limit: block (hold producers back) | reject | drop_oldest")
-        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit)")
+        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit); lb: dispatches of a request before it is answered with error \"attempts\" (default there: 3)")
         ("ack-timeout", po::value(&ack_timeout)->default_value("30s"), "durable: an unacked delivery is redelivered after this")
         ("consumer-timeout", po::value(&consumer_timeout)->default_value("10s"), "durable: a consumer silent this long is gone; its deliveries are requeued")
         ("redelivery-backoff", po::value(&backoff)->default_value("1s"), "durable: first redelivery delay, doubled per attempt")
@@ -144,6 +160,10 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("dedup-window", po::value(&dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
         ("strict", "durable: refuse to start when recovery finds damage in the middle of the spool (default: quarantine it, report the lost range, run)")
         ("start-timeout", po::value(&start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
+        ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP)")
+        ("liveness", po::value(&liveness)->default_value(3), "lb: a worker silent this many heartbeat intervals expires; its request goes to another worker")
+        ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"")
+        ("request-timeout", po::value(&request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
@@ -159,9 +179,19 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         return print_and_exit{"zmqkit-proxy " ZMQKIT_VERSION "\n", exit_ok};
     }
     const bool durable = cfg.mode == "durable";
-    if (cfg.mode != "stream" && !durable) {
-        throw usage_error{"unknown --mode '" + cfg.mode + "' (available: stream, durable)",
+    const bool lb = cfg.mode == "lb";
+    if (cfg.mode != "stream" && !durable && !lb) {
+        throw usage_error{"unknown --mode '" + cfg.mode + "' (available: stream, durable, lb)",
                           exit_usage};
+    }
+    if (!lb) {
+        for (const char* only :
+             {"heartbeat-interval", "liveness", "max-queued", "request-timeout"}) {
+            if (!vm[only].defaulted()) {
+                throw usage_error{std::string("--") + only + " applies to --mode lb only",
+                                  exit_usage};
+            }
+        }
     }
     if (frontend.empty() && (!durable || cfg.durable.frontend_pull.empty())) {
         throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
@@ -184,6 +214,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
              {"sync", "max-messages", "max-bytes", "full-policy", "max-attempts", "ack-timeout",
               "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max", "segment-size",
               "dedup-window", "start-timeout"}) {
+            if (lb && std::string_view(only) == "max-attempts") {
+                continue;
+            }
             if (!vm[only].defaulted()) {
                 throw usage_error{std::string("--") + only + " applies to --mode durable only",
                                   exit_usage};
@@ -196,6 +229,16 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         if (!capture.empty()) {
             throw usage_error{"--capture applies to --mode stream only", exit_usage};
         }
+    }
+    if (lb && !capture.empty()) {
+        throw usage_error{"--capture applies to --mode stream only", exit_usage};
+    }
+    if (lb && vm.count("max-attempts") != 0U && !vm["max-attempts"].defaulted() &&
+        max_attempts == 0) {
+        throw usage_error{"--max-attempts must be at least 1 in --mode lb", exit_usage};
+    }
+    if (lb && liveness == 0) {
+        throw usage_error{"--liveness must be at least 1", exit_usage};
     }
     if (hwm < 0) {
         throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(hwm),
@@ -241,6 +284,15 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
             }
             d.spool.reserve_bytes = std::min<std::uint64_t>(1ull << 20, d.spool.segment_bytes / 8);
         }
+        if (lb) {
+            auto& l = cfg.lb;
+            l.heartbeat_interval = parse_duration(heartbeat_interval);
+            l.request_timeout = parse_duration(request_timeout);
+            if (l.heartbeat_interval.count() <= 0) {
+                throw config_error("--heartbeat-interval must be positive, got " +
+                                   heartbeat_interval);
+            }
+        }
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
@@ -257,6 +309,18 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         d.sockets = sockets;
         d.batch = vm.count("batch") != 0U ? batch : 4096;
         d.drain_timeout = cfg.drain_timeout;
+    } else if (lb) {
+        auto& l = cfg.lb;
+        l.frontend = frontend;
+        l.backend = backend;
+        l.control = control;
+        l.name = name;
+        l.sockets = sockets;
+        l.liveness = liveness;
+        l.max_queued = max_queued;
+        l.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
+        l.batch = vm.count("batch") != 0U ? batch : 256;
+        l.drain_timeout = cfg.drain_timeout;
     } else {
         auto& st = cfg.streamer;
         st.frontend = frontend;

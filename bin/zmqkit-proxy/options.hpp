@@ -4,6 +4,7 @@
 #include "common/cli.hpp"
 
 #include <zmqkit/patterns/durable.hpp>
+#include <zmqkit/patterns/load_balancer.hpp>
 #include <zmqkit/patterns/pipeline.hpp>
 
 #include <chrono>
@@ -16,6 +17,7 @@ struct proxy_config {
     std::string mode = "stream";
     patterns::streamer_options streamer;
     patterns::durable_proxy_options durable; // --mode durable
+    patterns::load_balancer_options lb;      // --mode lb
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
     int verbosity = 0;

@@ -1,0 +1,381 @@
+// zmqkit::patterns — request-reply through a load-balancing broker: the broker (ROUTER frontend
+// for clients, ROUTER backend for workers, least-recently-used worker queue, heartbeats, expiry
+// of silent workers, re-dispatch of a dead worker's request), a worker, and a Lazy Pirate
+// client.
+//
+//   lb_client (DEALER) or REQ ─> [frontend ROUTER] load_balancer [backend ROUTER] <─ lb_worker
+//                                                                                    or 6/PPP
+//                                                                                    worker
+//
+// The backend speaks 6/PPP (rfc.zeromq.org/spec:6); the frames and zmqkit's additions are
+// specified in docs/wire-protocol.md §8.
+#pragma once
+
+#include <zmqkit/actor.hpp>
+#include <zmqkit/message.hpp>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace zmqkit::patterns {
+
+// ---- 6/PPP frames -----------------------------------------------------------------------------
+
+// The Paranoid Pirate Protocol's commands and the pure functions that parse its frames. Frames
+// are given without the routing-id frame a ROUTER adds. Parsers never throw and never read
+// outside the given views; a rejection says why (for a log line). Fuzzed: tests/fuzz.
+namespace ppp {
+inline constexpr std::string_view ready_byte{"\x01", 1};      // worker -> broker, one frame
+inline constexpr std::string_view heartbeat_byte{"\x02", 1};  // both ways, one frame
+inline constexpr std::string_view disconnect_byte{"\x05", 1}; // worker -> broker (zmqkit addition)
+// Words some published PPP peers send instead of the bytes; accepted, never sent.
+inline constexpr std::string_view ready_word = "READY";
+inline constexpr std::string_view heartbeat_word = "HEARTBEAT";
+inline constexpr std::string_view disconnect_word = "DISCONNECT";
+
+// What a worker sent the broker.
+struct worker_message {
+    enum class kind { ready, heartbeat, disconnect, reply };
+    kind what = kind::heartbeat;
+    // reply: frames [0, envelope_size) are the address stack (the first is the client's routing
+    // id at the broker's frontend), frame envelope_size is empty, the content follows (>= 1).
+    std::size_t envelope_size = 0;
+};
+// Parses [0x01] | [0x02] | [0x05] (or the ASCII words) | [address...][""][content...].
+[[nodiscard]] std::optional<worker_message>
+parse_worker_message(const std::vector<std::string_view>& frames, std::string& why);
+
+// What the broker sent a worker.
+struct broker_message {
+    enum class kind { heartbeat, request };
+    kind what = kind::heartbeat;
+    std::size_t envelope_size = 0; // request: as in worker_message
+};
+// Parses [0x02] (or "HEARTBEAT") | [address...][""][content...].
+[[nodiscard]] std::optional<broker_message>
+parse_broker_message(const std::vector<std::string_view>& frames, std::string& why);
+
+// A request as a ROUTER frontend receives it after the routing id: [address...][""][content...]
+// (a REQ client, or a DEALER that sends the empty delimiter first). Returns the number of
+// address frames before the delimiter (0 for a directly connected client).
+[[nodiscard]] std::optional<std::size_t>
+parse_client_request(const std::vector<std::string_view>& frames, std::string& why);
+} // namespace ppp
+
+// ---- errors carried in replies ----------------------------------------------------------------
+
+// A broker or worker that cannot answer a request with a result answers with an error reply:
+//   envelope requests: a zmqkit message, follow-up of the request, header type "zmqkit.error",
+//                      user header "error" = one of the codes below, body = a readable reason;
+//   raw requests:      one content frame "ERROR <code>: <reason>".
+namespace lb_error {
+inline constexpr std::string_view type = "zmqkit.error";
+inline constexpr std::string_view header_name = "error";   // the user header with the code
+inline constexpr std::string_view attempts = "attempts";   // max attempts reached
+inline constexpr std::string_view timeout = "timeout";     // the request's deadline passed
+inline constexpr std::string_view queue_full = "busy";     // too many requests waiting
+inline constexpr std::string_view handler = "handler";     // the worker's handler threw
+inline constexpr std::string_view malformed = "malformed"; // a worker could not read it
+} // namespace lb_error
+
+// User header of an envelope request carrying its deadline: Unix time in milliseconds, decimal.
+inline constexpr std::string_view lb_deadline_header = "deadline-ms";
+
+// ---- the broker -------------------------------------------------------------------------------
+
+struct load_balancer_options {
+    std::string frontend; // ROUTER for clients (REQ, DEALER, lb_client); prefix-less entries bind
+    std::string backend;  // ROUTER for workers (6/PPP, lb_worker); prefix-less entries bind
+    std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
+                          // STATUS); prefix-less entries bind
+    std::string name = "load_balancer"; // metric label {component="<name>"}
+    socket_options sockets;             // HWMs and linger of frontend and backend
+    // The broker heartbeats every worker this often, and a worker silent for
+    // heartbeat_interval x liveness is expired (6/PPP's defaults: 1000 ms x 3).
+    std::chrono::milliseconds heartbeat_interval = 1000ms;
+    std::uint32_t liveness = 3;
+    // Requests waiting for a ready worker; one more is answered with error "busy".
+    std::size_t max_queued = 100000;
+    // Dispatches of one request (the first included) before it is answered with error
+    // "attempts": a request whose worker dies or expires is dispatched again until then.
+    std::uint32_t max_attempts = 3;
+    // Deadline of every request from its arrival (0: none). An envelope request may set an
+    // earlier one with the lb_deadline_header. A request past its deadline is answered with
+    // error "timeout" instead of being run late (or its late reply dropped).
+    std::chrono::milliseconds request_timeout{0};
+    std::chrono::milliseconds drain_timeout = 5s; // TERMINATE / stop(): wait for replies in flight
+    std::size_t batch = 256;                      // messages read per socket per wake-up
+    // Timer resolution of heartbeats, expiry and deadlines (0: heartbeat_interval / 4, capped
+    // at 100 ms).
+    std::chrono::milliseconds tick{0};
+    // The broker's clock for heartbeats, expiry and deadlines (nullptr: steady_clock::now).
+    // Tests inject one to expire workers without waiting.
+    std::function<std::chrono::steady_clock::time_point()> clock;
+    metrics_registry* registry = nullptr;
+    // Called on the actor thread with a line per notable event (a worker expired, malformed
+    // frames, rate-limited). nullptr: events are only counted.
+    std::function<void(std::string_view)> log;
+};
+
+// Per-worker statistics (STATUS "workers").
+struct lb_worker_stats {
+    std::string id;     // routing id, hex
+    bool ready = false; // waiting in the LRU queue
+    bool busy = false;  // a request in flight
+    std::uint64_t served = 0;
+    std::int64_t last_heartbeat_ms = 0; // ms since anything arrived from it
+    std::uint64_t expired = 0;          // times a worker with this id expired before
+};
+
+// Broker-wide counters (also metrics zmqkit_lb_*_total {component="<name>"}).
+struct lb_broker_stats {
+    std::uint64_t requests = 0;     // requests accepted from clients (duplicates excluded)
+    std::uint64_t replies = 0;      // worker replies forwarded to clients
+    std::uint64_t errors = 0;       // error replies the broker sent (attempts, timeout, busy)
+    std::uint64_t redispatched = 0; // requests dispatched again after their worker was lost
+    std::uint64_t duplicates = 0;   // resent requests (same id) joined to the pending one
+    std::uint64_t late_replies = 0; // replies for requests no longer in flight, dropped
+    std::uint64_t malformed = 0;    // malformed messages on any socket, dropped
+    std::uint64_t workers_expired = 0;
+    std::uint64_t workers_disconnected = 0; // DISCONNECT, or found unreachable
+    std::uint64_t queued = 0;               // waiting for a worker now
+    std::uint64_t in_flight = 0;            // at workers now
+    std::vector<lb_worker_stats> workers;
+};
+
+// The load-balancing broker. start() binds and returns; requests from the frontend go to the
+// least recently used ready worker, one at a time per worker. A request is kept until its
+// reply (or an error reply) went to the client: when its worker sends DISCONNECT, is found
+// unreachable or stays silent past heartbeat_interval x liveness, it is dispatched to another
+// worker (attempt + 1 in an envelope's header). A resent envelope request (same message id,
+// e.g. a Lazy Pirate retry on a fresh socket) joins the pending one and its reply goes to the
+// newest sender. Thread-safe public methods.
+class load_balancer : public actor {
+public:
+    load_balancer(zmq::context_t& context, load_balancer_options options);
+    ~load_balancer() override;
+
+    bool pause();  // stop reading the frontend (workers are still served)
+    bool resume(); // read it again
+    [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // Counters and per-worker state, taken on the actor thread (nullopt if it does not answer).
+    [[nodiscard]] std::optional<lb_broker_stats> broker_stats();
+    // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"workers":[{..}]}
+    [[nodiscard]] std::string status_json();
+
+    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> control_endpoints() const;
+    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
+
+protected:
+    void setup() override;
+    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    struct impl;
+    load_balancer_options options_;
+    std::unique_ptr<impl> impl_;
+    std::atomic<bool> terminated_{false};
+    mutable std::mutex endpoints_mutex_;
+    std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
+    counter* frontend_in_ = nullptr;
+    counter* frontend_bytes_in_ = nullptr;
+    counter* frontend_out_ = nullptr;
+    counter* frontend_bytes_out_ = nullptr;
+    counter* backend_in_ = nullptr;
+    counter* backend_bytes_in_ = nullptr;
+    counter* backend_out_ = nullptr;
+    counter* backend_bytes_out_ = nullptr;
+};
+
+// ---- the worker -------------------------------------------------------------------------------
+
+// A request as a worker's handler sees it. For an envelope request `message` is the decoded
+// zmqkit message; for a raw one (a plain REQ client) its header is nil and its body the
+// request's single content frame.
+struct lb_request {
+    zmqkit::message message;
+    bool envelope = false;
+};
+
+// Turns a request into a reply. For an envelope request the reply is sent as a zmqkit message;
+// fields left unset become a follow-up of the request (same correlation id, causation = the
+// request's id). For a raw request only the reply's body is sent. An exception becomes an error
+// reply "handler" with its what().
+using lb_handler = std::function<message(const lb_request&)>;
+
+// A handler over bytes: body in, body out.
+[[nodiscard]] lb_handler lb_bytes_handler(std::function<std::string(std::string_view)> fn);
+
+// A handler over typed values packed with msgpack-c (message::pack / body_as<Request>). A body
+// that does not convert is answered with error "handler".
+template <class Request, class Reply>
+[[nodiscard]] lb_handler lb_typed_handler(std::function<Reply(const Request&)> fn) {
+    return [fn = std::move(fn)](const lb_request& r) {
+        return r.message.follow_up_packed(fn(r.message.body_as<Request>()));
+    };
+}
+
+struct lb_worker_options {
+    std::string endpoint;           // the broker's backend; prefix-less entries connect
+    std::string name = "lb-worker"; // thread name and metric label
+    std::chrono::milliseconds heartbeat_interval = 1000ms; // must match the broker's
+    std::uint32_t liveness = 3; // broker silent this many intervals: reconnect
+    // Reconnect delays after the broker went silent: initial, doubled each time, capped.
+    std::chrono::milliseconds reconnect_initial = 1s;
+    std::chrono::milliseconds reconnect_max = 32s;
+    socket_options socket;
+    // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
+    std::function<void(zmq::socket_t&)> configure;
+    std::function<void(std::string_view)> log;
+};
+
+// Worker-side counters.
+struct lb_worker_counters {
+    std::uint64_t handled = 0;    // requests answered (errors included)
+    std::uint64_t failed = 0;     // handler threw
+    std::uint64_t reconnects = 0; // new sockets after the broker went silent
+    std::uint64_t malformed = 0;  // messages from the broker that were not 6/PPP
+};
+
+// A 6/PPP worker on its own thread: READY, then handles one request at a time with the handler
+// (on its thread), heartbeats every interval, and when the broker is silent for liveness
+// intervals reconnects on a fresh socket after a backoff (1 s doubling to 32 s by default).
+// stop() drains: the request being handled is finished and answered, then DISCONNECT tells the
+// broker to send nothing more, within the stop deadline. A handler longer than
+// heartbeat_interval x liveness gets the worker expired by the broker (its request goes to
+// another worker): choose the intervals for the slowest request.
+class lb_worker : public actor {
+public:
+    lb_worker(zmq::context_t& context, lb_worker_options options, lb_handler handler);
+    ~lb_worker() override;
+
+    [[nodiscard]] lb_worker_counters counters() const noexcept;
+
+protected:
+    void setup() override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    void open_socket();
+    void handle_incoming();
+    void tick();
+    void answer(std::vector<zmq::message_t>& frames, std::size_t envelope_size, std::size_t count);
+    void send_command(std::string_view command);
+
+    lb_worker_options options_;
+    lb_handler handler_;
+    std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
+    std::vector<zmq::message_t> frames_;
+    std::chrono::steady_clock::time_point last_heard_{};
+    std::chrono::steady_clock::time_point next_heartbeat_{};
+    std::optional<std::chrono::steady_clock::time_point> reconnect_at_;
+    std::chrono::milliseconds backoff_{};
+    std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, malformed_{0};
+};
+
+// ---- the Lazy Pirate client -------------------------------------------------------------------
+
+struct lb_client_options {
+    std::string endpoint; // the broker's frontend; prefix-less entries connect
+    // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
+    std::chrono::milliseconds timeout = 2500ms;
+    std::uint32_t attempts = 3; // sends of one request before it fails with "timeout"
+    socket_options socket;
+    // Called with each new DEALER before it connects (CURVE keys, a monitor).
+    std::function<void(zmq::socket_t&)> configure;
+};
+
+// The outcome of one request.
+struct lb_result {
+    enum class status { ok, error, timeout };
+    status what = status::timeout;
+    zmqkit::message reply;      // ok: the reply; error: the broker's or worker's error reply
+    std::string error;          // error: the code ("attempts", "timeout", ...); timeout: "timeout"
+    std::string reason;         // readable
+    std::uint32_t attempts = 0; // sends made
+    [[nodiscard]] bool ok() const noexcept { return what == status::ok; }
+};
+
+// A Lazy Pirate client over a DEALER (it sends the empty delimiter itself, so a REQ-style
+// broker sees a REQ peer). Requests are zmqkit messages; each reply is matched to its request
+// by the reply's causation id (= the request's message id); a reply that matches nothing
+// pending — late, after a retry, or a duplicate — is dropped and counted. After `timeout`
+// without a reply a request is sent again with the same id and attempt + 1 on a fresh socket
+// (every request still pending is sent again on it; the broker joins duplicates), up to
+// `attempts` sends. Single-threaded: call from one thread; callbacks and futures complete
+// inside call(), poll() and flush().
+class lb_client {
+public:
+    lb_client(zmq::context_t& context, lb_client_options options);
+    ~lb_client();
+    lb_client(const lb_client&) = delete;
+    lb_client& operator=(const lb_client&) = delete;
+
+    // Sends `request` and waits for its outcome (at most timeout x attempts), handling other
+    // requests' replies meanwhile.
+    [[nodiscard]] lb_result call(message request);
+    // Sends `request`; `done` is called once with its outcome. Returns the request's id.
+    message_id submit(message request, std::function<void(lb_result)> done);
+    // Sends `request`; the future is ready once its outcome is known (call poll() or flush()).
+    [[nodiscard]] std::future<lb_result> submit(message request);
+    // Handles replies that arrive within `timeout` and resends or fails overdue requests.
+    // Returns the number of requests completed.
+    std::size_t poll(std::chrono::milliseconds timeout);
+    // Polls until no request is pending, at most `timeout`. True if none is left.
+    [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
+
+    [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
+    [[nodiscard]] std::uint64_t late_replies() const noexcept { return late_replies_; }
+    [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
+    [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
+    // Replies that were not ["" delimiter][zmqkit message]: dropped.
+    [[nodiscard]] std::uint64_t malformed_replies() const noexcept { return malformed_; }
+
+private:
+    struct entry {
+        std::string frame; // the encoded request [header+body], attempt kept current
+        std::string body;
+        header request_header;
+        std::uint32_t sends = 0;
+        std::chrono::steady_clock::time_point due;
+        std::function<void(lb_result)> done;
+    };
+    void open_socket();
+    void transmit(entry& e);
+    void handle_reply();
+    void check_overdue();
+    void complete(std::unordered_map<message_id, entry, message_id_hash>::iterator it,
+                  lb_result result);
+
+    lb_client_options options_;
+    zmq::context_t& context_;
+    std::optional<zmq::socket_t> socket_;
+    std::unordered_map<message_id, entry, message_id_hash> pending_;
+    // (due, id) in send order; an entry whose due differs from the request's is stale.
+    std::deque<std::pair<std::chrono::steady_clock::time_point, message_id>> retry_order_;
+    std::chrono::steady_clock::time_point last_reconnect_{};
+    std::uint64_t late_replies_ = 0, resent_ = 0, reconnects_ = 0, malformed_ = 0;
+    std::vector<zmq::message_t> frames_;
+    std::size_t completed_ = 0;
+};
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,261 @@
+// A 6/PPP worker: READY, one request at a time, heartbeats both ways, a fresh socket after a
+// backoff when the broker goes silent, DISCONNECT when stopped. Frames: docs/wire-protocol.md §8.
+#include <zmqkit/codec.hpp>
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/load_balancer.hpp>
+
+#include <algorithm>
+
+namespace zmqkit::patterns {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+std::string_view view(const zmq::message_t& f) {
+    return {static_cast<const char*>(f.data()), f.size()};
+}
+
+} // namespace
+
+lb_handler lb_bytes_handler(std::function<std::string(std::string_view)> fn) {
+    return [fn = std::move(fn)](const lb_request& r) { return message(fn(r.message.body_view())); };
+}
+
+lb_worker::lb_worker(zmq::context_t& context, lb_worker_options options, lb_handler handler)
+    : actor(context, options.name), options_(std::move(options)), handler_(std::move(handler)) {
+    if (options_.endpoint.empty()) {
+        throw config_error("load-balancer worker '" + options_.name +
+                           "': the broker's backend endpoint is required");
+    }
+    (void)parse_endpoints(options_.endpoint, endpoint_action::connect);
+    if (!handler_) {
+        throw config_error("load-balancer worker '" + options_.name + "': a handler is required");
+    }
+    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0 ||
+        options_.reconnect_initial.count() <= 0) {
+        throw config_error("load-balancer worker '" + options_.name +
+                           "': heartbeat interval, liveness and reconnect delay must be positive");
+    }
+    options_.reconnect_max = std::max(options_.reconnect_max, options_.reconnect_initial);
+    backoff_ = options_.reconnect_initial;
+    frames_.reserve(8);
+}
+
+lb_worker::~lb_worker() {
+    stop();
+}
+
+lb_worker_counters lb_worker::counters() const noexcept {
+    return lb_worker_counters{handled_.load(), failed_.load(), reconnects_.load(),
+                              malformed_.load()};
+}
+
+void lb_worker::setup() {
+    open_socket();
+    watch(*socket_, [this] { handle_incoming(); });
+    every(std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
+                     std::chrono::milliseconds(100)),
+          [this] { tick(); });
+}
+
+void lb_worker::open_socket() {
+    socket_.emplace(context(), zmq::socket_type::dealer);
+    auto& s = *socket_;
+    s.set(zmq::sockopt::linger,
+          static_cast<int>(std::max<std::int64_t>(0, options_.socket.linger.count())));
+    s.set(zmq::sockopt::sndhwm, options_.socket.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, options_.socket.recv_hwm);
+    s.set(zmq::sockopt::sndtimeo, static_cast<int>(options_.socket.send_timeout.count()));
+    if (options_.configure) {
+        options_.configure(s);
+    }
+    (void)attach(s, options_.endpoint, endpoint_action::connect);
+    const auto now = clock::now();
+    last_heard_ = now;
+    next_heartbeat_ = now + options_.heartbeat_interval;
+    send_command(ppp::ready_byte);
+}
+
+void lb_worker::send_command(std::string_view command) {
+    (void)socket_->send(zmq::buffer(command.data(), command.size()), zmq::send_flags::dontwait);
+}
+
+void lb_worker::tick() {
+    const auto now = clock::now();
+    if (reconnect_at_) {
+        if (now >= *reconnect_at_) {
+            reconnect_at_.reset();
+            open_socket();
+            set_watch_enabled(*socket_, true);
+            reconnects_.fetch_add(1);
+        }
+        return;
+    }
+    if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
+        if (options_.log) {
+            options_.log("broker silent for more than " +
+                         std::to_string(options_.heartbeat_interval.count() * options_.liveness) +
+                         " ms; reconnecting in " + std::to_string(backoff_.count()) + " ms");
+        }
+        set_watch_enabled(*socket_, false);
+        socket_->set(zmq::sockopt::linger, 0);
+        socket_.reset();
+        reconnect_at_ = now + backoff_;
+        backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
+        return;
+    }
+    if (now >= next_heartbeat_) {
+        next_heartbeat_ = now + options_.heartbeat_interval;
+        send_command(ppp::heartbeat_byte);
+    }
+}
+
+void lb_worker::handle_incoming() {
+    if (!socket_) {
+        return;
+    }
+    for (int round = 0; round < 64; ++round) {
+        std::size_t n = 0;
+        bool more = true;
+        while (more) {
+            if (n == frames_.size()) {
+                frames_.emplace_back();
+            }
+            if (!socket_->recv(frames_[n],
+                               n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+                break;
+            }
+            more = frames_[n].more();
+            ++n;
+        }
+        if (n == 0) {
+            return;
+        }
+        last_heard_ = clock::now();
+        backoff_ = options_.reconnect_initial;
+        std::vector<std::string_view> views;
+        views.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            views.push_back(view(frames_[i]));
+        }
+        std::string why;
+        const auto m = ppp::parse_broker_message(views, why);
+        if (!m) {
+            malformed_.fetch_add(1);
+            if (options_.log) {
+                options_.log("dropped a malformed message from the broker: " + why);
+            }
+            continue;
+        }
+        if (m->what == ppp::broker_message::kind::request) {
+            answer(frames_, m->envelope_size, n);
+        }
+    }
+}
+
+void lb_worker::answer(std::vector<zmq::message_t>& frames, std::size_t envelope_size,
+                       std::size_t count) {
+    const std::size_t first = envelope_size + 1;
+    const std::size_t content = count - first;
+    lb_request request;
+    header h;
+    std::size_t header_size = 0;
+    if ((content == 1 || content == 2) &&
+        decode_header(frames[first].data(), frames[first].size(), h,
+                      content == 1 ? &header_size : nullptr)
+            .ok() &&
+        !h.id.is_nil()) {
+        request.envelope = true;
+        request.message.header() = std::move(h);
+        if (content == 1) {
+            request.message.set_frame(std::move(frames[first]), header_size);
+        } else {
+            request.message.set_body(std::move(frames[first + 1]));
+        }
+    } else if (content == 1) {
+        request.message.set_body(std::move(frames[first]));
+    }
+    std::string reply_frame;
+    zmq::message_t reply_body; // a large envelope body travels in a frame of its own
+    bool separate = false;
+    auto error_reply = [&](std::string_view code, const std::string& reason) {
+        if (request.envelope) {
+            header eh = header::follow_up(request.message.header());
+            eh.type = lb_error::type;
+            eh.content_type = "text/plain";
+            eh.set_user_header(lb_error::header_name, code);
+            reply_frame = encode_header(eh) + reason;
+        } else {
+            reply_frame = "ERROR " + std::string(code) + ": " + reason;
+        }
+    };
+    if (!request.envelope && content != 1) {
+        error_reply(lb_error::malformed, "a raw request must have exactly one content frame, got " +
+                                             std::to_string(content));
+    } else {
+        try {
+            message reply = handler_(request);
+            if (request.envelope) {
+                auto& rh = reply.header();
+                const auto& q = request.message.header();
+                if (rh.causation_id.is_nil()) {
+                    rh.causation_id = q.id;
+                }
+                if (rh.correlation_id.is_nil()) {
+                    rh.correlation_id = q.correlation_id;
+                }
+                if (rh.traceparent.empty()) {
+                    rh.traceparent = q.traceparent;
+                }
+                rh.stamp();
+                reply_frame = encode_header(rh);
+                if (reply.body_size() > options_.socket.inline_body_limit) {
+                    separate = true;
+                    reply_body = reply.take_body();
+                } else {
+                    reply_frame += reply.body_view();
+                }
+            } else {
+                reply_frame = std::string(reply.body_view());
+            }
+        } catch (const std::exception& e) {
+            failed_.fetch_add(1);
+            error_reply(lb_error::handler, e.what());
+        } catch (...) {
+            failed_.fetch_add(1);
+            error_reply(lb_error::handler, "non-standard exception");
+        }
+    }
+    // [address...][""][reply]: the envelope as it came, so the broker routes it back.
+    for (std::size_t i = 0; i < first; ++i) {
+        (void)socket_->send(frames[i], zmq::send_flags::sndmore);
+    }
+    (void)socket_->send(zmq::buffer(reply_frame),
+                        separate ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    if (separate) {
+        (void)socket_->send(reply_body, zmq::send_flags::none);
+    }
+    handled_.fetch_add(1);
+}
+
+void lb_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
+    if (!socket_) {
+        return;
+    }
+    // Requests that already arrived are answered (the broker sent them before it could know);
+    // then DISCONNECT: the broker sends nothing more and re-dispatches anything it still sends.
+    zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+    while (clock::now() < deadline && zmq::poll(&item, 1, std::chrono::milliseconds(0)) > 0) {
+        handle_incoming();
+    }
+    send_command(ppp::disconnect_byte);
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+    socket_->set(zmq::sockopt::linger,
+                 static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000)));
+}
+
+void lb_worker::teardown() noexcept {
+    socket_.reset();
+}
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,946 @@
+// The load-balancing broker: clients' requests go to the least recently used ready worker; a
+// request is kept until its reply reached the client, so that a worker that dies, leaves or
+// goes silent costs a re-dispatch, not a lost request. Frames: docs/wire-protocol.md §8.
+#include <zmqkit/codec.hpp>
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/load_balancer.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <unordered_set>
+
+namespace zmqkit::patterns {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+void apply(zmq::socket_t& s, const socket_options& o) {
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
+    s.set(zmq::sockopt::sndhwm, o.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    });
+    return s;
+}
+
+std::string_view view(const zmq::message_t& f) {
+    return {static_cast<const char*>(f.data()), f.size()};
+}
+
+std::string hex(std::string_view s) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : s) {
+        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
+        out += digits[static_cast<unsigned char>(c) & 0xf];
+    }
+    return out;
+}
+
+zmq::message_t copy_of(const zmq::message_t& m) {
+    zmq::message_t c;
+    c.copy(const_cast<zmq::message_t&>(m)); // shares the buffer (refcounted), no byte copy
+    return c;
+}
+
+enum class send_result { sent, unreachable, full };
+
+// Sends every frame (consumed). With ROUTER_MANDATORY an unknown peer fails the first frame
+// with EHOSTUNREACH and a full one with EAGAIN; once the first frame is queued the rest are.
+send_result send_all(zmq::socket_t& s, std::vector<zmq::message_t>& out, counter* messages,
+                     counter* bytes) {
+    std::size_t total = 0;
+    for (const auto& f : out) {
+        total += f.size();
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto flags = zmq::send_flags::dontwait |
+                           (i + 1 < out.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        try {
+            if (!s.send(out[i], flags)) {
+                return send_result::full;
+            }
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EHOSTUNREACH) {
+                return send_result::unreachable;
+            }
+            throw;
+        }
+    }
+    messages->add();
+    bytes->add(total);
+    return send_result::sent;
+}
+
+} // namespace
+
+struct load_balancer::impl {
+    load_balancer& self;
+    load_balancer_options& opt;
+    std::optional<zmq::socket_t> frontend, backend, control;
+
+    struct request_state {
+        std::vector<zmq::message_t> route;   // client routing id + address stack
+        std::vector<zmq::message_t> content; // content frames
+        bool envelope = false;
+        header h;                     // envelope: the request's header (attempt kept current)
+        std::uint32_t dispatches = 0; // sends to workers so far
+        std::optional<clock::time_point> deadline;
+        std::string worker; // empty: queued
+    };
+    std::unordered_map<std::uint64_t, request_state> requests; // queued or in flight
+    std::deque<std::uint64_t> queue;                           // tags waiting, oldest first
+    std::unordered_map<message_id, std::uint64_t, message_id_hash> by_id;
+    std::uint64_t next_tag = 1;
+    std::size_t queued = 0;        // entries of `queue` still pending
+    std::size_t with_deadline = 0; // pending requests that have a deadline
+
+    struct worker_state {
+        std::optional<std::uint64_t> in_flight; // tag (may be abandoned: no longer in requests)
+        bool ready = false;
+        clock::time_point last_seen;
+        std::uint64_t served = 0;
+    };
+    std::unordered_map<std::string, worker_state> workers;
+    std::deque<std::string> ready_queue; // least recently used first
+    std::unordered_map<std::string, std::uint64_t> expired_by_id;
+
+    std::vector<zmq::message_t> frames;
+    std::vector<std::string_view> views;
+    header scratch;
+    bool paused = false;
+    bool draining = false;
+    clock::time_point next_heartbeat{};
+    clock::time_point malformed_log_after{};
+    std::uint64_t malformed_unlogged = 0;
+    std::mutex snapshot_mutex;
+    std::optional<lb_broker_stats> snapshot;
+
+    counter* c_requests;
+    counter* c_replies;
+    counter* c_errors;
+    counter* c_redispatched;
+    counter* c_duplicates;
+    counter* c_late;
+    counter* c_malformed;
+    counter* c_expired;
+    counter* c_disconnected;
+    counter* c_undeliverable;
+    gauge* g_workers;
+    gauge* g_ready;
+    gauge* g_queued;
+    gauge* g_in_flight;
+
+    impl(load_balancer& s, load_balancer_options& o) : self(s), opt(o) {
+        auto& reg = o.registry != nullptr ? *o.registry : metrics_registry::global();
+        const metric_labels l{{"component", o.name}};
+        auto c = [&](const char* n, const char* h) { return &reg.get_counter(n, h, l); };
+        auto g = [&](const char* n, const char* h) { return &reg.get_gauge(n, h, l); };
+        c_requests = c("zmqkit_lb_requests_total", "Requests accepted from clients");
+        c_replies = c("zmqkit_lb_replies_total", "Worker replies forwarded to clients");
+        c_errors = c("zmqkit_lb_error_replies_total",
+                     "Error replies sent by the broker (attempts, timeout, busy)");
+        c_redispatched = c("zmqkit_lb_redispatched_total",
+                           "Requests dispatched again after their worker was lost");
+        c_duplicates = c("zmqkit_lb_duplicate_requests_total",
+                         "Resent requests joined to the pending one with the same id");
+        c_late = c("zmqkit_lb_late_replies_total",
+                   "Replies for requests no longer in flight (timed out, re-dispatched), dropped");
+        c_malformed = c("zmqkit_lb_malformed_total", "Malformed messages dropped");
+        c_expired = c("zmqkit_lb_workers_expired_total",
+                      "Workers silent past heartbeat interval x liveness");
+        c_disconnected = c("zmqkit_lb_workers_disconnected_total",
+                           "Workers that sent DISCONNECT or were found unreachable");
+        c_undeliverable = c("zmqkit_lb_undeliverable_total",
+                            "Replies that could not go to their client (gone or full)");
+        g_workers = g("zmqkit_lb_workers", "Workers known to the broker");
+        g_ready = g("zmqkit_lb_workers_ready", "Workers waiting for a request");
+        g_queued = g("zmqkit_lb_queued", "Requests waiting for a worker");
+        g_in_flight = g("zmqkit_lb_in_flight", "Requests at workers");
+        frames.reserve(8);
+    }
+
+    [[nodiscard]] clock::time_point now() const { return opt.clock ? opt.clock() : clock::now(); }
+    [[nodiscard]] clock::duration expiry() const {
+        return opt.heartbeat_interval * static_cast<std::int64_t>(opt.liveness);
+    }
+
+    void log(const std::string& line) const {
+        if (opt.log) {
+            opt.log(line);
+        }
+    }
+
+    void report_malformed(const std::string& where, const std::string& why) {
+        c_malformed->add();
+        const auto t = clock::now();
+        if (t >= malformed_log_after) {
+            log("dropped a malformed message on the " + where + ": " + why +
+                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
+                                              " more since the last report)"
+                                        : std::string()));
+            malformed_unlogged = 0;
+            malformed_log_after = t + std::chrono::seconds(1);
+        } else {
+            ++malformed_unlogged;
+        }
+    }
+
+    void setup() {
+        std::vector<std::string> fe, be, ctl;
+        frontend.emplace(self.context(), zmq::socket_type::router);
+        apply(*frontend, opt.sockets);
+        frontend->set(zmq::sockopt::router_mandatory, true);
+        fe = attach(*frontend, opt.frontend, endpoint_action::bind);
+        backend.emplace(self.context(), zmq::socket_type::router);
+        apply(*backend, opt.sockets);
+        // A worker gone without a word fails the next send at once (EHOSTUNREACH): its request
+        // goes to another worker without waiting for the expiry.
+        backend->set(zmq::sockopt::router_mandatory, true);
+        // A worker that reconnects with the same routing id takes over the old connection.
+        backend->set(zmq::sockopt::router_handover, true);
+        be = attach(*backend, opt.backend, endpoint_action::bind);
+        if (!opt.control.empty()) {
+            control.emplace(self.context(), zmq::socket_type::rep);
+            control->set(zmq::sockopt::linger, 500);
+            ctl = attach(*control, opt.control, endpoint_action::bind);
+            self.watch(*control, [this] { handle_control(); });
+        }
+        {
+            std::lock_guard lock(self.endpoints_mutex_);
+            self.frontend_endpoints_ = std::move(fe);
+            self.backend_endpoints_ = std::move(be);
+            self.control_endpoints_ = std::move(ctl);
+        }
+        self.watch(*frontend, [this] { read_frontend(); });
+        self.watch(*backend, [this] { read_backend(); });
+        next_heartbeat = now() + opt.heartbeat_interval;
+        self.every(opt.tick, [this] { tick(); });
+    }
+
+    // Receives one multipart message into `frames`; returns its frame count (0: none).
+    std::size_t receive(zmq::socket_t& s) {
+        std::size_t n = 0;
+        bool more = true;
+        while (more) {
+            if (n == frames.size()) {
+                frames.emplace_back();
+            }
+            if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+                return n;
+            }
+            more = frames[n].more();
+            ++n;
+            if (n > 64 && more) { // far beyond any address stack: drain, report as malformed
+                zmq::message_t rest;
+                while (more && s.recv(rest, zmq::recv_flags::none)) {
+                    more = rest.more();
+                }
+            }
+        }
+        return n;
+    }
+
+    void make_views(std::size_t first, std::size_t n) {
+        views.clear();
+        for (std::size_t i = first; i < n; ++i) {
+            views.push_back(view(frames[i]));
+        }
+    }
+
+    // ---- frontend ----
+
+    void read_frontend() {
+        for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
+            const std::size_t n = receive(*frontend);
+            if (n == 0) {
+                break;
+            }
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bytes += frames[i].size();
+            }
+            self.frontend_in_->add();
+            self.frontend_bytes_in_->add(bytes);
+            if (n > 65) {
+                report_malformed("frontend", "more than 64 frames");
+                continue;
+            }
+            make_views(1, n);
+            std::string why;
+            const auto stack = ppp::parse_client_request(views, why);
+            if (!stack) {
+                report_malformed("frontend", why);
+                continue;
+            }
+            accept_request(n, 1 + *stack);
+        }
+        dispatch();
+    }
+
+    // frames[0, route_end) is the route, frames[route_end] the delimiter, then the content.
+    void accept_request(std::size_t n, std::size_t route_end) {
+        request_state r;
+        const std::size_t first = route_end + 1;
+        const std::size_t count = n - first;
+        if (count == 1 || count == 2) {
+            std::size_t header_size = 0;
+            const auto st = decode_header(frames[first].data(), frames[first].size(), scratch,
+                                          count == 1 ? &header_size : nullptr);
+            r.envelope = st.ok() && !scratch.id.is_nil();
+        }
+        for (std::size_t i = 0; i < route_end; ++i) {
+            r.route.push_back(std::move(frames[i]));
+        }
+        if (r.envelope) {
+            if (const auto it = by_id.find(scratch.id); it != by_id.end()) {
+                // A retry of a request still pending (possibly from a fresh socket): its
+                // reply goes to the newest sender; it is not run twice.
+                c_duplicates->add();
+                requests[it->second].route = std::move(r.route);
+                return;
+            }
+            r.h = scratch;
+        }
+        for (std::size_t i = first; i < n; ++i) {
+            r.content.push_back(std::move(frames[i]));
+        }
+        if (queued >= opt.max_queued) {
+            send_error(r, lb_error::queue_full,
+                       std::to_string(queued) + " requests are waiting for a worker already");
+            return;
+        }
+        const auto t = now();
+        if (opt.request_timeout.count() > 0) {
+            r.deadline = t + opt.request_timeout;
+        }
+        if (r.envelope) {
+            if (const auto* d = r.h.find_user_header(lb_deadline_header)) {
+                std::int64_t unix_ms = 0;
+                const auto [p, ec] = std::from_chars(d->data(), d->data() + d->size(), unix_ms);
+                if (ec == std::errc() && p == d->data() + d->size()) {
+                    const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
+                    const auto at = t + std::chrono::milliseconds(unix_ms - wall);
+                    r.deadline = r.deadline ? std::min(*r.deadline, at) : at;
+                }
+            }
+        }
+        const std::uint64_t tag = next_tag++;
+        if (r.deadline) {
+            ++with_deadline;
+        }
+        if (r.envelope) {
+            by_id.emplace(r.h.id, tag);
+        }
+        requests.emplace(tag, std::move(r));
+        queue.push_back(tag);
+        ++queued;
+        c_requests->add();
+    }
+
+    // Answers a request with an error and forgets it (the caller erases it from `requests`).
+    void send_error(request_state& r, std::string_view code, const std::string& reason) {
+        std::vector<zmq::message_t> out;
+        for (const auto& f : r.route) {
+            out.push_back(copy_of(f));
+        }
+        out.emplace_back();
+        if (r.envelope) {
+            header h = header::follow_up(r.h);
+            h.type = lb_error::type;
+            h.content_type = "text/plain";
+            h.set_user_header(lb_error::header_name, code);
+            out.emplace_back(encode_header(h) + reason);
+        } else {
+            out.emplace_back("ERROR " + std::string(code) + ": " + reason);
+        }
+        c_errors->add();
+        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
+            send_result::sent) {
+            c_undeliverable->add();
+        }
+    }
+
+    void forget(std::uint64_t tag) {
+        const auto it = requests.find(tag);
+        if (it == requests.end()) {
+            return;
+        }
+        if (it->second.envelope) {
+            by_id.erase(it->second.h.id);
+        }
+        if (it->second.deadline) {
+            --with_deadline;
+        }
+        if (it->second.worker.empty()) {
+            --queued; // its entry in `queue` is skipped when reached
+        }
+        requests.erase(it);
+    }
+
+    void fail(std::uint64_t tag, std::string_view code, const std::string& reason) {
+        const auto it = requests.find(tag);
+        if (it == requests.end()) {
+            return;
+        }
+        send_error(it->second, code, reason);
+        forget(tag);
+    }
+
+    // ---- dispatch ----
+
+    void dispatch() {
+        while (!draining && !queue.empty() && !ready_queue.empty()) {
+            const std::uint64_t tag = queue.front();
+            queue.pop_front();
+            const auto it = requests.find(tag);
+            if (it == requests.end() || !it->second.worker.empty()) {
+                continue; // answered or forgotten while waiting
+            }
+            --queued;
+            auto& r = it->second;
+            if (r.deadline && now() >= *r.deadline) {
+                r.worker = "-"; // not queued any more (forget() must not count it)
+                fail(tag, lb_error::timeout, "the deadline passed before a worker was free");
+                continue;
+            }
+            const std::string rid = ready_queue.front();
+            ready_queue.pop_front();
+            auto& w = workers[rid];
+            w.ready = false;
+            if (r.dispatches > 0 && r.envelope) {
+                // Tell the worker this is another attempt: re-encode the header.
+                r.h.attempt += 1;
+                const bool inline_body = r.content.size() == 1;
+                std::string frame = encode_header(r.h);
+                if (inline_body) {
+                    std::size_t header_size = 0;
+                    (void)decode_header(r.content[0].data(), r.content[0].size(), scratch,
+                                        &header_size);
+                    frame += view(r.content[0]).substr(header_size);
+                }
+                r.content[0] = zmq::message_t(frame.data(), frame.size());
+            }
+            std::vector<zmq::message_t> out;
+            out.reserve(r.route.size() + r.content.size() + 2);
+            out.emplace_back(rid.data(), rid.size());
+            for (const auto& f : r.route) {
+                out.push_back(copy_of(f));
+            }
+            out.emplace_back();
+            for (const auto& f : r.content) {
+                out.push_back(copy_of(f));
+            }
+            const auto sent = send_all(*backend, out, self.backend_out_, self.backend_bytes_out_);
+            if (sent != send_result::sent) {
+                // Gone (or hopelessly full): this worker is lost; the request waits again.
+                if (r.dispatches > 0 && r.envelope) {
+                    r.h.attempt -= 1;
+                }
+                queue.push_front(tag);
+                ++queued;
+                remove_worker(rid, false);
+                continue;
+            }
+            ++r.dispatches;
+            r.worker = rid;
+            w.in_flight = tag;
+        }
+        update_gauges();
+    }
+
+    // The worker's request (if any) waits again at the front of the queue, or fails when it
+    // had all its attempts.
+    void requeue_in_flight(worker_state& w, const std::string& rid, const char* what) {
+        if (!w.in_flight) {
+            return;
+        }
+        const std::uint64_t tag = *w.in_flight;
+        w.in_flight.reset();
+        const auto it = requests.find(tag);
+        if (it == requests.end()) {
+            return; // abandoned (timed out) already
+        }
+        auto& r = it->second;
+        if (r.dispatches >= opt.max_attempts) {
+            fail(tag, lb_error::attempts,
+                 "no reply after " + std::to_string(r.dispatches) + " attempts (the last worker, " +
+                     hex(rid) + ", " + what + ")");
+            return;
+        }
+        r.worker.clear();
+        queue.push_front(tag);
+        ++queued;
+        c_redispatched->add();
+    }
+
+    void remove_worker(const std::string& rid, bool expired) {
+        const auto it = workers.find(rid);
+        if (it == workers.end()) {
+            return;
+        }
+        requeue_in_flight(it->second, rid, expired ? "expired" : "disconnected");
+        if (it->second.ready) {
+            ready_queue.erase(std::remove(ready_queue.begin(), ready_queue.end(), rid),
+                              ready_queue.end());
+        }
+        workers.erase(it);
+        if (expired) {
+            c_expired->add();
+            if (expired_by_id.size() >= 4096) {
+                expired_by_id.clear(); // bounded memory under worker churn
+            }
+            ++expired_by_id[rid];
+            log("worker " + hex(rid) + " expired (silent for more than " +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(expiry()).count()) +
+                " ms)");
+        } else {
+            c_disconnected->add();
+        }
+    }
+
+    void make_ready(const std::string& rid, worker_state& w) {
+        if (!w.ready && !w.in_flight) {
+            w.ready = true;
+            ready_queue.push_back(rid);
+        }
+    }
+
+    // ---- backend ----
+
+    void read_backend() {
+        for (std::size_t round = 0; round < opt.batch; ++round) {
+            const std::size_t n = receive(*backend);
+            if (n == 0) {
+                break;
+            }
+            std::size_t bytes = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                bytes += frames[i].size();
+            }
+            self.backend_in_->add();
+            self.backend_bytes_in_->add(bytes);
+            if (n > 65) {
+                report_malformed("backend", "more than 64 frames");
+                continue;
+            }
+            make_views(1, n);
+            std::string why;
+            const auto m = ppp::parse_worker_message(views, why);
+            std::string rid(view(frames[0]));
+            if (!m) {
+                report_malformed("backend", "from worker " + hex(rid) + ": " + why);
+                continue;
+            }
+            const auto t = now();
+            auto found = workers.find(rid);
+            if (m->what == ppp::worker_message::kind::disconnect) {
+                if (found != workers.end()) {
+                    remove_worker(rid, false);
+                }
+                continue;
+            }
+            if (found == workers.end()) {
+                // READY, or any sign of life from a worker this broker does not know (it was
+                // connected to a broker that restarted): it is idle and can take requests.
+                found = workers.emplace(rid, worker_state{}).first;
+            }
+            auto& w = found->second;
+            w.last_seen = t;
+            switch (m->what) {
+            case ppp::worker_message::kind::ready:
+                // A worker that says READY again lost its conversation: its request is lost.
+                requeue_in_flight(w, rid, "restarted its conversation");
+                make_ready(rid, w);
+                break;
+            case ppp::worker_message::kind::heartbeat:
+                make_ready(rid, w);
+                break;
+            case ppp::worker_message::kind::reply:
+                handle_reply(w, n, 1 + m->envelope_size);
+                make_ready(rid, w);
+                break;
+            case ppp::worker_message::kind::disconnect:
+                break;
+            }
+        }
+        dispatch();
+    }
+
+    // frames[1, delimiter) is the reply's address stack, then the delimiter, then the content.
+    void handle_reply(worker_state& w, std::size_t n, std::size_t delimiter) {
+        const auto tag = w.in_flight;
+        w.in_flight.reset();
+        const auto it = tag ? requests.find(*tag) : requests.end();
+        if (it == requests.end()) {
+            c_late->add();
+            return;
+        }
+        ++w.served;
+        auto& r = it->second;
+        std::vector<zmq::message_t> out;
+        out.reserve(r.route.size() + n - delimiter);
+        for (auto& f : r.route) {
+            out.push_back(std::move(f));
+        }
+        out.emplace_back();
+        for (std::size_t i = delimiter + 1; i < n; ++i) {
+            out.push_back(std::move(frames[i]));
+        }
+        c_replies->add();
+        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
+            send_result::sent) {
+            c_undeliverable->add();
+        }
+        forget(*tag);
+    }
+
+    // ---- timers ----
+
+    void tick() {
+        const auto t = now();
+        if (t >= next_heartbeat) {
+            next_heartbeat = t + opt.heartbeat_interval;
+            std::vector<std::string> gone;
+            for (const auto& [rid, w] : workers) {
+                std::vector<zmq::message_t> out;
+                out.emplace_back(rid.data(), rid.size());
+                out.emplace_back(ppp::heartbeat_byte.data(), ppp::heartbeat_byte.size());
+                if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) ==
+                    send_result::unreachable) {
+                    gone.push_back(rid);
+                }
+            }
+            for (const auto& rid : gone) {
+                remove_worker(rid, false);
+            }
+        }
+        std::vector<std::string> silent;
+        for (const auto& [rid, w] : workers) {
+            if (t - w.last_seen > expiry()) {
+                silent.push_back(rid);
+            }
+        }
+        for (const auto& rid : silent) {
+            remove_worker(rid, true);
+        }
+        if (with_deadline > 0) {
+            std::vector<std::uint64_t> overdue;
+            for (const auto& [tag, r] : requests) {
+                if (r.deadline && t >= *r.deadline) {
+                    overdue.push_back(tag);
+                }
+            }
+            for (const auto tag : overdue) {
+                auto& r = requests[tag];
+                fail(tag, lb_error::timeout,
+                     r.worker.empty() ? "the deadline passed before a worker was free"
+                                      : "the deadline passed while worker " + hex(r.worker) +
+                                            " had the request");
+            }
+        }
+        dispatch();
+    }
+
+    void update_gauges() {
+        g_workers->set(static_cast<std::int64_t>(workers.size()));
+        g_ready->set(static_cast<std::int64_t>(ready_queue.size()));
+        g_queued->set(static_cast<std::int64_t>(queued));
+        g_in_flight->set(static_cast<std::int64_t>(requests.size() - queued));
+    }
+
+    // ---- control ----
+
+    lb_broker_stats stats() {
+        lb_broker_stats s;
+        s.requests = c_requests->value();
+        s.replies = c_replies->value();
+        s.errors = c_errors->value();
+        s.redispatched = c_redispatched->value();
+        s.duplicates = c_duplicates->value();
+        s.late_replies = c_late->value();
+        s.malformed = c_malformed->value();
+        s.workers_expired = c_expired->value();
+        s.workers_disconnected = c_disconnected->value();
+        s.queued = queued;
+        s.in_flight = requests.size() - queued;
+        const auto t = now();
+        for (const auto& [rid, w] : workers) {
+            lb_worker_stats ws;
+            ws.id = hex(rid);
+            ws.ready = w.ready;
+            ws.busy = w.in_flight.has_value();
+            ws.served = w.served;
+            ws.last_heartbeat_ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(t - w.last_seen).count();
+            const auto e = expired_by_id.find(rid);
+            ws.expired = e == expired_by_id.end() ? 0 : e->second;
+            s.workers.push_back(std::move(ws));
+        }
+        std::sort(s.workers.begin(), s.workers.end(),
+                  [](const auto& a, const auto& b) { return a.id < b.id; });
+        return s;
+    }
+
+    std::string status_json() {
+        const auto s = stats();
+        std::string j = "{\"state\":\"";
+        j += paused ? "paused" : "running";
+        j += "\",\"statistics\":" + self.statistics().to_json();
+        auto num = [&](const char* k, auto v) {
+            j += ",\"";
+            j += k;
+            j += "\":" + std::to_string(v);
+        };
+        num("requests", s.requests);
+        num("replies", s.replies);
+        num("errors", s.errors);
+        num("redispatched", s.redispatched);
+        num("duplicates", s.duplicates);
+        num("late_replies", s.late_replies);
+        num("malformed", s.malformed);
+        num("workers_expired", s.workers_expired);
+        num("workers_disconnected", s.workers_disconnected);
+        num("undeliverable", c_undeliverable->value());
+        num("queued", s.queued);
+        num("in_flight", s.in_flight);
+        num("heartbeat_interval_ms", opt.heartbeat_interval.count());
+        num("liveness", opt.liveness);
+        j += ",\"workers\":[";
+        bool first = true;
+        for (const auto& w : s.workers) {
+            j += first ? "" : ",";
+            first = false;
+            j += "{\"id\":\"" + w.id + "\",\"state\":\"" +
+                 (w.busy    ? "busy"
+                  : w.ready ? "ready"
+                            : "idle") +
+                 "\",\"served\":" + std::to_string(w.served) +
+                 ",\"in_flight\":" + std::to_string(w.busy ? 1 : 0) +
+                 ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
+                 ",\"expired\":" + std::to_string(w.expired) + "}";
+        }
+        j += "]}";
+        return j;
+    }
+
+    std::vector<std::string> execute(const std::string& command) {
+        const std::string cmd = upper(command);
+        if (cmd == control::pause) {
+            paused = true;
+            self.set_watch_enabled(*frontend, false);
+            return {"OK"};
+        }
+        if (cmd == control::resume) {
+            paused = false;
+            if (!draining) {
+                self.set_watch_enabled(*frontend, true);
+            }
+            return {"OK"};
+        }
+        if (cmd == control::statistics) {
+            return self.statistics().to_frames();
+        }
+        if (cmd == control::status) {
+            return {status_json()};
+        }
+        if (cmd == control::terminate) {
+            self.terminated_ = true;
+            return {"OK"};
+        }
+        return {"ERROR unknown command '" + command +
+                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
+    }
+
+    void handle_control() {
+        zmq::message_t frame;
+        std::string command;
+        bool first = true;
+        do {
+            if (!control->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+                return;
+            }
+            if (first) {
+                command = frame.to_string();
+            }
+            first = false;
+        } while (frame.more());
+        const auto reply = execute(command);
+        for (std::size_t i = 0; i < reply.size(); ++i) {
+            (void)control->send(zmq::buffer(reply[i]), i + 1 < reply.size()
+                                                           ? zmq::send_flags::sndmore
+                                                           : zmq::send_flags::none);
+        }
+        if (self.terminated_) {
+            drain(clock::now() + opt.drain_timeout);
+            self.request_exit();
+        }
+    }
+
+    // Stop taking requests; wait (until the deadline) for the replies of requests in flight.
+    // Queued requests are dropped: their Lazy Pirate clients send them again.
+    void drain(clock::time_point deadline) {
+        draining = true;
+        self.set_watch_enabled(*frontend, false);
+        while (requests.size() > queued && clock::now() < deadline) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) > 0) {
+                read_backend();
+            }
+        }
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        frontend->set(zmq::sockopt::linger,
+                      static_cast<int>(std::max<std::int64_t>(0, left.count())));
+        backend->set(zmq::sockopt::linger, 0);
+    }
+};
+
+load_balancer::load_balancer(zmq::context_t& context, load_balancer_options options)
+    : actor(context, options.name), options_(std::move(options)) {
+    if (options_.frontend.empty() || options_.backend.empty()) {
+        throw config_error("load balancer '" + options_.name +
+                           "': a frontend (clients) and a backend (workers) endpoint are required");
+    }
+    for (const auto* spec : {&options_.frontend, &options_.backend, &options_.control}) {
+        if (!spec->empty()) {
+            (void)parse_endpoints(*spec, endpoint_action::bind);
+        }
+    }
+    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0) {
+        throw config_error("load balancer '" + options_.name +
+                           "': the heartbeat interval and the liveness must be positive");
+    }
+    if (options_.max_attempts == 0) {
+        throw config_error("load balancer '" + options_.name +
+                           "': max attempts must be at least 1");
+    }
+    if (options_.request_timeout.count() < 0 || options_.tick.count() < 0) {
+        throw config_error("load balancer '" + options_.name +
+                           "': the request timeout and the tick must not be negative");
+    }
+    if (options_.tick.count() == 0) {
+        options_.tick = std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
+                                   std::chrono::milliseconds(100));
+    }
+    options_.batch = std::max<std::size_t>(1, options_.batch);
+    impl_ = std::make_unique<impl>(*this, options_);
+    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    const metric_labels labels{{"component", options_.name}};
+    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
+                                    "Messages received on the frontend", labels);
+    frontend_bytes_in_ =
+        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
+    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
+                                     "Messages sent on the frontend (replies)", labels);
+    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
+                                           "Bytes sent on the frontend", labels);
+    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
+                                   "Messages received on the backend", labels);
+    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
+                                         "Bytes received on the backend", labels);
+    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
+                                    "Messages sent on the backend", labels);
+    backend_bytes_out_ =
+        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+}
+
+load_balancer::~load_balancer() {
+    stop(options_.drain_timeout);
+}
+
+void load_balancer::setup() {
+    impl_->setup();
+}
+
+std::vector<std::string> load_balancer::on_command(const std::vector<std::string>& frames) {
+    if (frames.empty()) {
+        return {"ERROR empty command"};
+    }
+    if (frames.front() == "$STATS") {
+        auto s = impl_->stats();
+        std::lock_guard lock(impl_->snapshot_mutex);
+        impl_->snapshot = std::move(s);
+        return {"OK"};
+    }
+    auto reply = impl_->execute(frames.front());
+    if (terminated_) {
+        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
+        request_exit();
+    }
+    return reply;
+}
+
+void load_balancer::on_stop(std::chrono::steady_clock::time_point deadline) {
+    if (impl_->frontend && impl_->backend) {
+        impl_->drain(deadline);
+    }
+}
+
+void load_balancer::teardown() noexcept {
+    impl_->control.reset();
+    impl_->frontend.reset();
+    impl_->backend.reset();
+}
+
+bool load_balancer::pause() {
+    auto reply = command({control::pause});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+bool load_balancer::resume() {
+    auto reply = command({control::resume});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+std::optional<lb_broker_stats> load_balancer::broker_stats() {
+    auto reply = command({"$STATS"});
+    if (!reply || reply->empty() || reply->front() != "OK") {
+        return std::nullopt;
+    }
+    std::lock_guard lock(impl_->snapshot_mutex);
+    return impl_->snapshot;
+}
+
+std::string load_balancer::status_json() {
+    auto reply = command({control::status});
+    return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+proxy_statistics load_balancer::statistics() const noexcept {
+    proxy_statistics s;
+    s.frontend_messages_in = frontend_in_->value();
+    s.frontend_bytes_in = frontend_bytes_in_->value();
+    s.frontend_messages_out = frontend_out_->value();
+    s.frontend_bytes_out = frontend_bytes_out_->value();
+    s.backend_messages_in = backend_in_->value();
+    s.backend_bytes_in = backend_bytes_in_->value();
+    s.backend_messages_out = backend_out_->value();
+    s.backend_bytes_out = backend_bytes_out_->value();
+    return s;
+}
+
+std::vector<std::string> load_balancer::frontend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return frontend_endpoints_;
+}
+std::vector<std::string> load_balancer::backend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return backend_endpoints_;
+}
+std::vector<std::string> load_balancer::control_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return control_endpoints_;
+}
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,204 @@
+// zmqkit-proxy --mode lb as a real process with worker processes (lb_test_worker): requests
+// shared over worker processes and answered once each, a worker killed with SIGKILL in the
+// middle of a request (re-dispatched and answered), a frozen worker expiring after liveness x
+// interval and being served again, STATUS per worker, usage errors.
+#include <zmqkit/patterns/load_balancer.hpp>
+
+#include "support/process.hpp"
+#include "support/testing.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <map>
+#include <regex>
+
+using namespace zmqkit;
+using namespace zmqkit::patterns;
+using namespace zmqkit::testing;
+using ::testing::HasSubstr;
+
+namespace {
+
+struct lb_proxy {
+    child_process process;
+    std::string frontend, backend, control;
+    explicit lb_proxy(std::vector<std::string> extra)
+        : process([&] {
+              std::vector<std::string> argv{bin_path("zmqkit-proxy"),
+                                            "--mode",
+                                            "lb",
+                                            "--frontend",
+                                            "tcp://127.0.0.1:*",
+                                            "--backend",
+                                            "tcp://127.0.0.1:*",
+                                            "--control",
+                                            "tcp://127.0.0.1:*"};
+              argv.insert(argv.end(), extra.begin(), extra.end());
+              return argv;
+          }()) {
+        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 20s).value_or("");
+        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 20s).value_or("");
+        control = process.wait_for_stderr(std::regex("control bound (\\S+)"), 20s).value_or("");
+    }
+};
+
+std::unique_ptr<child_process> start_worker(const std::string& backend, const std::string& hb,
+                                            const std::string& liveness) {
+    auto w = std::make_unique<child_process>(
+        std::vector<std::string>{ZMQKIT_LB_TEST_WORKER, backend, hb, liveness});
+    EXPECT_TRUE(w->wait_for_stderr(std::regex("worker (\\S+) ready"), 20s).has_value());
+    return w;
+}
+
+std::string status(zmq::context_t& ctx, const std::string& control) {
+    zmq::socket_t req(ctx, zmq::socket_type::req);
+    req.set(zmq::sockopt::linger, 0);
+    req.connect(control);
+    const auto reply = request(req, "STATUS", 10s);
+    return reply.empty() ? std::string() : reply[0];
+}
+
+// The number after "key": in a flat part of a JSON text (first occurrence).
+long long json_number(const std::string& json, const std::string& key) {
+    const auto at = json.find("\"" + key + "\":");
+    if (at == std::string::npos) {
+        return -1;
+    }
+    return std::stoll(json.substr(at + key.size() + 3));
+}
+
+long long ready_workers(const std::string& json) {
+    long long n = 0;
+    for (auto at = json.find("\"state\":\"ready\""); at != std::string::npos;
+         at = json.find("\"state\":\"ready\"", at + 1)) {
+        ++n;
+    }
+    return n;
+}
+
+lb_client_options client_options(const std::string& frontend) {
+    lb_client_options o;
+    o.endpoint = frontend;
+    o.timeout = 30s;
+    o.attempts = 1;
+    return o;
+}
+
+} // namespace
+
+TEST(lb_process, worker_processes_share_requests_each_answered_once) {
+    lb_proxy proxy({"--heartbeat-interval", "500ms"});
+    ASSERT_FALSE(proxy.backend.empty());
+    std::vector<std::unique_ptr<child_process>> workers;
+    for (int i = 0; i < 3; ++i) {
+        workers.push_back(start_worker(proxy.backend, "500", "3"));
+    }
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 3; }, 20s));
+    lb_client client(ctx, client_options(proxy.frontend));
+    constexpr int total = 3000;
+    std::map<message_id, std::string> bodies;
+    std::map<message_id, int> answers;
+    std::map<std::string, int> per_worker;
+    for (int i = 0; i < total; ++i) {
+        const std::string body = "p" + std::to_string(i);
+        const auto id = client.submit(message(body), [&, body](lb_result r) {
+            ASSERT_TRUE(r.ok()) << r.reason;
+            ++answers[r.reply.causation_id()];
+            const std::string text(r.reply.body_view());
+            const auto colon = text.find(':');
+            ASSERT_NE(colon, std::string::npos);
+            EXPECT_EQ(text.substr(colon + 1), body);
+            ++per_worker[text.substr(0, colon)];
+        });
+        bodies[id] = body;
+        if (client.pending() >= 32) {
+            (void)client.poll(100ms);
+        }
+    }
+    ASSERT_TRUE(client.flush(60s));
+    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : answers) {
+        EXPECT_EQ(n, 1);
+        EXPECT_EQ(bodies.count(id), 1u);
+    }
+    EXPECT_EQ(per_worker.size(), 3u);
+    for (const auto& [w, n] : per_worker) {
+        EXPECT_GE(n, total / 3 / 4) << w;
+    }
+    const auto json = status(ctx, proxy.control);
+    EXPECT_EQ(json_number(json, "replies"), total);
+    proxy.process.signal(SIGTERM);
+    EXPECT_EQ(proxy.process.wait(20s), std::optional<int>(0));
+}
+
+TEST(lb_process, a_worker_killed_mid_request_costs_a_redispatch_not_the_request) {
+    // A long liveness: the broker learns of the death from the connection, not from silence.
+    lb_proxy proxy({"--heartbeat-interval", "500ms", "--liveness", "20"});
+    ASSERT_FALSE(proxy.backend.empty());
+    auto a = start_worker(proxy.backend, "500", "20");
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+    lb_client client(ctx, client_options(proxy.frontend));
+    std::optional<lb_result> outcome;
+    const auto id = client.submit(message("slow-1"), [&](lb_result r) { outcome = std::move(r); });
+    ASSERT_TRUE(a->wait_for_stderr(std::regex("handling (slow-1)"), 20s).has_value());
+    auto b = start_worker(proxy.backend, "500", "20");
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+
+    a->signal(SIGKILL);
+    ASSERT_TRUE(a->wait(10s).has_value());
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!outcome && std::chrono::steady_clock::now() < deadline) {
+        (void)client.poll(100ms);
+    }
+    ASSERT_TRUE(outcome.has_value());
+    ASSERT_TRUE(outcome->ok()) << outcome->reason;
+    EXPECT_EQ(outcome->reply.causation_id(), id);
+    EXPECT_THAT(std::string(outcome->reply.body_view()), ::testing::EndsWith(":slow-1"));
+
+    const auto json = status(ctx, proxy.control);
+    EXPECT_EQ(json_number(json, "redispatched"), 1) << json;
+    EXPECT_EQ(json_number(json, "workers_disconnected") + json_number(json, "workers_expired"), 1)
+        << json;
+    EXPECT_EQ(json_number(json, "replies"), 1) << json;
+    EXPECT_EQ(json_number(json, "served"), 1) << json; // one worker left: b, with one request
+}
+
+TEST(lb_process, a_frozen_worker_expires_after_liveness_intervals_and_is_served_again) {
+    lb_proxy proxy({"--heartbeat-interval", "200ms", "--liveness", "3"});
+    ASSERT_FALSE(proxy.backend.empty());
+    auto a = start_worker(proxy.backend, "200", "3");
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+    a->signal(SIGSTOP);
+    const auto stopped = std::chrono::steady_clock::now();
+    ASSERT_TRUE(eventually(
+        [&] { return json_number(status(ctx, proxy.control), "workers_expired") == 1; }, 20s));
+    const auto after = std::chrono::steady_clock::now() - stopped;
+    // Its last heartbeat was at most one interval before SIGSTOP: 3 x 200 ms - 200 ms.
+    EXPECT_GE(after, 390ms);
+    EXPECT_THAT(status(ctx, proxy.control), HasSubstr("\"workers\":[]"));
+
+    // Woken up, the worker finds the broker silent for longer than its liveness too: it
+    // reconnects on a fresh socket (or, first, heartbeats on the old one) and is served again.
+    a->signal(SIGCONT);
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) >= 1; }, 20s));
+    lb_client client(ctx, client_options(proxy.frontend));
+    EXPECT_TRUE(client.call(message("hello again")).ok());
+}
+
+TEST(lb_process, usage_errors) {
+    child_process no_backend(
+        {bin_path("zmqkit-proxy"), "--mode", "lb", "--frontend", "tcp://127.0.0.1:*"});
+    EXPECT_EQ(no_backend.wait(10s), std::optional<int>(64));
+    child_process wrong_mode({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*",
+                              "--backend", "tcp://127.0.0.1:*", "--liveness", "5"});
+    EXPECT_EQ(wrong_mode.wait(10s), std::optional<int>(64));
+    EXPECT_TRUE(wrong_mode.wait_for_stderr(std::regex("applies to --mode lb only"), 5s));
+    child_process help({bin_path("zmqkit-proxy"), "--help"});
+    EXPECT_EQ(help.wait(10s), std::optional<int>(0));
+    EXPECT_THAT(help.read_stdout(1s), HasSubstr("--heartbeat-interval"));
+}

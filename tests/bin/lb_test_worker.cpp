@@ -1,0 +1,46 @@
+// A load-balancer worker process for the process tests (lb_process_test.cpp):
+//   lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS
+// Replies "<name>:<body>" to every request. A body starting with "slow" on its first attempt
+// is held for a minute after "handling <body>" is printed on stderr, so that a test can kill
+// the worker in the middle of a request. Stops (drains) on SIGTERM/SIGINT.
+#include <zmqkit/patterns/load_balancer.hpp>
+#include <zmqkit/signals.hpp>
+
+#include <iostream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+
+int main(int argc, char** argv) {
+    using namespace zmqkit;
+    using namespace zmqkit::patterns;
+    if (argc != 4) {
+        std::cerr << "usage: lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS\n";
+        return 64;
+    }
+    shutdown_signals signals;
+    const std::string name = "w" + std::to_string(::getpid());
+    lb_worker_options o;
+    o.endpoint = argv[1];
+    o.heartbeat_interval = std::chrono::milliseconds(std::stoll(argv[2]));
+    o.liveness = static_cast<std::uint32_t>(std::stoul(argv[3]));
+    o.reconnect_initial = o.heartbeat_interval;
+    o.name = name;
+    zmq::context_t ctx;
+    lb_worker worker(ctx, o, [&name](const lb_request& r) {
+        const std::string body(r.message.body_view());
+        if (body.rfind("slow", 0) == 0 && r.message.header().attempt == 1) {
+            std::cerr << "handling " << body << std::endl;
+            std::this_thread::sleep_for(std::chrono::minutes(1)); // the workload: killed first
+        }
+        return message(name + ":" + body);
+    });
+    worker.start();
+    std::cerr << "worker " << name << " ready" << std::endl;
+    while (!signals.wait(std::chrono::milliseconds(200))) {
+    }
+    worker.stop(std::chrono::seconds(2));
+    std::cerr << "worker " << name << " stopped after " << worker.counters().handled << " requests"
+              << std::endl;
+    return 0;
+}

@@ -1,0 +1,727 @@
+// The load-balancing broker with its worker and Lazy Pirate client, and with raw peers speaking
+// 6/PPP and plain REQ: golden frames both ways, LRU sharing of 10,000 requests answered once
+// each by id, expiry of a silent worker (injected clock) with re-dispatch, max attempts,
+// deadlines, a full queue, malformed frames, broker restart under Lazy Pirate clients, late
+// and duplicate replies dropped by the client.
+#include <zmqkit/codec.hpp>
+#include <zmqkit/patterns/load_balancer.hpp>
+
+#include "support/testing.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <unordered_map>
+
+using namespace zmqkit;
+using namespace zmqkit::patterns;
+using namespace zmqkit::testing;
+using ::testing::HasSubstr;
+
+namespace {
+
+using views = std::vector<std::string_view>;
+
+// ---- golden frames, parsers only (from the text of 6/PPP) ---------------------------------------
+
+TEST(ppp_protocol, worker_commands_from_the_spec_and_the_ascii_words) {
+    std::string why;
+    const std::string ready("\x01", 1), heartbeat("\x02", 1), disconnect("\x05", 1);
+    auto r = ppp::parse_worker_message({ready}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->what, ppp::worker_message::kind::ready);
+    r = ppp::parse_worker_message({heartbeat}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->what, ppp::worker_message::kind::heartbeat);
+    r = ppp::parse_worker_message({disconnect}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->what, ppp::worker_message::kind::disconnect);
+    r = ppp::parse_worker_message({"READY"}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->what, ppp::worker_message::kind::ready);
+    r = ppp::parse_worker_message({"HEARTBEAT"}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->what, ppp::worker_message::kind::heartbeat);
+}
+
+TEST(ppp_protocol, replies_carry_an_address_stack_a_delimiter_and_content) {
+    std::string why;
+    auto r =
+        ppp::parse_worker_message({std::string_view("\x00k\x8b\x45\x67", 5), "", "result"}, why);
+    ASSERT_TRUE(r) << why;
+    EXPECT_EQ(r->what, ppp::worker_message::kind::reply);
+    EXPECT_EQ(r->envelope_size, 1u);
+    r = ppp::parse_worker_message({"client", "proxy", "", "part1", "part2"}, why);
+    ASSERT_TRUE(r) << why;
+    EXPECT_EQ(r->envelope_size, 2u);
+
+    auto b = ppp::parse_broker_message({"client", "", "request"}, why);
+    ASSERT_TRUE(b) << why;
+    EXPECT_EQ(b->what, ppp::broker_message::kind::request);
+    EXPECT_EQ(b->envelope_size, 1u);
+    b = ppp::parse_broker_message({std::string_view("\x02", 1)}, why);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->what, ppp::broker_message::kind::heartbeat);
+
+    EXPECT_EQ(ppp::parse_client_request({"", "hello"}, why), std::optional<std::size_t>(0));
+    EXPECT_EQ(ppp::parse_client_request({"hop", "", "hello"}, why), std::optional<std::size_t>(1));
+}
+
+TEST(ppp_protocol, malformed_frames_are_rejected_with_a_reason) {
+    const std::vector<views> bad_worker{
+        {},                                // nothing
+        {std::string_view("\x03", 1)},     // unknown command byte
+        {"HELLO"},                         // unknown word
+        {"client", "result"},              // no delimiter
+        {"", "result"},                    // no address
+        {"client", ""},                    // no content
+        {std::string_view("\x01\x00", 2)}, // a command with trailing bytes
+        {std::string_view("\x01", 1), ""}  // READY is one frame
+    };
+    for (const auto& frames : bad_worker) {
+        std::string why;
+        EXPECT_FALSE(ppp::parse_worker_message(frames, why)) << ::testing::PrintToString(frames);
+        EXPECT_FALSE(why.empty());
+    }
+    std::string why;
+    EXPECT_FALSE(ppp::parse_broker_message({std::string_view("\x01", 1)}, why));
+    EXPECT_THAT(why, HasSubstr("unknown command '\\x01'"));
+    EXPECT_FALSE(ppp::parse_client_request({"hello"}, why));
+    EXPECT_THAT(why, HasSubstr("no empty delimiter"));
+    EXPECT_FALSE(ppp::parse_client_request({""}, why));
+}
+
+// ---- fixture ----------------------------------------------------------------------------------
+
+std::vector<std::string> recv_frames(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
+    std::vector<std::string> frames;
+    auto f = recv_within(s, timeout);
+    if (!f) {
+        return frames;
+    }
+    frames.push_back(f->to_string());
+    while (f->more()) {
+        f = recv_within(s, timeout);
+        if (!f) {
+            break;
+        }
+        frames.push_back(f->to_string());
+    }
+    return frames;
+}
+
+void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        s.send(zmq::buffer(frames[i]),
+               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+}
+
+// A clock tests move forward by hand.
+struct manual_clock {
+    std::atomic<std::int64_t> offset_ms{0};
+    std::chrono::steady_clock::time_point now() const {
+        return std::chrono::steady_clock::now() + std::chrono::milliseconds(offset_ms.load());
+    }
+};
+
+struct lb_fixture : ::testing::Test {
+    zmq::context_t ctx;
+    metrics_registry registry;
+
+    load_balancer_options options() {
+        load_balancer_options o;
+        o.frontend = "tcp://127.0.0.1:*";
+        o.backend = "tcp://127.0.0.1:*";
+        o.registry = &registry;
+        o.sockets.registry = &registry;
+        return o;
+    }
+
+    zmq::socket_t raw(zmq::socket_type type, const std::string& endpoint) {
+        zmq::socket_t s(ctx, type);
+        s.set(zmq::sockopt::linger, 0);
+        s.connect(endpoint);
+        return s;
+    }
+
+    lb_client_options client_options(const load_balancer& b) {
+        lb_client_options o;
+        o.endpoint = b.frontend_endpoints().at(0);
+        o.timeout = 30s; // no retries unless a test wants them
+        o.attempts = 1;
+        return o;
+    }
+
+    lb_worker_options worker_options(const load_balancer& b, const std::string& name) {
+        lb_worker_options o;
+        o.endpoint = b.backend_endpoints().at(0);
+        o.name = name;
+        return o;
+    }
+
+    // Waits until the broker knows `n` ready workers.
+    static bool ready_workers(load_balancer& b, std::size_t n) {
+        return eventually(
+            [&] {
+                const auto s = b.broker_stats();
+                return s && std::count_if(s->workers.begin(), s->workers.end(), [](const auto& w) {
+                                return w.ready;
+                            }) == static_cast<std::ptrdiff_t>(n);
+            },
+            10s);
+    }
+
+    // A raw PPP worker: [client...][""][content...] -> the request's frames.
+    static std::vector<std::string> next_request(zmq::socket_t& worker) {
+        const std::string heartbeat("\x02", 1);
+        for (;;) {
+            auto frames = recv_frames(worker);
+            if (frames.size() != 1 || frames[0] != heartbeat) {
+                return frames;
+            }
+        }
+    }
+};
+
+} // namespace
+
+// ---- golden frames through the broker
+// ------------------------------------------------------------
+
+TEST_F(lb_fixture, req_client_and_ppp_worker_exchange_the_spec_frames) {
+    auto o = options();
+    o.heartbeat_interval = 100ms;
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto worker = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    worker.send(zmq::buffer(std::string("\x01", 1))); // READY
+    ASSERT_TRUE(ready_workers(broker, 1));
+
+    // Broker -> worker HEARTBEAT: one frame, 0x02.
+    auto hb = recv_frames(worker, 10s);
+    EXPECT_EQ(hb, std::vector<std::string>{std::string("\x02", 1)});
+
+    auto req = raw(zmq::socket_type::req, broker.frontend_endpoints().at(0));
+    req.send(zmq::buffer(std::string("hello")));
+    // Broker -> worker REQUEST: [client address][""][content]
+    const auto request = next_request(worker);
+    ASSERT_EQ(request.size(), 3u) << ::testing::PrintToString(request);
+    EXPECT_FALSE(request[0].empty()); // the REQ client's routing id at the frontend
+    EXPECT_EQ(request[1], "");
+    EXPECT_EQ(request[2], "hello");
+    // Worker -> broker REPLY: the same envelope, the reply content.
+    send_frames(worker, {request[0], "", "HELLO"});
+    auto reply = recv_within(req, 10s);
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->to_string(), "HELLO");
+    EXPECT_FALSE(reply->more());
+
+    // Worker -> broker HEARTBEAT keeps it alive; multi-part content passes unchanged.
+    worker.send(zmq::buffer(std::string("\x02", 1)));
+    req.send(zmq::buffer(std::string("a")), zmq::send_flags::sndmore);
+    req.send(zmq::buffer(std::string("b")));
+    const auto two = next_request(worker);
+    ASSERT_EQ(two.size(), 4u);
+    EXPECT_EQ(two[2], "a");
+    EXPECT_EQ(two[3], "b");
+    send_frames(worker, {two[0], "", "x", "y"});
+    auto x = recv_frames(req);
+    EXPECT_EQ(x, (std::vector<std::string>{"x", "y"}));
+    const auto s = broker.broker_stats();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->requests, 2u);
+    EXPECT_EQ(s->replies, 2u);
+    ASSERT_EQ(s->workers.size(), 1u);
+    EXPECT_EQ(s->workers[0].served, 2u);
+}
+
+TEST_F(lb_fixture, a_worker_that_says_the_ascii_words_is_served) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    auto worker = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    worker.send(zmq::buffer(std::string("READY")));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    worker.send(zmq::buffer(std::string("HEARTBEAT")));
+    auto req = raw(zmq::socket_type::req, broker.frontend_endpoints().at(0));
+    req.send(zmq::buffer(std::string("ping")));
+    const auto request = next_request(worker);
+    ASSERT_EQ(request.size(), 3u);
+    send_frames(worker, {request[0], "", "pong"});
+    auto reply = recv_within(req, 10s);
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->to_string(), "pong");
+}
+
+// ---- sharing and exactly-once ----------------------------------------------------------------
+
+TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    constexpr std::size_t worker_count = 4;
+    std::vector<std::unique_ptr<lb_worker>> workers;
+    for (std::size_t i = 0; i < worker_count; ++i) {
+        workers.push_back(std::make_unique<lb_worker>(
+            ctx, worker_options(broker, "w" + std::to_string(i)),
+            lb_bytes_handler([](std::string_view body) { return "re:" + std::string(body); })));
+        workers.back()->start();
+    }
+    ASSERT_TRUE(ready_workers(broker, worker_count));
+
+    lb_client client(ctx, client_options(broker));
+    constexpr int total = 10000;
+    constexpr std::size_t window = 64; // requests in flight at once
+    std::unordered_map<message_id, std::string, message_id_hash> expected;
+    std::unordered_map<message_id, int, message_id_hash> answers;
+    std::size_t failures = 0;
+    int next = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
+        while (next < total && client.pending() < window) {
+            const std::string body = "r" + std::to_string(next++);
+            message m(body);
+            const auto id = client.submit(std::move(m), [&](lb_result r) {
+                if (!r.ok()) {
+                    ++failures;
+                    return;
+                }
+                const auto cause = r.reply.causation_id();
+                ++answers[cause];
+                EXPECT_EQ(r.reply.body_view(), "re:" + expected[cause]);
+            });
+            expected[id] = body;
+        }
+        (void)client.poll(100ms);
+    }
+    EXPECT_EQ(failures, 0u);
+    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : answers) {
+        ASSERT_EQ(n, 1) << id.to_string();
+        ASSERT_EQ(expected.count(id), 1u);
+    }
+    EXPECT_EQ(client.late_replies(), 0u);
+    const auto s = broker.broker_stats();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
+    ASSERT_EQ(s->workers.size(), worker_count);
+    std::uint64_t served = 0;
+    for (const auto& w : s->workers) {
+        served += w.served;
+        // Roughly even: least recently used order gives every worker a fair part, even on a
+        // loaded machine (at least a quarter of an even share).
+        EXPECT_GE(w.served, static_cast<std::uint64_t>(total) / worker_count / 4) << w.id;
+    }
+    EXPECT_EQ(served, static_cast<std::uint64_t>(total));
+    std::uint64_t handled = 0;
+    for (auto& w : workers) {
+        handled += w->counters().handled;
+    }
+    EXPECT_EQ(handled, static_cast<std::uint64_t>(total));
+}
+
+TEST_F(lb_fixture, typed_handlers_and_the_synchronous_call) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    lb_worker worker(ctx, worker_options(broker, "square"),
+                     lb_typed_handler<int, int>([](const int& v) { return v * v; }));
+    worker.start();
+    lb_client client(ctx, client_options(broker));
+    for (int i = 1; i <= 5; ++i) {
+        auto request = message::pack(i);
+        const auto r = client.call(std::move(request));
+        ASSERT_TRUE(r.ok()) << r.reason;
+        EXPECT_EQ(r.reply.body_as<int>(), i * i);
+        EXPECT_EQ(r.attempts, 1u);
+    }
+    // A body that does not convert: the worker answers error "handler", and goes on.
+    const auto bad = client.call(message("not msgpack \xc1"));
+    EXPECT_EQ(bad.what, lb_result::status::error);
+    EXPECT_EQ(bad.error, lb_error::handler);
+    EXPECT_EQ(worker.counters().failed, 1u);
+    EXPECT_EQ(client.call(message::pack(7)).reply.body_as<int>(), 49);
+}
+
+// ---- losing workers -----------------------------------------------------------------------------
+
+TEST_F(lb_fixture, a_silent_worker_expires_and_its_request_goes_to_another_with_attempt_two) {
+    manual_clock clk;
+    auto o = options();
+    o.heartbeat_interval = 1000ms;
+    o.liveness = 3;
+    o.tick = 5ms;
+    o.clock = [&clk] { return clk.now(); };
+    load_balancer broker(ctx, o);
+    broker.start();
+    zmq::socket_t a(ctx, zmq::socket_type::dealer);
+    a.set(zmq::sockopt::linger, 0);
+    a.set(zmq::sockopt::routing_id, std::string("worker-a"));
+    a.connect(broker.backend_endpoints().at(0));
+    a.send(zmq::buffer(std::string("\x01", 1)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+
+    lb_client client(ctx, client_options(broker));
+    std::optional<lb_result> outcome;
+    message request("job");
+    const auto id = client.submit(std::move(request), [&](lb_result r) { outcome = std::move(r); });
+    const auto first = next_request(a);
+    ASSERT_EQ(first.size(), 3u);
+    header h1;
+    std::size_t hs = 0;
+    ASSERT_TRUE(decode_header(first[2].data(), first[2].size(), h1, &hs).ok());
+    EXPECT_EQ(h1.id, id);
+    EXPECT_EQ(h1.attempt, 1u);
+
+    // Worker A goes silent. Not expired before liveness x interval...
+    clk.offset_ms = 2500;
+    EXPECT_FALSE(eventually([&] { return broker.broker_stats()->workers_expired > 0; }, 200ms));
+    // ... expired after it.
+    clk.offset_ms = 3100;
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->workers_expired == 1; }, 10s));
+    auto s = broker.broker_stats();
+    EXPECT_EQ(s->redispatched, 1u);
+    EXPECT_EQ(s->queued, 1u);
+    EXPECT_TRUE(s->workers.empty());
+
+    // Worker B arrives and gets the same request, attempt 2.
+    auto b = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    b.send(zmq::buffer(std::string("\x01", 1)));
+    const auto second = next_request(b);
+    ASSERT_EQ(second.size(), 3u);
+    header h2;
+    ASSERT_TRUE(decode_header(second[2].data(), second[2].size(), h2, &hs).ok());
+    EXPECT_EQ(h2.id, id);
+    EXPECT_EQ(h2.attempt, 2u);
+    EXPECT_EQ(second[2].substr(hs), "job");
+    header rh = header::follow_up(h2);
+    send_frames(b, {second[0], "", encode_header(rh) + "done by b"});
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcome.has_value();
+    }));
+    ASSERT_TRUE(outcome->ok());
+    EXPECT_EQ(outcome->reply.body_view(), "done by b");
+
+    // A wakes up and answers late: dropped by the broker, never seen by the client.
+    header late = header::follow_up(h1);
+    send_frames(a, {first[0], "", encode_header(late) + "done by a"});
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->late_replies == 1; }));
+    EXPECT_EQ(client.poll(100ms), 0u);
+    s = broker.broker_stats();
+    EXPECT_EQ(s->replies, 1u);
+    const auto it = std::find_if(s->workers.begin(), s->workers.end(),
+                                 [](const auto& w) { return w.id == "776f726b65722d61"; });
+    // "worker-a" is back (any sign of life registers a worker), its expiry on record.
+    ASSERT_NE(it, s->workers.end());
+    EXPECT_EQ(it->expired, 1u);
+}
+
+TEST_F(lb_fixture, after_max_attempts_the_client_gets_an_error_with_the_reason) {
+    auto o = options();
+    o.max_attempts = 2;
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto a = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    a.send(zmq::buffer(std::string("\x01", 1)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    lb_client client(ctx, client_options(broker));
+    std::optional<lb_result> outcome;
+    (void)client.submit(message("doomed"), [&](lb_result r) { outcome = std::move(r); });
+    ASSERT_EQ(next_request(a).size(), 3u);
+    a.send(zmq::buffer(std::string("\x05", 1))); // DISCONNECT mid-request
+    auto b = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    b.send(zmq::buffer(std::string("\x01", 1)));
+    ASSERT_EQ(next_request(b).size(), 3u);
+    b.send(zmq::buffer(std::string("\x05", 1)));
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcome.has_value();
+    }));
+    EXPECT_EQ(outcome->what, lb_result::status::error);
+    EXPECT_EQ(outcome->error, lb_error::attempts);
+    EXPECT_THAT(outcome->reason, HasSubstr("no reply after 2 attempts"));
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->workers_disconnected, 2u);
+    EXPECT_EQ(s->redispatched, 1u);
+    EXPECT_EQ(s->errors, 1u);
+}
+
+TEST_F(lb_fixture, a_worker_stopping_drains_and_says_disconnect) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    lb_worker worker(ctx, worker_options(broker, "leaving"),
+                     lb_bytes_handler([](std::string_view b) { return std::string(b); }));
+    worker.start();
+    lb_client client(ctx, client_options(broker));
+    EXPECT_TRUE(client.call(message("one")).ok());
+    worker.stop();
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->workers_disconnected == 1; }));
+    EXPECT_TRUE(broker.broker_stats()->workers.empty());
+}
+
+// ---- deadlines and limits
+// -------------------------------------------------------------------------
+
+TEST_F(lb_fixture, expired_requests_are_answered_with_a_timeout_error_instead_of_run_late) {
+    auto o = options();
+    o.request_timeout = 300ms;
+    load_balancer broker(ctx, o);
+    broker.start();
+    // No worker: both the envelope client and a raw REQ client get the timeout error.
+    lb_client client(ctx, client_options(broker));
+    const auto r = client.call(message("late"));
+    EXPECT_EQ(r.what, lb_result::status::error);
+    EXPECT_EQ(r.error, lb_error::timeout);
+    auto req = raw(zmq::socket_type::req, broker.frontend_endpoints().at(0));
+    req.send(zmq::buffer(std::string("raw")));
+    auto reply = recv_within(req, 10s);
+    ASSERT_TRUE(reply);
+    EXPECT_THAT(reply->to_string(), ::testing::StartsWith("ERROR timeout: "));
+
+    // A deadline in the request's header, already past: answered at once by a broker without
+    // a request timeout... even when a worker is ready, it is not run.
+    auto o2 = options();
+    o2.name = "second"; // its own counters in the registry
+    load_balancer broker2(ctx, o2);
+    broker2.start();
+    auto w = raw(zmq::socket_type::dealer, broker2.backend_endpoints().at(0));
+    w.send(zmq::buffer(std::string("\x01", 1)));
+    ASSERT_TRUE(ready_workers(broker2, 1));
+    lb_client client2(ctx, client_options(broker2));
+    message m("too late");
+    const auto past = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count() -
+                      1000;
+    m.header().set_user_header(lb_deadline_header, std::to_string(past));
+    const auto r2 = client2.call(std::move(m));
+    EXPECT_EQ(r2.error, lb_error::timeout);
+    const auto s2 = broker2.broker_stats();
+    EXPECT_EQ(s2->replies, 0u);
+    EXPECT_EQ(s2->in_flight, 0u);
+    EXPECT_EQ(s2->errors, 1u);
+}
+
+TEST_F(lb_fixture, a_full_queue_answers_busy) {
+    auto o = options();
+    o.max_queued = 2;
+    load_balancer broker(ctx, o);
+    broker.start();
+    lb_client client(ctx, client_options(broker));
+    std::vector<lb_result> done;
+    for (int i = 0; i < 3; ++i) {
+        (void)client.submit(message("q" + std::to_string(i)),
+                            [&](lb_result r) { done.push_back(std::move(r)); });
+    }
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return done.size() == 1;
+    }));
+    EXPECT_EQ(done[0].error, lb_error::queue_full);
+    // The two queued ones are served once a worker comes.
+    lb_worker worker(ctx, worker_options(broker, "late-worker"),
+                     lb_bytes_handler([](std::string_view b) { return std::string(b); }));
+    worker.start();
+    ASSERT_TRUE(client.flush(20s));
+    ASSERT_EQ(done.size(), 3u);
+    EXPECT_TRUE(done[1].ok());
+    EXPECT_TRUE(done[2].ok());
+}
+
+// ---- malformed input ----------------------------------------------------------------------------
+
+TEST_F(lb_fixture, malformed_frames_are_counted_and_dropped_and_the_broker_keeps_serving) {
+    std::vector<std::string> logged;
+    std::mutex log_mutex;
+    auto o = options();
+    o.log = [&](std::string_view line) {
+        std::lock_guard lock(log_mutex);
+        logged.emplace_back(line);
+    };
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto worker = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    worker.send(zmq::buffer(std::string("\x07", 1))); // wrong command byte
+    send_frames(worker, {"client", "no delimiter"});  // missing frames
+    worker.send(zmq::buffer(std::string("\x01", 1))); // READY
+    auto dealer = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    dealer.send(zmq::buffer(std::string("no delimiter"))); // a client without the envelope
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->malformed == 3; }));
+
+    auto req = raw(zmq::socket_type::req, broker.frontend_endpoints().at(0));
+    req.send(zmq::buffer(std::string("still there?")));
+    const auto request = next_request(worker);
+    ASSERT_EQ(request.size(), 3u);
+    send_frames(worker, {request[0], "", "yes"});
+    auto reply = recv_within(req, 10s);
+    ASSERT_TRUE(reply);
+    EXPECT_EQ(reply->to_string(), "yes");
+    std::lock_guard lock(log_mutex);
+    ASSERT_FALSE(logged.empty());
+    // Rate-limited: the first of the three (whichever socket the broker read first) is logged.
+    EXPECT_THAT(logged[0], HasSubstr("dropped a malformed message on the "));
+}
+
+// ---- Lazy Pirate
+// ----------------------------------------------------------------------------------
+
+TEST_F(lb_fixture, lazy_pirate_clients_get_every_request_answered_across_a_broker_restart) {
+    const std::string frontend = ipc_endpoint("lb-frontend");
+    const std::string backend = ipc_endpoint("lb-backend");
+    auto o = options();
+    o.frontend = frontend;
+    o.backend = backend;
+    o.heartbeat_interval = 100ms;
+    auto broker = std::make_unique<load_balancer>(ctx, o);
+    broker->start();
+
+    lb_worker_options wo;
+    wo.endpoint = backend;
+    wo.heartbeat_interval = 100ms;
+    wo.reconnect_initial = 100ms;
+    wo.reconnect_max = 400ms;
+    lb_worker worker(ctx, wo,
+                     lb_bytes_handler([](std::string_view b) { return "ok:" + std::string(b); }));
+    worker.start();
+
+    lb_client_options co;
+    co.endpoint = frontend;
+    co.timeout = 500ms;
+    co.attempts = 40;
+    lb_client client(ctx, co);
+    constexpr int total = 200;
+    std::map<message_id, int> answers;
+    std::map<message_id, std::string> bodies;
+    std::size_t failures = 0;
+    auto submit = [&](int i) {
+        const std::string body = "req" + std::to_string(i);
+        const auto id = client.submit(message(body), [&, body](lb_result r) {
+            if (!r.ok()) {
+                ++failures;
+                return;
+            }
+            ++answers[r.reply.causation_id()];
+            EXPECT_EQ(r.reply.body_view(), "ok:" + body);
+        });
+        bodies[id] = body;
+    };
+    for (int i = 0; i < total / 2; ++i) {
+        submit(i);
+    }
+    ASSERT_TRUE(client.flush(20s));
+    // The second half reaches a broker that no longer reads them (paused) and then goes away
+    // with them; a new one takes its place: only the clients' retries can get them answered.
+    ASSERT_TRUE(broker->pause());
+    for (int i = total / 2; i < total; ++i) {
+        submit(i);
+    }
+    (void)client.poll(200ms);
+    broker->stop();
+    broker.reset();
+    broker = std::make_unique<load_balancer>(ctx, o);
+    broker->start();
+    ASSERT_TRUE(client.flush(60s)) << client.pending() << " pending";
+    EXPECT_EQ(failures, 0u);
+    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : answers) {
+        EXPECT_EQ(n, 1);
+        EXPECT_EQ(bodies.count(id), 1u);
+    }
+    EXPECT_GT(client.resent(), 0u);
+    EXPECT_GT(client.reconnects(), 0u);
+}
+
+TEST_F(lb_fixture, late_and_duplicate_replies_are_dropped_not_taken_for_the_next_reply) {
+    // A hand-made broker (ROUTER) that misbehaves on purpose.
+    zmq::socket_t router(ctx, zmq::socket_type::router);
+    router.set(zmq::sockopt::linger, 0);
+    router.bind("tcp://127.0.0.1:*");
+    const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+    lb_client_options co;
+    co.endpoint = endpoint;
+    co.timeout = 300ms;
+    co.attempts = 5;
+    lb_client client(ctx, co);
+
+    std::vector<lb_result> done;
+    auto done_fn = [&](lb_result r) { done.push_back(std::move(r)); };
+    const auto id1 = client.submit(message("first"), done_fn);
+    auto r1 = recv_frames(router); // [rid][""][header+body]
+    ASSERT_EQ(r1.size(), 3u);
+    header h1;
+    std::size_t hs = 0;
+    ASSERT_TRUE(decode_header(r1[2].data(), r1[2].size(), h1, &hs).ok());
+    EXPECT_EQ(h1.id, id1);
+    EXPECT_EQ(h1.attempt, 1u);
+    // No answer: the client resends on a fresh socket, same id, attempt 2.
+    std::vector<std::string> r1b;
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        r1b = recv_frames(router, 10ms);
+        return !r1b.empty();
+    }));
+    ASSERT_EQ(r1b.size(), 3u);
+    EXPECT_NE(r1b[0], r1[0]); // a fresh socket: a new routing id
+    header h1b;
+    ASSERT_TRUE(decode_header(r1b[2].data(), r1b[2].size(), h1b, &hs).ok());
+    EXPECT_EQ(h1b.id, id1);
+    EXPECT_EQ(h1b.attempt, 2u);
+    // Two replies to the first request: one is taken, the other is a duplicate.
+    const std::string reply1 = encode_header(header::follow_up(h1b)) + "one";
+    send_frames(router, {r1b[0], "", reply1});
+    send_frames(router, {r1b[0], "", encode_header(header::follow_up(h1b)) + "one again"});
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return done.size() == 1 && client.late_replies() == 1;
+    }));
+    EXPECT_EQ(done[0].reply.body_view(), "one");
+
+    // The next request: a late reply to the first arrives before its own reply.
+    const auto id2 = client.submit(message("second"), done_fn);
+    auto r2 = recv_frames(router);
+    ASSERT_EQ(r2.size(), 3u);
+    header h2;
+    ASSERT_TRUE(decode_header(r2[2].data(), r2[2].size(), h2, &hs).ok());
+    EXPECT_EQ(h2.id, id2);
+    send_frames(router, {r2[0], "", encode_header(header::follow_up(h1)) + "stale"});
+    send_frames(router, {r2[0], "", encode_header(header::follow_up(h2)) + "two"});
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return done.size() == 2;
+    }));
+    EXPECT_EQ(done[1].reply.body_view(), "two");
+    EXPECT_EQ(done[1].reply.causation_id(), id2);
+    EXPECT_EQ(client.late_replies(), 2u);
+}
+
+TEST_F(lb_fixture, status_and_statistics_on_the_control_socket) {
+    auto o = options();
+    o.control = "inproc://" + unique_name("lb-control");
+    load_balancer broker(ctx, o);
+    broker.start();
+    lb_worker worker(ctx, worker_options(broker, "w"),
+                     lb_bytes_handler([](std::string_view b) { return std::string(b); }));
+    worker.start();
+    lb_client client(ctx, client_options(broker));
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(client.call(message("x")).ok());
+    }
+    zmq::socket_t ctl(ctx, zmq::socket_type::req);
+    ctl.set(zmq::sockopt::linger, 0);
+    ctl.connect(broker.control_endpoints().at(0));
+    const auto stats = proxy_statistics::from_frames(request(ctl, "STATISTICS"));
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->frontend_messages_in, 3u);
+    EXPECT_EQ(stats->frontend_messages_out, 3u);
+    const auto status = request(ctl, "STATUS");
+    ASSERT_EQ(status.size(), 1u);
+    EXPECT_THAT(status[0], HasSubstr("\"requests\":3,"));
+    EXPECT_THAT(status[0], HasSubstr("\"served\":3,"));
+    EXPECT_THAT(status[0], HasSubstr("\"last_heartbeat_ms\":"));
+    EXPECT_THAT(status[0], HasSubstr("\"expired\":0"));
+    EXPECT_EQ(request(ctl, "PAUSE"), std::vector<std::string>{"OK"});
+    EXPECT_THAT(request(ctl, "STATUS")[0], HasSubstr("\"state\":\"paused\""));
+    EXPECT_EQ(request(ctl, "RESUME"), std::vector<std::string>{"OK"});
+    EXPECT_TRUE(client.call(message("after resume")).ok());
+}
