@@ -16,7 +16,7 @@ void print_bound(const cli::logger& log, const char* what, const std::vector<std
 }
 
 // Runs a started device until a signal or TERMINATE; then drains. Device: streamer,
-// durable_proxy or load_balancer (actors with statistics()).
+// durable_proxy, load_balancer or mdp_broker (actors with statistics()).
 template <class Device>
 int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
                shutdown_signals& signals) {
@@ -79,6 +79,35 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "frontend", device.frontend_endpoints());
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "control", device.control_endpoints());
+        return run_device(device, cfg, log, signals);
+    }
+    if (cfg.mode == "mdp") {
+        auto options = cfg.mdp;
+        options.log = [&log](std::string_view line) { log.info(line); };
+        patterns::mdp_broker device(context, options);
+        try {
+            device.start();
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        print_bound(log, "frontend", device.frontend_endpoints());
+        print_bound(log, "backend", device.backend_endpoints());
+        print_bound(log, "control", device.control_endpoints());
+        return run_device(device, cfg, log, signals);
+    }
+    if (cfg.mode == "forwarder") {
+        patterns::forwarder device(context, cfg.forwarder);
+        try {
+            device.start();
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        print_bound(log, "frontend", device.frontend_endpoints());
+        print_bound(log, "backend", device.backend_endpoints());
+        print_bound(log, "control", device.control_endpoints());
+        print_bound(log, "capture", device.capture_endpoints());
         return run_device(device, cfg, log, signals);
     }
     patterns::streamer device(context, cfg.streamer);

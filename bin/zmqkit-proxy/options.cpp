@@ -16,6 +16,8 @@ constexpr const char* usage_head =
     R"(Usage: zmqkit-proxy [--mode stream] --frontend ENDPOINTS --backend ENDPOINTS [options]
        zmqkit-proxy --mode durable --spool DIR --frontend ENDPOINTS --backend ENDPOINTS [options]
        zmqkit-proxy --mode lb --frontend ENDPOINTS --backend ENDPOINTS [options]
+       zmqkit-proxy --mode mdp --frontend ENDPOINTS --backend ENDPOINTS [options]
+       zmqkit-proxy --mode forwarder --frontend ENDPOINTS --backend ENDPOINTS [options]
 
 Runs a zmqkit forwarding device until SIGINT/SIGTERM or a TERMINATE command, then drains.
 
@@ -36,6 +38,19 @@ Modes:
              silent for --heartbeat-interval x --liveness expires, and its request goes to
              another worker, up to --max-attempts dispatches. Frames: docs/wire-protocol.md
              section 8.
+  mdp        Majordomo broker (7/MDP v0.1 with 8/MMI): MDP clients (REQ, DEALER, mdp_client)
+             on the ROUTER --frontend, MDP workers on the ROUTER --backend. A request goes
+             to the least recently used ready worker of its service; a request for a
+             service without a worker waits up to --request-expiry, then is dropped.
+             Heartbeats 2500 ms x --liveness 3 by default; a lost worker's request goes to
+             another worker of its service, up to --max-attempts dispatches. mmi.service
+             answers 200/404, other mmi.* 501. Frames: docs/wire-protocol.md section 9.
+  forwarder  pub-sub forwarder: publishers (PUB, zmqkit-send --pub) connect to the XSUB
+             --frontend, subscribers (SUB, zmqkit-recv --sub) to the XPUB --backend;
+             subscriptions travel upstream. --slow-subscriber-policy drop (default: a full
+             subscriber misses messages, counted) or block (back-pressure to publishers).
+             --last-value-cache answers late joiners' snapshot requests. Frames:
+             docs/wire-protocol.md section 10.
 
 Endpoints use CZMQ's grammar: '@' binds, '>' connects, entries without a prefix bind,
 several entries separated by commas. 'tcp://127.0.0.1:*' binds an ephemeral port; every bound
@@ -47,7 +62,8 @@ Control socket (REP, --control): send one frame, get the reply:
                               messages in, bytes in, messages out, bytes out, then backend)
   STATUS                   -> one JSON frame (state, statistics, backend stalls; in
                               durable mode also the spool, recovery and consumers;
-                              in lb mode the request counters and every worker)
+                              in lb mode the request counters and every worker;
+                              in mdp mode also every service)
 
 Options)";
 
@@ -74,6 +90,10 @@ Examples:
   # a load balancer for REQ clients on 5555 and Paranoid Pirate workers on 5556
   zmqkit-proxy --mode lb --frontend tcp://*:5555 --backend tcp://*:5556 \
                --heartbeat-interval 1s --liveness 3 --max-attempts 3 --request-timeout 30s
+
+  # a Majordomo broker: MDP clients on 5555, MDP workers on 5556
+  zmqkit-proxy --mode mdp --frontend tcp://*:5555 --backend tcp://*:5556 \
+               --control tcp://127.0.0.1:5559 --request-expiry 10s
 
   # pause it, read its counters, stop it
   python3 -c 'import zmq; s=zmq.Context().socket(zmq.REQ); s.connect("ipc:///run/zmqkit/proxy.ctl"); s.send(b"STATUS"); print(s.recv())'
@@ -126,18 +146,20 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::size_t dedup_window = 100000;
     // lb mode
     std::string heartbeat_interval = "1s", request_timeout = "0";
+    std::string request_expiry = "10s"; // mdp mode
     std::uint32_t liveness = 3;
     std::size_t max_queued = 100000;
+    std::string slow_policy = "drop"; // forwarder mode
     po::options_description desc;
     // clang-format off
     desc.add_options()
         ("help,h", "print this help and exit")
         ("version", "print the version and exit")
-        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable | lb")
+        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable | lb | mdp | forwarder")
         ("frontend", po::value(&frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
         ("backend", po::value(&backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
         ("control", po::value(&control), "control socket endpoints (REP, default bind)")
-        ("capture", po::value(&capture), "stream: a PUSH tap that gets a copy of every message (default bind)")
+        ("capture", po::value(&capture), "stream, forwarder: a PUSH tap that gets a copy of every message (default bind)")
         ("hwm", po::value(&hwm)->default_value(1000), "high-water mark of the frontend and backend, messages")
         ("linger", po::value(&linger)->default_value("1s"), "socket linger at close (bounded)")
         ("batch", po::value(&batch), "messages handled per wake-up (stream: 512; durable: 4096, one group commit)")
@@ -151,7 +173,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("max-messages", po::value(&max_messages)->default_value(0), "durable: spool limit in messages not yet acked (0: none)")
         ("max-bytes", po::value(&max_bytes)->default_value("0"), "durable: spool limit in payload bytes (0: none)")
         ("full-policy", po::value(&full)->default_value("block"), "durable: at a limit: block (hold producers back) | reject | drop_oldest")
-        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit); lb: dispatches of a request before it is answered with error \"attempts\" (default there: 3)")
+        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit); lb: dispatches of a request before it is answered with error \"attempts\" (default there: 3); mdp: dispatches before the request is dropped (default there: 3)")
         ("ack-timeout", po::value(&ack_timeout)->default_value("30s"), "durable: an unacked delivery is redelivered after this")
         ("consumer-timeout", po::value(&consumer_timeout)->default_value("10s"), "durable: a consumer silent this long is gone; its deliveries are requeued")
         ("redelivery-backoff", po::value(&backoff)->default_value("1s"), "durable: first redelivery delay, doubled per attempt")
@@ -160,10 +182,13 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("dedup-window", po::value(&dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
         ("strict", "durable: refuse to start when recovery finds damage in the middle of the spool (default: quarantine it, report the lost range, run)")
         ("start-timeout", po::value(&start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
-        ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP)")
-        ("liveness", po::value(&liveness)->default_value(3), "lb: a worker silent this many heartbeat intervals expires; its request goes to another worker")
-        ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"")
+        ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
+        ("liveness", po::value(&liveness)->default_value(3), "lb, mdp: a worker silent this many heartbeat intervals expires; its request goes to another worker")
+        ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"; mdp: before more are dropped")
         ("request-timeout", po::value(&request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
+        ("request-expiry", po::value(&request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
+        ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back)")
+        ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
@@ -180,18 +205,33 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     }
     const bool durable = cfg.mode == "durable";
     const bool lb = cfg.mode == "lb";
-    if (cfg.mode != "stream" && !durable && !lb) {
-        throw usage_error{"unknown --mode '" + cfg.mode + "' (available: stream, durable, lb)",
+    const bool mdp = cfg.mode == "mdp";
+    const bool forwarder = cfg.mode == "forwarder";
+    if (!forwarder &&
+        (!vm["slow-subscriber-policy"].defaulted() || vm.count("last-value-cache") != 0U)) {
+        throw usage_error{
+            "--slow-subscriber-policy and --last-value-cache apply to --mode forwarder only",
+            exit_usage};
+    }
+    if (cfg.mode != "stream" && !durable && !lb && !mdp && !forwarder) {
+        throw usage_error{"unknown --mode '" + cfg.mode +
+                              "' (available: stream, durable, lb, mdp, forwarder)",
                           exit_usage};
     }
     if (!lb) {
         for (const char* only :
              {"heartbeat-interval", "liveness", "max-queued", "request-timeout"}) {
+            if (mdp && std::string_view(only) != "request-timeout") {
+                continue;
+            }
             if (!vm[only].defaulted()) {
                 throw usage_error{std::string("--") + only + " applies to --mode lb only",
                                   exit_usage};
             }
         }
+    }
+    if (!mdp && !vm["request-expiry"].defaulted()) {
+        throw usage_error{"--request-expiry applies to --mode mdp only", exit_usage};
     }
     if (frontend.empty() && (!durable || cfg.durable.frontend_pull.empty())) {
         throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
@@ -214,7 +254,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
              {"sync", "max-messages", "max-bytes", "full-policy", "max-attempts", "ack-timeout",
               "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max", "segment-size",
               "dedup-window", "start-timeout"}) {
-            if (lb && std::string_view(only) == "max-attempts") {
+            if ((lb || mdp) && std::string_view(only) == "max-attempts") {
                 continue;
             }
             if (!vm[only].defaulted()) {
@@ -230,14 +270,14 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
             throw usage_error{"--capture applies to --mode stream only", exit_usage};
         }
     }
-    if (lb && !capture.empty()) {
+    if ((lb || mdp) && !capture.empty()) {
         throw usage_error{"--capture applies to --mode stream only", exit_usage};
     }
-    if (lb && vm.count("max-attempts") != 0U && !vm["max-attempts"].defaulted() &&
+    if ((lb || mdp) && vm.count("max-attempts") != 0U && !vm["max-attempts"].defaulted() &&
         max_attempts == 0) {
-        throw usage_error{"--max-attempts must be at least 1 in --mode lb", exit_usage};
+        throw usage_error{"--max-attempts must be at least 1 in --mode " + cfg.mode, exit_usage};
     }
-    if (lb && liveness == 0) {
+    if ((lb || mdp) && liveness == 0) {
         throw usage_error{"--liveness must be at least 1", exit_usage};
     }
     if (hwm < 0) {
@@ -293,6 +333,23 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
                                    heartbeat_interval);
             }
         }
+        if (forwarder) {
+            cfg.forwarder.policy = patterns::parse_slow_subscriber_policy(slow_policy);
+        }
+        if (mdp) {
+            auto& m = cfg.mdp;
+            if (!vm["heartbeat-interval"].defaulted()) {
+                m.heartbeat_interval = parse_duration(heartbeat_interval);
+            }
+            m.request_expiry = parse_duration(request_expiry);
+            if (m.heartbeat_interval.count() <= 0) {
+                throw config_error("--heartbeat-interval must be positive, got " +
+                                   heartbeat_interval);
+            }
+            if (m.request_expiry.count() < 0) {
+                throw config_error("--request-expiry must not be negative, got " + request_expiry);
+            }
+        }
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
@@ -321,6 +378,29 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         l.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
         l.batch = vm.count("batch") != 0U ? batch : 256;
         l.drain_timeout = cfg.drain_timeout;
+    } else if (mdp) {
+        auto& m = cfg.mdp;
+        m.frontend = frontend;
+        m.backend = backend;
+        m.control = control;
+        m.name = name;
+        m.sockets = sockets;
+        m.liveness = liveness;
+        m.max_queued = max_queued;
+        m.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
+        m.batch = vm.count("batch") != 0U ? batch : 256;
+        m.drain_timeout = cfg.drain_timeout;
+    } else if (forwarder) {
+        auto& f = cfg.forwarder;
+        f.frontend = frontend;
+        f.backend = backend;
+        f.control = control;
+        f.capture = capture;
+        f.name = name;
+        f.sockets = sockets;
+        f.last_value_cache = vm.count("last-value-cache") != 0U;
+        f.batch = vm.count("batch") != 0U ? batch : 512;
+        f.drain_timeout = cfg.drain_timeout;
     } else {
         auto& st = cfg.streamer;
         st.frontend = frontend;

@@ -5,7 +5,9 @@
 
 #include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
+#include <zmqkit/patterns/majordomo.hpp>
 #include <zmqkit/patterns/pipeline.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
 
 #include <chrono>
 #include <string>
@@ -18,6 +20,8 @@ struct proxy_config {
     patterns::streamer_options streamer;
     patterns::durable_proxy_options durable; // --mode durable
     patterns::load_balancer_options lb;      // --mode lb
+    patterns::forwarder_options forwarder;   // --mode forwarder
+    patterns::mdp_broker_options mdp;        // --mode mdp
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
     int verbosity = 0;

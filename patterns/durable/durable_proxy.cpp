@@ -5,6 +5,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -15,19 +17,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 namespace proto = durable_protocol;
 
-void apply(zmq::socket_t& s, const socket_options& o) {
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
-    s.set(zmq::sockopt::sndhwm, o.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
-}
-
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-    });
-    return s;
-}
-
 void put_u64_be(char* out, std::uint64_t v) {
     for (int i = 7; i >= 0; --i) {
         out[i] = static_cast<char>(v & 0xff);
@@ -35,46 +24,10 @@ void put_u64_be(char* out, std::uint64_t v) {
     }
 }
 
-std::string_view view(const zmq::message_t& f) {
-    return {static_cast<const char*>(f.data()), f.size()};
-}
-
-std::string json_escape(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 2);
-    for (const char c : s) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        default:
-            if (static_cast<unsigned char>(c) < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                out += buf;
-            } else {
-                out += c;
-            }
-        }
-    }
-    return out;
-}
-
-std::string hex(std::string_view s) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (const char c : s) {
-        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
-        out += digits[static_cast<unsigned char>(c) & 0xf];
-    }
-    return out;
-}
+using detail::hex;
+using detail::json_escape;
+using detail::upper;
+using detail::view;
 
 } // namespace
 
@@ -240,14 +193,14 @@ struct durable_proxy::impl {
                 return;
             }
             s.emplace(self.context(), t);
-            apply(*s, opt.sockets);
+            detail::apply_socket_options(*s, opt.sockets);
             out = attach(*s, spec, endpoint_action::bind);
         };
         make(frontend, zmq::socket_type::router, opt.frontend, fe);
         make(frontend_pull, zmq::socket_type::pull, opt.frontend_pull, fp);
         if (!opt.backend.empty()) {
             backend.emplace(self.context(), zmq::socket_type::router);
-            apply(*backend, opt.sockets);
+            detail::apply_socket_options(*backend, opt.sockets);
             // A delivery to a consumer that left fails at once (EHOSTUNREACH) instead of
             // vanishing: the message is requeued.
             backend->set(zmq::sockopt::router_mandatory, true);
@@ -327,29 +280,8 @@ struct durable_proxy::impl {
         }
     }
 
-    // Receives one multipart message into `frames`; returns its frame count (0: none).
-    std::size_t receive(zmq::socket_t& s) {
-        std::size_t n = 0;
-        bool more = true;
-        while (more) {
-            if (n == frames.size()) {
-                frames.emplace_back();
-            }
-            if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-                return n;
-            }
-            more = frames[n].more();
-            ++n;
-            if (n > 16) { // far beyond any valid message: drain and discard
-                zmq::message_t rest;
-                while (more && s.recv(rest, zmq::recv_flags::none)) {
-                    more = rest.more();
-                }
-                break;
-            }
-        }
-        return n;
-    }
+    // One multipart message into `frames` (0: none waiting; more than 16 frames: malformed).
+    std::size_t receive(zmq::socket_t& s) { return detail::receive_multipart(s, frames, 16); }
 
     void report_malformed(const std::string& where, const std::string& why) {
         malformed->add();
@@ -975,24 +907,11 @@ struct durable_proxy::impl {
     }
 
     void handle_control() {
-        zmq::message_t frame;
-        std::string command;
-        bool first = true;
-        do {
-            if (!control->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-                return;
-            }
-            if (first) {
-                command = frame.to_string();
-            }
-            first = false;
-        } while (frame.more());
-        const auto reply = execute(command);
-        for (std::size_t i = 0; i < reply.size(); ++i) {
-            (void)control->send(zmq::buffer(reply[i]), i + 1 < reply.size()
-                                                           ? zmq::send_flags::sndmore
-                                                           : zmq::send_flags::none);
+        const auto command = detail::receive_control_command(*control);
+        if (!command) {
+            return;
         }
+        detail::send_control_reply(*control, execute(*command));
         if (self.terminated_) {
             drain(clock::now() + opt.drain_timeout);
             self.request_exit();

@@ -3,6 +3,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -12,16 +14,11 @@ namespace {
 using clock = std::chrono::steady_clock;
 namespace proto = durable_protocol;
 
+// Linger and HWMs, and a bounded send timeout (acks and credit may wait for room briefly).
 void apply(zmq::socket_t& s, const socket_options& o) {
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
-    s.set(zmq::sockopt::sndhwm, o.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+    detail::apply_socket_options(s, o);
     s.set(zmq::sockopt::sndtimeo,
           static_cast<int>(std::max<std::int64_t>(0, o.send_timeout.count())));
-}
-
-std::string_view view(const zmq::message_t& f) {
-    return {static_cast<const char*>(f.data()), f.size()};
 }
 
 std::chrono::milliseconds until(clock::time_point t, clock::time_point now) {
@@ -29,29 +26,11 @@ std::chrono::milliseconds until(clock::time_point t, clock::time_point now) {
                     std::chrono::ceil<std::chrono::milliseconds>(t - now));
 }
 
-// Receives one multipart message into frames (reused); returns the frame count, 0 if none.
 std::size_t receive(zmq::socket_t& s, std::vector<zmq::message_t>& frames) {
-    std::size_t n = 0;
-    bool more = true;
-    while (more) {
-        if (n == frames.size()) {
-            frames.emplace_back();
-        }
-        if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-            return n;
-        }
-        more = frames[n].more();
-        ++n;
-        if (n >= 16) {
-            zmq::message_t rest;
-            while (more && s.recv(rest, zmq::recv_flags::none)) {
-                more = rest.more();
-            }
-            break;
-        }
-    }
-    return n;
+    return detail::receive_multipart(s, frames, 16);
 }
+
+using detail::view;
 
 void put_u64_be(char* out, std::uint64_t v) {
     for (int i = 7; i >= 0; --i) {

@@ -5,6 +5,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -16,67 +18,12 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-void apply(zmq::socket_t& s, const socket_options& o) {
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
-    s.set(zmq::sockopt::sndhwm, o.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
-}
-
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-    });
-    return s;
-}
-
-std::string_view view(const zmq::message_t& f) {
-    return {static_cast<const char*>(f.data()), f.size()};
-}
-
-std::string hex(std::string_view s) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (const char c : s) {
-        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
-        out += digits[static_cast<unsigned char>(c) & 0xf];
-    }
-    return out;
-}
-
-zmq::message_t copy_of(const zmq::message_t& m) {
-    zmq::message_t c;
-    c.copy(const_cast<zmq::message_t&>(m)); // shares the buffer (refcounted), no byte copy
-    return c;
-}
-
-enum class send_result { sent, unreachable, full };
-
-// Sends every frame (consumed). With ROUTER_MANDATORY an unknown peer fails the first frame
-// with EHOSTUNREACH and a full one with EAGAIN; once the first frame is queued the rest are.
-send_result send_all(zmq::socket_t& s, std::vector<zmq::message_t>& out, counter* messages,
-                     counter* bytes) {
-    std::size_t total = 0;
-    for (const auto& f : out) {
-        total += f.size();
-    }
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        const auto flags = zmq::send_flags::dontwait |
-                           (i + 1 < out.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-        try {
-            if (!s.send(out[i], flags)) {
-                return send_result::full;
-            }
-        } catch (const zmq::error_t& e) {
-            if (e.num() == EHOSTUNREACH) {
-                return send_result::unreachable;
-            }
-            throw;
-        }
-    }
-    messages->add();
-    bytes->add(total);
-    return send_result::sent;
-}
+using detail::copy_of;
+using detail::hex;
+using detail::send_all;
+using detail::send_result;
+using detail::upper;
+using detail::view;
 
 } // namespace
 
@@ -195,11 +142,11 @@ struct load_balancer::impl {
     void setup() {
         std::vector<std::string> fe, be, ctl;
         frontend.emplace(self.context(), zmq::socket_type::router);
-        apply(*frontend, opt.sockets);
+        detail::apply_socket_options(*frontend, opt.sockets);
         frontend->set(zmq::sockopt::router_mandatory, true);
         fe = attach(*frontend, opt.frontend, endpoint_action::bind);
         backend.emplace(self.context(), zmq::socket_type::router);
-        apply(*backend, opt.sockets);
+        detail::apply_socket_options(*backend, opt.sockets);
         // A worker gone without a word fails the next send at once (EHOSTUNREACH): its request
         // goes to another worker without waiting for the expiry.
         backend->set(zmq::sockopt::router_mandatory, true);
@@ -225,27 +172,7 @@ struct load_balancer::impl {
     }
 
     // Receives one multipart message into `frames`; returns its frame count (0: none).
-    std::size_t receive(zmq::socket_t& s) {
-        std::size_t n = 0;
-        bool more = true;
-        while (more) {
-            if (n == frames.size()) {
-                frames.emplace_back();
-            }
-            if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-                return n;
-            }
-            more = frames[n].more();
-            ++n;
-            if (n > 64 && more) { // far beyond any address stack: drain, report as malformed
-                zmq::message_t rest;
-                while (more && s.recv(rest, zmq::recv_flags::none)) {
-                    more = rest.more();
-                }
-            }
-        }
-        return n;
-    }
+    std::size_t receive(zmq::socket_t& s) { return detail::receive_multipart(s, frames); }
 
     void make_views(std::size_t first, std::size_t n) {
         views.clear();
@@ -762,24 +689,11 @@ struct load_balancer::impl {
     }
 
     void handle_control() {
-        zmq::message_t frame;
-        std::string command;
-        bool first = true;
-        do {
-            if (!control->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-                return;
-            }
-            if (first) {
-                command = frame.to_string();
-            }
-            first = false;
-        } while (frame.more());
-        const auto reply = execute(command);
-        for (std::size_t i = 0; i < reply.size(); ++i) {
-            (void)control->send(zmq::buffer(reply[i]), i + 1 < reply.size()
-                                                           ? zmq::send_flags::sndmore
-                                                           : zmq::send_flags::none);
+        const auto command = detail::receive_control_command(*control);
+        if (!command) {
+            return;
         }
+        detail::send_control_reply(*control, execute(*command));
         if (self.terminated_) {
             drain(clock::now() + opt.drain_timeout);
             self.request_exit();

@@ -1,23 +1,14 @@
 #include <zmqkit/patterns/pipeline.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 #include <cstring>
 
 namespace zmqkit::patterns {
 namespace {
 
-void apply(zmq::socket_t& s, const socket_options& o) {
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
-    s.set(zmq::sockopt::sndhwm, o.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
-}
-
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-    });
-    return s;
-}
+using detail::upper;
 
 } // namespace
 
@@ -62,15 +53,15 @@ streamer::~streamer() {
 void streamer::setup() {
     frontend_.emplace(context(), zmq::socket_type::pull);
     backend_.emplace(context(), zmq::socket_type::push);
-    apply(*frontend_, options_.sockets);
-    apply(*backend_, options_.sockets);
+    detail::apply_socket_options(*frontend_, options_.sockets);
+    detail::apply_socket_options(*backend_, options_.sockets);
     auto fe = attach(*frontend_, options_.frontend, endpoint_action::bind);
     auto be = attach(*backend_, options_.backend, endpoint_action::bind);
     std::vector<std::string> cap;
     std::vector<std::string> ctl;
     if (!options_.capture.empty()) {
         capture_.emplace(context(), zmq::socket_type::push);
-        apply(*capture_, options_.sockets);
+        detail::apply_socket_options(*capture_, options_.sockets);
         cap = attach(*capture_, options_.capture, endpoint_action::bind);
     }
     if (!options_.control.empty()) {
@@ -198,23 +189,11 @@ std::vector<std::string> streamer::execute(const std::string& command) {
 }
 
 void streamer::handle_control() {
-    zmq::message_t frame;
-    std::string command;
-    bool first = true;
-    do {
-        if (!control_->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-            return;
-        }
-        if (first) {
-            command = frame.to_string();
-        }
-        first = false;
-    } while (frame.more());
-    const auto reply = execute(command);
-    for (std::size_t i = 0; i < reply.size(); ++i) {
-        (void)control_->send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore
-                                                                         : zmq::send_flags::none);
+    const auto command = detail::receive_control_command(*control_);
+    if (!command) {
+        return;
     }
+    detail::send_control_reply(*control_, execute(*command));
     if (terminated_) {
         on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
         request_exit();

@@ -220,7 +220,9 @@ TEST(durable_process, consumer_outage_backlog_stays_on_disk_and_drains) {
     const long rss_backlog = rss_kib(proxy.process.pid());
     std::cout << "[          ] proxy RSS " << rss_start / 1024 << " MiB at start, "
               << rss_backlog / 1024 << " MiB with " << count * 2 / 1024 << " MiB backlog\n";
-    EXPECT_LT(rss_backlog, rss_start + 100 * 1024) << "memory grew with the backlog";
+    if (rss_is_meaningful) {
+        EXPECT_LT(rss_backlog, rss_start + 100 * 1024) << "memory grew with the backlog";
+    }
     patterns::reliable_receiver_options ro;
     ro.endpoint = proxy.backend;
     ro.socket.registry = &registry;
@@ -237,7 +239,9 @@ TEST(durable_process, consumer_outage_backlog_stays_on_disk_and_drains) {
     receiver.flush_acks();
     EXPECT_EQ(got, ids);
     const long rss_drained = rss_kib(proxy.process.pid());
-    EXPECT_LT(rss_drained, rss_start + 100 * 1024);
+    if (rss_is_meaningful) {
+        EXPECT_LT(rss_drained, rss_start + 100 * 1024);
+    }
 }
 
 TEST(durable_process, ipc_endpoints_deliver_everything_confirmed) {

@@ -143,6 +143,21 @@ private:
 };
 
 // Path of a built binary (ZMQKIT_BIN_DIR is set by CTest).
+// True in a build under AddressSanitizer: its quarantine keeps freed memory resident, so RSS
+// says nothing about a component's own memory use there.
+inline constexpr bool rss_is_meaningful =
+#if defined(__SANITIZE_ADDRESS__)
+    false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    false;
+#else
+    true;
+#endif
+#else
+    true;
+#endif
+
 inline std::string bin_path(const std::string& tool) {
     const char* dir = std::getenv("ZMQKIT_BIN_DIR");
     return std::string(dir != nullptr ? dir : "bin") + "/" + tool;

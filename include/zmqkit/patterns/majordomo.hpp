@@ -1,0 +1,335 @@
+// zmqkit::patterns — 7/MDP v0.1 (Majordomo, rfc.zeromq.org/spec:7) with 8/MMI (spec:8): a
+// broker that routes requests by service name to per-service queues of workers, a worker and a
+// Lazy Pirate client that speak it.
+//
+//   mdp_client (DEALER) or REQ ─> [frontend ROUTER] mdp_broker [backend ROUTER] <─ mdp_worker
+//                                                                                  or 7/MDP
+//                                                                                  worker
+//
+// The frames and zmqkit's choices where the RFCs leave room are in docs/wire-protocol.md §9.
+#pragma once
+
+#include <zmqkit/actor.hpp>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zmqkit::patterns {
+
+// ---- 7/MDP and 8/MMI frames -------------------------------------------------------------------
+
+// The protocol's constants and pure functions that parse its frames. Frames are given without
+// the routing-id frame a ROUTER adds and with the leading empty frame (as a ROUTER or a DEALER
+// sees them). Parsers never throw and never read outside the given views; a rejection says why.
+// Fuzzed: tests/fuzz/mdp_protocol_fuzz.cpp.
+namespace mdp {
+inline constexpr std::string_view client_protocol = "MDPC01"; // MDP/Client v0.1
+inline constexpr std::string_view worker_protocol = "MDPW01"; // MDP/Worker v0.1
+// Worker command bytes (frame 2 of every MDP/Worker message).
+inline constexpr std::string_view ready_command{"\x01", 1};      // worker -> broker, with a service
+inline constexpr std::string_view request_command{"\x02", 1};    // broker -> worker
+inline constexpr std::string_view reply_command{"\x03", 1};      // worker -> broker
+inline constexpr std::string_view heartbeat_command{"\x04", 1};  // both ways
+inline constexpr std::string_view disconnect_command{"\x05", 1}; // both ways
+
+// A client's REQUEST as the broker's ROUTER gives it after the routing id:
+// ["" "MDPC01" service body...] with at least one body frame.
+struct client_request {
+    std::string_view service;
+    std::size_t body = 3; // index of the first body frame
+};
+[[nodiscard]] std::optional<client_request>
+parse_client_request(const std::vector<std::string_view>& frames, std::string& why);
+
+// The broker's REPLY as a client's DEALER receives it: ["" "MDPC01" service body...] (a REQ
+// socket removes the empty frame; give it back before parsing).
+struct client_reply {
+    std::string_view service;
+    std::size_t body = 3;
+};
+[[nodiscard]] std::optional<client_reply>
+parse_client_reply(const std::vector<std::string_view>& frames, std::string& why);
+
+// What a worker sent the broker: ["" "MDPW01" command ...].
+struct worker_message {
+    enum class kind { ready, reply, heartbeat, disconnect };
+    kind what = kind::heartbeat;
+    std::string_view service; // ready: the service name (not empty)
+    std::string_view client;  // reply: the client address frame (not empty)
+    std::size_t body = 0;     // reply: index of the first body frame (5)
+};
+// READY: 4 frames; REPLY: 6 or more ([client][""] then the body); HEARTBEAT, DISCONNECT: 3.
+// A REQUEST (0x02) goes the other way and is rejected here.
+[[nodiscard]] std::optional<worker_message>
+parse_worker_message(const std::vector<std::string_view>& frames, std::string& why);
+
+// What the broker sent a worker, as the worker's DEALER receives it.
+struct broker_message {
+    enum class kind { request, heartbeat, disconnect };
+    kind what = kind::heartbeat;
+    std::string_view client; // request: the client address frame
+    std::size_t body = 0;    // request: index of the first body frame (5)
+};
+// REQUEST: 6 or more frames; HEARTBEAT, DISCONNECT: 3.
+[[nodiscard]] std::optional<broker_message>
+parse_broker_message(const std::vector<std::string_view>& frames, std::string& why);
+} // namespace mdp
+
+// 8/MMI: services in the "mmi." namespace are answered by the broker itself.
+namespace mmi {
+inline constexpr std::string_view prefix = "mmi.";
+inline constexpr std::string_view service = "mmi.service"; // body: a service name
+inline constexpr std::string_view found = "200";           // it has at least one worker
+inline constexpr std::string_view not_found = "404";       // it has none
+inline constexpr std::string_view not_implemented = "501"; // any other mmi.* service
+// True for names in the MMI namespace (a worker may not register them).
+[[nodiscard]] constexpr bool reserved(std::string_view name) noexcept {
+    return name.substr(0, prefix.size()) == prefix;
+}
+} // namespace mmi
+
+// ---- the broker -------------------------------------------------------------------------------
+
+struct mdp_broker_options {
+    std::string frontend; // ROUTER for MDP clients (REQ, DEALER, mdp_client); prefix-less: bind
+    std::string backend;  // ROUTER for MDP workers (mdp_worker); prefix-less: bind
+    std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
+                          // STATUS); prefix-less entries bind
+    std::string name = "mdp_broker"; // metric label {component="<name>"}
+    socket_options sockets;          // HWMs and linger of frontend and backend
+    // Heartbeats both ways every interval; a worker silent for interval x liveness expires
+    // (defaults of the Guide's Majordomo: 2500 ms x 3). Workers must use the same interval.
+    std::chrono::milliseconds heartbeat_interval = 2500ms;
+    std::uint32_t liveness = 3;
+    // A request that waited this long for a worker of its service is dropped (0: never).
+    // MDP has no error reply: the client's own timeout (Lazy Pirate) reports the failure.
+    std::chrono::milliseconds request_expiry = 10s;
+    // Requests waiting for workers (all services); a request beyond it is dropped.
+    std::size_t max_queued = 100000;
+    // Dispatches of one request (the first included): a request whose worker expires or
+    // disconnects goes to another worker of its service until then, and is dropped after.
+    std::uint32_t max_attempts = 3;
+    std::chrono::milliseconds drain_timeout = 5s; // TERMINATE / stop(): wait for replies in flight
+    std::size_t batch = 256;                      // messages read per socket per wake-up
+    // Timer resolution (0: heartbeat_interval / 4, capped at 100 ms).
+    std::chrono::milliseconds tick{0};
+    // The clock of heartbeats, expiry and request expiry (nullptr: steady_clock::now).
+    std::function<std::chrono::steady_clock::time_point()> clock;
+    metrics_registry* registry = nullptr;
+    // Called on the actor thread with a line per notable event. nullptr: events are counted.
+    std::function<void(std::string_view)> log;
+};
+
+// Per-service statistics (STATUS "services").
+struct mdp_service_stats {
+    std::string name;
+    std::size_t workers = 0; // registered
+    std::size_t ready = 0;   // waiting for a request
+    std::size_t queued = 0;  // requests waiting for a worker
+    std::uint64_t requests = 0, replies = 0, expired = 0;
+};
+
+// Per-worker statistics (STATUS "workers").
+struct mdp_worker_stats {
+    std::string id; // routing id, hex
+    std::string service;
+    bool ready = false;
+    bool busy = false;
+    std::uint64_t served = 0;
+    std::int64_t last_heartbeat_ms = 0; // ms since anything arrived from it
+    std::uint64_t expired = 0;          // times a worker with this id expired before
+};
+
+// Broker-wide counters (also metrics zmqkit_mdp_*_total {component="<name>"}).
+struct mdp_broker_stats {
+    std::uint64_t requests = 0;        // client requests for worker services
+    std::uint64_t replies = 0;         // worker replies forwarded to clients
+    std::uint64_t mmi = 0;             // mmi.* requests answered by the broker
+    std::uint64_t redispatched = 0;    // requests dispatched again after their worker was lost
+    std::uint64_t expired = 0;         // requests dropped after request_expiry without a worker
+    std::uint64_t dropped = 0;         // requests dropped: max attempts, or the queue was full
+    std::uint64_t malformed = 0;       // malformed messages on either socket, dropped
+    std::uint64_t disconnects = 0;     // DISCONNECTs sent (mmi.* READY, unexpected commands)
+    std::uint64_t workers_expired = 0; // silent past interval x liveness
+    std::uint64_t workers_disconnected = 0;  // sent DISCONNECT, or found unreachable
+    std::uint64_t queued = 0;                // waiting for a worker now
+    std::uint64_t in_flight = 0;             // at workers now
+    std::vector<mdp_service_stats> services; // sorted by name
+    std::vector<mdp_worker_stats> workers;   // sorted by id
+};
+
+// The Majordomo broker. start() binds and returns. A client request for service S goes to the
+// least recently used ready worker that registered S, one request per worker at a time; with
+// no ready worker it waits (up to request_expiry) in S's queue, oldest first. mmi.* requests
+// are answered by the broker (8/MMI). A worker that expires (silent past interval x liveness),
+// sends DISCONNECT or is found unreachable has its request dispatched to another worker of S,
+// up to max_attempts dispatches (workers are idempotent, as 7/MDP assumes). Commands a worker
+// may not send in its state (a second READY, a REPLY without a request, anything before
+// READY, a READY for mmi.*) are answered with DISCONNECT. Thread-safe public methods.
+class mdp_broker : public actor {
+public:
+    mdp_broker(zmq::context_t& context, mdp_broker_options options);
+    ~mdp_broker() override;
+
+    bool pause();  // stop reading the frontend (workers are still served)
+    bool resume(); // read it again
+    [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // Counters, services and workers, taken on the actor thread (nullopt if it does not answer).
+    [[nodiscard]] std::optional<mdp_broker_stats> broker_stats();
+    // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"services":[..],
+    // "workers":[..]}
+    [[nodiscard]] std::string status_json();
+
+    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> control_endpoints() const;
+    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
+
+protected:
+    void setup() override;
+    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    struct impl;
+    mdp_broker_options options_;
+    std::unique_ptr<impl> impl_;
+    std::atomic<bool> terminated_{false};
+    mutable std::mutex endpoints_mutex_;
+    std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
+    counter* frontend_in_ = nullptr;
+    counter* frontend_bytes_in_ = nullptr;
+    counter* frontend_out_ = nullptr;
+    counter* frontend_bytes_out_ = nullptr;
+    counter* backend_in_ = nullptr;
+    counter* backend_bytes_in_ = nullptr;
+    counter* backend_out_ = nullptr;
+    counter* backend_bytes_out_ = nullptr;
+};
+
+// ---- the worker -------------------------------------------------------------------------------
+
+// Turns a request's body frames into the reply's body frames (at least one; an empty result is
+// sent as one empty frame). The views are valid during the call only. An exception makes the
+// worker leave (DISCONNECT) and register again on a fresh socket: the broker gives the request
+// to another worker, up to its max attempts.
+using mdp_handler =
+    std::function<std::vector<std::string>(const std::vector<std::string_view>& body)>;
+
+struct mdp_worker_options {
+    std::string endpoint;            // the broker's backend; prefix-less entries connect
+    std::string service;             // registered with READY; not empty, not "mmi.*"
+    std::string name = "mdp-worker"; // thread name
+    std::chrono::milliseconds heartbeat_interval = 2500ms; // must match the broker's
+    std::uint32_t liveness = 3; // broker silent this many intervals: reconnect
+    // Reconnect delays after the broker went silent: initial, doubled each time, capped.
+    std::chrono::milliseconds reconnect_initial = 1s;
+    std::chrono::milliseconds reconnect_max = 32s;
+    socket_options socket;
+    // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
+    std::function<void(zmq::socket_t&)> configure;
+    std::function<void(std::string_view)> log;
+};
+
+struct mdp_worker_counters {
+    std::uint64_t handled = 0;     // requests answered
+    std::uint64_t failed = 0;      // handler threw (the worker left and came back)
+    std::uint64_t reconnects = 0;  // new sockets (broker silent, or DISCONNECT)
+    std::uint64_t disconnects = 0; // DISCONNECTs received from the broker
+    std::uint64_t malformed = 0;   // messages from the broker that were not 7/MDP
+};
+
+// A 7/MDP worker on its own thread: READY(service), one request at a time through the handler
+// (on its thread), HEARTBEAT every interval. A broker silent for liveness intervals gets a
+// fresh socket after a backoff (1 s doubling to 32 s by default); a DISCONNECT from the broker
+// gets one at once (the RFC's re-registration after a broker restart). stop() answers what
+// already arrived, then sends DISCONNECT.
+class mdp_worker : public actor {
+public:
+    mdp_worker(zmq::context_t& context, mdp_worker_options options, mdp_handler handler);
+    ~mdp_worker() override;
+
+    [[nodiscard]] mdp_worker_counters counters() const noexcept;
+
+protected:
+    void setup() override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    void open_socket();
+    void close_socket();
+    void handle_incoming();
+    void tick();
+    void answer(const std::vector<std::string_view>& frames, std::size_t body);
+    void send_command(std::string_view command);
+
+    mdp_worker_options options_;
+    mdp_handler handler_;
+    std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
+    std::vector<zmq::message_t> frames_;
+    std::chrono::steady_clock::time_point last_heard_{};
+    std::chrono::steady_clock::time_point next_heartbeat_{};
+    std::optional<std::chrono::steady_clock::time_point> reconnect_at_;
+    std::chrono::milliseconds backoff_{};
+    std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, disconnects_{0},
+        malformed_{0};
+};
+
+// ---- the client -------------------------------------------------------------------------------
+
+struct mdp_client_options {
+    std::string endpoint; // the broker's frontend; prefix-less entries connect
+    // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
+    std::chrono::milliseconds timeout = 2500ms;
+    std::uint32_t attempts = 3; // sends of one request before call() gives up
+    socket_options socket;
+    std::function<void(zmq::socket_t&)> configure;
+};
+
+// A synchronous 7/MDP client over a DEALER, with the RFC's recommended recovery (Lazy Pirate):
+// poll for the reply; after `timeout` close the socket, open a fresh one and send again; after
+// `attempts` sends give up. One request at a time (MDP has no correlation id): a reply that
+// arrives on a closed socket is lost with it, so a late reply is never taken for the next
+// request's. Single-threaded.
+class mdp_client {
+public:
+    mdp_client(zmq::context_t& context, mdp_client_options options);
+    ~mdp_client();
+    mdp_client(const mdp_client&) = delete;
+    mdp_client& operator=(const mdp_client&) = delete;
+
+    // Sends a REQUEST for `service` and waits for its REPLY: the reply's body frames, or
+    // nullopt after `attempts` sends without one. Throws config_error for an empty body.
+    [[nodiscard]] std::optional<std::vector<std::string>> call(std::string_view service,
+                                                               std::vector<std::string> body);
+    // 8/MMI: "200" if `service` has workers, "404" if not; nullopt without an answer.
+    [[nodiscard]] std::optional<std::string> service_status(std::string_view service);
+
+    [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
+    [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
+    // Replies that were not 7/MDP or were for another service: dropped.
+    [[nodiscard]] std::uint64_t malformed_replies() const noexcept { return malformed_; }
+
+private:
+    void open_socket();
+
+    mdp_client_options options_;
+    zmq::context_t& context_;
+    std::optional<zmq::socket_t> socket_;
+    std::uint64_t resent_ = 0, reconnects_ = 0, malformed_ = 0;
+};
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,432 @@
+// zmqkit::patterns — publish-subscribe fan-out: publisher, subscriber with gap detection,
+// forwarder device (XSUB -> XPUB) with an optional last-value cache, and consumer groups.
+//
+//   publisher (XPUB, binds) -> [forwarder XSUB/XPUB] -> subscriber (SUB, connects) x N
+//                                                    -> consumer_groups (SUB -> PUSH per group)
+//
+// Every publication is [topic][header][body] (docs/wire-protocol.md §1). The publisher stamps
+// a sequence number per (publisher, topic) in header.sequence and its publisher id in the user
+// header "zmqkit-publisher" (docs/wire-protocol.md §10), so a subscriber to any set of topics
+// sees a contiguous stream per publisher and topic, and detects loss, duplicates and reordering.
+#pragma once
+
+#include <zmqkit/actor.hpp>
+#include <zmqkit/message.hpp>
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace zmqkit::patterns {
+
+// Name of the user header that carries the publisher id (16 bytes, a UUIDv7 made when the
+// publisher is constructed: a restarted publisher has a new id).
+inline constexpr std::string_view publisher_id_header = "zmqkit-publisher";
+// Header type and topic prefix of a last-value-cache snapshot (docs/wire-protocol.md §10.3).
+inline constexpr std::string_view snapshot_type = "zmqkit.snapshot";
+inline constexpr std::string_view snapshot_topic_prefix =
+    std::string_view("\0zmqkit.snapshot\0", 17);
+
+struct publisher_options {
+    std::string endpoints;          // entries without a prefix bind ("tcp://127.0.0.1:*" works)
+    std::string name = "publisher"; // metric label
+    socket_options sockets;         // HWMs, linger; send_timeout bounds a blocked send
+    // false: a subscriber at its HWM misses messages (ZeroMQ's default; it sees the gap).
+    // true: ZMQ_XPUB_NODROP — send() waits (at most sockets.send_timeout) for room.
+    bool block_when_full = false;
+};
+
+// Publishes enveloped messages on an XPUB socket from the caller's thread. Not thread-safe.
+// It sees its subscribers' subscriptions (XPUB_VERBOSER), so callers can wait for a
+// subscription instead of sleeping ("slow joiner").
+class publisher {
+public:
+    publisher(zmq::context_t& context, publisher_options options);
+
+    // Sends m with `topic` as the first frame. Sets header.sequence to the next number of this
+    // (publisher, topic) (1, 2, 3 ...) and the publisher id user header. False only when
+    // block_when_full and no room within the send timeout (the sequence number is then not used).
+    [[nodiscard]] bool send(std::string_view topic, message& m);
+    [[nodiscard]] bool send(std::string_view topic, message&& m) { return send(topic, m); }
+    template <class T> [[nodiscard]] bool send_packed(std::string_view topic, const T& value) {
+        auto m = message::pack(value);
+        return send(topic, m);
+    }
+
+    // Reads pending subscription messages (non-blocking) and returns the number of live
+    // subscriptions whose prefix is exactly `prefix`.
+    [[nodiscard]] std::size_t subscription_count(std::string_view prefix);
+    // True once some subscriber's subscription matches `topic` (waits at most timeout).
+    [[nodiscard]] bool wait_for_subscriber(std::string_view topic,
+                                           std::chrono::milliseconds timeout);
+
+    // 16 bytes; also in every message's "zmqkit-publisher" user header.
+    [[nodiscard]] const std::string& id() const noexcept { return id_; }
+    [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept {
+        return socket_.endpoints();
+    }
+    [[nodiscard]] zmqkit::socket& socket() noexcept { return socket_; }
+
+private:
+    void read_subscriptions();
+
+    zmqkit::socket socket_;
+    std::string id_;
+    std::unordered_map<std::string, std::uint64_t> sequences_;      // topic -> last sequence sent
+    std::map<std::string, std::size_t, std::less<>> subscriptions_; // prefix -> count
+    std::uint64_t sends_since_read_ = 0;
+};
+
+// What a sequence_tracker concluded about one message.
+enum class sequence_verdict {
+    first,     // first message of this (publisher, topic): not a gap, whatever its number
+    in_order,  // the number after the previous one
+    gap,       // numbers were skipped: [missing_first, missing_last]
+    duplicate, // a number already seen
+    late,      // a number reported missing earlier, arriving out of order
+    untracked, // no publisher id or sequence 0: not a sequenced publication
+};
+
+struct sequence_event {
+    sequence_verdict verdict = sequence_verdict::untracked;
+    std::string publisher; // 16-byte publisher id
+    std::string topic;
+    std::uint64_t sequence = 0;      // the number the message carried
+    std::uint64_t missing_first = 0; // gap only
+    std::uint64_t missing_last = 0;  // gap only
+};
+
+struct sequence_stats {
+    std::uint64_t in_order = 0;
+    std::uint64_t gaps = 0;    // missing ranges reported
+    std::uint64_t missing = 0; // messages in those ranges
+    std::uint64_t duplicates = 0;
+    std::uint64_t late = 0;
+    std::uint64_t streams = 0; // (publisher, topic) pairs seen
+};
+
+// Per-(publisher, topic) sequence checking. Keeps the last number of each stream and the
+// most recent missing ranges (bounded), so a late arrival is told apart from a duplicate.
+// Memory is bounded by max_streams (the least recently seen stream is forgotten). Not
+// thread-safe.
+class sequence_tracker {
+public:
+    explicit sequence_tracker(std::size_t max_streams = 65536) : max_streams_(max_streams) {}
+
+    // Classifies one message; fills `event` (publisher, topic, numbers) and returns its verdict.
+    sequence_verdict observe(std::string_view publisher, std::string_view topic,
+                             std::uint64_t sequence, sequence_event* event = nullptr);
+    // Declares that everything up to `sequence` of this stream is known (a snapshot).
+    void seed(std::string_view publisher, std::string_view topic, std::uint64_t sequence);
+    // The last number seen of a stream (nullopt if unknown).
+    [[nodiscard]] std::optional<std::uint64_t> last(std::string_view publisher,
+                                                    std::string_view topic) const;
+    [[nodiscard]] const sequence_stats& stats() const noexcept { return stats_; }
+
+private:
+    struct stream {
+        std::uint64_t last = 0;
+        std::uint64_t touched = 0;
+        std::deque<std::pair<std::uint64_t, std::uint64_t>> missing; // recent gaps, bounded
+    };
+    static std::string key(std::string_view publisher, std::string_view topic);
+    stream& find_or_add(const std::string& key, bool& added);
+
+    std::size_t max_streams_;
+    std::uint64_t clock_ = 0;
+    std::unordered_map<std::string, stream> streams_;
+    sequence_stats stats_;
+};
+
+// One received publication.
+struct publication {
+    std::string topic;
+    zmqkit::message message;
+    bool from_snapshot = false; // the value of `topic` from a last-value-cache snapshot
+};
+
+struct subscriber_options {
+    std::string endpoints;           // entries without a prefix connect
+    std::string name = "subscriber"; // metric label
+    socket_options sockets;
+    std::size_t max_streams = 65536; // sequence_tracker bound
+    metrics_registry* registry = nullptr;
+};
+
+// Counters of a subscriber (also zmqkit_subscriber_* {component="<name>"}).
+struct subscriber_stats {
+    std::uint64_t received = 0;
+    sequence_stats sequences;
+    std::uint64_t snapshot_values = 0;  // values received from snapshots
+    std::uint64_t snapshot_overlap = 0; // live messages already covered by a snapshot, dropped
+    std::uint64_t unhandled = 0;        // dispatch(): no handler matched the topic
+};
+
+// Receives publications on a SUB socket from the caller's thread, checks sequence numbers,
+// and optionally dispatches to handlers by topic prefix. Not thread-safe.
+class subscriber {
+public:
+    using handler = std::function<void(publication&)>;
+    using sequence_handler = std::function<void(const sequence_event&)>;
+
+    subscriber(zmq::context_t& context, subscriber_options options);
+
+    // Subscribes to a topic prefix ("" = everything).
+    void subscribe(std::string_view prefix);
+    void unsubscribe(std::string_view prefix);
+    // Subscribes to `prefix` and asks the forwarder's last-value cache (forwarder_options::
+    // last_value_cache) for the current value of every topic under it. recv() then returns
+    // those values first (from_snapshot), then the live stream from exactly where the snapshot
+    // ends: no gap and no duplicate. Live messages arriving before the snapshot are held back.
+    void subscribe_with_snapshot(std::string_view prefix);
+    // True while a snapshot asked for is still awaited.
+    [[nodiscard]] bool snapshot_pending() const noexcept { return !pending_snapshots_.empty(); }
+
+    // Registers a handler for topics starting with prefix (and subscribes to it); the longest
+    // matching prefix wins. The typed form decodes the body with msgpack-c (a body that does
+    // not convert throws body_type_error out of dispatch()).
+    void on(std::string_view prefix, handler h);
+    template <class T, class Fn> void on_typed(std::string_view prefix, Fn fn) {
+        on(prefix, [fn = std::move(fn)](publication& d) { fn(d.topic, d.message.body_as<T>()); });
+    }
+    // Called for every gap, duplicate and late message (on the receiving thread).
+    void on_sequence_event(sequence_handler h) { on_sequence_event_ = std::move(h); }
+
+    // The next publication within timeout, or nullopt.
+    [[nodiscard]] std::optional<publication> recv(std::chrono::milliseconds timeout);
+    // Receives one publication within timeout and passes it to its handler. False on timeout.
+    bool dispatch(std::chrono::milliseconds timeout);
+
+    [[nodiscard]] subscriber_stats stats() const noexcept;
+    [[nodiscard]] const sequence_tracker& tracker() const noexcept { return tracker_; }
+    [[nodiscard]] zmqkit::socket& socket() noexcept { return socket_; }
+
+private:
+    struct pending_snapshot {
+        std::string prefix;
+        std::string topic; // the private snapshot topic this subscriber subscribed to
+    };
+    bool receive_one(std::chrono::milliseconds timeout);
+    void accept_live(publication&& d);
+    void apply_snapshot(std::size_t index, publication& d);
+    void release_held();
+    bool held_back(const publication& d) const;
+
+    zmqkit::socket socket_;
+    subscriber_options options_;
+    sequence_tracker tracker_;
+    std::vector<std::pair<std::string, handler>> handlers_;
+    sequence_handler on_sequence_event_;
+    std::vector<pending_snapshot> pending_snapshots_;
+    std::deque<publication> held_;  // live messages waiting for a snapshot
+    std::deque<publication> ready_; // deliveries for recv()
+    subscriber_stats stats_;
+    counter* gaps_;
+    counter* missing_;
+    counter* duplicates_;
+    counter* late_;
+};
+
+// What the forwarder does when a subscriber's queue (its HWM) is full.
+enum class slow_subscriber_policy {
+    drop,  // that subscriber misses the message, the others get it; counted
+    block, // ZMQ_XPUB_NODROP: the forwarder waits for room (back-pressure to publishers)
+};
+
+// "drop" | "block"; throws config_error naming the accepted values.
+[[nodiscard]] slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text);
+
+struct forwarder_options {
+    std::string frontend; // XSUB, publishers connect here; entries without a prefix bind
+    std::string backend;  // XPUB, subscribers connect here; entries without a prefix bind
+    std::string capture;  // optional PUSH tap: a copy of every publication; prefix-less bind
+    std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
+                          // STATUS); entries without a prefix bind
+    std::string name = "forwarder";
+    socket_options sockets; // HWMs (per subscriber on the backend) and linger
+    slow_subscriber_policy policy = slow_subscriber_policy::drop;
+    // Keep the last publication of every topic and answer snapshot requests
+    // (subscriber::subscribe_with_snapshot). Subscribes upstream to everything.
+    bool last_value_cache = false;
+    std::size_t batch = 512;
+    std::chrono::milliseconds drain_timeout = 2s;
+    metrics_registry* registry = nullptr;
+};
+
+// The pub-sub forwarder device (XSUB -> XPUB), zmq_proxy's forwarder with statistics per
+// direction, a tap, a slow-subscriber policy and an optional last-value cache. Frames are
+// forwarded unchanged (a publication need not be a zmqkit envelope, except for the cache).
+// Statistics: frontend in = publications received, frontend out = subscription messages
+// sent upstream, backend in = subscription messages from subscribers, backend out =
+// publications sent. Thread-safe public methods (it is an actor).
+class forwarder : public actor {
+public:
+    forwarder(zmq::context_t& context, forwarder_options options);
+    ~forwarder() override;
+
+    bool pause();
+    bool resume();
+    [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
+    [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
+    //  "unsubscribes":N,"slow_subscriber_drops":N,"blocked":N,"capture_drops":N,
+    //  "cached_topics":N,"snapshots":N}
+    [[nodiscard]] std::string status_json() const;
+    // Subscriptions currently active on the backend (subscribe minus unsubscribe messages).
+    [[nodiscard]] std::int64_t subscriptions() const noexcept { return subscriptions_->value(); }
+    // Publications that at least one matching subscriber missed because its queue was full
+    // (policy drop; libzmq does not say which subscriber — each one sees its gap itself).
+    [[nodiscard]] std::uint64_t slow_subscriber_drops() const noexcept {
+        return slow_drops_->value();
+    }
+
+    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
+    [[nodiscard]] std::vector<std::string> control_endpoints() const;
+    [[nodiscard]] std::vector<std::string> capture_endpoints() const;
+    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
+
+protected:
+    void setup() override;
+    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
+    void on_stop(std::chrono::steady_clock::time_point deadline) override;
+    void teardown() noexcept override;
+
+private:
+    struct cached_value {
+        std::string header; // encoded header
+        std::string body;
+    };
+    std::size_t forward(std::size_t limit);
+    bool send_publication(bool lossy);
+    void handle_subscriptions();
+    void cache(const std::vector<zmq::message_t>& frames, std::size_t count);
+    void send_snapshot(std::string_view request_topic);
+    void handle_control();
+    std::vector<std::string> execute(const std::string& command);
+    void set_paused(bool paused);
+
+    forwarder_options options_;
+    std::optional<zmq::socket_t> frontend_;
+    std::optional<zmq::socket_t> backend_;
+    std::optional<zmq::socket_t> capture_;
+    std::optional<zmq::socket_t> control_;
+    std::atomic<bool> paused_{false};
+    std::atomic<bool> terminated_{false};
+    counter* messages_in_;
+    counter* bytes_in_;
+    counter* messages_out_;
+    counter* bytes_out_;
+    counter* subs_in_;
+    counter* subs_in_bytes_;
+    counter* subs_out_;
+    counter* subs_out_bytes_;
+    counter* subscribes_;
+    counter* unsubscribes_;
+    gauge* subscriptions_;
+    counter* slow_drops_;
+    counter* blocked_;
+    counter* capture_drops_;
+    counter* snapshots_;
+    gauge* cached_topics_;
+    mutable std::mutex endpoints_mutex_;
+    std::vector<std::string> frontend_endpoints_;
+    std::vector<std::string> backend_endpoints_;
+    std::vector<std::string> control_endpoints_;
+    std::vector<std::string> capture_endpoints_;
+    std::vector<zmq::message_t> frames_;
+    std::size_t pending_ = 0; // frames of a publication received but not yet sent (block)
+    std::size_t pending_bytes_ = 0;
+    // last-value cache (actor thread only)
+    std::map<std::string, cached_value, std::less<>> values_; // topic -> last value
+    std::map<std::pair<std::string, std::string>, std::uint64_t> stream_sequences_; // (pub, topic)
+    header scratch_header_;
+};
+
+struct consumer_group {
+    std::string name;      // metric label
+    std::string endpoints; // PUSH; members connect a PULL here; entries without a prefix bind
+};
+
+struct consumer_groups_options {
+    std::string input;                   // SUB; entries without a prefix connect
+    std::vector<std::string> topics{""}; // prefixes subscribed upstream
+    std::vector<consumer_group> groups;
+    std::string name = "consumer-groups";
+    socket_options sockets;
+    std::size_t batch = 512;
+    metrics_registry* registry = nullptr;
+};
+
+// Consumer groups (Kafka-like, over ZeroMQ): subscribes once and gives every publication to
+// each group exactly once, load-balanced (round-robin) among the group's connected members.
+// A group with no room (no member, or all members at their HWM) holds the flow back: reading
+// the subscription pauses, so a slow group makes the upstream publisher's HWM drop (seen as a
+// gap by sequence numbers) rather than this component growing without bound.
+class consumer_groups : public actor {
+public:
+    consumer_groups(zmq::context_t& context, consumer_groups_options options);
+    ~consumer_groups() override;
+
+    // Endpoints in effect for each group, in the order of options.groups.
+    [[nodiscard]] std::vector<std::vector<std::string>> group_endpoints() const;
+    [[nodiscard]] std::vector<std::string> input_endpoints() const;
+    [[nodiscard]] std::uint64_t received() const noexcept { return received_->value(); }
+    // Copies handed to group i.
+    [[nodiscard]] std::uint64_t delivered(std::size_t group) const;
+
+protected:
+    void setup() override;
+    void teardown() noexcept override;
+
+private:
+    void pump();
+    bool push_pending();
+
+    consumer_groups_options options_;
+    std::optional<zmq::socket_t> input_;
+    std::vector<zmq::socket_t> outputs_;
+    counter* received_;
+    std::vector<counter*> delivered_;
+    mutable std::mutex endpoints_mutex_;
+    std::vector<std::string> input_endpoints_;
+    std::vector<std::vector<std::string>> group_endpoints_;
+    std::vector<zmq::message_t> frames_;
+    std::size_t frame_count_ = 0;
+    std::size_t next_group_ = 0; // groups [next_group_, n) still need the current message
+};
+
+// A member of a consumer group: a PULL socket that connects to its group's endpoint and
+// receives publications as they were published ([topic][header][body], the topic kept).
+// Used from the caller's thread. Not thread-safe.
+class consumer_group_member {
+public:
+    // endpoints: the group's endpoints; entries without a prefix connect. Empty: call
+    // attach() later (e.g. after installing a socket monitor on raw()).
+    consumer_group_member(zmq::context_t& context, std::string_view endpoints,
+                          socket_options options = {});
+    void attach(std::string_view endpoints) {
+        (void)socket_.attach(endpoints, endpoint_action::connect);
+    }
+
+    // The next well-formed publication within timeout, or nullopt. Malformed messages are
+    // counted (zmqkit_socket_decode_errors_total) and skipped.
+    [[nodiscard]] std::optional<publication> recv(std::chrono::milliseconds timeout);
+    [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_.raw(); }
+
+private:
+    zmqkit::socket socket_;
+    std::vector<zmq::message_t> frames_;
+};
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,155 @@
+// Internal: the socket plumbing the devices share (streamer, durable_proxy, load_balancer,
+// mdp_broker, the reliable sender/receiver): socket options, frame views, routing ids as
+// text, JSON strings, zero-copy frame sharing, sending a multipart message to a ROUTER peer
+// without blocking, receiving one, the control socket.
+#pragma once
+
+#include <zmqkit/metrics.hpp>
+#include <zmqkit/socket.hpp>
+
+#include <zmq.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zmqkit::patterns::detail {
+
+inline void apply_socket_options(zmq::socket_t& s, const socket_options& o) {
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
+    s.set(zmq::sockopt::sndhwm, o.send_hwm);
+    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+inline std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    });
+    return s;
+}
+
+inline std::string_view view(const zmq::message_t& f) {
+    return {static_cast<const char*>(f.data()), f.size()};
+}
+
+inline std::string hex(std::string_view s) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : s) {
+        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
+        out += digits[static_cast<unsigned char>(c) & 0xf];
+    }
+    return out;
+}
+
+// s as the contents of a JSON string (quotes, backslashes and control characters escaped).
+inline std::string json_escape(std::string_view s) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    for (const char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            static constexpr char digits[] = "0123456789abcdef";
+            out += "\\u00";
+            out += digits[(c >> 4) & 0xf];
+            out += digits[c & 0xf];
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+inline zmq::message_t copy_of(const zmq::message_t& m) {
+    zmq::message_t c;
+    c.copy(const_cast<zmq::message_t&>(m)); // shares the buffer (refcounted), no byte copy
+    return c;
+}
+
+enum class send_result { sent, unreachable, full };
+
+// Sends every frame (consumed). With ROUTER_MANDATORY an unknown peer fails the first frame
+// with EHOSTUNREACH and a full one with EAGAIN; once the first frame is queued the rest are.
+inline send_result send_all(zmq::socket_t& s, std::vector<zmq::message_t>& out, counter* messages,
+                            counter* bytes) {
+    std::size_t total = 0;
+    for (const auto& f : out) {
+        total += f.size();
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto flags = zmq::send_flags::dontwait |
+                           (i + 1 < out.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        try {
+            if (!s.send(out[i], flags)) {
+                return send_result::full;
+            }
+        } catch (const zmq::error_t& e) {
+            if (e.num() == EHOSTUNREACH) {
+                return send_result::unreachable;
+            }
+            throw;
+        }
+    }
+    messages->add();
+    bytes->add(total);
+    return send_result::sent;
+}
+
+// Receives one multipart message into `frames` (reused); returns its frame count (0: none
+// waiting). A message of more than `max_frames` frames is read to its end and reported as
+// max_frames + 1 frames (the caller drops it as malformed).
+inline std::size_t receive_multipart(zmq::socket_t& s, std::vector<zmq::message_t>& frames,
+                                     std::size_t max_frames = 64) {
+    std::size_t n = 0;
+    bool more = true;
+    while (more) {
+        if (n == frames.size()) {
+            frames.emplace_back();
+        }
+        if (!s.recv(frames[n], n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+            return n;
+        }
+        more = frames[n].more();
+        ++n;
+        if (n > max_frames && more) {
+            zmq::message_t rest;
+            while (more && s.recv(rest, zmq::recv_flags::none)) {
+                more = rest.more();
+            }
+        }
+    }
+    return n;
+}
+
+// The first frame of a request waiting on a REP control socket (the rest is read and
+// ignored); nullopt when none is waiting.
+inline std::optional<std::string> receive_control_command(zmq::socket_t& control) {
+    zmq::message_t frame;
+    std::string command;
+    bool first = true;
+    do {
+        if (!control.recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+            return std::nullopt;
+        }
+        if (first) {
+            command = frame.to_string();
+        }
+        first = false;
+    } while (frame.more());
+    return command;
+}
+
+inline void send_control_reply(zmq::socket_t& control, const std::vector<std::string>& reply) {
+    for (std::size_t i = 0; i < reply.size(); ++i) {
+        (void)control.send(zmq::buffer(reply[i]),
+                           i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+}
+
+} // namespace zmqkit::patterns::detail

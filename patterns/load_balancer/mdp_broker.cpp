@@ -1,0 +1,905 @@
+// The Majordomo broker (7/MDP v0.1 with 8/MMI): requests are routed by service name to that
+// service's least recently used ready worker; a request is kept until its reply went out, so a
+// worker that dies, leaves or goes silent costs a re-dispatch, not a lost request. Frames and
+// choices: docs/wire-protocol.md §9.
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/majordomo.hpp>
+
+#include "../common/device_support.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <unordered_map>
+
+namespace zmqkit::patterns {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using detail::copy_of;
+using detail::hex;
+using detail::send_all;
+using detail::send_result;
+using detail::view;
+
+zmq::message_t frame_of(std::string_view s) {
+    return zmq::message_t(s.data(), s.size());
+}
+
+} // namespace
+
+struct mdp_broker::impl {
+    mdp_broker& self;
+    mdp_broker_options& opt;
+    std::optional<zmq::socket_t> frontend, backend, control;
+
+    struct request_state {
+        zmq::message_t client; // the client's routing id at the frontend
+        std::string service;
+        std::vector<zmq::message_t> body;
+        std::uint32_t dispatches = 0;
+        clock::time_point expires{}; // while queued (request_expiry > 0)
+        std::string worker;          // empty: queued
+    };
+    std::unordered_map<std::uint64_t, request_state> requests; // queued or in flight
+    std::uint64_t next_tag = 1;
+    std::size_t queued = 0; // over all services
+
+    struct service_state {
+        std::deque<std::uint64_t> queue; // tags in arrival order (answered ones are skipped)
+        std::size_t queued = 0;
+        std::deque<std::string> ready; // least recently used first
+        std::size_t workers = 0;
+        std::uint64_t requests = 0, replies = 0, expired = 0;
+    };
+    std::map<std::string, service_state, std::less<>> services;
+
+    struct worker_state {
+        std::string service;
+        std::optional<std::uint64_t> in_flight;
+        bool ready = false;
+        clock::time_point last_seen;
+        std::uint64_t served = 0;
+    };
+    std::unordered_map<std::string, worker_state> workers;
+    std::unordered_map<std::string, std::uint64_t> expired_by_id;
+
+    std::vector<zmq::message_t> frames;
+    std::vector<std::string_view> views;
+    bool paused = false;
+    bool draining = false;
+    clock::time_point next_heartbeat{};
+    clock::time_point malformed_log_after{};
+    std::uint64_t malformed_unlogged = 0;
+    std::mutex snapshot_mutex;
+    std::optional<mdp_broker_stats> snapshot;
+
+    counter* c_requests;
+    counter* c_replies;
+    counter* c_mmi;
+    counter* c_redispatched;
+    counter* c_expired;
+    counter* c_dropped;
+    counter* c_malformed;
+    counter* c_disconnects;
+    counter* c_workers_expired;
+    counter* c_workers_disconnected;
+    counter* c_undeliverable;
+    gauge* g_workers;
+    gauge* g_queued;
+    gauge* g_in_flight;
+
+    impl(mdp_broker& s, mdp_broker_options& o) : self(s), opt(o) {
+        auto& reg = o.registry != nullptr ? *o.registry : metrics_registry::global();
+        const metric_labels l{{"component", o.name}};
+        auto c = [&](const char* n, const char* h) { return &reg.get_counter(n, h, l); };
+        auto g = [&](const char* n, const char* h) { return &reg.get_gauge(n, h, l); };
+        c_requests = c("zmqkit_mdp_requests_total", "Client requests for worker services");
+        c_replies = c("zmqkit_mdp_replies_total", "Worker replies forwarded to clients");
+        c_mmi = c("zmqkit_mdp_mmi_requests_total", "mmi.* requests answered by the broker");
+        c_redispatched = c("zmqkit_mdp_redispatched_total",
+                           "Requests dispatched again after their worker was lost");
+        c_expired = c("zmqkit_mdp_expired_requests_total",
+                      "Requests dropped after waiting request_expiry for a worker");
+        c_dropped = c("zmqkit_mdp_dropped_requests_total",
+                      "Requests dropped after max attempts or with the queue full");
+        c_malformed = c("zmqkit_mdp_malformed_total", "Malformed messages dropped");
+        c_disconnects = c("zmqkit_mdp_disconnects_sent_total",
+                          "DISCONNECTs sent to workers (mmi.* READY, unexpected commands)");
+        c_workers_expired = c("zmqkit_mdp_workers_expired_total",
+                              "Workers silent past heartbeat interval x liveness");
+        c_workers_disconnected = c("zmqkit_mdp_workers_disconnected_total",
+                                   "Workers that sent DISCONNECT or were found unreachable");
+        c_undeliverable = c("zmqkit_mdp_undeliverable_total",
+                            "Replies that could not go to their client (gone or full)");
+        g_workers = g("zmqkit_mdp_workers", "Workers registered");
+        g_queued = g("zmqkit_mdp_queued", "Requests waiting for a worker");
+        g_in_flight = g("zmqkit_mdp_in_flight", "Requests at workers");
+        frames.reserve(8);
+    }
+
+    [[nodiscard]] clock::time_point now() const { return opt.clock ? opt.clock() : clock::now(); }
+    [[nodiscard]] clock::duration expiry() const {
+        return opt.heartbeat_interval * static_cast<std::int64_t>(opt.liveness);
+    }
+
+    void log(const std::string& line) const {
+        if (opt.log) {
+            opt.log(line);
+        }
+    }
+
+    void report_malformed(const std::string& where, const std::string& why) {
+        c_malformed->add();
+        const auto t = clock::now();
+        if (t >= malformed_log_after) {
+            log("dropped a malformed message on the " + where + ": " + why +
+                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
+                                              " more since the last report)"
+                                        : std::string()));
+            malformed_unlogged = 0;
+            malformed_log_after = t + std::chrono::seconds(1);
+        } else {
+            ++malformed_unlogged;
+        }
+    }
+
+    void setup() {
+        std::vector<std::string> fe, be, ctl;
+        frontend.emplace(self.context(), zmq::socket_type::router);
+        detail::apply_socket_options(*frontend, opt.sockets);
+        frontend->set(zmq::sockopt::router_mandatory, true);
+        fe = attach(*frontend, opt.frontend, endpoint_action::bind);
+        backend.emplace(self.context(), zmq::socket_type::router);
+        detail::apply_socket_options(*backend, opt.sockets);
+        // A worker gone without a word fails the next send at once (EHOSTUNREACH).
+        backend->set(zmq::sockopt::router_mandatory, true);
+        backend->set(zmq::sockopt::router_handover, true);
+        be = attach(*backend, opt.backend, endpoint_action::bind);
+        if (!opt.control.empty()) {
+            control.emplace(self.context(), zmq::socket_type::rep);
+            control->set(zmq::sockopt::linger, 500);
+            ctl = attach(*control, opt.control, endpoint_action::bind);
+            self.watch(*control, [this] { handle_control(); });
+        }
+        {
+            std::lock_guard lock(self.endpoints_mutex_);
+            self.frontend_endpoints_ = std::move(fe);
+            self.backend_endpoints_ = std::move(be);
+            self.control_endpoints_ = std::move(ctl);
+        }
+        self.watch(*frontend, [this] { read_frontend(); });
+        self.watch(*backend, [this] { read_backend(); });
+        next_heartbeat = now() + opt.heartbeat_interval;
+        self.every(opt.tick, [this] { tick(); });
+    }
+
+    // Reads one message from `s` into frames/views (views exclude the routing id). Returns the
+    // frame count (0: none waiting); counts it on the socket's counters.
+    std::size_t receive(zmq::socket_t& s, counter* messages, counter* bytes) {
+        const std::size_t n = detail::receive_multipart(s, frames);
+        if (n == 0) {
+            return 0;
+        }
+        std::size_t total = 0;
+        views.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+            total += frames[i].size();
+            if (i > 0) {
+                views.push_back(view(frames[i]));
+            }
+        }
+        messages->add();
+        bytes->add(total);
+        return n;
+    }
+
+    service_state& service(std::string_view name) {
+        auto it = services.find(name);
+        if (it == services.end()) {
+            it = services.emplace(std::string(name), service_state{}).first;
+        }
+        return it->second;
+    }
+
+    // ---- frontend (MDP/Client) ----
+
+    void read_frontend() {
+        for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
+            const std::size_t n = receive(*frontend, self.frontend_in_, self.frontend_bytes_in_);
+            if (n == 0) {
+                break;
+            }
+            if (n > 65) {
+                report_malformed("frontend", "more than 64 frames");
+                continue;
+            }
+            std::string why;
+            const auto r = mdp::parse_client_request(views, why);
+            if (!r) {
+                report_malformed("frontend", why);
+                continue;
+            }
+            if (mmi::reserved(r->service)) {
+                answer_mmi(r->service, views[r->body]);
+                continue;
+            }
+            accept_request(n, r->service);
+        }
+        update_gauges();
+    }
+
+    // Sends ["" "MDPC01" service body...] to `client` (body frames consumed).
+    void reply_to_client(const zmq::message_t& client, std::string_view service,
+                         std::vector<zmq::message_t>& body) {
+        std::vector<zmq::message_t> out;
+        out.reserve(body.size() + 4);
+        out.push_back(copy_of(client));
+        out.emplace_back();
+        out.push_back(frame_of(mdp::client_protocol));
+        out.push_back(frame_of(service));
+        for (auto& f : body) {
+            out.push_back(std::move(f));
+        }
+        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
+            send_result::sent) {
+            c_undeliverable->add();
+        }
+    }
+
+    // 8/MMI: answered here, never queued.
+    void answer_mmi(std::string_view name, std::string_view argument) {
+        c_mmi->add();
+        std::string_view code = mmi::not_implemented;
+        if (name == mmi::service) {
+            const auto it = services.find(argument);
+            code = it != services.end() && it->second.workers > 0 ? mmi::found : mmi::not_found;
+        }
+        std::vector<zmq::message_t> body;
+        body.push_back(frame_of(code));
+        reply_to_client(frames[0], name, body);
+    }
+
+    void accept_request(std::size_t n, std::string_view service_name) {
+        if (queued >= opt.max_queued) {
+            c_dropped->add();
+            log("dropped a request for '" + std::string(service_name) +
+                "': " + std::to_string(queued) + " requests are waiting already");
+            return;
+        }
+        request_state r;
+        r.client = std::move(frames[0]);
+        r.service = std::string(service_name);
+        for (std::size_t i = 4; i < n; ++i) {
+            r.body.push_back(std::move(frames[i]));
+        }
+        if (opt.request_expiry.count() > 0) {
+            r.expires = now() + opt.request_expiry;
+        }
+        auto& s = service(r.service);
+        const std::uint64_t tag = next_tag++;
+        requests.emplace(tag, std::move(r));
+        s.queue.push_back(tag);
+        ++s.queued;
+        ++s.requests;
+        ++queued;
+        c_requests->add();
+        dispatch(s);
+    }
+
+    // ---- dispatch ----
+
+    void dispatch(service_state& s) {
+        while (!draining && !s.queue.empty() && !s.ready.empty()) {
+            const std::uint64_t tag = s.queue.front();
+            s.queue.pop_front();
+            const auto it = requests.find(tag);
+            if (it == requests.end() || !it->second.worker.empty()) {
+                continue;
+            }
+            --s.queued;
+            --queued;
+            auto& r = it->second;
+            const std::string wid = s.ready.front();
+            s.ready.pop_front();
+            auto& w = workers[wid];
+            w.ready = false;
+            std::vector<zmq::message_t> out;
+            out.reserve(r.body.size() + 6);
+            out.push_back(frame_of(wid));
+            out.emplace_back();
+            out.push_back(frame_of(mdp::worker_protocol));
+            out.push_back(frame_of(mdp::request_command));
+            out.push_back(copy_of(r.client));
+            out.emplace_back();
+            for (const auto& f : r.body) {
+                out.push_back(copy_of(f));
+            }
+            if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) !=
+                send_result::sent) {
+                // Gone (or hopelessly full): the worker is lost; the request waits again.
+                s.queue.push_front(tag);
+                ++s.queued;
+                ++queued;
+                remove_worker(wid, false);
+                continue;
+            }
+            ++r.dispatches;
+            r.worker = wid;
+            w.in_flight = tag;
+        }
+    }
+
+    // The worker's request (if any) waits again at the front of its service's queue, or is
+    // dropped when it had all its attempts.
+    void requeue_in_flight(worker_state& w, const std::string& wid, const char* what) {
+        if (!w.in_flight) {
+            return;
+        }
+        const std::uint64_t tag = *w.in_flight;
+        w.in_flight.reset();
+        const auto it = requests.find(tag);
+        if (it == requests.end()) {
+            return;
+        }
+        auto& r = it->second;
+        if (r.dispatches >= opt.max_attempts) {
+            c_dropped->add();
+            log("dropped a request for '" + r.service + "' after " + std::to_string(r.dispatches) +
+                " attempts (the last worker, " + hex(wid) + ", " + what + ")");
+            requests.erase(it);
+            return;
+        }
+        r.worker.clear();
+        if (opt.request_expiry.count() > 0) {
+            r.expires = now() + opt.request_expiry;
+        }
+        auto& s = service(r.service);
+        s.queue.push_front(tag);
+        ++s.queued;
+        ++queued;
+        c_redispatched->add();
+    }
+
+    void remove_worker(const std::string& wid, bool expired) {
+        const auto it = workers.find(wid);
+        if (it == workers.end()) {
+            return;
+        }
+        auto& w = it->second;
+        auto& s = service(w.service);
+        requeue_in_flight(w, wid, expired ? "expired" : "disconnected");
+        if (w.ready) {
+            s.ready.erase(std::remove(s.ready.begin(), s.ready.end(), wid), s.ready.end());
+        }
+        --s.workers;
+        workers.erase(it);
+        if (expired) {
+            c_workers_expired->add();
+            if (expired_by_id.size() >= 4096) {
+                expired_by_id.clear(); // bounded memory under worker churn
+            }
+            ++expired_by_id[wid];
+            log("worker " + hex(wid) + " expired (silent for more than " +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(expiry()).count()) +
+                " ms)");
+        } else {
+            c_workers_disconnected->add();
+        }
+    }
+
+    void make_ready(const std::string& wid, worker_state& w) {
+        if (!w.ready && !w.in_flight) {
+            w.ready = true;
+            service(w.service).ready.push_back(wid);
+        }
+    }
+
+    void send_to_worker(const std::string& wid, std::string_view command) {
+        std::vector<zmq::message_t> out;
+        out.push_back(frame_of(wid));
+        out.emplace_back();
+        out.push_back(frame_of(mdp::worker_protocol));
+        out.push_back(frame_of(command));
+        (void)send_all(*backend, out, self.backend_out_, self.backend_bytes_out_);
+    }
+
+    // 7/MDP: "The broker MUST respond to any valid but unexpected command by sending
+    // DISCONNECT and then no further commands to that worker."
+    void disconnect_worker(const std::string& wid, const std::string& why) {
+        c_disconnects->add();
+        log("DISCONNECT to worker " + hex(wid) + ": " + why);
+        send_to_worker(wid, mdp::disconnect_command);
+        remove_worker(wid, false);
+    }
+
+    // ---- backend (MDP/Worker) ----
+
+    void read_backend() {
+        for (std::size_t round = 0; round < opt.batch; ++round) {
+            const std::size_t n = receive(*backend, self.backend_in_, self.backend_bytes_in_);
+            if (n == 0) {
+                break;
+            }
+            std::string wid(view(frames[0]));
+            if (n > 65) {
+                report_malformed("backend", "from worker " + hex(wid) + ": more than 64 frames");
+                continue;
+            }
+            std::string why;
+            const auto m = mdp::parse_worker_message(views, why);
+            if (!m) {
+                report_malformed("backend", "from worker " + hex(wid) + ": " + why);
+                continue;
+            }
+            handle_worker(wid, *m, n);
+        }
+        update_gauges();
+    }
+
+    void handle_worker(const std::string& wid, const mdp::worker_message& m, std::size_t n) {
+        const auto found = workers.find(wid);
+        if (found == workers.end()) {
+            switch (m.what) {
+            case mdp::worker_message::kind::ready:
+                if (mmi::reserved(m.service)) {
+                    disconnect_worker(wid, "the mmi.* services are the broker's (8/MMI), got '" +
+                                               std::string(m.service) + "'");
+                    return;
+                }
+                register_worker(wid, m.service);
+                return;
+            case mdp::worker_message::kind::disconnect:
+                return; // before READY, or after it was forgotten: nothing to undo
+            case mdp::worker_message::kind::reply:
+            case mdp::worker_message::kind::heartbeat:
+                // Not registered (it expired, or this broker restarted): it must register
+                // again on a fresh socket. A late REPLY's request went to another worker.
+                disconnect_worker(wid, "a command from a worker that is not registered");
+                return;
+            }
+            return;
+        }
+        auto& w = found->second;
+        w.last_seen = now();
+        switch (m.what) {
+        case mdp::worker_message::kind::ready:
+            disconnect_worker(wid, "a second READY");
+            return;
+        case mdp::worker_message::kind::disconnect:
+            remove_worker(wid, false);
+            return;
+        case mdp::worker_message::kind::heartbeat:
+            return;
+        case mdp::worker_message::kind::reply:
+            if (!w.in_flight) {
+                disconnect_worker(wid, "a REPLY without a request");
+                return;
+            }
+            forward_reply(wid, w, n);
+            return;
+        }
+    }
+
+    void register_worker(const std::string& wid, std::string_view service_name) {
+        worker_state w;
+        w.service = std::string(service_name);
+        w.last_seen = now();
+        auto& s = service(w.service);
+        ++s.workers;
+        auto& stored = workers.emplace(wid, std::move(w)).first->second;
+        make_ready(wid, stored);
+        dispatch(s);
+    }
+
+    // frames: [wid]["" "MDPW01" 0x03 client ""][body...]. The reply goes to the client of the
+    // request the worker had (the broker's record, not the echoed address).
+    void forward_reply(const std::string& wid, worker_state& w, std::size_t n) {
+        const std::uint64_t tag = *w.in_flight;
+        w.in_flight.reset();
+        const auto it = requests.find(tag);
+        auto& s = service(w.service);
+        if (it != requests.end()) {
+            std::vector<zmq::message_t> body;
+            body.reserve(n - 6);
+            for (std::size_t i = 6; i < n; ++i) {
+                body.push_back(std::move(frames[i]));
+            }
+            reply_to_client(it->second.client, w.service, body);
+            requests.erase(it);
+            ++w.served;
+            ++s.replies;
+            c_replies->add();
+        }
+        make_ready(wid, w);
+        dispatch(s);
+    }
+
+    // ---- timers ----
+
+    void tick() {
+        const auto t = now();
+        if (t >= next_heartbeat) {
+            next_heartbeat = t + opt.heartbeat_interval;
+            std::vector<std::string> gone;
+            for (const auto& [wid, w] : workers) {
+                std::vector<zmq::message_t> out;
+                out.push_back(frame_of(wid));
+                out.emplace_back();
+                out.push_back(frame_of(mdp::worker_protocol));
+                out.push_back(frame_of(mdp::heartbeat_command));
+                if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) ==
+                    send_result::unreachable) {
+                    gone.push_back(wid);
+                }
+            }
+            for (const auto& wid : gone) {
+                remove_worker(wid, false);
+            }
+        }
+        std::vector<std::string> silent;
+        for (const auto& [wid, w] : workers) {
+            if (t - w.last_seen > expiry()) {
+                silent.push_back(wid);
+            }
+        }
+        for (const auto& wid : silent) {
+            remove_worker(wid, true);
+        }
+        if (opt.request_expiry.count() > 0) {
+            expire_requests(t);
+        }
+        for (auto it = services.begin(); it != services.end();) {
+            dispatch(it->second);
+            // Bounded memory under arbitrary service names: forget idle empty services.
+            const auto& s = it->second;
+            if (services.size() > 1024 && s.workers == 0 && s.queued == 0) {
+                it = services.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        update_gauges();
+    }
+
+    // Each service's queue is in arrival order (a re-dispatched request goes back to the front
+    // with a fresh expiry), so expired requests are found at the front.
+    void expire_requests(clock::time_point t) {
+        for (auto& [name, s] : services) {
+            while (!s.queue.empty()) {
+                const auto it = requests.find(s.queue.front());
+                if (it != requests.end() && it->second.worker.empty()) {
+                    if (t < it->second.expires) {
+                        break;
+                    }
+                    requests.erase(it);
+                    --s.queued;
+                    --queued;
+                    ++s.expired;
+                    c_expired->add();
+                }
+                s.queue.pop_front();
+            }
+        }
+    }
+
+    void update_gauges() {
+        g_workers->set(static_cast<std::int64_t>(workers.size()));
+        g_queued->set(static_cast<std::int64_t>(queued));
+        g_in_flight->set(static_cast<std::int64_t>(requests.size() - queued));
+    }
+
+    // ---- control ----
+
+    mdp_broker_stats stats() {
+        mdp_broker_stats s;
+        s.requests = c_requests->value();
+        s.replies = c_replies->value();
+        s.mmi = c_mmi->value();
+        s.redispatched = c_redispatched->value();
+        s.expired = c_expired->value();
+        s.dropped = c_dropped->value();
+        s.malformed = c_malformed->value();
+        s.disconnects = c_disconnects->value();
+        s.workers_expired = c_workers_expired->value();
+        s.workers_disconnected = c_workers_disconnected->value();
+        s.queued = queued;
+        s.in_flight = requests.size() - queued;
+        for (const auto& [name, sv] : services) {
+            s.services.push_back(mdp_service_stats{name, sv.workers, sv.ready.size(), sv.queued,
+                                                   sv.requests, sv.replies, sv.expired});
+        }
+        const auto t = now();
+        for (const auto& [wid, w] : workers) {
+            mdp_worker_stats ws;
+            ws.id = hex(wid);
+            ws.service = w.service;
+            ws.ready = w.ready;
+            ws.busy = w.in_flight.has_value();
+            ws.served = w.served;
+            ws.last_heartbeat_ms =
+                std::chrono::duration_cast<std::chrono::milliseconds>(t - w.last_seen).count();
+            const auto e = expired_by_id.find(wid);
+            ws.expired = e == expired_by_id.end() ? 0 : e->second;
+            s.workers.push_back(std::move(ws));
+        }
+        std::sort(s.workers.begin(), s.workers.end(),
+                  [](const auto& a, const auto& b) { return a.id < b.id; });
+        return s;
+    }
+
+    static std::string json_string(std::string_view text) {
+        static constexpr char digits[] = "0123456789abcdef";
+        std::string out = "\"";
+        for (const char c : text) {
+            const auto u = static_cast<unsigned char>(c);
+            if (c == '"' || c == '\\') {
+                out += '\\';
+                out += c;
+            } else if (u < 0x20) {
+                out += "\\u00";
+                out += digits[u >> 4];
+                out += digits[u & 0xf];
+            } else {
+                out += c;
+            }
+        }
+        return out + "\"";
+    }
+
+    std::string status_json() {
+        const auto s = stats();
+        std::string j = "{\"state\":\"";
+        j += paused ? "paused" : "running";
+        j += "\",\"statistics\":" + self.statistics().to_json();
+        auto num = [&](const char* k, auto v) {
+            j += ",\"";
+            j += k;
+            j += "\":" + std::to_string(v);
+        };
+        num("requests", s.requests);
+        num("replies", s.replies);
+        num("mmi", s.mmi);
+        num("redispatched", s.redispatched);
+        num("expired", s.expired);
+        num("dropped", s.dropped);
+        num("malformed", s.malformed);
+        num("disconnects", s.disconnects);
+        num("workers_expired", s.workers_expired);
+        num("workers_disconnected", s.workers_disconnected);
+        num("undeliverable", c_undeliverable->value());
+        num("queued", s.queued);
+        num("in_flight", s.in_flight);
+        num("heartbeat_interval_ms", opt.heartbeat_interval.count());
+        num("liveness", opt.liveness);
+        num("request_expiry_ms", opt.request_expiry.count());
+        j += ",\"services\":[";
+        bool first = true;
+        for (const auto& sv : s.services) {
+            j += first ? "" : ",";
+            first = false;
+            j += "{\"name\":" + json_string(sv.name) +
+                 ",\"workers\":" + std::to_string(sv.workers) +
+                 ",\"ready\":" + std::to_string(sv.ready) +
+                 ",\"queued\":" + std::to_string(sv.queued) +
+                 ",\"requests\":" + std::to_string(sv.requests) +
+                 ",\"replies\":" + std::to_string(sv.replies) +
+                 ",\"expired\":" + std::to_string(sv.expired) + "}";
+        }
+        j += "],\"workers\":[";
+        first = true;
+        for (const auto& w : s.workers) {
+            j += first ? "" : ",";
+            first = false;
+            j += "{\"id\":\"" + w.id + "\",\"service\":" + json_string(w.service) +
+                 ",\"state\":\"" +
+                 (w.busy    ? "busy"
+                  : w.ready ? "ready"
+                            : "idle") +
+                 "\",\"served\":" + std::to_string(w.served) +
+                 ",\"in_flight\":" + std::to_string(w.busy ? 1 : 0) +
+                 ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
+                 ",\"expired\":" + std::to_string(w.expired) + "}";
+        }
+        j += "]}";
+        return j;
+    }
+
+    std::vector<std::string> execute(const std::string& command) {
+        const std::string cmd = detail::upper(command);
+        if (cmd == control::pause) {
+            paused = true;
+            self.set_watch_enabled(*frontend, false);
+            return {"OK"};
+        }
+        if (cmd == control::resume) {
+            paused = false;
+            if (!draining) {
+                self.set_watch_enabled(*frontend, true);
+            }
+            return {"OK"};
+        }
+        if (cmd == control::statistics) {
+            return self.statistics().to_frames();
+        }
+        if (cmd == control::status) {
+            return {status_json()};
+        }
+        if (cmd == control::terminate) {
+            self.terminated_ = true;
+            return {"OK"};
+        }
+        return {"ERROR unknown command '" + command +
+                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
+    }
+
+    void handle_control() {
+        const auto command = detail::receive_control_command(*control);
+        if (!command) {
+            return;
+        }
+        detail::send_control_reply(*control, execute(*command));
+        if (self.terminated_) {
+            drain(clock::now() + opt.drain_timeout);
+            self.request_exit();
+        }
+    }
+
+    // Stop taking requests; wait (until the deadline) for the replies of requests in flight.
+    // Queued requests are dropped: their Lazy Pirate clients send them again.
+    void drain(clock::time_point deadline) {
+        draining = true;
+        self.set_watch_enabled(*frontend, false);
+        while (requests.size() > queued && clock::now() < deadline) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
+            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) > 0) {
+                read_backend();
+            }
+        }
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        frontend->set(zmq::sockopt::linger,
+                      static_cast<int>(std::max<std::int64_t>(0, left.count())));
+        backend->set(zmq::sockopt::linger, 0);
+    }
+};
+
+mdp_broker::mdp_broker(zmq::context_t& context, mdp_broker_options options)
+    : actor(context, options.name), options_(std::move(options)) {
+    if (options_.frontend.empty() || options_.backend.empty()) {
+        throw config_error("MDP broker '" + options_.name +
+                           "': a frontend (clients) and a backend (workers) endpoint are required");
+    }
+    for (const auto* spec : {&options_.frontend, &options_.backend, &options_.control}) {
+        if (!spec->empty()) {
+            (void)parse_endpoints(*spec, endpoint_action::bind);
+        }
+    }
+    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0) {
+        throw config_error("MDP broker '" + options_.name +
+                           "': the heartbeat interval and the liveness must be positive");
+    }
+    if (options_.max_attempts == 0) {
+        throw config_error("MDP broker '" + options_.name + "': max attempts must be at least 1");
+    }
+    if (options_.request_expiry.count() < 0 || options_.tick.count() < 0) {
+        throw config_error("MDP broker '" + options_.name +
+                           "': the request expiry and the tick must not be negative");
+    }
+    if (options_.tick.count() == 0) {
+        options_.tick = std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
+                                   std::chrono::milliseconds(100));
+    }
+    options_.batch = std::max<std::size_t>(1, options_.batch);
+    impl_ = std::make_unique<impl>(*this, options_);
+    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    const metric_labels labels{{"component", options_.name}};
+    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
+                                    "Messages received on the frontend", labels);
+    frontend_bytes_in_ =
+        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
+    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
+                                     "Messages sent on the frontend (replies)", labels);
+    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
+                                           "Bytes sent on the frontend", labels);
+    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
+                                   "Messages received on the backend", labels);
+    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
+                                         "Bytes received on the backend", labels);
+    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
+                                    "Messages sent on the backend", labels);
+    backend_bytes_out_ =
+        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+}
+
+mdp_broker::~mdp_broker() {
+    stop(options_.drain_timeout);
+}
+
+void mdp_broker::setup() {
+    impl_->setup();
+}
+
+std::vector<std::string> mdp_broker::on_command(const std::vector<std::string>& frames) {
+    if (frames.empty()) {
+        return {"ERROR empty command"};
+    }
+    if (frames.front() == "$STATS") {
+        auto s = impl_->stats();
+        std::lock_guard lock(impl_->snapshot_mutex);
+        impl_->snapshot = std::move(s);
+        return {"OK"};
+    }
+    auto reply = impl_->execute(frames.front());
+    if (terminated_) {
+        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
+        request_exit();
+    }
+    return reply;
+}
+
+void mdp_broker::on_stop(std::chrono::steady_clock::time_point deadline) {
+    if (impl_->frontend && impl_->backend) {
+        impl_->drain(deadline);
+    }
+}
+
+void mdp_broker::teardown() noexcept {
+    impl_->control.reset();
+    impl_->frontend.reset();
+    impl_->backend.reset();
+}
+
+bool mdp_broker::pause() {
+    auto reply = command({control::pause});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+bool mdp_broker::resume() {
+    auto reply = command({control::resume});
+    return reply && !reply->empty() && reply->front() == "OK";
+}
+
+std::optional<mdp_broker_stats> mdp_broker::broker_stats() {
+    auto reply = command({"$STATS"});
+    if (!reply || reply->empty() || reply->front() != "OK") {
+        return std::nullopt;
+    }
+    std::lock_guard lock(impl_->snapshot_mutex);
+    return impl_->snapshot;
+}
+
+std::string mdp_broker::status_json() {
+    auto reply = command({control::status});
+    return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+proxy_statistics mdp_broker::statistics() const noexcept {
+    proxy_statistics s;
+    s.frontend_messages_in = frontend_in_->value();
+    s.frontend_bytes_in = frontend_bytes_in_->value();
+    s.frontend_messages_out = frontend_out_->value();
+    s.frontend_bytes_out = frontend_bytes_out_->value();
+    s.backend_messages_in = backend_in_->value();
+    s.backend_bytes_in = backend_bytes_in_->value();
+    s.backend_messages_out = backend_out_->value();
+    s.backend_bytes_out = backend_bytes_out_->value();
+    return s;
+}
+
+std::vector<std::string> mdp_broker::frontend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return frontend_endpoints_;
+}
+std::vector<std::string> mdp_broker::backend_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return backend_endpoints_;
+}
+std::vector<std::string> mdp_broker::control_endpoints() const {
+    std::lock_guard lock(endpoints_mutex_);
+    return control_endpoints_;
+}
+
+} // namespace zmqkit::patterns

@@ -1,0 +1,109 @@
+// A synchronous 7/MDP client with the RFC's recommended recovery (Lazy Pirate): a fresh socket
+// and a resend after each timeout, up to a number of sends. Frames: docs/wire-protocol.md §9.
+#include <zmqkit/endpoint.hpp>
+#include <zmqkit/patterns/majordomo.hpp>
+
+#include "../common/device_support.hpp"
+
+namespace zmqkit::patterns {
+
+mdp_client::mdp_client(zmq::context_t& context, mdp_client_options options)
+    : options_(std::move(options)), context_(context) {
+    if (options_.endpoint.empty()) {
+        throw config_error("MDP client: the broker's frontend endpoint is required");
+    }
+    (void)parse_endpoints(options_.endpoint, endpoint_action::connect);
+    if (options_.timeout.count() <= 0 || options_.attempts == 0) {
+        throw config_error("MDP client: timeout and attempts must be positive");
+    }
+    open_socket();
+}
+
+mdp_client::~mdp_client() {
+    if (socket_) {
+        socket_->set(zmq::sockopt::linger, 0);
+    }
+}
+
+void mdp_client::open_socket() {
+    if (socket_) {
+        // A reply still on its way to the old socket is lost with it: it can never be taken
+        // for the answer to a later request.
+        socket_->set(zmq::sockopt::linger, 0);
+        socket_.reset();
+    }
+    socket_.emplace(context_, zmq::socket_type::dealer);
+    detail::apply_socket_options(*socket_, options_.socket);
+    if (options_.configure) {
+        options_.configure(*socket_);
+    }
+    (void)attach(*socket_, options_.endpoint, endpoint_action::connect);
+}
+
+std::optional<std::vector<std::string>> mdp_client::call(std::string_view service,
+                                                         std::vector<std::string> body) {
+    if (body.empty()) {
+        throw config_error("MDP client: a request needs at least one body frame");
+    }
+    if (service.empty()) {
+        throw config_error("MDP client: a request needs a service name");
+    }
+    std::vector<zmq::message_t> frames;
+    for (std::uint32_t send = 1; send <= options_.attempts; ++send) {
+        if (send > 1) {
+            ++resent_;
+            ++reconnects_;
+            open_socket();
+        }
+        // ["" "MDPC01" service body...]: what a REQ socket would send, empty frame included.
+        auto& s = *socket_;
+        const auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
+        bool sent = s.send(zmq::message_t(), more).has_value() &&
+                    s.send(zmq::buffer(mdp::client_protocol), more).has_value() &&
+                    s.send(zmq::buffer(service.data(), service.size()), more).has_value();
+        for (std::size_t i = 0; sent && i < body.size(); ++i) {
+            sent =
+                s.send(zmq::buffer(body[i]), i + 1 < body.size() ? more : zmq::send_flags::dontwait)
+                    .has_value();
+        }
+        const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+        while (sent) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) {
+                break;
+            }
+            zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq::poll(&item, 1, left) == 0) {
+                break;
+            }
+            const std::size_t n = detail::receive_multipart(s, frames);
+            std::vector<std::string_view> views;
+            for (std::size_t i = 0; i < n; ++i) {
+                views.push_back(detail::view(frames[i]));
+            }
+            std::string why;
+            const auto r = mdp::parse_client_reply(views, why);
+            if (!r || r->service != service) {
+                ++malformed_;
+                continue;
+            }
+            std::vector<std::string> reply;
+            for (std::size_t i = r->body; i < n; ++i) {
+                reply.push_back(frames[i].to_string());
+            }
+            return reply;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> mdp_client::service_status(std::string_view service) {
+    auto reply = call(mmi::service, {std::string(service)});
+    if (!reply || reply->size() != 1) {
+        return std::nullopt;
+    }
+    return reply->front();
+}
+
+} // namespace zmqkit::patterns

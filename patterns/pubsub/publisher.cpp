@@ -1,0 +1,433 @@
+#include <zmqkit/patterns/pubsub.hpp>
+
+#include <zmqkit/error.hpp>
+#include <zmqkit/message_id.hpp>
+
+#include <thread>
+
+namespace zmqkit::patterns {
+namespace {
+
+socket_options named(socket_options o, const std::string& name) {
+    o.name = name;
+    return o;
+}
+
+} // namespace
+
+publisher::publisher(zmq::context_t& context, publisher_options options)
+    : socket_(context, zmq::socket_type::xpub, named(options.sockets, options.name)) {
+    // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so
+    // subscription_count() counts subscribers.
+    socket_.raw().set(zmq::sockopt::xpub_verboser, 1);
+    if (options.block_when_full) {
+        socket_.raw().set(zmq::sockopt::xpub_nodrop, 1);
+    }
+    const auto id = message_id::generate();
+    id_.assign(reinterpret_cast<const char*>(id.data()), message_id::size);
+    (void)socket_.attach(options.endpoints, endpoint_action::bind);
+}
+
+bool publisher::send(std::string_view topic, message& m) {
+    // Subscription messages queue up on the XPUB until read; read them now and then so they
+    // never accumulate.
+    if (++sends_since_read_ >= 1024) {
+        read_subscriptions();
+    }
+    auto it = sequences_.find(std::string(topic));
+    if (it == sequences_.end()) {
+        it = sequences_.emplace(std::string(topic), 0).first;
+    }
+    m.header().sequence = it->second + 1;
+    m.header().set_user_header(publisher_id_header, id_);
+    if (!socket_.send(topic, m)) {
+        return false;
+    }
+    ++it->second;
+    return true;
+}
+
+void publisher::read_subscriptions() {
+    sends_since_read_ = 0;
+    zmq::message_t frame;
+    while (socket_.raw().recv(frame, zmq::recv_flags::dontwait)) {
+        if (frame.size() == 0) {
+            continue;
+        }
+        const auto* bytes = static_cast<const unsigned char*>(frame.data());
+        std::string prefix(reinterpret_cast<const char*>(bytes) + 1, frame.size() - 1);
+        if (bytes[0] == 1) {
+            ++subscriptions_[prefix];
+        } else if (bytes[0] == 0) {
+            auto it = subscriptions_.find(prefix);
+            if (it != subscriptions_.end() && --it->second == 0) {
+                subscriptions_.erase(it);
+            }
+        }
+    }
+}
+
+std::size_t publisher::subscription_count(std::string_view prefix) {
+    read_subscriptions();
+    const auto it = subscriptions_.find(prefix);
+    return it == subscriptions_.end() ? 0 : it->second;
+}
+
+bool publisher::wait_for_subscriber(std::string_view topic, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        read_subscriptions();
+        for (const auto& [prefix, count] : subscriptions_) {
+            if (count > 0 && topic.starts_with(prefix)) {
+                return true;
+            }
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) {
+            return false;
+        }
+        zmq::pollitem_t item{socket_.raw().handle(), 0, ZMQ_POLLIN, 0};
+        (void)zmq::poll(&item, 1,
+                        std::chrono::ceil<std::chrono::milliseconds>(
+                            std::min(deadline - now, std::chrono::steady_clock::duration(50ms))));
+    }
+}
+
+// ---- sequence_tracker -------------------------------------------------------------------
+
+std::string sequence_tracker::key(std::string_view publisher, std::string_view topic) {
+    std::string k;
+    k.reserve(publisher.size() + 1 + topic.size());
+    k.append(publisher).push_back('\0');
+    k.append(topic);
+    return k;
+}
+
+sequence_tracker::stream& sequence_tracker::find_or_add(const std::string& k, bool& added) {
+    auto it = streams_.find(k);
+    added = it == streams_.end();
+    if (added) {
+        if (max_streams_ > 0 && streams_.size() >= max_streams_) {
+            auto oldest = streams_.begin();
+            for (auto s = streams_.begin(); s != streams_.end(); ++s) {
+                if (s->second.touched < oldest->second.touched) {
+                    oldest = s;
+                }
+            }
+            streams_.erase(oldest);
+        }
+        it = streams_.emplace(k, stream{}).first;
+        ++stats_.streams;
+    }
+    it->second.touched = ++clock_;
+    return it->second;
+}
+
+sequence_verdict sequence_tracker::observe(std::string_view publisher, std::string_view topic,
+                                           std::uint64_t sequence, sequence_event* event) {
+    if (event != nullptr) {
+        event->publisher.assign(publisher);
+        event->topic.assign(topic);
+        event->sequence = sequence;
+        event->missing_first = event->missing_last = 0;
+    }
+    auto verdict = sequence_verdict::untracked;
+    if (sequence == 0 || publisher.empty()) {
+        if (event != nullptr) {
+            event->verdict = verdict;
+        }
+        return verdict;
+    }
+    bool added = false;
+    auto& s = find_or_add(key(publisher, topic), added);
+    if (added) {
+        // A publisher (or topic) we have not heard from: where it starts is not a gap.
+        verdict = sequence_verdict::first;
+        s.last = sequence;
+    } else if (sequence == s.last + 1) {
+        verdict = sequence_verdict::in_order;
+        ++stats_.in_order;
+        s.last = sequence;
+    } else if (sequence > s.last + 1) {
+        verdict = sequence_verdict::gap;
+        ++stats_.gaps;
+        stats_.missing += sequence - s.last - 1;
+        if (event != nullptr) {
+            event->missing_first = s.last + 1;
+            event->missing_last = sequence - 1;
+        }
+        s.missing.emplace_back(s.last + 1, sequence - 1);
+        if (s.missing.size() > 16) {
+            s.missing.pop_front();
+        }
+        s.last = sequence;
+    } else {
+        verdict = sequence_verdict::duplicate;
+        for (auto it = s.missing.begin(); it != s.missing.end(); ++it) {
+            if (sequence < it->first || sequence > it->second) {
+                continue;
+            }
+            // A number we reported missing: it arrived late. Split its range.
+            verdict = sequence_verdict::late;
+            const auto [first, last] = *it;
+            it = s.missing.erase(it);
+            if (sequence < last) {
+                it = s.missing.insert(it, {sequence + 1, last});
+            }
+            if (sequence > first) {
+                s.missing.insert(it, {first, sequence - 1});
+            }
+            break;
+        }
+        if (verdict == sequence_verdict::late) {
+            ++stats_.late;
+        } else {
+            ++stats_.duplicates;
+        }
+    }
+    if (event != nullptr) {
+        event->verdict = verdict;
+    }
+    return verdict;
+}
+
+void sequence_tracker::seed(std::string_view publisher, std::string_view topic,
+                            std::uint64_t sequence) {
+    bool added = false;
+    auto& s = find_or_add(key(publisher, topic), added);
+    if (added || sequence > s.last) {
+        s.last = sequence;
+    }
+}
+
+std::optional<std::uint64_t> sequence_tracker::last(std::string_view publisher,
+                                                    std::string_view topic) const {
+    const auto it = streams_.find(key(publisher, topic));
+    if (it == streams_.end()) {
+        return std::nullopt;
+    }
+    return it->second.last;
+}
+
+// ---- subscriber -------------------------------------------------------------------------
+
+subscriber::subscriber(zmq::context_t& context, subscriber_options options)
+    : socket_(context, zmq::socket_type::sub, named(options.sockets, options.name)),
+      options_(std::move(options)), tracker_(options_.max_streams) {
+    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    const metric_labels labels{{"component", options_.name}};
+    gaps_ = &reg.get_counter("zmqkit_subscriber_gaps_total",
+                             "Missing sequence ranges detected (publications lost)", labels);
+    missing_ = &reg.get_counter("zmqkit_subscriber_missing_total",
+                                "Publications in the missing ranges", labels);
+    duplicates_ = &reg.get_counter("zmqkit_subscriber_duplicates_total",
+                                   "Publications whose sequence number was already seen", labels);
+    late_ = &reg.get_counter("zmqkit_subscriber_late_total",
+                             "Publications that arrived after being reported missing", labels);
+    (void)socket_.attach(options_.endpoints, endpoint_action::connect);
+}
+
+void subscriber::subscribe(std::string_view prefix) {
+    socket_.raw().set(zmq::sockopt::subscribe, prefix);
+}
+
+void subscriber::unsubscribe(std::string_view prefix) {
+    socket_.raw().set(zmq::sockopt::unsubscribe, prefix);
+}
+
+void subscriber::subscribe_with_snapshot(std::string_view prefix) {
+    // First the live subscription, then the request: the forwarder reads both from the same
+    // pipe in this order, so the live stream is on before the snapshot is cut.
+    subscribe(prefix);
+    const auto nonce = message_id::generate();
+    std::string topic(snapshot_topic_prefix);
+    topic.append(reinterpret_cast<const char*>(nonce.data()), message_id::size);
+    topic.append(prefix);
+    subscribe(topic);
+    pending_snapshots_.push_back({std::string(prefix), std::move(topic)});
+}
+
+void subscriber::on(std::string_view prefix, handler h) {
+    subscribe(prefix);
+    handlers_.emplace_back(std::string(prefix), std::move(h));
+}
+
+bool subscriber::held_back(const publication& d) const {
+    for (const auto& p : pending_snapshots_) {
+        if (d.topic.starts_with(p.prefix)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void subscriber::accept_live(publication&& d) {
+    ++stats_.received;
+    const auto& h = d.message.header();
+    const auto* pub = h.find_user_header(publisher_id_header);
+    sequence_event event;
+    const auto missing_before = tracker_.stats().missing;
+    const auto verdict =
+        tracker_.observe(pub != nullptr ? std::string_view(*pub) : std::string_view(), d.topic,
+                         h.sequence, on_sequence_event_ ? &event : nullptr);
+    switch (verdict) {
+    case sequence_verdict::gap:
+        gaps_->add();
+        missing_->add(tracker_.stats().missing - missing_before);
+        break;
+    case sequence_verdict::duplicate:
+        duplicates_->add();
+        break;
+    case sequence_verdict::late:
+        late_->add();
+        break;
+    default:
+        break;
+    }
+    if (on_sequence_event_ &&
+        (verdict == sequence_verdict::gap || verdict == sequence_verdict::duplicate ||
+         verdict == sequence_verdict::late)) {
+        on_sequence_event_(event);
+    }
+    if (verdict != sequence_verdict::duplicate) {
+        ready_.push_back(std::move(d));
+    }
+}
+
+void subscriber::apply_snapshot(std::size_t index, publication& d) {
+    const auto prefix = pending_snapshots_[index].prefix;
+    socket_.raw().set(zmq::sockopt::unsubscribe, pending_snapshots_[index].topic);
+    pending_snapshots_.erase(pending_snapshots_.begin() + static_cast<std::ptrdiff_t>(index));
+    // Body: [ [[publisher, topic, sequence]...], [[topic, header, body]...] ]
+    std::map<std::string, std::uint64_t> covered; // publisher\0topic -> last sequence
+    try {
+        const auto body = d.message.body_view();
+        auto oh = msgpack::unpack(body.data(), body.size());
+        const auto& root = oh.get();
+        if (root.type != msgpack::type::ARRAY || root.via.array.size != 2) {
+            throw body_type_error("snapshot body is not [streams, values]");
+        }
+        using stream_row = std::tuple<std::string, std::string, std::uint64_t>;
+        using value_row = std::tuple<std::string, std::string, std::string>;
+        const auto streams = root.via.array.ptr[0].as<std::vector<stream_row>>();
+        const auto values = root.via.array.ptr[1].as<std::vector<value_row>>();
+        for (const auto& [pub, topic, seq] : streams) {
+            tracker_.seed(pub, topic, seq);
+            covered[pub + '\0' + topic] = seq;
+        }
+        for (const auto& [topic, head, payload] : values) {
+            publication value;
+            value.topic = topic;
+            value.from_snapshot = true;
+            if (!decode_header(head.data(), head.size(), value.message.header()).ok()) {
+                continue;
+            }
+            value.message.set_body(payload);
+            ++stats_.snapshot_values;
+            ready_.push_back(std::move(value));
+        }
+    } catch (const std::exception&) {
+        // A malformed snapshot: the live stream continues unseeded (the tracker treats each
+        // stream's next message as its first).
+    }
+    // Held live messages under this prefix that the snapshot already covers are dropped;
+    // the rest continue in arrival order.
+    std::deque<publication> keep;
+    for (auto& h : held_) {
+        if (h.topic.starts_with(prefix)) {
+            const auto* pub = h.message.header().find_user_header(publisher_id_header);
+            if (pub != nullptr && h.message.header().sequence != 0) {
+                const auto it = covered.find(*pub + '\0' + h.topic);
+                if (it != covered.end() && h.message.header().sequence <= it->second) {
+                    ++stats_.snapshot_overlap;
+                    continue;
+                }
+            }
+        }
+        keep.push_back(std::move(h));
+    }
+    held_ = std::move(keep);
+    release_held();
+}
+
+void subscriber::release_held() {
+    std::deque<publication> still;
+    for (auto& h : held_) {
+        if (held_back(h)) {
+            still.push_back(std::move(h));
+        } else {
+            accept_live(std::move(h));
+        }
+    }
+    held_ = std::move(still);
+}
+
+bool subscriber::receive_one(std::chrono::milliseconds timeout) {
+    publication d;
+    auto m = socket_.recv(timeout, d.topic);
+    if (!m) {
+        return false;
+    }
+    d.message = std::move(*m);
+    if (d.topic.starts_with(snapshot_topic_prefix)) {
+        for (std::size_t i = 0; i < pending_snapshots_.size(); ++i) {
+            if (pending_snapshots_[i].topic == d.topic) {
+                apply_snapshot(i, d);
+                return true;
+            }
+        }
+        return true; // another subscriber's snapshot (we subscribe to a prefix of it)
+    }
+    if (held_back(d)) {
+        held_.push_back(std::move(d));
+        return true;
+    }
+    accept_live(std::move(d));
+    return true;
+}
+
+std::optional<publication> subscriber::recv(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (ready_.empty()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (!receive_one(std::max(left, 0ms)) && left <= 0ms) {
+            return std::nullopt;
+        }
+        if (ready_.empty() && std::chrono::steady_clock::now() >= deadline) {
+            return std::nullopt;
+        }
+    }
+    auto d = std::move(ready_.front());
+    ready_.pop_front();
+    return d;
+}
+
+bool subscriber::dispatch(std::chrono::milliseconds timeout) {
+    auto d = recv(timeout);
+    if (!d) {
+        return false;
+    }
+    const handler* best = nullptr;
+    std::size_t best_length = 0;
+    for (const auto& [prefix, h] : handlers_) {
+        if (d->topic.starts_with(prefix) && (best == nullptr || prefix.size() > best_length)) {
+            best = &h;
+            best_length = prefix.size();
+        }
+    }
+    if (best == nullptr) {
+        ++stats_.unhandled;
+        return true;
+    }
+    (*best)(*d);
+    return true;
+}
+
+subscriber_stats subscriber::stats() const noexcept {
+    auto s = stats_;
+    s.sequences = tracker_.stats();
+    return s;
+}
+
+} // namespace zmqkit::patterns

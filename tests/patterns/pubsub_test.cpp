@@ -1,0 +1,521 @@
+// Publish-subscribe: fan-out by prefix through the forwarder, gap / duplicate / late detection,
+// publisher restart, slow-subscriber policies, late-joiner snapshots, consumer groups.
+#include <zmqkit/patterns/pubsub.hpp>
+
+#include "support/testing.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+using namespace zmqkit;
+using namespace zmqkit::patterns;
+using namespace zmqkit::testing;
+
+namespace {
+
+socket_options with_registry(metrics_registry& registry, int hwm = 1000) {
+    socket_options o;
+    o.registry = &registry;
+    o.send_hwm = hwm;
+    o.recv_hwm = hwm;
+    o.linger = 0ms;
+    return o;
+}
+
+struct forwarder_fixture {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    std::string frontend = "inproc://" + unique_name("fwd-in");
+    std::string backend = "inproc://" + unique_name("fwd-out");
+};
+
+} // namespace
+
+TEST(sequence_tracker, reports_gaps_duplicates_and_late_arrivals_exactly) {
+    sequence_tracker t;
+    sequence_event e;
+    EXPECT_EQ(t.observe("P", "t", 7, &e), sequence_verdict::first); // joining mid-stream
+    EXPECT_EQ(t.observe("P", "t", 8, &e), sequence_verdict::in_order);
+    EXPECT_EQ(t.observe("P", "t", 12, &e), sequence_verdict::gap);
+    EXPECT_EQ(e.missing_first, 9U);
+    EXPECT_EQ(e.missing_last, 11U);
+    EXPECT_EQ(t.observe("P", "t", 10, &e), sequence_verdict::late);
+    EXPECT_EQ(t.observe("P", "t", 10, &e), sequence_verdict::duplicate);
+    EXPECT_EQ(t.observe("P", "t", 12, &e), sequence_verdict::duplicate);
+    EXPECT_EQ(t.observe("P", "t", 9, &e), sequence_verdict::late);
+    EXPECT_EQ(t.observe("P", "u", 1, &e), sequence_verdict::first); // topics are separate
+    EXPECT_EQ(t.observe("Q", "t", 1, &e), sequence_verdict::first); // a new publisher: no gap
+    EXPECT_EQ(t.observe("", "t", 5, &e), sequence_verdict::untracked);
+    EXPECT_EQ(t.observe("P", "t", 0, &e), sequence_verdict::untracked);
+    const auto& s = t.stats();
+    EXPECT_EQ(s.gaps, 1U);
+    EXPECT_EQ(s.missing, 3U);
+    EXPECT_EQ(s.duplicates, 2U);
+    EXPECT_EQ(s.late, 2U);
+    EXPECT_EQ(s.streams, 3U);
+}
+
+TEST(pubsub, fan_out_to_three_prefixes_each_gets_exactly_its_topics_by_id) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+
+    publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+    const std::vector<std::string> prefixes{"orders.", "orders.eu", "audit."};
+    std::vector<std::unique_ptr<subscriber>> subs;
+    for (const auto& prefix : prefixes) {
+        subscriber_options so;
+        so.endpoints = f.backend;
+        so.sockets = with_registry(f.registry);
+        so.registry = &f.registry;
+        subs.push_back(std::make_unique<subscriber>(f.ctx, so));
+        subs.back()->subscribe(prefix);
+    }
+    // Readiness from the XPUB side: the publisher has seen every subscription.
+    for (const auto& prefix : prefixes) {
+        ASSERT_TRUE(eventually([&] { return pub.subscription_count(prefix) >= 1; }, 10s)) << prefix;
+    }
+
+    const std::vector<std::string> topics{"orders.eu.fr", "orders.us", "audit.login", "metrics.cpu",
+                                          "orders.eu"};
+    std::map<std::string, std::set<message_id>> expected; // prefix -> ids
+    constexpr int count = 3000;
+    for (int i = 0; i < count; ++i) {
+        const auto& topic = topics[static_cast<std::size_t>(i) % topics.size()];
+        message m{"body " + std::to_string(i)};
+        ASSERT_TRUE(pub.send(topic, m));
+        for (const auto& prefix : prefixes) {
+            if (topic.starts_with(prefix)) {
+                expected[prefix].insert(m.id());
+            }
+        }
+    }
+    for (std::size_t s = 0; s < subs.size(); ++s) {
+        auto want = expected[prefixes[s]];
+        const auto total = want.size();
+        for (std::size_t n = 0; n < total; ++n) {
+            auto d = subs[s]->recv(10s);
+            ASSERT_TRUE(d.has_value()) << prefixes[s] << " after " << n << " of " << total;
+            ASSERT_TRUE(d->topic.starts_with(prefixes[s])) << d->topic;
+            ASSERT_EQ(want.erase(d->message.id()), 1U) << "unexpected or duplicate id";
+        }
+        EXPECT_TRUE(want.empty());
+        // Everything expected arrived: nothing else may follow.
+        EXPECT_FALSE(subs[s]->recv(100ms).has_value());
+        const auto st = subs[s]->stats();
+        EXPECT_EQ(st.sequences.gaps, 0U);
+        EXPECT_EQ(st.sequences.duplicates, 0U);
+    }
+    const auto stats = fwd.statistics();
+    // Nobody subscribed to metrics.: the publisher filters those out itself.
+    EXPECT_EQ(stats.frontend_messages_in, static_cast<std::uint64_t>(count - count / 5));
+    EXPECT_GE(stats.backend_messages_in, 3U); // subscriptions from the three subscribers
+    EXPECT_GE(stats.frontend_messages_out, 3U);
+    EXPECT_EQ(fwd.subscriptions(), 3);
+}
+
+TEST(pubsub, typed_handlers_dispatch_by_longest_prefix) {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    publisher pub(ctx, {"inproc://" + unique_name("typed"), "pub", with_registry(registry), true});
+    subscriber_options so;
+    so.endpoints = pub.endpoints().front();
+    so.sockets = with_registry(registry);
+    so.registry = &registry;
+    subscriber sub(ctx, so);
+    std::vector<std::string> seen;
+    sub.on_typed<int>("price.", [&](const std::string& topic, int v) {
+        seen.push_back("any " + topic + "=" + std::to_string(v));
+    });
+    sub.on_typed<std::string>("price.eur", [&](const std::string& topic, const std::string& v) {
+        seen.push_back("eur " + topic + "=" + v);
+    });
+    ASSERT_TRUE(eventually([&] { return pub.subscription_count("price.eur") >= 1; }));
+    ASSERT_TRUE(pub.send_packed("price.usd", 42));
+    ASSERT_TRUE(pub.send_packed("price.eur", std::string("7.5")));
+    ASSERT_TRUE(sub.dispatch(5s));
+    ASSERT_TRUE(sub.dispatch(5s));
+    EXPECT_EQ(seen, (std::vector<std::string>{"any price.usd=42", "eur price.eur=7.5"}));
+}
+
+TEST(pubsub, gap_injected_on_the_wire_is_reported_with_its_exact_range) {
+    // A PUB that writes the envelope by hand, skipping sequence numbers 4..6.
+    zmq::context_t ctx;
+    metrics_registry registry;
+    zmqkit::socket raw(ctx, zmq::socket_type::xpub, with_registry(registry));
+    raw.attach("inproc://" + unique_name("gaps"), endpoint_action::bind);
+    subscriber_options so;
+    so.endpoints = raw.endpoints().front();
+    so.sockets = with_registry(registry);
+    so.registry = &registry;
+    subscriber sub(ctx, so);
+    std::vector<sequence_event> events;
+    sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
+    sub.subscribe("t");
+    ASSERT_TRUE(recv_within(raw.raw(), 5s).has_value()); // the subscription
+    for (std::uint64_t seq : {1U, 2U, 3U, 7U, 8U, 5U}) {
+        message m{"x"};
+        m.header().sequence = seq;
+        m.header().set_user_header(publisher_id_header, "publisher-0001..");
+        ASSERT_TRUE(raw.send("t", m));
+    }
+    for (int i = 0; i < 6; ++i) {
+        ASSERT_TRUE(sub.recv(5s).has_value());
+    }
+    ASSERT_EQ(events.size(), 2U);
+    EXPECT_EQ(events[0].verdict, sequence_verdict::gap);
+    EXPECT_EQ(events[0].missing_first, 4U);
+    EXPECT_EQ(events[0].missing_last, 6U);
+    EXPECT_EQ(events[1].verdict, sequence_verdict::late);
+    EXPECT_EQ(events[1].sequence, 5U);
+    EXPECT_EQ(
+        registry.get_counter("zmqkit_subscriber_missing_total", "", {{"component", "subscriber"}})
+            .value(),
+        3U);
+}
+
+TEST(pubsub, stalled_subscriber_drop_policy_reports_exact_loss_and_others_keep_receiving) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    fo.sockets = with_registry(f.registry, 10); // tiny HWM per subscriber
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+
+    auto make_sub = [&](const std::string& name) {
+        subscriber_options so;
+        so.endpoints = f.backend;
+        so.name = name;
+        // The fast subscriber's queue is large enough never to fill in this test.
+        so.sockets = with_registry(f.registry, name == "fast" ? 100000 : 10);
+        so.registry = &f.registry;
+        auto s = std::make_unique<subscriber>(f.ctx, so);
+        s->subscribe("t");
+        return s;
+    };
+    auto stalled = make_sub("stalled");
+    auto fast = make_sub("fast");
+    ASSERT_TRUE(eventually([&] { return pub.subscription_count("t") >= 2; }, 10s));
+
+    constexpr std::uint64_t count = 5000;
+    std::atomic<std::uint64_t> fast_received{0};
+    std::atomic<bool> fast_ok{true};
+    std::thread reader([&] {
+        for (std::uint64_t i = 1; i <= count + 1; ++i) {
+            auto d = fast->recv(20s);
+            if (!d || d->message.header().sequence != i) {
+                fast_ok = false;
+                return;
+            }
+            ++fast_received;
+        }
+    });
+    for (std::uint64_t i = 0; i < count; ++i) {
+        ASSERT_TRUE(pub.send("t", message{"payload"}));
+    }
+    // The fast one got everything so far; now the stalled one reads its (bounded) queue.
+    ASSERT_TRUE(eventually([&] { return fast_received.load() == count || !fast_ok; }, 20s));
+    std::vector<std::uint64_t> received;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> missing;
+    stalled->on_sequence_event([&](const sequence_event& e) {
+        if (e.verdict == sequence_verdict::gap) {
+            missing.emplace_back(e.missing_first, e.missing_last);
+        }
+    });
+    while (auto d = stalled->recv(100ms)) {
+        received.push_back(d->message.header().sequence);
+    }
+    // One more publication after the stall: the loss before it becomes visible.
+    ASSERT_TRUE(pub.send("t", message{"last"}));
+    auto last = stalled->recv(5s);
+    ASSERT_TRUE(last.has_value());
+    received.push_back(last->message.header().sequence);
+    reader.join();
+    EXPECT_TRUE(fast_ok);
+    EXPECT_EQ(fast_received.load(), count + 1);
+
+    // Every number 1..count+1 is either received or inside a reported missing range, once.
+    ASSERT_FALSE(missing.empty());
+    std::vector<int> seen(count + 2, 0);
+    for (auto s : received) {
+        ++seen[s];
+    }
+    for (auto [first, last_missing] : missing) {
+        for (auto s = first; s <= last_missing; ++s) {
+            ++seen[s];
+        }
+    }
+    for (std::uint64_t s = 1; s <= count + 1; ++s) {
+        ASSERT_EQ(seen[s], 1) << "sequence " << s;
+    }
+    EXPECT_LT(received.size(), static_cast<std::size_t>(count)); // it did lose messages
+    EXPECT_GT(fwd.slow_subscriber_drops(), 0U);
+    EXPECT_EQ(stalled->stats().sequences.missing, count + 1 - received.size());
+}
+
+TEST(pubsub, stalled_subscriber_block_policy_holds_back_then_delivers_everything) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    fo.policy = slow_subscriber_policy::block;
+    fo.sockets = with_registry(f.registry, 10);
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    auto pub_sockets = with_registry(f.registry, 10);
+    pub_sockets.send_timeout = 50ms;
+    publisher pub(f.ctx, {">" + f.frontend, "pub", pub_sockets, true});
+    auto make_sub = [&](const std::string& name) {
+        subscriber_options so;
+        so.endpoints = f.backend;
+        so.name = name;
+        so.sockets = with_registry(f.registry, 10);
+        so.registry = &f.registry;
+        auto s = std::make_unique<subscriber>(f.ctx, so);
+        s->subscribe("t");
+        return s;
+    };
+    auto stalled = make_sub("stalled");
+    auto fast = make_sub("fast");
+    ASSERT_TRUE(eventually([&] { return pub.subscription_count("t") >= 2; }, 10s));
+
+    constexpr std::uint64_t count = 2000;
+    std::atomic<bool> done{false};
+    std::thread sender([&] {
+        for (std::uint64_t i = 0; i < count && !done;) {
+            message m{"payload"};
+            if (pub.send("t", m)) {
+                ++i; // a refused send keeps its sequence number: retry it
+            }
+        }
+    });
+    std::atomic<std::uint64_t> fast_received{0};
+    std::thread reader([&] {
+        for (std::uint64_t i = 1; i <= count; ++i) {
+            auto d = fast->recv(30s);
+            if (!d || d->message.header().sequence != i) {
+                return;
+            }
+            ++fast_received;
+        }
+    });
+    // Back-pressure: the forwarder waits for the stalled subscriber, so the fast one is held too.
+    ASSERT_TRUE(eventually(
+        [&] { return fwd.status_json().find("\"blocked\":0,") == std::string::npos; }, 10s));
+    EXPECT_LT(fast_received.load(), count);
+    for (std::uint64_t i = 1; i <= count; ++i) {
+        auto d = stalled->recv(30s);
+        ASSERT_TRUE(d.has_value()) << i;
+        ASSERT_EQ(d->message.header().sequence, i);
+    }
+    done = true;
+    sender.join();
+    reader.join();
+    EXPECT_EQ(fast_received.load(), count);
+    EXPECT_EQ(stalled->stats().sequences.gaps, 0U);
+    EXPECT_EQ(fwd.slow_subscriber_drops(), 0U);
+}
+
+TEST(pubsub, publisher_restart_is_a_new_stream_not_a_gap) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    subscriber_options so;
+    so.endpoints = f.backend;
+    so.sockets = with_registry(f.registry);
+    so.registry = &f.registry;
+    subscriber sub(f.ctx, so);
+    std::vector<sequence_event> events;
+    sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
+    sub.subscribe("t");
+    std::string first_id;
+    for (int generation = 0; generation < 2; ++generation) {
+        publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+        first_id = generation == 0 ? pub.id() : first_id;
+        if (generation == 1) {
+            EXPECT_NE(pub.id(), first_id);
+        }
+        ASSERT_TRUE(pub.wait_for_subscriber("t", 10s));
+        const int n = generation == 0 ? 10 : 5;
+        for (int i = 0; i < n; ++i) {
+            ASSERT_TRUE(pub.send("t", message{"v"}));
+        }
+        for (int i = 1; i <= n; ++i) {
+            auto d = sub.recv(5s);
+            ASSERT_TRUE(d.has_value());
+            EXPECT_EQ(d->message.header().sequence, static_cast<std::uint64_t>(i));
+        }
+    }
+    EXPECT_TRUE(events.empty());
+    EXPECT_EQ(sub.stats().sequences.streams, 2U);
+    EXPECT_EQ(sub.stats().sequences.gaps, 0U);
+}
+
+TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    fo.last_value_cache = true;
+    fo.policy = slow_subscriber_policy::block;
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+    ASSERT_TRUE(pub.wait_for_subscriber("k.0", 10s)); // the cache subscribes to everything
+
+    constexpr int topics = 10;
+    constexpr int rounds = 400;
+    std::atomic<int> published{0};
+    std::thread sender([&] {
+        for (int r = 1; r <= rounds; ++r) {
+            for (int t = 0; t < topics; ++t) {
+                if (!pub.send_packed("k." + std::to_string(t), r)) {
+                    return;
+                }
+                ++published;
+            }
+        }
+    });
+    // Join while the stream is running.
+    ASSERT_TRUE(eventually([&] { return published.load() >= topics * rounds / 4; }, 10s));
+    subscriber_options so;
+    so.endpoints = f.backend;
+    so.sockets = with_registry(f.registry);
+    so.registry = &f.registry;
+    subscriber late(f.ctx, so);
+    late.subscribe_with_snapshot("k.");
+
+    std::map<std::string, int> value;              // topic -> latest value seen
+    std::map<std::string, std::uint64_t> last_seq; // topic -> latest sequence seen
+    std::set<std::string> from_snapshot;
+    int live = 0;
+    while (value.size() < static_cast<std::size_t>(topics) ||
+           std::any_of(value.begin(), value.end(),
+                       [](const auto& kv) { return kv.second < rounds; })) {
+        auto d = late.recv(10s);
+        ASSERT_TRUE(d.has_value()) << "stuck after " << live << " live messages";
+        const auto seq = d->message.header().sequence;
+        const int v = d->message.body_as<int>();
+        EXPECT_EQ(static_cast<std::uint64_t>(v), seq); // one value per round, per topic
+        if (d->from_snapshot) {
+            EXPECT_FALSE(last_seq.contains(d->topic)) << "snapshot after live for " << d->topic;
+            from_snapshot.insert(d->topic);
+        } else {
+            ++live;
+            if (last_seq.contains(d->topic)) {
+                ASSERT_EQ(seq, last_seq[d->topic] + 1) << d->topic; // no gap, no duplicate
+            }
+        }
+        last_seq[d->topic] = seq;
+        value[d->topic] = v;
+    }
+    sender.join();
+    EXPECT_EQ(from_snapshot.size(), static_cast<std::size_t>(topics));
+    EXPECT_GT(live, 0);
+    const auto st = late.stats();
+    EXPECT_EQ(st.sequences.gaps, 0U);
+    EXPECT_EQ(st.sequences.duplicates, 0U);
+    EXPECT_EQ(st.snapshot_values, static_cast<std::uint64_t>(topics));
+    EXPECT_FALSE(late.snapshot_pending());
+    EXPECT_NE(fwd.status_json().find("\"snapshots\":1"), std::string::npos) << fwd.status_json();
+}
+
+TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_members) {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    publisher pub(ctx, {"inproc://" + unique_name("cg-pub"), "pub", with_registry(registry), true});
+    consumer_groups_options co;
+    co.input = pub.endpoints().front();
+    co.groups = {{"billing", "tcp://127.0.0.1:*"}, {"audit", "tcp://127.0.0.1:*"}};
+    co.registry = &registry;
+    co.sockets = with_registry(registry);
+    consumer_groups groups(ctx, co);
+    groups.start();
+    ASSERT_TRUE(pub.wait_for_subscriber("any", 10s));
+
+    constexpr std::size_t members_per_group = 3;
+    constexpr std::size_t count = 30000;
+    struct member {
+        std::unique_ptr<consumer_group_member> socket;
+        std::vector<message_id> ids;
+    };
+    std::vector<std::vector<member>> members(2);
+    for (std::size_t g = 0; g < 2; ++g) {
+        for (std::size_t i = 0; i < members_per_group; ++i) {
+            auto so = with_registry(registry);
+            member mem;
+            mem.socket = std::make_unique<consumer_group_member>(ctx, "", so);
+            handshake_monitor monitor(ctx, mem.socket->raw());
+            mem.socket->attach(groups.group_endpoints()[g].front());
+            // Every member is connected before the first message, so PUSH spreads over all.
+            ASSERT_TRUE(monitor.wait(10s));
+            members[g].push_back(std::move(mem));
+        }
+    }
+    std::atomic<std::size_t> total{0};
+    std::vector<std::thread> readers;
+    for (auto& group : members) {
+        for (auto& mem : group) {
+            readers.emplace_back([&total, &mem] {
+                while (total.load() < 2 * count) {
+                    if (auto m = mem.socket->recv(200ms)) {
+                        mem.ids.push_back(m->message.id());
+                        ++total;
+                    }
+                }
+            });
+        }
+    }
+    std::vector<message_id> sent;
+    sent.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        message m{"order " + std::to_string(i)};
+        ASSERT_TRUE(pub.send("orders", m));
+        sent.push_back(m.id());
+    }
+    const bool all = eventually([&] { return total.load() >= 2 * count; }, 60s);
+    const auto received_before_release = total.load();
+    if (!all) {
+        total = 2 * count; // release the readers
+    }
+    for (auto& r : readers) {
+        r.join();
+    }
+    ASSERT_TRUE(all) << "received " << received_before_release << " of " << 2 * count
+                     << "; group 0 " << groups.delivered(0) << ", group 1 " << groups.delivered(1)
+                     << ", in " << groups.received();
+    for (std::size_t g = 0; g < 2; ++g) {
+        std::unordered_set<message_id, message_id_hash> got;
+        for (const auto& mem : members[g]) {
+            EXPECT_GT(mem.ids.size(), count / 10) << "group " << g << ": load not spread";
+            for (const auto& id : mem.ids) {
+                EXPECT_TRUE(got.insert(id).second) << "duplicate in group " << g;
+            }
+        }
+        EXPECT_EQ(got.size(), count);
+        for (const auto& id : sent) {
+            ASSERT_TRUE(got.contains(id));
+        }
+        EXPECT_EQ(groups.delivered(g), count);
+    }
+}
