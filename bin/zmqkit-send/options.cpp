@@ -139,7 +139,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("interval", po::value(&interval), "wait DUR between messages (the same as --rate 1/DUR)")
         ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
         ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
-        ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: handshakes only, not subscriptions)")
+        ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: until N subscriptions arrived, so the first messages are not lost to slow joiners)")
         ("linger", po::value(&linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
         ("wait-confirm", "send to a durable proxy (zmqkit-proxy --mode durable) over DEALER; keep and resend each message until the proxy confirms it is on disk; exit 76 if any is left unconfirmed")
         ("confirm-timeout", po::value(&confirm_timeout)->default_value("30s"), "--wait-confirm: at the end, how long to wait for the last confirms")

@@ -435,7 +435,14 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                       " was rejected by the proxy: " + std::string(reason));
         });
     } else {
-        zmqkit::socket& created = sock_holder.emplace(context, cfg.kind.type, so);
+        // --pub is an XPUB: it publishes like a PUB and also sees the subscriptions arrive,
+        // so --wait-peers can wait for subscribers, not just connections.
+        const bool pub = cfg.kind.type == zmq::socket_type::pub;
+        zmqkit::socket& created =
+            sock_holder.emplace(context, pub ? zmq::socket_type::xpub : cfg.kind.type, so);
+        if (pub) {
+            created.raw().set(zmq::sockopt::xpub_verbose, 1); // every subscriber's subscription
+        }
         if (cfg.verbosity >= 1) {
             created.on_decode_error([&](const decode_status& s) {
                 log.warn("discarded a malformed reply: " + s.message());
@@ -449,7 +456,34 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     }
     zmq::socket_t& raw_socket = reliable ? reliable->raw() : sock_holder->raw();
 
-    if (cfg.wait_peers > 0) {
+    if (cfg.wait_peers > 0 && cfg.kind.type == zmq::socket_type::pub) {
+        // Subscriptions, not handshakes: a publication made before a subscription arrived
+        // would be dropped for that subscriber.
+        const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
+        const auto until = clock::now() + limit;
+        std::size_t seen = 0;
+        zmq::message_t event;
+        while (seen < cfg.wait_peers && clock::now() < until && !check_signal()) {
+            zmq::pollitem_t item{raw_socket.handle(), 0, ZMQ_POLLIN, 0};
+            (void)zmq::poll(&item, 1, std::chrono::milliseconds(50));
+            while (seen < cfg.wait_peers && raw_socket.recv(event, zmq::recv_flags::dontwait)) {
+                if (event.size() > 0 && static_cast<const std::uint8_t*>(event.data())[0] == 1) {
+                    ++seen;
+                    log.debug(
+                        "subscription '" +
+                        std::string(static_cast<const char*>(event.data()) + 1, event.size() - 1) +
+                        "' arrived");
+                }
+            }
+        }
+        if (seen < cfg.wait_peers && !stop_requested) {
+            log.error("timed out after " + std::to_string(limit.count()) + " ms waiting for " +
+                      std::to_string(cfg.wait_peers) + " subscription(s) (" + std::to_string(seen) +
+                      " arrived)");
+            raw_socket.set(zmq::sockopt::linger, 0);
+            return exit_timeout;
+        }
+    } else if (cfg.wait_peers > 0) {
         const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
         const auto seen = monitor ? monitor->wait(cfg.wait_peers, limit, check_signal) : 0;
         if (seen < cfg.wait_peers && !stop_requested) {

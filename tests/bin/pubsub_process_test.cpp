@@ -186,3 +186,42 @@ TEST(forwarder_process, stalled_subscriber_drop_policy_memory_bounded_others_rec
 TEST(forwarder_process, stalled_subscriber_block_policy_memory_bounded_then_flows) {
     stalled_subscriber_case("block");
 }
+
+TEST(forwarder_process, zmqkit_send_pub_and_zmqkit_recv_sub_through_it_lose_nothing) {
+    running_forwarder fwd;
+    ASSERT_FALSE(fwd.frontend.empty());
+    // Two subscribers with different prefixes; the publisher waits until both subscriptions
+    // reached it through the forwarder (XPUB readiness), so not even the first line is lost.
+    child_process orders({bin_path("zmqkit-recv"), "--sub", "--topic", "orders.", "-f", "%t %s\\n",
+                          "-c", "500", "--timeout", "30s", ">" + fwd.backend});
+    child_process payments({bin_path("zmqkit-recv"), "--sub", "--topic", "payments.", "-f",
+                            "%t %s\\n", "-c", "500", "--timeout", "30s", ">" + fwd.backend});
+    std::string input;
+    std::string want_orders, want_payments;
+    for (int i = 0; i < 500; ++i) {
+        input += "orders.created o" + std::to_string(i) + "\n";
+        input += "payments.done p" + std::to_string(i) + "\n";
+        want_orders += "orders.created o" + std::to_string(i) + "\n";
+        want_payments += "payments.done p" + std::to_string(i) + "\n";
+    }
+    child_process sender({bin_path("zmqkit-send"), "--pub", "-K", " ", "--wait-peers", "2",
+                          "--timeout", "30s", ">" + fwd.frontend},
+                         true);
+    sender.write_stdin(input);
+    sender.close_stdin();
+    const auto src = sender.wait(40s);
+    ASSERT_TRUE(src.has_value());
+    EXPECT_EQ(*src, 0) << ::testing::PrintToString(sender.stderr_lines());
+    for (auto* p : {&orders, &payments}) {
+        std::optional<int> rc;
+        const auto deadline = std::chrono::steady_clock::now() + 40s;
+        while (!rc && std::chrono::steady_clock::now() < deadline) {
+            (void)p->read_stdout(50ms);
+            rc = p->wait(0ms);
+        }
+        ASSERT_TRUE(rc.has_value());
+        EXPECT_EQ(*rc, 0) << ::testing::PrintToString(p->stderr_lines());
+    }
+    EXPECT_EQ(orders.read_stdout(100ms), want_orders);
+    EXPECT_EQ(payments.read_stdout(100ms), want_payments);
+}
