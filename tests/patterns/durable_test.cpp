@@ -615,3 +615,25 @@ TEST_F(durable_fixture, a_full_disk_holds_confirms_back_and_resumes_when_consume
     EXPECT_EQ(got, ids); // nothing lost, nothing twice, in order
     proxy.stop();
 }
+
+TEST_F(durable_fixture, the_reject_policy_answers_each_message_over_the_limit_with_a_reason) {
+    auto o = options();
+    o.spool.max_messages = 3;
+    o.spool.when_full = full_policy::reject;
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    reliable_sender sender(ctx, sender_options(proxy));
+    std::vector<std::pair<message_id, std::string>> rejected;
+    sender.on_reject([&](const message_id& id, std::string_view why) {
+        rejected.emplace_back(id, std::string(why));
+    });
+    const auto ids = send_all(sender, 5, "r-");
+    ASSERT_TRUE(sender.flush(10s)) << sender.unconfirmed() << " neither confirmed nor rejected";
+    EXPECT_EQ(sender.confirmed(), 3u);
+    ASSERT_EQ(rejected.size(), 2u);
+    EXPECT_EQ(rejected[0].first, ids[3]);
+    EXPECT_EQ(rejected[1].first, ids[4]);
+    EXPECT_THAT(rejected[0].second, ::testing::HasSubstr("spool full"));
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(receiver, 3), std::vector<message_id>(ids.begin(), ids.begin() + 3));
+}

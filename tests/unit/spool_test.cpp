@@ -164,6 +164,118 @@ TEST(Spool, MaxAttemptsMovesToDeadLetterSpoolWithReason) {
     EXPECT_TRUE(found);
 }
 
+TEST(Spool, FullPolicyBlockHoldsRejectRefusesAndDropOldestDropsTheOldestWaiting) {
+    metrics_registry registry;
+    for (const auto policy : {full_policy::block, full_policy::reject, full_policy::drop_oldest}) {
+        temp_directory dir("spool-full");
+        auto o = options_for(dir.path(), registry);
+        o.max_messages = 5;
+        o.when_full = policy;
+        o.name = std::string(to_string(policy));
+        std::vector<encoded> e;
+        {
+            spool s(o);
+            for (int i = 0; i < 5; ++i) {
+                e.push_back(envelope(static_cast<std::uint64_t>(i)));
+                ASSERT_EQ(s.append(e.back().header, "b" + std::to_string(i)).outcome,
+                          append_result::status::appended);
+            }
+            ASSERT_TRUE(s.commit());
+            // One in flight: drop_oldest never drops a delivered, unacked message.
+            auto first = s.deliver();
+            ASSERT_TRUE(first);
+            ASSERT_TRUE(s.commit());
+            e.push_back(envelope(5));
+            const auto r = s.append(e.back().header, "b5");
+            switch (policy) {
+            case full_policy::block:
+                EXPECT_EQ(r.outcome, append_result::status::full);
+                EXPECT_NE(r.reason.find("max_messages 5"), std::string::npos) << r.reason;
+                break;
+            case full_policy::reject:
+                EXPECT_EQ(r.outcome, append_result::status::rejected);
+                EXPECT_EQ(s.stats().rejected_full, 1u);
+                break;
+            case full_policy::drop_oldest:
+                EXPECT_EQ(r.outcome, append_result::status::appended);
+                EXPECT_EQ(s.stats().dropped_full, 1u);
+                break;
+            }
+            (void)s.commit(); // block, reject: nothing to write (commit() says false)
+            // An ack makes room under every policy.
+            ASSERT_TRUE(s.ack(first->sequence));
+            ASSERT_TRUE(s.commit());
+            if (policy != full_policy::drop_oldest) {
+                EXPECT_EQ(s.append(e.back().header, "b5").outcome, append_result::status::appended);
+                ASSERT_TRUE(s.commit());
+            }
+        }
+        // After a restart: what is left to deliver, in order.
+        spool s(o);
+        std::vector<std::string> bodies;
+        while (auto d = s.deliver()) {
+            bodies.emplace_back(d->body);
+        }
+        if (policy == full_policy::drop_oldest) {
+            // b0 was in flight (then acked); b1, the oldest waiting, was dropped for b5.
+            EXPECT_EQ(bodies, (std::vector<std::string>{"b2", "b3", "b4", "b5"}));
+        } else {
+            EXPECT_EQ(bodies, (std::vector<std::string>{"b1", "b2", "b3", "b4", "b5"}));
+        }
+    }
+}
+
+TEST(Spool, MaxBytesLimitsPayloadBytes) {
+    temp_directory dir("spool-bytes");
+    metrics_registry registry;
+    auto o = options_for(dir.path(), registry);
+    o.max_bytes = 4096;
+    spool s(o);
+    const std::string body(1000, 'x');
+    int appended = 0;
+    for (int i = 0; i < 10; ++i) {
+        if (s.append(envelope(static_cast<std::uint64_t>(i)).header, body).outcome ==
+            append_result::status::appended) {
+            ++appended;
+        }
+    }
+    EXPECT_GE(appended, 3);
+    EXPECT_LE(appended, 4);
+    EXPECT_LE(s.stats().message_bytes, 4096u);
+}
+
+TEST(Spool, SegmentsAreDeletedOnceEverythingInThemIsSettled) {
+    temp_directory dir("spool-reclaim");
+    metrics_registry registry;
+    spool s(options_for(dir.path(), registry)); // 64 KiB segments
+    const std::string body(1000, 'r');
+    for (int i = 0; i < 300; ++i) {
+        ASSERT_EQ(s.append(envelope(static_cast<std::uint64_t>(i)).header, body).outcome,
+                  append_result::status::appended);
+    }
+    ASSERT_TRUE(s.commit());
+    const auto before = s.stats();
+    ASSERT_GE(before.segments, 4u);
+    auto files = [&] {
+        std::size_t n = 0;
+        for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+            n += f.path().extension() == ".seg" ? 1U : 0U;
+        }
+        return n;
+    };
+    EXPECT_EQ(files(), before.segments);
+    while (auto d = s.deliver()) {
+        ASSERT_TRUE(s.ack(d->sequence));
+    }
+    ASSERT_TRUE(s.commit());
+    (void)s.commit(); // the log-start record, then the deletion
+    const auto after = s.stats();
+    EXPECT_EQ(after.messages, 0u);
+    EXPECT_LE(after.segments, 2u);
+    EXPECT_EQ(files(), after.segments);
+    EXPECT_LT(after.disk_bytes, before.disk_bytes);
+}
+
 TEST(Spool, TornTailIsTruncatedAndEverythingCommittedSurvives) {
     temp_directory dir("spool");
     metrics_registry registry;
