@@ -43,4 +43,43 @@ std::string proxy_statistics::to_json() const {
            "}";
 }
 
+device_counters device_counters::register_in(metrics_registry& reg, const std::string& component,
+                                             std::string_view frontend_out,
+                                             std::string_view backend_in) {
+    const metric_labels l{{"component", component}};
+    device_counters c;
+    c.frontend_in =
+        &reg.get_counter("zmqkit_device_messages_in_total", "Messages received on the frontend", l);
+    c.frontend_bytes_in =
+        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", l);
+    c.frontend_out =
+        &reg.get_counter("zmqkit_device_frontend_messages_out_total",
+                         "Messages sent on the frontend (" + std::string(frontend_out) + ")", l);
+    c.frontend_bytes_out =
+        &reg.get_counter("zmqkit_device_frontend_bytes_out_total", "Bytes sent on the frontend", l);
+    c.backend_in =
+        &reg.get_counter("zmqkit_device_backend_messages_in_total",
+                         "Messages received on the backend (" + std::string(backend_in) + ")", l);
+    c.backend_bytes_in = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
+                                          "Bytes received on the backend", l);
+    c.backend_out =
+        &reg.get_counter("zmqkit_device_messages_out_total", "Messages sent on the backend", l);
+    c.backend_bytes_out =
+        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", l);
+    return c;
+}
+
+proxy_statistics device_counters::snapshot() const noexcept {
+    proxy_statistics s;
+    s.frontend_messages_in = frontend_in->value();
+    s.frontend_bytes_in = frontend_bytes_in->value();
+    s.frontend_messages_out = frontend_out->value();
+    s.frontend_bytes_out = frontend_bytes_out->value();
+    s.backend_messages_in = backend_in->value();
+    s.backend_bytes_in = backend_bytes_in->value();
+    s.backend_messages_out = backend_out->value();
+    s.backend_bytes_out = backend_bytes_out->value();
+    return s;
+}
+
 } // namespace zmqkit

@@ -2,11 +2,14 @@
 // STATISTICS reply, and the control-socket commands every zmqkit device answers.
 #pragma once
 
+#include <zmqkit/metrics.hpp>
+
 #include <zmq.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace zmqkit {
@@ -32,6 +35,28 @@ struct proxy_statistics {
     [[nodiscard]] std::string to_json() const;
 
     friend bool operator==(const proxy_statistics&, const proxy_statistics&) = default;
+};
+
+// The eight counters behind proxy_statistics, registered as zmqkit_device_*{component=<name>}
+// (names shared by every device kind, so one dashboard reads them all). Lock-free to update
+// from the device's thread and to read from any other.
+struct device_counters {
+    counter* frontend_in = nullptr;
+    counter* frontend_bytes_in = nullptr;
+    counter* frontend_out = nullptr;
+    counter* frontend_bytes_out = nullptr;
+    counter* backend_in = nullptr;
+    counter* backend_bytes_in = nullptr;
+    counter* backend_out = nullptr;
+    counter* backend_bytes_out = nullptr;
+
+    // Registers (or finds) them. frontend_out / backend_in say in the help text what those
+    // messages are for this device (e.g. "confirms, rejects"; "credit, acks").
+    [[nodiscard]] static device_counters register_in(metrics_registry& registry,
+                                                     const std::string& component,
+                                                     std::string_view frontend_out,
+                                                     std::string_view backend_in);
+    [[nodiscard]] proxy_statistics snapshot() const noexcept;
 };
 
 // Control commands (one frame each, upper case), as accepted on a device's control socket:

@@ -368,7 +368,7 @@ struct durable_proxy::impl {
             (void)frontend->send(zmq::buffer(id.data(), message_id::size),
                                  zmq::send_flags::sndmore);
             (void)frontend->send(zmq::buffer(reason), zmq::send_flags::dontwait);
-            self.frontend_out_->add();
+            self.counters_.frontend_out->add();
         } catch (const zmq::error_t&) {
             undeliverable->add(); // producer gone
         }
@@ -389,8 +389,8 @@ struct durable_proxy::impl {
             for (std::size_t i = 0; i < n; ++i) {
                 bytes += frames[i].size();
             }
-            self.frontend_in_->add();
-            self.frontend_bytes_in_->add(bytes);
+            self.counters_.frontend_in->add();
+            self.counters_.frontend_bytes_in->add(bytes);
             const std::string_view rid = view(frames[0]);
             const bool delimiter = n > 1 && frames[1].size() == 0;
             const std::size_t first = delimiter ? 2 : 1;
@@ -426,8 +426,8 @@ struct durable_proxy::impl {
             for (std::size_t i = 0; i < n; ++i) {
                 bytes += frames[i].size();
             }
-            self.frontend_in_->add();
-            self.frontend_bytes_in_->add(bytes);
+            self.counters_.frontend_in->add();
+            self.counters_.frontend_bytes_in->add(bytes);
             std::string_view header_bytes, body;
             std::string why;
             if (!split_message(0, n, header_bytes, body, why)) {
@@ -536,8 +536,8 @@ struct durable_proxy::impl {
             for (std::size_t i = 0; i < n; ++i) {
                 bytes += frames[i].size();
             }
-            self.backend_in_->add();
-            self.backend_bytes_in_->add(bytes);
+            self.counters_.backend_in->add();
+            self.counters_.backend_bytes_in->add(bytes);
             const std::string rid(view(frames[0]));
             views.clear();
             for (std::size_t i = 1; i < n; ++i) {
@@ -692,8 +692,8 @@ struct durable_proxy::impl {
             }
             if (sent) {
                 deliveries->add();
-                self.backend_out_->add();
-                self.backend_bytes_out_->add(bytes);
+                self.counters_.backend_out->add();
+                self.counters_.backend_bytes_out->add(bytes);
             } else {
                 undeliverable->add();
                 requeue(o.tag, std::chrono::milliseconds(0));
@@ -722,8 +722,8 @@ struct durable_proxy::impl {
             // Best effort: handed to libzmq counts as delivered.
             (void)sp->ack(o.tag);
             deliveries->add();
-            self.backend_out_->add();
-            self.backend_bytes_out_->add(bytes);
+            self.counters_.backend_out->add();
+            self.counters_.backend_bytes_out->add(bytes);
         } else {
             push_blocked = true;
             (void)sp->requeue(o.tag, std::chrono::milliseconds(0));
@@ -810,8 +810,8 @@ struct durable_proxy::impl {
             }
             if (sent) {
                 confirms_sent->add(b.count);
-                self.frontend_out_->add();
-                self.frontend_bytes_out_->add(b.ids.size() + proto::confirm.size());
+                self.counters_.frontend_out->add();
+                self.counters_.frontend_bytes_out->add(b.ids.size() + proto::confirm.size());
             } else {
                 undeliverable->add(b.count); // the producer resends and is confirmed then
             }
@@ -1067,23 +1067,8 @@ durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options opti
         std::max(options_.redelivery_backoff_max, options_.redelivery_backoff);
     impl_ = std::make_unique<impl>(*this, options_);
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    const metric_labels labels{{"component", options_.name}};
-    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
-                                    "Messages received on the frontend", labels);
-    frontend_bytes_in_ =
-        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
-    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
-                                     "Messages sent on the frontend (confirms, rejects)", labels);
-    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
-                                           "Bytes sent on the frontend", labels);
-    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
-                                   "Messages received on the backend (credit, acks)", labels);
-    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
-                                         "Bytes received on the backend", labels);
-    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
-                                    "Messages sent on the backend", labels);
-    backend_bytes_out_ =
-        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+    counters_ =
+        device_counters::register_in(reg, options_.name, "confirms, rejects", "credit, acks");
 }
 
 durable_proxy::~durable_proxy() {
@@ -1137,16 +1122,7 @@ std::string durable_proxy::status_json() {
 }
 
 proxy_statistics durable_proxy::statistics() const noexcept {
-    proxy_statistics s;
-    s.frontend_messages_in = frontend_in_->value();
-    s.frontend_bytes_in = frontend_bytes_in_->value();
-    s.frontend_messages_out = frontend_out_->value();
-    s.frontend_bytes_out = frontend_bytes_out_->value();
-    s.backend_messages_in = backend_in_->value();
-    s.backend_bytes_in = backend_bytes_in_->value();
-    s.backend_messages_out = backend_out_->value();
-    s.backend_bytes_out = backend_bytes_out_->value();
-    return s;
+    return counters_.snapshot();
 }
 
 recovery_report durable_proxy::recovery() const {

@@ -105,7 +105,7 @@ void lb_client::complete(std::unordered_map<message_id, entry, message_id_hash>:
     }
 }
 
-void lb_client::handle_reply() {
+bool lb_client::handle_reply() {
     std::size_t n = 0;
     bool more = true;
     while (more) {
@@ -124,11 +124,11 @@ void lb_client::handle_reply() {
                 more = rest.more();
             }
             ++malformed_;
-            return;
+            return true;
         }
     }
     if (n == 0) {
-        return;
+        return false;
     }
     // ["" delimiter][header+body] or ["" delimiter][header][body]
     message reply;
@@ -146,12 +146,12 @@ void lb_client::handle_reply() {
     }
     if (!ok) {
         ++malformed_;
-        return;
+        return true;
     }
     const auto it = pending_.find(reply.causation_id());
     if (it == pending_.end()) {
         ++late_replies_; // late (answered already, or after a retry) or a duplicate
-        return;
+        return true;
     }
     lb_result result;
     if (reply.header().type == lb_error::type) {
@@ -164,6 +164,7 @@ void lb_client::handle_reply() {
     }
     result.reply = std::move(reply);
     complete(it, std::move(result));
+    return true;
 }
 
 void lb_client::check_overdue() {
@@ -225,10 +226,9 @@ std::size_t lb_client::poll(std::chrono::milliseconds timeout) {
         check_overdue();
         auto now = clock::now();
         if (completed_ > 0 || pending_.empty() || now >= deadline) {
-            // Take replies that are already there before returning.
-            zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
-            while (zmq::poll(&item, 1, std::chrono::milliseconds(0)) > 0) {
-                handle_reply();
+            // Take replies that are already there before returning (a non-blocking receive
+            // says when none is left: no zmq_poll system call per reply).
+            while (handle_reply()) {
             }
             return completed_;
         }
@@ -241,9 +241,7 @@ std::size_t lb_client::poll(std::chrono::milliseconds timeout) {
                      std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()));
         zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
         if (zmq::poll(&item, 1, wait) > 0) {
-            for (int i = 0; i < 1024 && zmq::poll(&item, 1, std::chrono::milliseconds(0)) > 0;
-                 ++i) {
-                handle_reply();
+            for (int i = 0; i < 1024 && handle_reply(); ++i) {
             }
         }
     }

@@ -193,8 +193,8 @@ struct load_balancer::impl {
             for (std::size_t i = 0; i < n; ++i) {
                 bytes += frames[i].size();
             }
-            self.frontend_in_->add();
-            self.frontend_bytes_in_->add(bytes);
+            self.counters_.frontend_in->add();
+            self.counters_.frontend_bytes_in->add(bytes);
             if (n > 65) {
                 report_malformed("frontend", "more than 64 frames");
                 continue;
@@ -290,8 +290,8 @@ struct load_balancer::impl {
             out.emplace_back("ERROR " + std::string(code) + ": " + reason);
         }
         c_errors->add();
-        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
-            send_result::sent) {
+        if (send_all(*frontend, out, self.counters_.frontend_out,
+                     self.counters_.frontend_bytes_out) != send_result::sent) {
             c_undeliverable->add();
         }
     }
@@ -366,7 +366,8 @@ struct load_balancer::impl {
             for (const auto& f : r.content) {
                 out.push_back(copy_of(f));
             }
-            const auto sent = send_all(*backend, out, self.backend_out_, self.backend_bytes_out_);
+            const auto sent = send_all(*backend, out, self.counters_.backend_out,
+                                       self.counters_.backend_bytes_out);
             if (sent != send_result::sent) {
                 // Gone (or hopelessly full): this worker is lost; the request waits again.
                 if (r.dispatches > 0 && r.envelope) {
@@ -454,8 +455,8 @@ struct load_balancer::impl {
             for (std::size_t i = 0; i < n; ++i) {
                 bytes += frames[i].size();
             }
-            self.backend_in_->add();
-            self.backend_bytes_in_->add(bytes);
+            self.counters_.backend_in->add();
+            self.counters_.backend_bytes_in->add(bytes);
             if (n > 65) {
                 report_malformed("backend", "more than 64 frames");
                 continue;
@@ -524,8 +525,8 @@ struct load_balancer::impl {
             out.push_back(std::move(frames[i]));
         }
         c_replies->add();
-        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
-            send_result::sent) {
+        if (send_all(*frontend, out, self.counters_.frontend_out,
+                     self.counters_.frontend_bytes_out) != send_result::sent) {
             c_undeliverable->add();
         }
         forget(*tag);
@@ -542,8 +543,8 @@ struct load_balancer::impl {
                 std::vector<zmq::message_t> out;
                 out.emplace_back(rid.data(), rid.size());
                 out.emplace_back(ppp::heartbeat_byte.data(), ppp::heartbeat_byte.size());
-                if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) ==
-                    send_result::unreachable) {
+                if (send_all(*backend, out, self.counters_.backend_out,
+                             self.counters_.backend_bytes_out) == send_result::unreachable) {
                     gone.push_back(rid);
                 }
             }
@@ -750,23 +751,8 @@ load_balancer::load_balancer(zmq::context_t& context, load_balancer_options opti
     options_.batch = std::max<std::size_t>(1, options_.batch);
     impl_ = std::make_unique<impl>(*this, options_);
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    const metric_labels labels{{"component", options_.name}};
-    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
-                                    "Messages received on the frontend", labels);
-    frontend_bytes_in_ =
-        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
-    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
-                                     "Messages sent on the frontend (replies)", labels);
-    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
-                                           "Bytes sent on the frontend", labels);
-    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
-                                   "Messages received on the backend", labels);
-    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
-                                         "Bytes received on the backend", labels);
-    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
-                                    "Messages sent on the backend", labels);
-    backend_bytes_out_ =
-        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+    counters_ =
+        device_counters::register_in(reg, options_.name, "replies", "worker replies, heartbeats");
 }
 
 load_balancer::~load_balancer() {
@@ -832,16 +818,7 @@ std::string load_balancer::status_json() {
 }
 
 proxy_statistics load_balancer::statistics() const noexcept {
-    proxy_statistics s;
-    s.frontend_messages_in = frontend_in_->value();
-    s.frontend_bytes_in = frontend_bytes_in_->value();
-    s.frontend_messages_out = frontend_out_->value();
-    s.frontend_bytes_out = frontend_bytes_out_->value();
-    s.backend_messages_in = backend_in_->value();
-    s.backend_bytes_in = backend_bytes_in_->value();
-    s.backend_messages_out = backend_out_->value();
-    s.backend_bytes_out = backend_bytes_out_->value();
-    return s;
+    return counters_.snapshot();
 }
 
 std::vector<std::string> load_balancer::frontend_endpoints() const {

@@ -206,7 +206,8 @@ struct mdp_broker::impl {
 
     void read_frontend() {
         for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
-            const std::size_t n = receive(*frontend, self.frontend_in_, self.frontend_bytes_in_);
+            const std::size_t n =
+                receive(*frontend, self.counters_.frontend_in, self.counters_.frontend_bytes_in);
             if (n == 0) {
                 break;
             }
@@ -241,8 +242,8 @@ struct mdp_broker::impl {
         for (auto& f : body) {
             out.push_back(std::move(f));
         }
-        if (send_all(*frontend, out, self.frontend_out_, self.frontend_bytes_out_) !=
-            send_result::sent) {
+        if (send_all(*frontend, out, self.counters_.frontend_out,
+                     self.counters_.frontend_bytes_out) != send_result::sent) {
             c_undeliverable->add();
         }
     }
@@ -315,8 +316,8 @@ struct mdp_broker::impl {
             for (const auto& f : r.body) {
                 out.push_back(copy_of(f));
             }
-            if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) !=
-                send_result::sent) {
+            if (send_all(*backend, out, self.counters_.backend_out,
+                         self.counters_.backend_bytes_out) != send_result::sent) {
                 // Gone (or hopelessly full): the worker is lost; the request waits again.
                 s.queue.push_front(tag);
                 ++s.queued;
@@ -402,7 +403,7 @@ struct mdp_broker::impl {
         out.emplace_back();
         out.push_back(frame_of(mdp::worker_protocol));
         out.push_back(frame_of(command));
-        (void)send_all(*backend, out, self.backend_out_, self.backend_bytes_out_);
+        (void)send_all(*backend, out, self.counters_.backend_out, self.counters_.backend_bytes_out);
     }
 
     // 7/MDP: "The broker MUST respond to any valid but unexpected command by sending
@@ -418,7 +419,8 @@ struct mdp_broker::impl {
 
     void read_backend() {
         for (std::size_t round = 0; round < opt.batch; ++round) {
-            const std::size_t n = receive(*backend, self.backend_in_, self.backend_bytes_in_);
+            const std::size_t n =
+                receive(*backend, self.counters_.backend_in, self.counters_.backend_bytes_in);
             if (n == 0) {
                 break;
             }
@@ -529,8 +531,8 @@ struct mdp_broker::impl {
                 out.emplace_back();
                 out.push_back(frame_of(mdp::worker_protocol));
                 out.push_back(frame_of(mdp::heartbeat_command));
-                if (send_all(*backend, out, self.backend_out_, self.backend_bytes_out_) ==
-                    send_result::unreachable) {
+                if (send_all(*backend, out, self.counters_.backend_out,
+                             self.counters_.backend_bytes_out) == send_result::unreachable) {
                     gone.push_back(wid);
                 }
             }
@@ -795,23 +797,8 @@ mdp_broker::mdp_broker(zmq::context_t& context, mdp_broker_options options)
     options_.batch = std::max<std::size_t>(1, options_.batch);
     impl_ = std::make_unique<impl>(*this, options_);
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    const metric_labels labels{{"component", options_.name}};
-    frontend_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
-                                    "Messages received on the frontend", labels);
-    frontend_bytes_in_ =
-        &reg.get_counter("zmqkit_device_bytes_in_total", "Bytes received on the frontend", labels);
-    frontend_out_ = &reg.get_counter("zmqkit_device_frontend_messages_out_total",
-                                     "Messages sent on the frontend (replies)", labels);
-    frontend_bytes_out_ = &reg.get_counter("zmqkit_device_frontend_bytes_out_total",
-                                           "Bytes sent on the frontend", labels);
-    backend_in_ = &reg.get_counter("zmqkit_device_backend_messages_in_total",
-                                   "Messages received on the backend", labels);
-    backend_bytes_in_ = &reg.get_counter("zmqkit_device_backend_bytes_in_total",
-                                         "Bytes received on the backend", labels);
-    backend_out_ = &reg.get_counter("zmqkit_device_messages_out_total",
-                                    "Messages sent on the backend", labels);
-    backend_bytes_out_ =
-        &reg.get_counter("zmqkit_device_bytes_out_total", "Bytes sent on the backend", labels);
+    counters_ =
+        device_counters::register_in(reg, options_.name, "replies", "worker replies, heartbeats");
 }
 
 mdp_broker::~mdp_broker() {
@@ -877,16 +864,7 @@ std::string mdp_broker::status_json() {
 }
 
 proxy_statistics mdp_broker::statistics() const noexcept {
-    proxy_statistics s;
-    s.frontend_messages_in = frontend_in_->value();
-    s.frontend_bytes_in = frontend_bytes_in_->value();
-    s.frontend_messages_out = frontend_out_->value();
-    s.frontend_bytes_out = frontend_bytes_out_->value();
-    s.backend_messages_in = backend_in_->value();
-    s.backend_bytes_in = backend_bytes_in_->value();
-    s.backend_messages_out = backend_out_->value();
-    s.backend_bytes_out = backend_bytes_out_->value();
-    return s;
+    return counters_.snapshot();
 }
 
 std::vector<std::string> mdp_broker::frontend_endpoints() const {

@@ -153,15 +153,7 @@ private:
         backend_push_endpoints_, control_endpoints_;
     mutable std::mutex recovery_mutex_;
     recovery_report recovery_;
-    // counters (lock-free, read by statistics())
-    counter* frontend_in_ = nullptr;
-    counter* frontend_bytes_in_ = nullptr;
-    counter* frontend_out_ = nullptr;
-    counter* frontend_bytes_out_ = nullptr;
-    counter* backend_in_ = nullptr;
-    counter* backend_bytes_in_ = nullptr;
-    counter* backend_out_ = nullptr;
-    counter* backend_bytes_out_ = nullptr;
+    device_counters counters_; // zmqkit_device_*: what statistics() returns
 };
 
 // ---- reliable sender --------------------------------------------------------------------------

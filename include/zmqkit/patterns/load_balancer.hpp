@@ -195,14 +195,7 @@ private:
     std::atomic<bool> terminated_{false};
     mutable std::mutex endpoints_mutex_;
     std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
-    counter* frontend_in_ = nullptr;
-    counter* frontend_bytes_in_ = nullptr;
-    counter* frontend_out_ = nullptr;
-    counter* frontend_bytes_out_ = nullptr;
-    counter* backend_in_ = nullptr;
-    counter* backend_bytes_in_ = nullptr;
-    counter* backend_out_ = nullptr;
-    counter* backend_bytes_out_ = nullptr;
+    device_counters counters_; // zmqkit_device_*: what statistics() returns
 };
 
 // ---- the worker -------------------------------------------------------------------------------
@@ -361,7 +354,7 @@ private:
     };
     void open_socket();
     void transmit(entry& e);
-    void handle_reply();
+    bool handle_reply(); // receives one reply if one is waiting; false if none was
     void check_overdue();
     void complete(std::unordered_map<message_id, entry, message_id_hash>::iterator it,
                   lb_result result);
