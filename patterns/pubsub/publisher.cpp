@@ -34,7 +34,7 @@ bool publisher::send(std::string_view topic, message& m) {
     if (++sends_since_read_ >= 1024) {
         read_subscriptions();
     }
-    auto it = sequences_.find(std::string(topic));
+    auto it = sequences_.find(topic);
     if (it == sequences_.end()) {
         it = sequences_.emplace(std::string(topic), 0).first;
     }
@@ -103,6 +103,14 @@ std::string sequence_tracker::key(std::string_view publisher, std::string_view t
     return k;
 }
 
+const std::string& sequence_tracker::scratch_key(std::string_view publisher,
+                                                 std::string_view topic) {
+    scratch_.clear();
+    scratch_.append(publisher).push_back('\0');
+    scratch_.append(topic);
+    return scratch_;
+}
+
 sequence_tracker::stream& sequence_tracker::find_or_add(const std::string& k, bool& added) {
     auto it = streams_.find(k);
     added = it == streams_.end();
@@ -139,7 +147,7 @@ sequence_verdict sequence_tracker::observe(std::string_view publisher, std::stri
         return verdict;
     }
     bool added = false;
-    auto& s = find_or_add(key(publisher, topic), added);
+    auto& s = find_or_add(scratch_key(publisher, topic), added);
     if (added) {
         // A publisher (or topic) we have not heard from: where it starts is not a gap.
         verdict = sequence_verdict::first;
@@ -194,7 +202,7 @@ sequence_verdict sequence_tracker::observe(std::string_view publisher, std::stri
 void sequence_tracker::seed(std::string_view publisher, std::string_view topic,
                             std::uint64_t sequence) {
     bool added = false;
-    auto& s = find_or_add(key(publisher, topic), added);
+    auto& s = find_or_add(scratch_key(publisher, topic), added);
     if (added || sequence > s.last) {
         s.last = sequence;
     }
@@ -261,7 +269,7 @@ bool subscriber::held_back(const publication& d) const {
     return false;
 }
 
-void subscriber::accept_live(publication&& d) {
+bool subscriber::accept_live(publication& d) {
     ++stats_.received;
     const auto& h = d.message.header();
     const auto* pub = h.find_user_header(publisher_id_header);
@@ -289,9 +297,7 @@ void subscriber::accept_live(publication&& d) {
          verdict == sequence_verdict::late)) {
         on_sequence_event_(event);
     }
-    if (verdict != sequence_verdict::duplicate) {
-        ready_.push_back(std::move(d));
-    }
+    return verdict != sequence_verdict::duplicate;
 }
 
 void subscriber::apply_snapshot(std::size_t index, publication& d) {
@@ -355,17 +361,22 @@ void subscriber::release_held() {
     for (auto& h : held_) {
         if (held_back(h)) {
             still.push_back(std::move(h));
-        } else {
-            accept_live(std::move(h));
+        } else if (accept_live(h)) {
+            ready_.push_back(std::move(h));
         }
     }
     held_ = std::move(still);
 }
 
-bool subscriber::receive_one(std::chrono::milliseconds timeout) {
-    publication d;
+bool subscriber::receive_one(std::chrono::milliseconds timeout,
+                             std::optional<publication>* direct) {
+    // Received in place: into *direct when it may be delivered from there (no queueing).
+    std::optional<publication> local;
+    auto& slot = direct != nullptr && ready_.empty() ? *direct : local;
+    auto& d = slot.emplace();
     auto m = socket_.recv(timeout, d.topic);
     if (!m) {
+        slot.reset();
         return false;
     }
     d.message = std::move(*m);
@@ -373,29 +384,46 @@ bool subscriber::receive_one(std::chrono::milliseconds timeout) {
         for (std::size_t i = 0; i < pending_snapshots_.size(); ++i) {
             if (pending_snapshots_[i].topic == d.topic) {
                 apply_snapshot(i, d);
-                return true;
+                break;
             }
         }
-        return true; // another subscriber's snapshot (we subscribe to a prefix of it)
+        slot.reset(); // or another subscriber's snapshot (we subscribe to a prefix of it)
+        return true;
     }
     if (held_back(d)) {
         held_.push_back(std::move(d));
+        slot.reset();
         return true;
     }
-    accept_live(std::move(d));
+    if (!accept_live(d)) {
+        slot.reset();
+    } else if (&slot == &local || !ready_.empty()) {
+        ready_.push_back(std::move(d));
+        slot.reset();
+    }
     return true;
 }
 
 std::optional<publication> subscriber::recv(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (ready_.empty()) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (!receive_one(std::max(left, 0ms)) && left <= 0ms) {
-            return std::nullopt;
+    std::optional<publication> out;
+    if (ready_.empty()) {
+        // Under load a publication is usually waiting: take it without reading the clock or
+        // queueing it.
+        if (receive_one(0ms, &out) && out) {
+            return out;
         }
-        if (ready_.empty() && std::chrono::steady_clock::now() >= deadline) {
-            return std::nullopt;
+        if (ready_.empty()) {
+            const auto deadline = std::chrono::steady_clock::now() + timeout;
+            while (ready_.empty()) {
+                const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now());
+                if (left <= 0ms) {
+                    return std::nullopt;
+                }
+                if (receive_one(left, &out) && out) {
+                    return out;
+                }
+            }
         }
     }
     auto d = std::move(ready_.front());

@@ -384,20 +384,24 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
     ASSERT_TRUE(pub.wait_for_subscriber("k.0", 10s)); // the cache subscribes to everything
 
     constexpr int topics = 10;
-    constexpr int rounds = 400;
     std::atomic<int> published{0};
+    std::atomic<bool> stop{false};
+    std::atomic<bool> sender_done{false};
+    // The stream runs until the late joiner has seen enough of it live (bounded).
     std::thread sender([&] {
-        for (int r = 1; r <= rounds; ++r) {
+        for (int r = 1; r <= 1000000 && !stop; ++r) {
             for (int t = 0; t < topics; ++t) {
                 if (!pub.send_packed("k." + std::to_string(t), r)) {
+                    sender_done = true;
                     return;
                 }
                 ++published;
             }
         }
+        sender_done = true;
     });
     // Join while the stream is running.
-    ASSERT_TRUE(eventually([&] { return published.load() >= topics * rounds / 4; }, 10s));
+    ASSERT_TRUE(eventually([&] { return published.load() >= topics * 100; }, 10s));
     subscriber_options so;
     so.endpoints = f.backend;
     so.sockets = with_registry(f.registry);
@@ -405,13 +409,16 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
     subscriber late(f.ctx, so);
     late.subscribe_with_snapshot("k.");
 
-    std::map<std::string, int> value;              // topic -> latest value seen
     std::map<std::string, std::uint64_t> last_seq; // topic -> latest sequence seen
+    std::map<std::string, int> live_per_topic;
     std::set<std::string> from_snapshot;
     int live = 0;
-    while (value.size() < static_cast<std::size_t>(topics) ||
-           std::any_of(value.begin(), value.end(),
-                       [](const auto& kv) { return kv.second < rounds; })) {
+    auto enough = [&] {
+        return live_per_topic.size() == static_cast<std::size_t>(topics) &&
+               std::all_of(live_per_topic.begin(), live_per_topic.end(),
+                           [](const auto& kv) { return kv.second >= 50; }); // 50 live per topic
+    };
+    while (!enough()) {
         auto d = late.recv(10s);
         ASSERT_TRUE(d.has_value()) << "stuck after " << live << " live messages";
         const auto seq = d->message.header().sequence;
@@ -422,22 +429,27 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
             from_snapshot.insert(d->topic);
         } else {
             ++live;
+            ++live_per_topic[d->topic];
             if (last_seq.contains(d->topic)) {
                 ASSERT_EQ(seq, last_seq[d->topic] + 1) << d->topic; // no gap, no duplicate
             }
         }
         last_seq[d->topic] = seq;
-        value[d->topic] = v;
+    }
+    stop = true;
+    while (!sender_done) { // keep reading: under the block policy the sender waits for us
+        (void)late.recv(50ms);
     }
     sender.join();
     EXPECT_EQ(from_snapshot.size(), static_cast<std::size_t>(topics));
-    EXPECT_GT(live, 0);
     const auto st = late.stats();
     EXPECT_EQ(st.sequences.gaps, 0U);
     EXPECT_EQ(st.sequences.duplicates, 0U);
     EXPECT_EQ(st.snapshot_values, static_cast<std::uint64_t>(topics));
     EXPECT_FALSE(late.snapshot_pending());
-    EXPECT_NE(fwd.status_json().find("\"snapshots\":1"), std::string::npos) << fwd.status_json();
+    EXPECT_TRUE(eventually([&] {
+        return fwd.status_json().find("\"snapshots\":1") != std::string::npos;
+    })) << fwd.status_json();
 }
 
 TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_members) {

@@ -29,6 +29,15 @@
 
 namespace zmqkit::patterns {
 
+// Hash for unordered maps keyed by std::string that are looked up by std::string_view
+// (heterogeneous lookup: no temporary string per lookup).
+struct string_view_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        return std::hash<std::string_view>{}(s);
+    }
+};
+
 // Name of the user header that carries the publisher id (16 bytes, a UUIDv7 made when the
 // publisher is constructed: a restarted publisher has a new id).
 inline constexpr std::string_view publisher_id_header = "zmqkit-publisher";
@@ -82,7 +91,8 @@ private:
 
     zmqkit::socket socket_;
     std::string id_;
-    std::unordered_map<std::string, std::uint64_t> sequences_;      // topic -> last sequence sent
+    std::unordered_map<std::string, std::uint64_t, string_view_hash, std::equal_to<>>
+        sequences_;                                                 // topic -> last sequence sent
     std::map<std::string, std::size_t, std::less<>> subscriptions_; // prefix -> count
     std::uint64_t sends_since_read_ = 0;
 };
@@ -140,12 +150,15 @@ private:
         std::deque<std::pair<std::uint64_t, std::uint64_t>> missing; // recent gaps, bounded
     };
     static std::string key(std::string_view publisher, std::string_view topic);
+    // key() built into scratch_ (its capacity reused: no allocation per message).
+    const std::string& scratch_key(std::string_view publisher, std::string_view topic);
     stream& find_or_add(const std::string& key, bool& added);
 
     std::size_t max_streams_;
     std::uint64_t clock_ = 0;
     std::unordered_map<std::string, stream> streams_;
     sequence_stats stats_;
+    std::string scratch_;
 };
 
 // One received publication.
@@ -216,8 +229,12 @@ private:
         std::string prefix;
         std::string topic; // the private snapshot topic this subscriber subscribed to
     };
-    bool receive_one(std::chrono::milliseconds timeout);
-    void accept_live(publication&& d);
+    // Receives one message within timeout (false: none). A live publication that can be
+    // delivered goes to *direct if direct is given and nothing is queued in ready_, else to
+    // ready_.
+    bool receive_one(std::chrono::milliseconds timeout, std::optional<publication>* direct);
+    // Checks d's sequence number (counts gaps, duplicates, late); false: a duplicate, drop it.
+    bool accept_live(publication& d);
     void apply_snapshot(std::size_t index, publication& d);
     void release_held();
     bool held_back(const publication& d) const;
