@@ -907,8 +907,14 @@ int run_backlog_rss(const options& o, const std::string& proxy_bin) {
     const double drain_s = seconds_since(td);
     stop = true;
     consumer.join();
-    std::this_thread::sleep_for(500ms); // the last acks
-    const auto st3 = proxy.status(ctx, 5s).value_or("");
+    // The last acks: until the proxy reports nothing waiting (bounded).
+    std::string st3;
+    for (const auto acks_deadline = clock_type::now() + 5s; clock_type::now() < acks_deadline;) {
+        st3 = proxy.status(ctx, 5s).value_or("");
+        if (json_number(st3, "messages") == 0) {
+            break;
+        }
+    }
     const std::uint64_t rss_drained = proc_status_kib(proxy.pid(), "VmRSS");
     const std::uint64_t hwm_all = proc_status_kib(proxy.pid(), "VmHWM");
     const auto left = static_cast<std::uint64_t>(json_number(st3, "messages"));

@@ -6,10 +6,18 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 #include <zmqkit/signals.hpp>
 
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <unistd.h>
+
+namespace {
+std::mutex stop_mutex;
+std::condition_variable stop_changed;
+bool stopping = false; // guarded by stop_mutex
+} // namespace
 
 int main(int argc, char** argv) {
     using namespace zmqkit;
@@ -31,7 +39,9 @@ int main(int argc, char** argv) {
         const std::string body(r.message.body_view());
         if (body.rfind("slow", 0) == 0 && r.message.header().attempt == 1) {
             std::cerr << "handling " << body << std::endl;
-            std::this_thread::sleep_for(std::chrono::minutes(1)); // the workload: killed first
+            // The workload: runs until the process is killed or stopped (at most a minute).
+            std::unique_lock lock(stop_mutex);
+            (void)stop_changed.wait_for(lock, std::chrono::minutes(1), [] { return stopping; });
         }
         return message(name + ":" + body);
     });
@@ -39,6 +49,11 @@ int main(int argc, char** argv) {
     std::cerr << "worker " << name << " ready" << std::endl;
     while (!signals.wait(std::chrono::milliseconds(200))) {
     }
+    {
+        std::lock_guard lock(stop_mutex);
+        stopping = true;
+    }
+    stop_changed.notify_all();
     worker.stop(std::chrono::seconds(2));
     std::cerr << "worker " << name << " stopped after " << worker.counters().handled << " requests"
               << std::endl;
