@@ -25,6 +25,13 @@
 #   BENCH_PLACEMENTS   "pinned unpinned" (default)
 #   BENCH_CPU          CPU for the pinned runs (default 0)
 #   BENCH_OUT          log directory (default: $BUILD_DIR/bench-results)
+#   BENCH_BIN          run this zmqkit-bench-lb instead of building one in $BUILD_DIR
+#   BENCH_BASELINE     A/B mode: a second zmqkit-bench-lb (e.g. built from the tree before a
+#                      change). Every round runs both binaries (--rounds 1 each; "base" then
+#                      "new", flipped every round) and the summary gives, per placement, the
+#                      medians over rounds of each binary and of the per-round new/base ratios:
+#     BENCH_BASELINE=/tmp/base/zmqkit-bench-lb BENCH_BIN=build-x/tests/bench/zmqkit-bench-lb \
+#         BENCH_ROUNDS=5 bash scripts/bench-lb.sh
 #
 # Exit status: non-zero if the build fails or a run lost or garbled a reply.
 set -euo pipefail
@@ -43,13 +50,21 @@ out="${BENCH_OUT:-$build/bench-results}"
 
 command -v taskset >/dev/null || { echo "bench-lb.sh: taskset (util-linux) not found" >&2; exit 1; }
 
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-echo "== configure + build ($build, Release)"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZMQKIT_BUILD_BENCHMARKS=ON \
-    "${launcher[@]}" >/dev/null
-ninja -C "$build" -j2 zmqkit-bench-lb
-bench="$build/tests/bench/zmqkit-bench-lb"
+if [[ -n ${BENCH_BIN:-} ]]; then
+    bench="$BENCH_BIN"
+else
+    launcher=()
+    command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    echo "== configure + build ($build, Release)"
+    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DZMQKIT_BUILD_BENCHMARKS=ON \
+        "${launcher[@]}" >/dev/null
+    ninja -C "$build" -j2 zmqkit-bench-lb
+    bench="$build/tests/bench/zmqkit-bench-lb"
+fi
+baseline="${BENCH_BASELINE:-}"
+for b in "$bench" ${baseline:+"$baseline"}; do
+    [[ -x $b ]] || { echo "bench-lb.sh: $b is not an executable" >&2; exit 1; }
+done
 
 mkdir -p "$out"
 summary="$out/lb-summary.txt"
@@ -62,7 +77,101 @@ echo "libzmq: $(pkg-config --modversion libzmq 2>/dev/null || echo unknown)"
 echo "uptime: $(uptime)"
 echo "logs:   $out"
 
+# A/B summary: medians over rounds, per variant, of the RESULT values, and of the per-round
+# new/base ratios. Input: "RESULT variant=V round=R placement=P part=..." lines.
+ab_summary() {
+    awk '
+    function median(list,    n, v, i, j, t) {
+        n = split(list, v, " ")
+        for (i = 2; i <= n; i++) {
+            t = v[i] + 0
+            for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
+            v[j + 1] = t
+        }
+        if (n == 0) return 0
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    {
+        delete kv
+        for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+        v = kv["variant"]; r = kv["round"]; pl = kv["placement"]
+        if (kv["part"] == "latency") {
+            add(pl, "p50_us " kv["path"], v, r, kv["p50_us"])
+            add(pl, "p99_us " kv["path"], v, r, kv["p99_us"])
+        } else if (kv["part"] == "latency_ratio") {
+            add(pl, "lb-req/direct p50", v, r, kv["lb_req_over_direct_p50"])
+            add(pl, "lb-call/direct p50", v, r, kv["lb_call_over_direct_p50"])
+        } else if (kv["part"] == "throughput") {
+            w = "workers=" kv["workers"]
+            add(pl, "raw req/s " w, v, r, kv["raw_req_per_s"])
+            add(pl, "lb req/s " w, v, r, kv["lb_req_per_s"])
+            add(pl, "lb/raw " w, v, r, kv["ratio"])
+        }
+    }
+    function add(pl, key, v, r, x,    k) {
+        k = pl SUBSEP key
+        if (!(k in seen)) { seen[k] = 1; order[++nkeys] = k }
+        vals[k, v] = vals[k, v] " " x
+        at[k, v, r] = x
+        if (r > rounds) rounds = r
+    }
+    END {
+        printf "%-10s %-26s %12s %12s %10s\n", "placement", "value", "base", "new", "new/base"
+        for (i = 1; i <= nkeys; i++) {
+            k = order[i]; split(k, kp, SUBSEP)
+            ratios = ""
+            for (r = 1; r <= rounds; r++)
+                if ((k, "base", r) in at && (k, "new", r) in at && at[k, "base", r] + 0 > 0)
+                    ratios = ratios " " (at[k, "new", r] / at[k, "base", r])
+            printf "%-10s %-26s %12.3f %12.3f %10.3f\n", kp[1], kp[2], median(vals[k, "base"]),
+                median(vals[k, "new"]), median(ratios)
+        }
+    }' "$@"
+}
+
 status=0
+if [[ -n $baseline ]]; then
+    ab="$out/lb-ab-results.txt"
+    : >"$ab"
+    for contexts in $contexts_list; do
+        for placement in $placements; do
+            prefix=()
+            [[ $placement == pinned ]] && prefix=(taskset -c "$cpu")
+            log="$out/lb-ab-$contexts-$placement.txt"
+            : >"$log"
+            before="$(uptime)"
+            for ((round = 1; round <= rounds; round++)); do
+                order=(base new)
+                ((round % 2 == 0)) && order=(new base)
+                for variant in "${order[@]}"; do
+                    bin="$bench"
+                    [[ $variant == base ]] && bin="$baseline"
+                    echo "== round $round/$rounds $variant ($placement, contexts $contexts): $bin" |
+                        tee -a "$log"
+                    run="$out/lb-ab-run.txt"
+                    if ! "${prefix[@]}" "$bin" --rounds 1 --latency-requests "$lat_reqs" \
+                        --throughput-requests "$tp_reqs" --inflight "$inflight" \
+                        --workers "$workers" --contexts "$contexts" "$@" >"$run" 2>&1; then
+                        echo "bench-lb.sh: $variant run FAILED (see $log)" >&2
+                        status=1
+                    fi
+                    cat "$run" >>"$log"
+                    grep '^RESULT part=' "$run" |
+                        sed "s/^RESULT /RESULT variant=$variant round=$round placement=$placement-$contexts /" >>"$ab" || true
+                done
+            done
+            after="$(uptime)"
+            echo "LOAD placement=$placement contexts=$contexts before=\"${before##*load average: }\"" \
+                "after=\"${after##*load average: }\"" | tee -a "$log" >>"$summary"
+        done
+    done
+    echo
+    echo "== A/B summary, medians over $rounds rounds ($ab)"
+    ab_summary "$ab" | tee -a "$summary"
+    grep '^LOAD' "$summary"
+    exit "$status"
+fi
+
 for contexts in $contexts_list; do
     for placement in $placements; do
         prefix=()

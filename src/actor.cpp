@@ -1,6 +1,9 @@
 #include <zmqkit/actor.hpp>
 
 #include <algorithm>
+#include <cerrno>
+
+#include <poll.h>
 
 namespace zmqkit {
 namespace {
@@ -120,37 +123,160 @@ void actor::thread_main(std::string pipe_endpoint) {
     state_changed_.notify_all();
 }
 
+// Why not zmq_poll: in libzmq 4.3.4 every zmq_poll() makes a poll(2) with timeout 0 first and
+// then, for every socket, a ZMQ_EVENTS query (a getpid(2) fork check and a poll(2) of the
+// socket's mailbox); when nothing is ready it does it all again around the blocking poll(2).
+// With three sockets that is ~16 system calls per wake-up before any handler runs. This loop
+// asks ZMQ_EVENTS of each watched socket once per round, blocks in one poll(2) on the sockets'
+// ZMQ_FD only when none is ready, and after the wake-up asks ZMQ_EVENTS only of the sockets
+// whose ZMQ_FD fired.
+//
+// ZMQ_FD is edge-triggered: it signals that commands reached the socket's mailbox, and any
+// operation on the socket (a send from any handler included) may consume that signal while
+// leaving messages queued. So the round begins with ZMQ_EVENTS of every watched socket, after
+// all handlers of the previous round ran and before blocking; a socket whose ZMQ_FD did not fire
+// while blocked was idle when asked and has not been touched since. The command pipe is touched
+// by the loop alone (handle_pipe), so its state stays known between rounds: it is asked after a
+// wake-up on its ZMQ_FD, after handle_pipe, and at least every pipe_check_interval while
+// handlers keep the loop busy (so that stop() stays prompt under load).
+namespace {
+
+constexpr auto pipe_check_interval = std::chrono::milliseconds(1);
+
+// ZMQ_EVENTS: processes the socket's pending commands (consuming its ZMQ_FD signal) and returns
+// ZMQ_POLLIN | ZMQ_POLLOUT as they are now; nullopt when interrupted (EINTR) before it could
+// tell. Throws zmq::error_t for a terminated context or an invalid socket, as zmq_poll did.
+std::optional<short> socket_events(void* handle) {
+    int events = 0;
+    std::size_t size = sizeof events;
+    if (zmq_getsockopt(handle, ZMQ_EVENTS, &events, &size) != 0) {
+        if (zmq_errno() == EINTR) {
+            return std::nullopt;
+        }
+        throw zmq::error_t();
+    }
+    return static_cast<short>(events);
+}
+
+int socket_fd(void* handle) {
+    int fd = -1;
+    std::size_t size = sizeof fd;
+    if (zmq_getsockopt(handle, ZMQ_FD, &fd, &size) != 0) {
+        throw zmq::error_t();
+    }
+    return fd;
+}
+
+} // namespace
+
 void actor::loop(zmq::socket_t& pipe) {
-    std::vector<zmq::pollitem_t> items;
-    std::vector<std::size_t> index; // items[i + 1] -> watched_[index[i]]
+    // One entry per distinct watched socket (enabled watches only), rebuilt every round: a
+    // handler may enable, disable or add watches, or replace a socket (a reconnect).
+    struct polled {
+        void* handle;
+        short wanted; // union of the events of its enabled watches
+        short ready;  // what ZMQ_EVENTS reported, masked by `wanted`
+        bool unknown; // ZMQ_EVENTS could not tell (EINTR): ask again, do not block
+    };
+    std::vector<polled> sockets;
+    std::vector<std::size_t> socket_of; // watched_[i] -> sockets[socket_of[i]] (npos: disabled)
+    std::vector<pollfd> fds;
+    constexpr auto npos = static_cast<std::size_t>(-1);
+    void* const pipe_handle = pipe.handle();
+    const int pipe_fd = socket_fd(pipe_handle);
+    bool pipe_known = false; // true: the pipe had no input when last asked and was not touched
+    auto pipe_checked = std::chrono::steady_clock::now();
+
     while (!exit_requested_) {
-        items.clear();
-        index.clear();
-        items.push_back({pipe.handle(), 0, ZMQ_POLLIN, 0});
+        sockets.clear();
+        socket_of.assign(watched_.size(), npos);
         for (std::size_t i = 0; i < watched_.size(); ++i) {
-            if (watched_[i].enabled) {
-                items.push_back({watched_[i].socket->handle(), 0, watched_[i].events, 0});
-                index.push_back(i);
+            const auto& w = watched_[i];
+            void* const handle = w.socket->handle();
+            if (!w.enabled || handle == nullptr) {
+                continue;
+            }
+            const auto it = std::find_if(sockets.begin(), sockets.end(),
+                                         [&](const polled& p) { return p.handle == handle; });
+            if (it != sockets.end()) {
+                it->wanted = static_cast<short>(it->wanted | w.events);
+                socket_of[i] = static_cast<std::size_t>(it - sockets.begin());
+            } else {
+                socket_of[i] = sockets.size();
+                sockets.push_back({handle, w.events, 0, false});
             }
         }
+
         auto now = std::chrono::steady_clock::now();
-        auto wait = max_poll_wait;
-        for (const auto& t : timers_) {
-            wait = std::min(wait,
-                            std::max(std::chrono::milliseconds(0),
-                                     std::chrono::ceil<std::chrono::milliseconds>(t.next - now)));
+        if (now - pipe_checked >= pipe_check_interval) {
+            pipe_known = false;
         }
-        (void)zmq::poll(items.data(), items.size(), wait);
-        if ((items[0].revents & ZMQ_POLLIN) != 0 && !handle_pipe(pipe)) {
-            return;
+        bool pipe_ready = false;
+        if (!pipe_known) {
+            const auto e = socket_events(pipe_handle);
+            pipe_known = e.has_value();
+            pipe_ready = e && (*e & ZMQ_POLLIN) != 0;
+            pipe_checked = now;
         }
-        for (std::size_t i = 1; i < items.size() && !exit_requested_; ++i) {
-            if ((items[i].revents & items[i].events) != 0) {
-                // Re-check: an earlier handler of this round may have disabled it.
-                auto& w = watched_[index[i - 1]];
-                if (w.enabled) {
-                    w.on_ready();
+        bool any_ready = pipe_ready || !pipe_known;
+        for (auto& s : sockets) {
+            const auto e = socket_events(s.handle);
+            s.unknown = !e;
+            s.ready = e ? static_cast<short>(*e & s.wanted) : short{0};
+            any_ready = any_ready || s.ready != 0 || s.unknown;
+        }
+
+        if (!any_ready) {
+            auto wait = max_poll_wait;
+            for (const auto& t : timers_) {
+                wait = std::min(
+                    wait, std::max(std::chrono::milliseconds(0),
+                                   std::chrono::ceil<std::chrono::milliseconds>(t.next - now)));
+            }
+            fds.clear();
+            fds.push_back({pipe_fd, POLLIN, 0});
+            for (const auto& s : sockets) {
+                fds.push_back({socket_fd(s.handle), POLLIN, 0});
+            }
+            const int rc =
+                ::poll(fds.data(), static_cast<nfds_t>(fds.size()), static_cast<int>(wait.count()));
+            if (rc < 0 && errno != EINTR) {
+                throw zmq::error_t();
+            }
+            // Whether or not the pipe's ZMQ_FD fired, its state is known as of now.
+            pipe_checked = std::chrono::steady_clock::now();
+            if (rc > 0) {
+                if (fds[0].revents != 0) {
+                    const auto e = socket_events(pipe_handle);
+                    pipe_known = e.has_value();
+                    pipe_ready = e && (*e & ZMQ_POLLIN) != 0;
                 }
+                for (std::size_t i = 0; i < sockets.size(); ++i) {
+                    if (fds[i + 1].revents != 0) {
+                        const auto e = socket_events(sockets[i].handle);
+                        sockets[i].ready =
+                            e ? static_cast<short>(*e & sockets[i].wanted) : short{0};
+                    }
+                }
+            }
+        }
+
+        if (pipe_ready) {
+            pipe_known = false; // handle_pipe sends replies: the pipe's ZMQ_FD may be spent
+            if (!handle_pipe(pipe)) {
+                return;
+            }
+        }
+        // Watches added by a handler of this round wait for the next round.
+        const std::size_t count = socket_of.size();
+        for (std::size_t i = 0; i < count && !exit_requested_; ++i) {
+            if (socket_of[i] == npos) {
+                continue;
+            }
+            auto& w = watched_[i];
+            // Re-check: an earlier handler of this round may have disabled it.
+            if (w.enabled && (sockets[socket_of[i]].ready & w.events) != 0) {
+                w.on_ready();
             }
         }
         now = std::chrono::steady_clock::now();

@@ -65,6 +65,51 @@ private:
     std::optional<zmq::socket_t> pull_;
 };
 
+// An actor whose setup, commands and teardown are given as functions, with the loop's
+// registration methods public: tests of the event loop's contract.
+class scripted_actor : public actor {
+public:
+    using command_fn = std::function<std::vector<std::string>(const std::vector<std::string>&)>;
+    scripted_actor(zmq::context_t& ctx, std::function<void(scripted_actor&)> on_setup,
+                   std::function<void()> on_teardown, command_fn on_command_fn = {})
+        : actor(ctx, "scripted"), on_setup_(std::move(on_setup)),
+          on_teardown_(std::move(on_teardown)), on_command_(std::move(on_command_fn)) {}
+    ~scripted_actor() override { stop(); }
+
+    using actor::context;
+    using actor::every;
+    using actor::set_watch_enabled;
+    using actor::watch;
+
+protected:
+    void setup() override { on_setup_(*this); }
+    void teardown() noexcept override { on_teardown_(); }
+    std::vector<std::string> on_command(const std::vector<std::string>& frames) override {
+        return on_command_ ? on_command_(frames) : actor::on_command(frames);
+    }
+
+private:
+    std::function<void(scripted_actor&)> on_setup_;
+    std::function<void()> on_teardown_;
+    command_fn on_command_;
+};
+
+// A PULL socket bound to `endpoint` on the actor thread, closed in teardown.
+zmq::socket_t& bind_pull(scripted_actor& a, std::optional<zmq::socket_t>& pull,
+                         const std::string& endpoint) {
+    pull.emplace(a.context(), zmq::socket_type::pull);
+    pull->set(zmq::sockopt::linger, 0);
+    pull->bind(endpoint);
+    return *pull;
+}
+
+zmq::socket_t connected(zmq::context_t& ctx, zmq::socket_type type, const std::string& endpoint) {
+    zmq::socket_t s(ctx, type);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(endpoint);
+    return s;
+}
+
 } // namespace
 
 TEST(actor, start_returns_after_setup_bound_its_sockets) {
@@ -150,4 +195,220 @@ TEST(actor, start_twice_is_an_error) {
     counting_actor a(ctx, "inproc://" + unique_name("twice"));
     a.start();
     EXPECT_THROW(a.start(), component_error);
+}
+
+// ---- the event loop's contract: level-triggered watches on edge-triggered ZMQ_FDs ----
+
+TEST(actor_loop, a_handler_reading_one_message_per_call_gets_every_queued_message) {
+    zmq::context_t ctx;
+    const std::string endpoint = "inproc://" + unique_name("one-per-call");
+    std::optional<zmq::socket_t> pull;
+    std::atomic<int> received{0};
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            self.watch(bind_pull(self, pull, endpoint), [&] {
+                zmq::message_t m;
+                if (pull->recv(m, zmq::recv_flags::dontwait)) {
+                    ++received; // one message per call: the rest stays queued
+                }
+            });
+        },
+        [&] { pull.reset(); });
+    a.start();
+    auto push = connected(ctx, zmq::socket_type::push, endpoint);
+    for (int i = 0; i < 1000; ++i) {
+        push.send(zmq::str_buffer("x"));
+    }
+    EXPECT_TRUE(eventually([&] { return received.load() == 1000; }, 5s))
+        << "received " << received.load();
+}
+
+TEST(actor_loop, a_watch_disabled_in_its_handler_delivers_queued_input_once_enabled_again) {
+    zmq::context_t ctx;
+    const std::string endpoint = "inproc://" + unique_name("disable");
+    std::optional<zmq::socket_t> pull;
+    std::atomic<int> received{0};
+    scripted_actor* self_ptr = nullptr;
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            self_ptr = &self;
+            self.watch(bind_pull(self, pull, endpoint), [&] {
+                zmq::message_t m;
+                if (pull->recv(m, zmq::recv_flags::dontwait)) {
+                    ++received;
+                    self_ptr->set_watch_enabled(*pull, false); // pause after each message
+                }
+            });
+        },
+        [&] { pull.reset(); },
+        [&](const std::vector<std::string>& frames) -> std::vector<std::string> {
+            if (frames[0] == "RESUME") {
+                self_ptr->set_watch_enabled(*pull, true);
+                return {"OK"};
+            }
+            return {"ERROR"};
+        });
+    a.start();
+    auto push = connected(ctx, zmq::socket_type::push, endpoint);
+    for (int i = 0; i < 10; ++i) {
+        push.send(zmq::str_buffer("x"));
+    }
+    ASSERT_TRUE(eventually([&] { return received.load() == 1; }));
+    EXPECT_FALSE(eventually([&] { return received.load() > 1; }, 100ms))
+        << "a disabled watch must not be called";
+    // No new traffic: the queued messages' ZMQ_FD signal is long spent; every resume must
+    // still deliver one.
+    for (int expected = 2; expected <= 10; ++expected) {
+        const auto reply = a.command({"RESUME"});
+        ASSERT_TRUE(reply && reply->at(0) == "OK");
+        ASSERT_TRUE(eventually([&] { return received.load() == expected; }, 2s))
+            << "expected " << expected << ", received " << received.load();
+    }
+}
+
+TEST(actor_loop, pollout_watches_fire_when_the_socket_becomes_writable) {
+    zmq::context_t ctx;
+    const std::string endpoint = "inproc://" + unique_name("pollout");
+    constexpr int total = 2000;
+    std::optional<zmq::socket_t> push;
+    std::atomic<int> sent{0};
+    std::atomic<int> calls_while_full{0};
+    scripted_actor* self_ptr = nullptr;
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            self_ptr = &self;
+            push.emplace(self.context(), zmq::socket_type::push);
+            push->set(zmq::sockopt::linger, 0);
+            push->set(zmq::sockopt::sndhwm, 10);
+            push->bind(endpoint);
+            self.watch(
+                *push, ZMQ_POLLOUT,
+                [&] {
+                    // One message per call: the loop calls again while the socket is writable.
+                    if (!push->send(zmq::str_buffer("x"), zmq::send_flags::dontwait)) {
+                        ++calls_while_full;
+                        return;
+                    }
+                    if (++sent == total) {
+                        self_ptr->set_watch_enabled(*push, ZMQ_POLLOUT, false);
+                    }
+                },
+                true);
+        },
+        [&] { push.reset(); });
+    a.start();
+    // Until the peer connects the PUSH socket has no pipe and is not writable.
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.set(zmq::sockopt::linger, 0);
+    pull.set(zmq::sockopt::rcvhwm, 10);
+    pull.connect(endpoint);
+    for (int i = 0; i < total; ++i) {
+        ASSERT_TRUE(recv_within(pull, 2s)) << "message " << i << " of " << total;
+    }
+    EXPECT_EQ(sent.load(), total);
+    EXPECT_EQ(calls_while_full.load(), 0) << "called while the socket was not writable";
+}
+
+TEST(actor_loop, timers_and_commands_run_while_a_socket_is_always_readable) {
+    zmq::context_t ctx;
+    const std::string endpoint = "inproc://" + unique_name("busy");
+    std::optional<zmq::socket_t> in, out;
+    std::atomic<std::uint64_t> handled{0};
+    std::atomic<int> ticks{0};
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            // No high-water mark: a token sent back never meets a full pipe (and is never lost)
+            // while `out` has not yet processed its peer's "read so far" notices.
+            in.emplace(self.context(), zmq::socket_type::pair);
+            in->set(zmq::sockopt::linger, 0);
+            in->set(zmq::sockopt::rcvhwm, 0);
+            in->bind(endpoint);
+            out.emplace(self.context(), zmq::socket_type::pair);
+            out->set(zmq::sockopt::linger, 0);
+            out->set(zmq::sockopt::sndhwm, 0);
+            out->connect(endpoint);
+            for (int i = 0; i < 4; ++i) {
+                out->send(zmq::str_buffer("token"));
+            }
+            // Each call passes one token around again: `in` never runs dry.
+            self.watch(*in, [&] {
+                zmq::message_t m;
+                if (in->recv(m, zmq::recv_flags::dontwait)) {
+                    if (out->send(m, zmq::send_flags::dontwait)) {
+                        ++handled;
+                    }
+                }
+            });
+            self.every(1ms, [&] { ++ticks; });
+        },
+        [&] {
+            in.reset();
+            out.reset();
+        },
+        [&](const std::vector<std::string>&) -> std::vector<std::string> {
+            return {std::to_string(handled.load())};
+        });
+    a.start();
+    EXPECT_TRUE(eventually([&] { return ticks.load() >= 5; }, 5s)) << "ticks " << ticks.load();
+    const auto before = handled.load();
+    const auto reply = a.command({"HANDLED"}, 2s);
+    ASSERT_TRUE(reply) << "a command must be answered while the loop is busy";
+    EXPECT_GE(std::stoull(reply->at(0)), before);
+    EXPECT_TRUE(eventually([&] { return handled.load() > before + 100; }))
+        << "before " << before << " now " << handled.load() << " ticks " << ticks.load();
+    const auto t0 = std::chrono::steady_clock::now();
+    a.stop(1s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "stop() must stay prompt under load";
+    EXPECT_FALSE(a.running());
+}
+
+TEST(actor_loop, input_is_not_lost_when_another_handler_sends_on_the_socket) {
+    // A send processes the socket's pending commands, which can consume the ZMQ_FD signal of
+    // input that arrived meanwhile; the loop must still see that input without waiting for its
+    // poll timeout (500 ms).
+    zmq::context_t ctx;
+    const std::string requests = "inproc://" + unique_name("requests");
+    const std::string peer_endpoint = "inproc://" + unique_name("peer");
+    std::optional<zmq::socket_t> pull, pair;
+    std::atomic<int> replies{0};
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            pair.emplace(self.context(), zmq::socket_type::pair);
+            pair->set(zmq::sockopt::linger, 0);
+            pair->bind(peer_endpoint);
+            self.watch(*pair, [&] {
+                zmq::message_t m;
+                while (pair->recv(m, zmq::recv_flags::dontwait)) {
+                    ++replies;
+                }
+            });
+            self.watch(bind_pull(self, pull, requests), [&] {
+                zmq::message_t m;
+                while (pull->recv(m, zmq::recv_flags::dontwait)) {
+                    (void)pair->send(m, zmq::send_flags::dontwait);
+                }
+            });
+        },
+        [&] {
+            pull.reset();
+            pair.reset();
+        });
+    a.start();
+    auto push = connected(ctx, zmq::socket_type::push, requests);
+    auto peer = connected(ctx, zmq::socket_type::pair, peer_endpoint);
+    push.send(zmq::str_buffer("ping"));
+    for (int i = 0; i < 300; ++i) {
+        auto m = recv_within(peer, 2s);
+        ASSERT_TRUE(m) << "request " << i;
+        peer.send(*m, zmq::send_flags::none);
+        // The next request at once: the actor's send of it on `pair` races with the reply.
+        push.send(zmq::str_buffer("ping"));
+        ASSERT_TRUE(eventually([&] { return replies.load() == i + 1; }, 250ms))
+            << "reply " << i << " not seen within 250 ms";
+    }
 }
