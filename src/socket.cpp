@@ -49,6 +49,28 @@ socket::socket(zmq::context_t& context, zmq::socket_type type, socket_options op
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
     counters_ = register_counters(reg, options_.name);
     frames_.reserve(max_kept_frames);
+    if (options_.security.enabled()) {
+        apply_security(socket_, options_.security);
+        handshakes_ = std::make_unique<handshake_monitor>(context, socket_, options_.name, nullptr,
+                                                          options_.registry);
+    }
+}
+
+socket& socket::operator=(socket&& other) noexcept {
+    if (this != &other) {
+        handshakes_.reset(); // before socket_ (its monitored socket) closes
+        socket_ = std::move(other.socket_);
+        options_ = std::move(other.options_);
+        layout_ = other.layout_;
+        counters_ = other.counters_;
+        endpoints_ = std::move(other.endpoints_);
+        on_decode_error_ = std::move(other.on_decode_error_);
+        last_error_ = std::move(other.last_error_);
+        frames_ = std::move(other.frames_);
+        receive_timeout_ms_ = other.receive_timeout_ms_;
+        handshakes_ = std::move(other.handshakes_);
+    }
+    return *this;
 }
 
 std::vector<std::string> socket::attach(std::string_view spec, endpoint_action default_action) {

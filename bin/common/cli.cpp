@@ -6,7 +6,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace po = boost::program_options;
@@ -129,6 +133,363 @@ void logger::warn(std::string_view text) const {
 }
 void logger::error(std::string_view text) const {
     write("error", text);
+}
+
+} // namespace zmqkit::cli
+
+// ---- security flags ---------------------------------------------------------------------------
+
+namespace zmqkit::cli {
+namespace {
+
+constexpr const char* flag_curve_secret = "curve-secret";
+constexpr const char* flag_curve_server_key = "curve-server-key";
+constexpr const char* flag_curve_allow = "curve-allow";
+constexpr const char* flag_zap_allow_ip = "zap-allow-ip";
+constexpr const char* flag_zap_deny_ip = "zap-deny-ip";
+constexpr const char* flag_plain_passwords = "plain-passwords";
+constexpr const char* flag_plain_user = "plain-user";
+constexpr const char* flag_plain_password_file = "plain-password-file";
+
+bool is_list_flag(std::string_view name) {
+    return name == flag_zap_allow_ip || name == flag_zap_deny_ip;
+}
+
+// "ADDR" or "ADDR/BITS" with an IPv4 or IPv6 address and a prefix length that fits it.
+bool valid_ip_entry(const std::string& entry) {
+    const auto slash = entry.find('/');
+    const std::string address = entry.substr(0, slash);
+    unsigned char buffer[16];
+    int max_bits = 0;
+    if (::inet_pton(AF_INET, address.c_str(), buffer) == 1) {
+        max_bits = 32;
+    } else if (::inet_pton(AF_INET6, address.c_str(), buffer) == 1) {
+        max_bits = 128;
+    } else {
+        return false;
+    }
+    if (slash == std::string::npos) {
+        return true;
+    }
+    const std::string bits = entry.substr(slash + 1);
+    int value = -1;
+    const auto [ptr, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), value);
+    return ec == std::errc{} && ptr == bits.data() + bits.size() && !bits.empty() && value >= 0 &&
+           value <= max_bits;
+}
+
+std::string environment_name(std::string_view side, std::string_view what) {
+    std::string name = "ZMQKIT_";
+    for (const char c : side) {
+        name += c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    }
+    if (!side.empty()) {
+        name += '_';
+    }
+    name += what;
+    return name;
+}
+
+// The merged values of one side's flags.
+struct side_flags {
+    std::string curve_secret, curve_server_key, curve_allow, plain_passwords, plain_user,
+        plain_password_file;
+    std::vector<std::string> allow_ips, deny_ips;
+};
+
+} // namespace
+
+const std::vector<std::string>& security_flag_names() {
+    static const std::vector<std::string> names{
+        flag_curve_secret, flag_curve_server_key, flag_curve_allow, flag_zap_allow_ip,
+        flag_zap_deny_ip,  flag_plain_passwords,  flag_plain_user,  flag_plain_password_file};
+    return names;
+}
+
+void add_security_options(po::options_description& visible, po::options_description& hidden,
+                          const std::vector<std::string>& sides) {
+    // clang-format off
+    visible.add_options()
+        (flag_curve_secret, po::value<std::string>()->value_name("FILE"), "CURVE: this side's certificate, the secret file (zmqkit-keygen NAME writes NAME and NAME_secret)")
+        (flag_curve_server_key, po::value<std::string>()->value_name("KEY|FILE"), "CURVE client: the server's public key, Z85 text or its public certificate file")
+        (flag_curve_allow, po::value<std::string>()->value_name("DIR|any"), "CURVE server: admit the clients whose public certificates are in DIR (reread on SIGHUP), or 'any' client (encryption only); needs --curve-secret")
+        (flag_zap_allow_ip, po::value<std::vector<std::string>>()->composing()->value_name("ADDR[/BITS]"), "server: admit only these peer addresses (repeatable)")
+        (flag_zap_deny_ip, po::value<std::vector<std::string>>()->composing()->value_name("ADDR[/BITS]"), "server: refuse these peer addresses (repeatable; wins over --zap-allow-ip)")
+        (flag_plain_passwords, po::value<std::string>()->value_name("FILE"), "PLAIN server (development only, cleartext): 'user=password' lines")
+        (flag_plain_user, po::value<std::string>()->value_name("NAME"), "PLAIN client: the user name; the password comes from ZMQKIT_PLAIN_PASSWORD or --plain-password-file")
+        (flag_plain_password_file, po::value<std::string>()->value_name("FILE"), "PLAIN client: read the password from the first line of FILE");
+    // clang-format on
+    for (const auto& side : sides) {
+        for (const auto& name : security_flag_names()) {
+            const std::string full = side + "-" + name;
+            if (is_list_flag(name)) {
+                hidden.add_options()(full.c_str(),
+                                     po::value<std::vector<std::string>>()->composing(), "");
+            } else {
+                hidden.add_options()(full.c_str(), po::value<std::string>(), "");
+            }
+        }
+    }
+}
+
+std::string security_help(const std::vector<std::string>& sides) {
+    std::string text = R"(
+Security (docs/security.md): a side with --curve-allow is a CURVE server (it needs
+--curve-secret), a side with --curve-server-key a CURVE client (--curve-secret then gives it a
+known identity; without it a fresh key pair is used). A CURVE server refuses plaintext peers.
+--zap-allow-ip / --zap-deny-ip alone filter a plaintext server's peers. Keys, passwords and
+secret files are never printed; a password is never taken from the command line.
+)";
+    if (!sides.empty()) {
+        text += "The flags apply to every side (";
+        for (std::size_t i = 0; i < sides.size(); ++i) {
+            text += (i == 0 ? "" : ", ") + sides[i];
+        }
+        text += ");\n--<side>-<flag> overrides one flag for one side, e.g. --frontend-curve-allow "
+                "DIR or\n--backend-plain-user NAME (password: ZMQKIT_BACKEND_PLAIN_PASSWORD, else "
+                "ZMQKIT_PLAIN_PASSWORD).\n";
+    }
+    return text;
+}
+
+side_security resolve_side_security(const po::variables_map& vm, const std::string& side,
+                                    bool per_side, const std::string& zap_domain) {
+    auto given = [&](const std::string& name) {
+        return per_side && vm.count(side + "-" + name) != 0U;
+    };
+    bool own_curve = false;
+    bool own_plain = false;
+    for (const auto& name : security_flag_names()) {
+        if (given(name)) {
+            own_curve = own_curve || name.rfind("curve-", 0) == 0;
+            own_plain = own_plain || name.rfind("plain-", 0) == 0;
+        }
+    }
+    // Inherited (plain) values a side's own flags replace: the other mechanism, the other role.
+    auto inherited_dropped = [&](std::string_view name) {
+        if (name.rfind("curve-", 0) == 0 && own_plain && !own_curve) {
+            return true;
+        }
+        if (name.rfind("plain-", 0) == 0 && own_curve && !own_plain) {
+            return true;
+        }
+        if (name == flag_curve_allow && given(flag_curve_server_key)) {
+            return true;
+        }
+        if (name == flag_curve_server_key && given(flag_curve_allow)) {
+            return true;
+        }
+        if (name == flag_plain_passwords && (given(flag_plain_user))) {
+            return true;
+        }
+        if ((name == flag_plain_user || name == flag_plain_password_file) &&
+            given(flag_plain_passwords)) {
+            return true;
+        }
+        return false;
+    };
+    auto text = [&](const char* name) -> std::string {
+        if (given(name)) {
+            return vm[side + "-" + name].as<std::string>();
+        }
+        if (vm.count(name) != 0U && !inherited_dropped(name)) {
+            return vm[name].as<std::string>();
+        }
+        return {};
+    };
+    auto list = [&](const char* name) -> std::vector<std::string> {
+        if (given(name)) {
+            return vm[side + "-" + name].as<std::vector<std::string>>();
+        }
+        if (vm.count(name) != 0U) {
+            return vm[name].as<std::vector<std::string>>();
+        }
+        return {};
+    };
+    side_flags f;
+    f.curve_secret = text(flag_curve_secret);
+    f.curve_server_key = text(flag_curve_server_key);
+    f.curve_allow = text(flag_curve_allow);
+    f.plain_passwords = text(flag_plain_passwords);
+    f.plain_user = text(flag_plain_user);
+    f.plain_password_file = text(flag_plain_password_file);
+    f.allow_ips = list(flag_zap_allow_ip);
+    f.deny_ips = list(flag_zap_deny_ip);
+
+    const std::string where = per_side ? side + ": " : std::string();
+    auto fail = [&](const std::string& what) -> usage_error {
+        return usage_error{where + what, exit_usage};
+    };
+    const bool curve_server = !f.curve_allow.empty();
+    const bool curve_client = !f.curve_server_key.empty();
+    const bool plain_server = !f.plain_passwords.empty();
+    const bool plain_client = !f.plain_user.empty();
+    const bool filters = !f.allow_ips.empty() || !f.deny_ips.empty();
+    if (curve_server && curve_client) {
+        throw fail("give --curve-allow (a CURVE server that checks its clients) or "
+                   "--curve-server-key (a client of that server), not both");
+    }
+    if (plain_server && plain_client) {
+        throw fail("give --plain-passwords (a PLAIN server) or --plain-user (a PLAIN client), "
+                   "not both");
+    }
+    const bool curve = curve_server || curve_client || !f.curve_secret.empty();
+    const bool plain = plain_server || plain_client || !f.plain_password_file.empty();
+    if (curve && plain) {
+        throw fail("choose CURVE (--curve-*) or PLAIN (--plain-*) for one socket, not both");
+    }
+    if (!f.curve_secret.empty() && !curve_server && !curve_client) {
+        const std::string prefix = per_side ? "--" + side + "-" : "--";
+        throw fail("--curve-secret alone does not say this side's role: add " + prefix +
+                   "curve-allow DIR|any to make it a CURVE server, or " + prefix +
+                   "curve-server-key KEY|FILE to make it a client of that server");
+    }
+    if (curve_server && f.curve_secret.empty()) {
+        throw fail("--curve-allow makes this side a CURVE server, which needs its own key pair: "
+                   "add --curve-secret FILE (a secret certificate, e.g. from zmqkit-keygen)");
+    }
+    if (!f.plain_password_file.empty() && !plain_client) {
+        throw fail("--plain-password-file is the password of a PLAIN client: add --plain-user "
+                   "NAME");
+    }
+    if (filters && (curve_client || plain_client)) {
+        throw fail("--zap-allow-ip / --zap-deny-ip filter the peers of a server side; this side "
+                   "is a client (--curve-server-key / --plain-user)");
+    }
+    for (const auto* entries : {&f.allow_ips, &f.deny_ips}) {
+        for (const auto& e : *entries) {
+            if (!valid_ip_entry(e)) {
+                throw fail(
+                    "--" +
+                    std::string(entries == &f.allow_ips ? flag_zap_allow_ip : flag_zap_deny_ip) +
+                    " '" + e +
+                    "' is not an address or CIDR block (e.g. 127.0.0.1, 10.0.0.0/8, "
+                    "::1, fd00::/8)");
+            }
+        }
+    }
+    if ((curve || plain) && curve && !curve_available()) {
+        throw fail("CURVE is not available: libzmq was built without it (libsodium)");
+    }
+
+    side_security out;
+    out.side = side;
+    try {
+        std::optional<certificate> own;
+        if (!f.curve_secret.empty()) {
+            own = certificate::load(f.curve_secret);
+            if (own->secret_key.empty()) {
+                throw fail("--curve-secret '" + f.curve_secret +
+                           "' is a public certificate: give the secret one ('" + f.curve_secret +
+                           "_secret')");
+            }
+        }
+        zap_policy policy;
+        policy.allow_ips = f.allow_ips;
+        policy.deny_ips = f.deny_ips;
+        if (curve_server) {
+            if (f.curve_allow == "any") {
+                policy.curve_allow_any = true;
+            } else {
+                std::error_code ec;
+                if (!std::filesystem::is_directory(f.curve_allow, ec)) {
+                    throw fail("--curve-allow '" + f.curve_allow +
+                               "' is not a directory (give a directory of client public "
+                               "certificates, or 'any' for encryption without client "
+                               "authentication)");
+                }
+                policy.curve_allow_directory = f.curve_allow;
+            }
+            out.socket = socket_security::curve_server(*own, zap_domain);
+            out.policy = std::move(policy);
+        } else if (curve_client) {
+            out.socket = socket_security::curve_client(resolve_public_key(f.curve_server_key),
+                                                       own ? &*own : nullptr);
+        } else if (plain_server) {
+            if (::access(f.plain_passwords.c_str(), R_OK) != 0) {
+                throw fail("--plain-passwords '" + f.plain_passwords + "': cannot read it");
+            }
+            policy.plain_password_file = f.plain_passwords;
+            out.socket = socket_security::plain_server(zap_domain);
+            out.policy = std::move(policy);
+        } else if (plain_client) {
+            std::string password;
+            if (!f.plain_password_file.empty()) {
+                std::ifstream file(f.plain_password_file);
+                if (!file) {
+                    throw fail("--plain-password-file '" + f.plain_password_file +
+                               "': cannot read it");
+                }
+                std::getline(file, password);
+                if (!password.empty() && password.back() == '\r') {
+                    password.pop_back();
+                }
+            } else {
+                const char* env = nullptr;
+                if (per_side) {
+                    env = std::getenv(environment_name(side, "PLAIN_PASSWORD").c_str());
+                }
+                if (env == nullptr) {
+                    env = std::getenv("ZMQKIT_PLAIN_PASSWORD");
+                }
+                if (env == nullptr) {
+                    throw fail(
+                        "--plain-user needs a password: set ZMQKIT_PLAIN_PASSWORD" +
+                        std::string(per_side
+                                        ? " (or " + environment_name(side, "PLAIN_PASSWORD") + ")"
+                                        : "") +
+                        " or give --plain-password-file FILE (never on the command line)");
+                }
+                password = env;
+            }
+            out.socket = socket_security::plain_client(f.plain_user, std::move(password));
+        } else if (filters) {
+            out.socket = socket_security::null_server(zap_domain);
+            out.policy = std::move(policy);
+        }
+        if (out.socket.enabled()) {
+            out.socket.validate();
+        }
+    } catch (const security_error& e) {
+        throw fail(e.what());
+    }
+    return out;
+}
+
+std::unique_ptr<authenticator> start_authenticator(zmq::context_t& context,
+                                                   const std::vector<const side_security*>& sides,
+                                                   const logger& log) {
+    bool any_server = false;
+    for (const auto* s : sides) {
+        any_server = any_server || (s != nullptr && s->server());
+    }
+    if (!any_server) {
+        return nullptr;
+    }
+    authenticator_options options;
+    options.log = [&log](std::string_view line) { log.warn(line); };
+    auto auth = std::make_unique<authenticator>(context, std::move(options));
+    for (const auto* s : sides) {
+        if (s == nullptr || !s->server()) {
+            continue;
+        }
+        try {
+            auth->set_policy(s->socket.zap_domain, *s->policy);
+        } catch (const security_error& e) {
+            throw usage_error{s->side + ": " + e.what(), exit_usage};
+        }
+    }
+    return auth;
+}
+
+std::vector<std::string> describe_security(const std::vector<const side_security*>& sides) {
+    std::vector<std::string> lines;
+    for (const auto* s : sides) {
+        if (s != nullptr && s->enabled()) {
+            lines.push_back(s->side + ": " + s->socket.describe());
+        }
+    }
+    return lines;
 }
 
 } // namespace zmqkit::cli

@@ -6,6 +6,7 @@
 //  - exit codes from sysexits.h.
 #pragma once
 
+#include <zmqkit/security.hpp>
 #include <zmqkit/signals.hpp>
 
 #include <boost/program_options.hpp>
@@ -13,10 +14,13 @@
 #include <chrono>
 #include <exception>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace zmqkit::cli {
 
@@ -78,6 +82,63 @@ private:
     std::string tool_;
     int verbosity_ = 0;
 };
+
+// ---- security flags (docs/security.md, "The binaries") --------------------------------------
+//
+// Every binary takes the same flags, config-file keys and ZMQKIT_* variables for CURVE, PLAIN
+// and ZAP: --curve-secret FILE, --curve-server-key KEY|FILE, --curve-allow DIR|any,
+// --zap-allow-ip / --zap-deny-ip ADDR[/BITS] (repeatable), --plain-passwords FILE, --plain-user
+// NAME with --plain-password-file FILE or ZMQKIT_PLAIN_PASSWORD. A binary with several sides
+// also takes "--<side>-<flag>" (--frontend-curve-allow, ...), which overrides the plain flag
+// for that side.
+
+// The security flag names without "--" (the same names are config-file keys).
+[[nodiscard]] const std::vector<std::string>& security_flag_names();
+
+// Adds the plain flags to `visible` and, for each of `sides`, "--<side>-<flag>" to `hidden`
+// (parsed, config-file keys, but documented in one line of the help text instead of 8 x N).
+void add_security_options(boost::program_options::options_description& visible,
+                          boost::program_options::options_description& hidden,
+                          const std::vector<std::string>& sides = {});
+
+// What one side of a binary is configured with.
+struct side_security {
+    std::string side;                 // "frontend", ... or the tool's socket name
+    socket_security socket;           // applied to the side's socket(s)
+    std::optional<zap_policy> policy; // a server side: the policy of socket.zap_domain
+    [[nodiscard]] bool server() const noexcept { return policy.has_value(); }
+    [[nodiscard]] bool enabled() const noexcept { return socket.enabled(); }
+};
+
+// The settings of one side from the flags in vm: the plain flags, overridden flag by flag by
+// "--<side>-<flag>" when `per_side`. A per-side flag of one role or mechanism drops the
+// inherited flags of the other (--backend-curve-server-key ignores a plain --curve-allow).
+// The role follows from the flags: --curve-allow (with --curve-secret) makes a CURVE server,
+// --curve-server-key a CURVE client (--curve-secret then is its identity), --plain-passwords a
+// PLAIN server, --plain-user a PLAIN client, --zap-allow-ip / --zap-deny-ip alone a plaintext
+// server with IP filters. A server's ZAP domain is `zap_domain`. Reads the certificate and
+// password files. Throws usage_error (exit_usage) saying which flag is missing or wrong; never
+// prints a secret.
+[[nodiscard]] side_security resolve_side_security(const boost::program_options::variables_map& vm,
+                                                  const std::string& side, bool per_side,
+                                                  const std::string& zap_domain);
+
+// The help text's paragraph about the security flags, with one example (`per_side`: also the
+// "--<side>-<flag>" overrides, naming `sides`).
+[[nodiscard]] std::string security_help(const std::vector<std::string>& sides = {});
+
+// The ZAP authenticator of a binary's context: created when at least one of `sides` is a
+// server (nullptr otherwise), with one policy per server side, before any socket binds. Its
+// denials and reloads are logged as warnings through `log`. Throws usage_error (exit_usage)
+// when a policy cannot be set (an allow directory that cannot be read, ...).
+[[nodiscard]] std::unique_ptr<authenticator>
+start_authenticator(zmq::context_t& context, const std::vector<const side_security*>& sides,
+                    const logger& log);
+
+// "frontend: curve server, public key ..., domain 'frontend'" per enabled side (public parts
+// only), for the start-up log.
+[[nodiscard]] std::vector<std::string>
+describe_security(const std::vector<const side_security*>& sides);
 
 // The body of every tool's main(): block the shutdown signals before any thread starts, parse
 // (a Config, or help/version to print), then run(cfg, log, signals). A usage_error becomes its

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <unistd.h>
 
 namespace zmqkit::cli {
@@ -314,11 +315,12 @@ handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& soc
     : pair_(context, zmq::socket_type::pair), socket_(socket.handle()), events_(events) {
     static std::atomic<int> counter{0};
     const std::string endpoint = "inproc://zmqkit-cli-monitor-" + std::to_string(counter++);
-    int mask = ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    // Failed handshakes always: a plaintext tool refused by a CURVE server says why.
+    int mask = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (events_ != nullptr) {
         mask |= ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                ZMQ_EVENT_BIND_FAILED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                ZMQ_EVENT_BIND_FAILED;
     }
     if (zmq_socket_monitor(socket_, endpoint.c_str(), mask) != 0) {
         throw usage_error{std::string("cannot monitor the socket: ") + zmq_strerror(zmq_errno()),
@@ -338,6 +340,27 @@ void handshake_counter::consume(const zmq::message_t& event, const zmq::message_
     std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
     if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         ++seen_;
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+        ++failures_;
+        last_failure_ =
+            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                ? "handshake failed with " + endpoint.to_string() +
+                      ": the server uses a different security mechanism (a CURVE or PLAIN "
+                      "server: give --curve-server-key or --plain-user)"
+                : "handshake failed with " + endpoint.to_string() + ": ZMTP protocol error";
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        // A server that refuses the mechanism may close before this side saw why.
+        ++failures_;
+        if (last_failure_.empty()) { // a reason seen before says more
+            last_failure_ = "handshake failed with " + endpoint.to_string() +
+                            ": the server closed the connection during the handshake (does it "
+                            "require CURVE or PLAIN: --curve-server-key / --plain-user?)";
+        }
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        ++failures_;
+        last_failure_ = "handshake failed with " + endpoint.to_string() +
+                        ": the server did not allow this client (ZAP status " +
+                        std::to_string(value) + ": address or credentials not allowed)";
     }
     if (events_ == nullptr) {
         return;
@@ -416,6 +439,58 @@ std::size_t handshake_counter::poll() {
         consume(event, endpoint);
     }
     return seen_;
+}
+
+std::size_t wait_secured_peers(handshake_monitor& monitor, std::size_t peers,
+                               std::chrono::milliseconds timeout,
+                               const std::function<bool()>& stop) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto seen = [&] { return static_cast<std::size_t>(monitor.stats().succeeded); };
+    while (seen() < peers && !stop()) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            break;
+        }
+        if (seen() == 0) {
+            (void)monitor.wait_handshake(std::min(left, std::chrono::milliseconds(100)));
+        } else {
+            // The monitor signals the first handshake only; later ones are polled.
+            std::this_thread::sleep_for(std::min(left, std::chrono::milliseconds(20)));
+        }
+    }
+    return seen();
+}
+
+std::string handshake_problem(handshake_monitor* monitor) {
+    if (monitor == nullptr) {
+        return {};
+    }
+    std::string why;
+    if (monitor->wait_handshake(std::chrono::milliseconds(0), &why)) {
+        return {};
+    }
+    return why.empty() ? std::string("no security handshake completed") : why;
+}
+
+std::string join_endpoints(const std::vector<std::string>& endpoints) {
+    std::string out;
+    for (const auto& e : endpoints) {
+        out += (out.empty() ? "" : ", ") + e;
+    }
+    return out;
+}
+
+std::string describe_duration(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0) {
+        return std::to_string(d.count() / 1000) + " s";
+    }
+    if (d.count() > 1000) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(d.count()) / 1000.0);
+        return buf;
+    }
+    return std::to_string(d.count()) + " ms";
 }
 
 std::string transfer_stats::line(std::string_view tool) const {

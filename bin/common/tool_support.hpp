@@ -98,6 +98,10 @@ public:
                      const std::function<bool()>& stop);
     // Reads the events already there without waiting. Returns the number seen so far.
     std::size_t poll();
+    // Handshakes that failed so far (a plaintext tool against a CURVE server, an address on
+    // the server's deny list), and the last one's reason ("" if none). Call poll() first.
+    [[nodiscard]] std::size_t failures() const noexcept { return failures_; }
+    [[nodiscard]] const std::string& last_failure() const noexcept { return last_failure_; }
 
 private:
     void consume(const zmq::message_t& event, const zmq::message_t& endpoint);
@@ -105,7 +109,28 @@ private:
     void* socket_;
     const logger* events_;
     std::size_t seen_ = 0;
+    std::size_t failures_ = 0;
+    std::string last_failure_;
 };
+
+// --wait-peers on a secured socket: libzmq allows one monitor per socket, so the security
+// handshake_monitor (zmqkit::socket::handshakes()) counts the peers instead of a
+// handshake_counter. Waits until it counted `peers` completed handshakes or `timeout` passed
+// (checking `stop` between checks). Returns the number seen.
+std::size_t wait_secured_peers(handshake_monitor& monitor, std::size_t peers,
+                               std::chrono::milliseconds timeout,
+                               const std::function<bool()>& stop);
+
+// Why a secured client socket never completed a handshake ("CURVE handshake failed: ...", or
+// "no connection to ... was made (server down or unreachable)"); "" when one completed or
+// `monitor` is null (no security).
+[[nodiscard]] std::string handshake_problem(handshake_monitor* monitor);
+
+// "tcp://a:1, tcp://b:2"
+[[nodiscard]] std::string join_endpoints(const std::vector<std::string>& endpoints);
+
+// "5 s", "1.5 s", "250 ms"
+[[nodiscard]] std::string describe_duration(std::chrono::milliseconds d);
 
 // Message and byte counts with elapsed time, formatted as
 // "<tool>: stats: messages=N bytes=N elapsed=Xs rate=N msgs/s".

@@ -3,7 +3,9 @@
 
 #include <zmqkit/signals.hpp>
 
+#include <csignal>
 #include <cstring>
+#include <memory>
 
 namespace {
 
@@ -15,16 +17,34 @@ void print_bound(const cli::logger& log, const char* what, const std::vector<std
     }
 }
 
+// ", zap allowed=N denied=N" when the proxy authenticates its peers.
+std::string zap_counts(const authenticator* auth) {
+    if (auth == nullptr) {
+        return {};
+    }
+    const auto s = auth->stats();
+    return " zap allowed=" + std::to_string(s.allowed) + " denied=" + std::to_string(s.denied) +
+           " malformed=" + std::to_string(s.malformed);
+}
+
 // Runs a started device until a signal or TERMINATE; then drains. Device: streamer,
-// durable_proxy, load_balancer or mdp_broker (actors with statistics()).
+// durable_proxy, load_balancer or mdp_broker (actors with statistics()). With an
+// authenticator, SIGHUP rereads its allow directories and password files instead.
 template <class Device>
 int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
-               shutdown_signals& signals) {
+               shutdown_signals& signals, authenticator* auth) {
     log.info("mode " + cfg.mode + " running");
 
     auto next_stats = std::chrono::steady_clock::now() + cfg.stats_interval;
     for (;;) {
         if (auto sig = signals.wait(std::chrono::milliseconds(200))) {
+            if (*sig == SIGHUP && auth != nullptr) {
+                const auto problems = auth->reload();
+                log.info("received SIGHUP: allow lists reloaded" +
+                         (problems > 0 ? " (" + std::to_string(problems) + " problem(s) reported)"
+                                       : std::string()));
+                continue;
+            }
             log.info(std::string("received ") + strsignal(*sig) + ", draining for up to " +
                      std::to_string(cfg.drain_timeout.count()) + " ms");
             device.stop(cfg.drain_timeout);
@@ -40,15 +60,30 @@ int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& 
         }
         if (cfg.stats_interval.count() > 0 && std::chrono::steady_clock::now() >= next_stats) {
             next_stats += cfg.stats_interval;
-            log.info("statistics " + device.statistics().to_json());
+            log.info("statistics " + device.statistics().to_json() + zap_counts(auth));
         }
     }
-    log.info("final statistics " + device.statistics().to_json());
+    log.info("final statistics " + device.statistics().to_json() + zap_counts(auth));
     return cli::exit_ok;
 }
 
 int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_signals& signals) {
     zmq::context_t context;
+    // One ZAP handler for the context, before any side binds; destroyed after the device (it
+    // is declared first), so it answers until the last socket closed.
+    const std::vector<const cli::side_security*> sides{&cfg.frontend_security,
+                                                       &cfg.backend_security, &cfg.control_security,
+                                                       &cfg.capture_security};
+    std::unique_ptr<authenticator> auth;
+    try {
+        auth = cli::start_authenticator(context, sides, log);
+    } catch (const zmq::error_t& e) {
+        log.error(std::string("cannot start the ZAP authenticator: ") + e.what());
+        return cli::exit_unavailable;
+    }
+    for (const auto& line : cli::describe_security(sides)) {
+        log.info("security " + line);
+    }
     if (cfg.mode == "durable") {
         auto options = cfg.durable;
         options.log = [&log](std::string_view line) { log.info(line); };
@@ -64,7 +99,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "backend-push", device.backend_push_endpoints());
         print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals);
+        return run_device(device, cfg, log, signals, auth.get());
     }
     if (cfg.mode == "lb") {
         auto options = cfg.lb;
@@ -79,7 +114,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "frontend", device.frontend_endpoints());
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals);
+        return run_device(device, cfg, log, signals, auth.get());
     }
     if (cfg.mode == "mdp") {
         auto options = cfg.mdp;
@@ -94,10 +129,12 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "frontend", device.frontend_endpoints());
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals);
+        return run_device(device, cfg, log, signals, auth.get());
     }
     if (cfg.mode == "forwarder") {
-        patterns::forwarder device(context, cfg.forwarder);
+        auto options = cfg.forwarder;
+        options.log = [&log](std::string_view line) { log.warn(line); };
+        patterns::forwarder device(context, options);
         try {
             device.start();
         } catch (const zmqkit::error& e) {
@@ -108,7 +145,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         print_bound(log, "backend", device.backend_endpoints());
         print_bound(log, "control", device.control_endpoints());
         print_bound(log, "capture", device.capture_endpoints());
-        return run_device(device, cfg, log, signals);
+        return run_device(device, cfg, log, signals, auth.get());
     }
     patterns::streamer device(context, cfg.streamer);
     try {
@@ -121,7 +158,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
     print_bound(log, "backend", device.backend_endpoints());
     print_bound(log, "control", device.control_endpoints());
     print_bound(log, "capture", device.capture_endpoints());
-    return run_device(device, cfg, log, signals);
+    return run_device(device, cfg, log, signals, auth.get());
 }
 
 } // namespace

@@ -48,7 +48,9 @@ Modes:
   forwarder  pub-sub forwarder: publishers (PUB, zmqkit-send --pub) connect to the XSUB
              --frontend, subscribers (SUB, zmqkit-recv --sub) to the XPUB --backend;
              subscriptions travel upstream. --slow-subscriber-policy drop (default: a full
-             subscriber misses messages, counted) or block (back-pressure to publishers).
+             subscriber misses messages, counted), block (back-pressure to publishers) or
+             disconnect (as drop, and a tcp/ipc subscriber whose send queue stays full for
+             --slow-subscriber-timeout is disconnected; it reconnects and sees the gap).
              --last-value-cache answers late joiners' snapshot requests. Frames:
              docs/wire-protocol.md section 10.
 
@@ -95,10 +97,19 @@ Examples:
   zmqkit-proxy --mode mdp --frontend tcp://*:5555 --backend tcp://*:5556 \
                --control tcp://127.0.0.1:5559 --request-expiry 10s
 
+  # CURVE: producers need a key in producers/, consumers one in consumers/; clients give
+  # --curve-server-key proxy.key (the public file) and their own --curve-secret
+  zmqkit-keygen proxy.key
+  zmqkit-proxy --frontend tcp://*:5557 --backend tcp://*:5558 --curve-secret proxy.key_secret \
+               --frontend-curve-allow producers/ --backend-curve-allow consumers/
+
   # pause it, read its counters, stop it
   python3 -c 'import zmq; s=zmq.Context().socket(zmq.REQ); s.connect("ipc:///run/zmqkit/proxy.ctl"); s.send(b"STATUS"); print(s.recv())'
 
 Sizes: bytes, or a number with k/KiB, M/MiB, G/GiB (powers of 1024): 64MiB, 1G.
+
+Signals: SIGINT, SIGTERM (and SIGHUP without security) drain and stop; with a CURVE, PLAIN
+or IP-filtered server side SIGHUP rereads the allow directories and password files instead.
 
 Exit codes: 0 clean stop, 64 bad usage, 69 cannot bind/start (also: the spool is locked by
 another process, or --strict found damage), 70 internal error, 78 bad config file.
@@ -129,6 +140,11 @@ std::uint64_t parse_size(std::string_view text) {
     return value * scale;
 }
 
+const std::vector<std::string>& proxy_sides() {
+    static const std::vector<std::string> sides{"frontend", "backend", "control", "capture"};
+    return sides;
+}
+
 std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const char* const* argv) {
     proxy_config cfg;
     std::string drain = "5s";
@@ -150,6 +166,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::uint32_t liveness = 3;
     std::size_t max_queued = 100000;
     std::string slow_policy = "drop"; // forwarder mode
+    std::string slow_timeout = "5s";
     po::options_description desc;
     // clang-format off
     desc.add_options()
@@ -187,17 +204,25 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"; mdp: before more are dropped")
         ("request-timeout", po::value(&request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
         ("request-expiry", po::value(&request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
-        ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back)")
+        ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
+        ("slow-subscriber-timeout", po::value(&slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
     // clang-format on
+    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    po::options_description per_side;
+    add_security_options(security, per_side, proxy_sides());
+    po::options_description all;
+    all.add(desc).add(security).add(per_side);
     po::variables_map vm;
-    parse_all(argc, argv, desc, nullptr, vm);
+    parse_all(argc, argv, all, nullptr, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
-        text << usage_head << ":\n" << desc << usage_tail;
+        text << usage_head << ":\n"
+             << desc << "\n"
+             << security << security_help(proxy_sides()) << usage_tail;
         return print_and_exit{text.str(), exit_ok};
     }
     if (vm.count("version") != 0U) {
@@ -208,10 +233,11 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     const bool mdp = cfg.mode == "mdp";
     const bool forwarder = cfg.mode == "forwarder";
     if (!forwarder &&
-        (!vm["slow-subscriber-policy"].defaulted() || vm.count("last-value-cache") != 0U)) {
-        throw usage_error{
-            "--slow-subscriber-policy and --last-value-cache apply to --mode forwarder only",
-            exit_usage};
+        (!vm["slow-subscriber-policy"].defaulted() || !vm["slow-subscriber-timeout"].defaulted() ||
+         vm.count("last-value-cache") != 0U)) {
+        throw usage_error{"--slow-subscriber-policy, --slow-subscriber-timeout and "
+                          "--last-value-cache apply to --mode forwarder only",
+                          exit_usage};
     }
     if (cfg.mode != "stream" && !durable && !lb && !mdp && !forwarder) {
         throw usage_error{"unknown --mode '" + cfg.mode +
@@ -335,6 +361,16 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         }
         if (forwarder) {
             cfg.forwarder.policy = patterns::parse_slow_subscriber_policy(slow_policy);
+            cfg.forwarder.slow_subscriber_timeout = parse_duration(slow_timeout);
+            if (cfg.forwarder.slow_subscriber_timeout.count() <= 0) {
+                throw config_error("--slow-subscriber-timeout must be positive, got " +
+                                   slow_timeout);
+            }
+            if (cfg.forwarder.policy != patterns::slow_subscriber_policy::disconnect &&
+                !vm["slow-subscriber-timeout"].defaulted()) {
+                throw config_error("--slow-subscriber-timeout applies to --slow-subscriber-policy "
+                                   "disconnect only");
+            }
         }
         if (mdp) {
             auto& m = cfg.mdp;
@@ -356,6 +392,27 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     check_linger(sockets.linger);
     sockets.send_hwm = hwm;
     sockets.recv_hwm = hwm;
+    cfg.frontend_security = resolve_side_security(vm, "frontend", true, "frontend");
+    cfg.backend_security = resolve_side_security(vm, "backend", true, "backend");
+    if (!control.empty()) {
+        cfg.control_security = resolve_side_security(vm, "control", true, "control");
+    }
+    if (!capture.empty()) {
+        cfg.capture_security = resolve_side_security(vm, "capture", true, "capture");
+    }
+    for (const auto& side : {std::string("control"), std::string("capture")}) {
+        const auto& spec = side == "control" ? control : capture;
+        for (const auto& flag : security_flag_names()) {
+            if (spec.empty() && vm.count(side + "-" + flag) != 0U) {
+                throw usage_error{"--" + side + "-" + flag + " is given but there is no --" + side +
+                                      " socket",
+                                  exit_usage};
+            }
+        }
+    }
+    const auto& fs = cfg.frontend_security.socket;
+    const auto& bs = cfg.backend_security.socket;
+    const auto& cs = cfg.control_security.socket;
     if (durable) {
         auto& d = cfg.durable;
         d.frontend = frontend;
@@ -364,6 +421,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         d.name = name;
         d.spool.name = name;
         d.sockets = sockets;
+        d.frontend_security = fs;
+        d.backend_security = bs;
+        d.control_security = cs;
         d.batch = vm.count("batch") != 0U ? batch : 4096;
         d.drain_timeout = cfg.drain_timeout;
     } else if (lb) {
@@ -373,6 +433,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         l.control = control;
         l.name = name;
         l.sockets = sockets;
+        l.frontend_security = fs;
+        l.backend_security = bs;
+        l.control_security = cs;
         l.liveness = liveness;
         l.max_queued = max_queued;
         l.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
@@ -385,6 +448,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         m.control = control;
         m.name = name;
         m.sockets = sockets;
+        m.frontend_security = fs;
+        m.backend_security = bs;
+        m.control_security = cs;
         m.liveness = liveness;
         m.max_queued = max_queued;
         m.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
@@ -398,6 +464,10 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         f.capture = capture;
         f.name = name;
         f.sockets = sockets;
+        f.frontend_security = fs;
+        f.backend_security = bs;
+        f.control_security = cs;
+        f.capture_security = cfg.capture_security.socket;
         f.last_value_cache = vm.count("last-value-cache") != 0U;
         f.batch = vm.count("batch") != 0U ? batch : 512;
         f.drain_timeout = cfg.drain_timeout;
@@ -409,6 +479,10 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         st.capture = capture;
         st.name = name;
         st.sockets = sockets;
+        st.frontend_security = fs;
+        st.backend_security = bs;
+        st.control_security = cs;
+        st.capture_security = cfg.capture_security.socket;
         st.batch = vm.count("batch") != 0U ? batch : 512;
         st.drain_timeout = cfg.drain_timeout;
     }

@@ -24,8 +24,17 @@ struct proxy_config {
     patterns::mdp_broker_options mdp;        // --mode mdp
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
+    // Security per side (also copied into the mode's device options). A server side's ZAP
+    // domain is its name; main() creates the context's authenticator from these.
+    side_security frontend_security;
+    side_security backend_security;
+    side_security control_security; // off unless --control is given
+    side_security capture_security; // off unless --capture is given
     int verbosity = 0;
 };
+
+// The proxy's sides, the prefixes of the per-side security flags (--frontend-curve-allow).
+[[nodiscard]] const std::vector<std::string>& proxy_sides();
 
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.
 [[nodiscard]] std::variant<proxy_config, print_and_exit>

@@ -64,10 +64,13 @@ Examples:
   zmqkit-recv --rep --reply pong @tcp://*:5555
   # consume from a durable proxy, acking each message once it is on stdout
   zmqkit-recv --ack -c 1000 tcp://127.0.0.1:5558 > orders.txt
+  # encrypted server: only the clients whose public certificates are in clients/
+  zmqkit-recv --curve-secret server.key_secret --curve-allow clients/ @tcp://*:5557
   # JSON lines out, stop after 10
   zmqkit-recv -f json -c 10 @tcp://*:5557 | jq .body
 
-Exit codes: 0 ok, 64 bad usage, 69 cannot bind/connect, 75 timed out before the count.
+Exit codes: 0 ok, 64 bad usage, 69 cannot bind/connect (or, with security, --timeout passed
+without a completed handshake: the reason is named), 75 timed out before the count.
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {
@@ -121,15 +124,20 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         ("verbose,v", "more diagnostics: malformed messages, connection events")
         ("quiet,q", "errors only");
     // clang-format on
+    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    po::options_description no_sides;
+    add_security_options(security, no_sides);
+    po::options_description all;
+    all.add(desc).add(security);
     po::positional_options_description positional;
     positional.add("endpoint", -1);
     po::variables_map vm;
-    parse_all(argc, argv, desc, &positional, vm);
+    parse_all(argc, argv, all, &positional, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"
-             << desc << "\n-X names: " << known_socket_options() << "\n"
-             << usage_tail;
+             << desc << "\n-X names: " << known_socket_options() << "\n\n"
+             << security << security_help() << usage_tail;
         return print_and_exit{text.str(), exit_ok};
     }
     if (vm.count("version") != 0U) {
@@ -201,6 +209,7 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     }
     cfg.stats = vm.count("stats") != 0U;
     cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.security = resolve_side_security(vm, "zmqkit-recv", false, "zmqkit-recv");
     return cfg;
 }
 

@@ -17,6 +17,7 @@ using clock = std::chrono::steady_clock;
 // (flushed), so a crash of this tool or its reader loses nothing: the proxy redelivers.
 int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
     zmq::context_t context;
+    const auto auth = start_authenticator(context, {&cfg.security}, log);
     metrics_registry registry;
     patterns::reliable_receiver_options ro;
     std::string spec;
@@ -31,10 +32,12 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
     ro.socket.send_timeout = std::chrono::milliseconds(200);
     ro.socket.name = "zmqkit-recv";
     ro.socket.registry = &registry;
+    ro.socket.security = cfg.security.socket;
     std::optional<handshake_counter> events;
     ro.configure = [&](zmq::socket_t& raw) {
         apply_socket_options(raw, cfg.socket_options);
-        if (cfg.verbosity >= 1) {
+        // With security the receiver's handshake_monitor reports (one monitor per socket).
+        if (cfg.verbosity >= 1 && !cfg.security.enabled()) {
             events.emplace(context, raw, &log);
         }
     };
@@ -143,6 +146,13 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
     if (stopped) {
         return exit_ok;
     }
+    if (timed_out && stats.messages() == 0 && !cfg.security.server()) {
+        if (const auto why = handshake_problem(receiver->handshakes()); !why.empty()) {
+            log.error("nothing could be received from " + join_endpoints(cfg.endpoints) +
+                      " within " + describe_duration(*cfg.timeout) + ": " + why);
+            return exit_unavailable;
+        }
+    }
     const bool count_missed = cfg.count && stats.messages() < *cfg.count;
     if ((timed_out && (count_missed || stats.messages() == 0)) || (idle && count_missed)) {
         log.error(std::string(timed_out ? "timed out" : "idle") + " with " +
@@ -160,6 +170,7 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
         return run_recv_acked(cfg, log, signals);
     }
     zmq::context_t context;
+    const auto auth = start_authenticator(context, {&cfg.security}, log);
     metrics_registry registry;
     socket_options so;
     so.send_hwm = cfg.hwm;
@@ -168,6 +179,7 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     so.send_timeout = std::chrono::milliseconds(200);
     so.name = "zmqkit-recv";
     so.registry = &registry;
+    so.security = cfg.security.socket;
     zmqkit::socket sock(context, cfg.kind.type, so);
     apply_socket_options(sock.raw(), cfg.socket_options);
     if (cfg.kind.type == zmq::socket_type::sub) {
@@ -176,8 +188,9 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
         }
     }
     // -v: connection events (connected, disconnected, handshake failed) on stderr.
+    // With security the socket's handshake_monitor reports instead (one monitor per socket).
     std::optional<handshake_counter> events;
-    if (cfg.verbosity >= 1) {
+    if (cfg.verbosity >= 1 && !cfg.security.enabled()) {
         events.emplace(context, sock.raw(), &log);
     }
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
@@ -418,6 +431,13 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     }
     if (stopped) {
         return exit_ok;
+    }
+    if (timed_out && stats.messages() == 0 && !cfg.security.server()) {
+        if (const auto why = handshake_problem(sock.handshakes()); !why.empty()) {
+            log.error("nothing could be received from " + join_endpoints(cfg.endpoints) +
+                      " within " + describe_duration(*cfg.timeout) + ": " + why);
+            return exit_unavailable;
+        }
     }
     const bool count_missed = cfg.count && stats.messages() < *cfg.count;
     if (timed_out && (count_missed || stats.messages() == 0)) {

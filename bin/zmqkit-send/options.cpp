@@ -62,13 +62,17 @@ Examples:
   zmqkit-send --req --data 'ping' tcp://127.0.0.1:5555
   # store-and-forward: exit 0 only once a durable proxy has every line on disk
   seq 1 1000 | zmqkit-send --wait-confirm tcp://127.0.0.1:5557
+  # encrypted: the server's public certificate, this client's own key pair
+  seq 1 10 | zmqkit-send --curve-server-key proxy.key --curve-secret me.key_secret \
+      --timeout 5s tcp://127.0.0.1:5557
   # JSON lines with headers, waiting for the pullers to be connected first
   echo '{"headers":{"type":"order.created"},"body":{"id":7}}' | \
       zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
 
 Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
 prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect, 75 timed out
-(--timeout, --wait-peers) or messages still queued when --linger expired, 76 --wait-confirm:
+(--timeout, --wait-peers) or messages still queued when --linger expired. With security, 69
+also when the handshake was refused (wrong server key, key not allowed): the reason is named, 76 --wait-confirm:
 some messages were not confirmed within --confirm-timeout or were rejected (each is named).
 )";
 
@@ -151,15 +155,20 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("verbose,v", "more diagnostics: each sent message id, connection events")
         ("quiet,q", "errors only");
     // clang-format on
+    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    po::options_description no_sides;
+    add_security_options(security, no_sides);
+    po::options_description all;
+    all.add(desc).add(security);
     po::positional_options_description positional;
     positional.add("endpoint", -1);
     po::variables_map vm;
-    parse_all(argc, argv, desc, &positional, vm);
+    parse_all(argc, argv, all, &positional, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"
-             << desc << "\n-X names: " << known_socket_options() << "\n"
-             << usage_tail;
+             << desc << "\n-X names: " << known_socket_options() << "\n\n"
+             << security << security_help() << usage_tail;
         return print_and_exit{text.str(), exit_ok};
     }
     if (vm.count("version") != 0U) {
@@ -328,6 +337,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     (void)message_formatter(cfg.format); // validates
     cfg.stats = vm.count("stats") != 0U;
     cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.security = resolve_side_security(vm, "zmqkit-send", false, "zmqkit-send");
     return cfg;
 }
 

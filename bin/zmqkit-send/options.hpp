@@ -63,6 +63,9 @@ struct send_config {
     std::string format = "text";
     bool stats = false;
     int verbosity = 0;
+    // --curve-* / --plain-* / --zap-*: the socket's security (a client unless --curve-allow,
+    // --plain-passwords or a --zap-*-ip filter make it a server; ZAP domain "zmqkit-send").
+    side_security security;
 };
 
 // Parses argv (and ZMQKIT_* variables, and --config FILE). Throws usage_error.

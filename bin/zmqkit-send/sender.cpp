@@ -385,6 +385,9 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     }
 
     zmq::context_t context;
+    // A server side (--curve-allow, --plain-passwords, --zap-*-ip) needs the context's ZAP
+    // handler before it binds; closed before the context at the end.
+    std::unique_ptr<authenticator> auth = start_authenticator(context, {&cfg.security}, log);
     // Closed explicitly at the end, where the context shutdown is timed (delivery check).
     std::optional<zmqkit::socket> sock_holder;
     metrics_registry registry;
@@ -395,12 +398,16 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     so.send_timeout = std::chrono::milliseconds(200); // re-checked: signals, --timeout
     so.name = "zmqkit-send";
     so.registry = &registry;
+    so.security = cfg.security.socket;
     // Always on: --wait-peers waits for handshakes, and at the end "no peer ever connected"
     // tells that every queued message was dropped (see below).
     // With -v it also logs the socket's connection events.
+    // With security the socket's own handshake_monitor does this (libzmq allows one monitor
+    // per socket): see `secured` below.
     std::optional<handshake_counter> monitor;
     const bool want_monitor =
-        cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub || cfg.verbosity >= 1;
+        !cfg.security.enabled() &&
+        (cfg.wait_peers > 0 || cfg.kind.type != zmq::socket_type::pub || cfg.verbosity >= 1);
     // --wait-confirm: a reliable sender (DEALER) keeps every message until the durable proxy
     // confirms it; otherwise a plain zmqkit socket.
     std::optional<patterns::reliable_sender> reliable;
@@ -455,6 +462,37 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         attach_all(created, cfg.endpoints, cfg.kind.default_action, log);
     }
     zmq::socket_t& raw_socket = reliable ? reliable->raw() : sock_holder->raw();
+    // The security handshakes (nullptr without security); a client that never completes one
+    // gives up with the reason (exit 69) instead of waiting for ever.
+    handshake_monitor* secured = reliable ? reliable->handshakes() : sock_holder->handshakes();
+    handshake_monitor* client_handshakes = cfg.security.server() ? nullptr : secured;
+    const auto handshake_limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
+    bool handshake_refused = false;
+    // True once a secured client has had no handshake for handshake_limit and one failed
+    // (without --timeout, a server that is only down is waited for, as without security).
+    // A plaintext client is refused too (by a CURVE server, a deny list): handshake_counter
+    // sees those failures.
+    auto handshake_gave_up = [&]() {
+        if (handshake_refused || clock::now() - started < handshake_limit) {
+            return handshake_refused;
+        }
+        if (client_handshakes != nullptr) {
+            const auto st = client_handshakes->stats();
+            handshake_refused = st.succeeded == 0 && (st.failed > 0 || cfg.timeout.has_value());
+        } else if (monitor && !cfg.security.enabled()) {
+            handshake_refused = monitor->poll() == 0 && monitor->failures() > 0;
+        }
+        return handshake_refused;
+    };
+    auto report_handshake = [&]() {
+        log.error("no message could be sent to " + join_endpoints(cfg.endpoints) + " within " +
+                  describe_duration(handshake_limit) + ": " +
+                  (client_handshakes != nullptr ? handshake_problem(client_handshakes)
+                   : monitor                    ? monitor->last_failure()
+                                                : std::string("no handshake completed")));
+        raw_socket.set(zmq::sockopt::linger, 0);
+        return exit_unavailable;
+    };
 
     if (cfg.wait_peers > 0 && cfg.kind.type == zmq::socket_type::pub) {
         // Subscriptions, not handshakes: a publication made before a subscription arrived
@@ -485,7 +523,14 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         }
     } else if (cfg.wait_peers > 0) {
         const auto limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
-        const auto seen = monitor ? monitor->wait(cfg.wait_peers, limit, check_signal) : 0;
+        const auto seen = secured != nullptr
+                              ? wait_secured_peers(*secured, cfg.wait_peers, limit, check_signal)
+                          : monitor ? monitor->wait(cfg.wait_peers, limit, check_signal)
+                                    : 0;
+        if (seen == 0 && !stop_requested && client_handshakes != nullptr &&
+            client_handshakes->stats().failed > 0) {
+            return report_handshake();
+        }
         if (seen < cfg.wait_peers && !stop_requested) {
             log.error("timed out after " + std::to_string(limit.count()) + " ms waiting for " +
                       std::to_string(cfg.wait_peers) + " peer(s) to connect (" +
@@ -540,7 +585,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             if (ok) {
                 return true;
             }
-            if (check_signal() || past_deadline()) {
+            if (check_signal() || past_deadline() || handshake_gave_up()) {
                 return false;
             }
         }
@@ -565,7 +610,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             if (ok) {
                 return true;
             }
-            if (check_signal() || past_deadline()) {
+            if (check_signal() || past_deadline() || handshake_gave_up()) {
                 return false;
             }
         }
@@ -592,7 +637,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                 out.flush();
                 return true;
             }
-            if (check_signal() || past_deadline()) {
+            if (check_signal() || past_deadline() || handshake_gave_up()) {
                 return false;
             }
         }
@@ -737,6 +782,24 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     }
     out.flush();
 
+    if (client_handshakes != nullptr && !stop_requested && !handshake_refused &&
+        client_handshakes->stats().succeeded == 0) {
+        // Queued messages wait for a handshake: within what is left of --timeout, or of the
+        // handshake limit.
+        const auto limit_end = deadline ? *deadline : started + handshake_limit;
+        const auto left =
+            std::max(std::chrono::milliseconds(0),
+                     std::chrono::ceil<std::chrono::milliseconds>(limit_end - clock::now()));
+        handshake_refused = !client_handshakes->wait_handshake(left);
+    }
+    if (handshake_refused && !stop_requested) {
+        const int failed = report_handshake();
+        if (reliable) {
+            reliable->raw().set(zmq::sockopt::linger, 0);
+        }
+        return failed;
+    }
+
     if (reliable) {
         return finish_confirmed(*reliable, cfg, log, stats, rejected, code, json_errors, timed_out,
                                 stop_requested, deadline, check_signal);
@@ -751,15 +814,40 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     // whole linger, messages were still queued and have been dropped. (PUB drops messages for
     // absent subscribers by design, so it is not checked.)
     const int linger_ms = raw_socket.get(zmq::sockopt::linger);
-    const bool check_delivery = stats.messages() > 0 && !is_pub && linger_ms > 0;
-    const bool peer_seen = monitor && monitor->poll() > 0;
+    bool check_delivery = stats.messages() > 0 && !is_pub && linger_ms > 0;
+    // No peer yet: wait for one for the linger (what closing would wait anyway); a peer that
+    // refused the handshake is reported (exit 69), none at all is "not delivered" as before.
+    bool no_peer_within_linger = false;
+    if (check_delivery && monitor && !cfg.security.enabled() && !stop_requested &&
+        monitor->poll() == 0) {
+        auto wait = std::chrono::milliseconds(linger_ms);
+        if (deadline) {
+            wait = std::min(wait, std::max(std::chrono::milliseconds(0),
+                                           std::chrono::ceil<std::chrono::milliseconds>(
+                                               *deadline - clock::now())));
+        }
+        if (monitor->wait(1, wait, check_signal) == 0) {
+            if (monitor->failures() > 0) {
+                return report_handshake();
+            }
+            no_peer_within_linger = wait.count() >= linger_ms;
+            if (no_peer_within_linger) {
+                raw_socket.set(zmq::sockopt::linger, 0); // the linger has been waited already
+                check_delivery = false;
+            }
+        }
+    }
+    const bool peer_seen =
+        (monitor && monitor->poll() > 0) || (secured != nullptr && secured->stats().succeeded > 0);
     monitor.reset(); // stops monitoring and closes its socket: the context can terminate
     const auto closing = clock::now();
     sock_holder.reset();
+    auth.reset(); // its ZAP socket too
     context.close();
     const auto shutdown_took = clock::now() - closing;
     const bool undelivered =
-        check_delivery && shutdown_took >= std::chrono::milliseconds(linger_ms) * 9 / 10;
+        no_peer_within_linger ||
+        (check_delivery && shutdown_took >= std::chrono::milliseconds(linger_ms) * 9 / 10);
     if (cfg.stats) {
         stats.print_final("zmqkit-send");
     }

@@ -412,8 +412,12 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     // clang-format on
     po::options_description hidden;
     hidden.add_options()("directory", po::value(&directory), "the spool directory");
+    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    if (is_record || is_replay) {
+        add_security_options(security, hidden);
+    }
     po::options_description all;
-    all.add(desc).add(hidden);
+    all.add(desc).add(security).add(hidden);
     po::positional_options_description positional;
     positional.add("directory", 1);
 
@@ -428,7 +432,8 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         std::ostringstream text;
         text << head << "\n\nOptions:\n" << desc;
         if (is_record || is_replay) {
-            text << "\n-X names: " << known_socket_options() << "\n";
+            text << "\n-X names: " << known_socket_options() << "\n\n"
+                 << security << security_help();
         }
         text << common_tail;
         return print_and_exit{text.str(), exit_ok};
@@ -543,6 +548,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         for (const auto& s : sockopts) {
             cfg.socket_options.push_back(parse_socket_option(s));
         }
+        cfg.security = resolve_side_security(vm, "zmqkit-spooler", false, "zmqkit-spooler");
     }
     return cfg;
 }

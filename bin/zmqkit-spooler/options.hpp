@@ -66,6 +66,10 @@ struct spooler_config {
     int hwm = 0; // record: receive HWM (0: unlimited); replay: send HWM (0: unlimited)
 
     int verbosity = 0;
+    // record / replay: --curve-* / --plain-* / --zap-* for the socket (the same flags as every
+    // binary; a client unless --curve-allow, --plain-passwords or a --zap-*-ip filter make it a
+    // server with ZAP domain "zmqkit-spooler").
+    side_security security;
 };
 
 // Parses argv: `zmqkit-spooler <command> [options] DIR` (and ZMQKIT_* variables, and --config

@@ -23,6 +23,28 @@ std::string signal_text(int sig) {
 
 } // namespace
 
+namespace {
+
+// Applies the --curve-* / --plain-* settings to a raw socket (before bind/connect) and returns
+// its handshake monitor (nullptr without security); destroy it before the socket closes.
+std::unique_ptr<handshake_monitor> secure(zmq::context_t& context, zmq::socket_t& sock,
+                                          const spooler_config& cfg, const logger& log,
+                                          metrics_registry& registry) {
+    if (!cfg.security.enabled()) {
+        return nullptr;
+    }
+    try {
+        apply_security(sock, cfg.security.socket);
+    } catch (const security_error& e) {
+        throw usage_error{e.what(), exit_usage};
+    }
+    return std::make_unique<handshake_monitor>(
+        context, sock, "zmqkit-spooler", [&log](std::string_view line) { log.warn(line); },
+        &registry);
+}
+
+} // namespace
+
 int run_record(const spooler_config& cfg, const logger& log, shutdown_signals& signals) {
     metrics_registry registry;
     auto s = open_spool(cfg, true, registry);
@@ -34,17 +56,19 @@ int run_record(const spooler_config& cfg, const logger& log, shutdown_signals& s
     const std::uint64_t first_sequence = s->stats().next_sequence;
 
     zmq::context_t context;
+    const auto auth = start_authenticator(context, {&cfg.security}, log);
     zmq::socket_t sock(context, cfg.kind.type);
     sock.set(zmq::sockopt::linger, 0);
     sock.set(zmq::sockopt::rcvhwm, cfg.hwm);
     apply_socket_options(sock, cfg.socket_options);
+    const auto handshakes = secure(context, sock, cfg, log, registry);
     if (cfg.kind.type == zmq::socket_type::sub) {
         for (const auto& topic : cfg.topics) {
             sock.set(zmq::sockopt::subscribe, topic);
         }
     }
     std::optional<handshake_counter> events;
-    if (cfg.verbosity >= 1) {
+    if (cfg.verbosity >= 1 && !handshakes) { // one monitor per socket: the security one reports
         events.emplace(context, sock, &log);
     }
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
@@ -248,12 +272,36 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
     auto s = open_spool(cfg, false, registry);
 
     zmq::context_t context;
+    const auto auth = start_authenticator(context, {&cfg.security}, log);
     zmq::socket_t sock(context, cfg.kind.type);
     sock.set(zmq::sockopt::linger, static_cast<int>(cfg.linger.count()));
     sock.set(zmq::sockopt::sndhwm, cfg.hwm);
     sock.set(zmq::sockopt::sndtimeo, 200);
     apply_socket_options(sock, cfg.socket_options);
-    handshake_counter peers(context, sock, cfg.verbosity >= 1 ? &log : nullptr);
+    const auto handshakes = secure(context, sock, cfg, log, registry);
+    // One monitor per socket: with security the handshake_monitor counts the peers.
+    std::optional<handshake_counter> peers;
+    if (!handshakes) {
+        peers.emplace(context, sock, cfg.verbosity >= 1 ? &log : nullptr);
+    }
+    handshake_monitor* client_handshakes = cfg.security.server() ? nullptr : handshakes.get();
+    const auto started = clock::now();
+    const auto handshake_limit = cfg.timeout.value_or(std::chrono::milliseconds(10000));
+    bool refused = false;
+    // A secured client whose handshakes fail gives up after the limit with the reason.
+    auto handshake_gave_up = [&]() {
+        if (!refused && client_handshakes != nullptr && clock::now() - started >= handshake_limit) {
+            const auto st = client_handshakes->stats();
+            refused = st.succeeded == 0 && st.failed > 0;
+        }
+        return refused;
+    };
+    auto report_refused = [&]() {
+        log.error("no message could be sent to " + join_endpoints(cfg.endpoints) + " within " +
+                  describe_duration(handshake_limit) + ": " + handshake_problem(client_handshakes));
+        sock.set(zmq::sockopt::linger, 0);
+        return exit_unavailable;
+    };
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
     bool stopped = false;
@@ -269,9 +317,13 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
     };
     if (cfg.wait_peers > 0) {
         const auto limit = cfg.timeout.value_or(std::chrono::milliseconds(10000));
-        const auto seen = peers.wait(cfg.wait_peers, limit, stop);
+        const auto seen = handshakes ? wait_secured_peers(*handshakes, cfg.wait_peers, limit, stop)
+                                     : peers->wait(cfg.wait_peers, limit, stop);
         if (stopped) {
             return exit_ok;
+        }
+        if (seen == 0 && client_handshakes != nullptr && client_handshakes->stats().failed > 0) {
+            return report_refused();
         }
         if (seen < cfg.wait_peers) {
             log.error("only " + std::to_string(seen) + " of " + std::to_string(cfg.wait_peers) +
@@ -299,7 +351,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
                           more ? zmq::send_flags::sndmore : zmq::send_flags::none)) {
                 return true;
             }
-            if (stop()) { // the send waited sndtimeo: the peers are slow or absent
+            if (stop() || handshake_gave_up()) { // the send waited sndtimeo: no room, no peer
                 return false;
             }
         }
@@ -349,10 +401,21 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
             " (sequences " + std::to_string(*first_sent) + ".." + std::to_string(last_sent) + ")";
     }
     log.info(summary);
+    if (!stopped && !refused && client_handshakes != nullptr && sent > 0 &&
+        client_handshakes->stats().succeeded == 0) {
+        // Queued messages wait for a handshake, at most what is left of the limit.
+        const auto left = std::max(
+            std::chrono::milliseconds(0),
+            std::chrono::ceil<std::chrono::milliseconds>(started + handshake_limit - clock::now()));
+        refused = !client_handshakes->wait_handshake(left);
+    }
+    if (refused && !stopped) {
+        return report_refused();
+    }
     if (stopped) {
         sock.set(zmq::sockopt::linger,
                  static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
-    } else if (!pub && sent > 0 && peers.poll() == 0) {
+    } else if (!pub && sent > 0 && peers && peers->poll() == 0) {
         log.debug("no peer has connected yet; queued messages leave if one comes within --linger");
     }
     return exit_ok;

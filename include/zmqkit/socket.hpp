@@ -5,11 +5,13 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/security.hpp>
 
 #include <zmq.hpp>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +33,10 @@ struct socket_options {
     std::size_t inline_body_limit = 2048;
     std::string name = "socket";          // metric label {socket="<name>"}
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
+    // CURVE / PLAIN / ZAP domain (security.hpp). When enabled(), the socket also runs a
+    // handshake_monitor that logs and counts failed handshakes. Devices with a frontend and a
+    // backend take per-side settings in their own options instead (frontend_security, ...).
+    socket_security security;
 };
 
 // Counters a socket keeps (registered as zmqkit_socket_* {socket="<name>"}).
@@ -55,8 +61,9 @@ class socket {
 public:
     socket(zmq::context_t& context, zmq::socket_type type, socket_options options = {});
     socket(socket&&) noexcept = default;
-    socket& operator=(socket&&) noexcept = default;
-    ~socket() = default;
+    // Stops this socket's handshake monitor before its socket closes, then takes other's.
+    socket& operator=(socket&& other) noexcept;
+    ~socket() = default; // the handshake monitor (declared last) stops before the socket closes
 
     // Binds/connects every entry of an endpoint list (endpoint.hpp). Returns the endpoints in
     // effect (ephemeral ports resolved) and remembers them (see endpoints()).
@@ -105,6 +112,9 @@ public:
     [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
     [[nodiscard]] const socket_counters& counters() const noexcept { return counters_; }
     [[nodiscard]] frame_layout layout() const noexcept { return layout_; }
+    // The monitor of this socket's security handshakes (logs and counts failures; a client
+    // asks wait_handshake()), or nullptr when options.security is not enabled().
+    [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
 
 private:
     bool send_frames(const std::string_view* topic, header& h, std::string_view body,
@@ -120,6 +130,9 @@ private:
     decode_status last_error_;
     std::vector<zmq::message_t> frames_; // reused receive buffers
     int receive_timeout_ms_ = -1;        // ZMQ_RCVTIMEO currently set on socket_
+    // Last member: destroyed first, while socket_ is still open. It holds the libzmq handle,
+    // which stays the same when the socket object moves.
+    std::unique_ptr<handshake_monitor> handshakes_;
 };
 
 // Decodes one received multipart message (frames) into out. Returns the status; on

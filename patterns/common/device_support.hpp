@@ -5,6 +5,7 @@
 #pragma once
 
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/security.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <zmq.hpp>
@@ -12,6 +13,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +26,67 @@ inline void apply_socket_options(zmq::socket_t& s, const socket_options& o) {
     s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
     s.set(zmq::sockopt::sndhwm, o.send_hwm);
     s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+// One side of a device (frontend, backend, capture, control): applies its security settings to
+// the socket and, when they are enabled, starts the handshake monitor that reports failed
+// handshakes as "<name>: ..." log lines and zmqkit_security_handshake_failures_total. Call on
+// the socket's thread before bind/connect; keep the monitor until just before the socket closes.
+[[nodiscard]] inline std::unique_ptr<handshake_monitor>
+apply_side_security(zmq::context_t& context, zmq::socket_t& s, const socket_security& security,
+                    std::string name, metrics_registry* registry) {
+    if (!security.enabled()) {
+        return nullptr;
+    }
+    apply_security(s, security);
+    return std::make_unique<handshake_monitor>(context, s, std::move(name), nullptr, registry);
+}
+
+// The handshake monitors of a device's sides and their part of STATUS. secure() and clear()
+// run on the device's thread; status_member() may be called from any thread.
+class side_monitors {
+public:
+    // Applies `security` to `s` (apply_side_security) and keeps its monitor under `side`
+    // ("frontend", ...); the monitor and its log lines are named "<device>.<side>".
+    void secure(zmq::context_t& context, zmq::socket_t& s, const socket_security& security,
+                const std::string& device, const std::string& side, metrics_registry* registry) {
+        auto monitor = apply_side_security(context, s, security, device + "." + side, registry);
+        if (!monitor) {
+            return;
+        }
+        std::lock_guard lock(mutex_);
+        sides_.push_back(secured_side{side, security.describe(), std::move(monitor)});
+    }
+    // Stops every monitor; call before the sockets close.
+    void clear() noexcept {
+        std::lock_guard lock(mutex_);
+        sides_.clear();
+    }
+    // `,"security":{"frontend":{"mode":"curve server, ...","handshakes":N,
+    // "handshake_failures":N,"last_failure":"..."},...}`, or "" when no side is secured (so a
+    // device without security reports exactly what it did before). Public keys only.
+    [[nodiscard]] std::string status_member() const;
+
+private:
+    struct secured_side {
+        std::string side;
+        std::string description;
+        std::unique_ptr<handshake_monitor> monitor;
+    };
+    mutable std::mutex mutex_;
+    std::vector<secured_side> sides_;
+};
+
+// Throws config_error when a device with per-side settings was given sockets.security: one
+// setting for every side hides which side is the server. `fields` names the per-side fields.
+inline void refuse_shared_security(const socket_options& sockets, const std::string& device,
+                                   std::string_view fields) {
+    if (sockets.security.enabled()) {
+        throw config_error(device +
+                           ": sockets.security is not used by a device with several "
+                           "sides; set " +
+                           std::string(fields) + " instead");
+    }
 }
 
 inline std::string upper(std::string s) {
@@ -63,6 +127,26 @@ inline std::string json_escape(std::string_view s) {
             out += c;
         }
     }
+    return out;
+}
+
+inline std::string side_monitors::status_member() const {
+    std::lock_guard lock(mutex_);
+    if (sides_.empty()) {
+        return {};
+    }
+    std::string out = ",\"security\":{";
+    bool first = true;
+    for (const auto& s : sides_) {
+        const auto st = s.monitor->stats();
+        out += first ? "\"" : ",\"";
+        first = false;
+        out += json_escape(s.side) + "\":{\"mode\":\"" + json_escape(s.description) +
+               "\",\"handshakes\":" + std::to_string(st.succeeded) +
+               ",\"handshake_failures\":" + std::to_string(st.failed) + ",\"last_failure\":\"" +
+               json_escape(st.last_failure) + "\"}";
+    }
+    out += "}";
     return out;
 }
 

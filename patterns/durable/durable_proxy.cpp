@@ -37,6 +37,7 @@ struct durable_proxy::impl {
 
     std::optional<spool> sp;
     std::optional<zmq::socket_t> frontend, frontend_pull, backend, backend_push, control;
+    detail::side_monitors monitors; // cleared before the sockets close
 
     // Confirms waiting for the commit that covers their append.
     struct pending_confirm {
@@ -188,31 +189,40 @@ struct durable_proxy::impl {
 
         std::vector<std::string> fe, fp, be, bp, ctl;
         auto make = [&](std::optional<zmq::socket_t>& s, zmq::socket_type t,
-                        const std::string& spec, std::vector<std::string>& out) {
+                        const std::string& spec, std::vector<std::string>& out,
+                        const socket_security& security, const char* side) {
             if (spec.empty()) {
                 return;
             }
             s.emplace(self.context(), t);
             detail::apply_socket_options(*s, opt.sockets);
+            monitors.secure(self.context(), *s, security, opt.name, side, opt.registry);
             out = attach(*s, spec, endpoint_action::bind);
         };
-        make(frontend, zmq::socket_type::router, opt.frontend, fe);
-        make(frontend_pull, zmq::socket_type::pull, opt.frontend_pull, fp);
+        make(frontend, zmq::socket_type::router, opt.frontend, fe, opt.frontend_security,
+             "frontend");
+        make(frontend_pull, zmq::socket_type::pull, opt.frontend_pull, fp, opt.frontend_security,
+             "frontend-pull");
         if (!opt.backend.empty()) {
             backend.emplace(self.context(), zmq::socket_type::router);
             detail::apply_socket_options(*backend, opt.sockets);
+            monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
+                            opt.registry);
             // A delivery to a consumer that left fails at once (EHOSTUNREACH) instead of
             // vanishing: the message is requeued.
             backend->set(zmq::sockopt::router_mandatory, true);
             be = attach(*backend, opt.backend, endpoint_action::bind);
         }
-        make(backend_push, zmq::socket_type::push, opt.backend_push, bp);
+        make(backend_push, zmq::socket_type::push, opt.backend_push, bp, opt.backend_security,
+             "backend-push");
         if (frontend) {
             frontend->set(zmq::sockopt::router_mandatory, true);
         }
         if (!opt.control.empty()) {
             control.emplace(self.context(), zmq::socket_type::rep);
             control->set(zmq::sockopt::linger, 500);
+            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
+                            opt.registry);
             ctl = attach(*control, opt.control, endpoint_action::bind);
             self.watch(*control, [this] { handle_control(); });
         }
@@ -998,7 +1008,7 @@ struct durable_proxy::impl {
                          .count()) +
                  "}";
         }
-        j += "]}";
+        j += "]" + monitors.status_member() + "}";
         return j;
     }
 
@@ -1038,6 +1048,8 @@ struct durable_proxy::impl {
 
 durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    detail::refuse_shared_security(options_.sockets, "durable proxy '" + options_.name + "'",
+                                   "frontend_security, backend_security and control_security");
     if (options_.spool.directory.empty()) {
         throw config_error("durable proxy '" + options_.name + "': a spool directory is required");
     }
@@ -1098,6 +1110,7 @@ void durable_proxy::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void durable_proxy::teardown() noexcept {
+    impl_->monitors.clear();
     impl_->control.reset();
     impl_->frontend.reset();
     impl_->frontend_pull.reset();

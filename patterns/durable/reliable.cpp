@@ -53,6 +53,8 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
         throw config_error("reliable sender: window and retry interval must be positive");
     }
     apply(socket_, options_.socket);
+    handshakes_ = detail::apply_side_security(context, socket_, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(socket_);
     }
@@ -243,6 +245,8 @@ reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_
     }
     options_.ack_batch = std::max<std::size_t>(1, options_.ack_batch);
     apply(socket_, options_.socket);
+    handshakes_ = detail::apply_side_security(context, socket_, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(socket_);
     }

@@ -4,6 +4,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 
 namespace zmqkit::patterns {
@@ -35,6 +37,7 @@ lb_client::~lb_client() {
 void lb_client::open_socket() {
     if (socket_) {
         socket_->set(zmq::sockopt::linger, 0); // what the old socket still holds is resent
+        handshakes_.reset();                   // before its socket closes
         socket_.reset();
     }
     socket_.emplace(context_, zmq::socket_type::dealer);
@@ -43,6 +46,8 @@ void lb_client::open_socket() {
           static_cast<int>(std::max<std::int64_t>(0, options_.socket.linger.count())));
     s.set(zmq::sockopt::sndhwm, options_.socket.send_hwm);
     s.set(zmq::sockopt::rcvhwm, options_.socket.recv_hwm);
+    handshakes_ = detail::apply_side_security(context_, s, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(s);
     }

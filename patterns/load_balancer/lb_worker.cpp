@@ -4,6 +4,8 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 
 namespace zmqkit::patterns {
@@ -66,6 +68,8 @@ void lb_worker::open_socket() {
     s.set(zmq::sockopt::sndhwm, options_.socket.send_hwm);
     s.set(zmq::sockopt::rcvhwm, options_.socket.recv_hwm);
     s.set(zmq::sockopt::sndtimeo, static_cast<int>(options_.socket.send_timeout.count()));
+    handshakes_ = detail::apply_side_security(context(), s, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(s);
     }
@@ -99,6 +103,7 @@ void lb_worker::tick() {
         }
         set_watch_enabled(*socket_, false);
         socket_->set(zmq::sockopt::linger, 0);
+        handshakes_.reset(); // before its socket closes
         socket_.reset();
         reconnect_at_ = now + backoff_;
         backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
@@ -149,6 +154,10 @@ void lb_worker::handle_incoming() {
         }
         if (m->what == ppp::broker_message::kind::request) {
             answer(frames_, m->envelope_size, n);
+            // The broker sends one request at a time: return instead of a receive that would
+            // find the queue empty (a system call or two); the actor loop checks the socket
+            // before it waits again and calls back if anything is left.
+            return;
         }
     }
 }
@@ -255,6 +264,7 @@ void lb_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void lb_worker::teardown() noexcept {
+    handshakes_.reset(); // before its socket closes
     socket_.reset();
 }
 

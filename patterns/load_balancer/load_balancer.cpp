@@ -31,6 +31,7 @@ struct load_balancer::impl {
     load_balancer& self;
     load_balancer_options& opt;
     std::optional<zmq::socket_t> frontend, backend, control;
+    detail::side_monitors monitors; // cleared before the sockets close
 
     struct request_state {
         std::vector<zmq::message_t> route;   // client routing id + address stack
@@ -143,10 +144,14 @@ struct load_balancer::impl {
         std::vector<std::string> fe, be, ctl;
         frontend.emplace(self.context(), zmq::socket_type::router);
         detail::apply_socket_options(*frontend, opt.sockets);
+        monitors.secure(self.context(), *frontend, opt.frontend_security, opt.name, "frontend",
+                        opt.registry);
         frontend->set(zmq::sockopt::router_mandatory, true);
         fe = attach(*frontend, opt.frontend, endpoint_action::bind);
         backend.emplace(self.context(), zmq::socket_type::router);
         detail::apply_socket_options(*backend, opt.sockets);
+        monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
+                        opt.registry);
         // A worker gone without a word fails the next send at once (EHOSTUNREACH): its request
         // goes to another worker without waiting for the expiry.
         backend->set(zmq::sockopt::router_mandatory, true);
@@ -156,6 +161,8 @@ struct load_balancer::impl {
         if (!opt.control.empty()) {
             control.emplace(self.context(), zmq::socket_type::rep);
             control->set(zmq::sockopt::linger, 500);
+            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
+                            opt.registry);
             ctl = attach(*control, opt.control, endpoint_action::bind);
             self.watch(*control, [this] { handle_control(); });
         }
@@ -657,7 +664,7 @@ struct load_balancer::impl {
                  ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
                  ",\"expired\":" + std::to_string(w.expired) + "}";
         }
-        j += "]}";
+        j += "]" + monitors.status_member() + "}";
         return j;
     }
 
@@ -723,6 +730,8 @@ struct load_balancer::impl {
 
 load_balancer::load_balancer(zmq::context_t& context, load_balancer_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    detail::refuse_shared_security(options_.sockets, "load balancer '" + options_.name + "'",
+                                   "frontend_security, backend_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {
         throw config_error("load balancer '" + options_.name +
                            "': a frontend (clients) and a backend (workers) endpoint are required");
@@ -788,6 +797,7 @@ void load_balancer::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void load_balancer::teardown() noexcept {
+    impl_->monitors.clear();
     impl_->control.reset();
     impl_->frontend.reset();
     impl_->backend.reset();

@@ -32,6 +32,7 @@ struct mdp_broker::impl {
     mdp_broker& self;
     mdp_broker_options& opt;
     std::optional<zmq::socket_t> frontend, backend, control;
+    detail::side_monitors monitors; // cleared before the sockets close
 
     struct request_state {
         zmq::message_t client; // the client's routing id at the frontend
@@ -148,10 +149,14 @@ struct mdp_broker::impl {
         std::vector<std::string> fe, be, ctl;
         frontend.emplace(self.context(), zmq::socket_type::router);
         detail::apply_socket_options(*frontend, opt.sockets);
+        monitors.secure(self.context(), *frontend, opt.frontend_security, opt.name, "frontend",
+                        opt.registry);
         frontend->set(zmq::sockopt::router_mandatory, true);
         fe = attach(*frontend, opt.frontend, endpoint_action::bind);
         backend.emplace(self.context(), zmq::socket_type::router);
         detail::apply_socket_options(*backend, opt.sockets);
+        monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
+                        opt.registry);
         // A worker gone without a word fails the next send at once (EHOSTUNREACH).
         backend->set(zmq::sockopt::router_mandatory, true);
         backend->set(zmq::sockopt::router_handover, true);
@@ -159,6 +164,8 @@ struct mdp_broker::impl {
         if (!opt.control.empty()) {
             control.emplace(self.context(), zmq::socket_type::rep);
             control->set(zmq::sockopt::linger, 500);
+            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
+                            opt.registry);
             ctl = attach(*control, opt.control, endpoint_action::bind);
             self.watch(*control, [this] { handle_control(); });
         }
@@ -704,7 +711,7 @@ struct mdp_broker::impl {
                  ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
                  ",\"expired\":" + std::to_string(w.expired) + "}";
         }
-        j += "]}";
+        j += "]" + monitors.status_member() + "}";
         return j;
     }
 
@@ -770,6 +777,8 @@ struct mdp_broker::impl {
 
 mdp_broker::mdp_broker(zmq::context_t& context, mdp_broker_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    detail::refuse_shared_security(options_.sockets, "MDP broker '" + options_.name + "'",
+                                   "frontend_security, backend_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {
         throw config_error("MDP broker '" + options_.name +
                            "': a frontend (clients) and a backend (workers) endpoint are required");
@@ -834,6 +843,7 @@ void mdp_broker::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void mdp_broker::teardown() noexcept {
+    impl_->monitors.clear();
     impl_->control.reset();
     impl_->frontend.reset();
     impl_->backend.reset();

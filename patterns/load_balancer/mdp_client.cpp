@@ -30,10 +30,13 @@ void mdp_client::open_socket() {
         // A reply still on its way to the old socket is lost with it: it can never be taken
         // for the answer to a later request.
         socket_->set(zmq::sockopt::linger, 0);
+        handshakes_.reset(); // before its socket closes
         socket_.reset();
     }
     socket_.emplace(context_, zmq::socket_type::dealer);
     detail::apply_socket_options(*socket_, options_.socket);
+    handshakes_ = detail::apply_side_security(context_, *socket_, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(*socket_);
     }

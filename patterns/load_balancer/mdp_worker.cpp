@@ -70,6 +70,8 @@ void mdp_worker::open_socket() {
     socket_.emplace(context(), zmq::socket_type::dealer);
     auto& s = *socket_;
     detail::apply_socket_options(s, options_.socket);
+    handshakes_ = detail::apply_side_security(context(), s, options_.socket.security,
+                                              options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(s);
     }
@@ -83,6 +85,7 @@ void mdp_worker::open_socket() {
 void mdp_worker::close_socket() {
     set_watch_enabled(*socket_, false);
     socket_->set(zmq::sockopt::linger, 0);
+    handshakes_.reset(); // before its socket closes
     socket_.reset();
 }
 
@@ -205,6 +208,7 @@ void mdp_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void mdp_worker::teardown() noexcept {
+    handshakes_.reset(); // before its socket closes
     socket_.reset();
 }
 

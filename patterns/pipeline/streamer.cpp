@@ -13,7 +13,11 @@ using detail::upper;
 } // namespace
 
 streamer::streamer(zmq::context_t& context, streamer_options options)
-    : actor(context, options.name), options_(std::move(options)) {
+    : actor(context, options.name), options_(std::move(options)),
+      monitors_(std::make_unique<detail::side_monitors>()) {
+    detail::refuse_shared_security(
+        options_.sockets, "streamer '" + options_.name + "'",
+        "frontend_security, backend_security, capture_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {
         throw config_error("streamer '" + options_.name +
                            "': both a frontend and a backend endpoint are required");
@@ -55,6 +59,10 @@ void streamer::setup() {
     backend_.emplace(context(), zmq::socket_type::push);
     detail::apply_socket_options(*frontend_, options_.sockets);
     detail::apply_socket_options(*backend_, options_.sockets);
+    monitors_->secure(context(), *frontend_, options_.frontend_security, options_.name, "frontend",
+                      options_.registry);
+    monitors_->secure(context(), *backend_, options_.backend_security, options_.name, "backend",
+                      options_.registry);
     auto fe = attach(*frontend_, options_.frontend, endpoint_action::bind);
     auto be = attach(*backend_, options_.backend, endpoint_action::bind);
     std::vector<std::string> cap;
@@ -62,12 +70,16 @@ void streamer::setup() {
     if (!options_.capture.empty()) {
         capture_.emplace(context(), zmq::socket_type::push);
         detail::apply_socket_options(*capture_, options_.sockets);
+        monitors_->secure(context(), *capture_, options_.capture_security, options_.name, "capture",
+                          options_.registry);
         cap = attach(*capture_, options_.capture, endpoint_action::bind);
     }
     if (!options_.control.empty()) {
         control_.emplace(context(), zmq::socket_type::rep);
         // Long enough for the reply to TERMINATE to leave before the socket closes.
         control_->set(zmq::sockopt::linger, 500);
+        monitors_->secure(context(), *control_, options_.control_security, options_.name, "control",
+                          options_.registry);
         ctl = attach(*control_, options_.control, endpoint_action::bind);
         watch(*control_, [this] { handle_control(); });
     }
@@ -255,6 +267,7 @@ void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void streamer::teardown() noexcept {
+    monitors_->clear();
     control_.reset();
     capture_.reset();
     frontend_.reset();
@@ -274,7 +287,8 @@ std::string streamer::status_json() const {
     return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") +
            "\",\"statistics\":" + statistics().to_json() +
            ",\"backend_stalls\":" + std::to_string(send_stalls_->value()) +
-           ",\"capture_drops\":" + std::to_string(capture_drops_->value()) + "}";
+           ",\"capture_drops\":" + std::to_string(capture_drops_->value()) +
+           monitors_->status_member() + "}";
 }
 
 std::vector<std::string> streamer::frontend_endpoints() const {

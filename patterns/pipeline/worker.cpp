@@ -3,8 +3,10 @@
 namespace zmqkit::patterns {
 namespace {
 
-socket_options with_name(socket_options o, const std::string& name) {
+socket_options with_name(socket_options o, const std::string& name,
+                         const socket_security& security) {
     o.name = name;
+    o.security = security;
     return o;
 }
 
@@ -30,6 +32,12 @@ worker::worker(zmq::context_t& context, worker_options options, worker_handler h
     }
     if (options_.input.empty()) {
         throw config_error("worker '" + options_.name + "': no input endpoint given");
+    }
+    if (options_.sockets.security.enabled()) {
+        throw config_error("worker '" + options_.name +
+                           "': sockets.security is not used by a worker (its input and output "
+                           "usually have different servers); set input_security and "
+                           "output_security instead");
     }
     // Endpoint lists are checked here, in the caller's thread, for an early, clear error.
     (void)parse_endpoints(options_.input, endpoint_action::connect);
@@ -62,17 +70,17 @@ worker::~worker() {
 
 void worker::setup() {
     input_.emplace(context(), zmq::socket_type::pull,
-                   with_name(options_.sockets, options_.name + ".input"));
+                   with_name(options_.sockets, options_.name + ".input", options_.input_security));
     auto in = input_->attach(options_.input, endpoint_action::connect);
     std::vector<std::string> out;
     if (!options_.output.empty()) {
-        auto o = with_name(options_.sockets, options_.name + ".output");
+        auto o = with_name(options_.sockets, options_.name + ".output", options_.output_security);
         o.send_timeout = std::min(o.send_timeout, output_retry_slice);
         output_.emplace(context(), zmq::socket_type::push, o);
         out = output_->attach(options_.output, endpoint_action::connect);
     }
     if (!options_.errors.empty()) {
-        auto o = with_name(options_.sockets, options_.name + ".errors");
+        auto o = with_name(options_.sockets, options_.name + ".errors", options_.output_security);
         o.send_timeout = std::min(o.send_timeout, output_retry_slice);
         errors_.emplace(context(), zmq::socket_type::push, o);
         (void)errors_->attach(options_.errors, endpoint_action::connect);

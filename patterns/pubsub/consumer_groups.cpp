@@ -2,6 +2,8 @@
 
 #include <zmqkit/error.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -17,7 +19,11 @@ void apply(zmq::socket_t& s, const socket_options& o) {
 } // namespace
 
 consumer_groups::consumer_groups(zmq::context_t& context, consumer_groups_options options)
-    : actor(context, options.name), options_(std::move(options)) {
+    : actor(context, options.name), options_(std::move(options)),
+      monitors_(std::make_unique<detail::side_monitors>()) {
+    detail::refuse_shared_security(options_.sockets, "consumer_groups '" + options_.name + "'",
+                                   "frontend_security (the input) and backend_security (the "
+                                   "groups)");
     if (options_.input.empty()) {
         throw config_error("consumer_groups '" + options_.name +
                            "': an input endpoint is required");
@@ -53,14 +59,19 @@ consumer_groups::~consumer_groups() {
 void consumer_groups::setup() {
     input_.emplace(context(), zmq::socket_type::sub);
     apply(*input_, options_.sockets);
+    monitors_->secure(context(), *input_, options_.frontend_security, options_.name, "frontend",
+                      options_.registry);
     for (const auto& topic : options_.topics) {
         input_->set(zmq::sockopt::subscribe, topic);
     }
     auto in = attach(*input_, options_.input, endpoint_action::connect);
     std::vector<std::vector<std::string>> out;
+    outputs_.reserve(options_.groups.size()); // the monitors hold on to the sockets
     for (const auto& g : options_.groups) {
         auto& s = outputs_.emplace_back(context(), zmq::socket_type::push);
         apply(s, options_.sockets);
+        monitors_->secure(context(), s, options_.backend_security, options_.name,
+                          "backend." + g.name, options_.registry);
         out.push_back(attach(s, g.endpoints, endpoint_action::bind));
     }
     {
@@ -142,6 +153,7 @@ void consumer_groups::pump() {
 }
 
 void consumer_groups::teardown() noexcept {
+    monitors_->clear();
     input_.reset();
     outputs_.clear();
 }

@@ -3,7 +3,26 @@
 #include <zmqkit/codec.hpp>
 #include <zmqkit/error.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 namespace zmqkit::patterns {
 namespace {
@@ -27,6 +46,286 @@ constexpr auto block_slice = std::chrono::milliseconds(20);
 
 } // namespace
 
+namespace detail {
+
+// Policy disconnect. libzmq neither says which XPUB subscriber is full nor closes one
+// connection, and its socket monitor is taken (one per socket; security reporting uses it).
+// The kernel shows it instead: a tcp/ipc subscriber that does not keep up leaves this
+// process's send queue of its connection full. So every interval the detector lists
+// /proc/self/fd, keeps the connected sockets whose local address is a bound backend endpoint
+// (accepted subscriber connections; the listener has no peer), and follows each one:
+//
+// - "behind" starts at a scan that finds the socket not writable (poll without POLLOUT: the
+//   very condition libzmq's I/O thread waits on, so its queue for that subscriber grows and
+//   then drops) with bytes queued; `level` is the largest queue seen since.
+// - it ends at a scan that finds the queue (SIOCOUTQ) below half of `level`: the subscriber
+//   drained a real part of its backlog. A momentarily writable socket does not end it: a
+//   reader slower than the stream hovers at the writable edge and misses messages all along.
+// - behind for `timeout`: shutdown(SHUT_RDWR) with SO_LINGER 0. libzmq then reads EOF, closes
+//   its fd (the kernel resets the connection and frees its buffers) and the pipe with its
+//   queued messages; the subscriber reconnects by itself and sees the gap.
+//
+// Every syscall goes to a duplicate of the fd whose inode was checked against the one
+// /proc named, so an fd libzmq closed and reused meanwhile is never touched; libzmq's own fd
+// is never closed.
+class slow_subscriber_detector {
+public:
+    struct cut_connection {
+        std::string peer;
+        std::chrono::steady_clock::duration behind{};
+        long queued = 0;
+    };
+
+    slow_subscriber_detector(const std::vector<std::string>& endpoints,
+                             std::chrono::milliseconds timeout)
+        : timeout_(timeout) {
+        for (const auto& ep : endpoints) {
+            if (auto b = parse(ep)) {
+                bound_.push_back(std::move(*b));
+            }
+        }
+    }
+
+    // False when no backend endpoint is tcp or ipc (inproc only): nothing to watch.
+    [[nodiscard]] bool watching() const noexcept { return !bound_.empty(); }
+
+    // One scan; returns the connections cut by it.
+    std::vector<cut_connection> scan(std::chrono::steady_clock::time_point now) {
+        std::vector<cut_connection> cut;
+        ++generation_;
+        DIR* dir = ::opendir("/proc/self/fd");
+        if (dir == nullptr) {
+            return cut;
+        }
+        const int own = ::dirfd(dir);
+        char link[64];
+        while (const dirent* entry = ::readdir(dir)) {
+            int fd = -1;
+            const std::string_view name(entry->d_name);
+            if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc() ||
+                fd == own) {
+                continue;
+            }
+            const auto length =
+                ::readlinkat(own, entry->d_name, link, sizeof(link) - 1); // "socket:[inode]"
+            if (length <= 8 || std::string_view(link, 8) != "socket:[") {
+                continue;
+            }
+            ino_t inode = 0;
+            if (std::from_chars(link + 8, link + length, inode).ec != std::errc()) {
+                continue;
+            }
+            follow(fd, inode, now, cut);
+        }
+        ::closedir(dir);
+        std::erase_if(connections_, [&](const auto& kv) { return kv.second.seen != generation_; });
+        return cut;
+    }
+
+private:
+    struct bound_address {
+        int family = AF_UNSPEC; // AF_INET, AF_INET6 (tcp) or AF_UNIX (ipc)
+        std::uint16_t port = 0;
+        bool any_address = false;                // 0.0.0.0 / [::]: match the port only
+        std::array<unsigned char, 16> address{}; // 4 or 16 bytes
+        std::string path;                        // ipc: sun_path bytes (abstract: a leading '\0')
+    };
+    struct connection {
+        std::uint64_t seen = 0;
+        bool backend = false; // an accepted connection of a backend endpoint
+        bool behind = false;
+        bool cut = false;
+        long level = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+
+    // A duplicate fd, closed on scope exit.
+    class duplicate_fd {
+    public:
+        explicit duplicate_fd(int fd) noexcept : fd_(::fcntl(fd, F_DUPFD_CLOEXEC, 0)) {}
+        ~duplicate_fd() {
+            if (fd_ >= 0) {
+                ::close(fd_);
+            }
+        }
+        duplicate_fd(const duplicate_fd&) = delete;
+        duplicate_fd& operator=(const duplicate_fd&) = delete;
+        [[nodiscard]] int get() const noexcept { return fd_; }
+
+    private:
+        int fd_;
+    };
+
+    static std::optional<bound_address> parse(std::string_view endpoint) {
+        bound_address b;
+        if (endpoint.starts_with("ipc://")) {
+            b.family = AF_UNIX;
+            b.path = std::string(endpoint.substr(6));
+            if (b.path.starts_with('@')) {
+                b.path[0] = '\0'; // abstract namespace
+            }
+            return b;
+        }
+        if (!endpoint.starts_with("tcp://")) {
+            return std::nullopt; // inproc (no fd), pgm, ...: not watched
+        }
+        auto rest = endpoint.substr(6);
+        const auto colon = rest.rfind(':');
+        if (colon == std::string_view::npos ||
+            std::from_chars(rest.data() + colon + 1, rest.data() + rest.size(), b.port).ec !=
+                std::errc()) {
+            return std::nullopt;
+        }
+        auto host = std::string(rest.substr(0, colon));
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+        }
+        if (::inet_pton(AF_INET, host.c_str(), b.address.data()) == 1) {
+            b.family = AF_INET;
+            b.any_address = host == "0.0.0.0";
+        } else if (::inet_pton(AF_INET6, host.c_str(), b.address.data()) == 1) {
+            b.family = AF_INET6;
+            b.any_address = host == "::";
+        } else {
+            b.family = AF_INET; // not numeric: the port alone identifies the listener
+            b.any_address = true;
+        }
+        return b;
+    }
+
+    [[nodiscard]] bool is_backend(const sockaddr_storage& local, socklen_t length) const {
+        for (const auto& b : bound_) {
+            if (local.ss_family == AF_UNIX && b.family == AF_UNIX) {
+                const auto& un = reinterpret_cast<const sockaddr_un&>(local);
+                const auto bytes =
+                    static_cast<std::size_t>(length) - offsetof(sockaddr_un, sun_path);
+                std::string_view path(un.sun_path, std::min(bytes, sizeof(un.sun_path)));
+                if (!path.empty() && path.front() != '\0') {
+                    path = path.substr(0, path.find('\0'));
+                }
+                if (path == b.path) {
+                    return true;
+                }
+            } else if (local.ss_family == AF_INET && b.family != AF_UNIX) {
+                const auto& in = reinterpret_cast<const sockaddr_in&>(local);
+                if (ntohs(in.sin_port) == b.port &&
+                    (b.any_address || (b.family == AF_INET &&
+                                       std::memcmp(&in.sin_addr, b.address.data(), 4) == 0))) {
+                    return true;
+                }
+            } else if (local.ss_family == AF_INET6 && b.family != AF_UNIX) {
+                const auto& in6 = reinterpret_cast<const sockaddr_in6&>(local);
+                if (ntohs(in6.sin6_port) == b.port &&
+                    (b.any_address || (b.family == AF_INET6 &&
+                                       std::memcmp(&in6.sin6_addr, b.address.data(), 16) == 0))) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    static std::string describe(int fd, const sockaddr_storage& local, socklen_t local_length,
+                                const sockaddr_storage& peer) {
+        char text[INET6_ADDRSTRLEN] = {};
+        if (peer.ss_family == AF_INET) {
+            const auto& in = reinterpret_cast<const sockaddr_in&>(peer);
+            ::inet_ntop(AF_INET, &in.sin_addr, text, sizeof(text));
+            return std::string(text) + ":" + std::to_string(ntohs(in.sin_port));
+        }
+        if (peer.ss_family == AF_INET6) {
+            const auto& in6 = reinterpret_cast<const sockaddr_in6&>(peer);
+            ::inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof(text));
+            return "[" + std::string(text) + "]:" + std::to_string(ntohs(in6.sin6_port));
+        }
+        // ipc peers are unnamed: the endpoint and the peer's process.
+        const auto& un = reinterpret_cast<const sockaddr_un&>(local);
+        const auto bytes = static_cast<std::size_t>(local_length) - offsetof(sockaddr_un, sun_path);
+        std::string path(un.sun_path, std::min(bytes, sizeof(un.sun_path)));
+        if (!path.empty() && path.front() == '\0') {
+            path[0] = '@';
+        } else {
+            path = path.substr(0, path.find('\0'));
+        }
+        std::string who = "ipc://" + path;
+        ucred credentials{};
+        socklen_t size = sizeof(credentials);
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) == 0) {
+            who += " (pid " + std::to_string(credentials.pid) + ")";
+        }
+        return who;
+    }
+
+    void follow(int fd, ino_t inode, std::chrono::steady_clock::time_point now,
+                std::vector<cut_connection>& cut) {
+        const auto found = connections_.find(static_cast<std::uint64_t>(inode));
+        if (found != connections_.end() && (!found->second.backend || found->second.cut)) {
+            found->second.seen = generation_; // another socket of the process, or cut already
+            return;                           // (libzmq has not closed it yet)
+        }
+        const duplicate_fd dup(fd);
+        struct stat st {};
+        if (dup.get() < 0 || ::fstat(dup.get(), &st) != 0 || st.st_ino != inode) {
+            return; // closed (and perhaps reused) since /proc listed it
+        }
+        sockaddr_storage local{};
+        sockaddr_storage peer{};
+        socklen_t local_length = sizeof(local);
+        socklen_t peer_length = sizeof(peer);
+        const bool backend =
+            ::getsockname(dup.get(), reinterpret_cast<sockaddr*>(&local), &local_length) == 0 &&
+            is_backend(local, local_length) &&
+            ::getpeername(dup.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length) == 0;
+        auto& c = connections_[static_cast<std::uint64_t>(inode)];
+        c.seen = generation_;
+        c.backend = backend; // what a socket is does not change: decided once
+        if (!backend) {
+            return; // not a backend endpoint, or its listener
+        }
+        int queued = 0;
+        if (::ioctl(dup.get(), SIOCOUTQ, &queued) != 0) {
+            return;
+        }
+        pollfd item{dup.get(), POLLOUT, 0};
+        const bool writable = ::poll(&item, 1, 0) == 1 && (item.revents & POLLOUT) != 0;
+        if (!c.behind) {
+            if (writable || queued == 0) {
+                return;
+            }
+            c.behind = true;
+            c.since = now;
+            c.level = queued;
+            return;
+        }
+        if (queued < c.level / 2) {
+            c.behind = false; // it drained: caught up, or catching up
+            return;
+        }
+        c.level = std::max<long>(c.level, queued);
+        if (now - c.since < timeout_) {
+            return;
+        }
+        cut_connection out{describe(dup.get(), local, local_length, peer), now - c.since, queued};
+        if (local.ss_family != AF_UNIX) {
+            // Reset instead of a FIN queued behind data the peer will not read: the kernel
+            // frees the connection's buffers when libzmq closes its fd.
+            const linger abort{1, 0};
+            (void)::setsockopt(dup.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+        }
+        if (::shutdown(dup.get(), SHUT_RDWR) == 0) {
+            c.cut = true;
+            cut.push_back(std::move(out));
+        }
+    }
+
+    std::chrono::milliseconds timeout_;
+    std::vector<bound_address> bound_;
+    std::unordered_map<std::uint64_t, connection> connections_; // by socket inode
+    std::uint64_t generation_ = 0;
+};
+
+} // namespace detail
+
 slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text) {
     if (text == "drop") {
         return slow_subscriber_policy::drop;
@@ -34,12 +333,19 @@ slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text) {
     if (text == "block") {
         return slow_subscriber_policy::block;
     }
+    if (text == "disconnect") {
+        return slow_subscriber_policy::disconnect;
+    }
     throw config_error("slow-subscriber policy '" + std::string(text) +
-                       "' is not valid (drop | block)");
+                       "' is not valid (drop | block | disconnect)");
 }
 
 forwarder::forwarder(zmq::context_t& context, forwarder_options options)
-    : actor(context, options.name), options_(std::move(options)) {
+    : actor(context, options.name), options_(std::move(options)),
+      monitors_(std::make_unique<detail::side_monitors>()) {
+    detail::refuse_shared_security(
+        options_.sockets, "forwarder '" + options_.name + "'",
+        "frontend_security, backend_security, capture_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {
         throw config_error("forwarder '" + options_.name +
                            "': both a frontend and a backend endpoint are required");
@@ -49,6 +355,11 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
         if (!spec->empty()) {
             (void)parse_endpoints(*spec, endpoint_action::bind);
         }
+    }
+    if (options_.slow_subscriber_timeout.count() <= 0) {
+        throw config_error("forwarder '" + options_.name +
+                           "': slow_subscriber_timeout must be positive, got " +
+                           std::to_string(options_.slow_subscriber_timeout.count()) + " ms");
     }
     options_.batch = std::max<std::size_t>(1, options_.batch);
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
@@ -78,6 +389,10 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
     slow_drops_ = &reg.get_counter(
         "zmqkit_forwarder_slow_subscriber_drops_total",
         "Publications at least one matching subscriber missed because its queue was full", labels);
+    slow_disconnects_ = &reg.get_counter(
+        "zmqkit_forwarder_slow_subscriber_disconnects_total",
+        "Subscriber connections cut because their send queue stayed full (policy disconnect)",
+        labels);
     blocked_ = &reg.get_counter("zmqkit_forwarder_blocked_total",
                                 "Times a publication waited for a full subscriber (block)", labels);
     capture_drops_ = &reg.get_counter(
@@ -99,6 +414,10 @@ void forwarder::setup() {
     backend_.emplace(context(), zmq::socket_type::xpub);
     apply(*frontend_, options_.sockets);
     apply(*backend_, options_.sockets);
+    monitors_->secure(context(), *frontend_, options_.frontend_security, options_.name, "frontend",
+                      options_.registry);
+    monitors_->secure(context(), *backend_, options_.backend_security, options_.name, "backend",
+                      options_.registry);
     // Every subscribe/unsubscribe is seen (counted, forwarded), not only a prefix's first/last.
     backend_->set(zmq::sockopt::xpub_verboser, 1);
     // With NODROP a send to a full subscriber fails instead of dropping silently: policy block
@@ -115,13 +434,26 @@ void forwarder::setup() {
     if (!options_.capture.empty()) {
         capture_.emplace(context(), zmq::socket_type::push);
         apply(*capture_, options_.sockets);
+        monitors_->secure(context(), *capture_, options_.capture_security, options_.name, "capture",
+                          options_.registry);
         cap = attach(*capture_, options_.capture, endpoint_action::bind);
     }
     if (!options_.control.empty()) {
         control_.emplace(context(), zmq::socket_type::rep);
         control_->set(zmq::sockopt::linger, 500);
+        monitors_->secure(context(), *control_, options_.control_security, options_.name, "control",
+                          options_.registry);
         ctl = attach(*control_, options_.control, endpoint_action::bind);
         watch(*control_, [this] { handle_control(); });
+    }
+    if (options_.policy == slow_subscriber_policy::disconnect) {
+        slow_detector_ = std::make_unique<detail::slow_subscriber_detector>(
+            be, options_.slow_subscriber_timeout);
+        if (slow_detector_->watching()) {
+            every(std::clamp(options_.slow_subscriber_timeout / 4, std::chrono::milliseconds(10),
+                             std::chrono::milliseconds(250)),
+                  [this] { disconnect_slow_subscribers(); });
+        }
     }
     {
         std::lock_guard lock(endpoints_mutex_);
@@ -186,6 +518,23 @@ bool forwarder::send_publication(bool lossy) {
     return true;
 }
 
+void forwarder::disconnect_slow_subscribers() {
+    for (const auto& cut : slow_detector_->scan(std::chrono::steady_clock::now())) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof(seconds), "%.1f",
+                      std::chrono::duration<double>(cut.behind).count());
+        const std::string line = options_.name + ": disconnected slow subscriber " + cut.peer +
+                                 ": send queue full for " + seconds + " s (" +
+                                 std::to_string(cut.queued) + " bytes queued)";
+        if (options_.log) {
+            options_.log(line);
+        } else {
+            std::fprintf(stderr, "%s\n", line.c_str());
+        }
+        slow_disconnects_->add(); // after the line: whoever sees the count finds the line too
+    }
+}
+
 std::size_t forwarder::forward(std::size_t limit) {
     std::size_t forwarded = 0;
     while (forwarded < limit) {
@@ -216,7 +565,7 @@ std::size_t forwarder::forward(std::size_t limit) {
             }
         }
         if (!send_publication(false)) {
-            if (options_.policy == slow_subscriber_policy::drop) {
+            if (options_.policy != slow_subscriber_policy::block) {
                 // A matching subscriber is full: it misses this one; the others get it.
                 slow_drops_->add();
                 (void)send_publication(true);
@@ -456,6 +805,7 @@ void forwarder::on_stop(std::chrono::steady_clock::time_point deadline) {
 }
 
 void forwarder::teardown() noexcept {
+    monitors_->clear();
     control_.reset();
     capture_.reset();
     frontend_.reset();
@@ -476,17 +826,21 @@ proxy_statistics forwarder::statistics() const noexcept {
 }
 
 std::string forwarder::status_json() const {
-    const char* policy = options_.policy == slow_subscriber_policy::block ? "block" : "drop";
+    const char* policy = options_.policy == slow_subscriber_policy::block        ? "block"
+                         : options_.policy == slow_subscriber_policy::disconnect ? "disconnect"
+                                                                                 : "drop";
     return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") + "\",\"policy\":\"" +
            policy + "\",\"statistics\":" + statistics().to_json() +
            ",\"subscriptions\":" + std::to_string(subscriptions_->value()) +
            ",\"subscribes\":" + std::to_string(subscribes_->value()) +
            ",\"unsubscribes\":" + std::to_string(unsubscribes_->value()) +
            ",\"slow_subscriber_drops\":" + std::to_string(slow_drops_->value()) +
+           ",\"slow_subscriber_disconnects\":" + std::to_string(slow_disconnects_->value()) +
            ",\"blocked\":" + std::to_string(blocked_->value()) +
            ",\"capture_drops\":" + std::to_string(capture_drops_->value()) +
            ",\"cached_topics\":" + std::to_string(cached_topics_->value()) +
-           ",\"snapshots\":" + std::to_string(snapshots_->value()) + "}";
+           ",\"snapshots\":" + std::to_string(snapshots_->value()) + monitors_->status_member() +
+           "}";
 }
 
 std::vector<std::string> forwarder::frontend_endpoints() const {

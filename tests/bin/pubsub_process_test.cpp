@@ -12,6 +12,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -71,6 +72,9 @@ TEST(forwarder_process, rejects_unknown_policy_and_options_of_other_modes) {
                        "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
                        "--slow-subscriber-policy", "maybe"});
     EXPECT_EQ(bad.wait(10s), std::optional<int>(64));
+    EXPECT_TRUE(
+        bad.wait_for_stderr(std::regex("not valid \\(drop \\| block \\| disconnect\\)"), 1s))
+        << ::testing::PrintToString(bad.stderr_lines());
     child_process wrong({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*", "--backend",
                          "tcp://127.0.0.1:*", "--last-value-cache"});
     EXPECT_EQ(wrong.wait(10s), std::optional<int>(64));
@@ -81,7 +85,11 @@ namespace {
 // A stalled subscriber (never reads) and a reading one behind a forwarder process; returns
 // after `count` publications of 1 KiB were offered. Checks the forwarder's RSS.
 void stalled_subscriber_case(const std::string& policy) {
-    running_forwarder proxy({"--hwm", "100", "--slow-subscriber-policy", policy});
+    std::vector<std::string> flags{"--hwm", "100", "--slow-subscriber-policy", policy};
+    if (policy == "disconnect") {
+        flags.insert(flags.end(), {"--slow-subscriber-timeout", "1s"});
+    }
+    running_forwarder proxy(flags);
     ASSERT_THAT(proxy.backend, ::testing::StartsWith("tcp://127.0.0.1:"));
     zmq::context_t ctx;
     metrics_registry registry;
@@ -96,7 +104,8 @@ void stalled_subscriber_case(const std::string& policy) {
     stalled.set(zmq::sockopt::rcvbuf, 4096);
     stalled.set(zmq::sockopt::linger, 0);
     stalled.set(zmq::sockopt::subscribe, "t");
-    stalled.connect(proxy.backend);
+    // From 127.0.0.2, so that the forwarder's log line tells it apart from the reading one.
+    stalled.connect("tcp://127.0.0.2:0;" + proxy.backend.substr(6));
     patterns::subscriber_options fo;
     fo.endpoints = proxy.backend;
     fo.sockets = so;
@@ -146,6 +155,16 @@ void stalled_subscriber_case(const std::string& policy) {
     }
     peak = std::max(peak, rss_kib(proxy.process.pid()));
     ASSERT_EQ(sent, count);
+    if (policy == "disconnect") {
+        // The stalled subscriber's queue stays full without more publications: it is cut off
+        // about a second after it filled, and the forwarder says whom it cut.
+        const auto cut = proxy.process.wait_for_stderr(
+            std::regex("disconnected slow subscriber (127\\.0\\.0\\.2:[0-9]+): send queue "
+                       "full for [0-9.]+ s"),
+            20s);
+        EXPECT_TRUE(cut.has_value()) << ::testing::PrintToString(proxy.process.stderr_lines());
+        peak = std::max(peak, rss_kib(proxy.process.pid()));
+    }
     // Others keep receiving. Under `drop` the reading subscriber may itself miss a
     // publication when its own queue is full (a loaded machine), so it is not asked for the
     // last one: publications continue until one past `count` reaches it.
@@ -163,6 +182,8 @@ void stalled_subscriber_case(const std::string& policy) {
     stop_reader = true;
     reader.join();
     const auto grown_mib = (peak - rss_before) / 1024;
+    std::cout << "forwarder RSS with policy " << policy << ": " << rss_before << " KiB before, "
+              << peak << " KiB peak\n";
     EXPECT_TRUE(!rss_is_meaningful || grown_mib < 48U)
         << "forwarder RSS grew " << grown_mib << " MiB with policy " << policy;
     const auto status = control_request(ctx, proxy.control, "STATUS").at(0);
@@ -173,6 +194,10 @@ void stalled_subscriber_case(const std::string& policy) {
     } else {
         EXPECT_THAT(status, ::testing::Not(HasSubstr("\"slow_subscriber_drops\":0,"))) << status;
     }
+    // Only the stalled subscriber is ever cut off (it never reads, so it never reconnects).
+    EXPECT_THAT(status, HasSubstr(policy == "disconnect" ? "\"slow_subscriber_disconnects\":1,"
+                                                         : "\"slow_subscriber_disconnects\":0,"))
+        << status;
     EXPECT_EQ(control_request(ctx, proxy.control, "TERMINATE"), std::vector<std::string>{"OK"});
     EXPECT_EQ(proxy.process.wait(10s), std::optional<int>(0));
 }
@@ -185,6 +210,10 @@ TEST(forwarder_process, stalled_subscriber_drop_policy_memory_bounded_others_rec
 
 TEST(forwarder_process, stalled_subscriber_block_policy_memory_bounded_then_flows) {
     stalled_subscriber_case("block");
+}
+
+TEST(forwarder_process, stalled_subscriber_disconnect_policy_memory_bounded_it_is_cut_off) {
+    stalled_subscriber_case("disconnect");
 }
 
 TEST(forwarder_process, zmqkit_send_pub_and_zmqkit_recv_sub_through_it_lose_nothing) {

@@ -1,15 +1,18 @@
 // Publish-subscribe: fan-out by prefix through the forwarder, gap / duplicate / late detection,
-// publisher restart, slow-subscriber policies, late-joiner snapshots, consumer groups.
+// publisher restart, slow-subscriber policies (drop, block, disconnect over tcp and ipc),
+// late-joiner snapshots, consumer groups.
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include "support/testing.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <set>
 #include <thread>
 #include <unordered_set>
@@ -331,6 +334,215 @@ TEST(pubsub, stalled_subscriber_block_policy_holds_back_then_delivers_everything
     EXPECT_EQ(fwd.slow_subscriber_drops(), 0U);
 }
 
+TEST(pubsub, parse_slow_subscriber_policy_accepts_the_three_and_lists_them_on_error) {
+    EXPECT_EQ(parse_slow_subscriber_policy("drop"), slow_subscriber_policy::drop);
+    EXPECT_EQ(parse_slow_subscriber_policy("block"), slow_subscriber_policy::block);
+    EXPECT_EQ(parse_slow_subscriber_policy("disconnect"), slow_subscriber_policy::disconnect);
+    try {
+        (void)parse_slow_subscriber_policy("kick");
+        ADD_FAILURE() << "accepted 'kick'";
+    } catch (const config_error& e) {
+        EXPECT_THAT(e.what(),
+                    ::testing::HasSubstr("'kick' is not valid (drop | block | disconnect)"));
+    }
+    forwarder_options fo;
+    fo.frontend = "inproc://a";
+    fo.backend = "inproc://b";
+    fo.slow_subscriber_timeout = 0ms;
+    zmq::context_t ctx;
+    EXPECT_THROW((void)forwarder(ctx, fo), config_error);
+}
+
+namespace {
+
+// A reader thread that checks a subscriber gets 1, 2, 3 ... with nothing missing.
+struct in_order_reader {
+    subscriber& sub;
+    std::atomic<std::uint64_t> received{0};
+    std::atomic<bool> ok{true};
+    std::atomic<bool> stop{false};
+    std::thread thread;
+
+    explicit in_order_reader(subscriber& s) : sub(s) {
+        thread = std::thread([this] {
+            while (!stop) {
+                auto d = sub.recv(20ms);
+                if (!d) {
+                    continue;
+                }
+                if (d->message.header().sequence != received + 1) {
+                    ok = false;
+                    return;
+                }
+                ++received;
+            }
+        });
+    }
+    ~in_order_reader() {
+        stop = true;
+        thread.join();
+    }
+    in_order_reader(const in_order_reader&) = delete;
+    in_order_reader& operator=(const in_order_reader&) = delete;
+};
+
+// Policy disconnect: a subscriber that stops reading is cut off after the timeout while two
+// healthy ones get everything; it then reconnects, receives again and reports its gap.
+// stalled_connect: how the stalled subscriber connects (tcp: from 127.0.0.2, so the log line
+// tells it apart from the healthy ones); peer: the regex the log line must name.
+void stalled_subscriber_is_disconnected(const std::string& backend,
+                                        const std::string& stalled_connect,
+                                        const std::string& peer) {
+    forwarder_fixture f;
+    std::mutex log_mutex;
+    std::vector<std::string> log;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = backend;
+    fo.registry = &f.registry;
+    fo.policy = slow_subscriber_policy::disconnect;
+    fo.slow_subscriber_timeout = 400ms;
+    fo.sockets = with_registry(f.registry, 1000);
+    fo.log = [&](std::string_view line) {
+        std::lock_guard lock(log_mutex);
+        log.emplace_back(line);
+    };
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    const auto endpoint = fwd.backend_endpoints().front();
+    publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+
+    auto make_sub = [&](const std::string& name, std::string_view endpoints, int hwm) {
+        subscriber_options so;
+        so.endpoints = std::string(endpoints);
+        so.name = name;
+        so.sockets = with_registry(f.registry, hwm);
+        so.registry = &f.registry;
+        auto s = std::make_unique<subscriber>(f.ctx, so);
+        s->subscribe("t");
+        return s;
+    };
+    auto healthy_a = make_sub("healthy-a", endpoint, 1000000);
+    auto healthy_b = make_sub("healthy-b", endpoint, 1000000);
+    // RCVHWM 10 and the kernel's buffers: it fills up after a few thousand publications.
+    auto stalled = make_sub(
+        "stalled", stalled_connect.empty() ? endpoint : stalled_connect + endpoint.substr(6), 10);
+    std::vector<sequence_event> gaps;
+    stalled->on_sequence_event([&](const sequence_event& e) { gaps.push_back(e); });
+    ASSERT_TRUE(eventually([&] { return fwd.subscriptions() == 3; }, 10s));
+    ASSERT_TRUE(pub.wait_for_subscriber("t", 10s));
+
+    in_order_reader reader_a(*healthy_a);
+    in_order_reader reader_b(*healthy_b);
+    const std::string body(1500, 'x');
+    std::uint64_t published = 0;
+    // Publishes one more when the healthy subscribers are at most `window` behind (so their
+    // own queues never fill: any loss is the stalled one's).
+    auto publish_paced = [&](std::uint64_t window) {
+        if (published - std::min(reader_a.received.load(), reader_b.received.load()) > window) {
+            std::this_thread::yield();
+            return true;
+        }
+        if (!pub.send("t", message{body})) {
+            return false;
+        }
+        ++published;
+        return true;
+    };
+    // Fill the stalled subscriber until the forwarder drops for it, then keep the stream going
+    // (slowly: its queue stays full by itself) until the forwarder cuts it off.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (fwd.slow_subscriber_drops() == 0 && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(publish_paced(256));
+    }
+    ASSERT_GT(fwd.slow_subscriber_drops(), 0U) << "the stalled subscriber never filled up";
+    while (fwd.slow_subscriber_disconnects() == 0 && std::chrono::steady_clock::now() < deadline) {
+        ASSERT_TRUE(publish_paced(0));
+    }
+    ASSERT_EQ(fwd.slow_subscriber_disconnects(), 1U) << fwd.status_json();
+    EXPECT_THAT(fwd.status_json(), ::testing::HasSubstr("\"slow_subscriber_disconnects\":1,"));
+    EXPECT_THAT(fwd.status_json(), ::testing::HasSubstr("\"policy\":\"disconnect\""));
+    EXPECT_EQ(f.registry
+                  .get_counter("zmqkit_forwarder_slow_subscriber_disconnects_total", "",
+                               {{"component", "forwarder"}})
+                  .value(),
+              1U);
+    {
+        std::lock_guard lock(log_mutex);
+        ASSERT_EQ(log.size(), 1U);
+        EXPECT_TRUE(
+            std::regex_search(log[0], std::regex("^forwarder: disconnected slow subscriber " +
+                                                 peer + ": send queue full for [0-9]+\\.[0-9] s")))
+            << log[0];
+    }
+    const std::uint64_t cut_at = published;
+
+    // The stalled subscriber reads again: what it had, then (reconnected by libzmq) the live
+    // stream, with the loss reported as a gap, never silent.
+    std::vector<std::uint64_t> received;
+    std::optional<std::uint64_t> first_after_cut;
+    while (!first_after_cut && std::chrono::steady_clock::now() < deadline) {
+        if (auto d = stalled->recv(20ms)) {
+            received.push_back(d->message.header().sequence);
+            if (received.back() > cut_at) {
+                first_after_cut = received.back();
+            }
+        } else {
+            ASSERT_TRUE(publish_paced(0));
+        }
+    }
+    ASSERT_TRUE(first_after_cut.has_value()) << "the disconnected subscriber never came back";
+    ASSERT_FALSE(gaps.empty());
+    const auto& last_gap = gaps.back();
+    EXPECT_EQ(last_gap.verdict, sequence_verdict::gap);
+    EXPECT_EQ(last_gap.sequence, *first_after_cut);
+    EXPECT_LE(last_gap.missing_first, cut_at);
+    EXPECT_EQ(last_gap.missing_last, *first_after_cut - 1);
+    // Every number up to the last received is either received or reported missing, once.
+    std::vector<int> seen(*first_after_cut + 1, 0);
+    for (auto s : received) {
+        ++seen[s];
+    }
+    for (const auto& e : gaps) {
+        ASSERT_EQ(e.verdict, sequence_verdict::gap);
+        for (auto s = e.missing_first; s <= e.missing_last; ++s) {
+            ++seen[s];
+        }
+    }
+    for (std::uint64_t s = 1; s <= *first_after_cut; ++s) {
+        ASSERT_EQ(seen[s], 1) << "sequence " << s;
+    }
+
+    // The healthy ones got every publication, in order, and nobody else was cut off.
+    EXPECT_TRUE(eventually(
+        [&] {
+            return !reader_a.ok || !reader_b.ok ||
+                   (reader_a.received == published && reader_b.received == published);
+        },
+        20s));
+    EXPECT_TRUE(reader_a.ok && reader_b.ok) << "a healthy subscriber saw a gap";
+    EXPECT_EQ(reader_a.received.load(), published);
+    EXPECT_EQ(reader_b.received.load(), published);
+    EXPECT_EQ(fwd.slow_subscriber_disconnects(), 1U);
+    EXPECT_TRUE(eventually([&] { return fwd.subscriptions() == 3; }, 10s)) << fwd.status_json();
+}
+
+} // namespace
+
+TEST(pubsub, stalled_subscriber_disconnect_policy_tcp_cuts_it_others_get_everything) {
+    stalled_subscriber_is_disconnected("tcp://127.0.0.1:*", "tcp://127.0.0.2:0;",
+                                       "127\\.0\\.0\\.2:[0-9]+");
+}
+
+TEST(pubsub, stalled_subscriber_disconnect_policy_ipc_cuts_it_others_get_everything) {
+    const auto backend = ipc_endpoint("fwd-slow");
+    // The log names the endpoint and the peer's process (ipc peers have no address).
+    const std::string quoted =
+        std::regex_replace(backend, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+    stalled_subscriber_is_disconnected(backend, "",
+                                       quoted + " \\(pid " + std::to_string(::getpid()) + "\\)");
+}
+
 TEST(pubsub, publisher_restart_is_a_new_stream_not_a_gap) {
     forwarder_fixture f;
     forwarder_options fo;
@@ -477,7 +689,7 @@ TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_memb
             auto so = with_registry(registry);
             member mem;
             mem.socket = std::make_unique<consumer_group_member>(ctx, "", so);
-            handshake_monitor monitor(ctx, mem.socket->raw());
+            zmqkit::testing::handshake_monitor monitor(ctx, mem.socket->raw());
             mem.socket->attach(groups.group_endpoints()[g].front());
             // Every member is connected before the first message, so PUSH spreads over all.
             ASSERT_TRUE(monitor.wait(10s));

@@ -160,7 +160,7 @@ TEST_F(streamer_fixture, stop_drains_what_already_arrived) {
     streamer dev(ctx, o);
     dev.start();
     zmqkit::socket push(ctx, zmq::socket_type::push, so);
-    handshake_monitor connected(ctx, push.raw());
+    zmqkit::testing::handshake_monitor connected(ctx, push.raw());
     push.attach(dev.frontend_endpoints().at(0), endpoint_action::connect);
     ASSERT_TRUE(connected.wait(5s));
     // No consumer yet: the backend is stalled, messages wait in the device's frontend queue.
@@ -253,7 +253,7 @@ TEST_F(streamer_fixture, capture_taps_every_message_without_ever_blocking_the_fl
     })) << dev.status_json();
 
     zmqkit::socket tap(ctx, zmq::socket_type::pull, so);
-    handshake_monitor tapped(ctx, tap.raw());
+    zmqkit::testing::handshake_monitor tapped(ctx, tap.raw());
     tap.attach(dev.capture_endpoints().at(0), endpoint_action::connect);
     ASSERT_TRUE(tapped.wait(5s));
     // The device learns of the new peer asynchronously: probe until a copy comes through.

@@ -90,9 +90,16 @@ struct durable_proxy_options {
     std::string control;
     // All endpoint entries without a prefix bind.
     std::string name = "durable";
-    spool_options spool; // directory required; spool.name defaults to `name`
-    socket_options sockets;
-    std::size_t batch = 4096; // messages read per wake-up before one group commit
+    spool_options spool;    // directory required; spool.name defaults to `name`
+    socket_options sockets; // HWMs, linger; its `security` must stay off (config_error)
+    // CURVE / PLAIN / ZAP per side (security.hpp). frontend_security applies to frontend and
+    // frontend_pull (producers), backend_security to backend and backend_push (consumers); a
+    // bound side is usually a server with its own ZAP domain
+    // (socket_security::curve_server(own, "frontend")). Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
+    socket_security control_security; // who may PAUSE/TERMINATE the proxy
+    std::size_t batch = 4096;         // messages read per wake-up before one group commit
     // An unacknowledged delivery is requeued after this (attempt + 1, with backoff).
     std::chrono::milliseconds ack_timeout = 30s;
     // A consumer that sent nothing (CREDIT doubles as heartbeat) for this long is gone: its
@@ -163,8 +170,11 @@ struct reliable_sender_options {
     std::size_t window = 1000; // unconfirmed messages in flight before send() waits
     // An unconfirmed message is sent again (same id: the proxy confirms it once) after this.
     std::chrono::milliseconds retry_interval = 2s;
-    socket_options socket; // HWMs, linger (name = metric label)
-    // Called with the DEALER before it connects (socket options such as CURVE keys, a monitor).
+    // HWMs, linger (name = metric label); security: CURVE / PLAIN of the DEALER (usually a
+    // client of the proxy: socket_security::curve_client(server_key, &own)).
+    socket_options socket;
+    // Called with the DEALER before it connects (socket options, a monitor). With security on
+    // the sender already monitors the socket (handshakes()): libzmq allows one monitor.
     std::function<void(zmq::socket_t&)> configure;
 };
 
@@ -209,6 +219,9 @@ public:
 
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
     [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
+    // The handshake monitor of the socket when options.socket.security is on, else nullptr:
+    // wait_handshake() tells "proxy down" from "handshake refused".
+    [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
 
 private:
     static reliable_sender_options with_endpoint(std::string endpoint) {
@@ -227,6 +240,7 @@ private:
 
     reliable_sender_options options_;
     zmq::socket_t socket_;
+    std::unique_ptr<handshake_monitor> handshakes_; // destroyed before socket_
     std::vector<std::string> endpoints_;
     std::unordered_map<message_id, entry, message_id_hash> pending_;
     std::deque<std::pair<message_id, std::chrono::steady_clock::time_point>> retry_order_;
@@ -247,8 +261,10 @@ struct reliable_receiver_options {
     std::chrono::milliseconds heartbeat = 1s; // CREDIT is re-sent this often (liveness)
     std::size_t dedup_window = 100000;        // message ids remembered as processed
     std::size_t ack_batch = 64; // acks go out in batches of this many, or at the next recv
+    // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the proxy).
     socket_options socket;
-    // Called with the DEALER before it connects (socket options such as CURVE keys, a monitor).
+    // Called with the DEALER before it connects (socket options, a monitor). With security on
+    // the receiver already monitors the socket (handshakes()): libzmq allows one monitor.
     std::function<void(zmq::socket_t&)> configure;
 };
 
@@ -288,6 +304,8 @@ public:
     [[nodiscard]] std::uint64_t duplicates() const noexcept { return duplicates_; }
     [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
+    // The handshake monitor of the socket when options.socket.security is on, else nullptr.
+    [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
 
 private:
     static reliable_receiver_options with_endpoint(std::string endpoint) {
@@ -300,6 +318,7 @@ private:
 
     reliable_receiver_options options_;
     zmq::socket_t socket_;
+    std::unique_ptr<handshake_monitor> handshakes_; // destroyed before socket_
     std::vector<std::string> endpoints_;
     std::chrono::steady_clock::time_point next_heartbeat_{};
     std::string pending_acks_; // 8-byte big-endian tags

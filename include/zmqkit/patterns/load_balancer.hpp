@@ -103,7 +103,14 @@ struct load_balancer_options {
     std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
                           // STATUS); prefix-less entries bind
     std::string name = "load_balancer"; // metric label {component="<name>"}
-    socket_options sockets;             // HWMs and linger of frontend and backend
+    socket_options sockets;             // HWMs and linger of frontend and backend; its
+                                        // `security` must stay off (config_error): see below
+    // CURVE / PLAIN / ZAP per side (security.hpp): clients connect to the frontend, workers
+    // to the backend; a bound side is usually a server with its own ZAP domain
+    // (socket_security::curve_server(own, "backend")). Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
+    socket_security control_security; // who may PAUSE/TERMINATE the broker
     // The broker heartbeats every worker this often, and a worker silent for
     // heartbeat_interval x liveness is expired (6/PPP's defaults: 1000 ms x 3).
     std::chrono::milliseconds heartbeat_interval = 1000ms;
@@ -234,6 +241,9 @@ struct lb_worker_options {
     // Reconnect delays after the broker went silent: initial, doubled each time, capped.
     std::chrono::milliseconds reconnect_initial = 1s;
     std::chrono::milliseconds reconnect_max = 32s;
+    // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
+    // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
+    // logged and counted (handshake_monitor).
     socket_options socket;
     // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
     std::function<void(zmq::socket_t&)> configure;
@@ -277,6 +287,8 @@ private:
     lb_worker_options options_;
     lb_handler handler_;
     std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
+    // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
+    std::unique_ptr<handshake_monitor> handshakes_;
     std::vector<zmq::message_t> frames_;
     std::chrono::steady_clock::time_point last_heard_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};
@@ -292,6 +304,9 @@ struct lb_client_options {
     // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
     std::chrono::milliseconds timeout = 2500ms;
     std::uint32_t attempts = 3; // sends of one request before it fails with "timeout"
+    // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
+    // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
+    // logged and counted (handshake_monitor).
     socket_options socket;
     // Called with each new DEALER before it connects (CURVE keys, a monitor).
     std::function<void(zmq::socket_t&)> configure;
@@ -340,6 +355,9 @@ public:
     [[nodiscard]] std::uint64_t late_replies() const noexcept { return late_replies_; }
     [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
     [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
+    // The handshake monitor of the current socket when options.socket.security is on, else
+    // nullptr: wait_handshake() tells "broker down" from "handshake refused".
+    [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
     // Replies that were not ["" delimiter][zmqkit message]: dropped.
     [[nodiscard]] std::uint64_t malformed_replies() const noexcept { return malformed_; }
 
@@ -362,6 +380,8 @@ private:
     lb_client_options options_;
     zmq::context_t& context_;
     std::optional<zmq::socket_t> socket_;
+    // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
+    std::unique_ptr<handshake_monitor> handshakes_;
     std::unordered_map<message_id, entry, message_id_hash> pending_;
     // (due, id) in send order; an entry whose due differs from the request's is stale.
     std::deque<std::pair<std::chrono::steady_clock::time_point, message_id>> retry_order_;

@@ -107,7 +107,14 @@ struct mdp_broker_options {
     std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
                           // STATUS); prefix-less entries bind
     std::string name = "mdp_broker"; // metric label {component="<name>"}
-    socket_options sockets;          // HWMs and linger of frontend and backend
+    socket_options sockets;          // HWMs and linger of frontend and backend; its
+                                     // `security` must stay off (config_error): see below
+    // CURVE / PLAIN / ZAP per side (security.hpp): MDP clients connect to the frontend,
+    // workers to the backend; a bound side is usually a server with its own ZAP domain
+    // (socket_security::curve_server(own, "backend")). Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
+    socket_security control_security; // who may PAUSE/TERMINATE the broker
     // Heartbeats both ways every interval; a worker silent for interval x liveness expires
     // (defaults of the Guide's Majordomo: 2500 ms x 3). Workers must use the same interval.
     std::chrono::milliseconds heartbeat_interval = 2500ms;
@@ -230,6 +237,9 @@ struct mdp_worker_options {
     // Reconnect delays after the broker went silent: initial, doubled each time, capped.
     std::chrono::milliseconds reconnect_initial = 1s;
     std::chrono::milliseconds reconnect_max = 32s;
+    // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
+    // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
+    // logged and counted (handshake_monitor).
     socket_options socket;
     // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
     std::function<void(zmq::socket_t&)> configure;
@@ -272,6 +282,8 @@ private:
     mdp_worker_options options_;
     mdp_handler handler_;
     std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
+    // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
+    std::unique_ptr<handshake_monitor> handshakes_;
     std::vector<zmq::message_t> frames_;
     std::chrono::steady_clock::time_point last_heard_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};
@@ -288,6 +300,9 @@ struct mdp_client_options {
     // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
     std::chrono::milliseconds timeout = 2500ms;
     std::uint32_t attempts = 3; // sends of one request before call() gives up
+    // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
+    // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
+    // logged and counted (handshake_monitor).
     socket_options socket;
     std::function<void(zmq::socket_t&)> configure;
 };
@@ -313,6 +328,9 @@ public:
 
     [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
     [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
+    // The handshake monitor of the current socket when options.socket.security is on, else
+    // nullptr: wait_handshake() tells "broker down" from "handshake refused".
+    [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
     // Replies that were not 7/MDP or were for another service: dropped.
     [[nodiscard]] std::uint64_t malformed_replies() const noexcept { return malformed_; }
 
@@ -322,6 +340,8 @@ private:
     mdp_client_options options_;
     zmq::context_t& context_;
     std::optional<zmq::socket_t> socket_;
+    // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
+    std::unique_ptr<handshake_monitor> handshakes_;
     std::uint64_t resent_ = 0, reconnects_ = 0, malformed_ = 0;
 };
 

@@ -22,6 +22,10 @@
 
 namespace zmqkit::patterns {
 
+namespace detail {
+class side_monitors; // the handshake monitors of a device's secured sides
+} // namespace detail
+
 // The head of a pipeline: a PUSH socket used from the caller's thread. Messages are
 // load-balanced round-robin over the connected workers. Not thread-safe.
 class source {
@@ -92,8 +96,15 @@ struct worker_options {
     std::string output;          // where to PUSH results; empty: the worker is a terminal stage
     std::string errors;          // where to PUSH failed inputs; empty: failures counted and dropped
     std::string name = "worker"; // metric label {component="<name>"} and thread name
-    socket_options sockets;      // applied to every socket of the worker
-    std::size_t batch = 256;     // messages handled per wake-up before polling again
+    socket_options sockets;      // applied to every socket of the worker; its `security` must
+                                 // stay off (config_error): use the two fields below
+    // CURVE / PLAIN of the input socket (the worker is usually the client of a streamer or a
+    // source: socket_security::curve_client(server_key, &own)). Default: plaintext.
+    socket_security input_security;
+    // The same for the output and errors sockets (they usually connect to one downstream
+    // server, which may differ from the input's).
+    socket_security output_security;
+    std::size_t batch = 256;              // messages handled per wake-up before polling again
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
 };
 
@@ -180,8 +191,16 @@ struct streamer_options {
     std::string control;           // optional REP control socket (PAUSE, RESUME, TERMINATE,
                                    // STATISTICS, STATUS); entries without a prefix bind
     std::string name = "streamer"; // metric label
-    socket_options sockets;        // HWMs and linger for frontend/backend
-    std::size_t batch = 512;       // messages forwarded per wake-up
+    socket_options sockets;        // HWMs and linger for frontend/backend; its `security`
+                                   // must stay off (config_error): use the fields below
+    // CURVE / PLAIN / ZAP per side (security.hpp). A side that binds is usually the server
+    // (socket_security::curve_server(own, "frontend")); its ZAP domain needs a policy in the
+    // context's authenticator. Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
+    socket_security capture_security;             // the tap's consumers
+    socket_security control_security;             // who may PAUSE/TERMINATE the device
+    std::size_t batch = 512;                      // messages forwarded per wake-up
     std::chrono::milliseconds drain_timeout = 2s; // TERMINATE: how long to drain before exit
     metrics_registry* registry = nullptr;
 };
@@ -203,7 +222,8 @@ public:
     [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
     [[nodiscard]] proxy_statistics statistics() const noexcept;
     // STATUS reply: {"state":"running"|"paused","statistics":{...},"backend_stalls":N,
-    // "capture_drops":N}
+    // "capture_drops":N}, plus "security":{"frontend":{"mode":..,"handshakes":N,
+    // "handshake_failures":N,"last_failure":".."},..} when a side is secured (no secrets)
     [[nodiscard]] std::string status_json() const;
 
     [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
@@ -230,6 +250,7 @@ private:
     std::optional<zmq::socket_t> backend_;
     std::optional<zmq::socket_t> capture_;
     std::optional<zmq::socket_t> control_;
+    std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
     std::atomic<bool> paused_{false};
     std::atomic<bool> terminated_{false};
     counter* messages_in_;

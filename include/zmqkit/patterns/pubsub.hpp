@@ -20,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@
 #include <vector>
 
 namespace zmqkit::patterns {
+
+namespace detail {
+class side_monitors; // the handshake monitors of a device's secured sides
+} // namespace detail
 
 // Hash for unordered maps keyed by std::string that are looked up by std::string_view
 // (heterogeneous lookup: no temporary string per lookup).
@@ -258,9 +263,13 @@ private:
 enum class slow_subscriber_policy {
     drop,  // that subscriber misses the message, the others get it; counted
     block, // ZMQ_XPUB_NODROP: the forwarder waits for room (back-pressure to publishers)
+    // as drop while the subscriber is behind; once its connection's send queue has stayed
+    // full for forwarder_options::slow_subscriber_timeout, that connection is shut down
+    // (tcp and ipc subscribers on a bound backend endpoint; inproc ones are only dropped)
+    disconnect,
 };
 
-// "drop" | "block"; throws config_error naming the accepted values.
+// "drop" | "block" | "disconnect"; throws config_error naming the accepted values.
 [[nodiscard]] slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text);
 
 struct forwarder_options {
@@ -270,8 +279,22 @@ struct forwarder_options {
     std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
                           // STATUS); entries without a prefix bind
     std::string name = "forwarder";
-    socket_options sockets; // HWMs (per subscriber on the backend) and linger
+    socket_options sockets; // HWMs (per subscriber on the backend) and linger; its `security`
+                            // must stay off (config_error): use the fields below
+    // CURVE / PLAIN / ZAP per side (security.hpp): publishers connect to the frontend,
+    // subscribers to the backend; a bound side is usually a server with its own ZAP domain
+    // (socket_security::curve_server(own, "frontend")). Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
+    socket_security capture_security; // the tap's consumers
+    socket_security control_security; // who may PAUSE/TERMINATE the device
     slow_subscriber_policy policy = slow_subscriber_policy::drop;
+    // Policy disconnect: how long a subscriber's send queue may stay full before its
+    // connection is cut (checked about every timeout / 4, at most every 250 ms). Positive.
+    std::chrono::milliseconds slow_subscriber_timeout = 5s;
+    // Called on the actor thread with one line per notable event (a slow subscriber
+    // disconnected). nullptr: the line goes to stderr.
+    std::function<void(std::string_view)> log;
     // Keep the last publication of every topic and answer snapshot requests
     // (subscriber::subscribe_with_snapshot). Subscribes upstream to everything.
     bool last_value_cache = false;
@@ -279,6 +302,10 @@ struct forwarder_options {
     std::chrono::milliseconds drain_timeout = 2s;
     metrics_registry* registry = nullptr;
 };
+
+namespace detail {
+class slow_subscriber_detector; // forwarder.cpp: finds backend connections that stay full
+} // namespace detail
 
 // The pub-sub forwarder device (XSUB -> XPUB), zmq_proxy's forwarder with statistics per
 // direction, a tap, a slow-subscriber policy and an optional last-value cache. Frames are
@@ -296,8 +323,10 @@ public:
     [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
     [[nodiscard]] proxy_statistics statistics() const noexcept;
     // {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
-    //  "unsubscribes":N,"slow_subscriber_drops":N,"blocked":N,"capture_drops":N,
-    //  "cached_topics":N,"snapshots":N}
+    //  "unsubscribes":N,"slow_subscriber_drops":N,"slow_subscriber_disconnects":N,
+    //  "blocked":N,"capture_drops":N,
+    //  "cached_topics":N,"snapshots":N}, plus "security":{"frontend":{"mode":..,
+    //  "handshakes":N,"handshake_failures":N,"last_failure":".."},..} when a side is secured
     [[nodiscard]] std::string status_json() const;
     // Subscriptions currently active on the backend (subscribe minus unsubscribe messages).
     [[nodiscard]] std::int64_t subscriptions() const noexcept { return subscriptions_->value(); }
@@ -305,6 +334,11 @@ public:
     // (policy drop; libzmq does not say which subscriber — each one sees its gap itself).
     [[nodiscard]] std::uint64_t slow_subscriber_drops() const noexcept {
         return slow_drops_->value();
+    }
+    // Subscriber connections shut down because their send queue stayed full for longer than
+    // slow_subscriber_timeout (policy disconnect). Each one is also a log line.
+    [[nodiscard]] std::uint64_t slow_subscriber_disconnects() const noexcept {
+        return slow_disconnects_->value();
     }
 
     [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
@@ -332,12 +366,15 @@ private:
     void handle_control();
     std::vector<std::string> execute(const std::string& command);
     void set_paused(bool paused);
+    // Policy disconnect, on the timer: scan the backend's connections, cut those behind.
+    void disconnect_slow_subscribers();
 
     forwarder_options options_;
     std::optional<zmq::socket_t> frontend_;
     std::optional<zmq::socket_t> backend_;
     std::optional<zmq::socket_t> capture_;
     std::optional<zmq::socket_t> control_;
+    std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
     std::atomic<bool> paused_{false};
     std::atomic<bool> terminated_{false};
     counter* messages_in_;
@@ -352,6 +389,8 @@ private:
     counter* unsubscribes_;
     gauge* subscriptions_;
     counter* slow_drops_;
+    counter* slow_disconnects_;
+    std::unique_ptr<detail::slow_subscriber_detector> slow_detector_; // actor thread only
     counter* blocked_;
     counter* capture_drops_;
     counter* snapshots_;
@@ -380,7 +419,12 @@ struct consumer_groups_options {
     std::vector<std::string> topics{""}; // prefixes subscribed upstream
     std::vector<consumer_group> groups;
     std::string name = "consumer-groups";
-    socket_options sockets;
+    socket_options sockets; // its `security` must stay off (config_error): see below
+    // CURVE / PLAIN / ZAP (security.hpp) of the SUB input (usually the client of a publisher
+    // or forwarder: socket_security::curve_client(server_key, &own)) and of every group's PUSH
+    // (usually the server its members connect to). Default: plaintext, as before.
+    socket_security frontend_security;
+    socket_security backend_security;
     std::size_t batch = 512;
     metrics_registry* registry = nullptr;
 };
@@ -413,6 +457,7 @@ private:
     consumer_groups_options options_;
     std::optional<zmq::socket_t> input_;
     std::vector<zmq::socket_t> outputs_;
+    std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
     counter* received_;
     std::vector<counter*> delivered_;
     mutable std::mutex endpoints_mutex_;

@@ -1,0 +1,40 @@
+// zmqkit-keygen: command and option parsing (a library function so tests can call it).
+#pragma once
+
+#include "common/cli.hpp"
+
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace zmqkit::cli {
+
+// Exit codes of zmqkit-keygen beyond cli.hpp's (sysexits.h values; docs/cli.md).
+inline constexpr int exit_bad_certificate = 65; // EX_DATAERR: inspect: not a valid certificate
+inline constexpr int exit_no_certificate = 66;  // EX_NOINPUT: no such file or directory
+inline constexpr int exit_cannot_create = 73;   // EX_CANTCREAT: a file exists (no --force), or
+                                                // cannot be written
+
+enum class keygen_command {
+    generate, // zmqkit-keygen [generate] NAME | --output PATH
+    list,     // zmqkit-keygen list DIR
+    inspect,  // zmqkit-keygen inspect FILE
+};
+
+struct keygen_config {
+    keygen_command command = keygen_command::generate;
+    std::filesystem::path output; // generate: the public file (the secret one is output_secret)
+    std::vector<std::pair<std::string, std::string>> metadata; // generate: name first
+    bool force = false;                                        // generate: replace existing files
+    std::filesystem::path target; // list: the directory; inspect: the file
+    bool json = false;
+    int verbosity = 0;
+};
+
+// Parses argv. Throws usage_error (exit 64).
+[[nodiscard]] std::variant<keygen_config, print_and_exit>
+parse_keygen_options(int argc, const char* const* argv);
+
+} // namespace zmqkit::cli
