@@ -217,7 +217,9 @@ public:
                 if (!socket_.recv(m, zmq::recv_flags::none)) {
                     continue;
                 }
-                (void)socket_.send(m, zmq::send_flags::none);
+                if (socket_.send(m, zmq::send_flags::none)) {
+                    served_.fetch_add(1, std::memory_order_relaxed);
+                }
             }
         });
     }
@@ -228,11 +230,16 @@ public:
         thread_.join();
     }
     [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+    // Requests answered so far.
+    [[nodiscard]] std::uint64_t served() const noexcept {
+        return served_.load(std::memory_order_relaxed);
+    }
 
 private:
     zmq::socket_t socket_;
     std::string endpoint_;
     std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> served_{0};
     std::thread thread_;
 };
 
@@ -468,10 +475,6 @@ tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t 
     dealer.set(zmq::sockopt::linger, 0);
     dealer.set(zmq::sockopt::rcvtimeo, static_cast<int>(opt.timeout.count()));
     dealer.connect(device.frontend());
-    // The REP workers connect asynchronously; a DEALER backend only round-robins over the ones
-    // already connected. One round trip per worker proves nothing, so wait a little for all to
-    // connect (the REP sockets connected before this point; loopback connects take < 1 ms).
-    std::this_thread::sleep_for(100ms);
 
     auto send_one = [&] {
         (void)dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
@@ -485,6 +488,22 @@ tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t 
         }
         return view(body) == payload;
     };
+
+    // The REP workers connect asynchronously, and a DEALER backend only round-robins over the
+    // ones already connected: make round trips until every worker has answered one (bounded),
+    // so the timed run spreads over all of them.
+    const auto connect_deadline = clock_type::now() + 10s;
+    while (!std::all_of(reps.begin(), reps.end(), [](const auto& e) { return e->served() > 0; })) {
+        if (clock_type::now() > connect_deadline) {
+            r.error = "raw: not every REP worker answered within 10 s";
+            return r;
+        }
+        send_one();
+        if (!recv_one()) {
+            r.error = "raw: no or a wrong reply while waiting for the workers";
+            return r;
+        }
+    }
 
     const std::uint64_t total = opt.warmup + opt.throughput_requests;
     std::uint64_t sent = 0, done = 0;
