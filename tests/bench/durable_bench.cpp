@@ -318,7 +318,9 @@ double proc_cpu_seconds(pid_t pid) {
 
 // The number after "key": in a flat JSON text (0 if absent).
 double json_number(const std::string& json, std::string_view key) {
-    const std::string k = "\"" + std::string(key) + "\":";
+    std::string k;
+    k.reserve(key.size() + 3);
+    k.append(1, '"').append(key).append("\":");
     const auto at = json.find(k);
     if (at == std::string::npos) {
         return 0;
