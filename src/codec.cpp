@@ -22,6 +22,8 @@ enum key : std::uint8_t {
     key_content_type = 9,
     key_sequence = 10,
     key_user_headers = 11,
+    key_publisher_id = 12,
+    key_last_known = key_publisher_id, // larger keys are skipped (added by later minor versions)
 };
 
 // ---- encoding --------------------------------------------------------------------------
@@ -168,7 +170,8 @@ field_plan plan(const header& h) noexcept {
               + (p.correlation ? 1U : 0U) + (p.causation ? 1U : 0U) + (h.type.empty() ? 0U : 1U) +
               (h.attempt != 1 ? 1U : 0U) + (h.reply_to.empty() ? 0U : 1U) +
               (h.traceparent.empty() ? 0U : 1U) + (h.content_type.empty() ? 0U : 1U) +
-              (h.sequence != 0 ? 1U : 0U) + (h.user_headers.empty() ? 0U : 1U);
+              (h.sequence != 0 ? 1U : 0U) + (h.user_headers.empty() ? 0U : 1U) +
+              (h.publisher_id.is_nil() ? 0U : 1U);
     return p;
 }
 
@@ -507,7 +510,9 @@ decode_status read_string(reader& r, std::string& out, std::string_view field) {
     return {};
 }
 
-decode_status read_user_headers(reader& r, header& out) {
+// Appends to out.user_headers[used ..], assigning into the entries a reused header already has
+// (their strings keep their capacity: no allocation per message for a steady set of headers).
+decode_status read_user_headers(reader& r, header& out, std::size_t& used) {
     std::uint64_t n = 0;
     if (auto rr = read_map_header(r, n); rr != read_result::ok) {
         return field_error(rr, "user_headers", r);
@@ -515,7 +520,7 @@ decode_status read_user_headers(reader& r, header& out) {
     if (n > r.remaining() / 2) {
         return fail(decode_errc::truncated, "user_headers", r.offset());
     }
-    out.user_headers.reserve(static_cast<std::size_t>(n));
+    out.user_headers.reserve(used + static_cast<std::size_t>(n));
     for (std::uint64_t i = 0; i < n; ++i) {
         const char* kd = nullptr;
         std::size_t kn = 0;
@@ -527,7 +532,13 @@ decode_status read_user_headers(reader& r, header& out) {
         if (auto rr = read_bytes(r, vd, vn, true, true); rr != read_result::ok) {
             return field_error(rr, "user_headers", r);
         }
-        out.user_headers.emplace_back(std::string(kd, kn), std::string(vd, vn));
+        if (used < out.user_headers.size()) {
+            out.user_headers[used].first.assign(kd, kn);
+            out.user_headers[used].second.assign(vd, vn);
+        } else {
+            out.user_headers.emplace_back(std::string(kd, kn), std::string(vd, vn));
+        }
+        ++used;
     }
     return {};
 }
@@ -604,6 +615,7 @@ std::size_t encoded_size(const header& h) noexcept {
             n += str_header_size(k.size()) + k.size() + bin_header_size(v.size()) + v.size();
         }
     }
+    n += h.publisher_id.is_nil() ? 0 : id_field_size;
     return n;
 }
 
@@ -657,6 +669,10 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept {
             w.bin(v.data(), v.size());
         }
     }
+    if (!h.publisher_id.is_nil()) {
+        w.byte(key_publisher_id);
+        w.bin(h.publisher_id.data(), message_id::size);
+    }
     return static_cast<std::size_t>(w.position() - out);
 }
 
@@ -666,9 +682,12 @@ std::string encode_header(const header& h) {
     return s;
 }
 
-decode_status decode_header(const void* data, std::size_t size, header& out,
-                            std::size_t* header_size) noexcept {
-    out.clear();
+namespace {
+
+// decode_header without the user headers' final size: they are written to
+// out.user_headers[0 .. used) (see read_user_headers).
+decode_status decode_fields(const void* data, std::size_t size, header& out,
+                            std::size_t* header_size, std::size_t& used) noexcept {
     reader r(data, size);
     std::uint64_t count = 0;
     if (read_map_header(r, count) != read_result::ok) {
@@ -708,7 +727,7 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
             if (key_read == read_result::truncated) {
                 return fail(decode_errc::truncated, {}, r.offset());
             }
-            if (key_read != read_result::ok || k == key_version || k > key_user_headers) {
+            if (key_read != read_result::ok || k == key_version || k > key_last_known) {
                 r = key_start;
                 if (auto rr = skip_value(r); rr != read_result::ok) {
                     return field_error(rr, {}, r);
@@ -765,7 +784,10 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
                 break;
             }
             case key_user_headers:
-                st = read_user_headers(r, out);
+                st = read_user_headers(r, out, used);
+                break;
+            case key_publisher_id:
+                st = read_id(r, out.publisher_id, "publisher_id");
                 break;
             default:
                 break;
@@ -796,6 +818,21 @@ decode_status decode_header(const void* data, std::size_t size, header& out,
         out.correlation_id = out.id; // absent (or nil): the message starts its conversation
     }
     return {};
+}
+
+} // namespace
+
+decode_status decode_header(const void* data, std::size_t size, header& out,
+                            std::size_t* header_size) noexcept {
+    // Cleared, except that the user headers' entries stay for reuse until overwritten.
+    auto user_headers = std::move(out.user_headers);
+    out.clear();
+    out.user_headers = std::move(user_headers);
+    std::size_t used = 0;
+    const auto status = decode_fields(data, size, out, header_size, used);
+    out.user_headers.erase(out.user_headers.begin() + static_cast<std::ptrdiff_t>(used),
+                           out.user_headers.end());
+    return status;
 }
 
 } // namespace zmqkit

@@ -71,6 +71,7 @@ void header::clear() noexcept {
     content_type.clear();
     sequence = 0;
     user_headers.clear();
+    publisher_id = {};
 }
 
 } // namespace zmqkit

@@ -129,6 +129,10 @@ bool socket::send(std::string_view topic, message& m) {
     return send_frames(&topic, m.header(), m.body_view(), &m);
 }
 
+bool socket::send(std::string_view topic, header& h, std::string_view body) {
+    return send_frames(&topic, h, body, nullptr);
+}
+
 bool socket::send(header& h, std::string_view body) {
     return send_frames(nullptr, h, body, nullptr);
 }
@@ -151,6 +155,10 @@ std::optional<message> socket::recv(std::chrono::milliseconds timeout, std::stri
         out.reset();
     }
     return out;
+}
+
+bool socket::recv(message& out, std::string& topic, std::chrono::milliseconds timeout) {
+    return receive(out, timeout, &topic);
 }
 
 bool socket::receive(message& out, std::chrono::milliseconds timeout, std::string* topic) {

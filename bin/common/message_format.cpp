@@ -392,6 +392,9 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
         j["traceparent"] = bytes_json(h->traceparent);
         j["content_type"] = bytes_json(h->content_type);
         j["sequence"] = h->sequence;
+        if (!h->publisher_id.is_nil()) { // pub-sub: the publisher whose counter `sequence` is
+            j["publisher_id"] = id_json(h->publisher_id);
+        }
         auto& user = j["headers"] = nlohmann::ordered_json::object();
         nlohmann::ordered_json binary_names = nlohmann::ordered_json::array();
         for (const auto& [name, value] : h->user_headers) {

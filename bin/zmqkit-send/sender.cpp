@@ -121,6 +121,9 @@ bool apply_field(const std::string& name, const json& value, header& h, bool all
     }
     if (name == "attempt" || name == "sequence") {
         if (!value.is_number_unsigned() ||
+    if (name == "publisher_id") {
+        return need_id(h.publisher_id);
+    }
             (name == "attempt" && value.get<std::uint64_t>() > 0xFFFFFFFFu)) {
             error = "header '" + name + "' must be a non-negative integer";
             return false;
@@ -183,10 +186,10 @@ bool apply_binary_headers(const json& list, header& h, std::string& error) {
 }
 
 bool is_envelope_object(const json& j) {
-    static constexpr std::array<std::string_view, 15> allowed{
-        "headers",      "body",         "body_base64", "id",      "correlation_id",
-        "causation_id", "timestamp",    "type",        "attempt", "reply_to",
-        "traceparent",  "content_type", "sequence",    "topic",   "headers_base64"};
+    static constexpr std::array<std::string_view, 16> allowed{
+        "headers",   "body",  "body_base64",    "id",          "correlation_id", "causation_id",
+        "timestamp", "type",  "attempt",        "reply_to",    "traceparent",    "content_type",
+        "sequence",  "topic", "headers_base64", "publisher_id"};
     if (!j.is_object() ||
         !(j.contains("body") || j.contains("body_base64") || j.contains("headers"))) {
         return false;

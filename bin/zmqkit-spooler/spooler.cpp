@@ -637,6 +637,7 @@ int run_dlq_requeue(const spooler_config& cfg, const logger& log) {
         h.reply_to = original.reply_to;
         h.content_type = original.content_type;
         h.sequence = original.sequence;
+        h.publisher_id = original.publisher_id; // the pair (publisher id, sequence) stays whole
         h.attempt = 1;
         for (const auto& [name, value] : original.user_headers) {
             if (!name.starts_with(dead_letter_prefix)) {

@@ -50,7 +50,9 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept;
 // Convenience: the encoded header as a string of bytes (allocates).
 [[nodiscard]] std::string encode_header(const header& h);
 
-// Decodes a header frame into out (which is cleared first; string capacity is reused).
+// Decodes a header frame into out (which is cleared first; the capacity of its strings and of
+// its user-header entries is reused, so decoding into the same header again does not allocate
+// for fields of the same sizes).
 // Unknown keys are skipped. Never throws, never reads past data+size.
 // With header_size == nullptr the header must fill the frame (bytes after it are
 // trailing_bytes); otherwise the bytes after it are allowed (an inline body) and

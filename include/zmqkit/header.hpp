@@ -30,12 +30,16 @@ struct header {
     std::string content_type;       // body format, e.g. "application/msgpack", "text/plain"
     std::uint64_t sequence = 0;     // per-publisher sequence number (0: not used)
     std::vector<std::pair<std::string, std::string>> user_headers; // name -> bytes
+    // The sender instance whose counter `sequence` is (a publisher's 16-byte id, made when it
+    // starts: a restart is a new id). Nil: absent. Not copied by follow_up().
+    message_id publisher_id;
 
     // A header for a new conversation: fresh id, timestamp now, correlation id = id.
     [[nodiscard]] static header fresh();
 
     // A header for a message caused by `cause`: fresh id and timestamp, the cause's
-    // correlation id and traceparent kept, causation id = cause.id.
+    // correlation id and traceparent kept, causation id = cause.id (no sequence number or
+    // publisher id: those belong to whoever sends it).
     [[nodiscard]] static header follow_up(const header& cause);
 
     // Assigns a fresh id and timestamp if id is nil; a nil correlation id becomes the id.

@@ -79,6 +79,8 @@ public:
     [[nodiscard]] bool send(message&& m) { return send(m); }
     // Same, with a topic frame first (PUB).
     [[nodiscard]] bool send(std::string_view topic, message& m);
+    // send(header&, body) with a topic frame first (PUB).
+    [[nodiscard]] bool send(std::string_view topic, header& h, std::string_view body);
     // Sends a copy of `body` with header h (stamped in place, so the caller reads h.id after).
     // Like zmq_send: one allocation and one copy for a small body, no message object needed.
     [[nodiscard]] bool send(header& h, std::string_view body);
@@ -93,6 +95,8 @@ public:
     // Like recv, and also returns the topic frame (SUB).
     [[nodiscard]] std::optional<message> recv(std::chrono::milliseconds timeout,
                                               std::string& topic);
+    // recv(message&, timeout) that also returns the topic frame (SUB), its capacity reused.
+    [[nodiscard]] bool recv(message& out, std::string& topic, std::chrono::milliseconds timeout);
     // Typed receive: the body decoded as T. Throws body_type_error if it does not convert.
     template <class T> [[nodiscard]] std::optional<T> recv_as(std::chrono::milliseconds timeout) {
         auto m = recv(timeout);

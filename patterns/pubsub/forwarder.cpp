@@ -652,9 +652,9 @@ void forwarder::cache(const std::vector<zmq::message_t>& frames, std::size_t cou
     } else {
         it->second.body.assign(static_cast<const char*>(frames[2].data()), frames[2].size());
     }
-    const auto* pub = scratch_header_.find_user_header(publisher_id_header);
-    if (pub != nullptr && scratch_header_.sequence != 0) {
-        auto& seq = stream_sequences_[{*pub, std::string(topic)}];
+    const auto pub = publisher_id_of(scratch_header_); // key 12, or an older publisher's
+    if (!pub.empty() && scratch_header_.sequence != 0) {
+        auto& seq = stream_sequences_[{std::string(pub), std::string(topic)}];
         seq = std::max(seq, scratch_header_.sequence);
     }
 }

@@ -15,6 +15,15 @@ socket_options named(socket_options o, const std::string& name) {
 
 } // namespace
 
+std::string_view publisher_id_of(const header& h) noexcept {
+    if (!h.publisher_id.is_nil()) {
+        return {reinterpret_cast<const char*>(h.publisher_id.data()), message_id::size};
+    }
+    // A publisher from before header key 12.
+    const auto* legacy = h.user_headers.empty() ? nullptr : h.find_user_header(publisher_id_header);
+    return legacy != nullptr ? std::string_view(*legacy) : std::string_view();
+}
+
 publisher::publisher(zmq::context_t& context, publisher_options options)
     : socket_(context, zmq::socket_type::xpub, named(options.sockets, options.name)) {
     // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so
@@ -23,12 +32,12 @@ publisher::publisher(zmq::context_t& context, publisher_options options)
     if (options.block_when_full) {
         socket_.raw().set(zmq::sockopt::xpub_nodrop, 1);
     }
-    const auto id = message_id::generate();
-    id_.assign(reinterpret_cast<const char*>(id.data()), message_id::size);
+    wire_id_ = message_id::generate();
+    id_.assign(reinterpret_cast<const char*>(wire_id_.data()), message_id::size);
     (void)socket_.attach(options.endpoints, endpoint_action::bind);
 }
 
-bool publisher::send(std::string_view topic, message& m) {
+std::uint64_t& publisher::prepare(std::string_view topic, header& h) {
     // Subscription messages queue up on the XPUB until read; read them now and then so they
     // never accumulate.
     if (++sends_since_read_ >= 1024) {
@@ -38,12 +47,26 @@ bool publisher::send(std::string_view topic, message& m) {
     if (it == sequences_.end()) {
         it = sequences_.emplace(std::string(topic), 0).first;
     }
-    m.header().sequence = it->second + 1;
-    m.header().set_user_header(publisher_id_header, id_);
+    h.sequence = it->second + 1;
+    h.publisher_id = wire_id_;
+    return it->second; // a node of an unordered_map: stays put
+}
+
+bool publisher::send(std::string_view topic, message& m) {
+    auto& last = prepare(topic, m.header());
     if (!socket_.send(topic, m)) {
         return false;
     }
-    ++it->second;
+    ++last;
+    return true;
+}
+
+bool publisher::send(std::string_view topic, header& h, std::string_view body) {
+    auto& last = prepare(topic, h);
+    if (!socket_.send(topic, h, body)) {
+        return false;
+    }
+    ++last;
     return true;
 }
 
@@ -122,13 +145,34 @@ sequence_tracker::stream& sequence_tracker::find_or_add(const std::string& k, bo
                     oldest = s;
                 }
             }
+            if (&oldest->second == last_.value) {
+                last_ = {};
+            }
             streams_.erase(oldest);
         }
         it = streams_.emplace(k, stream{}).first;
         ++stats_.streams;
     }
     it->second.touched = ++clock_;
+    last_.key = &it->first;
+    last_.value = &it->second;
     return it->second;
+}
+
+sequence_tracker::stream& sequence_tracker::lookup(std::string_view publisher,
+                                                   std::string_view topic, bool& added) {
+    // The last stream's key is publisher \0 topic: compare in place, no key built or hashed.
+    if (last_.key != nullptr) {
+        const std::string_view k(*last_.key);
+        if (k.size() == publisher.size() + 1 + topic.size() &&
+            k.compare(0, publisher.size(), publisher) == 0 && k[publisher.size()] == '\0' &&
+            k.compare(publisher.size() + 1, topic.size(), topic) == 0) {
+            added = false;
+            last_.value->touched = ++clock_;
+            return *last_.value;
+        }
+    }
+    return find_or_add(scratch_key(publisher, topic), added);
 }
 
 sequence_verdict sequence_tracker::observe(std::string_view publisher, std::string_view topic,
@@ -147,7 +191,7 @@ sequence_verdict sequence_tracker::observe(std::string_view publisher, std::stri
         return verdict;
     }
     bool added = false;
-    auto& s = find_or_add(scratch_key(publisher, topic), added);
+    auto& s = lookup(publisher, topic, added);
     if (added) {
         // A publisher (or topic) we have not heard from: where it starts is not a gap.
         verdict = sequence_verdict::first;
@@ -202,7 +246,7 @@ sequence_verdict sequence_tracker::observe(std::string_view publisher, std::stri
 void sequence_tracker::seed(std::string_view publisher, std::string_view topic,
                             std::uint64_t sequence) {
     bool added = false;
-    auto& s = find_or_add(scratch_key(publisher, topic), added);
+    auto& s = lookup(publisher, topic, added);
     if (added || sequence > s.last) {
         s.last = sequence;
     }
@@ -272,12 +316,10 @@ bool subscriber::held_back(const publication& d) const {
 bool subscriber::accept_live(publication& d) {
     ++stats_.received;
     const auto& h = d.message.header();
-    const auto* pub = h.find_user_header(publisher_id_header);
     sequence_event event;
     const auto missing_before = tracker_.stats().missing;
-    const auto verdict =
-        tracker_.observe(pub != nullptr ? std::string_view(*pub) : std::string_view(), d.topic,
-                         h.sequence, on_sequence_event_ ? &event : nullptr);
+    const auto verdict = tracker_.observe(publisher_id_of(h), d.topic, h.sequence,
+                                          on_sequence_event_ ? &event : nullptr);
     switch (verdict) {
     case sequence_verdict::gap:
         gaps_->add();
@@ -341,9 +383,12 @@ void subscriber::apply_snapshot(std::size_t index, publication& d) {
     std::deque<publication> keep;
     for (auto& h : held_) {
         if (h.topic.starts_with(prefix)) {
-            const auto* pub = h.message.header().find_user_header(publisher_id_header);
-            if (pub != nullptr && h.message.header().sequence != 0) {
-                const auto it = covered.find(*pub + '\0' + h.topic);
+            const auto pub = publisher_id_of(h.message.header());
+            if (!pub.empty() && h.message.header().sequence != 0) {
+                std::string key(pub);
+                key.push_back('\0');
+                key.append(h.topic);
+                const auto it = covered.find(key);
                 if (it != covered.end() && h.message.header().sequence <= it->second) {
                     ++stats_.snapshot_overlap;
                     continue;
@@ -368,18 +413,12 @@ void subscriber::release_held() {
     held_ = std::move(still);
 }
 
-bool subscriber::receive_one(std::chrono::milliseconds timeout,
-                             std::optional<publication>* direct) {
-    // Received in place: into *direct when it may be delivered from there (no queueing).
-    std::optional<publication> local;
-    auto& slot = direct != nullptr && ready_.empty() ? *direct : local;
-    auto& d = slot.emplace();
-    auto m = socket_.recv(timeout, d.topic);
-    if (!m) {
-        slot.reset();
-        return false;
+subscriber::receive_outcome subscriber::receive_into(publication& d,
+                                                     std::chrono::milliseconds timeout) {
+    if (!socket_.recv(d.message, d.topic, timeout)) {
+        return receive_outcome::timeout;
     }
-    d.message = std::move(*m);
+    d.from_snapshot = false;
     if (d.topic.starts_with(snapshot_topic_prefix)) {
         for (std::size_t i = 0; i < pending_snapshots_.size(); ++i) {
             if (pending_snapshots_[i].topic == d.topic) {
@@ -387,55 +426,60 @@ bool subscriber::receive_one(std::chrono::milliseconds timeout,
                 break;
             }
         }
-        slot.reset(); // or another subscriber's snapshot (we subscribe to a prefix of it)
-        return true;
+        return receive_outcome::absorbed; // or another subscriber's snapshot (we subscribe to
+                                          // a prefix of it)
     }
     if (held_back(d)) {
         held_.push_back(std::move(d));
-        slot.reset();
-        return true;
+        return receive_outcome::absorbed;
     }
-    if (!accept_live(d)) {
-        slot.reset();
-    } else if (&slot == &local || !ready_.empty()) {
-        ready_.push_back(std::move(d));
-        slot.reset();
+    return accept_live(d) ? receive_outcome::deliver : receive_outcome::absorbed; // duplicate
+}
+
+bool subscriber::recv(publication& into, std::chrono::milliseconds timeout) {
+    // Publications queued by a snapshot come first. receive_into only queues (never delivers)
+    // when it takes a snapshot, so a delivery from it is always the next in order.
+    std::optional<std::chrono::steady_clock::time_point> deadline; // read the clock if idle
+    auto wait = 0ms; // under load a publication is usually waiting: try without a wait first
+    for (;;) {
+        if (!ready_.empty()) {
+            into = std::move(ready_.front());
+            ready_.pop_front();
+            return true;
+        }
+        const auto outcome = receive_into(into, wait);
+        if (outcome == receive_outcome::deliver) {
+            return true;
+        }
+        // Bounded by the deadline even under a flood of messages that are not delivered.
+        const auto now = std::chrono::steady_clock::now();
+        if (!deadline) {
+            deadline = now + timeout;
+        }
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now);
+        if (left <= 0ms) {
+            if (!ready_.empty()) {
+                continue;
+            }
+            return false;
+        }
+        wait = left;
     }
-    return true;
 }
 
 std::optional<publication> subscriber::recv(std::chrono::milliseconds timeout) {
-    std::optional<publication> out;
-    if (ready_.empty()) {
-        // Under load a publication is usually waiting: take it without reading the clock or
-        // queueing it.
-        if (receive_one(0ms, &out) && out) {
-            return out;
-        }
-        if (ready_.empty()) {
-            const auto deadline = std::chrono::steady_clock::now() + timeout;
-            while (ready_.empty()) {
-                const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now());
-                if (left <= 0ms) {
-                    return std::nullopt;
-                }
-                if (receive_one(left, &out) && out) {
-                    return out;
-                }
-            }
-        }
+    std::optional<publication> out(std::in_place);
+    if (!recv(*out, timeout)) {
+        out.reset();
     }
-    auto d = std::move(ready_.front());
-    ready_.pop_front();
-    return d;
+    return out;
 }
 
 bool subscriber::dispatch(std::chrono::milliseconds timeout) {
-    auto d = recv(timeout);
-    if (!d) {
+    if (!recv(dispatched_, timeout)) {
         return false;
     }
+    auto* d = &dispatched_;
     const handler* best = nullptr;
     std::size_t best_length = 0;
     for (const auto& [prefix, h] : handlers_) {

@@ -31,7 +31,10 @@
 //
 // Also measured: the process's CPU time (getrusage: every thread, publisher, device,
 // subscribers and libzmq's I/O thread) per publication during the timed part. On a shared
-// machine it varies much less than msgs/s; proxy/this is the CPU cost ratio.
+// machine it varies much less than msgs/s; proxy/this is the CPU cost ratio. And, for the
+// zmqkit ends, the C++ heap allocations (operator new, counted per thread by this program's
+// replacement of it) per publication on the subscriber threads and on the publisher thread
+// during the timed part: the receive path reuses one publication, so this should be 0.
 //
 // Output: one line per run, a table per subscriber count (medians, the ratio zmqkit/proxy of
 // the medians, paired ratios) and "RESULT key=value ..." lines for scripts.
@@ -42,7 +45,10 @@
 
 #include <zmq.hpp>
 
+#include <pthread.h>
 #include <sys/resource.h>
+
+#include <new>
 
 #include <algorithm>
 #include <atomic>
@@ -63,6 +69,66 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+// Heap allocations through operator new, counted per thread (a plain thread_local: no
+// synchronisation, one increment per allocation). Only the counting is added to the default
+// behaviour (malloc/free).
+thread_local std::uint64_t thread_allocations = 0;
+
+void* counted_allocation(std::size_t size) {
+    ++thread_allocations;
+    if (void* p = std::malloc(size == 0 ? 1 : size)) {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+
+void* counted_aligned_allocation(std::size_t size, std::align_val_t align) {
+    ++thread_allocations;
+    const auto a = static_cast<std::size_t>(align);
+    void* p = std::aligned_alloc(a, (size + a - 1) / a * a);
+    if (p == nullptr) {
+        throw std::bad_alloc();
+    }
+    return p;
+}
+
+void* operator new(std::size_t size) {
+    return counted_allocation(size);
+}
+void* operator new[](std::size_t size) {
+    return counted_allocation(size);
+}
+void* operator new(std::size_t size, std::align_val_t align) {
+    return counted_aligned_allocation(size, align);
+}
+void* operator new[](std::size_t size, std::align_val_t align) {
+    return counted_aligned_allocation(size, align);
+}
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+    std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+    std::free(p);
+}
 
 namespace {
 
@@ -134,9 +200,13 @@ shape shape_of(mode m) {
 
 struct run_result {
     std::uint64_t sent = 0;
-    std::vector<std::uint64_t> received; // per subscriber
-    std::uint64_t sequence_errors = 0;   // zmqkit ends: out-of-order numbers, gaps, duplicates
-    std::uint64_t forwarder_drops = 0;   // zmqkit forwarder: slow-subscriber drops
+    std::vector<std::uint64_t> received;      // per subscriber
+    std::uint64_t sequence_errors = 0;        // zmqkit ends: out-of-order numbers, gaps, duplicates
+    std::uint64_t forwarder_drops = 0;        // zmqkit forwarder: slow-subscriber drops
+    std::uint64_t subscriber_allocations = 0; // zmqkit ends: operator new calls on the
+                                              // subscriber threads while receiving the timed
+                                              // publications (all subscribers together)
+    std::uint64_t publisher_allocations = 0;  // zmqkit ends: on the publisher thread, timed part
     double seconds = 0;
     double cpu_seconds = 0; // user + system CPU time of the whole process (every thread)
     std::string error;
@@ -406,30 +476,36 @@ void raw_subscriber(zmq::socket_t& sub, const options& opt, std::size_t frames, 
 }
 
 // A zmqkit subscriber: envelope decoded, sequence numbers tracked (gaps, duplicates); the
-// bench topic's numbers must be exactly 1, 2, 3 ...
+// bench topic's numbers must be exactly 1, 2, 3 ... Receives into one reused publication (the
+// hot-path form). Counts its thread's heap allocations from the first bench publication on.
 void kit_subscriber(zp::subscriber& sub, const options& opt, shared_state& state,
                     std::uint64_t& received, std::uint64_t& sequence_errors,
-                    clock_type::time_point& last, std::string& error) {
+                    std::uint64_t& allocations, clock_type::time_point& last, std::string& error) {
     bool warm = false;
     std::uint64_t count = 0;
     std::uint64_t bad = 0;
+    std::uint64_t allocations_before = 0;
+    zp::publication p;
     while (count < opt.messages) {
-        auto p = sub.recv(opt.timeout);
-        if (!p) {
+        if (!sub.recv(p, opt.timeout)) {
             error = "zmqkit subscriber: no message within the timeout";
             break;
         }
-        if (p->topic != bench_topic) {
+        if (p.topic != bench_topic) {
             if (!warm) {
                 warm = true;
                 state.ready.fetch_add(1);
             }
             continue;
         }
+        if (count == 0) {
+            allocations_before = thread_allocations;
+        }
         ++count;
-        bad += p->message.header().sequence != count ? 1U : 0U;
+        bad += p.message.header().sequence != count ? 1U : 0U;
     }
     last = clock_type::now();
+    allocations = thread_allocations - allocations_before;
     received = count;
     const auto st = sub.stats().sequences;
     sequence_errors = bad + st.gaps + st.duplicates + st.late;
@@ -499,8 +575,11 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
         if (sh.kit_ends) {
             zp::subscriber_options so;
             so.endpoints = ">" + sub_endpoint;
-            so.name = "bench_subscriber";
-            so.sockets = kit_sockets(opt, registry, "bench_subscriber");
+            // A name (metric label) each, as separate consumers have: same-named components
+            // share their counters, whose atomic increments then bounce one cache line
+            // between the subscribers' threads.
+            so.name = "bench_subscriber_" + std::to_string(i);
+            so.sockets = kit_sockets(opt, registry, so.name);
             so.registry = &registry;
             kit_subs.push_back(std::make_unique<zp::subscriber>(ctx, so));
             kit_subs.back()->subscribe("");
@@ -517,17 +596,20 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
     std::vector<clock_type::time_point> last(static_cast<std::size_t>(subscribers));
     std::vector<std::string> errors(static_cast<std::size_t>(subscribers));
     std::vector<std::uint64_t> seq_errors(static_cast<std::size_t>(subscribers), 0);
+    std::vector<std::uint64_t> allocations(static_cast<std::size_t>(subscribers), 0);
     const std::size_t raw_frames = 2; // [topic][payload] or [topic][header+payload]
     std::vector<std::thread> threads;
     for (int i = 0; i < subscribers; ++i) {
         const auto k = static_cast<std::size_t>(i);
         if (sh.kit_ends) {
             threads.emplace_back([&, k] {
-                kit_subscriber(*kit_subs[k], opt, state, result.received[k], seq_errors[k], last[k],
-                               errors[k]);
+                pthread_setname_np(pthread_self(), "bench-kit-sub"); // for perf and profilers
+                kit_subscriber(*kit_subs[k], opt, state, result.received[k], seq_errors[k],
+                               allocations[k], last[k], errors[k]);
             });
         } else {
             threads.emplace_back([&, k] {
+                pthread_setname_np(pthread_self(), "bench-raw-sub");
                 raw_subscriber(*raw_subs[k], opt, raw_frames, state, result.received[k], last[k],
                                errors[k]);
             });
@@ -537,20 +619,19 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
     // The publisher, on this thread: warm-up until every subscriber is connected and
     // subscribed, then the timed messages.
     const std::string_view body = sh.envelope_raw ? std::string_view(envelope_bytes) : payload;
-    zmqkit::message msg;
+    zmqkit::header kit_header;
     auto raw_send = [&](std::string_view topic) {
         (void)raw_pub->send(zmq::const_buffer(topic.data(), topic.size()),
                             zmq::send_flags::sndmore);
         return raw_pub->send(zmq::const_buffer(body.data(), body.size()), zmq::send_flags::none)
             .has_value();
     };
-    // The zmqkit publisher's hot path: one message object reused (its user header keeps its
-    // capacity), a fresh id per send, the body copied in as zmq_send copies it.
+    // The zmqkit publisher's hot path: one header reused, a fresh id per send, the body copied
+    // once into the frame as zmq_send copies it (publisher::send(topic, header&, body)).
     auto kit_send = [&](std::string_view topic) {
-        msg.header().id = {};
-        msg.header().correlation_id = {};
-        msg.set_body(body);
-        return kit_pub->send(topic, msg);
+        kit_header.id = {};
+        kit_header.correlation_id = {};
+        return kit_pub->send(topic, kit_header, body);
     };
     const auto warm_deadline = clock_type::now() + 10s;
     while (state.ready.load() < subscribers && !state.failed) {
@@ -563,6 +644,7 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
     }
     const auto start = clock_type::now();
     const double cpu_start = process_cpu_seconds();
+    const auto publisher_allocations_before = thread_allocations;
     if (result.error.empty()) {
         std::uint64_t sent = 0;
         if (sh.kit_ends) {
@@ -576,6 +658,7 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
         }
         result.sent = sent;
     }
+    result.publisher_allocations = thread_allocations - publisher_allocations_before;
     for (auto& t : threads) {
         t.join();
     }
@@ -584,6 +667,7 @@ run_result run(zmq::context_t& ctx, const options& opt, mode m, int subscribers,
     result.seconds = std::chrono::duration<double>(end - start).count();
     for (std::size_t k = 0; k < errors.size(); ++k) {
         result.sequence_errors += seq_errors[k];
+        result.subscriber_allocations += allocations[k];
         if (result.error.empty() && !errors[k].empty()) {
             result.error = errors[k];
         }
@@ -687,11 +771,11 @@ void print_summary(const options& opt, const std::vector<mode>& modes,
 }
 
 // zmqkit's wire bytes for env-proxy: the header a zmqkit publisher sends (fresh id and
-// timestamp, sequence number, publisher id user header), encoded once, then the payload.
+// timestamp, sequence number, publisher id), encoded once, then the payload.
 std::string envelope_of(const std::string& payload) {
     zmqkit::header h = zmqkit::header::fresh();
     h.sequence = 1;
-    h.set_user_header(zp::publisher_id_header, std::string(16, '\x42'));
+    h.publisher_id = zmqkit::message_id::generate();
     return zmqkit::encode_header(h) + payload;
 }
 
@@ -765,6 +849,18 @@ int main(int argc, char** argv) {
                     }
                     if (r.forwarder_drops != 0) {
                         std::cout << "  forwarder drops " << r.forwarder_drops;
+                    }
+                    if (shape_of(m).kit_ends) {
+                        std::cout << "  heap allocs/msg: subscriber "
+                                  << fixed(static_cast<double>(r.subscriber_allocations) /
+                                               static_cast<double>(std::max<std::uint64_t>(
+                                                   1, r.min_received() * r.received.size())),
+                                           4)
+                                  << " publisher "
+                                  << fixed(static_cast<double>(r.publisher_allocations) /
+                                               static_cast<double>(
+                                                   std::max<std::uint64_t>(1, r.sent)),
+                                           4);
                     }
                     if (!ok) {
                         std::cout << "  LOSS";

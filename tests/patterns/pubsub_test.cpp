@@ -65,6 +65,186 @@ TEST(sequence_tracker, reports_gaps_duplicates_and_late_arrivals_exactly) {
     EXPECT_EQ(s.streams, 3U);
 }
 
+TEST(sequence_tracker, cached_last_stream_keeps_every_verdict_and_eviction) {
+    // The tracker remembers the last stream looked up; interleaved streams, a stream evicted
+    // while cached, and ids that share bytes must give the same verdicts as a plain map.
+    sequence_tracker t(2);
+    const std::string p(16, 'P');
+    std::string q = p;
+    q.back() = 'Q';
+    EXPECT_EQ(t.observe(p, "a", 1), sequence_verdict::first);
+    EXPECT_EQ(t.observe(p, "a", 2), sequence_verdict::in_order); // cached
+    EXPECT_EQ(t.observe(q, "a", 5), sequence_verdict::first);    // same topic, other id
+    EXPECT_EQ(t.observe(p, "a", 3), sequence_verdict::in_order);
+    EXPECT_EQ(t.observe(p, "ab", 1), sequence_verdict::first); // the cached topic + a byte
+    EXPECT_EQ(t.observe(p, "a", 5), sequence_verdict::gap);    // q was evicted (max 2)
+    EXPECT_EQ(t.observe(q, "a", 6), sequence_verdict::first) << "evicted: starts again";
+    // "ab" was the least recently seen: evicted while "a" stays; the cached stream is q's now.
+    EXPECT_EQ(t.observe(p, "a", 4), sequence_verdict::late);
+    EXPECT_EQ(t.observe(p, "a", 4), sequence_verdict::duplicate);
+    EXPECT_EQ(t.observe(p, "ab", 2), sequence_verdict::first);
+    t.seed(q, "a", 10);
+    EXPECT_EQ(t.observe(q, "a", 11), sequence_verdict::in_order);
+    EXPECT_EQ(t.last(q, "a"), 11U);
+    EXPECT_EQ(t.stats().streams, 6U); // seed() added one too
+    // A copy has streams of its own (and no cached pointer into the original's).
+    auto copy = t;
+    EXPECT_EQ(copy.observe(q, "a", 12), sequence_verdict::in_order);
+    EXPECT_EQ(copy.observe(q, "a", 12), sequence_verdict::duplicate);
+    EXPECT_EQ(t.observe(q, "a", 12), sequence_verdict::in_order);
+    EXPECT_EQ(t.last(q, "a"), 12U);
+    EXPECT_EQ(t.stats().gaps, 1U);
+    EXPECT_EQ(t.stats().late, 1U);
+    EXPECT_EQ(t.stats().duplicates, 1U);
+}
+
+TEST(pubsub, publisher_id_travels_in_header_key_12_and_the_legacy_user_header_is_read) {
+    header h;
+    EXPECT_TRUE(publisher_id_of(h).empty());
+    h.set_user_header(publisher_id_header, "legacy-publisher");
+    EXPECT_EQ(publisher_id_of(h), "legacy-publisher");
+    const auto id = message_id::generate();
+    h.publisher_id = id;
+    EXPECT_EQ(publisher_id_of(h),
+              std::string_view(reinterpret_cast<const char*>(id.data()), message_id::size))
+        << "key 12 wins";
+
+    zmq::context_t ctx;
+    metrics_registry registry;
+    publisher pub(ctx, {"inproc://" + unique_name("key12"), "pub", with_registry(registry), true});
+    subscriber_options so;
+    so.endpoints = pub.endpoints().front();
+    so.sockets = with_registry(registry);
+    so.registry = &registry;
+    subscriber sub(ctx, so);
+    sub.subscribe("t");
+    ASSERT_TRUE(pub.wait_for_subscriber("t", 10s));
+    message m{"v"};
+    ASSERT_TRUE(pub.send("t", m));
+    auto d = sub.recv(5s);
+    ASSERT_TRUE(d.has_value());
+    const auto& got = d->message.header();
+    EXPECT_EQ(publisher_id_of(got), pub.id());
+    EXPECT_TRUE(got.user_headers.empty()) << "no user header on the wire any more";
+    EXPECT_EQ(got.sequence, 1U);
+    // map 1, version 2, id 19, timestamp 10, sequence 2, publisher id 19 bytes
+    EXPECT_EQ(encoded_size(got), 53U);
+    EXPECT_EQ(sub.tracker().last(pub.id(), "t"), 1U);
+
+    // The header + bytes form: same numbering, id readable after the send.
+    header h2;
+    h2.type = "price";
+    ASSERT_TRUE(pub.send("t", h2, "body bytes"));
+    EXPECT_FALSE(h2.id.is_nil());
+    EXPECT_EQ(h2.sequence, 2U);
+    auto d2 = sub.recv(5s);
+    ASSERT_TRUE(d2.has_value());
+    EXPECT_EQ(d2->message.id(), h2.id);
+    EXPECT_EQ(d2->message.header().type, "price");
+    EXPECT_EQ(d2->message.body_view(), "body bytes");
+    EXPECT_EQ(publisher_id_of(d2->message.header()), pub.id());
+    EXPECT_EQ(sub.stats().sequences.in_order, 1U);
+}
+
+TEST(pubsub, gaps_are_found_for_key_12_and_legacy_publishers_alike) {
+    // Hand-written publications: one publisher with key 12, one older one with the user
+    // header, interleaved on one topic, each skipping numbers.
+    zmq::context_t ctx;
+    metrics_registry registry;
+    zmqkit::socket raw(ctx, zmq::socket_type::xpub, with_registry(registry));
+    raw.attach("inproc://" + unique_name("gaps12"), endpoint_action::bind);
+    subscriber_options so;
+    so.endpoints = raw.endpoints().front();
+    so.sockets = with_registry(registry);
+    so.registry = &registry;
+    subscriber sub(ctx, so);
+    std::vector<sequence_event> events;
+    sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
+    sub.subscribe("t");
+    ASSERT_TRUE(recv_within(raw.raw(), 5s).has_value()); // the subscription
+    const auto modern = message_id::generate();
+    const std::string modern_bytes(reinterpret_cast<const char*>(modern.data()), message_id::size);
+    const std::string legacy = "publisher-0001..";
+    const std::vector<std::pair<bool, std::uint64_t>> sends{
+        {true, 1}, {false, 1}, {true, 2}, {false, 2}, {true, 5}, {false, 4}, {true, 5}};
+    for (const auto& [is_modern, seq] : sends) {
+        message m{"x"};
+        m.header().sequence = seq;
+        if (is_modern) {
+            m.header().publisher_id = modern;
+        } else {
+            m.header().set_user_header(publisher_id_header, legacy);
+        }
+        ASSERT_TRUE(raw.send("t", m));
+    }
+    publication p; // the reused form
+    for (std::size_t i = 0; i + 1 < sends.size(); ++i) {
+        ASSERT_TRUE(sub.recv(p, 5s)) << i;
+        EXPECT_EQ(p.message.header().sequence, sends[i].second);
+    }
+    EXPECT_FALSE(sub.recv(p, 100ms)) << "the duplicate is dropped";
+    ASSERT_EQ(events.size(), 3U);
+    EXPECT_EQ(events[0].verdict, sequence_verdict::gap);
+    EXPECT_EQ(events[0].publisher, modern_bytes);
+    EXPECT_EQ(events[0].missing_first, 3U);
+    EXPECT_EQ(events[0].missing_last, 4U);
+    EXPECT_EQ(events[1].verdict, sequence_verdict::gap);
+    EXPECT_EQ(events[1].publisher, legacy);
+    EXPECT_EQ(events[1].missing_first, 3U);
+    EXPECT_EQ(events[1].missing_last, 3U);
+    EXPECT_EQ(events[2].verdict, sequence_verdict::duplicate);
+    EXPECT_EQ(events[2].publisher, modern_bytes);
+    EXPECT_EQ(sub.stats().sequences.streams, 2U);
+}
+
+TEST(pubsub, receive_into_a_reused_publication_keeps_its_storage) {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    publisher pub(ctx, {"inproc://" + unique_name("reuse"), "pub", with_registry(registry), true});
+    subscriber_options so;
+    so.endpoints = pub.endpoints().front();
+    so.sockets = with_registry(registry);
+    so.registry = &registry;
+    subscriber sub(ctx, so);
+    sub.subscribe("");
+    ASSERT_TRUE(pub.wait_for_subscriber("x", 10s));
+    const std::string topic_a = "a-topic-longer-than-the-sso-buffer";
+    const std::string topic_b = "b-topic-longer-than-the-sso-buffer";
+    constexpr int count = 200;
+    for (int i = 0; i < count; ++i) {
+        message m{"body " + std::to_string(i)};
+        m.header().type = "a-type-longer-than-the-sso-buffer." + std::to_string(i % 10);
+        m.header().set_user_header("tenant-with-a-long-name",
+                                   "acme-corporation-" + std::to_string(i % 10));
+        ASSERT_TRUE(pub.send(i % 2 == 0 ? topic_a : topic_b, m));
+    }
+    publication p;
+    ASSERT_TRUE(sub.recv(p, 5s));
+    const auto* topic_storage = p.topic.data();
+    const auto* type_storage = p.message.header().type.data();
+    const auto* user_name_storage = p.message.header().user_headers.at(0).first.data();
+    for (int i = 1; i < count; ++i) {
+        ASSERT_TRUE(sub.recv(p, 5s)) << i;
+        EXPECT_EQ(p.topic, i % 2 == 0 ? topic_a : topic_b);
+        EXPECT_EQ(p.message.body_view(), "body " + std::to_string(i));
+        EXPECT_EQ(p.message.header().sequence, static_cast<std::uint64_t>(i / 2 + 1));
+        EXPECT_EQ(p.message.header().type,
+                  "a-type-longer-than-the-sso-buffer." + std::to_string(i % 10));
+        ASSERT_EQ(p.message.header().user_headers.size(), 1U);
+        EXPECT_FALSE(p.from_snapshot);
+        // Same storage: nothing was allocated for these strings.
+        ASSERT_EQ(p.topic.data(), topic_storage) << i;
+        ASSERT_EQ(p.message.header().type.data(), type_storage) << i;
+        ASSERT_EQ(p.message.header().user_headers[0].first.data(), user_name_storage) << i;
+    }
+    EXPECT_FALSE(sub.recv(p, 100ms));
+    const auto st = sub.stats();
+    EXPECT_EQ(st.received, static_cast<std::uint64_t>(count));
+    EXPECT_EQ(st.sequences.streams, 2U);
+    EXPECT_EQ(st.sequences.in_order, static_cast<std::uint64_t>(count - 2));
+    EXPECT_EQ(st.sequences.gaps + st.sequences.duplicates + st.sequences.late, 0U);
+}
+
 TEST(pubsub, fan_out_to_three_prefixes_each_gets_exactly_its_topics_by_id) {
     forwarder_fixture f;
     forwarder_options fo;
@@ -630,9 +810,10 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
                std::all_of(live_per_topic.begin(), live_per_topic.end(),
                            [](const auto& kv) { return kv.second >= 50; }); // 50 live per topic
     };
+    publication received; // the reused form: snapshot values, held-back and live ones
     while (!enough()) {
-        auto d = late.recv(10s);
-        ASSERT_TRUE(d.has_value()) << "stuck after " << live << " live messages";
+        ASSERT_TRUE(late.recv(received, 10s)) << "stuck after " << live << " live messages";
+        const auto* d = &received;
         const auto seq = d->message.header().sequence;
         const int v = d->message.body_as<int>();
         EXPECT_EQ(static_cast<std::uint64_t>(v), seq); // one value per round, per topic
@@ -662,6 +843,63 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
     EXPECT_TRUE(eventually([&] {
         return fwd.status_json().find("\"snapshots\":1") != std::string::npos;
     })) << fwd.status_json();
+}
+
+TEST(pubsub, last_value_cache_tracks_key_12_and_legacy_publishers) {
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    fo.last_value_cache = true;
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    // An older publisher, written by hand: its id in the "zmqkit-publisher" user header.
+    zmqkit::socket old_pub(f.ctx, zmq::socket_type::xpub, with_registry(f.registry));
+    old_pub.attach(">" + f.frontend, endpoint_action::connect);
+    ASSERT_TRUE(recv_within(old_pub.raw(), 10s).has_value()); // the cache subscribes upstream
+    const std::string old_id = "older-publisher.";
+    auto send_old = [&](std::uint64_t seq) {
+        message m{"old " + std::to_string(seq)};
+        m.header().sequence = seq;
+        m.header().set_user_header(publisher_id_header, old_id);
+        return old_pub.send("old.x", m);
+    };
+    publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
+    ASSERT_TRUE(pub.wait_for_subscriber("new.x", 10s));
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+        ASSERT_TRUE(send_old(i));
+        ASSERT_TRUE(pub.send("new.x", message{"new " + std::to_string(i)}));
+    }
+    ASSERT_TRUE(eventually([&] { return fwd.statistics().frontend_messages_in >= 6; }, 10s));
+
+    subscriber_options so;
+    so.endpoints = f.backend;
+    so.sockets = with_registry(f.registry);
+    so.registry = &f.registry;
+    subscriber late(f.ctx, so);
+    late.subscribe_with_snapshot("");
+    publication p;
+    std::map<std::string, std::string> values;
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_TRUE(late.recv(p, 10s)) << i;
+        EXPECT_TRUE(p.from_snapshot);
+        values[p.topic] = std::string(p.message.body_view());
+    }
+    EXPECT_EQ(values, (std::map<std::string, std::string>{{"new.x", "new 3"}, {"old.x", "old 3"}}));
+    EXPECT_EQ(late.tracker().last(old_id, "old.x"), 3U) << "legacy id read by the cache";
+    EXPECT_EQ(late.tracker().last(pub.id(), "new.x"), 3U) << "key 12 read by the cache";
+    // The live stream continues from the snapshot: in order, no gap, for both.
+    ASSERT_TRUE(send_old(4));
+    ASSERT_TRUE(pub.send("new.x", message{"new 4"}));
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_TRUE(late.recv(p, 10s)) << i;
+        EXPECT_FALSE(p.from_snapshot);
+        EXPECT_EQ(p.message.header().sequence, 4U) << p.topic;
+    }
+    const auto st = late.stats().sequences;
+    EXPECT_EQ(st.in_order, 2U);
+    EXPECT_EQ(st.gaps + st.duplicates + st.late, 0U);
 }
 
 TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_members) {

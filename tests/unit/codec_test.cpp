@@ -37,14 +37,23 @@ message_id id_of(std::string_view text) {
 constexpr std::string_view vector_minimal =
     "83000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
 constexpr std::string_view vector_full =
-    "8c000101c4100193f1a2b3c47d5e8f0123456789abcd02c4100193f1a2b3c07000800000000000c0de03c41001"
+    "8d000101c4100193f1a2b3c47d5e8f0123456789abcd02c4100193f1a2b3c07000800000000000c0de03c41001"
     "93f1a2b3c27abc9fedcba98765432104cf180abe7135f8cd1505ad6f726465722e63726561746564060307b374"
     "63703a2f2f31302e302e302e353a3535353508d93730302d34626639326633353737623334646136613363653932"
     "396430653065343733362d303066303637616130626139303262372d303109b36170706c69636174696f6e2f6d73"
-    "677061636b0a2a0b82a674656e616e74c40461636d65ac72657472792d726561736f6ec40774696d656f7574";
+    "677061636b0a2a0b82a674656e616e74c40461636d65ac72657472792d726561736f6ec40774696d656f7574"
+    "0cc4100193f1a2b3c17def8123456789abcdef";
 constexpr std::string_view vector_unknown_keys =
-    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150c93010281a161c0a178cb3ff8"
+    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd156393010281a161c0a178cb3ff8"
     "000000000000";
+// A publication: sequence 7 and publisher id (key 12), 53 bytes.
+constexpr std::string_view vector_publication =
+    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150a070cc4100193f1a2b3c17def"
+    "8123456789abcdef";
+// The same from a publisher before key 12: the id in the user header "zmqkit-publisher", 71 bytes.
+constexpr std::string_view vector_publication_legacy =
+    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150a070b81b07a6d716b69742d70"
+    "75626c6973686572c4100193f1a2b3c17def8123456789abcdef";
 constexpr std::string_view vector_version_2 =
     "83000201c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
 
@@ -67,6 +76,14 @@ header full_header() {
     h.content_type = "application/msgpack";
     h.sequence = 42;
     h.user_headers = {{"tenant", "acme"}, {"retry-reason", "timeout"}};
+    h.publisher_id = id_of("0193f1a2-b3c1-7def-8123-456789abcdef");
+    return h;
+}
+
+header publication_header() {
+    header h = minimal_header();
+    h.sequence = 7;
+    h.publisher_id = id_of("0193f1a2-b3c1-7def-8123-456789abcdef");
     return h;
 }
 
@@ -95,6 +112,39 @@ TEST(codec, golden_vectors_decode_to_their_headers) {
     EXPECT_EQ(out.correlation_id, out.id) << "absent correlation id means 'same as id'";
     ASSERT_TRUE(decode(unhex(vector_full), out)) << "full";
     EXPECT_EQ(out, full_header());
+}
+
+TEST(codec, publication_header_matches_golden_vector) {
+    const auto h = publication_header();
+    EXPECT_EQ(hex(encode_header(h)), vector_publication);
+    EXPECT_EQ(encoded_size(h), 53U);
+    header out;
+    ASSERT_TRUE(decode(unhex(vector_publication), out));
+    EXPECT_EQ(out, h);
+}
+
+TEST(codec, legacy_publication_decodes_with_its_user_header) {
+    // The codec does not interpret user headers: the id stays one (patterns::publisher_id_of
+    // reads either form).
+    header out;
+    ASSERT_TRUE(decode(unhex(vector_publication_legacy), out));
+    EXPECT_TRUE(out.publisher_id.is_nil());
+    ASSERT_EQ(out.user_headers.size(), 1U);
+    EXPECT_EQ(out.user_headers[0].first, "zmqkit-publisher");
+    EXPECT_EQ(hex(out.user_headers[0].second), "0193f1a2b3c17def8123456789abcdef");
+    EXPECT_EQ(out.sequence, 7U);
+}
+
+TEST(codec, publisher_id_is_omitted_when_nil_and_nil_on_the_wire_means_absent) {
+    header h = minimal_header();
+    EXPECT_EQ(hex(encode_header(h)), vector_minimal);
+    // key 12 = 16 zero bytes: accepted, read as absent (like a nil correlation id)
+    const std::string nil = "0cc410" + std::string(32, '0');
+    header out;
+    const auto st = decode(unhex("84" + std::string(vector_minimal).substr(2) + nil), out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_TRUE(out.publisher_id.is_nil());
+    EXPECT_EQ(out, minimal_header());
 }
 
 TEST(codec, unknown_keys_are_ignored) {
@@ -151,7 +201,31 @@ TEST(codec, decode_reuses_the_output_header) {
     ASSERT_TRUE(decode(unhex(vector_minimal), out));
     EXPECT_TRUE(out.type.empty()) << "fields absent on the wire are reset";
     EXPECT_TRUE(out.user_headers.empty());
+    EXPECT_TRUE(out.publisher_id.is_nil());
     EXPECT_EQ(out.attempt, 1U);
+}
+
+TEST(codec, decode_into_a_reused_header_keeps_user_header_entries_and_their_capacity) {
+    header h = minimal_header();
+    h.user_headers = {{"a-long-header-name-over-sso", std::string(40, 'v')}, {"b", "w"}};
+    const auto two = encode_header(h);
+    h.user_headers.resize(1);
+    h.user_headers[0].second = std::string(30, 'x');
+    const auto one = encode_header(h);
+    header out;
+    ASSERT_TRUE(decode(two, out));
+    ASSERT_EQ(out.user_headers.size(), 2U);
+    const auto* name_storage = out.user_headers[0].first.data();
+    const auto* value_storage = out.user_headers[0].second.data();
+    ASSERT_TRUE(decode(one, out));
+    ASSERT_EQ(out.user_headers.size(), 1U) << "entries beyond the new count are removed";
+    EXPECT_EQ(out, h);
+    EXPECT_EQ(out.user_headers[0].first.data(), name_storage) << "string reused";
+    EXPECT_EQ(out.user_headers[0].second.data(), value_storage) << "string reused";
+    ASSERT_TRUE(decode(two, out));
+    EXPECT_EQ(out.user_headers[1], (std::pair<std::string, std::string>("b", "w")));
+    ASSERT_TRUE(decode(unhex(vector_minimal), out));
+    EXPECT_TRUE(out.user_headers.empty());
 }
 
 // ---- malformed input: every class yields a typed error, never a crash ---------------------
@@ -204,6 +278,9 @@ TEST(codec_malformed, wrong_field_types_name_the_field) {
         {"840001" + std::string("01") + id + ts + "0b93010203", "user_headers"}, // array
         {"840001" + std::string("01") + id + ts + "0b8101a0", "user_headers"},   // int key
         {"840001" + std::string("01") + id + ts + "02c4021234", "correlation_id"},
+        {"840001" + std::string("01") + id + ts + "0cc4021234", "publisher_id"}, // 2 bytes
+        {"840001" + std::string("01") + id + ts + "0ca3616263", "publisher_id"}, // a string
+        {"840001" + std::string("01") + id + ts + "0c07", "publisher_id"},       // an integer
     };
     for (const auto& c : cases) {
         header out;
@@ -249,7 +326,7 @@ TEST(codec_malformed, huge_counts_with_little_data_are_truncations) {
     // map32 claiming 4 billion entries
     EXPECT_EQ(decode(unhex("dfffffffff0001"), out).code, decode_errc::truncated);
     // unknown key whose value is an array32 of 4 billion items
-    EXPECT_EQ(decode(unhex("8200010cddffffffff00"), out).code, decode_errc::truncated);
+    EXPECT_EQ(decode(unhex("82000163ddffffffff00"), out).code, decode_errc::truncated);
     // user headers map32 of 4 billion pairs
     const std::string prefix =
         "8400010" + std::string("1c4100193f1a2b3c47d5e8f0123456789abcd") + "04cf180abe7135f8cd15";
@@ -257,8 +334,8 @@ TEST(codec_malformed, huge_counts_with_little_data_are_truncations) {
 }
 
 TEST(codec_malformed, deeply_nested_unknown_value_is_skipped_without_recursion) {
-    // key 12 -> 200000 nested fixarrays of one element, ending in nil
-    std::string bytes = unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150c");
+    // unknown key 99 -> 200000 nested fixarrays of one element, ending in nil
+    std::string bytes = unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1563");
     bytes.append(200000, '\x91');
     bytes.push_back('\xc0');
     header out;
@@ -270,7 +347,7 @@ TEST(codec_malformed, deeply_nested_unknown_value_is_skipped_without_recursion) 
 TEST(codec_malformed, reserved_byte_0xc1_is_rejected) {
     header out;
     const auto st =
-        decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150cc1"), out);
+        decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1563c1"), out);
     EXPECT_EQ(st.code, decode_errc::bad_field);
 }
 

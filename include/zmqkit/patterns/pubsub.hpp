@@ -5,8 +5,8 @@
 //                                                    -> consumer_groups (SUB -> PUSH per group)
 //
 // Every publication is [topic][header][body] (docs/wire-protocol.md §1). The publisher stamps
-// a sequence number per (publisher, topic) in header.sequence and its publisher id in the user
-// header "zmqkit-publisher" (docs/wire-protocol.md §10), so a subscriber to any set of topics
+// a sequence number per (publisher, topic) in header.sequence and its publisher id in
+// header.publisher_id (key 12; docs/wire-protocol.md §10), so a subscriber to any set of topics
 // sees a contiguous stream per publisher and topic, and detects loss, duplicates and reordering.
 #pragma once
 
@@ -43,9 +43,14 @@ struct string_view_hash {
     }
 };
 
-// Name of the user header that carries the publisher id (16 bytes, a UUIDv7 made when the
-// publisher is constructed: a restarted publisher has a new id).
+// Name of the user header in which publishers before header key 12 sent their id (16 bytes).
+// Publishers now write header.publisher_id; readers still accept this header from older ones.
 inline constexpr std::string_view publisher_id_header = "zmqkit-publisher";
+
+// The publisher id of a received publication as 16 bytes: header.publisher_id (key 12), else
+// the legacy "zmqkit-publisher" user header, else empty (not a sequenced publication). A view
+// into h: valid while h lives unchanged. Never throws, never allocates.
+[[nodiscard]] std::string_view publisher_id_of(const header& h) noexcept;
 // Header type and topic prefix of a last-value-cache snapshot (docs/wire-protocol.md §10.3).
 inline constexpr std::string_view snapshot_type = "zmqkit.snapshot";
 inline constexpr std::string_view snapshot_topic_prefix =
@@ -68,10 +73,15 @@ public:
     publisher(zmq::context_t& context, publisher_options options);
 
     // Sends m with `topic` as the first frame. Sets header.sequence to the next number of this
-    // (publisher, topic) (1, 2, 3 ...) and the publisher id user header. False only when
+    // (publisher, topic) (1, 2, 3 ...) and header.publisher_id to id(). False only when
     // block_when_full and no room within the send timeout (the sequence number is then not used).
     [[nodiscard]] bool send(std::string_view topic, message& m);
     [[nodiscard]] bool send(std::string_view topic, message&& m) { return send(topic, m); }
+    // The same for a header and a body given as bytes: the body is copied once into the frame
+    // (like zmq_send; no message object, no second allocation). h is stamped in place (id,
+    // timestamp, sequence number, publisher id), so the caller reads h.id afterwards; reset
+    // h.id to nil before reusing h for the next publication.
+    [[nodiscard]] bool send(std::string_view topic, header& h, std::string_view body);
     template <class T> [[nodiscard]] bool send_packed(std::string_view topic, const T& value) {
         auto m = message::pack(value);
         return send(topic, m);
@@ -84,7 +94,8 @@ public:
     [[nodiscard]] bool wait_for_subscriber(std::string_view topic,
                                            std::chrono::milliseconds timeout);
 
-    // 16 bytes; also in every message's "zmqkit-publisher" user header.
+    // 16 bytes (a UUIDv7 made when the publisher is constructed: a restarted publisher has a
+    // new id); also in every publication's header.publisher_id.
     [[nodiscard]] const std::string& id() const noexcept { return id_; }
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept {
         return socket_.endpoints();
@@ -93,9 +104,13 @@ public:
 
 private:
     void read_subscriptions();
+    // Sets h's sequence number and publisher id; returns this topic's counter, to be
+    // incremented once the publication is queued.
+    std::uint64_t& prepare(std::string_view topic, header& h);
 
     zmqkit::socket socket_;
-    std::string id_;
+    message_id wire_id_; // the id as it goes into header.publisher_id
+    std::string id_;     // the same 16 bytes
     std::unordered_map<std::string, std::uint64_t, string_view_hash, std::equal_to<>>
         sequences_;                                                 // topic -> last sequence sent
     std::map<std::string, std::size_t, std::less<>> subscriptions_; // prefix -> count
@@ -158,15 +173,34 @@ private:
     // key() built into scratch_ (its capacity reused: no allocation per message).
     const std::string& scratch_key(std::string_view publisher, std::string_view topic);
     stream& find_or_add(const std::string& key, bool& added);
+    // The stream of (publisher, topic), found without building its key when it is the one
+    // looked up last (a publisher's topic in a row: the steady state); else find_or_add.
+    stream& lookup(std::string_view publisher, std::string_view topic, bool& added);
 
     std::size_t max_streams_;
     std::uint64_t clock_ = 0;
     std::unordered_map<std::string, stream> streams_;
     sequence_stats stats_;
     std::string scratch_;
+    // The last stream looked up: pointers into streams_ (its nodes stay put; reset on erase).
+    // A copied or moved-to tracker starts without it (its pointers would be the source's).
+    struct last_stream_cache {
+        const std::string* key = nullptr;
+        stream* value = nullptr;
+        last_stream_cache() = default;
+        last_stream_cache(const last_stream_cache&) noexcept {}
+        last_stream_cache& operator=(const last_stream_cache&) noexcept {
+            key = nullptr;
+            value = nullptr;
+            return *this;
+        }
+        ~last_stream_cache() = default;
+    };
+    last_stream_cache last_;
 };
 
-// One received publication.
+// One received publication. Reusable: subscriber::recv(publication&, timeout) overwrites it,
+// keeping the capacity of its topic and header strings.
 struct publication {
     std::string topic;
     zmqkit::message message;
@@ -222,7 +256,15 @@ public:
 
     // The next publication within timeout, or nullopt.
     [[nodiscard]] std::optional<publication> recv(std::chrono::milliseconds timeout);
-    // Receives one publication within timeout and passes it to its handler. False on timeout.
+    // The same into `into`, which is overwritten (the hot-path form: the topic, the header's
+    // strings and user-header entries keep their capacity, so a steady stream is received
+    // without a heap allocation). True: `into` holds the next publication; false on timeout
+    // (`into` is then unspecified but valid). Same sequence checking, snapshots and order as
+    // the other form; the two may be mixed.
+    [[nodiscard]] bool recv(publication& into, std::chrono::milliseconds timeout);
+    // Receives one publication within timeout and passes it to its handler (into a publication
+    // the subscriber reuses: valid until the handler returns; move out of it to keep it).
+    // False on timeout. Not reentrant (a handler must not call dispatch()).
     bool dispatch(std::chrono::milliseconds timeout);
 
     [[nodiscard]] subscriber_stats stats() const noexcept;
@@ -234,10 +276,13 @@ private:
         std::string prefix;
         std::string topic; // the private snapshot topic this subscriber subscribed to
     };
-    // Receives one message within timeout (false: none). A live publication that can be
-    // delivered goes to *direct if direct is given and nothing is queued in ready_, else to
-    // ready_.
-    bool receive_one(std::chrono::milliseconds timeout, std::optional<publication>* direct);
+    enum class receive_outcome {
+        timeout,  // nothing arrived within the wait
+        absorbed, // a message arrived and was kept (snapshot, held back) or dropped (duplicate)
+        deliver,  // d holds a live publication to hand to the caller
+    };
+    // Receives one message into d within timeout (d is overwritten; its capacity is reused).
+    receive_outcome receive_into(publication& d, std::chrono::milliseconds timeout);
     // Checks d's sequence number (counts gaps, duplicates, late); false: a duplicate, drop it.
     bool accept_live(publication& d);
     void apply_snapshot(std::size_t index, publication& d);
@@ -252,6 +297,7 @@ private:
     std::vector<pending_snapshot> pending_snapshots_;
     std::deque<publication> held_;  // live messages waiting for a snapshot
     std::deque<publication> ready_; // deliveries for recv()
+    publication dispatched_;        // dispatch()'s reused publication
     subscriber_stats stats_;
     counter* gaps_;
     counter* missing_;
