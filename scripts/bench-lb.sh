@@ -11,6 +11,7 @@
 #   bash scripts/bench-lb.sh                       # ~4 min per contexts mode here
 #   BENCH_ROUNDS=3 BENCH_CONTEXTS="role shared" bash scripts/bench-lb.sh
 #   bash scripts/bench-lb.sh --size 1024           # extra arguments go to zmqkit-bench-lb
+#   BENCH_PREFETCH=4 bash scripts/bench-lb.sh      # lb_workers with credit 4 (prefetch)
 #
 # Environment:
 #   BUILD_DIR          build directory (default: <repo>/build-bench)
@@ -18,6 +19,12 @@
 #   BENCH_LAT_REQS     timed round trips per latency run (default 10000)
 #   BENCH_TP_REQS      timed requests per throughput run (default 40000)
 #   BENCH_INFLIGHT     requests in flight in the throughput runs (default 16)
+#   BENCH_PREFETCH     credit (lb_worker_options::prefetch) of the zmqkit workers: passed as
+#                      --prefetch N to zmqkit-bench-lb (in A/B mode to the "new" binary only)
+#                      (default: not passed, i.e. 1, one request at a time)
+#   BENCH_BASE_PREFETCH  A/B mode: --prefetch N for the baseline binary (default: not passed,
+#                      for a baseline built before --prefetch existed). Prefetch 1 against 4 in
+#                      one binary: BENCH_BASELINE=$BENCH_BIN BENCH_BASE_PREFETCH=1 BENCH_PREFETCH=4
 #   BENCH_WORKERS      worker counts (default 1,4)
 #   BENCH_CONTEXTS     "role" (a zmq context, i.e. an I/O thread, per role: clients, broker,
 #                      workers, as separate processes would have) and/or "shared" (one
@@ -42,6 +49,10 @@ rounds="${BENCH_ROUNDS:-5}"
 lat_reqs="${BENCH_LAT_REQS:-10000}"
 tp_reqs="${BENCH_TP_REQS:-40000}"
 inflight="${BENCH_INFLIGHT:-16}"
+prefetch_new=()
+[[ -n ${BENCH_PREFETCH:-} ]] && prefetch_new=(--prefetch "$BENCH_PREFETCH")
+prefetch_base=()
+[[ -n ${BENCH_BASE_PREFETCH:-} ]] && prefetch_base=(--prefetch "$BENCH_BASE_PREFETCH")
 workers="${BENCH_WORKERS:-1,4}"
 contexts_list="${BENCH_CONTEXTS:-role}"
 placements="${BENCH_PLACEMENTS:-pinned unpinned}"
@@ -106,6 +117,10 @@ ab_summary() {
             add(pl, "raw req/s " w, v, r, kv["raw_req_per_s"])
             add(pl, "lb req/s " w, v, r, kv["lb_req_per_s"])
             add(pl, "lb/raw " w, v, r, kv["ratio"])
+            if ("lb_cpu_us_per_req" in kv) {
+                add(pl, "raw cpu-us/req " w, v, r, kv["raw_cpu_us_per_req"])
+                add(pl, "lb cpu-us/req " w, v, r, kv["lb_cpu_us_per_req"])
+            }
         }
     }
     function add(pl, key, v, r, x,    k) {
@@ -145,13 +160,18 @@ if [[ -n $baseline ]]; then
                 ((round % 2 == 0)) && order=(new base)
                 for variant in "${order[@]}"; do
                     bin="$bench"
-                    [[ $variant == base ]] && bin="$baseline"
+                    extra=("${prefetch_new[@]}")
+                    if [[ $variant == base ]]; then
+                        bin="$baseline"
+                        extra=("${prefetch_base[@]}")
+                    fi
                     echo "== round $round/$rounds $variant ($placement, contexts $contexts): $bin" |
                         tee -a "$log"
                     run="$out/lb-ab-run.txt"
                     if ! "${prefix[@]}" "$bin" --rounds 1 --latency-requests "$lat_reqs" \
                         --throughput-requests "$tp_reqs" --inflight "$inflight" \
-                        --workers "$workers" --contexts "$contexts" "$@" >"$run" 2>&1; then
+                        --workers "$workers" --contexts "$contexts" ${extra[@]+"${extra[@]}"} \
+                        "$@" >"$run" 2>&1; then
                         echo "bench-lb.sh: $variant run FAILED (see $log)" >&2
                         status=1
                     fi
@@ -180,11 +200,12 @@ for contexts in $contexts_list; do
         echo
         echo "== $placement, contexts $contexts: ${prefix[*]} $bench --rounds $rounds" \
             "--latency-requests $lat_reqs --throughput-requests $tp_reqs --inflight $inflight" \
-            "--workers $workers --contexts $contexts $*"
+            "--workers $workers --contexts $contexts ${prefetch_new[*]} $*"
         before="$(uptime)"
         if ! "${prefix[@]}" "$bench" --rounds "$rounds" --latency-requests "$lat_reqs" \
             --throughput-requests "$tp_reqs" --inflight "$inflight" --workers "$workers" \
-            --contexts "$contexts" "$@" 2>&1 | tee "$log"; then
+            --contexts "$contexts" ${prefetch_new[@]+"${prefetch_new[@]}"} "$@" 2>&1 |
+            tee "$log"; then
             echo "bench-lb.sh: run ($placement, contexts $contexts) FAILED" >&2
             status=1
         fi

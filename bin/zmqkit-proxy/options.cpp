@@ -165,6 +165,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::string request_expiry = "10s"; // mdp mode
     std::uint32_t liveness = 3;
     std::size_t max_queued = 100000;
+    std::uint32_t max_prefetch = 64;
     std::string slow_policy = "drop"; // forwarder mode
     std::string slow_timeout = "5s";
     po::options_description desc;
@@ -202,6 +203,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
         ("liveness", po::value(&liveness)->default_value(3), "lb, mdp: a worker silent this many heartbeat intervals expires; its request goes to another worker")
         ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"; mdp: before more are dropped")
+        ("max-prefetch", po::value(&max_prefetch)->default_value(64), "lb: the most requests a worker may hold at once, whatever credit its READY asks for (1: one at a time, as 6/PPP)")
         ("request-timeout", po::value(&request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
         ("request-expiry", po::value(&request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
         ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
@@ -246,8 +248,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     }
     if (!lb) {
         for (const char* only :
-             {"heartbeat-interval", "liveness", "max-queued", "request-timeout"}) {
-            if (mdp && std::string_view(only) != "request-timeout") {
+             {"heartbeat-interval", "liveness", "max-queued", "request-timeout", "max-prefetch"}) {
+            if (mdp && std::string_view(only) != "request-timeout" &&
+                std::string_view(only) != "max-prefetch") {
                 continue;
             }
             if (!vm[only].defaulted()) {
@@ -438,6 +441,11 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         l.control_security = cs;
         l.liveness = liveness;
         l.max_queued = max_queued;
+        if (max_prefetch == 0) {
+            throw usage_error{"--max-prefetch must be at least 1 (1: one request per worker)",
+                              exit_usage};
+        }
+        l.max_prefetch = max_prefetch;
         l.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
         l.batch = vm.count("batch") != 0U ? batch : 256;
         l.drain_timeout = cfg.drain_timeout;

@@ -69,8 +69,9 @@ message_id lb_client::submit(message request, std::function<void(lb_result)> don
     }
     entry e;
     e.request_header = h;
-    e.body = std::string(request.body_view());
-    e.frame = encode_header(h) + e.body;
+    e.frame = encode_header(h);
+    e.header_size = e.frame.size();
+    e.frame += request.body_view();
     e.sends = 1;
     e.due = clock::now() + options_.timeout;
     e.done = std::move(done);
@@ -209,7 +210,10 @@ void lb_client::check_overdue() {
         auto& e = pending_.at(id);
         e.sends += 1;
         e.request_header.attempt += 1;
-        e.frame = encode_header(e.request_header) + e.body;
+        std::string frame = encode_header(e.request_header);
+        frame.append(e.frame, e.header_size, std::string::npos);
+        e.header_size = frame.size() - (e.frame.size() - e.header_size);
+        e.frame = std::move(frame);
         e.due = now + options_.timeout;
         retry_order_.emplace_back(e.due, id);
         ++resent_;

@@ -1,5 +1,6 @@
-// A 6/PPP worker: READY, one request at a time, heartbeats both ways, a fresh socket after a
-// backoff when the broker goes silent, DISCONNECT when stopped. Frames: docs/wire-protocol.md §8.
+// A 6/PPP worker: READY (with credit when prefetching), one request at a time, heartbeats both
+// ways, a fresh socket after a backoff when the broker goes silent, DISCONNECT when stopped.
+// Frames: docs/wire-protocol.md §8.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
@@ -15,6 +16,16 @@ using clock = std::chrono::steady_clock;
 
 std::string_view view(const zmq::message_t& f) {
     return {static_cast<const char*>(f.data()), f.size()};
+}
+
+// READY, or READY with credit (docs/wire-protocol.md §8.2).
+std::string ready_command(std::uint32_t prefetch) {
+    if (prefetch <= 1) {
+        return std::string(ppp::ready_byte);
+    }
+    std::string frame(ppp::ready_credit_prefix);
+    frame += std::to_string(prefetch);
+    return frame;
 }
 
 } // namespace
@@ -38,9 +49,15 @@ lb_worker::lb_worker(zmq::context_t& context, lb_worker_options options, lb_hand
         throw config_error("load-balancer worker '" + options_.name +
                            "': heartbeat interval, liveness and reconnect delay must be positive");
     }
+    if (options_.prefetch == 0) {
+        throw config_error("load-balancer worker '" + options_.name +
+                           "': prefetch must be at least 1 (1: one request at a time)");
+    }
+    ready_command_ = ready_command(options_.prefetch);
     options_.reconnect_max = std::max(options_.reconnect_max, options_.reconnect_initial);
     backoff_ = options_.reconnect_initial;
     frames_.reserve(8);
+    views_.reserve(8);
 }
 
 lb_worker::~lb_worker() {
@@ -77,7 +94,7 @@ void lb_worker::open_socket() {
     const auto now = clock::now();
     last_heard_ = now;
     next_heartbeat_ = now + options_.heartbeat_interval;
-    send_command(ppp::ready_byte);
+    send_command(ready_command_);
 }
 
 void lb_worker::send_command(std::string_view command) {
@@ -138,13 +155,12 @@ void lb_worker::handle_incoming() {
         }
         last_heard_ = clock::now();
         backoff_ = options_.reconnect_initial;
-        std::vector<std::string_view> views;
-        views.reserve(n);
+        views_.clear();
         for (std::size_t i = 0; i < n; ++i) {
-            views.push_back(view(frames_[i]));
+            views_.push_back(view(frames_[i]));
         }
         std::string why;
-        const auto m = ppp::parse_broker_message(views, why);
+        const auto m = ppp::parse_broker_message(views_, why);
         if (!m) {
             malformed_.fetch_add(1);
             if (options_.log) {
@@ -154,9 +170,10 @@ void lb_worker::handle_incoming() {
         }
         if (m->what == ppp::broker_message::kind::request) {
             answer(frames_, m->envelope_size, n);
-            // The broker sends one request at a time: return instead of a receive that would
-            // find the queue empty (a system call or two); the actor loop checks the socket
-            // before it waits again and calls back if anything is left.
+            // One request per call: with prefetch 1 the next receive would find the queue
+            // empty (a system call or two), and with prefetch > 1 the actor loop gets to see a
+            // stop() between two requests. It checks the socket before it waits again and
+            // calls back at once if anything is left.
             return;
         }
     }
@@ -251,11 +268,16 @@ void lb_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
     if (!socket_) {
         return;
     }
-    // Requests that already arrived are answered (the broker sent them before it could know);
-    // then DISCONNECT: the broker sends nothing more and re-dispatches anything it still sends.
-    zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
-    while (clock::now() < deadline && zmq::poll(&item, 1, std::chrono::milliseconds(0)) > 0) {
-        handle_incoming();
+    // One request at a time: one that already arrived is answered (the broker sent it before
+    // it could know). With prefetch the requests waiting here are left to the broker, which
+    // dispatches every request it has not had a reply to again when DISCONNECT arrives
+    // (replies sent before DISCONNECT reach it first: nothing is lost, nothing answered twice).
+    // Then DISCONNECT: the broker sends nothing more and re-dispatches anything it still sends.
+    if (options_.prefetch == 1) {
+        zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+        while (clock::now() < deadline && zmq::poll(&item, 1, std::chrono::milliseconds(0)) > 0) {
+            handle_incoming();
+        }
     }
     send_command(ppp::disconnect_byte);
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());

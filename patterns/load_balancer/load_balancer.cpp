@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <random>
 #include <unordered_set>
 
 namespace zmqkit::patterns {
@@ -24,6 +25,17 @@ using detail::send_all;
 using detail::send_result;
 using detail::upper;
 using detail::view;
+
+// The first address frame of a request to a worker with credit > 1 (docs/wire-protocol.md
+// §8.2): the broker's 8-byte instance id, then the request's 8-byte tag. The worker returns it
+// with the reply, which identifies the request whatever the order of the replies, and a reply
+// meant for another broker (one that restarted) is not taken for one of this one's.
+constexpr std::size_t tag_frame_size = 16;
+
+std::uint64_t random_u64() {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32) ^ static_cast<std::uint64_t>(rd());
+}
 
 } // namespace
 
@@ -50,17 +62,23 @@ struct load_balancer::impl {
     std::size_t with_deadline = 0; // pending requests that have a deadline
 
     struct worker_state {
-        std::optional<std::uint64_t> in_flight; // tag (may be abandoned: no longer in requests)
-        bool ready = false;
+        // Tags dispatched to it and not answered, oldest first (some may be abandoned: no
+        // longer in `requests`, e.g. timed out; they still take credit until answered).
+        std::vector<std::uint64_t> in_flight;
+        std::uint32_t credit = 1; // > 1: its requests carry the tag frame
+        bool ready = false;       // in ready_queue: it has free credit
         clock::time_point last_seen;
         std::uint64_t served = 0;
+        [[nodiscard]] bool has_credit() const noexcept { return in_flight.size() < credit; }
     };
     std::unordered_map<std::string, worker_state> workers;
     std::deque<std::string> ready_queue; // least recently used first
     std::unordered_map<std::string, std::uint64_t> expired_by_id;
 
     std::vector<zmq::message_t> frames;
+    std::vector<zmq::message_t> outgoing; // frames being sent (reused)
     std::vector<std::string_view> views;
+    const std::uint64_t instance = random_u64(); // first half of every tag frame
     header scratch;
     bool paused = false;
     bool draining = false;
@@ -112,6 +130,7 @@ struct load_balancer::impl {
         g_queued = g("zmqkit_lb_queued", "Requests waiting for a worker");
         g_in_flight = g("zmqkit_lb_in_flight", "Requests at workers");
         frames.reserve(8);
+        outgoing.reserve(8);
     }
 
     [[nodiscard]] clock::time_point now() const { return opt.clock ? opt.clock() : clock::now(); }
@@ -350,6 +369,9 @@ struct load_balancer::impl {
             ready_queue.pop_front();
             auto& w = workers[rid];
             w.ready = false;
+            if (!w.has_credit()) {
+                continue; // cannot happen (a worker is queued only with free credit); be safe
+            }
             if (r.dispatches > 0 && r.envelope) {
                 // Tell the worker this is another attempt: re-encode the header.
                 r.h.attempt += 1;
@@ -363,17 +385,22 @@ struct load_balancer::impl {
                 }
                 r.content[0] = zmq::message_t(frame.data(), frame.size());
             }
-            std::vector<zmq::message_t> out;
-            out.reserve(r.route.size() + r.content.size() + 2);
-            out.emplace_back(rid.data(), rid.size());
+            outgoing.clear();
+            outgoing.emplace_back(rid.data(), rid.size());
+            if (w.credit > 1) {
+                char tag_frame[tag_frame_size];
+                std::memcpy(tag_frame, &instance, sizeof instance);
+                std::memcpy(tag_frame + sizeof instance, &tag, sizeof tag);
+                outgoing.emplace_back(tag_frame, sizeof tag_frame);
+            }
             for (const auto& f : r.route) {
-                out.push_back(copy_of(f));
+                outgoing.push_back(copy_of(f));
             }
-            out.emplace_back();
+            outgoing.emplace_back();
             for (const auto& f : r.content) {
-                out.push_back(copy_of(f));
+                outgoing.push_back(copy_of(f));
             }
-            const auto sent = send_all(*backend, out, self.counters_.backend_out,
+            const auto sent = send_all(*backend, outgoing, self.counters_.backend_out,
                                        self.counters_.backend_bytes_out);
             if (sent != send_result::sent) {
                 // Gone (or hopelessly full): this worker is lost; the request waits again.
@@ -387,34 +414,38 @@ struct load_balancer::impl {
             }
             ++r.dispatches;
             r.worker = rid;
-            w.in_flight = tag;
+            w.in_flight.push_back(tag);
+            if (w.has_credit()) {
+                // Credit left: it takes its turn again behind the others (LRU-fair).
+                w.ready = true;
+                ready_queue.push_back(rid);
+            }
         }
         update_gauges();
     }
 
-    // The worker's request (if any) waits again at the front of the queue, or fails when it
-    // had all its attempts.
+    // The worker's requests (if any) wait again at the front of the queue, in the order they
+    // were dispatched to it, or fail when they had all their attempts.
     void requeue_in_flight(worker_state& w, const std::string& rid, const char* what) {
-        if (!w.in_flight) {
-            return;
+        for (auto t = w.in_flight.rbegin(); t != w.in_flight.rend(); ++t) {
+            const std::uint64_t tag = *t;
+            const auto it = requests.find(tag);
+            if (it == requests.end() || it->second.worker != rid) {
+                continue; // abandoned (timed out, or answered by an earlier worker) already
+            }
+            auto& r = it->second;
+            if (r.dispatches >= opt.max_attempts) {
+                fail(tag, lb_error::attempts,
+                     "no reply after " + std::to_string(r.dispatches) +
+                         " attempts (the last worker, " + hex(rid) + ", " + what + ")");
+                continue;
+            }
+            r.worker.clear();
+            queue.push_front(tag);
+            ++queued;
+            c_redispatched->add();
         }
-        const std::uint64_t tag = *w.in_flight;
-        w.in_flight.reset();
-        const auto it = requests.find(tag);
-        if (it == requests.end()) {
-            return; // abandoned (timed out) already
-        }
-        auto& r = it->second;
-        if (r.dispatches >= opt.max_attempts) {
-            fail(tag, lb_error::attempts,
-                 "no reply after " + std::to_string(r.dispatches) + " attempts (the last worker, " +
-                     hex(rid) + ", " + what + ")");
-            return;
-        }
-        r.worker.clear();
-        queue.push_front(tag);
-        ++queued;
-        c_redispatched->add();
+        w.in_flight.clear();
     }
 
     void remove_worker(const std::string& rid, bool expired) {
@@ -444,7 +475,7 @@ struct load_balancer::impl {
     }
 
     void make_ready(const std::string& rid, worker_state& w) {
-        if (!w.ready && !w.in_flight) {
+        if (!w.ready && w.has_credit()) {
             w.ready = true;
             ready_queue.push_back(rid);
         }
@@ -493,8 +524,12 @@ struct load_balancer::impl {
             w.last_seen = t;
             switch (m->what) {
             case ppp::worker_message::kind::ready:
-                // A worker that says READY again lost its conversation: its request is lost.
+                if (m->credit_rejected) {
+                    report_malformed("backend", "from worker " + hex(rid) + ": " + why);
+                }
+                // A worker that says READY again lost its conversation: its requests are lost.
                 requeue_in_flight(w, rid, "restarted its conversation");
+                w.credit = std::min(m->credit, opt.max_prefetch);
                 make_ready(rid, w);
                 break;
             case ppp::worker_message::kind::heartbeat:
@@ -511,32 +546,61 @@ struct load_balancer::impl {
         dispatch();
     }
 
+    // The tag of a reply whose first address frame is one of this broker's tag frames.
+    [[nodiscard]] std::optional<std::uint64_t> reply_tag(std::size_t delimiter) const {
+        if (delimiter < 3 || frames[1].size() != tag_frame_size ||
+            std::memcmp(frames[1].data(), &instance, sizeof instance) != 0) {
+            return std::nullopt;
+        }
+        std::uint64_t tag = 0;
+        std::memcpy(&tag, static_cast<const char*>(frames[1].data()) + sizeof instance, sizeof tag);
+        return tag;
+    }
+
     // frames[1, delimiter) is the reply's address stack, then the delimiter, then the content.
     void handle_reply(worker_state& w, std::size_t n, std::size_t delimiter) {
-        const auto tag = w.in_flight;
-        w.in_flight.reset();
-        const auto it = tag ? requests.find(*tag) : requests.end();
-        if (it == requests.end()) {
+        std::uint64_t tag = 0;
+        if (const auto tagged = reply_tag(delimiter)) {
+            // A worker with credit: the tag names the request. The first reply to a request
+            // wins, from whichever worker had it (one that expired may still answer first);
+            // a later one finds it gone and is late.
+            tag = *tagged;
+            if (const auto at = std::find(w.in_flight.begin(), w.in_flight.end(), tag);
+                at != w.in_flight.end()) {
+                w.in_flight.erase(at);
+            }
+        } else if (w.credit == 1 && w.in_flight.size() == 1) {
+            // One request at a time (6/PPP): the reply is to the one it has.
+            tag = w.in_flight.front();
+            w.in_flight.clear();
+        } else {
+            // No request here (the worker was forgotten or said READY again since), or a worker
+            // with credit that did not return the tag frame: nothing tells which request it is.
             c_late->add();
             return;
         }
+        const auto it = requests.find(tag);
+        if (it == requests.end() || it->second.dispatches == 0) {
+            c_late->add(); // gone (answered, timed out): dropped
+            return;
+        }
+        // (A request waiting in the queue again after its worker was lost is answered too.)
         ++w.served;
         auto& r = it->second;
-        std::vector<zmq::message_t> out;
-        out.reserve(r.route.size() + n - delimiter);
+        outgoing.clear();
         for (auto& f : r.route) {
-            out.push_back(std::move(f));
+            outgoing.push_back(std::move(f));
         }
-        out.emplace_back();
+        outgoing.emplace_back();
         for (std::size_t i = delimiter + 1; i < n; ++i) {
-            out.push_back(std::move(frames[i]));
+            outgoing.push_back(std::move(frames[i]));
         }
         c_replies->add();
-        if (send_all(*frontend, out, self.counters_.frontend_out,
+        if (send_all(*frontend, outgoing, self.counters_.frontend_out,
                      self.counters_.frontend_bytes_out) != send_result::sent) {
             c_undeliverable->add();
         }
-        forget(*tag);
+        forget(tag);
     }
 
     // ---- timers ----
@@ -613,7 +677,9 @@ struct load_balancer::impl {
             lb_worker_stats ws;
             ws.id = hex(rid);
             ws.ready = w.ready;
-            ws.busy = w.in_flight.has_value();
+            ws.busy = !w.has_credit();
+            ws.in_flight = static_cast<std::uint32_t>(w.in_flight.size());
+            ws.credit = w.credit;
             ws.served = w.served;
             ws.last_heartbeat_ms =
                 std::chrono::duration_cast<std::chrono::milliseconds>(t - w.last_seen).count();
@@ -660,7 +726,8 @@ struct load_balancer::impl {
                   : w.ready ? "ready"
                             : "idle") +
                  "\",\"served\":" + std::to_string(w.served) +
-                 ",\"in_flight\":" + std::to_string(w.busy ? 1 : 0) +
+                 ",\"in_flight\":" + std::to_string(w.in_flight) +
+                 ",\"credit\":" + std::to_string(w.credit) +
                  ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
                  ",\"expired\":" + std::to_string(w.expired) + "}";
         }
@@ -744,6 +811,10 @@ load_balancer::load_balancer(zmq::context_t& context, load_balancer_options opti
     if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0) {
         throw config_error("load balancer '" + options_.name +
                            "': the heartbeat interval and the liveness must be positive");
+    }
+    if (options_.max_prefetch == 0) {
+        throw config_error("load balancer '" + options_.name +
+                           "': max prefetch must be at least 1 (1: one request per worker)");
     }
     if (options_.max_attempts == 0) {
         throw config_error("load balancer '" + options_.name +

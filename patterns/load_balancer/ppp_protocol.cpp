@@ -2,6 +2,8 @@
 // never throws on any input, never reads out of bounds.
 #include <zmqkit/patterns/load_balancer.hpp>
 
+#include <charconv>
+
 namespace zmqkit::patterns::ppp {
 namespace {
 
@@ -49,6 +51,22 @@ std::optional<worker_message> parse_worker_message(const std::vector<std::string
         const std::string_view c = frames[0];
         if (c == ready_byte || c == ready_word) {
             return worker_message{worker_message::kind::ready, 0};
+        }
+        if (c.substr(0, ready_credit_prefix.size()) == ready_credit_prefix) {
+            // zmqkit's READY with credit: a READY in any case; a bad number is credit 1.
+            worker_message m{worker_message::kind::ready, 0};
+            const std::string_view digits = c.substr(ready_credit_prefix.size());
+            std::uint32_t credit = 0;
+            const auto* end = digits.data() + digits.size();
+            const auto [p, ec] = std::from_chars(digits.data(), end, credit);
+            if (digits.empty() || ec != std::errc() || p != end || credit == 0) {
+                m.credit_rejected = true;
+                why = "READY with credit '" + printable(digits) +
+                      "', not a number from 1 to 4294967295 (taken as credit 1)";
+            } else {
+                m.credit = credit;
+            }
+            return m;
         }
         if (c == heartbeat_byte || c == heartbeat_word) {
             return worker_message{worker_message::kind::heartbeat, 0};

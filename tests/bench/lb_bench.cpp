@@ -14,8 +14,10 @@
 //   raw      DEALER client keeping `inflight` requests outstanding -> zmq_proxy_steerable
 //            ROUTER/DEALER pass-through device (its own thread) -> N REP echo threads
 //   lb       lb_client::submit (async, `inflight` outstanding) -> load_balancer -> N lb_workers
+//            (each with --prefetch credit: 1, the default, is one request at a time)
 //   A run reports requests per second (timed requests / time from the first timed send to the
-//   last timed reply).
+//   last timed reply) and the process's CPU time per timed request (every thread: client,
+//   device or broker, workers; steadier than the rate on a shared machine).
 //
 // Every configuration runs --rounds times, the order of the paths flipping every round (A B /
 // B A) so that neither always runs on a warmer machine. Every run uses fresh sockets, a fresh
@@ -49,6 +51,8 @@
 #include <thread>
 #include <vector>
 
+#include <time.h>
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -62,6 +66,7 @@ struct options {
     std::uint64_t throughput_requests = 100'000;
     std::uint64_t warmup = 2'000;
     std::size_t inflight = 16;
+    std::uint32_t prefetch = 1; // lb_worker_options::prefetch of the zmqkit workers
     std::vector<std::size_t> workers{1, 4};
     std::chrono::milliseconds timeout{5000};
     bool latency = true;
@@ -91,6 +96,8 @@ void usage(std::ostream& out) {
            "  --throughput-requests N  timed requests per throughput run (default 100000)\n"
            "  --warmup N               untimed requests before each run (default 2000)\n"
            "  --inflight N             requests in flight in the throughput runs (default 16)\n"
+           "  --prefetch N             credit of each zmqkit lb_worker (default 1: one request\n"
+           "                           at a time, 6/PPP's dispatch)\n"
            "  --workers LIST           worker counts of the throughput runs (default 1,4)\n"
            "  --timeout-ms MS          longest wait for one reply before a run fails (5000)\n"
            "  --only PART              run only the latency or the throughput part\n"
@@ -146,6 +153,8 @@ std::optional<options> parse_args(int argc, char** argv) {
             ok = number(opt.warmup, 1);
         } else if (arg == "--inflight") {
             ok = number(opt.inflight, 1);
+        } else if (arg == "--prefetch") {
+            ok = number(opt.prefetch, 1);
         } else if (arg == "--timeout-ms") {
             std::uint64_t ms = 0;
             ok = number(ms, 1);
@@ -246,7 +255,7 @@ private:
 // A zmqkit broker with `n` echo lb_workers, all ready when the constructor returns.
 class lb_setup {
 public:
-    lb_setup(const roles& ctx, std::size_t n) {
+    lb_setup(const roles& ctx, std::size_t n, std::uint32_t prefetch) {
         zp::load_balancer_options o;
         o.frontend = "tcp://127.0.0.1:*";
         o.backend = "tcp://127.0.0.1:*";
@@ -260,6 +269,7 @@ public:
             wo.endpoint = broker_->backend_endpoints().at(0);
             wo.name = "bench-worker-" + std::to_string(i);
             wo.socket.registry = &registry_;
+            wo.prefetch = prefetch;
             workers_.push_back(std::make_unique<zp::lb_worker>(
                 ctx.worker, wo,
                 zp::lb_bytes_handler([](std::string_view body) { return std::string(body); })));
@@ -376,7 +386,7 @@ lat_result run_latency(const roles& ctx, const options& opt, lat_mode m,
             rep_echo rep(ctx.worker, "tcp://127.0.0.1:*", true);
             return req_round_trips(ctx.client, opt, rep.endpoint(), payload);
         }
-        lb_setup lb(ctx, 1);
+        lb_setup lb(ctx, 1, opt.prefetch);
         if (m == lat_mode::lb_req) {
             return req_round_trips(ctx.client, opt, lb.frontend(), payload);
         }
@@ -418,10 +428,18 @@ constexpr std::string_view tp_name(tp_mode m) {
 }
 
 struct tp_result {
-    double rate = 0; // requests / s
+    double rate = 0;           // requests / s
+    double cpu_us_per_req = 0; // process CPU time (all threads) per timed request
     std::uint64_t completed = 0;
     std::string error;
 };
+
+// CPU time of the whole process (every thread), seconds.
+double process_cpu_seconds() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 // A zmq_proxy_steerable ROUTER (frontend) / DEALER (backend) device on its own thread.
 class raw_device {
@@ -508,6 +526,7 @@ tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t 
     const std::uint64_t total = opt.warmup + opt.throughput_requests;
     std::uint64_t sent = 0, done = 0;
     clock_type::time_point start{};
+    double cpu_start = 0;
     while (sent < opt.inflight && sent < total) {
         send_one();
         ++sent;
@@ -520,6 +539,7 @@ tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t 
         ++done;
         if (done == opt.warmup) {
             start = clock_type::now();
+            cpu_start = process_cpu_seconds();
         }
         if (sent < total) {
             send_one();
@@ -529,6 +549,7 @@ tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t 
     const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
     r.completed = done - opt.warmup;
     r.rate = static_cast<double>(r.completed) / seconds;
+    r.cpu_us_per_req = (process_cpu_seconds() - cpu_start) * 1e6 / static_cast<double>(r.completed);
     return r;
 }
 
@@ -547,7 +568,7 @@ tp_result lb_throughput(const roles& ctx, const options& opt, std::size_t worker
                         const std::string& payload) {
     tp_result r;
     try {
-        lb_setup lb(ctx, workers);
+        lb_setup lb(ctx, workers, opt.prefetch);
         zp::lb_client_options co;
         co.endpoint = lb.frontend();
         co.timeout = opt.timeout;
@@ -556,6 +577,7 @@ tp_result lb_throughput(const roles& ctx, const options& opt, std::size_t worker
         const std::uint64_t total = opt.warmup + opt.throughput_requests;
         std::uint64_t sent = 0, done = 0, bad = 0;
         clock_type::time_point start{};
+        double cpu_start = 0;
         auto on_done = [&](zp::lb_result result) {
             if (!result.ok() || result.reply.body_view() != payload) {
                 ++bad;
@@ -563,6 +585,7 @@ tp_result lb_throughput(const roles& ctx, const options& opt, std::size_t worker
             ++done;
             if (done == opt.warmup) {
                 start = clock_type::now();
+                cpu_start = process_cpu_seconds();
             }
         };
         while (done < total) {
@@ -578,6 +601,8 @@ tp_result lb_throughput(const roles& ctx, const options& opt, std::size_t worker
         const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
         r.completed = done - opt.warmup;
         r.rate = static_cast<double>(r.completed) / seconds;
+        r.cpu_us_per_req =
+            (process_cpu_seconds() - cpu_start) * 1e6 / static_cast<double>(r.completed);
         if (bad != 0) {
             r.error = "lb: " + std::to_string(bad) + " requests failed or had a wrong reply";
         }
@@ -679,7 +704,7 @@ int main(int argc, char** argv) {
         }
 
         // ---- part 2
-        std::map<std::size_t, std::map<tp_mode, std::vector<double>>> rates;
+        std::map<std::size_t, std::map<tp_mode, std::vector<double>>> rates, cpus;
         std::map<std::size_t, std::vector<double>> paired_tp;
         if (opt.throughput) {
             for (int round = 1; round <= opt.rounds; ++round) {
@@ -701,14 +726,16 @@ int main(int argc, char** argv) {
                         std::cout << "round " << round << "/" << opt.rounds << "  throughput "
                                   << std::string(tp_name(m))
                                   << std::string(10 - tp_name(m).size(), ' ') << " workers " << w
-                                  << "  " << pad(fixed(r.rate, 0), 8) << " req/s  (" << r.completed
-                                  << " timed)";
+                                  << "  " << pad(fixed(r.rate, 0), 8) << " req/s  "
+                                  << pad(fixed(r.cpu_us_per_req, 2), 6) << " cpu-us/req  ("
+                                  << r.completed << " timed)";
                         if (!r.error.empty()) {
                             std::cout << "  ERROR " << r.error;
                             failed = true;
                         }
                         std::cout << std::endl;
                         rates[w][m].push_back(r.rate);
+                        cpus[w][m].push_back(r.cpu_us_per_req);
                         this_round[m] = r.rate;
                     }
                     const double raw = this_round[tp_mode::raw];
@@ -719,7 +746,8 @@ int main(int argc, char** argv) {
 
         // ---- summary
         std::cout << "\nzmqkit-bench-lb: " << opt.size << " B payload, " << opt.rounds
-                  << " rounds, medians (min-max), contexts: " << opt.contexts << "\n";
+                  << " rounds, medians (min-max), contexts: " << opt.contexts
+                  << ", lb_worker prefetch " << opt.prefetch << "\n";
         if (opt.latency) {
             std::cout << "\nRound trip, 1 in flight, " << opt.latency_requests
                       << " timed requests per run, microseconds\n"
@@ -741,7 +769,7 @@ int main(int argc, char** argv) {
                       << opt.throughput_requests << " timed requests per run, req/s\n"
                       << pad("workers", 8) << pad("raw-proxy", 11) << pad("min-max", 18)
                       << pad("lb", 10) << pad("min-max", 18) << pad("lb/raw", 8) << pad("paired", 8)
-                      << "\n";
+                      << pad("raw cpu-us", 11) << pad("lb cpu-us", 10) << "\n";
             for (const auto w : opt.workers) {
                 const auto& a = rates[w][tp_mode::raw];
                 const auto& b = rates[w][tp_mode::lb];
@@ -751,7 +779,9 @@ int main(int argc, char** argv) {
                           << pad(fixed(median(b), 0), 10)
                           << pad(fixed(min_of(b), 0) + "-" + fixed(max_of(b), 0), 18)
                           << pad(fixed(ra > 0 ? median(b) / ra : 0, 3), 8)
-                          << pad(fixed(median(paired_tp[w]), 3), 8) << "\n";
+                          << pad(fixed(median(paired_tp[w]), 3), 8)
+                          << pad(fixed(median(cpus[w][tp_mode::raw]), 2), 11)
+                          << pad(fixed(median(cpus[w][tp_mode::lb]), 2), 10) << "\n";
             }
         }
         std::cout << "\n";
@@ -777,10 +807,14 @@ int main(int argc, char** argv) {
                 const double rb = median(rates[w][tp_mode::lb]);
                 std::cout << "RESULT part=throughput workers=" << w << " inflight=" << opt.inflight
                           << " contexts=" << opt.contexts << " size=" << opt.size
-                          << " rounds=" << opt.rounds << " requests=" << opt.throughput_requests
+                          << " prefetch=" << opt.prefetch << " rounds=" << opt.rounds
+                          << " requests=" << opt.throughput_requests
                           << " raw_req_per_s=" << fixed(ra, 0) << " lb_req_per_s=" << fixed(rb, 0)
                           << " ratio=" << fixed(ra > 0 ? rb / ra : 0, 3)
-                          << " paired_ratio=" << fixed(median(paired_tp[w]), 3) << "\n";
+                          << " paired_ratio=" << fixed(median(paired_tp[w]), 3)
+                          << " raw_cpu_us_per_req=" << fixed(median(cpus[w][tp_mode::raw]), 3)
+                          << " lb_cpu_us_per_req=" << fixed(median(cpus[w][tp_mode::lb]), 3)
+                          << "\n";
             }
         }
         std::cout << "RESULT complete=" << (failed ? 0 : 1) << std::endl;

@@ -1,6 +1,7 @@
 // zmqkit-proxy --mode lb as a real process with worker processes (lb_test_worker): requests
 // shared over worker processes and answered once each, a worker killed with SIGKILL in the
-// middle of a request (re-dispatched and answered), a frozen worker expiring after liveness x
+// middle of a request (re-dispatched and answered), a prefetching worker killed holding several
+// requests (all re-dispatched and answered once), a frozen worker expiring after liveness x
 // interval and being served again, STATUS per worker, usage errors.
 #include <zmqkit/patterns/load_balancer.hpp>
 
@@ -13,6 +14,7 @@
 #include <csignal>
 #include <map>
 #include <regex>
+#include <set>
 
 using namespace zmqkit;
 using namespace zmqkit::patterns;
@@ -45,9 +47,10 @@ struct lb_proxy {
 };
 
 std::unique_ptr<child_process> start_worker(const std::string& backend, const std::string& hb,
-                                            const std::string& liveness) {
+                                            const std::string& liveness,
+                                            const std::string& prefetch = "1") {
     auto w = std::make_unique<child_process>(
-        std::vector<std::string>{ZMQKIT_LB_TEST_WORKER, backend, hb, liveness});
+        std::vector<std::string>{ZMQKIT_LB_TEST_WORKER, backend, hb, liveness, prefetch});
     EXPECT_TRUE(w->wait_for_stderr(std::regex("worker (\\S+) ready"), 20s).has_value());
     return w;
 }
@@ -103,7 +106,8 @@ TEST(lb_process, worker_processes_share_requests_each_answered_once) {
     std::map<message_id, int> answers;
     std::map<std::string, int> per_worker;
     for (int i = 0; i < total; ++i) {
-        const std::string body = "p" + std::to_string(i);
+        std::string body = std::to_string(i);
+        body.insert(0, 1, 'p');
         const auto id = client.submit(message(body), [&, body](lb_result r) {
             ASSERT_TRUE(r.ok()) << r.reason;
             ++answers[r.reply.causation_id()];
@@ -167,6 +171,61 @@ TEST(lb_process, a_worker_killed_mid_request_costs_a_redispatch_not_the_request)
     EXPECT_EQ(json_number(json, "served"), 1) << json; // one worker left: b, with one request
 }
 
+TEST(lb_process, a_prefetching_worker_killed_holding_several_requests_costs_their_redispatch) {
+    lb_proxy proxy({"--heartbeat-interval", "500ms", "--liveness", "20"});
+    ASSERT_FALSE(proxy.backend.empty());
+    auto a = start_worker(proxy.backend, "500", "20", "4");
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+    lb_client client(ctx, client_options(proxy.frontend));
+    std::map<message_id, lb_result> outcomes;
+    std::map<message_id, std::string> bodies;
+    for (const std::string body : {"slow-1", "x-2", "x-3", "x-4"}) {
+        const auto id = client.submit(message(body), [&](lb_result r) {
+            const auto cause = r.reply.causation_id();
+            outcomes.emplace(cause, std::move(r));
+        });
+        bodies[id] = body;
+    }
+    // A holds all four: the slow one in its handler, three waiting in its socket.
+    ASSERT_TRUE(a->wait_for_stderr(std::regex("handling (slow-1)"), 20s).has_value());
+    ASSERT_TRUE(eventually(
+        [&] {
+            const auto json = status(ctx, proxy.control);
+            return json_number(json, "in_flight") == 4 && json_number(json, "queued") == 0;
+        },
+        20s));
+    EXPECT_THAT(status(ctx, proxy.control), HasSubstr("\"in_flight\":4,\"credit\":4,"));
+    auto b = start_worker(proxy.backend, "500", "20", "4");
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+
+    a->signal(SIGKILL);
+    ASSERT_TRUE(a->wait(10s).has_value());
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (outcomes.size() < bodies.size() && std::chrono::steady_clock::now() < deadline) {
+        (void)client.poll(100ms);
+    }
+    ASSERT_EQ(outcomes.size(), bodies.size());
+    std::set<std::string> answered_by;
+    for (const auto& [id, r] : outcomes) {
+        ASSERT_TRUE(r.ok()) << r.reason;
+        const std::string text(r.reply.body_view());
+        const auto colon = text.find(':');
+        ASSERT_NE(colon, std::string::npos);
+        EXPECT_EQ(text.substr(colon + 1), bodies.at(id));
+        answered_by.insert(text.substr(0, colon));
+    }
+    EXPECT_EQ(answered_by.size(), 1u); // all by b
+    const auto json = status(ctx, proxy.control);
+    EXPECT_EQ(json_number(json, "redispatched"), 4) << json;
+    EXPECT_EQ(json_number(json, "replies"), 4) << json;
+    EXPECT_EQ(json_number(json, "late_replies"), 0) << json;
+    EXPECT_EQ(json_number(json, "served"), 4) << json;
+    EXPECT_EQ(client.late_replies(), 0u);
+    proxy.process.signal(SIGTERM);
+    EXPECT_EQ(proxy.process.wait(20s), std::optional<int>(0));
+}
+
 TEST(lb_process, a_frozen_worker_expires_after_liveness_intervals_and_is_served_again) {
     lb_proxy proxy({"--heartbeat-interval", "200ms", "--liveness", "3"});
     ASSERT_FALSE(proxy.backend.empty());
@@ -198,7 +257,31 @@ TEST(lb_process, usage_errors) {
                               "--backend", "tcp://127.0.0.1:*", "--liveness", "5"});
     EXPECT_EQ(wrong_mode.wait(10s), std::optional<int>(64));
     EXPECT_TRUE(wrong_mode.wait_for_stderr(std::regex("applies to --mode lb only"), 5s));
+    child_process zero_prefetch({bin_path("zmqkit-proxy"), "--mode", "lb", "--frontend",
+                                 "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                                 "--max-prefetch", "0"});
+    EXPECT_EQ(zero_prefetch.wait(10s), std::optional<int>(64));
+    EXPECT_TRUE(zero_prefetch.wait_for_stderr(std::regex("--max-prefetch must be at least 1"), 5s));
+    child_process prefetch_in_mdp({bin_path("zmqkit-proxy"), "--mode", "mdp", "--frontend",
+                                   "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                                   "--max-prefetch", "4"});
+    EXPECT_EQ(prefetch_in_mdp.wait(10s), std::optional<int>(64));
+    EXPECT_TRUE(prefetch_in_mdp.wait_for_stderr(
+        std::regex("--max-prefetch applies to --mode lb only"), 5s));
     child_process help({bin_path("zmqkit-proxy"), "--help"});
     EXPECT_EQ(help.wait(10s), std::optional<int>(0));
-    EXPECT_THAT(help.read_stdout(1s), HasSubstr("--heartbeat-interval"));
+    const auto usage = help.read_stdout(1s);
+    EXPECT_THAT(usage, HasSubstr("--heartbeat-interval"));
+    EXPECT_THAT(usage, HasSubstr("--max-prefetch"));
+}
+
+TEST(lb_process, max_prefetch_caps_the_credit_a_worker_asks_for) {
+    lb_proxy proxy({"--max-prefetch", "2"});
+    ASSERT_FALSE(proxy.backend.empty());
+    auto a = start_worker(proxy.backend, "1000", "3", "8");
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+    EXPECT_THAT(status(ctx, proxy.control), HasSubstr("\"credit\":2,"));
+    lb_client client(ctx, client_options(proxy.frontend));
+    EXPECT_TRUE(client.call(message("capped")).ok());
 }

@@ -1,5 +1,5 @@
 // A load-balancer worker process for the process tests (lb_process_test.cpp):
-//   lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS
+//   lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS [PREFETCH]
 // Replies "<name>:<body>" to every request. A body starting with "slow" on its first attempt
 // is held for a minute after "handling <body>" is printed on stderr, so that a test can kill
 // the worker in the middle of a request. Stops (drains) on SIGTERM/SIGINT.
@@ -22,17 +22,21 @@ bool stopping = false; // guarded by stop_mutex
 int main(int argc, char** argv) {
     using namespace zmqkit;
     using namespace zmqkit::patterns;
-    if (argc != 4) {
-        std::cerr << "usage: lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS\n";
+    if (argc != 4 && argc != 5) {
+        std::cerr << "usage: lb_test_worker ENDPOINT HEARTBEAT_MS LIVENESS [PREFETCH]\n";
         return 64;
     }
     shutdown_signals signals;
-    const std::string name = "w" + std::to_string(::getpid());
+    std::string name = std::to_string(::getpid());
+    name.insert(0, 1, 'w');
     lb_worker_options o;
     o.endpoint = argv[1];
     o.heartbeat_interval = std::chrono::milliseconds(std::stoll(argv[2]));
     o.liveness = static_cast<std::uint32_t>(std::stoul(argv[3]));
     o.reconnect_initial = o.heartbeat_interval;
+    if (argc == 5) {
+        o.prefetch = static_cast<std::uint32_t>(std::stoul(argv[4]));
+    }
     o.name = name;
     zmq::context_t ctx;
     lb_worker worker(ctx, o, [&name](const lb_request& r) {

@@ -1,5 +1,6 @@
 // Fuzzes the 6/PPP frame parsers (worker messages, broker messages, client requests) with
-// arbitrary multipart messages: the input is split into frames at 0xFF bytes.
+// arbitrary multipart messages: the input is split into frames at 0xFF bytes. Covers zmqkit's
+// READY with credit ("\x01" "credit=N"; seeds ready_credit* in corpus/ppp_protocol_fuzz).
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include <cstddef>
@@ -25,6 +26,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (w->envelope_size == 0 || w->envelope_size + 1 >= frames.size() ||
              !frames[w->envelope_size].empty())) {
             __builtin_trap(); // a reply has an address, the delimiter and content
+        }
+        if (w->what == ppp::worker_message::kind::ready &&
+            (w->credit == 0 || (w->credit_rejected && (w->credit != 1 || why.empty())) ||
+             (w->credit > 1 &&
+              (frames.size() != 1 || frames[0].substr(0, 8) != ppp::ready_credit_prefix)))) {
+            __builtin_trap(); // credit >= 1; a rejected credit is 1 and says why
         }
     } else if (why.empty()) {
         __builtin_trap(); // a rejection must say why

@@ -2,7 +2,9 @@
 // 6/PPP and plain REQ: golden frames both ways, LRU sharing of 10,000 requests answered once
 // each by id, expiry of a silent worker (injected clock) with re-dispatch, max attempts,
 // deadlines, a full queue, malformed frames, broker restart under Lazy Pirate clients, late
-// and duplicate replies dropped by the client.
+// and duplicate replies dropped by the client; worker credit (prefetch): READY with credit and
+// the tag frame (golden), 10,000 requests over prefetching workers, a prefetching worker lost
+// with several requests, first reply wins, graceful stop under load.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
@@ -23,6 +25,15 @@ using ::testing::HasSubstr;
 namespace {
 
 using views = std::vector<std::string_view>;
+
+// a + b (GCC 12 at -O3 warns falsely, -Wrestrict, about "literal" + std::string).
+std::string cat(std::string_view a, std::string_view b) {
+    std::string s;
+    s.reserve(a.size() + b.size());
+    s.append(a);
+    s.append(b);
+    return s;
+}
 
 // ---- golden frames, parsers only (from the text of 6/PPP) ---------------------------------------
 
@@ -91,6 +102,45 @@ TEST(ppp_protocol, malformed_frames_are_rejected_with_a_reason) {
     EXPECT_FALSE(ppp::parse_client_request({"hello"}, why));
     EXPECT_THAT(why, HasSubstr("no empty delimiter"));
     EXPECT_FALSE(ppp::parse_client_request({""}, why));
+}
+
+TEST(ppp_protocol, ready_with_credit_golden_frames_and_bad_credits) {
+    std::string why;
+    // 01 63 72 65 64 69 74 3d 34: READY with credit 4 (docs/wire-protocol.md §8.2).
+    const std::string credit4("\x01\x63\x72\x65\x64\x69\x74\x3d\x34", 9);
+    EXPECT_EQ(credit4, std::string(ppp::ready_credit_prefix) + "4");
+    auto r = ppp::parse_worker_message({credit4}, why);
+    ASSERT_TRUE(r) << why;
+    EXPECT_EQ(r->what, ppp::worker_message::kind::ready);
+    EXPECT_EQ(r->credit, 4u);
+    EXPECT_FALSE(r->credit_rejected);
+    r = ppp::parse_worker_message({std::string("\x01", 1) + "credit=4294967295"}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->credit, 4294967295u);
+    r = ppp::parse_worker_message({std::string("\x01", 1) + "credit=1"}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->credit, 1u);
+    EXPECT_FALSE(r->credit_rejected);
+    // A plain READY has credit 1.
+    r = ppp::parse_worker_message({std::string("\x01", 1)}, why);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->credit, 1u);
+    EXPECT_FALSE(r->credit_rejected);
+    // Bad numbers: still a READY, credit 1, rejected with a reason.
+    for (const char* bad :
+         {"", "0", "abc", "99999999999", "4294967296", "-1", "+4", "4 ", " 4", "4x", "0x10"}) {
+        why.clear();
+        r = ppp::parse_worker_message({std::string("\x01", 1) + "credit=" + bad}, why);
+        ASSERT_TRUE(r) << bad;
+        EXPECT_EQ(r->what, ppp::worker_message::kind::ready) << bad;
+        EXPECT_EQ(r->credit, 1u) << bad;
+        EXPECT_TRUE(r->credit_rejected) << bad;
+        EXPECT_THAT(why, HasSubstr("READY with credit")) << bad;
+    }
+    // Not the extension: other bytes after 0x01, READY with credit in more than one frame.
+    EXPECT_FALSE(ppp::parse_worker_message({std::string("\x01", 1) + "credit"}, why));
+    EXPECT_FALSE(ppp::parse_worker_message({std::string("\x01", 1) + "Credit=4"}, why));
+    EXPECT_FALSE(ppp::parse_worker_message({std::string("\x01", 1), "credit=4"}, why));
 }
 
 // ---- fixture ----------------------------------------------------------------------------------
@@ -264,8 +314,8 @@ TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id)
     std::vector<std::unique_ptr<lb_worker>> workers;
     for (std::size_t i = 0; i < worker_count; ++i) {
         workers.push_back(std::make_unique<lb_worker>(
-            ctx, worker_options(broker, "w" + std::to_string(i)),
-            lb_bytes_handler([](std::string_view body) { return "re:" + std::string(body); })));
+            ctx, worker_options(broker, cat("w", std::to_string(i))),
+            lb_bytes_handler([](std::string_view body) { return cat("re:", body); })));
         workers.back()->start();
     }
     ASSERT_TRUE(ready_workers(broker, worker_count));
@@ -280,7 +330,7 @@ TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id)
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
         while (next < total && client.pending() < window) {
-            const std::string body = "r" + std::to_string(next++);
+            const std::string body = cat("r", std::to_string(next++));
             message m(body);
             const auto id = client.submit(std::move(m), [&](lb_result r) {
                 if (!r.ok()) {
@@ -289,7 +339,7 @@ TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id)
                 }
                 const auto cause = r.reply.causation_id();
                 ++answers[cause];
-                EXPECT_EQ(r.reply.body_view(), "re:" + expected[cause]);
+                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
             });
             expected[id] = body;
         }
@@ -511,7 +561,7 @@ TEST_F(lb_fixture, a_full_queue_answers_busy) {
     lb_client client(ctx, client_options(broker));
     std::vector<lb_result> done;
     for (int i = 0; i < 3; ++i) {
-        (void)client.submit(message("q" + std::to_string(i)),
+        (void)client.submit(message(cat("q", std::to_string(i))),
                             [&](lb_result r) { done.push_back(std::move(r)); });
     }
     ASSERT_TRUE(eventually([&] {
@@ -581,8 +631,7 @@ TEST_F(lb_fixture, lazy_pirate_clients_get_every_request_answered_across_a_broke
     wo.heartbeat_interval = 100ms;
     wo.reconnect_initial = 100ms;
     wo.reconnect_max = 400ms;
-    lb_worker worker(ctx, wo,
-                     lb_bytes_handler([](std::string_view b) { return "ok:" + std::string(b); }));
+    lb_worker worker(ctx, wo, lb_bytes_handler([](std::string_view b) { return cat("ok:", b); }));
     worker.start();
 
     lb_client_options co;
@@ -595,14 +644,14 @@ TEST_F(lb_fixture, lazy_pirate_clients_get_every_request_answered_across_a_broke
     std::map<message_id, std::string> bodies;
     std::size_t failures = 0;
     auto submit = [&](int i) {
-        const std::string body = "req" + std::to_string(i);
+        const std::string body = cat("req", std::to_string(i));
         const auto id = client.submit(message(body), [&, body](lb_result r) {
             if (!r.ok()) {
                 ++failures;
                 return;
             }
             ++answers[r.reply.causation_id()];
-            EXPECT_EQ(r.reply.body_view(), "ok:" + body);
+            EXPECT_EQ(r.reply.body_view(), cat("ok:", body));
         });
         bodies[id] = body;
     };
@@ -724,4 +773,579 @@ TEST_F(lb_fixture, status_and_statistics_on_the_control_socket) {
     EXPECT_THAT(request(ctl, "STATUS")[0], HasSubstr("\"state\":\"paused\""));
     EXPECT_EQ(request(ctl, "RESUME"), std::vector<std::string>{"OK"});
     EXPECT_TRUE(client.call(message("after resume")).ok());
+}
+
+// ---- worker credit (prefetch) -------------------------------------------------------------------
+
+namespace {
+
+std::string ready_with_credit(std::uint32_t n) {
+    std::string frame(ppp::ready_credit_prefix);
+    frame += std::to_string(n);
+    return frame;
+}
+
+// Waits up to `quiet` for a request on a raw worker (heartbeats skipped): true if none came.
+bool no_request_within(zmq::socket_t& worker, std::chrono::milliseconds quiet) {
+    const std::string heartbeat("\x02", 1);
+    const auto deadline = std::chrono::steady_clock::now() + quiet;
+    while (std::chrono::steady_clock::now() < deadline) {
+        const auto frames = recv_frames(worker, std::chrono::ceil<std::chrono::milliseconds>(
+                                                    deadline - std::chrono::steady_clock::now()));
+        if (!frames.empty() && (frames.size() != 1 || frames[0] != heartbeat)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The header of the envelope request in a raw worker's frames (the content is the last frame).
+header request_header(const std::vector<std::string>& frames) {
+    header h;
+    std::size_t size = 0;
+    EXPECT_TRUE(decode_header(frames.back().data(), frames.back().size(), h, &size).ok());
+    return h;
+}
+
+// A raw worker's reply to an envelope request: its address frames as received, "", the reply.
+std::vector<std::string> envelope_reply(const std::vector<std::string>& request,
+                                        const std::string& body) {
+    std::vector<std::string> reply(request.begin(), request.end() - 2); // address frames
+    reply.emplace_back();
+    reply.push_back(encode_header(header::follow_up(request_header(request))) + body);
+    return reply;
+}
+
+} // namespace
+
+TEST_F(lb_fixture, a_worker_with_credit_gets_tagged_requests_up_to_its_credit_in_any_order) {
+    auto o = options();
+    o.control = "inproc://" + unique_name("lb-credit-control");
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto worker = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    worker.send(zmq::buffer(ready_with_credit(3)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    auto client = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    for (const char* body : {"a", "b", "c", "d"}) {
+        send_frames(client, {"", body});
+    }
+    // Broker -> worker with credit: [tag (16 bytes)][client address][""][content], three at
+    // once before any reply.
+    std::vector<std::vector<std::string>> got;
+    for (int i = 0; i < 3; ++i) {
+        got.push_back(next_request(worker));
+        ASSERT_EQ(got.back().size(), 4u) << ::testing::PrintToString(got.back());
+        EXPECT_EQ(got.back()[0].size(), 16u);
+        EXPECT_FALSE(got.back()[1].empty());
+        EXPECT_EQ(got.back()[2], "");
+    }
+    EXPECT_EQ(got[0][3], "a");
+    EXPECT_EQ(got[1][3], "b");
+    EXPECT_EQ(got[2][3], "c");
+    // One broker instance (first 8 bytes), one tag per request; the same client.
+    EXPECT_EQ(got[0][0].substr(0, 8), got[1][0].substr(0, 8));
+    EXPECT_EQ(got[0][0].substr(0, 8), got[2][0].substr(0, 8));
+    EXPECT_NE(got[0][0], got[1][0]);
+    EXPECT_NE(got[1][0], got[2][0]);
+    EXPECT_EQ(got[0][1], got[1][1]);
+    // Its credit is used up: "d" waits at the broker.
+    EXPECT_TRUE(no_request_within(worker, 100ms));
+    auto s = broker.broker_stats();
+    ASSERT_TRUE(s);
+    ASSERT_EQ(s->workers.size(), 1u);
+    EXPECT_EQ(s->workers[0].credit, 3u);
+    EXPECT_EQ(s->workers[0].in_flight, 3u);
+    EXPECT_TRUE(s->workers[0].busy);
+    EXPECT_FALSE(s->workers[0].ready);
+    EXPECT_EQ(s->queued, 1u);
+    EXPECT_EQ(s->in_flight, 3u);
+
+    // Replies in any order, each with its tag: "c" first; the credit it frees takes "d".
+    send_frames(worker, {got[2][0], got[2][1], "", "C"});
+    EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "C"}));
+    const auto d = next_request(worker);
+    ASSERT_EQ(d.size(), 4u);
+    EXPECT_EQ(d[3], "d");
+    send_frames(worker, {got[0][0], got[0][1], "", "A"});
+    send_frames(worker, {d[0], d[1], "", "D"});
+    send_frames(worker, {got[1][0], got[1][1], "", "B"});
+    EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "A"}));
+    EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "D"}));
+    EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "B"}));
+
+    // A second reply with a used tag, a reply without the tag and one with another broker
+    // instance's tag: late, dropped.
+    send_frames(worker, {got[1][0], got[1][1], "", "B again"});
+    send_frames(worker, {got[1][1], "", "untagged"});
+    std::string foreign = got[1][0];
+    foreign[0] = static_cast<char>(foreign[0] ^ 0x55);
+    send_frames(worker, {foreign, got[1][1], "", "foreign"});
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->late_replies == 3; }));
+    EXPECT_TRUE(recv_frames(client, 100ms).empty());
+    s = broker.broker_stats();
+    EXPECT_EQ(s->replies, 4u);
+    EXPECT_EQ(s->malformed, 0u);
+    ASSERT_EQ(s->workers.size(), 1u);
+    EXPECT_EQ(s->workers[0].served, 4u);
+    EXPECT_EQ(s->workers[0].in_flight, 0u);
+    EXPECT_TRUE(s->workers[0].ready);
+
+    zmq::socket_t ctl(ctx, zmq::socket_type::req);
+    ctl.set(zmq::sockopt::linger, 0);
+    ctl.connect(broker.control_endpoints().at(0));
+    const auto status = request(ctl, "STATUS");
+    ASSERT_EQ(status.size(), 1u);
+    EXPECT_THAT(status[0], HasSubstr("\"state\":\"ready\",\"served\":4,\"in_flight\":0,"
+                                     "\"credit\":3,"));
+}
+
+TEST_F(lb_fixture, credit_is_capped_and_a_bad_credit_is_counted_and_served_as_credit_one) {
+    std::vector<std::string> logged;
+    std::mutex log_mutex;
+    auto o = options();
+    o.max_prefetch = 2;
+    o.log = [&](std::string_view line) {
+        std::lock_guard lock(log_mutex);
+        logged.emplace_back(line);
+    };
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto with_id = [&](const std::string& id) {
+        zmq::socket_t s(ctx, zmq::socket_type::dealer);
+        s.set(zmq::sockopt::linger, 0);
+        s.set(zmq::sockopt::routing_id, id);
+        s.connect(broker.backend_endpoints().at(0));
+        return s;
+    };
+    auto big = with_id("big");
+    big.send(zmq::buffer(ready_with_credit(4294967295u)));
+    auto bad = with_id("bad");
+    bad.send(zmq::buffer(std::string("\x01", 1) + "credit=0"));
+    ASSERT_TRUE(ready_workers(broker, 2));
+    auto s = broker.broker_stats();
+    EXPECT_EQ(s->malformed, 1u);
+    for (const auto& w : s->workers) {
+        EXPECT_EQ(w.credit, w.id == "626967" ? 2u : 1u) << w.id; // "big": capped at 2
+    }
+    {
+        std::lock_guard lock(log_mutex);
+        ASSERT_EQ(logged.size(), 1u);
+        EXPECT_THAT(logged[0], HasSubstr("READY with credit '0'"));
+    }
+    // Five raw requests: "big" holds two (tagged), "bad" one (plain 6/PPP frames), two wait.
+    auto client = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    for (int i = 0; i < 5; ++i) {
+        send_frames(client, {"", cat("q", std::to_string(i))});
+    }
+    const auto b1 = next_request(big);
+    const auto b2 = next_request(big);
+    const auto p1 = next_request(bad);
+    ASSERT_EQ(b1.size(), 4u);
+    ASSERT_EQ(b2.size(), 4u);
+    ASSERT_EQ(p1.size(), 3u) << ::testing::PrintToString(p1);
+    EXPECT_TRUE(no_request_within(big, 50ms));
+    EXPECT_TRUE(no_request_within(bad, 50ms));
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->queued == 2; }));
+    // Each reply frees a credit of its worker, which takes the next waiting request.
+    send_frames(bad, {p1[0], "", "ok"});
+    EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "ok"}));
+    const auto p2 = next_request(bad);
+    ASSERT_EQ(p2.size(), 3u);
+    send_frames(big, {b1[0], b1[1], "", "ok"});
+    const auto last = next_request(big);
+    ASSERT_EQ(last.size(), 4u);
+    send_frames(big, {b2[0], b2[1], "", "ok"});
+    send_frames(big, {last[0], last[1], "", "ok"});
+    send_frames(bad, {p2[0], "", "ok"});
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_EQ(recv_frames(client), (std::vector<std::string>{"", "ok"}));
+    }
+    s = broker.broker_stats();
+    EXPECT_EQ(s->replies, 5u);
+    EXPECT_EQ(s->late_replies, 0u);
+
+    // max_prefetch 1 turns prefetch off: plain frames, one at a time.
+    auto o1 = options();
+    o1.name = "no-prefetch";
+    o1.max_prefetch = 1;
+    load_balancer broker1(ctx, o1);
+    broker1.start();
+    auto w = raw(zmq::socket_type::dealer, broker1.backend_endpoints().at(0));
+    w.send(zmq::buffer(ready_with_credit(8)));
+    ASSERT_TRUE(ready_workers(broker1, 1));
+    auto c1 = raw(zmq::socket_type::dealer, broker1.frontend_endpoints().at(0));
+    send_frames(c1, {"", "x"});
+    send_frames(c1, {"", "y"});
+    const auto x = next_request(w);
+    ASSERT_EQ(x.size(), 3u);
+    EXPECT_EQ(x[2], "x");
+    EXPECT_TRUE(no_request_within(w, 100ms));
+    EXPECT_EQ(broker1.broker_stats()->workers.at(0).credit, 1u);
+    send_frames(w, {x[0], "", "X"});
+    const auto y = next_request(w);
+    ASSERT_EQ(y.size(), 3u);
+    EXPECT_EQ(y[2], "y");
+    send_frames(w, {y[0], "", "Y"});
+    EXPECT_EQ(recv_frames(c1), (std::vector<std::string>{"", "X"}));
+    EXPECT_EQ(recv_frames(c1), (std::vector<std::string>{"", "Y"}));
+}
+
+TEST_F(lb_fixture, prefetching_workers_share_ten_thousand_requests_each_answered_once_by_id) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    constexpr std::size_t worker_count = 4;
+    std::vector<std::unique_ptr<lb_worker>> workers;
+    for (std::size_t i = 0; i < worker_count; ++i) {
+        auto wo = worker_options(broker, cat("p", std::to_string(i)));
+        wo.prefetch = 4;
+        workers.push_back(std::make_unique<lb_worker>(
+            ctx, wo, lb_bytes_handler([](std::string_view body) { return cat("re:", body); })));
+        workers.back()->start();
+    }
+    ASSERT_TRUE(ready_workers(broker, worker_count));
+    auto s = broker.broker_stats();
+    for (const auto& w : s->workers) {
+        EXPECT_EQ(w.credit, 4u) << w.id;
+    }
+
+    lb_client client(ctx, client_options(broker));
+    constexpr int total = 10000;
+    constexpr std::size_t window = 64; // more than the workers' credit: some wait at the broker
+    std::unordered_map<message_id, std::string, message_id_hash> expected;
+    std::unordered_map<message_id, int, message_id_hash> answers;
+    std::size_t failures = 0;
+    int next = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
+        while (next < total && client.pending() < window) {
+            const std::string body = cat("r", std::to_string(next++));
+            const auto id = client.submit(message(body), [&](lb_result r) {
+                if (!r.ok()) {
+                    ++failures;
+                    return;
+                }
+                const auto cause = r.reply.causation_id();
+                ++answers[cause];
+                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
+            });
+            expected[id] = body;
+        }
+        (void)client.poll(100ms);
+    }
+    EXPECT_EQ(failures, 0u);
+    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : answers) {
+        ASSERT_EQ(n, 1) << id.to_string();
+        ASSERT_EQ(expected.count(id), 1u);
+    }
+    EXPECT_EQ(client.late_replies(), 0u);
+    s = broker.broker_stats();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
+    EXPECT_EQ(s->late_replies, 0u);
+    EXPECT_EQ(s->redispatched, 0u);
+    EXPECT_EQ(s->in_flight, 0u);
+    ASSERT_EQ(s->workers.size(), worker_count);
+    std::uint64_t served = 0;
+    for (const auto& w : s->workers) {
+        served += w.served;
+        EXPECT_GE(w.served, static_cast<std::uint64_t>(total) / worker_count / 4) << w.id;
+        EXPECT_EQ(w.in_flight, 0u) << w.id;
+    }
+    EXPECT_EQ(served, static_cast<std::uint64_t>(total));
+    std::uint64_t handled = 0;
+    for (auto& w : workers) {
+        handled += w->counters().handled;
+    }
+    EXPECT_EQ(handled, static_cast<std::uint64_t>(total));
+}
+
+TEST_F(lb_fixture, a_prefetching_worker_that_expires_has_all_its_requests_dispatched_again) {
+    manual_clock clk;
+    auto o = options();
+    o.heartbeat_interval = 1000ms;
+    o.liveness = 3;
+    o.tick = 5ms;
+    o.clock = [&clk] { return clk.now(); };
+    load_balancer broker(ctx, o);
+    broker.start();
+    zmq::socket_t a(ctx, zmq::socket_type::dealer);
+    a.set(zmq::sockopt::linger, 0);
+    a.set(zmq::sockopt::routing_id, std::string("worker-a"));
+    a.connect(broker.backend_endpoints().at(0));
+    a.send(zmq::buffer(ready_with_credit(4)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+
+    lb_client client(ctx, client_options(broker));
+    std::map<message_id, lb_result> outcomes;
+    std::vector<message_id> ids;
+    for (int i = 0; i < 5; ++i) {
+        ids.push_back(client.submit(message(cat("job", std::to_string(i))), [&](lb_result r) {
+            const auto cause = r.reply.causation_id();
+            outcomes.emplace(cause, std::move(r));
+        }));
+    }
+    // A holds four (its credit), the fifth waits.
+    std::vector<std::vector<std::string>> at_a;
+    for (int i = 0; i < 4; ++i) {
+        at_a.push_back(next_request(a));
+        ASSERT_EQ(at_a.back().size(), 4u);
+        const auto h = request_header(at_a.back());
+        EXPECT_EQ(h.id, ids[static_cast<std::size_t>(i)]);
+        EXPECT_EQ(h.attempt, 1u);
+    }
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->queued == 1; }));
+
+    // A goes silent past liveness x interval: all four wait again, ahead of the fifth.
+    clk.offset_ms = 3100;
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->workers_expired == 1; }, 10s));
+    auto s = broker.broker_stats();
+    EXPECT_EQ(s->redispatched, 4u);
+    EXPECT_EQ(s->queued, 5u);
+    EXPECT_EQ(s->in_flight, 0u);
+    EXPECT_TRUE(s->workers.empty());
+
+    // B (credit 8) gets all five in their order: the four with attempt 2, the fifth attempt 1.
+    auto b = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    b.send(zmq::buffer(ready_with_credit(8)));
+    std::vector<std::vector<std::string>> at_b;
+    for (int i = 0; i < 5; ++i) {
+        at_b.push_back(next_request(b));
+        ASSERT_EQ(at_b.back().size(), 4u);
+        const auto h = request_header(at_b.back());
+        EXPECT_EQ(h.id, ids[static_cast<std::size_t>(i)]);
+        EXPECT_EQ(h.attempt, i < 4 ? 2u : 1u);
+    }
+    for (const auto& r : at_b) {
+        send_frames(b, envelope_reply(r, "by b"));
+    }
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcomes.size() == 5;
+    }));
+    for (const auto& id : ids) {
+        ASSERT_TRUE(outcomes.at(id).ok());
+        EXPECT_EQ(outcomes.at(id).reply.body_view(), "by b");
+    }
+    // A wakes up and answers what it had: every reply is late, none reaches the client.
+    for (const auto& r : at_a) {
+        send_frames(a, envelope_reply(r, "by a"));
+    }
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->late_replies == 4; }));
+    EXPECT_EQ(client.poll(100ms), 0u);
+    EXPECT_EQ(client.late_replies(), 0u);
+    s = broker.broker_stats();
+    EXPECT_EQ(s->replies, 5u);
+    EXPECT_EQ(s->errors, 0u);
+}
+
+TEST_F(lb_fixture, the_first_reply_wins_even_from_a_worker_that_expired) {
+    manual_clock clk;
+    auto o = options();
+    o.heartbeat_interval = 1000ms;
+    o.liveness = 3;
+    o.tick = 5ms;
+    o.clock = [&clk] { return clk.now(); };
+    load_balancer broker(ctx, o);
+    broker.start();
+    zmq::socket_t a(ctx, zmq::socket_type::dealer);
+    a.set(zmq::sockopt::linger, 0);
+    a.connect(broker.backend_endpoints().at(0));
+    a.send(zmq::buffer(ready_with_credit(2)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    lb_client client(ctx, client_options(broker));
+    std::map<message_id, lb_result> outcomes;
+    auto done = [&](lb_result r) {
+        const auto cause = r.reply.causation_id();
+        outcomes.emplace(cause, std::move(r));
+    };
+    const auto id0 = client.submit(message("zero"), done);
+    const auto id1 = client.submit(message("one"), done);
+    const auto r0 = next_request(a);
+    const auto r1 = next_request(a);
+    ASSERT_EQ(r0.size(), 4u);
+    ASSERT_EQ(r1.size(), 4u);
+    clk.offset_ms = 3100;
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->queued == 2; }, 10s));
+
+    // A was given up, but its reply to "zero" is the first: it answers the waiting request.
+    send_frames(a, envelope_reply(r0, "zero by a"));
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcomes.count(id0) == 1;
+    }));
+    EXPECT_EQ(outcomes.at(id0).reply.body_view(), "zero by a");
+    // Its sign of life registered A again, with credit 1 (it has not said READY since): "one"
+    // comes to it again, attempt 2, in plain 6/PPP frames.
+    const auto again = next_request(a);
+    ASSERT_EQ(again.size(), 3u) << ::testing::PrintToString(again);
+    const auto h = request_header(again);
+    EXPECT_EQ(h.id, id1);
+    EXPECT_EQ(h.attempt, 2u);
+    send_frames(a, envelope_reply(again, "one, second time"));
+    // The reply to the first dispatch of "one" comes after: late.
+    send_frames(a, envelope_reply(r1, "one, first time"));
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->late_replies == 1; }));
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcomes.size() == 2;
+    }));
+    EXPECT_EQ(outcomes.at(id1).reply.body_view(), "one, second time");
+    EXPECT_EQ(client.poll(100ms), 0u);
+    EXPECT_EQ(client.late_replies(), 0u);
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->replies, 2u);
+    EXPECT_EQ(s->redispatched, 2u);
+    EXPECT_EQ(s->queued, 0u);
+    EXPECT_EQ(s->in_flight, 0u);
+}
+
+TEST_F(lb_fixture, a_prefetching_worker_that_disconnects_has_all_its_requests_dispatched_again) {
+    auto o = options();
+    o.max_attempts = 2;
+    load_balancer broker(ctx, o);
+    broker.start();
+    auto a = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    a.send(zmq::buffer(ready_with_credit(3)));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    lb_client client(ctx, client_options(broker));
+    std::vector<lb_result> done;
+    for (int i = 0; i < 3; ++i) {
+        (void)client.submit(message(cat("d", std::to_string(i))),
+                            [&](lb_result r) { done.push_back(std::move(r)); });
+    }
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(next_request(a).size(), 4u);
+    }
+    a.send(zmq::buffer(std::string("\x05", 1))); // DISCONNECT holding three
+    auto b = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    b.send(zmq::buffer(ready_with_credit(3)));
+    for (int i = 0; i < 3; ++i) {
+        const auto r = next_request(b);
+        ASSERT_EQ(r.size(), 4u);
+        EXPECT_EQ(request_header(r).attempt, 2u);
+    }
+    // B leaves too: their second and last attempt is over, the client gets three errors.
+    b.send(zmq::buffer(std::string("\x05", 1)));
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return done.size() == 3;
+    }));
+    for (const auto& r : done) {
+        EXPECT_EQ(r.error, lb_error::attempts);
+        EXPECT_THAT(r.reason, HasSubstr("no reply after 2 attempts"));
+    }
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->workers_disconnected, 2u);
+    EXPECT_EQ(s->redispatched, 3u);
+    EXPECT_EQ(s->errors, 3u);
+    EXPECT_EQ(s->in_flight, 0u);
+    EXPECT_EQ(s->queued, 0u);
+}
+
+namespace {
+// An lb_worker whose handler can see that stop() was called.
+struct observable_worker : lb_worker {
+    using actor::stop_requested;
+    using lb_worker::lb_worker;
+};
+} // namespace
+
+TEST_F(lb_fixture, a_prefetching_worker_stopped_under_load_loses_and_duplicates_nothing) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    // Some work per request, so that requests wait in the workers' sockets.
+    auto handler = lb_bytes_handler([](std::string_view body) {
+        const auto until = std::chrono::steady_clock::now() + 50us;
+        while (std::chrono::steady_clock::now() < until) {
+        }
+        return cat("re:", body);
+    });
+    // A's workload, once `hold` is set, runs until A is told to stop (at most 10 s): A then
+    // holds four requests, one in hand and three waiting in its socket, when stop() comes, and
+    // the three are left to the broker.
+    std::atomic<bool> hold{false}, a_holding{false};
+    std::atomic<observable_worker*> a_worker{nullptr};
+    auto a_handler = lb_bytes_handler([&](std::string_view body) {
+        if (hold.load()) {
+            a_holding = true;
+            const auto until = std::chrono::steady_clock::now() + 10s;
+            while (!a_worker.load()->stop_requested() && std::chrono::steady_clock::now() < until) {
+                std::this_thread::yield();
+            }
+            // Then 2 ms of work more: the actor loop looks at its command pipe at least every
+            // millisecond while busy, so the stop is seen before the next request is taken.
+            const auto done = std::chrono::steady_clock::now() + 2ms;
+            while (std::chrono::steady_clock::now() < done) {
+            }
+        }
+        return cat("re:", body);
+    });
+    auto wa = worker_options(broker, "leaving");
+    wa.prefetch = 4;
+    wa.configure = [](zmq::socket_t& s) {
+        s.set(zmq::sockopt::routing_id, std::string("leaving"));
+    };
+    auto wb = worker_options(broker, "staying");
+    wb.prefetch = 4;
+    auto a = std::make_unique<observable_worker>(ctx, wa, a_handler);
+    a_worker = a.get();
+    lb_worker b(ctx, wb, handler);
+    a->start();
+    b.start();
+    ASSERT_TRUE(ready_workers(broker, 2));
+
+    lb_client client(ctx, client_options(broker));
+    constexpr int total = 3000;
+    constexpr std::size_t window = 32;
+    std::unordered_map<message_id, std::string, message_id_hash> expected;
+    std::unordered_map<message_id, int, message_id_hash> answers;
+    std::size_t failures = 0;
+    std::uint64_t handled_by_a = 0;
+    int next = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
+        while (next < total && client.pending() < window) {
+            const std::string body = cat("s", std::to_string(next++));
+            const auto id = client.submit(message(body), [&](lb_result r) {
+                if (!r.ok()) {
+                    ++failures;
+                    return;
+                }
+                const auto cause = r.reply.causation_id();
+                ++answers[cause];
+                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
+            });
+            expected[id] = body;
+        }
+        (void)client.poll(10ms);
+        if (a && answers.size() >= static_cast<std::size_t>(total / 3)) {
+            hold = true;
+            const auto s = a_holding.load() ? broker.broker_stats() : std::nullopt;
+            const bool a_full = s && std::any_of(s->workers.begin(), s->workers.end(), [](auto& w) {
+                                    return w.id == "6c656176696e67" && w.in_flight == 4;
+                                });
+            if (a_full) {
+                a->stop(); // under load, holding four requests
+                handled_by_a = a->counters().handled;
+                a.reset();
+            }
+        }
+    }
+    EXPECT_EQ(a, nullptr);
+    EXPECT_EQ(failures, 0u);
+    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : answers) {
+        ASSERT_EQ(n, 1) << id.to_string();
+    }
+    EXPECT_EQ(client.late_replies(), 0u);
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
+    EXPECT_EQ(s->late_replies, 0u);
+    EXPECT_EQ(s->workers_disconnected, 1u);
+    EXPECT_GE(s->redispatched, 2u); // what waited in A's socket
+    EXPECT_EQ(s->errors, 0u);
+    // Nothing ran twice: every request was handled by exactly one worker.
+    EXPECT_EQ(handled_by_a + b.counters().handled, static_cast<std::uint64_t>(total));
 }

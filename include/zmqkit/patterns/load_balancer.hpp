@@ -42,6 +42,11 @@ namespace ppp {
 inline constexpr std::string_view ready_byte{"\x01", 1};      // worker -> broker, one frame
 inline constexpr std::string_view heartbeat_byte{"\x02", 1};  // both ways, one frame
 inline constexpr std::string_view disconnect_byte{"\x05", 1}; // worker -> broker (zmqkit addition)
+// zmqkit addition: READY with credit, one frame "\x01credit=<N>" (N decimal, 1 to 2^32 - 1): the
+// worker takes up to N requests at once (prefetch). Sent by lb_worker with prefetch > 1 only.
+inline constexpr std::string_view ready_credit_prefix{"\x01"
+                                                      "credit=",
+                                                      8};
 // Words some published PPP peers send instead of the bytes; accepted, never sent.
 inline constexpr std::string_view ready_word = "READY";
 inline constexpr std::string_view heartbeat_word = "HEARTBEAT";
@@ -54,8 +59,14 @@ struct worker_message {
     // reply: frames [0, envelope_size) are the address stack (the first is the client's routing
     // id at the broker's frontend), frame envelope_size is empty, the content follows (>= 1).
     std::size_t envelope_size = 0;
+    // ready: the requests the worker takes at once (1 for a plain READY). A READY with a credit
+    // that is not a number from 1 to 2^32 - 1 is still a READY, with credit 1 and
+    // credit_rejected set (and `why` saying what was wrong), for the caller to count.
+    std::uint32_t credit = 1;
+    bool credit_rejected = false;
 };
-// Parses [0x01] | [0x02] | [0x05] (or the ASCII words) | [address...][""][content...].
+// Parses [0x01] | [0x01 "credit=" N] | [0x02] | [0x05] (or the ASCII words) |
+// [address...][""][content...].
 [[nodiscard]] std::optional<worker_message>
 parse_worker_message(const std::vector<std::string_view>& frames, std::string& why);
 
@@ -115,6 +126,9 @@ struct load_balancer_options {
     // heartbeat_interval x liveness is expired (6/PPP's defaults: 1000 ms x 3).
     std::chrono::milliseconds heartbeat_interval = 1000ms;
     std::uint32_t liveness = 3;
+    // The most requests one worker may hold at once: a worker that asks for more credit in its
+    // READY (lb_worker_options::prefetch) gets this many (>= 1; 1 turns prefetch off).
+    std::uint32_t max_prefetch = 64;
     // Requests waiting for a ready worker; one more is answered with error "busy".
     std::size_t max_queued = 100000;
     // Dispatches of one request (the first included) before it is answered with error
@@ -140,9 +154,11 @@ struct load_balancer_options {
 
 // Per-worker statistics (STATUS "workers").
 struct lb_worker_stats {
-    std::string id;     // routing id, hex
-    bool ready = false; // waiting in the LRU queue
-    bool busy = false;  // a request in flight
+    std::string id;              // routing id, hex
+    bool ready = false;          // has free credit: waiting in the LRU queue
+    bool busy = false;           // all its credit in use (credit 1: a request in flight)
+    std::uint32_t in_flight = 0; // requests dispatched to it and not answered yet
+    std::uint32_t credit = 1;    // requests it may hold at once (its READY's, capped)
     std::uint64_t served = 0;
     std::int64_t last_heartbeat_ms = 0; // ms since anything arrived from it
     std::uint64_t expired = 0;          // times a worker with this id expired before
@@ -165,12 +181,14 @@ struct lb_broker_stats {
 };
 
 // The load-balancing broker. start() binds and returns; requests from the frontend go to the
-// least recently used ready worker, one at a time per worker. A request is kept until its
+// least recently used ready worker, one at a time per worker — or up to its credit at once for
+// a worker that announced one (lb_worker_options::prefetch; capped by max_prefetch), the
+// worker going to the back of the queue after each request. A request is kept until its
 // reply (or an error reply) went to the client: when its worker sends DISCONNECT, is found
-// unreachable or stays silent past heartbeat_interval x liveness, it is dispatched to another
-// worker (attempt + 1 in an envelope's header). A resent envelope request (same message id,
-// e.g. a Lazy Pirate retry on a fresh socket) joins the pending one and its reply goes to the
-// newest sender. Thread-safe public methods.
+// unreachable or stays silent past heartbeat_interval x liveness, it (and every other request
+// that worker holds) is dispatched to another worker (attempt + 1 in an envelope's header). A
+// resent envelope request (same message id, e.g. a Lazy Pirate retry on a fresh socket) joins the
+// pending one and its reply goes to the newest sender. Thread-safe public methods.
 class load_balancer : public actor {
 public:
     load_balancer(zmq::context_t& context, load_balancer_options options);
@@ -238,6 +256,13 @@ struct lb_worker_options {
     std::string name = "lb-worker"; // thread name and metric label
     std::chrono::milliseconds heartbeat_interval = 1000ms; // must match the broker's
     std::uint32_t liveness = 3; // broker silent this many intervals: reconnect
+    // Requests the broker may send before this worker answers the first (AMQP's basic.qos
+    // prefetch). 1 (default): one at a time, the fair dispatch long jobs want. N > 1: the READY
+    // announces credit N (a zmqkit broker caps it at its max_prefetch; a plain 6/PPP broker
+    // sends one at a time), so the next requests wait in this worker's socket instead of a
+    // broker round trip away: more throughput for short requests, less fairness for long
+    // ones. Requests are still handled one at a time, in order.
+    std::uint32_t prefetch = 1;
     // Reconnect delays after the broker went silent: initial, doubled each time, capped.
     std::chrono::milliseconds reconnect_initial = 1s;
     std::chrono::milliseconds reconnect_max = 32s;
@@ -262,7 +287,9 @@ struct lb_worker_counters {
 // (on its thread), heartbeats every interval, and when the broker is silent for liveness
 // intervals reconnects on a fresh socket after a backoff (1 s doubling to 32 s by default).
 // stop() drains: the request being handled is finished and answered, then DISCONNECT tells the
-// broker to send nothing more, within the stop deadline. A handler longer than
+// broker to send nothing more, within the stop deadline (with prefetch 1 a request that
+// already arrived is answered too; with prefetch > 1 requests still waiting in the socket are
+// left to the broker, which dispatches them again on DISCONNECT). A handler longer than
 // heartbeat_interval x liveness gets the worker expired by the broker (its request goes to
 // another worker): choose the intervals for the slowest request.
 class lb_worker : public actor {
@@ -286,10 +313,12 @@ private:
 
     lb_worker_options options_;
     lb_handler handler_;
+    std::string ready_command_;           // READY, with the credit when prefetch > 1
     std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
     // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
     std::unique_ptr<handshake_monitor> handshakes_;
     std::vector<zmq::message_t> frames_;
+    std::vector<std::string_view> views_; // of frames_ (reused: no allocation per request)
     std::chrono::steady_clock::time_point last_heard_{};
     std::chrono::steady_clock::time_point next_heartbeat_{};
     std::optional<std::chrono::steady_clock::time_point> reconnect_at_;
@@ -363,8 +392,8 @@ public:
 
 private:
     struct entry {
-        std::string frame; // the encoded request [header+body], attempt kept current
-        std::string body;
+        std::string frame;           // the encoded request [header+body], attempt kept current
+        std::size_t header_size = 0; // of the header at the start of `frame`
         header request_header;
         std::uint32_t sends = 0;
         std::chrono::steady_clock::time_point due;
