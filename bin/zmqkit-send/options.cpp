@@ -107,6 +107,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     std::string confirm_timeout = "30s";
     std::string retry_interval = "2s";
     std::size_t window = 1000;
+    std::size_t batch = 1;
+    std::string batch_linger = "0";
     std::string interval;
     std::string wait_peers = "0";
     std::string data;
@@ -149,6 +151,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("confirm-timeout", po::value(&confirm_timeout)->default_value("30s"), "--wait-confirm: at the end, how long to wait for the last confirms")
         ("window", po::value(&window)->default_value(1000), "--wait-confirm: unconfirmed messages in flight before sending waits")
         ("retry-interval", po::value(&retry_interval)->default_value("2s"), "--wait-confirm: resend a message not confirmed after this (same id: stored once)")
+        ("batch", po::value(&batch)->default_value(1), "--wait-confirm: send up to N messages as one batch (one ZeroMQ message; 1: no batching); a partly filled batch leaves when no more input is ready, and at the end")
+        ("batch-linger", po::value(&batch_linger)->default_value("0"), "--wait-confirm --batch: with --rate, how long a partly filled batch may wait for the next messages (default 0: it leaves before every wait)")
         ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
@@ -192,15 +196,26 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         try {
             cfg.confirm_timeout = parse_duration(confirm_timeout);
             cfg.retry_interval = parse_duration(retry_interval);
+            cfg.batch_linger = parse_duration(batch_linger);
         } catch (const zmqkit::error& e) {
             throw usage_error{e.what(), exit_usage};
         }
         if (window == 0 || cfg.retry_interval.count() <= 0) {
             throw usage_error{"--window and --retry-interval must be more than 0", exit_usage};
         }
+        if (batch == 0 || batch > 1'000'000) {
+            throw usage_error{"--batch must be from 1 (no batching) to 1000000 messages, got " +
+                                  std::to_string(batch),
+                              exit_usage};
+        }
+        if (cfg.batch_linger.count() < 0) {
+            throw usage_error{"--batch-linger must not be negative", exit_usage};
+        }
         cfg.window = window;
+        cfg.batch = batch;
     } else {
-        for (const char* only : {"confirm-timeout", "window", "retry-interval"}) {
+        for (const char* only :
+             {"confirm-timeout", "window", "retry-interval", "batch", "batch-linger"}) {
             if (!vm[only].defaulted()) {
                 throw usage_error{std::string("--") + only + " applies to --wait-confirm only",
                                   exit_usage};

@@ -14,9 +14,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <functional>
 #include <optional>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 namespace zmqkit::cli {
@@ -119,11 +121,11 @@ bool apply_field(const std::string& name, const json& value, header& h, bool all
     if (name == "causation_id") {
         return need_id(h.causation_id);
     }
-    if (name == "attempt" || name == "sequence") {
-        if (!value.is_number_unsigned() ||
     if (name == "publisher_id") {
         return need_id(h.publisher_id);
     }
+    if (name == "attempt" || name == "sequence") {
+        if (!value.is_number_unsigned() ||
             (name == "attempt" && value.get<std::uint64_t>() > 0xFFFFFFFFu)) {
             error = "header '" + name + "' must be a non-negative integer";
             return false;
@@ -226,7 +228,8 @@ int finish_confirmed(patterns::reliable_sender& reliable, const send_config& cfg
         stats.print_final("zmqkit-send");
         log.info("confirms: confirmed=" + std::to_string(reliable.confirmed()) +
                  " resent=" + std::to_string(reliable.resent()) +
-                 " rejected=" + std::to_string(rejected) + " unconfirmed=" + std::to_string(left));
+                 " rejected=" + std::to_string(rejected) + " unconfirmed=" + std::to_string(left) +
+                 " batches=" + std::to_string(reliable.batches()));
     }
     if (left > 0) {
         const auto ids = reliable.unconfirmed_ids();
@@ -379,12 +382,21 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                                     ? input_reader::framing::length_prefixed
                                     : input_reader::framing::delimited);
     std::optional<input_reader> reader;
+    // Called before the reader waits for more input (set below for --batch).
+    std::function<void()> before_input_wait;
+    const int input_fd = file.fd >= 0 ? file.fd : STDIN_FILENO;
     if (cfg.data) {
         reader.emplace(*cfg.data, framing, cfg.delimiter, cfg.max_size);
     } else {
         reader.emplace(
-            file.fd >= 0 ? file.fd : STDIN_FILENO, framing, cfg.delimiter,
-            [&] { return check_signal() || past_deadline() || input_idle(); }, cfg.max_size);
+            input_fd, framing, cfg.delimiter,
+            [&] {
+                if (before_input_wait) {
+                    before_input_wait();
+                }
+                return check_signal() || past_deadline() || input_idle();
+            },
+            cfg.max_size);
     }
 
     zmq::context_t context;
@@ -424,6 +436,11 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         ro.endpoint = spec;
         ro.window = cfg.window;
         ro.retry_interval = cfg.retry_interval;
+        ro.batch_messages = cfg.batch;
+        // A partly filled batch leaves when no more input is ready and before a long --rate
+        // wait (below), so the sender itself need not send it early: without --batch-linger
+        // it waits for more messages as long as input keeps coming.
+        ro.linger = cfg.batch_linger.count() > 0 ? cfg.batch_linger : std::chrono::hours(1);
         ro.socket = so;
         ro.configure = [&](zmq::socket_t& raw) {
             apply_socket_options(raw, cfg.socket_options);
@@ -444,6 +461,18 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             log.error("message " + id.to_string() +
                       " was rejected by the proxy: " + std::string(reason));
         });
+        if (cfg.batch > 1) {
+            // A partly filled batch does not wait for input that is not there yet.
+            before_input_wait = [&] {
+                if (reliable->waiting() == 0) {
+                    return;
+                }
+                pollfd p{input_fd, POLLIN, 0};
+                if (::poll(&p, 1, 0) == 0) {
+                    reliable->send_batch();
+                }
+            };
+        }
     } else {
         // --pub is an XPUB: it publishes like a PUB and also sees the subscriptions arrive,
         // so --wait-peers can wait for subscribers, not just connections.
@@ -700,6 +729,9 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             if (now < next_send) {
                 // The rate wait ends at --timeout at the latest.
                 const auto until = deadline ? std::min(next_send, *deadline) : next_send;
+                if (reliable && cfg.batch > 1 && until - now > cfg.batch_linger) {
+                    reliable->send_batch(); // a partly filled batch does not wait that long
+                }
                 if (auto sig =
                         signals.wait(std::chrono::ceil<std::chrono::milliseconds>(until - now))) {
                     stop_requested = true;

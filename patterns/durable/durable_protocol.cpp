@@ -114,4 +114,54 @@ std::optional<std::uint64_t> parse_delivery_tag(const std::vector<std::string_vi
     return get_u64_be(frames[1].data());
 }
 
+bool parse_batch(std::string_view payload, std::vector<std::string_view>& entries,
+                 std::string& why) {
+    entries.clear();
+    if (payload.empty()) {
+        why = "empty payload (a batch holds at least one entry)";
+        return false;
+    }
+    std::size_t at = 0;
+    while (at < payload.size()) {
+        const std::size_t left = payload.size() - at;
+        // Only built for the reason of a rejection (the hot path does not allocate).
+        const auto entry = [&] {
+            std::string e = "entry ";
+            e += std::to_string(entries.size() + 1);
+            e += " at offset ";
+            e += std::to_string(at);
+            return e;
+        };
+        if (left < batch_length_size) {
+            why = "truncated: " + entry() + " has " + std::to_string(left) +
+                  " byte(s) where its 4-byte length should be";
+            return false;
+        }
+        std::uint32_t length = 0;
+        for (std::size_t i = 0; i < batch_length_size; ++i) {
+            length = (length << 8) | static_cast<unsigned char>(payload[at + i]);
+        }
+        if (length == 0) {
+            why = "bad length: " + entry() + " has length 0";
+            return false;
+        }
+        if (length > left - batch_length_size) {
+            why = "truncated: " + entry() + " has length " + std::to_string(length) + " but only " +
+                  std::to_string(left - batch_length_size) + " byte(s) follow";
+            return false;
+        }
+        entries.push_back(payload.substr(at + batch_length_size, length));
+        at += batch_length_size + length;
+    }
+    return true;
+}
+
+void append_batch_entry(std::string& payload, std::string_view message) {
+    const auto n = static_cast<std::uint32_t>(message.size());
+    const char length[batch_length_size] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                                            static_cast<char>(n >> 8), static_cast<char>(n)};
+    payload.append(length, batch_length_size);
+    payload.append(message);
+}
+
 } // namespace zmqkit::patterns::durable_protocol

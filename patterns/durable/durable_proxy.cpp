@@ -48,7 +48,9 @@ struct durable_proxy::impl {
     };
     std::deque<pending_confirm> confirms;
 
-    // A message the spool could not take (block policy, disk full): reading stops until it is in.
+    // Messages the spool could not take (block policy, disk full): reading stops until they
+    // are in. More than one when the spool filled up in the middle of a batch: the rest of
+    // the batch waits behind the first, in order.
     struct held_message {
         bool from_router = false;
         std::string rid;
@@ -57,7 +59,7 @@ struct durable_proxy::impl {
         std::string header;
         std::string body;
     };
-    std::optional<held_message> held;
+    std::deque<held_message> held;
 
     struct consumer_state {
         std::uint32_t credit = 0;
@@ -87,6 +89,7 @@ struct durable_proxy::impl {
 
     std::vector<zmq::message_t> frames;
     std::vector<std::string_view> views;
+    std::vector<std::string_view> batch_entries;
     header scratch;
     bool paused = false;
     bool push_blocked = false;
@@ -254,14 +257,14 @@ struct durable_proxy::impl {
     }
 
     void update_reading() {
-        const bool on = !paused && !held;
+        const bool on = !paused && held.empty();
         if (frontend) {
             self.set_watch_enabled(*frontend, on);
         }
         if (frontend_pull) {
             self.set_watch_enabled(*frontend_pull, on);
         }
-        g_held->set(held ? 1 : 0);
+        g_held->set(held.empty() ? 0 : 1);
     }
 
     // ---- the main step ----
@@ -269,10 +272,10 @@ struct durable_proxy::impl {
     void pump() {
         for (int round = 0; round < 4; ++round) {
             bool work = false;
-            if (held) {
+            if (!held.empty()) {
                 retry_held(); // acks may have made room
             }
-            if (!paused && !held) {
+            if (!paused && held.empty()) {
                 work |= ingest_router(opt.batch);
                 work |= ingest_pull(opt.batch);
             }
@@ -340,10 +343,11 @@ struct durable_proxy::impl {
         return true;
     }
 
-    // Appends; queues the confirm or sends a reject; holds the message when the spool is full.
-    void accept(bool from_router, std::string_view rid, bool delimiter, const message_id& id,
-                std::string_view header_bytes, std::string_view body) {
-        const auto r = sp->append(header_bytes, body, id); // split_message decoded it
+    // Appends; queues the confirm or sends a reject. False when the spool is full (nothing
+    // done: the caller holds the message).
+    bool try_accept(bool from_router, std::string_view rid, bool delimiter, const message_id& id,
+                    std::string_view header_bytes, std::string_view body) {
+        const auto r = sp->append(header_bytes, body, id); // the caller decoded it
         switch (r.outcome) {
         case append_result::status::duplicate:
             duplicates->add();
@@ -352,19 +356,79 @@ struct durable_proxy::impl {
             if (from_router) {
                 confirms.push_back({r.ticket, std::string(rid), delimiter, id});
             }
-            return;
+            return true;
         case append_result::status::full:
-            held = held_message{from_router, std::string(rid),          delimiter,
-                                id,          std::string(header_bytes), std::string(body)};
-            update_reading();
-            return;
+            return false;
         case append_result::status::rejected:
             rejects_sent->add();
             if (from_router) {
                 send_reject(rid, delimiter, id, r.reason);
             }
+            return true;
+        }
+        return true;
+    }
+
+    // try_accept, or hold the message (behind those already held) and stop reading.
+    void accept(bool from_router, std::string_view rid, bool delimiter, const message_id& id,
+                std::string_view header_bytes, std::string_view body) {
+        if (held.empty() && try_accept(from_router, rid, delimiter, id, header_bytes, body)) {
             return;
         }
+        held.push_back({from_router, std::string(rid), delimiter, id, std::string(header_bytes),
+                        std::string(body)});
+        update_reading();
+    }
+
+    // [BATCH][payload] (docs/wire-protocol.md §7.1): each entry is stored as if it had come
+    // alone. A payload that does not split into entries is rejected as a whole (zero id); an
+    // entry whose header does not decode gets its own REJECT and the others are stored.
+    // Returns the number of entries (the read budget counts messages, not batches).
+    std::size_t ingest_batch(bool from_router, std::string_view rid, bool delimiter,
+                             std::string_view payload, const char* where) {
+        std::string why;
+        if (delimiter) {
+            why = "a batch needs a DEALER producer (a REQ request gets a single reply)";
+        } else if (!proto::parse_batch(payload, batch_entries, why)) {
+            why.insert(0, "malformed batch: ");
+        }
+        if (!why.empty()) {
+            report_malformed(where_text(where, rid), why);
+            if (from_router) {
+                send_reject(rid, delimiter, message_id{}, why);
+            }
+            return 1;
+        }
+        for (const std::string_view entry : batch_entries) {
+            std::size_t header_size = 0;
+            const decode_status st =
+                decode_header(entry.data(), entry.size(), scratch, &header_size);
+            if (!st || scratch.id.is_nil()) {
+                why = "malformed: batch entry at offset ";
+                why += std::to_string(static_cast<std::size_t>(entry.data() - payload.data()) -
+                                      proto::batch_length_size);
+                why += ": ";
+                why += st ? std::string("the header has no message id") : st.message();
+                report_malformed(where_text(where, rid), why);
+                if (from_router) {
+                    send_reject(rid, delimiter, message_id{}, why);
+                }
+                continue;
+            }
+            accept(from_router, rid, delimiter, scratch.id, entry.substr(0, header_size),
+                   entry.substr(header_size));
+        }
+        return batch_entries.size();
+    }
+
+    static std::string where_text(const char* where, std::string_view rid) {
+        std::string w(where);
+        if (!rid.empty()) {
+            w += " (from peer ";
+            w += hex(rid);
+            w += ")";
+        }
+        return w;
     }
 
     void send_reject(std::string_view rid, bool delimiter, const message_id& id,
@@ -389,7 +453,7 @@ struct durable_proxy::impl {
             return false;
         }
         std::size_t done = 0;
-        while (done < limit && !held) {
+        while (done < limit && held.empty()) {
             const std::size_t n = receive(*frontend);
             if (n == 0) {
                 break;
@@ -404,6 +468,10 @@ struct durable_proxy::impl {
             const std::string_view rid = view(frames[0]);
             const bool delimiter = n > 1 && frames[1].size() == 0;
             const std::size_t first = delimiter ? 2 : 1;
+            if (n == first + 2 && view(frames[first]) == proto::batch) {
+                done += ingest_batch(true, rid, delimiter, view(frames[first + 1]), "frontend") - 1;
+                continue;
+            }
             std::string_view header_bytes, body;
             std::string why;
             if (n <= first || !split_message(first, n, header_bytes, body, why)) {
@@ -426,7 +494,7 @@ struct durable_proxy::impl {
             return false;
         }
         std::size_t done = 0;
-        while (done < limit && !held) {
+        while (done < limit && held.empty()) {
             const std::size_t n = receive(*frontend_pull);
             if (n == 0) {
                 break;
@@ -438,6 +506,10 @@ struct durable_proxy::impl {
             }
             self.counters_.frontend_in->add();
             self.counters_.frontend_bytes_in->add(bytes);
+            if (n == 2 && view(frames[0]) == proto::batch) {
+                done += ingest_batch(false, {}, false, view(frames[1]), "pull frontend") - 1;
+                continue;
+            }
             std::string_view header_bytes, body;
             std::string why;
             if (!split_message(0, n, header_bytes, body, why)) {
@@ -450,15 +522,17 @@ struct durable_proxy::impl {
     }
 
     void retry_held() {
-        if (!held || paused) {
+        if (held.empty() || paused) {
             return;
         }
-        held_message h = std::move(*held);
-        held.reset();
-        accept(h.from_router, h.rid, h.delimiter, h.id, h.header, h.body);
-        if (!held) {
-            update_reading();
+        while (!held.empty()) {
+            const auto& h = held.front();
+            if (!try_accept(h.from_router, h.rid, h.delimiter, h.id, h.header, h.body)) {
+                return; // still full
+            }
+            held.pop_front();
         }
+        update_reading();
     }
 
     // ---- consumers ----
@@ -787,17 +861,27 @@ struct durable_proxy::impl {
             std::size_t count;
         };
         std::vector<batch> batches;
+        std::size_t last = 0; // confirms come in runs per producer (a batch, a burst): try it first
         while (!confirms.empty() && confirms.front().ticket <= done) {
             auto& pc = confirms.front();
             batch* b = nullptr;
-            for (auto& x : batches) {
-                if (x.rid == pc.rid && x.delimiter == pc.delimiter) {
-                    b = &x;
-                    break;
+            if (!pc.delimiter) {
+                if (last < batches.size() && !batches[last].delimiter &&
+                    batches[last].rid == pc.rid) {
+                    b = &batches[last];
+                } else {
+                    for (std::size_t i = 0; i < batches.size(); ++i) {
+                        if (!batches[i].delimiter && batches[i].rid == pc.rid) {
+                            b = &batches[i];
+                            last = i;
+                            break;
+                        }
+                    }
                 }
             }
-            if (b == nullptr || pc.delimiter) { // REQ: one reply per request
+            if (b == nullptr) { // a new producer, or REQ: one reply per request
                 batches.push_back({std::move(pc.rid), pc.delimiter, {}, 0});
+                last = batches.size() - 1;
                 b = &batches.back();
             }
             b->ids.append(reinterpret_cast<const char*>(pc.id.data()), message_id::size);
@@ -935,7 +1019,10 @@ struct durable_proxy::impl {
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count();
         std::string j = "{\"state\":\"";
-        j += st.read_only ? "read-only" : paused ? "paused" : held ? "backpressure" : "running";
+        j += st.read_only    ? "read-only"
+             : paused        ? "paused"
+             : !held.empty() ? "backpressure"
+                             : "running";
         j += "\",\"statistics\":" + self.statistics().to_json();
         auto num = [&](const char* k, auto v) {
             j += ",\"";

@@ -52,6 +52,10 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
     if (options_.window == 0 || options_.retry_interval.count() <= 0) {
         throw config_error("reliable sender: window and retry interval must be positive");
     }
+    if (options_.batch_messages == 0 || options_.batch_bytes == 0 || options_.linger.count() < 0) {
+        throw config_error("reliable sender: batch_messages and batch_bytes must be at least 1 "
+                           "(1 message: no batching) and linger not negative");
+    }
     apply(socket_, options_.socket);
     handshakes_ = detail::apply_side_security(context, socket_, options_.socket.security,
                                               options_.socket.name, options_.socket.registry);
@@ -66,170 +70,408 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
                                           "Messages the durable proxy confirmed", labels);
     resent_counter_ = &reg.get_counter("zmqkit_reliable_resent_total",
                                        "Messages sent again for want of a confirm", labels);
+    batches_counter_ = &reg.get_counter("zmqkit_reliable_batches_total",
+                                        "ZeroMQ messages that carried a batch of messages", labels);
     frames_.reserve(4);
+    views_.reserve(4);
+    std::size_t ring = 16;
+    while (ring < options_.window) {
+        ring *= 2;
+    }
+    ring_.resize(ring);
+    index_.resize(ring * 2);
+    waiting_.reserve(std::min<std::size_t>(ring, 4096));
 }
 
 reliable_sender::~reliable_sender() = default;
 
-// Never blocks: when the socket has no room (the proxy holds producers back), the message
-// waits in unsent_ and leaves as soon as there is room (flush_unsent).
-bool reliable_sender::transmit(const std::string& frame) {
-    try {
-        return socket_.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
-    } catch (const zmq::error_t&) {
-        return false;
+// ---- the ring of kept messages and its id index ----
+
+reliable_sender::slot* reliable_sender::live_slot(std::uint64_t seq) noexcept {
+    auto& s = ring_[seq & (ring_.size() - 1)];
+    return s.live && s.seq == seq ? &s : nullptr;
+}
+
+namespace {
+std::size_t id_hash(const message_id& id) noexcept {
+    std::uint64_t w[2];
+    std::memcpy(w, id.data(), sizeof w);
+    return static_cast<std::size_t>((w[0] ^ w[1]) * 0x9e3779b97f4a7c15ULL >> 29);
+}
+} // namespace
+
+std::size_t reliable_sender::index_find(const message_id& id) const noexcept {
+    const std::size_t mask = index_.size() - 1;
+    for (std::size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
+        if (index_[i].id == id) {
+            return i;
+        }
+        if (index_[i].id.is_nil()) {
+            return index_.size();
+        }
     }
 }
 
-void reliable_sender::flush_unsent() {
-    const auto now = clock::now();
-    while (!unsent_.empty()) {
-        const auto it = pending_.find(unsent_.front());
-        if (it == pending_.end()) {
-            unsent_.pop_front(); // confirmed meanwhile (an earlier copy got through)
-            continue;
-        }
-        if (!transmit(it->second.frame)) {
-            return;
-        }
-        it->second.sent_at = now;
-        retry_order_.emplace_back(it->first, now);
-        unsent_.pop_front();
+void reliable_sender::index_insert(const message_id& id, std::uint64_t seq) noexcept {
+    const std::size_t mask = index_.size() - 1;
+    std::size_t i = id_hash(id) & mask;
+    while (!index_[i].id.is_nil()) {
+        i = (i + 1) & mask;
     }
+    index_[i] = {id, seq};
+}
+
+// Linear probing without tombstones: later entries of the probe run move back into the gap.
+void reliable_sender::index_erase(std::size_t pos) noexcept {
+    const std::size_t mask = index_.size() - 1;
+    std::size_t j = pos;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (index_[j].id.is_nil()) {
+            break;
+        }
+        const std::size_t home = id_hash(index_[j].id) & mask;
+        // index_[j] may move to pos unless its home lies cyclically in (pos, j].
+        const bool stays = pos <= j ? (pos < home && home <= j) : (pos < home || home <= j);
+        if (!stays) {
+            index_[pos] = index_[j];
+            pos = j;
+        }
+    }
+    index_[pos] = index_entry{};
+}
+
+// The oldest kept message is still unconfirmed while newer ones were confirmed (a resend
+// after a proxy restart): the ring holds more sequences than it has slots.
+void reliable_sender::grow_ring() {
+    std::vector<slot> bigger(ring_.size() * 2);
+    const std::size_t mask = bigger.size() - 1;
+    for (std::uint64_t seq = head_; seq < tail_; ++seq) {
+        auto& s = ring_[seq & (ring_.size() - 1)];
+        bigger[seq & mask] = std::move(s);
+    }
+    ring_ = std::move(bigger);
+}
+
+std::size_t reliable_sender::waiting() const noexcept {
+    return waiting_count_;
+}
+
+// ---- sending ----
+
+// Hands waiting messages to the socket, up to batch_messages / batch_bytes per ZeroMQ message
+// (one message alone goes as a plain message). Unless `force`, a partly filled batch stays
+// while its oldest message is younger than linger. Never blocks: when the socket has no room
+// (the proxy holds producers back) the messages keep waiting and leave when there is room.
+// Returns false if it stopped for want of room.
+bool reliable_sender::transmit_waiting(bool force, time_point at) {
+    const std::size_t max_messages = options_.batch_messages;
+    while (waiting_head_ < waiting_.size()) {
+        std::size_t k = waiting_head_;
+        std::size_t count = 0;
+        std::size_t bytes = 0;
+        slot* first = nullptr;
+        bool full = false;
+        for (; k < waiting_.size(); ++k) {
+            slot* s = live_slot(waiting_[k]);
+            if (s == nullptr || !s->waiting) {
+                continue; // confirmed meanwhile (an earlier copy got through), or sent
+            }
+            if (count > 0 &&
+                (count == max_messages ||
+                 bytes + proto::batch_length_size + s->frame.size() > options_.batch_bytes)) {
+                full = true;
+                break;
+            }
+            if (first == nullptr) {
+                first = s;
+            }
+            ++count;
+            bytes += proto::batch_length_size + s->frame.size();
+        }
+        full = full || count == max_messages;
+        if (count == 0) {
+            waiting_head_ = k;
+            break;
+        }
+        if (!force && !full && options_.linger.count() > 0 &&
+            at - first->queued_at < options_.linger) {
+            break; // a partly filled batch waits for more
+        }
+        bool sent = false;
+        try {
+            if (count == 1) {
+                zmq::message_t one(first->frame.data(), first->frame.size());
+                sent = socket_.send(one, zmq::send_flags::dontwait).has_value();
+            } else {
+                zmq::message_t payload(bytes);
+                auto* out = static_cast<char*>(payload.data());
+                for (std::size_t i = waiting_head_; i < k; ++i) {
+                    const slot* s = live_slot(waiting_[i]);
+                    if (s == nullptr || !s->waiting) {
+                        continue;
+                    }
+                    const auto n = static_cast<std::uint32_t>(s->frame.size());
+                    out[0] = static_cast<char>(n >> 24);
+                    out[1] = static_cast<char>(n >> 16);
+                    out[2] = static_cast<char>(n >> 8);
+                    out[3] = static_cast<char>(n);
+                    std::memcpy(out + proto::batch_length_size, s->frame.data(), n);
+                    out += proto::batch_length_size + n;
+                }
+                if (socket_.send(zmq::buffer(proto::batch),
+                                 zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                    // The later parts of a started multipart message are always taken.
+                    (void)socket_.send(payload, zmq::send_flags::none);
+                    sent = true;
+                }
+            }
+        } catch (const zmq::error_t&) {
+            sent = false;
+        }
+        if (!sent) {
+            blocked_ = true;
+            return false;
+        }
+        blocked_ = false;
+        if (count > 1) {
+            ++batches_;
+            batches_counter_->add();
+        }
+        for (std::size_t i = waiting_head_; i < k; ++i) {
+            if (slot* s = live_slot(waiting_[i]); s != nullptr && s->waiting) {
+                s->waiting = false;
+                --waiting_count_;
+                s->sent_at = at;
+            }
+        }
+        waiting_head_ = k;
+        next_retry_check_ = std::min(next_retry_check_, at + options_.retry_interval);
+    }
+    if (waiting_head_ == waiting_.size()) {
+        waiting_.clear();
+        waiting_head_ = 0;
+    } else if (waiting_head_ > 4096 && waiting_head_ * 2 > waiting_.size()) {
+        waiting_.erase(waiting_.begin(),
+                       waiting_.begin() + static_cast<std::ptrdiff_t>(waiting_head_));
+        waiting_head_ = 0;
+    }
+    return true;
 }
 
 bool reliable_sender::send(message& m, std::chrono::milliseconds timeout) {
-    const auto deadline = clock::now() + timeout;
-    (void)handle_replies(std::chrono::milliseconds(0));
-    while (pending_.size() >= options_.window) {
-        const auto now = clock::now();
-        if (now >= deadline) {
-            return false;
+    if (live_ >= options_.window) {
+        // About to wait for confirms: what waits in the open batch leaves first.
+        (void)transmit_waiting(true, now());
+        const auto deadline = clock::now() + timeout;
+        (void)handle_replies(std::chrono::milliseconds(0));
+        while (live_ >= options_.window) {
+            const auto real = clock::now();
+            if (real >= deadline) {
+                return false;
+            }
+            (void)handle_replies(std::min(until(deadline, real), options_.retry_interval));
+            resend_overdue(now());
         }
-        (void)handle_replies(std::min(until(deadline, now), options_.retry_interval));
-        resend_overdue();
     }
+    const auto at = now();
     auto& h = m.header();
     h.stamp();
     const auto body = m.body_view();
-    std::string frame(encoded_size(h) + body.size(), '\0');
-    const std::size_t n = encode_header(h, reinterpret_cast<std::byte*>(frame.data()));
-    if (!body.empty()) {
-        std::memcpy(frame.data() + n, body.data(), body.size());
+    slot* s = nullptr;
+    if (const std::size_t pos = index_find(h.id); pos != index_.size()) {
+        s = live_slot(index_[pos].seq); // the same message again: its kept copy is replaced
     }
-    // Kept until confirmed, in the order sent.
-    auto [it, fresh] = pending_.try_emplace(h.id);
-    it->second.frame = std::move(frame);
-    it->second.sent_at = {};
-    unsent_.push_back(h.id);
-    (void)fresh;
-    flush_unsent();
-    resend_overdue();
+    if (s == nullptr) {
+        if (tail_ - head_ == ring_.size()) {
+            grow_ring();
+        }
+        s = &ring_[tail_ & (ring_.size() - 1)];
+        s->id = h.id;
+        s->seq = tail_++;
+        s->live = true;
+        s->waiting = true;
+        ++waiting_count_;
+        ++live_;
+        index_insert(h.id, s->seq);
+        waiting_.push_back(s->seq);
+    } else if (!s->waiting) {
+        s->waiting = true;
+        ++waiting_count_;
+        waiting_.push_back(s->seq);
+    }
+    s->queued_at = at;
+    const std::size_t header_size = encoded_size(h);
+    s->frame.resize(header_size + body.size());
+    (void)encode_header(h, reinterpret_cast<std::byte*>(s->frame.data()));
+    if (!body.empty()) {
+        std::memcpy(s->frame.data() + header_size, body.data(), body.size());
+    }
+    (void)transmit_waiting(false, at);
+    resend_overdue(at);
     return true;
+}
+
+void reliable_sender::settle(const message_id& id, bool confirmed, std::string_view reason) {
+    if (id.is_nil()) {
+        return; // a REJECT of something malformed: no message of ours has the nil id
+    }
+    const std::size_t pos = index_find(id);
+    if (pos == index_.size()) {
+        return; // settled before (a resend's second confirm), or not ours
+    }
+    slot* s = live_slot(index_[pos].seq);
+    index_erase(pos);
+    if (s == nullptr) {
+        return;
+    }
+    s->live = false;
+    if (s->waiting) {
+        s->waiting = false;
+        --waiting_count_;
+    }
+    --live_;
+    while (head_ < tail_ && live_slot(head_) == nullptr) {
+        ++head_;
+    }
+    if (confirmed) {
+        ++confirmed_;
+        confirmed_counter_->add();
+        if (on_confirm_) {
+            on_confirm_(id);
+        }
+    } else {
+        ++rejected_;
+        if (on_reject_) {
+            on_reject_(id, reason);
+        }
+    }
 }
 
 std::size_t reliable_sender::handle_replies(std::chrono::milliseconds timeout) {
     std::size_t settled = 0;
-    flush_unsent();
-    const short events = static_cast<short>(ZMQ_POLLIN | (unsent_.empty() ? 0 : ZMQ_POLLOUT));
+    if (blocked_) {
+        (void)transmit_waiting(true, now());
+    }
+    const short events = static_cast<short>(ZMQ_POLLIN | (blocked_ ? ZMQ_POLLOUT : 0));
     zmq::pollitem_t item{socket_.handle(), 0, events, 0};
     if (zmq::poll(&item, 1, timeout) <= 0) {
         return 0;
     }
-    flush_unsent();
+    if (blocked_) {
+        (void)transmit_waiting(true, now());
+    }
     for (;;) {
         const std::size_t n = receive(socket_, frames_);
         if (n == 0) {
             break;
         }
-        std::vector<std::string_view> views;
-        views.reserve(n);
+        views_.clear();
         for (std::size_t i = 0; i < n; ++i) {
-            views.push_back(view(frames_[i]));
+            views_.push_back(view(frames_[i]));
         }
-        const auto reply = proto::parse_producer_reply(views);
+        const auto reply = proto::parse_producer_reply(views_);
         if (!reply) {
             continue; // not for us (a newer proxy's reply): ignored
         }
         for (std::size_t i = 0; i < reply->id_count(); ++i) {
-            const message_id id = reply->id(i);
-            if (pending_.erase(id) == 0) {
-                continue; // confirmed before (a resend's second confirm)
-            }
-            ++settled;
-            if (reply->confirmed) {
-                ++confirmed_;
-                confirmed_counter_->add();
-                if (on_confirm_) {
-                    on_confirm_(id);
-                }
-            } else {
-                ++rejected_;
-                if (on_reject_) {
-                    on_reject_(id, reply->reason);
-                }
-            }
+            const std::uint64_t before = confirmed_ + rejected_;
+            settle(reply->id(i), reply->confirmed, reply->reason);
+            settled += static_cast<std::size_t>(confirmed_ + rejected_ - before);
         }
     }
     return settled;
 }
 
-void reliable_sender::resend_overdue() {
-    const auto now = clock::now();
-    while (!retry_order_.empty() && now - retry_order_.front().second >= options_.retry_interval) {
-        const auto [id, at] = retry_order_.front();
-        retry_order_.pop_front();
-        const auto it = pending_.find(id);
-        if (it == pending_.end() || it->second.sent_at != at) {
-            continue; // confirmed, or resent since
-        }
-        ++resent_;
-        resent_counter_->add();
-        if (!unsent_.empty() || !transmit(it->second.frame)) {
-            it->second.sent_at = {}; // leaves with the others when there is room
-            unsent_.push_back(id);
-            continue;
-        }
-        it->second.sent_at = now;
-        retry_order_.emplace_back(id, now);
+// Overdue: sent, and not confirmed within retry_interval. The ring is scanned only when the
+// earliest possible deadline has come (rarely, in a healthy run: confirms come first).
+void reliable_sender::resend_overdue(time_point at) {
+    if (live_ == 0 || at < next_retry_check_) {
+        return;
     }
-    // Entries of confirmed messages leave the queue as they reach its head; keep it bounded
-    // when confirms outpace retries.
-    if (retry_order_.size() > 4 * options_.window + 64) {
-        std::erase_if(retry_order_, [this](const auto& e) {
-            const auto it = pending_.find(e.first);
-            return it == pending_.end() || it->second.sent_at != e.second;
-        });
+    // Confirms that arrived meanwhile first: they are not resent.
+    (void)handle_replies(std::chrono::milliseconds(0));
+    auto earliest = time_point::max();
+    bool any = false;
+    for (std::uint64_t seq = head_; seq < tail_; ++seq) {
+        slot* s = live_slot(seq);
+        if (s == nullptr || s->waiting) {
+            continue; // settled, or waiting to be sent
+        }
+        if (at - s->sent_at >= options_.retry_interval) {
+            ++resent_;
+            resent_counter_->add();
+            s->waiting = true;
+            ++waiting_count_;
+            s->queued_at = at;
+            waiting_.push_back(seq);
+            any = true;
+        } else {
+            earliest = std::min(earliest, s->sent_at);
+        }
     }
+    next_retry_check_ = earliest == time_point::max() ? at + options_.retry_interval
+                                                      : earliest + options_.retry_interval;
+    if (any) {
+        (void)transmit_waiting(true, at); // overdue: no linger
+    }
+}
+
+std::chrono::milliseconds reliable_sender::until_linger(time_point at) const {
+    for (std::size_t k = waiting_head_; k < waiting_.size(); ++k) {
+        const auto& s = ring_[waiting_[k] & (ring_.size() - 1)];
+        if (s.live && s.seq == waiting_[k] && s.waiting) {
+            return until(s.queued_at + options_.linger, at);
+        }
+    }
+    return std::chrono::milliseconds::max();
 }
 
 std::vector<message_id> reliable_sender::unconfirmed_ids() const {
     std::vector<message_id> ids;
-    ids.reserve(pending_.size());
-    for (const auto& [id, e] : pending_) {
-        ids.push_back(id);
+    ids.reserve(live_);
+    for (const auto& s : ring_) {
+        if (s.live) {
+            ids.push_back(s.id);
+        }
     }
     std::sort(ids.begin(), ids.end()); // time-ordered ids: the order they were made
     return ids;
 }
 
 std::size_t reliable_sender::poll(std::chrono::milliseconds timeout) {
+    auto at = now();
+    if (waiting_count_ > 0) {
+        (void)transmit_waiting(false, at);
+        if (waiting_count_ > 0 && !blocked_) {
+            timeout = std::min(timeout, until_linger(at)); // the open batch leaves on time
+        }
+    }
     const std::size_t n = handle_replies(timeout);
-    resend_overdue();
+    at = now();
+    (void)transmit_waiting(false, at);
+    resend_overdue(at);
     return n;
+}
+
+void reliable_sender::send_batch() {
+    (void)transmit_waiting(true, now());
 }
 
 bool reliable_sender::flush(std::chrono::milliseconds timeout) {
     const auto deadline = clock::now() + timeout;
-    while (!pending_.empty()) {
-        const auto now = clock::now();
-        if (now >= deadline) {
+    (void)transmit_waiting(true, now());
+    while (live_ > 0) {
+        const auto real = clock::now();
+        if (real >= deadline) {
             break;
         }
-        (void)handle_replies(std::min(until(deadline, now), std::chrono::milliseconds(100)));
-        resend_overdue();
+        (void)handle_replies(std::min(until(deadline, real), std::chrono::milliseconds(100)));
+        const auto at = now();
+        (void)transmit_waiting(true, at);
+        resend_overdue(at);
     }
-    return pending_.empty();
+    return live_ == 0;
 }
 
 // ---- reliable_receiver --------------------------------------------------------------------

@@ -244,6 +244,12 @@ public:
         }
         slots_[i] = slot{static_cast<std::uint32_t>(next_ + 1), h};
         next_ = next_ + 1 == window_ ? 0 : next_ + 1;
+        if (count_ == window_) {
+            // The next insert evicts ids_[next_]: its slot is a cache miss in a table of
+            // megabytes, so fetch it now, while the caller does other work (measured: the
+            // eviction's probe was a third of the time of an append).
+            __builtin_prefetch(&slots_[hash(ids_[next_]) & mask_]);
+        }
     }
 
 private:

@@ -12,7 +12,9 @@
 // threads of this process, each with its own reliable_sender (DEALER) keeping --window
 // messages unconfirmed. Taskset this program to pin the proxy too (children inherit it).
 //
-// throughput: producers send --size-byte bodies as fast as confirms allow. After --warmup
+// throughput: producers send --size-byte bodies as fast as confirms allow (with --batch N > 1 in
+// producer batches of up to N messages, one ZeroMQ message each, a partly filled batch waiting
+// at most --linger ms). After --warmup
 // seconds, confirms are counted for --seconds; the confirm latency of a message is the time from
 // reliable_sender::send() returning (the message was handed to libzmq) to its on_confirm
 // callback. --consumers K adds K reliable_receiver threads acking everything (ingest +
@@ -87,6 +89,8 @@ struct options {
     double seconds = 10;
     double warmup = 2;
     std::size_t window = 64;
+    std::size_t batch = 1;               // reliable_sender batch_messages (1: no batching)
+    std::chrono::milliseconds linger{5}; // reliable_sender linger (with --batch > 1)
     std::string sync = "always";
     std::uint64_t bytes = 1ull << 30;
     int runs = 5;
@@ -111,6 +115,9 @@ void usage(std::ostream& out) {
            "  --seconds S       throughput: measured seconds (default 10)\n"
            "  --warmup S        throughput: seconds before measuring (default 2)\n"
            "  --window N        unconfirmed messages per producer (default 64)\n"
+           "  --batch N         messages per producer batch, one ZeroMQ message (default 1: "
+           "none)\n"
+           "  --linger MS       how long a partly filled batch may wait (default 5)\n"
            "  --sync POLICY     proxy --sync: always | interval:<ms> | none (default always)\n"
            "  --bytes N         recovery, backlog-rss: spool size; suffixes KiB MiB GiB "
            "(default 1GiB)\n"
@@ -196,6 +203,10 @@ std::optional<options> parse_args(int argc, char** argv) {
                 o.warmup = std::stod(v);
             } else if (a == "--window") {
                 o.window = std::stoul(v);
+            } else if (a == "--batch") {
+                o.batch = std::stoul(v);
+            } else if (a == "--linger") {
+                o.linger = std::chrono::milliseconds(std::stol(v));
             } else if (a == "--sync") {
                 o.sync = v;
             } else if (a == "--bytes") {
@@ -223,7 +234,7 @@ std::optional<options> parse_args(int argc, char** argv) {
         }
     }
     if (o.producers < 1 || o.consumers < 0 || o.window < 1 || o.seconds <= 0 || o.runs < 1 ||
-        o.io_threads < 1) {
+        o.io_threads < 1 || o.batch < 1 || o.linger.count() < 0) {
         std::cerr << "zmqkit-bench-durable: counts and durations must be positive\n";
         return std::nullopt;
     }
@@ -518,6 +529,8 @@ void run_producer(zmq::context_t& ctx, const std::string& endpoint, const option
         so.endpoint = endpoint;
         so.window = o.window;
         so.retry_interval = 10s; // no resends in a healthy run: a resend is a finding
+        so.batch_messages = o.batch;
+        so.linger = o.linger;
         so.socket.name = "bench-producer";
         reliable_sender sender(ctx, so);
         std::unordered_map<zmqkit::message_id, clock_type::time_point, zmqkit::message_id_hash>
@@ -712,8 +725,12 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         const double batch = commits > 0 ? (s1.appended - s0.appended) / commits : 0;
         const double proxy_cpu = (cpu1 - cpu0) / elapsed;
         const double bench_cpu = (self_cpu1 - self_cpu0) / elapsed;
+        // CPU of everything (proxy + producers + consumers) per confirmed message: steadier
+        // than msgs/s on a shared machine.
+        const double cpu_us = rate > 0 ? (proxy_cpu + bench_cpu) / rate * 1e6 : 0;
         std::cout << "durable throughput: producers=" << o.producers << " consumers=" << o.consumers
-                  << " size=" << o.size << " window=" << o.window << " sync=" << o.sync << "\n"
+                  << " size=" << o.size << " window=" << o.window << " batch=" << o.batch
+                  << " linger_ms=" << o.linger.count() << " sync=" << o.sync << "\n"
                   << "  confirmed " << fixed(rate, 0) << " msgs/s ("
                   << fixed(rate * static_cast<double>(o.size) / 1e6, 2) << " MB/s of bodies)"
                   << (o.consumers > 0 ? ", consumed " + fixed(consume_rate, 0) + " msgs/s" : "")
@@ -724,12 +741,14 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
                   << fixed(syncs / elapsed, 0) << " fdatasync/s, avg " << fixed(sync_us, 0)
                   << " us each, " << fixed(batch, 1) << " messages per commit\n"
                   << "  cpu: proxy " << fixed(proxy_cpu * 100, 0) << " %, producers+consumers "
-                  << fixed(bench_cpu * 100, 0) << " %; proxy RSS " << rss_kib / 1024 << " MiB\n"
+                  << fixed(bench_cpu * 100, 0) << " %, " << fixed(cpu_us, 2)
+                  << " us of CPU per confirmed message; proxy RSS " << rss_kib / 1024 << " MiB\n"
                   << "  sent " << sent << ", unconfirmed at end " << unconfirmed << ", rejected "
                   << rejected << ", resent " << resent << ", send timeouts " << timeouts << "\n";
         std::cout << "RESULT mode=throughput producers=" << o.producers
                   << " consumers=" << o.consumers << " size=" << o.size << " window=" << o.window
-                  << " sync=" << o.sync << " msgs_per_s=" << fixed(rate, 0)
+                  << " batch=" << o.batch << " linger_ms=" << o.linger.count() << " sync=" << o.sync
+                  << " msgs_per_s=" << fixed(rate, 0)
                   << " mb_per_s=" << fixed(rate * static_cast<double>(o.size) / 1e6, 2)
                   << " consumed_per_s=" << fixed(consume_rate, 0) << " p50_ms=" << fixed(p50, 3)
                   << " p99_ms=" << fixed(p99, 3) << " p999_ms=" << fixed(p999, 3)
@@ -737,8 +756,8 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
                   << " syncs_per_s=" << fixed(syncs / elapsed, 0)
                   << " sync_avg_us=" << fixed(sync_us, 0) << " batch=" << fixed(batch, 1)
                   << " proxy_cpu=" << fixed(proxy_cpu, 2) << " bench_cpu=" << fixed(bench_cpu, 2)
-                  << " proxy_rss_mib=" << rss_kib / 1024 << " unconfirmed=" << unconfirmed
-                  << " resent=" << resent << "\n";
+                  << " cpu_us_per_msg=" << fixed(cpu_us, 3) << " proxy_rss_mib=" << rss_kib / 1024
+                  << " unconfirmed=" << unconfirmed << " resent=" << resent << "\n";
         if (unconfirmed != 0 || rejected != 0) {
             std::cerr << "zmqkit-bench-durable: " << unconfirmed << " unconfirmed and " << rejected
                       << " rejected messages at the end\n";

@@ -115,9 +115,24 @@ TEST(durable_process, sigkill_torture_loses_nothing_confirmed) {
     std::vector<std::unique_ptr<child_process>> senders;
     for (const auto& p : producers) {
         const auto file = write_lines(dir.path() / (p + ".txt"), p + "-", per_producer);
-        senders.push_back(std::make_unique<child_process>(std::vector<std::string>{
-            bin_path("zmqkit-send"), "--wait-confirm", "--file", file, "--rate", "2000",
-            "--retry-interval", "300ms", "--confirm-timeout", "60s", "--stats", fe}));
+        std::vector<std::string> argv{bin_path("zmqkit-send"),
+                                      "--wait-confirm",
+                                      "--file",
+                                      file,
+                                      "--rate",
+                                      "2000",
+                                      "--retry-interval",
+                                      "300ms",
+                                      "--confirm-timeout",
+                                      "60s",
+                                      "--stats",
+                                      fe};
+        if (p == "b") {
+            // The second producer sends batches (up to 16 messages, lingering up to 20 ms):
+            // a kill then loses whole unconfirmed batches, which are resent.
+            argv.insert(argv.end() - 1, {"--batch", "16", "--batch-linger", "20ms"});
+        }
+        senders.push_back(std::make_unique<child_process>(argv));
     }
     child_process consumer({bin_path("zmqkit-recv"), "--ack", "-f", "%i %s\\n", "-c",
                             std::to_string(per_producer * producers.size()), "--timeout", "120s",
@@ -274,6 +289,65 @@ TEST(durable_process, ipc_endpoints_deliver_everything_confirmed) {
     EXPECT_EQ(out, want);
 }
 
+TEST(durable_process, wait_confirm_batches_deliver_everything_in_order) {
+    temp_directory dir("durable-batch");
+    proxy_run proxy(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    ASSERT_FALSE(proxy.frontend.empty());
+    constexpr int count = 30000;
+    const auto file = write_lines(dir.path() / "lines.txt", "batched-", count);
+    child_process sender({bin_path("zmqkit-send"), "--wait-confirm", "--batch", "64", "--file",
+                          file, "--stats", proxy.frontend});
+    child_process consumer({bin_path("zmqkit-recv"), "--ack", "-c", std::to_string(count),
+                            "--timeout", "60s", proxy.backend});
+    const auto src = sender.wait(60s);
+    ASSERT_TRUE(src.has_value());
+    EXPECT_EQ(*src, 0) << ::testing::PrintToString(sender.stderr_lines());
+    const auto batches = sender.wait_for_stderr(std::regex("batches=(\\d+)"), 5s);
+    ASSERT_TRUE(batches.has_value()) << ::testing::PrintToString(sender.stderr_lines());
+    EXPECT_GE(std::stoull(*batches), static_cast<unsigned long long>(count / 64));
+    std::string out;
+    std::optional<int> rc;
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (!rc && std::chrono::steady_clock::now() < deadline) {
+        out = consumer.read_stdout(50ms);
+        rc = consumer.wait(0ms);
+    }
+    out = consumer.read_stdout(100ms);
+    ASSERT_TRUE(rc.has_value());
+    EXPECT_EQ(*rc, 0);
+    std::string want;
+    for (int i = 0; i < count; ++i) {
+        want += "batched-" + std::to_string(i) + "\n";
+    }
+    EXPECT_EQ(out, want);
+}
+
+TEST(durable_process, wait_confirm_batches_from_a_pipe_leave_when_no_more_input_is_ready) {
+    temp_directory dir("durable-batch-pipe");
+    proxy_run proxy(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*");
+    ASSERT_FALSE(proxy.frontend.empty());
+    // stdin stays open: the partial batch of 3 must leave without waiting for more input.
+    child_process sender(
+        {bin_path("zmqkit-send"), "--wait-confirm", "--batch", "100", proxy.frontend}, true);
+    child_process consumer(
+        {bin_path("zmqkit-recv"), "--ack", "-c", "3", "--timeout", "30s", proxy.backend});
+    sender.write_stdin("one\ntwo\nthree\n");
+    std::string out;
+    std::optional<int> rc;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (!rc && std::chrono::steady_clock::now() < deadline) {
+        out = consumer.read_stdout(50ms);
+        rc = consumer.wait(0ms);
+    }
+    out = consumer.read_stdout(100ms);
+    ASSERT_TRUE(rc.has_value()) << "the partial batch did not arrive";
+    EXPECT_EQ(out, "one\ntwo\nthree\n");
+    sender.close_stdin();
+    const auto src = sender.wait(30s);
+    ASSERT_TRUE(src.has_value());
+    EXPECT_EQ(*src, 0) << ::testing::PrintToString(sender.stderr_lines());
+}
+
 TEST(durable_process, wait_confirm_without_a_proxy_exits_76_naming_the_message) {
     temp_directory dir("durable-noproxy");
     const std::string fe = "ipc://" + (dir.path() / "nobody.sock").string();
@@ -292,6 +366,9 @@ TEST(durable_process, bad_flags_are_usage_errors) {
         {bin_path("zmqkit-send"), "--wait-confirm", "--pub", "tcp://127.0.0.1:1"},
         {bin_path("zmqkit-send"), "--wait-confirm", "--raw", "tcp://127.0.0.1:1"},
         {bin_path("zmqkit-send"), "--window", "5", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-send"), "--batch", "5", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-send"), "--wait-confirm", "--batch", "0", "tcp://127.0.0.1:1"},
+        {bin_path("zmqkit-send"), "--wait-confirm", "--batch-linger", "soon", "tcp://127.0.0.1:1"},
         {bin_path("zmqkit-recv"), "--ack", "--sub", "tcp://127.0.0.1:1"},
         {bin_path("zmqkit-recv"), "--credit", "5", "tcp://127.0.0.1:1"},
         {bin_path("zmqkit-proxy"), "--mode", "durable", "--frontend", "tcp://127.0.0.1:*",

@@ -1065,6 +1065,26 @@ TEST(send_recv_parts, interval_is_a_rate) {
                  cli::usage_error);
 }
 
+TEST(send_recv_parts, batch_options_apply_to_wait_confirm) {
+    const char* argv[] = {"zmqkit-send", "--wait-confirm",      "--batch", "64", "--batch-linger",
+                          "20ms",        "tcp://127.0.0.1:5557"};
+    auto parsed = cli::parse_send_options(static_cast<int>(std::size(argv)), argv);
+    ASSERT_TRUE(std::holds_alternative<cli::send_config>(parsed));
+    const auto& cfg = std::get<cli::send_config>(parsed);
+    EXPECT_EQ(cfg.batch, 64u);
+    EXPECT_EQ(cfg.batch_linger, std::chrono::milliseconds(20));
+    const char* plain[] = {"zmqkit-send", "--wait-confirm", "tcp://127.0.0.1:5557"};
+    parsed = cli::parse_send_options(static_cast<int>(std::size(plain)), plain);
+    ASSERT_TRUE(std::holds_alternative<cli::send_config>(parsed));
+    EXPECT_EQ(std::get<cli::send_config>(parsed).batch, 1u); // no batching by default
+    const char* without[] = {"zmqkit-send", "--batch", "64", "tcp://127.0.0.1:5557"};
+    EXPECT_THROW((void)cli::parse_send_options(static_cast<int>(std::size(without)), without),
+                 cli::usage_error);
+    const char* zero[] = {"zmqkit-send", "--wait-confirm", "--batch", "0", "tcp://127.0.0.1:5557"};
+    EXPECT_THROW((void)cli::parse_send_options(static_cast<int>(std::size(zero)), zero),
+                 cli::usage_error);
+}
+
 TEST(send_recv, exit_78_for_a_missing_or_malformed_config_file) {
     child_process send(send_cmd({"--config", "/nonexistent/zmqkit.conf", "tcp://127.0.0.1:1"}));
     EXPECT_EQ(send.wait(10s), 78);

@@ -1,5 +1,8 @@
 // Fuzzes the durable protocol's frame parsers (consumer commands, producer replies, delivery
-// tags) with arbitrary multipart messages: the input is split into frames at 0xFF bytes.
+// tags) with arbitrary multipart messages: the input is split into frames at 0xFF bytes. The
+// whole input is also a producer batch's payload: split into entries (checked to tile the input
+// exactly and to rebuild it byte for byte) whose headers are decoded as the proxy does.
+#include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
 #include <cstddef>
@@ -38,5 +41,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     (void)proto::parse_delivery_tag(frames);
+
+    static std::vector<std::string_view> entries;
+    static zmqkit::header scratch;
+    why.clear();
+    if (proto::parse_batch(input, entries, why)) {
+        std::string rebuilt;
+        for (const auto e : entries) {
+            if (e.empty() || e.data() < input.data() || e.data() + e.size() > input.data() + size) {
+                __builtin_trap(); // entries are non-empty views into the payload
+            }
+            proto::append_batch_entry(rebuilt, e);
+            std::size_t header_size = 0;
+            if (zmqkit::decode_header(e.data(), e.size(), scratch, &header_size) &&
+                header_size > e.size()) {
+                __builtin_trap();
+            }
+        }
+        if (rebuilt != input) {
+            __builtin_trap(); // the entries tile the payload exactly
+        }
+    } else if (why.empty()) {
+        __builtin_trap(); // a rejection must say why
+    }
     return 0;
 }

@@ -339,7 +339,7 @@ TEST_F(durable_fixture, push_producers_and_pull_consumers_are_served_best_effort
     pull.attach(proxy.backend_push_endpoints().at(0), endpoint_action::connect);
     std::vector<message_id> ids;
     for (int i = 0; i < 1000; ++i) {
-        message m("p" + std::to_string(i));
+        message m(std::string("p").append(std::to_string(i)));
         ASSERT_TRUE(push.send(m));
         ids.push_back(m.id());
     }
@@ -636,4 +636,464 @@ TEST_F(durable_fixture, the_reject_policy_answers_each_message_over_the_limit_wi
     EXPECT_THAT(rejected[0].second, ::testing::HasSubstr("spool full"));
     reliable_receiver receiver(ctx, receiver_options(proxy));
     EXPECT_EQ(receive_ids(receiver, 3), std::vector<message_id>(ids.begin(), ids.begin() + 3));
+}
+
+// ---- producer batches (docs/wire-protocol.md §7.1) --------------------------------------------
+
+namespace {
+
+// One reply of the proxy to a raw producer: [CONFIRM][ids] or [REJECT][id][why].
+struct raw_reply {
+    std::string command;
+    std::vector<message_id> ids;
+    std::string why;
+};
+
+std::optional<raw_reply> recv_reply(zmq::socket_t& dealer, std::chrono::milliseconds timeout) {
+    auto first = recv_within(dealer, timeout);
+    if (!first) {
+        return std::nullopt;
+    }
+    std::vector<std::string> frames{first->to_string()};
+    bool more = first->more();
+    while (more) {
+        auto f = recv_within(dealer, 5s);
+        if (!f) {
+            return std::nullopt;
+        }
+        more = f->more();
+        frames.push_back(f->to_string());
+    }
+    std::vector<std::string_view> views(frames.begin(), frames.end());
+    const auto parsed = durable_protocol::parse_producer_reply(views);
+    if (!parsed) {
+        return raw_reply{frames[0], {}, "unparsable reply"};
+    }
+    raw_reply r{frames[0], {}, std::string(parsed->reason)};
+    for (std::size_t i = 0; i < parsed->id_count(); ++i) {
+        r.ids.push_back(parsed->id(i));
+    }
+    return r;
+}
+
+// An inline-layout message [header+body] with a fresh id.
+std::string inline_message(const std::string& body, message_id* id = nullptr) {
+    const header h = header::fresh();
+    if (id != nullptr) {
+        *id = h.id;
+    }
+    return encode_header(h) + body;
+}
+
+std::string batch_of(const std::vector<std::string>& messages) {
+    std::string payload;
+    for (const auto& m : messages) {
+        durable_protocol::append_batch_entry(payload, m);
+    }
+    return payload;
+}
+
+void send_batch_frames(zmq::socket_t& s, std::string_view payload) {
+    s.send(zmq::buffer(durable_protocol::batch), zmq::send_flags::sndmore);
+    s.send(zmq::buffer(payload), zmq::send_flags::none);
+}
+
+zmq::socket_t raw_dealer(zmq::context_t& ctx, const std::string& endpoint) {
+    zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.connect(endpoint);
+    return dealer;
+}
+
+// A clock the test moves by hand.
+struct manual_clock {
+    std::chrono::steady_clock::time_point now = std::chrono::steady_clock::time_point{} + 1h;
+    std::function<std::chrono::steady_clock::time_point()> fn() {
+        return [this] { return now; };
+    }
+};
+
+} // namespace
+
+TEST(durable_protocol_parse, batches_split_into_entries_and_malformed_ones_say_where) {
+    namespace proto = durable_protocol;
+    std::vector<std::string_view> entries;
+    std::string why;
+    const std::string payload = batch_of({"abc", std::string(300, 'x'), "z"});
+    ASSERT_TRUE(proto::parse_batch(payload, entries, why)) << why;
+    ASSERT_EQ(entries.size(), 3u);
+    EXPECT_EQ(entries[0], "abc");
+    EXPECT_EQ(entries[1], std::string(300, 'x'));
+    EXPECT_EQ(entries[2], "z");
+    EXPECT_EQ(payload.substr(0, 8), std::string("\0\0\0\x03"
+                                                "abc\0",
+                                                8));
+    EXPECT_EQ(payload.substr(7, 4), std::string("\0\0\x01\x2c", 4)); // 300, big-endian
+
+    const std::vector<std::pair<std::string, std::string>> bad{
+        {"", "empty payload"},
+        {std::string("\0\0", 2), "truncated: entry 1 at offset 0 has 2 byte(s)"},
+        {std::string("\0\0\0\x05"
+                     "abc",
+                     7),
+         "truncated: entry 1 at offset 0 has length 5 but only 3 byte(s) follow"},
+        {std::string("\0\0\0\0", 4), "bad length: entry 1 at offset 0 has length 0"},
+        {batch_of({"abc"}) + std::string("\0\0\0", 3),
+         "truncated: entry 2 at offset 7 has 3 byte(s)"},
+        {batch_of({"abc"}) + std::string("\0\0\0\0", 4),
+         "bad length: entry 2 at offset 7 has length 0"},
+        {batch_of({"abc"}) + std::string("\xff\xff\xff\xff"
+                                         "x",
+                                         5),
+         "truncated: entry 2 at offset 7 has length 4294967295 but only 1 byte(s) follow"},
+    };
+    for (const auto& [bytes, expected] : bad) {
+        why.clear();
+        EXPECT_FALSE(proto::parse_batch(bytes, entries, why)) << expected;
+        EXPECT_THAT(why, ::testing::HasSubstr(expected));
+    }
+}
+
+TEST_F(durable_fixture, a_batching_sender_gets_everything_confirmed_and_delivered_once_in_order) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    auto so = sender_options(proxy);
+    so.batch_messages = 64;
+    so.batch_bytes = 4096; // some batches end on bytes, not on the count
+    so.linger = 5ms;
+    reliable_sender sender(ctx, so);
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+
+    constexpr int count = 6000;
+    std::vector<message_id> ids;
+    for (int i = 0; i < count; ++i) {
+        message m("b-" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 97), '.'));
+        ASSERT_TRUE(sender.send(m, 10s)) << "at " << i;
+        ids.push_back(m.id());
+    }
+    ASSERT_TRUE(sender.flush(20s)) << sender.unconfirmed() << " unconfirmed";
+    EXPECT_EQ(sender.confirmed(), static_cast<std::uint64_t>(count));
+    EXPECT_EQ(sender.rejected(), 0u);
+    EXPECT_EQ(sender.resent(), 0u);
+    EXPECT_GE(sender.batches(), static_cast<std::uint64_t>(count / 64));
+    EXPECT_LT(sender.batches(), static_cast<std::uint64_t>(count / 4));
+
+    const auto got = receive_ids(receiver, count);
+    EXPECT_EQ(got, ids); // every id once, in the order sent
+    EXPECT_EQ(receiver.duplicates(), 0u);
+    const auto st = proxy.status_json();
+    EXPECT_NE(st.find("\"malformed\":0"), std::string::npos) << st;
+    // The frontend counted ZeroMQ messages: far fewer than messages.
+    EXPECT_LT(proxy.statistics().frontend_messages_in, static_cast<std::uint64_t>(count / 4));
+}
+
+TEST_F(durable_fixture, duplicates_inside_and_across_batches_are_stored_once_and_confirmed) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    auto dealer = raw_dealer(ctx, proxy.frontend_endpoints().at(0));
+    message_id a, b, c;
+    const std::string ma = inline_message("A", &a);
+    const std::string mb = inline_message("B", &b);
+    const std::string mc = inline_message("C", &c);
+    send_batch_frames(dealer, batch_of({ma, ma, mb}));
+    send_batch_frames(dealer, batch_of({mb, mc}));
+    std::vector<message_id> confirmed;
+    while (confirmed.size() < 5) {
+        auto r = recv_reply(dealer, 5s);
+        ASSERT_TRUE(r) << "after " << confirmed.size() << " confirms";
+        ASSERT_EQ(r->command, "CONFIRM") << r->why;
+        confirmed.insert(confirmed.end(), r->ids.begin(), r->ids.end());
+    }
+    EXPECT_EQ(confirmed, (std::vector<message_id>{a, a, b, b, c}));
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(receiver, 3), (std::vector<message_id>{a, b, c}));
+    EXPECT_FALSE(receiver.recv(100ms)) << "a duplicate was stored";
+    const auto st = proxy.status_json();
+    EXPECT_NE(st.find("\"duplicates\":2,"), std::string::npos) << st;
+    EXPECT_NE(st.find("\"appended\":3,"), std::string::npos) << st;
+}
+
+TEST_F(durable_fixture, a_malformed_batch_is_rejected_whole_a_bad_entry_alone_and_serving_goes_on) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    auto dealer = raw_dealer(ctx, proxy.frontend_endpoints().at(0));
+    message_id a, b;
+    const std::string ma = inline_message("A", &a);
+    const std::string mb = inline_message("B", &b);
+    // Structurally malformed: rejected as a whole, with a zero id and where it went wrong.
+    const std::vector<std::pair<std::string, std::string>> whole{
+        {std::string("\0\0\0\x10"
+                     "abc",
+                     7),
+         "truncated: entry 1 at offset 0 has length 16 but only 3 byte(s) follow"},
+        {batch_of({ma}) + std::string("\0\0", 2),
+         "truncated: entry 2 at offset " + std::to_string(4 + ma.size()) + " has 2 byte(s)"},
+        {batch_of({ma}) + std::string("\0\0\0\0", 4),
+         "bad length: entry 2 at offset " + std::to_string(4 + ma.size()) + " has length 0"},
+        {"", "empty payload"},
+    };
+    for (const auto& [payload, expected] : whole) {
+        send_batch_frames(dealer, payload);
+        auto r = recv_reply(dealer, 5s);
+        ASSERT_TRUE(r) << expected;
+        EXPECT_EQ(r->command, "REJECT");
+        ASSERT_EQ(r->ids.size(), 1u);
+        EXPECT_TRUE(r->ids[0].is_nil());
+        EXPECT_THAT(r->why, ::testing::HasSubstr("malformed batch: " + expected));
+    }
+    // A garbage entry between two good ones: its own REJECT; the others are stored.
+    send_batch_frames(dealer, batch_of({ma, "garbage", mb}));
+    std::vector<message_id> confirmed;
+    std::vector<std::string> rejects;
+    while (confirmed.size() < 2 || rejects.empty()) {
+        auto r = recv_reply(dealer, 5s);
+        ASSERT_TRUE(r) << confirmed.size() << " confirmed, " << rejects.size() << " rejected";
+        if (r->command == "REJECT") {
+            EXPECT_TRUE(r->ids.at(0).is_nil());
+            rejects.push_back(r->why);
+        } else {
+            confirmed.insert(confirmed.end(), r->ids.begin(), r->ids.end());
+        }
+    }
+    EXPECT_EQ(confirmed, (std::vector<message_id>{a, b}));
+    ASSERT_EQ(rejects.size(), 1u);
+    EXPECT_THAT(rejects[0],
+                ::testing::HasSubstr("batch entry at offset " + std::to_string(4 + ma.size())));
+    // Counted, logged, and the next good message is served.
+    message_id c;
+    dealer.send(zmq::buffer(inline_message("C", &c)));
+    auto r = recv_reply(dealer, 5s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->command, "CONFIRM");
+    EXPECT_EQ(r->ids, std::vector<message_id>{c});
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(receiver, 3), (std::vector<message_id>{a, b, c}));
+    ASSERT_TRUE(eventually([&] {
+        return proxy.status_json().find("\"malformed\":5") != std::string::npos;
+    })) << proxy.status_json();
+    std::lock_guard lock(log_mutex);
+    EXPECT_THAT(logged, ::testing::Contains(::testing::HasSubstr("malformed batch")));
+}
+
+TEST_F(durable_fixture, a_batch_from_a_req_producer_is_rejected_it_needs_a_dealer) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    zmq::socket_t req(ctx, zmq::socket_type::req);
+    req.set(zmq::sockopt::linger, 0);
+    req.connect(proxy.frontend_endpoints().at(0));
+    send_batch_frames(req, batch_of({inline_message("A"), inline_message("B")}));
+    auto r = recv_reply(req, 5s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->command, "REJECT");
+    EXPECT_THAT(r->why, ::testing::HasSubstr("DEALER"));
+}
+
+TEST_F(durable_fixture, the_pull_frontend_stores_batches_too) {
+    auto o = options();
+    o.frontend_pull = "tcp://127.0.0.1:*";
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    zmq::socket_t push(ctx, zmq::socket_type::push);
+    push.set(zmq::sockopt::linger, 1000);
+    push.connect(proxy.frontend_pull_endpoints().at(0));
+    message_id a, b, c;
+    send_batch_frames(push, batch_of({inline_message("A", &a), inline_message("B", &b)}));
+    send_batch_frames(push, std::string("\0\0\0\x09"
+                                        "x",
+                                        5)); // counted and dropped
+    push.send(zmq::buffer(inline_message("C", &c)));
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(receiver, 3), (std::vector<message_id>{a, b, c}));
+    ASSERT_TRUE(eventually([&] {
+        return proxy.status_json().find("\"malformed\":1") != std::string::npos;
+    })) << proxy.status_json();
+}
+
+TEST_F(durable_fixture, a_partial_batch_waits_for_linger_then_leaves_by_poll_or_send) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    manual_clock clock;
+    auto so = sender_options(proxy);
+    so.batch_messages = 10;
+    so.linger = 50ms;
+    so.clock = clock.fn();
+    reliable_sender sender(ctx, so);
+    auto sent_all = [&](std::size_t n) {
+        return eventually([&] {
+            (void)sender.poll(10ms);
+            return sender.confirmed() == n;
+        });
+    };
+
+    // Three messages wait in the open batch: nothing leaves before the linger has passed.
+    const auto first = send_all(sender, 3, "l-");
+    EXPECT_EQ(sender.waiting(), 3u);
+    EXPECT_EQ(sender.poll(0ms), 0u);
+    clock.now += 49ms;
+    (void)sender.poll(0ms);
+    EXPECT_EQ(sender.waiting(), 3u);
+    EXPECT_EQ(sender.batches(), 0u);
+    // Linger passed: poll() sends them as one batch, and they are confirmed.
+    clock.now += 1ms;
+    (void)sender.poll(0ms);
+    EXPECT_EQ(sender.waiting(), 0u);
+    EXPECT_EQ(sender.batches(), 1u);
+    ASSERT_TRUE(sent_all(3)) << sender.confirmed();
+
+    // Linger passed at the next send(): that send takes the waiting ones along.
+    (void)send_all(sender, 2, "m-");
+    clock.now += 60ms;
+    (void)send_all(sender, 1, "n-");
+    EXPECT_EQ(sender.waiting(), 0u);
+    EXPECT_EQ(sender.batches(), 2u);
+    ASSERT_TRUE(sent_all(6));
+
+    // A full batch leaves at once, whatever the linger.
+    (void)send_all(sender, 10, "f-");
+    EXPECT_EQ(sender.waiting(), 0u);
+    EXPECT_EQ(sender.batches(), 3u);
+    ASSERT_TRUE(sent_all(16));
+
+    // send_batch() and flush() send a partial batch at once.
+    (void)send_all(sender, 4, "s-");
+    EXPECT_EQ(sender.waiting(), 4u);
+    sender.send_batch();
+    EXPECT_EQ(sender.waiting(), 0u);
+    (void)send_all(sender, 2, "t-");
+    EXPECT_TRUE(sender.flush(10s));
+    EXPECT_EQ(sender.confirmed(), 22u);
+    EXPECT_EQ(sender.batches(), 5u);
+
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    const auto got = receive_ids(receiver, 22);
+    ASSERT_EQ(got.size(), 22u);
+    EXPECT_EQ(std::vector<message_id>(got.begin(), got.begin() + 3), first);
+}
+
+TEST_F(durable_fixture, a_full_window_sends_the_open_batch_before_waiting_for_confirms) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    manual_clock clock;
+    auto so = sender_options(proxy);
+    so.window = 4;
+    so.batch_messages = 100;
+    so.linger = 1h;
+    so.clock = clock.fn();
+    reliable_sender sender(ctx, so);
+    const auto ids = send_all(sender, 9, "w-"); // 4 + 4 leave when the window is full
+    EXPECT_EQ(sender.batches(), 2u);
+    EXPECT_EQ(sender.waiting(), 1u);
+    EXPECT_GE(sender.confirmed(), 4u);
+    EXPECT_TRUE(sender.flush(10s));
+    EXPECT_EQ(sender.confirmed(), 9u);
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(receiver, 9), ids);
+}
+
+TEST_F(durable_fixture, unconfirmed_messages_are_resent_in_batches_after_the_retry_interval) {
+    // A fake proxy that reads but confirms only the second copy of each message.
+    zmq::socket_t fake(ctx, zmq::socket_type::router);
+    fake.set(zmq::sockopt::linger, 0);
+    fake.bind("tcp://127.0.0.1:*");
+    manual_clock clock;
+    reliable_sender_options so;
+    so.endpoint = fake.get(zmq::sockopt::last_endpoint);
+    so.socket.registry = &registry;
+    so.batch_messages = 8;
+    so.linger = 1ms;
+    so.retry_interval = 1s;
+    so.clock = clock.fn();
+    reliable_sender sender(ctx, so);
+    const auto ids = send_all(sender, 8, "r-");
+    EXPECT_EQ(sender.batches(), 1u);
+    std::string rid; // the sender's routing id, as the fake proxy sees it
+    auto read_batch = [&]() -> std::vector<message_id> {
+        std::vector<std::string> frames;
+        bool more = true;
+        while (more) {
+            auto f = recv_within(fake, 5s);
+            if (!f) {
+                return {};
+            }
+            more = f->more();
+            frames.push_back(f->to_string());
+        }
+        std::vector<message_id> got;
+        std::vector<std::string_view> entries;
+        std::string why;
+        if (frames.size() != 3 || frames[1] != "BATCH" ||
+            !durable_protocol::parse_batch(frames[2], entries, why)) {
+            ADD_FAILURE() << "not a batch: " << frames.size() << " frames " << why;
+            return {};
+        }
+        rid = frames[0];
+        for (const auto e : entries) {
+            header h;
+            std::size_t n = 0;
+            EXPECT_TRUE(decode_header(e.data(), e.size(), h, &n));
+            got.push_back(h.id);
+        }
+        return got;
+    };
+    EXPECT_EQ(read_batch(), ids);
+    // Not confirmed within the retry interval: all eight go again, as one batch.
+    clock.now += 999ms;
+    (void)sender.poll(0ms);
+    EXPECT_EQ(sender.resent(), 0u);
+    clock.now += 1ms;
+    (void)sender.poll(0ms);
+    EXPECT_EQ(sender.resent(), 8u);
+    EXPECT_EQ(sender.batches(), 2u);
+    EXPECT_EQ(read_batch(), ids);
+    // Confirmed now (twice, as a proxy does for a resend): settled once each.
+    std::string all;
+    for (const auto& id : ids) {
+        all.append(reinterpret_cast<const char*>(id.data()), message_id::size);
+    }
+    for (int i = 0; i < 2; ++i) {
+        fake.send(zmq::buffer(rid), zmq::send_flags::sndmore);
+        fake.send(zmq::buffer(std::string("CONFIRM")), zmq::send_flags::sndmore);
+        fake.send(zmq::buffer(all));
+    }
+    ASSERT_TRUE(eventually([&] {
+        (void)sender.poll(10ms);
+        return sender.confirmed() == 8;
+    }));
+    (void)sender.poll(50ms);
+    EXPECT_EQ(sender.confirmed(), 8u);
+    EXPECT_EQ(sender.unconfirmed(), 0u);
+}
+
+TEST_F(durable_fixture, a_spool_filling_up_in_the_middle_of_a_batch_holds_the_rest_in_order) {
+    auto o = options();
+    o.spool.max_messages = 10;
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    auto so = sender_options(proxy);
+    so.batch_messages = 8;
+    so.linger = 1ms;
+    reliable_sender sender(ctx, so);
+    const auto ids = send_all(sender, 30, "h-");
+    sender.send_batch();
+    ASSERT_TRUE(eventually([&] {
+        (void)sender.poll(10ms);
+        return sender.confirmed() >= 10 &&
+               proxy.status_json().find("\"state\":\"backpressure\"") != std::string::npos;
+    })) << proxy.status_json();
+    (void)sender.poll(100ms);
+    EXPECT_EQ(sender.confirmed(), 10u);
+    reliable_receiver receiver(ctx, receiver_options(proxy));
+    std::vector<message_id> got;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (got.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
+        (void)sender.poll(0ms);
+        auto d = receiver.recv(50ms);
+        if (d) {
+            got.push_back(d->message.id());
+            receiver.ack(*d);
+        }
+    }
+    EXPECT_TRUE(sender.flush(10s));
+    EXPECT_EQ(sender.confirmed(), 30u);
+    EXPECT_EQ(got, ids);
 }

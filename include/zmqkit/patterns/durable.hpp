@@ -40,8 +40,11 @@ inline constexpr std::string_view deliver = "DELIVER"; // proxy -> consumer: [DE
 inline constexpr std::string_view ack = "ACK";         // consumer -> proxy: [ACK][tags]
 inline constexpr std::string_view nack = "NACK";       // consumer -> proxy: [NACK][tags][how][why]
 inline constexpr std::string_view bye = "BYE";         // consumer -> proxy: [BYE]
+inline constexpr std::string_view batch = "BATCH";     // producer -> proxy: [BATCH][entries]
 inline constexpr std::string_view nack_requeue = "requeue";
 inline constexpr std::string_view nack_dead_letter = "dead-letter";
+// Bytes of the big-endian length before each entry of a batch.
+inline constexpr std::size_t batch_length_size = 4;
 
 // A consumer's command, parsed from its frames (after the routing id). Views into the frames.
 struct consumer_command {
@@ -73,6 +76,17 @@ parse_producer_reply(const std::vector<std::string_view>& frames);
 // A delivery's frames: [DELIVER][tag][header...]. nullopt if it is not one.
 [[nodiscard]] std::optional<std::uint64_t>
 parse_delivery_tag(const std::vector<std::string_view>& frames);
+
+// Splits the payload frame of [BATCH][payload] into its entries (views into `payload`, each
+// an inline-layout message [header+body]; the headers are not decoded here). The payload is
+// one or more entries, each a 4-byte big-endian length L >= 1 and then L bytes, with nothing
+// after the last. False if it is not exactly that: `why` then names the fault and its byte
+// offset in the payload (for the REJECT and the log). `entries` is cleared first (its capacity
+// is reused). Never throws, never reads outside `payload`.
+[[nodiscard]] bool parse_batch(std::string_view payload, std::vector<std::string_view>& entries,
+                               std::string& why);
+// Appends one entry (its length, then `message`) to a batch payload being built.
+void append_batch_entry(std::string& payload, std::string_view message);
 } // namespace durable_protocol
 
 // ---- the durable proxy ------------------------------------------------------------------------
@@ -170,6 +184,22 @@ struct reliable_sender_options {
     std::size_t window = 1000; // unconfirmed messages in flight before send() waits
     // An unconfirmed message is sent again (same id: the proxy confirms it once) after this.
     std::chrono::milliseconds retry_interval = 2s;
+    // Producer batching (docs/wire-protocol.md §7.1): up to batch_messages messages, and up to
+    // batch_bytes of them (a larger message goes alone), leave as ONE ZeroMQ message
+    // [BATCH][entries]. 1 (the default) = no batching: each message is its own ZeroMQ message,
+    // as without this option. A batch that holds one message is sent as a plain message.
+    // Needs a durable proxy that reads batches (this version); an older one rejects them.
+    std::size_t batch_messages = 1;
+    std::size_t batch_bytes = 1 << 20;
+    // How long a partly filled batch may wait for more messages; 0 = send at once. There is
+    // no background thread: a partly filled batch leaves when it is full, when the window is
+    // full (send() is about to wait for confirms), when linger has passed at the next send()
+    // or poll() (poll() waits no longer than that), on send_batch() and on flush().
+    std::chrono::milliseconds linger{0};
+    // The clock of linger and retry_interval (nullptr: steady_clock::now). Tests inject one to
+    // pass linger or the retry interval without waiting. The timeouts of send(), poll() and
+    // flush() are real time.
+    std::function<std::chrono::steady_clock::time_point()> clock;
     // HWMs, linger (name = metric label); security: CURVE / PLAIN of the DEALER (usually a
     // client of the proxy: socket_security::curve_client(server_key, &own)).
     socket_options socket;
@@ -191,23 +221,32 @@ public:
     reliable_sender(const reliable_sender&) = delete;
     reliable_sender& operator=(const reliable_sender&) = delete;
 
-    // Sends m (stamped like zmqkit::socket::send; m.header().id is its id afterwards). While
-    // the window is full it waits for confirms, at most `timeout`; false then (m unchanged).
+    // Sends m (stamped like zmqkit::socket::send; m.header().id is its id afterwards; with
+    // batching it may wait in the open batch, see the options). While the window is full it
+    // sends the open batch and waits for confirms, at most `timeout`; false then (m unchanged).
+    // Confirms are read when the window is full and before resending; poll() reads them now.
     [[nodiscard]] bool send(message& m, std::chrono::milliseconds timeout = 5s);
     [[nodiscard]] bool send(message&& m, std::chrono::milliseconds timeout = 5s) {
         return send(m, timeout);
     }
-    // Handles confirms that arrived and resends overdue messages, waiting at most `timeout`
-    // for something to arrive. Returns how many messages got confirmed or rejected.
+    // Handles confirms that arrived, sends a partly filled batch whose linger has passed and
+    // resends overdue messages, waiting at most `timeout` (and no longer than the open batch's
+    // linger) for something to arrive. Returns how many messages got confirmed or rejected.
     std::size_t poll(std::chrono::milliseconds timeout);
-    // Waits until every message sent was confirmed or rejected, at most `timeout`. True if
-    // none is left unconfirmed.
+    // Sends the open (partly filled) batch now, without waiting. No-op if there is none.
+    void send_batch();
+    // Sends the open batch, then waits until every message sent was confirmed or rejected, at
+    // most `timeout`. True if none is left unconfirmed.
     [[nodiscard]] bool flush(std::chrono::milliseconds timeout);
 
-    [[nodiscard]] std::size_t unconfirmed() const noexcept { return pending_.size(); }
+    [[nodiscard]] std::size_t unconfirmed() const noexcept { return live_; }
     [[nodiscard]] std::uint64_t confirmed() const noexcept { return confirmed_; }
     [[nodiscard]] std::uint64_t rejected() const noexcept { return rejected_; }
     [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
+    // Messages kept but not handed to the socket yet (the open batch, or no room).
+    [[nodiscard]] std::size_t waiting() const noexcept;
+    // ZeroMQ messages sent that carried a batch of more than one message.
+    [[nodiscard]] std::uint64_t batches() const noexcept { return batches_; }
     // The ids still waiting for a confirm (for a report at the end).
     [[nodiscard]] std::vector<message_id> unconfirmed_ids() const;
 
@@ -229,28 +268,58 @@ private:
         o.endpoint = std::move(endpoint);
         return o;
     }
-    struct entry {
-        std::string frame; // the encoded message: [header+body]
-        std::chrono::steady_clock::time_point sent_at;
+    using time_point = std::chrono::steady_clock::time_point;
+    // One kept message. Slots form a ring in send order (slot of sequence s: s & mask); a
+    // slot's frame buffer is reused by later messages, so steady sending does not allocate.
+    struct slot {
+        message_id id;
+        std::uint64_t seq = 0;  // the ring sequence number it holds while live
+        bool live = false;      // kept until confirmed or rejected
+        bool waiting = false;   // to be handed to the socket (new, resent, or no room)
+        time_point sent_at{};   // last handed to the socket
+        time_point queued_at{}; // when it started waiting (linger)
+        std::string frame;      // the encoded message: [header+body]
     };
-    bool transmit(const std::string& frame);
-    void flush_unsent();
+    // Open-addressing index id -> ring sequence (nil id = empty), sized for the window.
+    struct index_entry {
+        message_id id;
+        std::uint64_t seq = 0;
+    };
+    [[nodiscard]] time_point now() const {
+        return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
+    }
+    [[nodiscard]] slot* live_slot(std::uint64_t seq) noexcept;
+    [[nodiscard]] std::size_t index_find(const message_id& id) const noexcept;
+    void index_insert(const message_id& id, std::uint64_t seq) noexcept;
+    void index_erase(std::size_t pos) noexcept;
+    void grow_ring();
+    void settle(const message_id& id, bool confirmed, std::string_view reason);
+    bool transmit_waiting(bool force, time_point at);
     std::size_t handle_replies(std::chrono::milliseconds timeout);
-    void resend_overdue();
+    void resend_overdue(time_point at);
+    [[nodiscard]] std::chrono::milliseconds until_linger(time_point at) const;
 
     reliable_sender_options options_;
     zmq::socket_t socket_;
     std::unique_ptr<handshake_monitor> handshakes_; // destroyed before socket_
     std::vector<std::string> endpoints_;
-    std::unordered_map<message_id, entry, message_id_hash> pending_;
-    std::deque<std::pair<message_id, std::chrono::steady_clock::time_point>> retry_order_;
-    std::deque<message_id> unsent_; // kept, not yet taken by the socket (no room), in order
-    std::uint64_t confirmed_ = 0, rejected_ = 0, resent_ = 0;
+    std::vector<slot> ring_; // power-of-two size; live sequences in [head_, tail_)
+    std::uint64_t head_ = 0, tail_ = 0;
+    std::size_t live_ = 0;
+    std::vector<index_entry> index_;     // power-of-two size, at least twice the window
+    std::vector<std::uint64_t> waiting_; // sequences to send, in order, from waiting_head_
+    std::size_t waiting_head_ = 0;
+    std::size_t waiting_count_ = 0; // slots with `waiting` set
+    bool blocked_ = false;          // the socket had no room at the last attempt
+    time_point next_retry_check_{};
+    std::uint64_t confirmed_ = 0, rejected_ = 0, resent_ = 0, batches_ = 0;
     std::function<void(const message_id&)> on_confirm_;
     std::function<void(const message_id&, std::string_view)> on_reject_;
     std::vector<zmq::message_t> frames_;
+    std::vector<std::string_view> views_;
     counter* confirmed_counter_ = nullptr;
     counter* resent_counter_ = nullptr;
+    counter* batches_counter_ = nullptr;
 };
 
 // ---- reliable receiver ------------------------------------------------------------------------
