@@ -294,13 +294,19 @@ TEST_F(durable_fixture, a_consumer_that_leaves_hands_its_deliveries_to_another) 
     EXPECT_EQ(rest.size(), 45u);
 }
 
-TEST_F(durable_fixture, a_full_spool_holds_producers_back_until_consumers_make_room) {
-    auto o = options();
+// A spool of 10 messages, 30 sent (batches of `batch` messages): the first 10 are confirmed,
+// the proxy holds the producer back, and once a consumer acks, all 30 arrive in order.
+void full_spool_holds_back_then_drains_in_order(durable_fixture& f, std::size_t batch) {
+    auto o = f.options();
     o.spool.max_messages = 10;
-    durable_proxy proxy(ctx, o);
+    durable_proxy proxy(f.ctx, o);
     proxy.start();
-    reliable_sender sender(ctx, sender_options(proxy));
-    const auto ids = send_all(sender, 30, "f-");
+    auto so = f.sender_options(proxy);
+    so.batch_messages = batch;
+    so.linger = 1ms;
+    reliable_sender sender(f.ctx, so);
+    const auto ids = durable_fixture::send_all(sender, 30, "f-");
+    sender.send_batch();
     ASSERT_TRUE(eventually([&] {
         (void)sender.poll(10ms);
         return sender.confirmed() >= 10 &&
@@ -309,7 +315,7 @@ TEST_F(durable_fixture, a_full_spool_holds_producers_back_until_consumers_make_r
     (void)sender.poll(100ms);
     EXPECT_EQ(sender.confirmed(), 10u);
     EXPECT_EQ(sender.unconfirmed(), 20u);
-    reliable_receiver receiver(ctx, receiver_options(proxy));
+    reliable_receiver receiver(f.ctx, f.receiver_options(proxy));
     std::vector<message_id> got;
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (got.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
@@ -323,6 +329,10 @@ TEST_F(durable_fixture, a_full_spool_holds_producers_back_until_consumers_make_r
     EXPECT_TRUE(sender.flush(10s));
     EXPECT_EQ(sender.confirmed(), 30u);
     EXPECT_EQ(got, ids);
+}
+
+TEST_F(durable_fixture, a_full_spool_holds_producers_back_until_consumers_make_room) {
+    full_spool_holds_back_then_drains_in_order(*this, 1);
 }
 
 TEST_F(durable_fixture, push_producers_and_pull_consumers_are_served_best_effort) {
@@ -1065,35 +1075,5 @@ TEST_F(durable_fixture, unconfirmed_messages_are_resent_in_batches_after_the_ret
 }
 
 TEST_F(durable_fixture, a_spool_filling_up_in_the_middle_of_a_batch_holds_the_rest_in_order) {
-    auto o = options();
-    o.spool.max_messages = 10;
-    durable_proxy proxy(ctx, o);
-    proxy.start();
-    auto so = sender_options(proxy);
-    so.batch_messages = 8;
-    so.linger = 1ms;
-    reliable_sender sender(ctx, so);
-    const auto ids = send_all(sender, 30, "h-");
-    sender.send_batch();
-    ASSERT_TRUE(eventually([&] {
-        (void)sender.poll(10ms);
-        return sender.confirmed() >= 10 &&
-               proxy.status_json().find("\"state\":\"backpressure\"") != std::string::npos;
-    })) << proxy.status_json();
-    (void)sender.poll(100ms);
-    EXPECT_EQ(sender.confirmed(), 10u);
-    reliable_receiver receiver(ctx, receiver_options(proxy));
-    std::vector<message_id> got;
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (got.size() < ids.size() && std::chrono::steady_clock::now() < deadline) {
-        (void)sender.poll(0ms);
-        auto d = receiver.recv(50ms);
-        if (d) {
-            got.push_back(d->message.id());
-            receiver.ack(*d);
-        }
-    }
-    EXPECT_TRUE(sender.flush(10s));
-    EXPECT_EQ(sender.confirmed(), 30u);
-    EXPECT_EQ(got, ids);
+    full_spool_holds_back_then_drains_in_order(*this, 8);
 }

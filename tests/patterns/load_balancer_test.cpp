@@ -13,6 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -307,54 +308,77 @@ TEST_F(lb_fixture, a_worker_that_says_the_ascii_words_is_served) {
 
 // ---- sharing and exactly-once ----------------------------------------------------------------
 
-TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id) {
-    load_balancer broker(ctx, options());
-    broker.start();
-    constexpr std::size_t worker_count = 4;
-    std::vector<std::unique_ptr<lb_worker>> workers;
-    for (std::size_t i = 0; i < worker_count; ++i) {
-        workers.push_back(std::make_unique<lb_worker>(
-            ctx, worker_options(broker, cat("w", std::to_string(i))),
-            lb_bytes_handler([](std::string_view body) { return cat("re:", body); })));
-        workers.back()->start();
-    }
-    ASSERT_TRUE(ready_workers(broker, worker_count));
-
-    lb_client client(ctx, client_options(broker));
-    constexpr int total = 10000;
-    constexpr std::size_t window = 64; // requests in flight at once
-    std::unordered_map<message_id, std::string, message_id_hash> expected;
-    std::unordered_map<message_id, int, message_id_hash> answers;
+// Submits `total` echo requests with bodies prefix0, prefix1, ..., at most `window` in flight,
+// until all are answered (bounded to two minutes), calling after_poll after every poll.
+struct pipelined_run {
+    std::unordered_map<message_id, std::string, message_id_hash> expected; // id -> body
+    std::unordered_map<message_id, int, message_id_hash> answers;          // cause -> replies
     std::size_t failures = 0;
+};
+void run_pipelined(lb_client& client, pipelined_run& run, int total, std::size_t window,
+                   const std::string& prefix, const std::function<void()>& after_poll = {}) {
     int next = 0;
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
         while (next < total && client.pending() < window) {
-            const std::string body = cat("r", std::to_string(next++));
-            message m(body);
-            const auto id = client.submit(std::move(m), [&](lb_result r) {
+            const std::string body = cat(prefix, std::to_string(next++));
+            const auto id = client.submit(message(body), [&run](lb_result r) {
                 if (!r.ok()) {
-                    ++failures;
+                    ++run.failures;
                     return;
                 }
                 const auto cause = r.reply.causation_id();
-                ++answers[cause];
-                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
+                ++run.answers[cause];
+                EXPECT_EQ(r.reply.body_view(), cat("re:", run.expected[cause]));
             });
-            expected[id] = body;
+            run.expected[id] = body;
         }
-        (void)client.poll(100ms);
+        (void)client.poll(10ms);
+        if (after_poll) {
+            after_poll();
+        }
     }
-    EXPECT_EQ(failures, 0u);
-    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
-    for (const auto& [id, n] : answers) {
+}
+
+// 10,000 requests, 64 in flight, over 4 echo workers with the given prefetch: every request
+// answered exactly once (by causation id), roughly evenly spread, nothing late or left over.
+void share_ten_thousand_requests(lb_fixture& f, std::uint32_t prefetch) {
+    load_balancer broker(f.ctx, f.options());
+    broker.start();
+    constexpr std::size_t worker_count = 4;
+    std::vector<std::unique_ptr<lb_worker>> workers;
+    for (std::size_t i = 0; i < worker_count; ++i) {
+        auto wo = f.worker_options(broker, cat("w", std::to_string(i)));
+        wo.prefetch = prefetch;
+        workers.push_back(std::make_unique<lb_worker>(
+            f.ctx, wo, lb_bytes_handler([](std::string_view body) { return cat("re:", body); })));
+        workers.back()->start();
+    }
+    ASSERT_TRUE(f.ready_workers(broker, worker_count));
+    auto s = broker.broker_stats();
+    ASSERT_TRUE(s);
+    for (const auto& w : s->workers) {
+        EXPECT_EQ(w.credit, prefetch) << w.id;
+    }
+
+    lb_client client(f.ctx, f.client_options(broker));
+    constexpr int total = 10000;
+    constexpr std::size_t window = 64; // more than the workers' credit: some wait at the broker
+    pipelined_run run;
+    run_pipelined(client, run, total, window, "r");
+    EXPECT_EQ(run.failures, 0u);
+    ASSERT_EQ(run.answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : run.answers) {
         ASSERT_EQ(n, 1) << id.to_string();
-        ASSERT_EQ(expected.count(id), 1u);
+        ASSERT_EQ(run.expected.count(id), 1u);
     }
     EXPECT_EQ(client.late_replies(), 0u);
-    const auto s = broker.broker_stats();
+    s = broker.broker_stats();
     ASSERT_TRUE(s);
     EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
+    EXPECT_EQ(s->late_replies, 0u);
+    EXPECT_EQ(s->redispatched, 0u);
+    EXPECT_EQ(s->in_flight, 0u);
     ASSERT_EQ(s->workers.size(), worker_count);
     std::uint64_t served = 0;
     for (const auto& w : s->workers) {
@@ -362,6 +386,7 @@ TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id)
         // Roughly even: least recently used order gives every worker a fair part, even on a
         // loaded machine (at least a quarter of an even share).
         EXPECT_GE(w.served, static_cast<std::uint64_t>(total) / worker_count / 4) << w.id;
+        EXPECT_EQ(w.in_flight, 0u) << w.id;
     }
     EXPECT_EQ(served, static_cast<std::uint64_t>(total));
     std::uint64_t handled = 0;
@@ -369,6 +394,10 @@ TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id)
         handled += w->counters().handled;
     }
     EXPECT_EQ(handled, static_cast<std::uint64_t>(total));
+}
+
+TEST_F(lb_fixture, workers_share_ten_thousand_requests_each_answered_once_by_id) {
+    share_ten_thousand_requests(*this, 1);
 }
 
 TEST_F(lb_fixture, typed_handlers_and_the_synchronous_call) {
@@ -992,73 +1021,7 @@ TEST_F(lb_fixture, credit_is_capped_and_a_bad_credit_is_counted_and_served_as_cr
 }
 
 TEST_F(lb_fixture, prefetching_workers_share_ten_thousand_requests_each_answered_once_by_id) {
-    load_balancer broker(ctx, options());
-    broker.start();
-    constexpr std::size_t worker_count = 4;
-    std::vector<std::unique_ptr<lb_worker>> workers;
-    for (std::size_t i = 0; i < worker_count; ++i) {
-        auto wo = worker_options(broker, cat("p", std::to_string(i)));
-        wo.prefetch = 4;
-        workers.push_back(std::make_unique<lb_worker>(
-            ctx, wo, lb_bytes_handler([](std::string_view body) { return cat("re:", body); })));
-        workers.back()->start();
-    }
-    ASSERT_TRUE(ready_workers(broker, worker_count));
-    auto s = broker.broker_stats();
-    for (const auto& w : s->workers) {
-        EXPECT_EQ(w.credit, 4u) << w.id;
-    }
-
-    lb_client client(ctx, client_options(broker));
-    constexpr int total = 10000;
-    constexpr std::size_t window = 64; // more than the workers' credit: some wait at the broker
-    std::unordered_map<message_id, std::string, message_id_hash> expected;
-    std::unordered_map<message_id, int, message_id_hash> answers;
-    std::size_t failures = 0;
-    int next = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
-        while (next < total && client.pending() < window) {
-            const std::string body = cat("r", std::to_string(next++));
-            const auto id = client.submit(message(body), [&](lb_result r) {
-                if (!r.ok()) {
-                    ++failures;
-                    return;
-                }
-                const auto cause = r.reply.causation_id();
-                ++answers[cause];
-                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
-            });
-            expected[id] = body;
-        }
-        (void)client.poll(100ms);
-    }
-    EXPECT_EQ(failures, 0u);
-    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
-    for (const auto& [id, n] : answers) {
-        ASSERT_EQ(n, 1) << id.to_string();
-        ASSERT_EQ(expected.count(id), 1u);
-    }
-    EXPECT_EQ(client.late_replies(), 0u);
-    s = broker.broker_stats();
-    ASSERT_TRUE(s);
-    EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
-    EXPECT_EQ(s->late_replies, 0u);
-    EXPECT_EQ(s->redispatched, 0u);
-    EXPECT_EQ(s->in_flight, 0u);
-    ASSERT_EQ(s->workers.size(), worker_count);
-    std::uint64_t served = 0;
-    for (const auto& w : s->workers) {
-        served += w.served;
-        EXPECT_GE(w.served, static_cast<std::uint64_t>(total) / worker_count / 4) << w.id;
-        EXPECT_EQ(w.in_flight, 0u) << w.id;
-    }
-    EXPECT_EQ(served, static_cast<std::uint64_t>(total));
-    std::uint64_t handled = 0;
-    for (auto& w : workers) {
-        handled += w->counters().handled;
-    }
-    EXPECT_EQ(handled, static_cast<std::uint64_t>(total));
+    share_ten_thousand_requests(*this, 4);
 }
 
 TEST_F(lb_fixture, a_prefetching_worker_that_expires_has_all_its_requests_dispatched_again) {
@@ -1299,28 +1262,10 @@ TEST_F(lb_fixture, a_prefetching_worker_stopped_under_load_loses_and_duplicates_
     lb_client client(ctx, client_options(broker));
     constexpr int total = 3000;
     constexpr std::size_t window = 32;
-    std::unordered_map<message_id, std::string, message_id_hash> expected;
-    std::unordered_map<message_id, int, message_id_hash> answers;
-    std::size_t failures = 0;
     std::uint64_t handled_by_a = 0;
-    int next = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    while ((next < total || client.pending() > 0) && std::chrono::steady_clock::now() < deadline) {
-        while (next < total && client.pending() < window) {
-            const std::string body = cat("s", std::to_string(next++));
-            const auto id = client.submit(message(body), [&](lb_result r) {
-                if (!r.ok()) {
-                    ++failures;
-                    return;
-                }
-                const auto cause = r.reply.causation_id();
-                ++answers[cause];
-                EXPECT_EQ(r.reply.body_view(), cat("re:", expected[cause]));
-            });
-            expected[id] = body;
-        }
-        (void)client.poll(10ms);
-        if (a && answers.size() >= static_cast<std::size_t>(total / 3)) {
+    pipelined_run run;
+    run_pipelined(client, run, total, window, "s", [&] {
+        if (a && run.answers.size() >= static_cast<std::size_t>(total / 3)) {
             hold = true;
             const auto s = a_holding.load() ? broker.broker_stats() : std::nullopt;
             const bool a_full = s && std::any_of(s->workers.begin(), s->workers.end(), [](auto& w) {
@@ -1332,11 +1277,11 @@ TEST_F(lb_fixture, a_prefetching_worker_stopped_under_load_loses_and_duplicates_
                 a.reset();
             }
         }
-    }
+    });
     EXPECT_EQ(a, nullptr);
-    EXPECT_EQ(failures, 0u);
-    ASSERT_EQ(answers.size(), static_cast<std::size_t>(total));
-    for (const auto& [id, n] : answers) {
+    EXPECT_EQ(run.failures, 0u);
+    ASSERT_EQ(run.answers.size(), static_cast<std::size_t>(total));
+    for (const auto& [id, n] : run.answers) {
         ASSERT_EQ(n, 1) << id.to_string();
     }
     EXPECT_EQ(client.late_replies(), 0u);

@@ -146,22 +146,46 @@ TEST(pubsub, publisher_id_travels_in_header_key_12_and_the_legacy_user_header_is
     EXPECT_EQ(sub.stats().sequences.in_order, 1U);
 }
 
+// A subscriber fed by a raw XPUB on which a test writes publications by hand, with the
+// sequence events the subscriber reports.
+struct hand_written_feed {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    zmqkit::socket raw;
+    subscriber sub;
+    std::vector<sequence_event> events;
+
+    explicit hand_written_feed(const std::string& name)
+        : raw(ctx, zmq::socket_type::xpub, with_registry(registry)),
+          sub(ctx,
+              options(raw.attach("inproc://" + unique_name(name), endpoint_action::bind).front(),
+                      registry)) {
+        sub.on_sequence_event([this](const sequence_event& e) { events.push_back(e); });
+    }
+    // Subscribes `prefix` and waits (bounded) until the XPUB has seen the subscription.
+    [[nodiscard]] bool subscribe(const std::string& prefix) {
+        sub.subscribe(prefix);
+        return recv_within(raw.raw(), 5s).has_value();
+    }
+
+private:
+    static subscriber_options options(const std::string& endpoint, metrics_registry& registry) {
+        subscriber_options so;
+        so.endpoints = endpoint;
+        so.sockets = with_registry(registry);
+        so.registry = &registry;
+        return so;
+    }
+};
+
 TEST(pubsub, gaps_are_found_for_key_12_and_legacy_publishers_alike) {
     // Hand-written publications: one publisher with key 12, one older one with the user
     // header, interleaved on one topic, each skipping numbers.
-    zmq::context_t ctx;
-    metrics_registry registry;
-    zmqkit::socket raw(ctx, zmq::socket_type::xpub, with_registry(registry));
-    raw.attach("inproc://" + unique_name("gaps12"), endpoint_action::bind);
-    subscriber_options so;
-    so.endpoints = raw.endpoints().front();
-    so.sockets = with_registry(registry);
-    so.registry = &registry;
-    subscriber sub(ctx, so);
-    std::vector<sequence_event> events;
-    sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
-    sub.subscribe("t");
-    ASSERT_TRUE(recv_within(raw.raw(), 5s).has_value()); // the subscription
+    hand_written_feed feed("gaps12");
+    ASSERT_TRUE(feed.subscribe("t"));
+    auto& raw = feed.raw;
+    auto& sub = feed.sub;
+    auto& events = feed.events;
     const auto modern = message_id::generate();
     const std::string modern_bytes(reinterpret_cast<const char*>(modern.data()), message_id::size);
     const std::string legacy = "publisher-0001..";
@@ -334,19 +358,11 @@ TEST(pubsub, typed_handlers_dispatch_by_longest_prefix) {
 
 TEST(pubsub, gap_injected_on_the_wire_is_reported_with_its_exact_range) {
     // A PUB that writes the envelope by hand, skipping sequence numbers 4..6.
-    zmq::context_t ctx;
-    metrics_registry registry;
-    zmqkit::socket raw(ctx, zmq::socket_type::xpub, with_registry(registry));
-    raw.attach("inproc://" + unique_name("gaps"), endpoint_action::bind);
-    subscriber_options so;
-    so.endpoints = raw.endpoints().front();
-    so.sockets = with_registry(registry);
-    so.registry = &registry;
-    subscriber sub(ctx, so);
-    std::vector<sequence_event> events;
-    sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
-    sub.subscribe("t");
-    ASSERT_TRUE(recv_within(raw.raw(), 5s).has_value()); // the subscription
+    hand_written_feed feed("gaps");
+    ASSERT_TRUE(feed.subscribe("t"));
+    auto& raw = feed.raw;
+    auto& sub = feed.sub;
+    auto& events = feed.events;
     for (std::uint64_t seq : {1U, 2U, 3U, 7U, 8U, 5U}) {
         message m{"x"};
         m.header().sequence = seq;
@@ -362,10 +378,10 @@ TEST(pubsub, gap_injected_on_the_wire_is_reported_with_its_exact_range) {
     EXPECT_EQ(events[0].missing_last, 6U);
     EXPECT_EQ(events[1].verdict, sequence_verdict::late);
     EXPECT_EQ(events[1].sequence, 5U);
-    EXPECT_EQ(
-        registry.get_counter("zmqkit_subscriber_missing_total", "", {{"component", "subscriber"}})
-            .value(),
-        3U);
+    EXPECT_EQ(feed.registry
+                  .get_counter("zmqkit_subscriber_missing_total", "", {{"component", "subscriber"}})
+                  .value(),
+              3U);
 }
 
 TEST(pubsub, stalled_subscriber_drop_policy_reports_exact_loss_and_others_keep_receiving) {
