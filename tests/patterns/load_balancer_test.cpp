@@ -214,6 +214,27 @@ struct lb_fixture : ::testing::Test {
     }
 
     // Waits until the broker knows `n` ready workers.
+    // Heartbeats 1000 ms x 3 on an injected clock: tests expire workers by advancing it.
+    load_balancer_options clocked_options(manual_clock& clk) {
+        auto o = options();
+        o.heartbeat_interval = 1000ms;
+        o.liveness = 3;
+        o.tick = 5ms;
+        o.clock = [&clk] { return clk.now(); };
+        return o;
+    }
+    // A hand-driven 6/PPP worker: a DEALER on the backend that has sent `ready`.
+    zmq::socket_t raw_worker(load_balancer& b, const std::string& ready,
+                             const std::string& routing_id = {}) {
+        zmq::socket_t w(ctx, zmq::socket_type::dealer);
+        w.set(zmq::sockopt::linger, 0);
+        if (!routing_id.empty()) {
+            w.set(zmq::sockopt::routing_id, routing_id);
+        }
+        w.connect(b.backend_endpoints().at(0));
+        w.send(zmq::buffer(ready));
+        return w;
+    }
     static bool ready_workers(load_balancer& b, std::size_t n) {
         return eventually(
             [&] {
@@ -426,18 +447,9 @@ TEST_F(lb_fixture, typed_handlers_and_the_synchronous_call) {
 
 TEST_F(lb_fixture, a_silent_worker_expires_and_its_request_goes_to_another_with_attempt_two) {
     manual_clock clk;
-    auto o = options();
-    o.heartbeat_interval = 1000ms;
-    o.liveness = 3;
-    o.tick = 5ms;
-    o.clock = [&clk] { return clk.now(); };
-    load_balancer broker(ctx, o);
+    load_balancer broker(ctx, clocked_options(clk));
     broker.start();
-    zmq::socket_t a(ctx, zmq::socket_type::dealer);
-    a.set(zmq::sockopt::linger, 0);
-    a.set(zmq::sockopt::routing_id, std::string("worker-a"));
-    a.connect(broker.backend_endpoints().at(0));
-    a.send(zmq::buffer(std::string("\x01", 1)));
+    auto a = raw_worker(broker, std::string("\x01", 1), "worker-a");
     ASSERT_TRUE(ready_workers(broker, 1));
 
     lb_client client(ctx, client_options(broker));
@@ -1026,18 +1038,9 @@ TEST_F(lb_fixture, prefetching_workers_share_ten_thousand_requests_each_answered
 
 TEST_F(lb_fixture, a_prefetching_worker_that_expires_has_all_its_requests_dispatched_again) {
     manual_clock clk;
-    auto o = options();
-    o.heartbeat_interval = 1000ms;
-    o.liveness = 3;
-    o.tick = 5ms;
-    o.clock = [&clk] { return clk.now(); };
-    load_balancer broker(ctx, o);
+    load_balancer broker(ctx, clocked_options(clk));
     broker.start();
-    zmq::socket_t a(ctx, zmq::socket_type::dealer);
-    a.set(zmq::sockopt::linger, 0);
-    a.set(zmq::sockopt::routing_id, std::string("worker-a"));
-    a.connect(broker.backend_endpoints().at(0));
-    a.send(zmq::buffer(ready_with_credit(4)));
+    auto a = raw_worker(broker, ready_with_credit(4), "worker-a");
     ASSERT_TRUE(ready_workers(broker, 1));
 
     lb_client client(ctx, client_options(broker));
@@ -1105,17 +1108,9 @@ TEST_F(lb_fixture, a_prefetching_worker_that_expires_has_all_its_requests_dispat
 
 TEST_F(lb_fixture, the_first_reply_wins_even_from_a_worker_that_expired) {
     manual_clock clk;
-    auto o = options();
-    o.heartbeat_interval = 1000ms;
-    o.liveness = 3;
-    o.tick = 5ms;
-    o.clock = [&clk] { return clk.now(); };
-    load_balancer broker(ctx, o);
+    load_balancer broker(ctx, clocked_options(clk));
     broker.start();
-    zmq::socket_t a(ctx, zmq::socket_type::dealer);
-    a.set(zmq::sockopt::linger, 0);
-    a.connect(broker.backend_endpoints().at(0));
-    a.send(zmq::buffer(ready_with_credit(2)));
+    auto a = raw_worker(broker, ready_with_credit(2));
     ASSERT_TRUE(ready_workers(broker, 1));
     lb_client client(ctx, client_options(broker));
     std::map<message_id, lb_result> outcomes;
