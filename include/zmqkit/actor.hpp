@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -88,6 +89,15 @@ protected:
         return std::chrono::steady_clock::time_point(
             std::chrono::steady_clock::duration(stop_deadline_.load()));
     }
+    // Actor thread, from a watch handler: `socket` has no input as of now — the handler's last
+    // operation on it was a receive that found nothing (EAGAIN), which also took in every
+    // command libzmq had queued for it. The loop then need not ask the socket's state
+    // (ZMQ_EVENTS: two system calls) before it waits again; the socket's descriptor still
+    // wakes the wait when input arrives. Only a hint for that one wait, and ignored when
+    // another handler, a timer or a command runs after it, or when the socket is also watched
+    // for ZMQ_POLLOUT. Do not call it if the socket was used after that receive: a send may
+    // take in the socket's commands and leave input that its descriptor will not announce.
+    void note_drained(zmq::socket_t& socket);
     // Actor thread: calls fn every `interval`, first after one interval.
     void every(std::chrono::milliseconds interval, std::function<void()> fn);
     // Actor thread: leave the loop after the current event (the actor finishes by itself).
@@ -135,6 +145,10 @@ private:
     std::vector<watched> watched_;
     std::vector<timer> timers_;
     bool exit_requested_ = false;
+    // note_drained(): the sockets noted, valid while callbacks_ still equals drained_at_.
+    std::vector<void*> drained_;
+    std::uint64_t drained_at_ = 0;
+    std::uint64_t callbacks_ = 0; // handlers, timers and pipe commands run so far
 };
 
 } // namespace zmqkit

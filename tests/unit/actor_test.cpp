@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <mutex>
+
 using namespace zmqkit;
 using namespace zmqkit::testing;
 
@@ -78,6 +80,7 @@ public:
 
     using actor::context;
     using actor::every;
+    using actor::note_drained;
     using actor::set_watch_enabled;
     using actor::watch;
 
@@ -411,4 +414,116 @@ TEST(actor_loop, input_is_not_lost_when_another_handler_sends_on_the_socket) {
         ASSERT_TRUE(eventually([&] { return replies.load() == i + 1; }, 250ms))
             << "reply " << i << " not seen within 250 ms";
     }
+}
+
+// ---- note_drained(): a handler's hint that its socket has no input ----
+
+TEST(actor_loop, a_drained_socket_still_wakes_the_loop_when_input_arrives) {
+    // The loop skips asking a noted socket before it waits; its ZMQ_FD must still wake the
+    // wait. The same race as above (the handler of `requests` sends on `pair`), with both
+    // handlers noting their socket: the note on `pair` is made stale by the handler that runs
+    // after it and sends on `pair`.
+    zmq::context_t ctx;
+    const std::string requests = "inproc://" + unique_name("requests");
+    const std::string peer_endpoint = "inproc://" + unique_name("peer");
+    std::optional<zmq::socket_t> pull, pair;
+    std::atomic<int> replies{0};
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            pair.emplace(self.context(), zmq::socket_type::pair);
+            pair->set(zmq::sockopt::linger, 0);
+            pair->bind(peer_endpoint);
+            self.watch(*pair, [&] {
+                zmq::message_t m;
+                while (pair->recv(m, zmq::recv_flags::dontwait)) {
+                    ++replies;
+                }
+                self.note_drained(*pair);
+            });
+            self.watch(bind_pull(self, pull, requests), [&] {
+                zmq::message_t m;
+                while (pull->recv(m, zmq::recv_flags::dontwait)) {
+                    (void)pair->send(m, zmq::send_flags::dontwait);
+                }
+                self.note_drained(*pull);
+            });
+        },
+        [&] {
+            pull.reset();
+            pair.reset();
+        });
+    a.start();
+    auto push = connected(ctx, zmq::socket_type::push, requests);
+    auto peer = connected(ctx, zmq::socket_type::pair, peer_endpoint);
+    push.send(zmq::str_buffer("ping"));
+    for (int i = 0; i < 300; ++i) {
+        auto m = recv_within(peer, 2s);
+        ASSERT_TRUE(m) << "request " << i;
+        peer.send(*m, zmq::send_flags::none);
+        push.send(zmq::str_buffer("ping"));
+        ASSERT_TRUE(eventually([&] { return replies.load() == i + 1; }, 250ms))
+            << "reply " << i << " not seen within 250 ms";
+    }
+}
+
+TEST(actor_loop, a_drained_note_is_ignored_when_another_handler_runs_after_it) {
+    // Both sockets have input in the first round. The handler of `data` drains it and notes
+    // it; then the handler of `go` writes to `data` over inproc and asks `data` its state
+    // (ZMQ_EVENTS), which takes in the new input's command and spends its ZMQ_FD signal. The
+    // loop must ask `data` again before it waits instead of trusting the note (or the input
+    // would wait for the poll timeout, 500 ms).
+    zmq::context_t ctx;
+    const std::string data_endpoint = "inproc://" + unique_name("data");
+    const std::string go_endpoint = "inproc://" + unique_name("go");
+    // Connected and filled before the actor binds: both are readable in its first round.
+    auto feed = connected(ctx, zmq::socket_type::push, data_endpoint);
+    auto go = connected(ctx, zmq::socket_type::push, go_endpoint);
+    feed.send(zmq::str_buffer("first"));
+    go.send(zmq::str_buffer("go"));
+
+    std::optional<zmq::socket_t> data, go_pull, writer;
+    std::mutex mutex;
+    std::vector<std::string> seen;
+    std::atomic<bool> go_handled{false};
+    scripted_actor a(
+        ctx,
+        [&](scripted_actor& self) {
+            self.watch(bind_pull(self, data, data_endpoint), [&] {
+                zmq::message_t m;
+                while (data->recv(m, zmq::recv_flags::dontwait)) {
+                    std::lock_guard lock(mutex);
+                    seen.push_back(m.to_string());
+                }
+                self.note_drained(*data);
+            });
+            self.watch(bind_pull(self, go_pull, go_endpoint), [&] {
+                zmq::message_t m;
+                while (go_pull->recv(m, zmq::recv_flags::dontwait)) {
+                    (void)writer->send(zmq::str_buffer("second"), zmq::send_flags::dontwait);
+                    (void)data->get(zmq::sockopt::events);
+                    go_handled = true;
+                }
+                self.note_drained(*go_pull);
+            });
+            writer.emplace(self.context(), zmq::socket_type::push);
+            writer->set(zmq::sockopt::linger, 0);
+            writer->connect(data_endpoint);
+        },
+        [&] {
+            data.reset();
+            go_pull.reset();
+            writer.reset();
+        });
+    a.start();
+    ASSERT_TRUE(eventually([&] { return go_handled.load(); }, 5s));
+    EXPECT_TRUE(eventually(
+        [&] {
+            std::lock_guard lock(mutex);
+            return seen.size() == 2;
+        },
+        250ms))
+        << "the input written by the second handler was not seen within 250 ms";
+    std::lock_guard lock(mutex);
+    EXPECT_THAT(seen, ::testing::ElementsAre("first", "second"));
 }
