@@ -82,6 +82,8 @@ struct load_balancer::impl {
     header scratch;
     bool paused = false;
     bool draining = false;
+    std::uint64_t frontend_sends = 0; // sends on each socket so far (see send_frontend)
+    std::uint64_t backend_sends = 0;
     clock::time_point next_heartbeat{};
     clock::time_point malformed_log_after{};
     std::uint64_t malformed_unlogged = 0;
@@ -200,6 +202,20 @@ struct load_balancer::impl {
     // Receives one multipart message into `frames`; returns its frame count (0: none).
     std::size_t receive(zmq::socket_t& s) { return detail::receive_multipart(s, frames); }
 
+    // Every send goes through these two: a handler tells the actor loop that it drained a
+    // socket (note_drained) only if nothing was sent on it after the receive that found it
+    // empty.
+    send_result send_frontend(std::vector<zmq::message_t>& out) {
+        ++frontend_sends;
+        return send_all(*frontend, out, self.counters_.frontend_out,
+                        self.counters_.frontend_bytes_out);
+    }
+    send_result send_backend(std::vector<zmq::message_t>& out) {
+        ++backend_sends;
+        return send_all(*backend, out, self.counters_.backend_out,
+                        self.counters_.backend_bytes_out);
+    }
+
     void make_views(std::size_t first, std::size_t n) {
         views.clear();
         for (std::size_t i = first; i < n; ++i) {
@@ -210,9 +226,11 @@ struct load_balancer::impl {
     // ---- frontend ----
 
     void read_frontend() {
+        bool drained = false;
         for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
             const std::size_t n = receive(*frontend);
             if (n == 0) {
+                drained = true;
                 break;
             }
             std::size_t bytes = 0;
@@ -234,7 +252,11 @@ struct load_balancer::impl {
             }
             accept_request(n, 1 + *stack);
         }
-        dispatch();
+        const auto sends = frontend_sends;
+        dispatch(); // may answer an expired request on the frontend
+        if (drained && frontend_sends == sends) {
+            self.note_drained(*frontend);
+        }
     }
 
     // frames[0, route_end) is the route, frames[route_end] the delimiter, then the content.
@@ -316,8 +338,7 @@ struct load_balancer::impl {
             out.emplace_back("ERROR " + std::string(code) + ": " + reason);
         }
         c_errors->add();
-        if (send_all(*frontend, out, self.counters_.frontend_out,
-                     self.counters_.frontend_bytes_out) != send_result::sent) {
+        if (send_frontend(out) != send_result::sent) {
             c_undeliverable->add();
         }
     }
@@ -400,8 +421,7 @@ struct load_balancer::impl {
             for (const auto& f : r.content) {
                 outgoing.push_back(copy_of(f));
             }
-            const auto sent = send_all(*backend, outgoing, self.counters_.backend_out,
-                                       self.counters_.backend_bytes_out);
+            const auto sent = send_backend(outgoing);
             if (sent != send_result::sent) {
                 // Gone (or hopelessly full): this worker is lost; the request waits again.
                 if (r.dispatches > 0 && r.envelope) {
@@ -484,9 +504,11 @@ struct load_balancer::impl {
     // ---- backend ----
 
     void read_backend() {
+        bool drained = false;
         for (std::size_t round = 0; round < opt.batch; ++round) {
             const std::size_t n = receive(*backend);
             if (n == 0) {
+                drained = true;
                 break;
             }
             std::size_t bytes = 0;
@@ -543,7 +565,11 @@ struct load_balancer::impl {
                 break;
             }
         }
+        const auto sends = backend_sends;
         dispatch();
+        if (drained && backend_sends == sends) {
+            self.note_drained(*backend);
+        }
     }
 
     // The tag of a reply whose first address frame is one of this broker's tag frames.
@@ -596,8 +622,7 @@ struct load_balancer::impl {
             outgoing.push_back(std::move(frames[i]));
         }
         c_replies->add();
-        if (send_all(*frontend, outgoing, self.counters_.frontend_out,
-                     self.counters_.frontend_bytes_out) != send_result::sent) {
+        if (send_frontend(outgoing) != send_result::sent) {
             c_undeliverable->add();
         }
         forget(tag);
@@ -614,8 +639,7 @@ struct load_balancer::impl {
                 std::vector<zmq::message_t> out;
                 out.emplace_back(rid.data(), rid.size());
                 out.emplace_back(ppp::heartbeat_byte.data(), ppp::heartbeat_byte.size());
-                if (send_all(*backend, out, self.counters_.backend_out,
-                             self.counters_.backend_bytes_out) == send_result::unreachable) {
+                if (send_backend(out) == send_result::unreachable) {
                     gone.push_back(rid);
                 }
             }

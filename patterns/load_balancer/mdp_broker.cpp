@@ -216,6 +216,9 @@ struct mdp_broker::impl {
             const std::size_t n =
                 receive(*frontend, self.counters_.frontend_in, self.counters_.frontend_bytes_in);
             if (n == 0) {
+                // Found empty, and every send of this handler came before: the loop need not
+                // ask the socket again before it waits.
+                self.note_drained(*frontend);
                 break;
             }
             if (n > 65) {
@@ -429,6 +432,9 @@ struct mdp_broker::impl {
             const std::size_t n =
                 receive(*backend, self.counters_.backend_in, self.counters_.backend_bytes_in);
             if (n == 0) {
+                // Found empty, and every send of this handler came before: the loop need not
+                // ask the socket again before it waits.
+                self.note_drained(*backend);
                 break;
             }
             std::string wid(view(frames[0]));

@@ -125,7 +125,8 @@ std::size_t streamer::forward(std::size_t limit) {
                 ++pending_;
             }
             if (pending_ == 0) {
-                break; // frontend empty
+                note_drained(*frontend_); // empty, and not used again before the loop waits
+                break;
             }
             pending_bytes_ = bytes;
             messages_in_->add();

@@ -555,6 +555,7 @@ std::size_t forwarder::forward(std::size_t limit) {
                 ++pending_;
             }
             if (pending_ == 0) {
+                note_drained(*frontend_); // empty, and not used again before the loop waits
                 break;
             }
             pending_bytes_ = bytes;
@@ -590,6 +591,7 @@ void forwarder::handle_subscriptions() {
     zmq::message_t frame;
     for (int n = 0; n < 1024; ++n) {
         if (!backend_->recv(frame, zmq::recv_flags::dontwait)) {
+            note_drained(*backend_); // every snapshot sent on it came before this receive
             return;
         }
         subs_in_->add();
