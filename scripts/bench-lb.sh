@@ -2,7 +2,9 @@
 # Request-reply through zmqkit's load-balancing broker against plain libzmq, in one run:
 # zmqkit-bench-lb (tests/bench/lb_bench.cpp, everything in one process, tcp loopback) measures
 #   1. round trip p50/p99: REQ -> REP direct vs REQ -> load_balancer -> 1 lb_worker (and
-#      lb_client::call through the same broker), 64 B, one request in flight;
+#      lb_client::call through the same broker), 64 B, one request in flight; and, for
+#      reference, REQ -> zmq_proxy_steerable ROUTER/DEALER -> REP (libzmq's own device: what a
+#      broker in the middle costs without zmqkit);
 #   2. throughput with 16 requests in flight: a raw zmq_proxy ROUTER/DEALER pass-through with
 #      REP workers vs load_balancer + lb_client::submit with lb_workers, 1 and 4 workers;
 # paths alternated inside each round (A B / B A), pinned (taskset -c 0: every thread on one
@@ -112,6 +114,10 @@ ab_summary() {
         } else if (kv["part"] == "latency_ratio") {
             add(pl, "lb-req/direct p50", v, r, kv["lb_req_over_direct_p50"])
             add(pl, "lb-call/direct p50", v, r, kv["lb_call_over_direct_p50"])
+            if ("proxy_over_direct_p50" in kv) {
+                add(pl, "proxy/direct p50", v, r, kv["proxy_over_direct_p50"])
+                add(pl, "lb-req/proxy p50", v, r, kv["lb_req_over_proxy_p50"])
+            }
         } else if (kv["part"] == "throughput") {
             w = "workers=" kv["workers"]
             add(pl, "raw req/s " w, v, r, kv["raw_req_per_s"])

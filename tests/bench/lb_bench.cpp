@@ -5,6 +5,8 @@
 //
 // Part 1, round trip (one request in flight, --latency-requests timed after --warmup):
 //   direct   REQ -> REP (an echo thread), no broker
+//   proxy    REQ -> zmq_proxy_steerable ROUTER/DEALER device (its own thread) -> REP (echo):
+//            what a broker in the middle costs with libzmq alone, the floor for lb-req
 //   lb-req   REQ -> load_balancer (frontend ROUTER, backend ROUTER) -> 1 lb_worker (echo)
 //   lb-call  lb_client::call (zmqkit envelope, DEALER) -> load_balancer -> 1 lb_worker (echo)
 //   Each request's round trip is timed; a run reports its p50 and p99 in microseconds.
@@ -73,7 +75,7 @@ struct options {
     bool throughput = true;
     bool raw_path = true; // throughput: run the raw pass-through path
     bool lb_path = true;  // throughput: run the zmqkit broker path
-    std::string latency_paths = "direct,lb-req,lb-call"; // latency: the paths to run
+    std::string latency_paths = "direct,proxy,lb-req,lb-call"; // latency: the paths to run
     // "role": one zmq context (one libzmq I/O thread) per role — clients, broker or device,
     // workers — as if each were its own process; "shared": one context for everything.
     std::string contexts = "role";
@@ -102,7 +104,7 @@ void usage(std::ostream& out) {
            "  --timeout-ms MS          longest wait for one reply before a run fails (5000)\n"
            "  --only PART              run only the latency or the throughput part\n"
            "  --paths LIST             throughput paths: raw,lb (default both)\n"
-           "  --latency-paths LIST     round-trip paths: direct,lb-req,lb-call (default all)\n"
+           "  --latency-paths LIST     round trips: direct,proxy,lb-req,lb-call (default all)\n"
            "  --contexts role|shared   a zmq context (I/O thread) per role: clients, broker,\n"
            "                           workers (default), or one context for everything\n";
 }
@@ -310,11 +312,61 @@ private:
     std::vector<std::unique_ptr<zp::lb_worker>> workers_;
 };
 
+// A zmq_proxy_steerable ROUTER (frontend) / DEALER (backend) device on its own thread.
+class raw_device {
+public:
+    explicit raw_device(zmq::context_t& ctx)
+        : frontend_(ctx, zmq::socket_type::router), backend_(ctx, zmq::socket_type::dealer),
+          control_(ctx, zmq::socket_type::pair), steer_(ctx, zmq::socket_type::pair) {
+        for (auto* s : {&frontend_, &backend_, &control_, &steer_}) {
+            s->set(zmq::sockopt::linger, 0);
+        }
+        frontend_.bind("tcp://127.0.0.1:*");
+        backend_.bind("tcp://127.0.0.1:*");
+        // A new name per device: libzmq unregisters a closed socket's inproc endpoint
+        // asynchronously (its reaper thread), so a name reused at once may still be taken.
+        static std::atomic<std::uint64_t> devices{0};
+        const std::string name = "inproc://bench-lb-steer-" + std::to_string(++devices);
+        control_.bind(name);
+        steer_.connect(name);
+        thread_ = std::thread([this] {
+            try {
+                zmq::proxy_steerable(frontend_, backend_, zmq::socket_ref(), control_);
+            } catch (const std::exception&) { // context terminated: nothing to do
+            }
+        });
+    }
+    raw_device(const raw_device&) = delete;
+    raw_device& operator=(const raw_device&) = delete;
+    ~raw_device() {
+        (void)steer_.send(zmq::str_buffer("TERMINATE"), zmq::send_flags::none);
+        thread_.join();
+    }
+    [[nodiscard]] std::string frontend() const {
+        return frontend_.get(zmq::sockopt::last_endpoint);
+    }
+    [[nodiscard]] std::string backend() const { return backend_.get(zmq::sockopt::last_endpoint); }
+
+private:
+    zmq::socket_t frontend_, backend_, control_, steer_;
+    std::thread thread_;
+};
+
 // ---- part 1: round trip ----------------------------------------------------------------------
 
-enum class lat_mode { direct, lb_req, lb_call };
+enum class lat_mode { direct, proxy, lb_req, lb_call };
 constexpr std::string_view lat_name(lat_mode m) {
-    return m == lat_mode::direct ? "direct" : m == lat_mode::lb_req ? "lb-req" : "lb-call";
+    switch (m) {
+    case lat_mode::direct:
+        return "direct";
+    case lat_mode::proxy:
+        return "proxy";
+    case lat_mode::lb_req:
+        return "lb-req";
+    case lat_mode::lb_call:
+        return "lb-call";
+    }
+    return "?";
 }
 
 struct lat_result {
@@ -386,6 +438,11 @@ lat_result run_latency(const roles& ctx, const options& opt, lat_mode m,
             rep_echo rep(ctx.worker, "tcp://127.0.0.1:*", true);
             return req_round_trips(ctx.client, opt, rep.endpoint(), payload);
         }
+        if (m == lat_mode::proxy) {
+            raw_device device(ctx.broker);
+            rep_echo rep(ctx.worker, device.backend(), false);
+            return req_round_trips(ctx.client, opt, device.frontend(), payload);
+        }
         lb_setup lb(ctx, 1, opt.prefetch);
         if (m == lat_mode::lb_req) {
             return req_round_trips(ctx.client, opt, lb.frontend(), payload);
@@ -440,46 +497,6 @@ double process_cpu_seconds() {
     ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
-
-// A zmq_proxy_steerable ROUTER (frontend) / DEALER (backend) device on its own thread.
-class raw_device {
-public:
-    explicit raw_device(zmq::context_t& ctx)
-        : frontend_(ctx, zmq::socket_type::router), backend_(ctx, zmq::socket_type::dealer),
-          control_(ctx, zmq::socket_type::pair), steer_(ctx, zmq::socket_type::pair) {
-        for (auto* s : {&frontend_, &backend_, &control_, &steer_}) {
-            s->set(zmq::sockopt::linger, 0);
-        }
-        frontend_.bind("tcp://127.0.0.1:*");
-        backend_.bind("tcp://127.0.0.1:*");
-        // A new name per device: libzmq unregisters a closed socket's inproc endpoint
-        // asynchronously (its reaper thread), so a name reused at once may still be taken.
-        static std::atomic<std::uint64_t> devices{0};
-        const std::string name = "inproc://bench-lb-steer-" + std::to_string(++devices);
-        control_.bind(name);
-        steer_.connect(name);
-        thread_ = std::thread([this] {
-            try {
-                zmq::proxy_steerable(frontend_, backend_, zmq::socket_ref(), control_);
-            } catch (const std::exception&) { // context terminated: nothing to do
-            }
-        });
-    }
-    raw_device(const raw_device&) = delete;
-    raw_device& operator=(const raw_device&) = delete;
-    ~raw_device() {
-        (void)steer_.send(zmq::str_buffer("TERMINATE"), zmq::send_flags::none);
-        thread_.join();
-    }
-    [[nodiscard]] std::string frontend() const {
-        return frontend_.get(zmq::sockopt::last_endpoint);
-    }
-    [[nodiscard]] std::string backend() const { return backend_.get(zmq::sockopt::last_endpoint); }
-
-private:
-    zmq::socket_t frontend_, backend_, control_, steer_;
-    std::thread thread_;
-};
 
 tp_result raw_throughput_once(const roles& ctx, const options& opt, std::size_t workers,
                               const std::string& payload) {
@@ -663,10 +680,11 @@ int main(int argc, char** argv) {
         }
 
         // ---- part 1
-        const std::vector<lat_mode> lat_modes{lat_mode::direct, lat_mode::lb_req,
+        const std::vector<lat_mode> lat_modes{lat_mode::direct, lat_mode::proxy, lat_mode::lb_req,
                                               lat_mode::lb_call};
         std::map<lat_mode, std::vector<double>> p50s, p99s;
-        std::vector<double> paired_req, paired_call; // per round: lb p50 / direct p50
+        // Per round: that path's p50 / direct p50 (lb-req also / proxy p50).
+        std::vector<double> paired_proxy, paired_req, paired_call, paired_req_proxy;
         if (opt.latency) {
             for (int round = 1; round <= opt.rounds; ++round) {
                 auto order = lat_modes;
@@ -698,8 +716,11 @@ int main(int argc, char** argv) {
                     this_round[m] = r.p50_us;
                 }
                 const double d = this_round[lat_mode::direct];
+                const double p = this_round[lat_mode::proxy];
+                paired_proxy.push_back(d > 0 ? p / d : 0);
                 paired_req.push_back(d > 0 ? this_round[lat_mode::lb_req] / d : 0);
                 paired_call.push_back(d > 0 ? this_round[lat_mode::lb_call] / d : 0);
+                paired_req_proxy.push_back(p > 0 ? this_round[lat_mode::lb_req] / p : 0);
             }
         }
 
@@ -794,12 +815,18 @@ int main(int argc, char** argv) {
                           << " p99_us=" << fixed(median(p99s[m]), 1) << "\n";
             }
             const double d50 = median(p50s[lat_mode::direct]);
+            const double x50 = median(p50s[lat_mode::proxy]);
             std::cout << "RESULT part=latency_ratio size=" << opt.size << " lb_req_over_direct_p50="
                       << fixed(d50 > 0 ? median(p50s[lat_mode::lb_req]) / d50 : 0, 2)
                       << " lb_call_over_direct_p50="
                       << fixed(d50 > 0 ? median(p50s[lat_mode::lb_call]) / d50 : 0, 2)
+                      << " proxy_over_direct_p50=" << fixed(d50 > 0 ? x50 / d50 : 0, 2)
+                      << " lb_req_over_proxy_p50="
+                      << fixed(x50 > 0 ? median(p50s[lat_mode::lb_req]) / x50 : 0, 2)
                       << " paired_lb_req=" << fixed(median(paired_req), 2)
-                      << " paired_lb_call=" << fixed(median(paired_call), 2) << "\n";
+                      << " paired_lb_call=" << fixed(median(paired_call), 2)
+                      << " paired_proxy=" << fixed(median(paired_proxy), 2)
+                      << " paired_lb_req_over_proxy=" << fixed(median(paired_req_proxy), 2) << "\n";
         }
         if (opt.throughput) {
             for (const auto w : opt.workers) {
