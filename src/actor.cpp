@@ -142,10 +142,13 @@ void actor::thread_main(std::string pipe_endpoint) {
 //
 // A handler that read its socket until a receive found nothing (EAGAIN) knows more: that
 // receive took in the socket's commands, and nothing has used the socket since. It says so with
-// note_drained(), and the next round skips that socket's ZMQ_EVENTS (getpid(2) + poll(2)) —
-// one query less per message for a broker that reads one request and sends it on. The note
-// counts only if no other callback (handler, timer, command) ran after it: another handler may
-// have sent on the socket, which can take in its commands and spend its ZMQ_FD signal.
+// note_drained(), and when the next round finds nothing else ready it skips that socket's
+// ZMQ_EVENTS (getpid(2) + poll(2)) before it waits — one query less per message for a broker
+// that reads one request and sends it on. (When something else is ready the loop will not wait,
+// and the noted socket is asked too, so that input which arrived since is served in this round.)
+// The note counts only if no other callback (handler, timer, command) ran after it: another
+// handler may have sent on the socket, which can take in its commands and spend its ZMQ_FD
+// signal.
 namespace {
 
 constexpr auto pipe_check_interval = std::chrono::milliseconds(1);
@@ -184,6 +187,7 @@ void actor::loop(zmq::socket_t& pipe) {
         short wanted; // union of the events of its enabled watches
         short ready;  // what ZMQ_EVENTS reported, masked by `wanted`
         bool unknown; // ZMQ_EVENTS could not tell (EINTR): ask again, do not block
+        bool skipped; // not asked: drained by the last callback (note_drained)
     };
     std::vector<polled> sockets;
     std::vector<std::size_t> socket_of; // watched_[i] -> sockets[socket_of[i]] (npos: disabled)
@@ -210,7 +214,7 @@ void actor::loop(zmq::socket_t& pipe) {
                 socket_of[i] = static_cast<std::size_t>(it - sockets.begin());
             } else {
                 socket_of[i] = sockets.size();
-                sockets.push_back({handle, w.events, 0, false});
+                sockets.push_back({handle, w.events, 0, false, false});
             }
         }
 
@@ -226,19 +230,33 @@ void actor::loop(zmq::socket_t& pipe) {
             pipe_checked = now;
         }
         bool any_ready = pipe_ready || !pipe_known;
-        // Sockets the last callback drained (note_drained) are known to be idle.
+        // Sockets the last callback drained (note_drained) were idle when it returned; they
+        // need asking only if the loop is not going to wait (then they may be served in this
+        // round instead of the next).
         const bool hints_valid = !drained_.empty() && drained_at_ == callbacks_;
+        bool skipped = false;
         for (auto& s : sockets) {
-            if (hints_valid && s.wanted == ZMQ_POLLIN &&
-                std::find(drained_.begin(), drained_.end(), s.handle) != drained_.end()) {
-                s.unknown = false;
-                s.ready = 0;
+            s.unknown = false;
+            s.ready = 0;
+            s.skipped = hints_valid && s.wanted == ZMQ_POLLIN &&
+                        std::find(drained_.begin(), drained_.end(), s.handle) != drained_.end();
+            if (s.skipped) {
+                skipped = true;
                 continue;
             }
             const auto e = socket_events(s.handle);
             s.unknown = !e;
             s.ready = e ? static_cast<short>(*e & s.wanted) : short{0};
             any_ready = any_ready || s.ready != 0 || s.unknown;
+        }
+        if (any_ready && skipped) {
+            for (auto& s : sockets) {
+                if (s.skipped) {
+                    const auto e = socket_events(s.handle);
+                    s.unknown = !e;
+                    s.ready = e ? static_cast<short>(*e & s.wanted) : short{0};
+                }
+            }
         }
 
         if (!any_ready) {
@@ -463,6 +481,9 @@ void actor::set_watch_enabled(zmq::socket_t& socket, short events, bool enabled)
 }
 
 void actor::note_drained(zmq::socket_t& socket) {
+    if (exit_requested_ || stop_requested_) {
+        return; // draining for a stop uses the sockets again; the loop is about to end anyway
+    }
     if (drained_at_ != callbacks_) {
         drained_.clear(); // notes of an earlier callback
     }

@@ -89,14 +89,15 @@ protected:
         return std::chrono::steady_clock::time_point(
             std::chrono::steady_clock::duration(stop_deadline_.load()));
     }
-    // Actor thread, from a watch handler: `socket` has no input as of now — the handler's last
-    // operation on it was a receive that found nothing (EAGAIN), which also took in every
-    // command libzmq had queued for it. The loop then need not ask the socket's state
-    // (ZMQ_EVENTS: two system calls) before it waits again; the socket's descriptor still
+    // Actor thread, from a watch handler or a timer: `socket` has no input as of now — the
+    // callback's last operation on it was a receive that found nothing (EAGAIN), which also
+    // took in every command libzmq had queued for it. The loop then need not ask the socket's
+    // state (ZMQ_EVENTS: two system calls) before it waits again; the socket's descriptor still
     // wakes the wait when input arrives. Only a hint for that one wait, and ignored when
-    // another handler, a timer or a command runs after it, or when the socket is also watched
-    // for ZMQ_POLLOUT. Do not call it if the socket was used after that receive: a send may
-    // take in the socket's commands and leave input that its descriptor will not announce.
+    // another handler, a timer or a command runs after it, when the socket is also watched for
+    // ZMQ_POLLOUT, and once the actor is stopping. Do not call it if the socket is used after
+    // that receive: a send may take in the socket's commands and leave input that its
+    // descriptor will not announce.
     void note_drained(zmq::socket_t& socket);
     // Actor thread: calls fn every `interval`, first after one interval.
     void every(std::chrono::milliseconds interval, std::function<void()> fn);

@@ -125,7 +125,7 @@ std::size_t streamer::forward(std::size_t limit) {
                 ++pending_;
             }
             if (pending_ == 0) {
-                note_drained(*frontend_); // empty, and not used again before the loop waits
+                note_drained(*frontend_); // empty; forward() does not use it again
                 break;
             }
             pending_bytes_ = bytes;
