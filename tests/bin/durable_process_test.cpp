@@ -55,12 +55,35 @@ struct proxy_run {
     }
 };
 
-std::string write_lines(const std::filesystem::path& file, const std::string& prefix, int n) {
-    std::ofstream out(file);
+// "<prefix>0\n<prefix>1\n..." up to n - 1.
+std::string numbered_lines(const std::string& prefix, int n) {
+    std::string text;
     for (int i = 0; i < n; ++i) {
-        out << prefix << i << '\n';
+        text += prefix + std::to_string(i) + "\n";
     }
+    return text;
+}
+
+std::string write_lines(const std::filesystem::path& file, const std::string& prefix, int n) {
+    std::ofstream(file) << numbered_lines(prefix, n);
     return file.string();
+}
+
+// What a consumer process printed, read until it exits (at most `timeout`), and its exit
+// status (nullopt: it did not exit in time).
+struct consumer_result {
+    std::string out;
+    std::optional<int> rc;
+};
+consumer_result read_until_exit(child_process& consumer, std::chrono::seconds timeout) {
+    consumer_result r;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!r.rc && std::chrono::steady_clock::now() < deadline) {
+        r.out = consumer.read_stdout(50ms);
+        r.rc = consumer.wait(0ms);
+    }
+    r.out = consumer.read_stdout(100ms);
+    return r;
 }
 
 long rss_kib(pid_t pid) {
@@ -164,14 +187,7 @@ TEST(durable_process, sigkill_torture_loses_nothing_confirmed) {
         ASSERT_TRUE(rc.has_value()) << "a producer did not finish";
         EXPECT_EQ(*rc, 0) << ::testing::PrintToString(s->stderr_lines());
     }
-    std::string out;
-    std::optional<int> rc;
-    const auto deadline = std::chrono::steady_clock::now() + 120s;
-    while (!rc && std::chrono::steady_clock::now() < deadline) {
-        out = consumer.read_stdout(50ms);
-        rc = consumer.wait(0ms);
-    }
-    out = consumer.read_stdout(100ms);
+    const auto [out, rc] = read_until_exit(consumer, 120s);
     ASSERT_TRUE(rc.has_value()) << "consumer did not finish";
     EXPECT_EQ(*rc, 0) << ::testing::PrintToString(consumer.stderr_lines());
 
@@ -272,21 +288,10 @@ TEST(durable_process, ipc_endpoints_deliver_everything_confirmed) {
     const auto src = sender.wait(60s);
     ASSERT_TRUE(src.has_value());
     EXPECT_EQ(*src, 0) << ::testing::PrintToString(sender.stderr_lines());
-    std::string out;
-    std::optional<int> rc;
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (!rc && std::chrono::steady_clock::now() < deadline) {
-        out = consumer.read_stdout(50ms);
-        rc = consumer.wait(0ms);
-    }
-    out = consumer.read_stdout(100ms);
+    const auto [out, rc] = read_until_exit(consumer, 60s);
     ASSERT_TRUE(rc.has_value());
     EXPECT_EQ(*rc, 0);
-    std::string want;
-    for (int i = 0; i < 50000; ++i) {
-        want += "line-" + std::to_string(i) + "\n";
-    }
-    EXPECT_EQ(out, want);
+    EXPECT_EQ(out, numbered_lines("line-", 50000));
 }
 
 TEST(durable_process, wait_confirm_batches_deliver_everything_in_order) {
@@ -305,21 +310,10 @@ TEST(durable_process, wait_confirm_batches_deliver_everything_in_order) {
     const auto batches = sender.wait_for_stderr(std::regex("batches=(\\d+)"), 5s);
     ASSERT_TRUE(batches.has_value()) << ::testing::PrintToString(sender.stderr_lines());
     EXPECT_GE(std::stoull(*batches), static_cast<unsigned long long>(count / 64));
-    std::string out;
-    std::optional<int> rc;
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (!rc && std::chrono::steady_clock::now() < deadline) {
-        out = consumer.read_stdout(50ms);
-        rc = consumer.wait(0ms);
-    }
-    out = consumer.read_stdout(100ms);
+    const auto [out, rc] = read_until_exit(consumer, 60s);
     ASSERT_TRUE(rc.has_value());
     EXPECT_EQ(*rc, 0);
-    std::string want;
-    for (int i = 0; i < count; ++i) {
-        want += "batched-" + std::to_string(i) + "\n";
-    }
-    EXPECT_EQ(out, want);
+    EXPECT_EQ(out, numbered_lines("batched-", count));
 }
 
 TEST(durable_process, wait_confirm_batches_from_a_pipe_leave_when_no_more_input_is_ready) {
@@ -332,14 +326,7 @@ TEST(durable_process, wait_confirm_batches_from_a_pipe_leave_when_no_more_input_
     child_process consumer(
         {bin_path("zmqkit-recv"), "--ack", "-c", "3", "--timeout", "30s", proxy.backend});
     sender.write_stdin("one\ntwo\nthree\n");
-    std::string out;
-    std::optional<int> rc;
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (!rc && std::chrono::steady_clock::now() < deadline) {
-        out = consumer.read_stdout(50ms);
-        rc = consumer.wait(0ms);
-    }
-    out = consumer.read_stdout(100ms);
+    const auto [out, rc] = read_until_exit(consumer, 30s);
     ASSERT_TRUE(rc.has_value()) << "the partial batch did not arrive";
     EXPECT_EQ(out, "one\ntwo\nthree\n");
     sender.close_stdin();

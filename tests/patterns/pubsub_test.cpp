@@ -32,6 +32,20 @@ socket_options with_registry(metrics_registry& registry, int hwm = 1000) {
     return o;
 }
 
+// A subscriber's options: connect to `endpoints`, count on `registry`; `name` labels its
+// metrics (empty: the default).
+subscriber_options subscriber_to(std::string endpoints, metrics_registry& registry, int hwm = 1000,
+                                 std::string name = {}) {
+    subscriber_options so;
+    so.endpoints = std::move(endpoints);
+    if (!name.empty()) {
+        so.name = std::move(name);
+    }
+    so.sockets = with_registry(registry, hwm);
+    so.registry = &registry;
+    return so;
+}
+
 struct forwarder_fixture {
     zmq::context_t ctx;
     metrics_registry registry;
@@ -112,11 +126,7 @@ TEST(pubsub, publisher_id_travels_in_header_key_12_and_the_legacy_user_header_is
     zmq::context_t ctx;
     metrics_registry registry;
     publisher pub(ctx, {"inproc://" + unique_name("key12"), "pub", with_registry(registry), true});
-    subscriber_options so;
-    so.endpoints = pub.endpoints().front();
-    so.sockets = with_registry(registry);
-    so.registry = &registry;
-    subscriber sub(ctx, so);
+    subscriber sub(ctx, subscriber_to(pub.endpoints().front(), registry));
     sub.subscribe("t");
     ASSERT_TRUE(pub.wait_for_subscriber("t", 10s));
     message m{"v"};
@@ -157,24 +167,15 @@ struct hand_written_feed {
 
     explicit hand_written_feed(const std::string& name)
         : raw(ctx, zmq::socket_type::xpub, with_registry(registry)),
-          sub(ctx,
-              options(raw.attach("inproc://" + unique_name(name), endpoint_action::bind).front(),
-                      registry)) {
+          sub(ctx, subscriber_to(
+                       raw.attach("inproc://" + unique_name(name), endpoint_action::bind).front(),
+                       registry)) {
         sub.on_sequence_event([this](const sequence_event& e) { events.push_back(e); });
     }
     // Subscribes `prefix` and waits (bounded) until the XPUB has seen the subscription.
     [[nodiscard]] bool subscribe(const std::string& prefix) {
         sub.subscribe(prefix);
         return recv_within(raw.raw(), 5s).has_value();
-    }
-
-private:
-    static subscriber_options options(const std::string& endpoint, metrics_registry& registry) {
-        subscriber_options so;
-        so.endpoints = endpoint;
-        so.sockets = with_registry(registry);
-        so.registry = &registry;
-        return so;
     }
 };
 
@@ -225,11 +226,7 @@ TEST(pubsub, receive_into_a_reused_publication_keeps_its_storage) {
     zmq::context_t ctx;
     metrics_registry registry;
     publisher pub(ctx, {"inproc://" + unique_name("reuse"), "pub", with_registry(registry), true});
-    subscriber_options so;
-    so.endpoints = pub.endpoints().front();
-    so.sockets = with_registry(registry);
-    so.registry = &registry;
-    subscriber sub(ctx, so);
+    subscriber sub(ctx, subscriber_to(pub.endpoints().front(), registry));
     sub.subscribe("");
     ASSERT_TRUE(pub.wait_for_subscriber("x", 10s));
     const std::string topic_a = "a-topic-longer-than-the-sso-buffer";
@@ -282,11 +279,7 @@ TEST(pubsub, fan_out_to_three_prefixes_each_gets_exactly_its_topics_by_id) {
     const std::vector<std::string> prefixes{"orders.", "orders.eu", "audit."};
     std::vector<std::unique_ptr<subscriber>> subs;
     for (const auto& prefix : prefixes) {
-        subscriber_options so;
-        so.endpoints = f.backend;
-        so.sockets = with_registry(f.registry);
-        so.registry = &f.registry;
-        subs.push_back(std::make_unique<subscriber>(f.ctx, so));
+        subs.push_back(std::make_unique<subscriber>(f.ctx, subscriber_to(f.backend, f.registry)));
         subs.back()->subscribe(prefix);
     }
     // Readiness from the XPUB side: the publisher has seen every subscription.
@@ -336,11 +329,7 @@ TEST(pubsub, typed_handlers_dispatch_by_longest_prefix) {
     zmq::context_t ctx;
     metrics_registry registry;
     publisher pub(ctx, {"inproc://" + unique_name("typed"), "pub", with_registry(registry), true});
-    subscriber_options so;
-    so.endpoints = pub.endpoints().front();
-    so.sockets = with_registry(registry);
-    so.registry = &registry;
-    subscriber sub(ctx, so);
+    subscriber sub(ctx, subscriber_to(pub.endpoints().front(), registry));
     std::vector<std::string> seen;
     sub.on_typed<int>("price.", [&](const std::string& topic, int v) {
         seen.push_back("any " + topic + "=" + std::to_string(v));
@@ -396,13 +385,9 @@ TEST(pubsub, stalled_subscriber_drop_policy_reports_exact_loss_and_others_keep_r
     publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
 
     auto make_sub = [&](const std::string& name) {
-        subscriber_options so;
-        so.endpoints = f.backend;
-        so.name = name;
         // The fast subscriber's queue is large enough never to fill in this test.
-        so.sockets = with_registry(f.registry, name == "fast" ? 100000 : 10);
-        so.registry = &f.registry;
-        auto s = std::make_unique<subscriber>(f.ctx, so);
+        auto s = std::make_unique<subscriber>(
+            f.ctx, subscriber_to(f.backend, f.registry, name == "fast" ? 100000 : 10, name));
         s->subscribe("t");
         return s;
     };
@@ -480,12 +465,8 @@ TEST(pubsub, stalled_subscriber_block_policy_holds_back_then_delivers_everything
     pub_sockets.send_timeout = 50ms;
     publisher pub(f.ctx, {">" + f.frontend, "pub", pub_sockets, true});
     auto make_sub = [&](const std::string& name) {
-        subscriber_options so;
-        so.endpoints = f.backend;
-        so.name = name;
-        so.sockets = with_registry(f.registry, 10);
-        so.registry = &f.registry;
-        auto s = std::make_unique<subscriber>(f.ctx, so);
+        auto s =
+            std::make_unique<subscriber>(f.ctx, subscriber_to(f.backend, f.registry, 10, name));
         s->subscribe("t");
         return s;
     };
@@ -609,12 +590,8 @@ void stalled_subscriber_is_disconnected(const std::string& backend,
     publisher pub(f.ctx, {">" + f.frontend, "pub", with_registry(f.registry), true});
 
     auto make_sub = [&](const std::string& name, std::string_view endpoints, int hwm) {
-        subscriber_options so;
-        so.endpoints = std::string(endpoints);
-        so.name = name;
-        so.sockets = with_registry(f.registry, hwm);
-        so.registry = &f.registry;
-        auto s = std::make_unique<subscriber>(f.ctx, so);
+        auto s = std::make_unique<subscriber>(
+            f.ctx, subscriber_to(std::string(endpoints), f.registry, hwm, name));
         s->subscribe("t");
         return s;
     };
@@ -747,11 +724,7 @@ TEST(pubsub, publisher_restart_is_a_new_stream_not_a_gap) {
     fo.registry = &f.registry;
     forwarder fwd(f.ctx, fo);
     fwd.start();
-    subscriber_options so;
-    so.endpoints = f.backend;
-    so.sockets = with_registry(f.registry);
-    so.registry = &f.registry;
-    subscriber sub(f.ctx, so);
+    subscriber sub(f.ctx, subscriber_to(f.backend, f.registry));
     std::vector<sequence_event> events;
     sub.on_sequence_event([&](const sequence_event& e) { events.push_back(e); });
     sub.subscribe("t");
@@ -810,11 +783,7 @@ TEST(pubsub, late_joiner_gets_snapshot_then_live_stream_without_gap_or_duplicate
     });
     // Join while the stream is running.
     ASSERT_TRUE(eventually([&] { return published.load() >= topics * 100; }, 10s));
-    subscriber_options so;
-    so.endpoints = f.backend;
-    so.sockets = with_registry(f.registry);
-    so.registry = &f.registry;
-    subscriber late(f.ctx, so);
+    subscriber late(f.ctx, subscriber_to(f.backend, f.registry));
     late.subscribe_with_snapshot("k.");
 
     std::map<std::string, std::uint64_t> last_seq; // topic -> latest sequence seen
@@ -889,11 +858,7 @@ TEST(pubsub, last_value_cache_tracks_key_12_and_legacy_publishers) {
     }
     ASSERT_TRUE(eventually([&] { return fwd.statistics().frontend_messages_in >= 6; }, 10s));
 
-    subscriber_options so;
-    so.endpoints = f.backend;
-    so.sockets = with_registry(f.registry);
-    so.registry = &f.registry;
-    subscriber late(f.ctx, so);
+    subscriber late(f.ctx, subscriber_to(f.backend, f.registry));
     late.subscribe_with_snapshot("");
     publication p;
     std::map<std::string, std::string> values;
