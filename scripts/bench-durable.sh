@@ -42,6 +42,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/bench-lib.sh"
 build="${BUILD_DIR:-$root/build-bench}"
 rounds="${BENCH_ROUNDS:-3}"
 seconds="${BENCH_SECONDS:-8}"
@@ -62,7 +63,7 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
     echo "== installing redis-server redis-tools"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-command -v taskset >/dev/null || { echo "bench-durable.sh: taskset (util-linux) not found" >&2; exit 1; }
+bench_need_taskset bench-durable.sh
 
 if [[ -n ${BENCH_NO_BUILD:-} ]]; then
     echo "== using the binaries in $build as they are (BENCH_NO_BUILD)"
@@ -190,14 +191,9 @@ run_zmqkit() { # variant size producers log prefix...
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-echo
-echo "== machine"
-echo "nproc: $(nproc)"
-echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "disk:  $(df -h "$base" | awk 'NR == 2 { print $1 " (" $2 ")" }') $(findmnt -n -o FSTYPE --target "$base")"
-echo "redis: $(redis-server --version | awk '{ print $3 }')"
-echo "load:  $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "logs:  $out"
+bench_machine "$out" \
+    disk "$(df -h "$base" | awk 'NR == 2 { print $1 " (" $2 ")" }') $(findmnt -n -o FSTYPE --target "$base")" \
+    redis "$(redis-server --version | awk '{ print $3 }')"
 
 status=0
 if [[ " $parts " == *" compare "* ]]; then

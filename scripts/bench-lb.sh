@@ -46,6 +46,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/bench-lib.sh"
 build="${BUILD_DIR:-$root/build-bench}"
 rounds="${BENCH_ROUNDS:-5}"
 lat_reqs="${BENCH_LAT_REQS:-10000}"
@@ -61,7 +62,7 @@ placements="${BENCH_PLACEMENTS:-pinned unpinned}"
 cpu="${BENCH_CPU:-0}"
 out="${BENCH_OUT:-$build/bench-results}"
 
-command -v taskset >/dev/null || { echo "bench-lb.sh: taskset (util-linux) not found" >&2; exit 1; }
+bench_need_taskset bench-lb.sh
 
 if [[ -n ${BENCH_BIN:-} ]]; then
     bench="$BENCH_BIN"
@@ -82,28 +83,12 @@ done
 mkdir -p "$out"
 summary="$out/lb-summary.txt"
 : >"$summary"
-echo
-echo "== machine"
-echo "nproc:  $(nproc)"
-echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "libzmq: $(pkg-config --modversion libzmq 2>/dev/null || echo unknown)"
-echo "uptime: $(uptime)"
-echo "logs:   $out"
+bench_machine "$out"
 
 # A/B summary: medians over rounds, per variant, of the RESULT values, and of the per-round
 # new/base ratios. Input: "RESULT variant=V round=R placement=P part=..." lines.
 ab_summary() {
-    awk '
-    function median(list,    n, v, i, j, t) {
-        n = split(list, v, " ")
-        for (i = 2; i <= n; i++) {
-            t = v[i] + 0
-            for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
-            v[j + 1] = t
-        }
-        if (n == 0) return 0
-        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    }
+    awk "$BENCH_AWK_MEDIAN"'
     {
         delete kv
         for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }

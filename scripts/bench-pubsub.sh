@@ -34,6 +34,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/bench-lib.sh"
 build="${BUILD_DIR:-$root/build-bench}"
 rounds="${BENCH_ROUNDS:-5}"
 messages="${BENCH_MESSAGES:-500000}"
@@ -43,7 +44,7 @@ placements="${BENCH_PLACEMENTS:-pinned unpinned}"
 cpu="${BENCH_CPU:-0}"
 out="${BENCH_OUT:-$build/bench-results}"
 
-command -v taskset >/dev/null || { echo "bench-pubsub.sh: taskset (util-linux) not found" >&2; exit 1; }
+bench_need_taskset bench-pubsub.sh
 
 if [[ -n ${BENCH_BIN:-} ]]; then
     bench="$BENCH_BIN"
@@ -68,28 +69,13 @@ args=(--rounds "$rounds" --messages "$messages" --size "$size" --subscribers "$s
 
 mkdir -p "$out"
 : >"$out/pubsub-summary.txt"
-echo
-echo "== machine"
-echo "nproc:  $(nproc)"
-echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "uptime: $(uptime)"
-echo "logs:   $out"
+bench_machine "$out"
 
 # A/B summary: per placement and subscriber count, the medians over rounds of every
 # "<key>=<number>" value of each variant's RESULT lines, and of the per-round new/base ratios.
 # Input: "RESULT variant=V round=R placement=P size=.. subscribers=N ..." lines.
 ab_summary() {
-    awk '
-    function median(list,    n, v, i, j, t) {
-        n = split(list, v, " ")
-        for (i = 2; i <= n; i++) {
-            t = v[i] + 0
-            for (j = i - 1; j >= 1 && v[j] + 0 > t; j--) v[j + 1] = v[j]
-            v[j + 1] = t
-        }
-        if (n == 0) return 0
-        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    }
+    awk "$BENCH_AWK_MEDIAN"'
     {
         delete kv
         for (i = 2; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2]; name[i] = p[1] }

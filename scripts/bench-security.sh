@@ -27,6 +27,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/bench-lib.sh"
 build="${BUILD_DIR:-$root/build-secbench}"
 rounds="${BENCH_ROUNDS:-5}"
 messages="${BENCH_MESSAGES:-500000}"
@@ -36,7 +37,7 @@ placements="${BENCH_PLACEMENTS:-pinned unpinned}"
 cpu="${BENCH_CPU:-0}"
 out="${BENCH_OUT:-$build/bench-results}"
 
-command -v taskset >/dev/null || { echo "bench-security.sh: taskset (util-linux) not found" >&2; exit 1; }
+bench_need_taskset bench-security.sh
 
 if [[ -n ${BENCH_BIN:-} ]]; then
     bench="$BENCH_BIN"
@@ -45,10 +46,9 @@ else
         launcher=()
         command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
         echo "== configure ($build, Release)"
-        # -Wno-error=restrict: GCC 12 at -O3 reports a false -Wrestrict inside libstdc++'s
-        # operator+ (src/handshake_monitor.cpp); it stays a warning, every other one an error.
+        # (GCC 12's false -Wrestrict at -O3 is kept a warning by cmake/ZmqkitHelpers.cmake.)
         cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DZMQKIT_BUILD_BENCHMARKS=ON \
-            -DCMAKE_CXX_FLAGS=-Wno-error=restrict "${launcher[@]}" >/dev/null
+            "${launcher[@]}" >/dev/null
     fi
     echo "== build ($build)"
     cmake --build "$build" -j2 --target zmqkit-bench-security
@@ -61,13 +61,7 @@ args=(--rounds "$rounds" --messages "$messages" --messages-large "$messages_larg
 mkdir -p "$out"
 summary="$out/security-summary.txt"
 : >"$summary"
-echo
-echo "== machine"
-echo "nproc:  $(nproc)"
-echo "cpu:    $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "libzmq: $(pkg-config --modversion libzmq 2>/dev/null || echo unknown)"
-echo "uptime: $(uptime)"
-echo "logs:   $out"
+bench_machine "$out"
 
 status=0
 for placement in $placements; do

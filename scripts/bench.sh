@@ -17,6 +17,7 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/bench-lib.sh"
 build="${BUILD_DIR:-$root/build-bench}"
 rounds="${BENCH_ROUNDS:-5}"
 messages="${BENCH_MESSAGES:-1000000}"
@@ -40,18 +41,10 @@ codec_args=(--benchmark_min_time=0.2 --benchmark_repetitions=5
             --benchmark_display_aggregates_only=true)
 pipeline_args=(--rounds "$rounds" --messages "$messages" "$@")
 
-if ! command -v taskset >/dev/null 2>&1; then
-    echo "bench.sh: taskset not found (util-linux); cannot run the pinned benchmarks" >&2
-    exit 1
-fi
+bench_need_taskset bench.sh
 
 mkdir -p "$out"
-echo
-echo "== machine"
-echo "nproc: $(nproc)"
-echo "cpu:   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-echo "load:  $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "logs:  $out"
+bench_machine "$out"
 
 status=0
 for placement in pinned unpinned; do
