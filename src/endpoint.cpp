@@ -3,8 +3,13 @@
 
 #include <zmq.hpp>
 
+#include <sys/stat.h>
+
 #include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
 
 namespace zmqkit {
 namespace {
@@ -76,6 +81,29 @@ void check_address(std::string_view entry, std::string_view transport, std::stri
     }
 }
 
+// Before an ipc bind: the socket file's missing parent directories, mode 0750 (owner and group
+// only: the directory decides who may reach the socket), as `mkdir -p` would. A recipe such as
+// `--control ipc:///run/zmqkit/proxy.ctl` then works on a fresh machine. Abstract (`ipc://@name`)
+// and wildcard (`ipc://*`) addresses have no directory.
+void create_ipc_parents(const std::string& address) {
+    constexpr std::string_view scheme = "ipc://";
+    if (address.rfind(scheme, 0) != 0) {
+        return;
+    }
+    const std::filesystem::path file(address.substr(scheme.size()));
+    if (file.empty() || file.native().front() == '@' || file == "*" || !file.has_parent_path()) {
+        return;
+    }
+    std::filesystem::path dir;
+    for (const auto& part : file.parent_path()) {
+        dir /= part;
+        if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+            throw error("cannot bind to " + address + ": cannot create directory " + dir.string() +
+                        ": " + std::strerror(errno));
+        }
+    }
+}
+
 } // namespace
 
 std::string endpoint::to_string() const {
@@ -137,6 +165,7 @@ std::vector<std::string> attach(zmq::socket_t& socket, std::string_view spec,
     for (const auto& ep : parse_endpoints(spec, default_action)) {
         try {
             if (ep.action == endpoint_action::bind) {
+                create_ipc_parents(ep.address);
                 socket.bind(ep.address);
                 effective.push_back(socket.get(zmq::sockopt::last_endpoint));
             } else {

@@ -39,8 +39,10 @@ struct endpoint {
 
 // Binds / connects `socket` to every entry of `spec`. Returns the endpoints as they are in
 // effect: for a bind, the address libzmq reports (the real port for "tcp://...:*", the real
-// path for "ipc://*"); for a connect, the address given. Throws endpoint_error for a malformed
-// spec and zmqkit::error (with the libzmq reason and the endpoint) when a bind or connect fails.
+// path for "ipc://*"); for a connect, the address given. An ipc bind first creates the socket
+// file's missing parent directories (mode 0750, like `mkdir -p`). Throws endpoint_error for a
+// malformed spec and zmqkit::error (with the libzmq reason and the endpoint) when a bind or
+// connect fails.
 std::vector<std::string> attach(zmq::socket_t& socket, std::string_view spec,
                                 endpoint_action default_action);
 

@@ -1,9 +1,14 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
 
+#include "support/testing.hpp"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <zmq.hpp>
+
+#include <filesystem>
+#include <fstream>
 
 using namespace zmqkit;
 using ::testing::HasSubstr;
@@ -86,5 +91,46 @@ TEST(endpoint, attach_failure_names_endpoint_and_reason) {
     } catch (const zmqkit::error& e) {
         EXPECT_THAT(e.what(), HasSubstr("cannot bind to " + bound[0]));
         EXPECT_THAT(e.what(), HasSubstr("in use"));
+    }
+}
+
+// `--control ipc:///run/zmqkit/proxy.ctl` on a fresh machine: the directory does not exist yet.
+// The bind creates it (0750) as `mkdir -p` would, and a peer can connect and talk.
+TEST(endpoint, ipc_bind_creates_missing_parent_directories) {
+    zmqkit::testing::temp_directory dir("endpoint");
+    const auto file = dir.path() / "run" / "zmqkit" / "proxy.ctl";
+    zmq::context_t ctx;
+    zmq::socket_t server(ctx, zmq::socket_type::pair);
+    zmq::socket_t client(ctx, zmq::socket_type::pair);
+    server.set(zmq::sockopt::linger, 0);
+    client.set(zmq::sockopt::linger, 0);
+    const auto bound = attach(server, "ipc://" + file.string(), endpoint_action::bind);
+    ASSERT_EQ(bound.size(), 1U);
+    EXPECT_EQ(std::filesystem::status(file.parent_path()).permissions() &
+                  std::filesystem::perms::all,
+              std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                  std::filesystem::perms::group_exec);
+    (void)attach(client, bound[0], endpoint_action::connect);
+    client.set(zmq::sockopt::sndtimeo, 5000);
+    server.set(zmq::sockopt::rcvtimeo, 5000);
+    ASSERT_TRUE(client.send(zmq::str_buffer("hello")));
+    zmq::message_t got;
+    ASSERT_TRUE(server.recv(got));
+    EXPECT_EQ(got.to_string(), "hello");
+}
+
+TEST(endpoint, ipc_bind_under_a_file_names_the_directory_it_could_not_create) {
+    zmqkit::testing::temp_directory dir("endpoint");
+    std::ofstream(dir.path() / "plain-file") << "x";
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::pull);
+    s.set(zmq::sockopt::linger, 0);
+    const auto spec = "ipc://" + (dir.path() / "plain-file" / "sub" / "x.sock").string();
+    try {
+        (void)attach(s, spec, endpoint_action::bind);
+        FAIL() << "a directory cannot be made under a plain file";
+    } catch (const zmqkit::error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("cannot bind to " + spec));
+        EXPECT_THAT(e.what(), HasSubstr("plain-file"));
     }
 }
