@@ -15,8 +15,17 @@ namespace {
 
 class posix_fs final : public spool_file_system {
 public:
+    // Missing parents are created too (mode 0750, like `mkdir -p`): `--spool
+    // /var/spool/zmqkit/orders` works on a machine where /var/spool/zmqkit does not exist yet.
     int create_directory(const std::filesystem::path& dir) override {
-        if (::mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) {
+        int made = ::mkdir(dir.c_str(), 0750);
+        if (made != 0 && errno == ENOENT && dir.has_relative_path() && dir.parent_path() != dir) {
+            if (const int e = create_directory(dir.parent_path()); e != 0) {
+                return e;
+            }
+            made = ::mkdir(dir.c_str(), 0750);
+        }
+        if (made == 0 || errno == EEXIST) {
             struct stat st {};
             if (::stat(dir.c_str(), &st) != 0) {
                 return errno;
