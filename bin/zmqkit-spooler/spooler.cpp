@@ -725,7 +725,8 @@ int run_dlq_purge(const spooler_config& cfg, const logger& log) {
         return exit_ok;
     }
     const std::uint64_t n = dlq->purge();
-    if (!dlq->commit()) {
+    // Nothing to purge writes nothing: commit() reports false for an empty commit.
+    if (dlq->commit_pending() && !dlq->commit()) {
         log.error("cannot commit the purge: " + dlq->stats().failure);
         return exit_failure;
     }

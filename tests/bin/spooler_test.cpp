@@ -524,6 +524,12 @@ TEST(spooler, dlq_list_requeue_and_purge) {
     EXPECT_THAT(r.out, HasSubstr("purged 2 dead letter(s)"));
     j = parse_json(spooler({"dlq", "list", "--json", dir.path().string()}));
     EXPECT_EQ(j["dead_letters"], 0);
+
+    // Purging an empty dead-letter spool is done, not a failure (it once said "cannot commit
+    // the purge: " with no reason, exit 1: a script's `requeue --id X && purge` failed).
+    r = spooler({"dlq", "purge", dir.path().string()});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("purged 0 dead letter(s)"));
 }
 
 // ---- record / replay
