@@ -82,11 +82,7 @@ std::string host_part(const std::string& peer) {
     return colon == std::string::npos ? peer : peer.substr(0, colon);
 }
 
-struct failure_reason {
-    std::string label;      // metric label
-    std::string text;       // readable
-    bool definitive = true; // false: may be transient (a closed connection)
-};
+using failure_reason = handshake_failure;
 
 failure_reason protocol_reason(std::uint32_t value) {
     switch (value) {
@@ -140,6 +136,35 @@ failure_reason auth_reason(std::uint32_t status, bool server_side) {
 }
 
 } // namespace
+
+handshake_failure describe_handshake_failure(int event, std::uint32_t value, bool bind_side,
+                                             bool curve_client) {
+    switch (event) {
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return protocol_reason(value);
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        return auth_reason(value, bind_side);
+    default: {
+        const int error_number = static_cast<int>(value);
+        const std::string cause =
+            error_number != 0 ? ": " + std::string(std::strerror(error_number)) : "";
+        failure_reason r;
+        r.label = "closed_during_handshake";
+        r.definitive = false;
+        if (bind_side) {
+            r.text = "the peer closed the connection during the handshake (not a ZeroMQ "
+                     "peer, or it gave up" +
+                     cause + ")";
+        } else if (curve_client) {
+            r.text = "the server closed the connection during the CURVE handshake: wrong "
+                     "server key, or the server does not use CURVE";
+        } else {
+            r.text = "the peer closed the connection during the handshake" + cause;
+        }
+        return r;
+    }
+    }
+}
 
 struct handshake_monitor::impl {
     void* handle;
@@ -281,36 +306,17 @@ struct handshake_monitor::impl {
             }
             changed.notify_all();
             break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: {
-            const bool bind_side = listening.count(endpoint) != 0;
-            const int error_number = static_cast<int>(value);
-            const std::string cause =
-                error_number != 0 ? ": " + std::string(std::strerror(error_number)) : "";
-            failure_reason r;
-            r.label = "closed_during_handshake";
-            r.definitive = false;
-            if (bind_side) {
-                r.text = "the peer closed the connection during the handshake (not a ZeroMQ "
-                         "peer, or it gave up" +
-                         cause + ")";
-            } else if (curve_client) {
-                r.text = "the server closed the connection during the CURVE handshake: wrong "
-                         "server key, or the server does not use CURVE";
-            } else {
-                r.text = "the peer closed the connection during the handshake" + cause;
-            }
-            {
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
                 std::lock_guard lock(mutex);
                 closed_during_handshake = true;
             }
-            failed(endpoint, std::move(r), std::nullopt);
-            break;
-        }
-        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            failed(endpoint, protocol_reason(value), std::nullopt);
-            break;
-        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-            failed(endpoint, auth_reason(value, listening.count(endpoint) != 0), std::nullopt);
+            failed(endpoint,
+                   describe_handshake_failure(event, value, listening.count(endpoint) != 0,
+                                              curve_client),
+                   std::nullopt);
             break;
         case ZMQ_EVENT_DISCONNECTED:
             // The connection whose handshake failed closes right after the failure event: the

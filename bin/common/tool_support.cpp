@@ -11,7 +11,13 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <mutex>
+#include <system_error>
 #include <thread>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 namespace zmqkit::cli {
@@ -340,27 +346,16 @@ void handshake_counter::consume(const zmq::message_t& event, const zmq::message_
     std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
     if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         ++seen_;
-    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+               id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+        // Worded as the security monitor words it: one reason for a refusal in every tool.
+        // A server that refuses the mechanism may close before this side saw why: a reason
+        // seen before says more than a closed connection.
         ++failures_;
-        last_failure_ =
-            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                ? "handshake failed with " + endpoint.to_string() +
-                      ": the server uses a different security mechanism (a CURVE or PLAIN "
-                      "server: give --curve-server-key or --plain-user)"
-                : "handshake failed with " + endpoint.to_string() + ": ZMTP protocol error";
-    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-        // A server that refuses the mechanism may close before this side saw why.
-        ++failures_;
-        if (last_failure_.empty()) { // a reason seen before says more
-            last_failure_ = "handshake failed with " + endpoint.to_string() +
-                            ": the server closed the connection during the handshake (does it "
-                            "require CURVE or PLAIN: --curve-server-key / --plain-user?)";
+        auto failure = describe_handshake_failure(id, value, false, false);
+        if (failure.definitive || last_failure_.empty()) {
+            last_failure_ = std::move(failure.text);
         }
-    } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-        ++failures_;
-        last_failure_ = "handshake failed with " + endpoint.to_string() +
-                        ": the server did not allow this client (ZAP status " +
-                        std::to_string(value) + ": address or credentials not allowed)";
     }
     if (events_ == nullptr) {
         return;
@@ -471,6 +466,132 @@ std::string handshake_problem(handshake_monitor* monitor) {
         return {};
     }
     return why.empty() ? std::string("no security handshake completed") : why;
+}
+
+// One background name lookup. The thread owns a share of it, so it may outlive the tool's
+// wait (a resolver can take seconds) and is simply abandoned at exit.
+struct peer_reachability::lookup {
+    std::string host;
+    std::mutex mutex;
+    bool done = false;
+    std::string error; // gai_strerror of a failed lookup
+};
+
+namespace {
+
+// The host of a tcp endpoint address ("host:port", "[v6]:port", "source;host:port"), or "" when
+// there is nothing to look up (a wildcard or a numeric address).
+std::string host_to_resolve(const endpoint& ep) {
+    const std::string& text = ep.address;
+    constexpr std::string_view tcp = "tcp://";
+    if (ep.action != endpoint_action::connect || text.rfind(tcp, 0) != 0) {
+        return {};
+    }
+    std::string address = text.substr(tcp.size());
+    if (const auto semicolon = address.rfind(';'); semicolon != std::string::npos) {
+        address.erase(0, semicolon + 1); // a source address first
+    }
+    const auto colon = address.rfind(':');
+    std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    in6_addr numeric{};
+    if (host.empty() || host == "*" || ::inet_pton(AF_INET, host.c_str(), &numeric) == 1 ||
+        ::inet_pton(AF_INET6, host.c_str(), &numeric) == 1) {
+        return {};
+    }
+    return host;
+}
+
+} // namespace
+
+peer_reachability::peer_reachability(const std::vector<std::string>& specs,
+                                     endpoint_action default_action) {
+    for (const auto& spec : specs) {
+        std::vector<endpoint> parsed;
+        try {
+            parsed = parse_endpoints(spec, default_action);
+        } catch (const zmqkit::error&) {
+            continue; // reported where the socket attaches
+        }
+        for (const auto& ep : parsed) {
+            connects_ = connects_ || ep.action == endpoint_action::connect;
+            auto host = host_to_resolve(ep);
+            if (host.empty()) {
+                continue;
+            }
+            auto l = std::make_shared<lookup>();
+            l->host = std::move(host);
+            try {
+                std::thread([l] {
+                    addrinfo hints{};
+                    hints.ai_socktype = SOCK_STREAM;
+                    addrinfo* result = nullptr;
+                    const int rc = ::getaddrinfo(l->host.c_str(), nullptr, &hints, &result);
+                    if (result != nullptr) {
+                        ::freeaddrinfo(result);
+                    }
+                    std::lock_guard lock(l->mutex);
+                    l->done = true;
+                    if (rc != 0) {
+                        l->error = rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc);
+                    }
+                }).detach();
+            } catch (const std::system_error&) {
+                continue; // no thread: no early diagnosis, the connection attempts still run
+            }
+            lookups_.push_back(std::move(l));
+        }
+    }
+}
+
+peer_reachability::~peer_reachability() = default;
+
+std::size_t peer_reachability::peers() {
+    if (secured_ != nullptr) {
+        return static_cast<std::size_t>(secured_->stats().succeeded);
+    }
+    return plain_ != nullptr ? plain_->poll() : 0;
+}
+
+std::string peer_reachability::why_unreachable() {
+    if (!connects_ || peers() > 0) {
+        return {};
+    }
+    for (const auto& l : lookups_) {
+        std::lock_guard lock(l->mutex);
+        if (l->done && !l->error.empty()) {
+            return "cannot resolve host " + l->host + ": " + l->error;
+        }
+    }
+    if (secured_ != nullptr) {
+        const auto st = secured_->stats();
+        return st.failed > 0 ? st.last_failure : std::string();
+    }
+    if (plain_ != nullptr && plain_->failures() > 0) {
+        return plain_->last_failure();
+    }
+    return {};
+}
+
+int report_unreachable(const logger& log, std::string_view action,
+                       const std::vector<std::string>& endpoints, std::chrono::milliseconds within,
+                       std::string_view reason) {
+    log.error(std::string(action) + " " + join_endpoints(endpoints) + " within " +
+              describe_duration(within) + ": " + std::string(reason));
+    return exit_unavailable;
+}
+
+bool bound_linger(zmq::socket_t& socket, std::chrono::steady_clock::time_point deadline) {
+    const auto left = std::max(
+        std::chrono::milliseconds(0),
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+    if (left.count() >= socket.get(zmq::sockopt::linger)) {
+        return false;
+    }
+    socket.set(zmq::sockopt::linger, static_cast<int>(left.count()));
+    return true;
 }
 
 std::string join_endpoints(const std::vector<std::string>& endpoints) {

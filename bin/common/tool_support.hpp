@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,11 +21,13 @@
 namespace zmqkit::cli {
 
 // Exit codes beyond cli.hpp's (sysexits.h values).
-inline constexpr int exit_data_error = 65;  // EX_DATAERR: malformed input data
-inline constexpr int exit_no_input = 66;    // EX_NOINPUT: unreadable input file
-inline constexpr int exit_timeout = 75;     // EX_TEMPFAIL: timed out before the expected count
-inline constexpr int exit_unconfirmed = 76; // EX_PROTOCOL: --wait-confirm: not every message
-                                            // was confirmed (or some were rejected)
+inline constexpr int exit_data_error = 65;    // EX_DATAERR: malformed input data
+inline constexpr int exit_no_input = 66;      // EX_NOINPUT: unreadable input file
+inline constexpr int exit_cannot_create = 73; // EX_CANTCREAT: an output file (--confirm-log)
+                                              // cannot be created or written
+inline constexpr int exit_timeout = 75;       // EX_TEMPFAIL: timed out before the expected count
+inline constexpr int exit_unconfirmed = 76;   // EX_PROTOCOL: --wait-confirm: not every message
+                                              // was confirmed (or some were rejected)
 
 // A socket type chosen by flag, with CZMQ's default endpoint action for it (zsock_new_*).
 struct socket_kind {
@@ -99,7 +102,8 @@ public:
     // Reads the events already there without waiting. Returns the number seen so far.
     std::size_t poll();
     // Handshakes that failed so far (a plaintext tool against a CURVE server, an address on
-    // the server's deny list), and the last one's reason ("" if none). Call poll() first.
+    // the server's deny list), and the last one's reason as handshake_monitor words it
+    // (describe_handshake_failure; "" if none). Call poll() first.
     [[nodiscard]] std::size_t failures() const noexcept { return failures_; }
     [[nodiscard]] const std::string& last_failure() const noexcept { return last_failure_; }
 
@@ -125,6 +129,55 @@ std::size_t wait_secured_peers(handshake_monitor& monitor, std::size_t peers,
 // "no connection to ... was made (server down or unreachable)"); "" when one completed or
 // `monitor` is null (no security).
 [[nodiscard]] std::string handshake_problem(handshake_monitor* monitor);
+
+// Whether a client tool's peers can be reached at all: the one place every tool path (send,
+// send --wait-confirm, recv, recv --ack; plaintext or secured) asks, so that a peer that
+// cannot be reached is reported with the same reason and exit code (69) everywhere.
+// It looks up the host names of the tcp endpoints the tool connects to (in the background: a
+// slow resolver never delays the tool) and reads the socket's handshakes from whichever
+// monitor counts them (libzmq allows one per socket): the security handshake_monitor of a
+// secured socket, or a handshake_counter of a plaintext one. Single-threaded.
+class peer_reachability {
+public:
+    // Starts the lookups of the hosts `specs` connect to (none for binds, numeric addresses).
+    peer_reachability(const std::vector<std::string>& specs, endpoint_action default_action);
+    ~peer_reachability();
+    peer_reachability(const peer_reachability&) = delete;
+    peer_reachability& operator=(const peer_reachability&) = delete;
+
+    // The monitor to read (either may be null; set once the socket exists).
+    void watch(handshake_monitor* secured, handshake_counter* plain) noexcept {
+        secured_ = secured;
+        plain_ = plain;
+    }
+    // Whether the socket connects to any endpoint (only a client has peers to reach).
+    [[nodiscard]] bool connects() const noexcept { return connects_; }
+    // Handshakes completed so far.
+    [[nodiscard]] std::size_t peers();
+    // Why no peer can be reached, when that is known: "cannot resolve host X: ..." for a name
+    // that does not resolve, or the reason of a refused handshake (a failed handshake and none
+    // completed: wrong key, key or address not allowed, a different security mechanism).
+    // "" when a handshake completed or nothing failed so far (a peer that is only down), and
+    // always for a socket that only binds (a failed handshake there is the peer's problem).
+    [[nodiscard]] std::string why_unreachable();
+
+private:
+    struct lookup;
+    std::vector<std::shared_ptr<lookup>> lookups_;
+    handshake_monitor* secured_ = nullptr;
+    handshake_counter* plain_ = nullptr;
+    bool connects_ = false;
+};
+
+// Logs "<action> <endpoints> within <d>: <reason>" (e.g. "no message could be sent to
+// tcp://h:1 within 5 s: the server did not allow this client ...") and returns exit_unavailable.
+int report_unreachable(const logger& log, std::string_view action,
+                       const std::vector<std::string>& endpoints, std::chrono::milliseconds within,
+                       std::string_view reason);
+
+// --timeout bounds a tool's whole run: cuts the socket's linger (what closing it may still
+// wait for) to what is left until `deadline` (0 once it passed). True if it was cut.
+bool bound_linger(zmq::socket_t& socket, std::chrono::steady_clock::time_point deadline);
 
 // "tcp://a:1, tcp://b:2"
 [[nodiscard]] std::string join_endpoints(const std::vector<std::string>& endpoints);

@@ -69,8 +69,9 @@ Examples:
   # JSON lines out, stop after 10
   zmqkit-recv -f json -c 10 @tcp://*:5557 | jq .body
 
-Exit codes: 0 ok, 64 bad usage, 69 cannot bind/connect (or, with security, --timeout passed
-without a completed handshake: the reason is named), 75 timed out before the count.
+Exit codes: 0 ok, 64 bad usage, 69 cannot bind/connect (a host that does not resolve, a
+refused handshake, or with security no handshake at all by --timeout: the reason is named),
+75 timed out before the count. --timeout bounds the whole run, closing included.
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {

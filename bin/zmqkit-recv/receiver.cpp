@@ -13,6 +13,21 @@ namespace zmqkit::cli {
 namespace {
 using clock = std::chrono::steady_clock;
 
+// At --timeout with nothing received: a peer that cannot be reached (a host that does not
+// resolve, a refused handshake; for a secured client also none made at all) is exit 69 with
+// the reason, as every tool reports it; "" otherwise (a plain timeout).
+std::string why_nothing_arrived(const recv_config& cfg, peer_reachability& reach,
+                                handshake_monitor* secured) {
+    if (cfg.security.server()) {
+        return {};
+    }
+    auto why = reach.why_unreachable();
+    if (why.empty()) {
+        why = handshake_problem(secured);
+    }
+    return why;
+}
+
 // --ack: a reliable receiver. A message is acked only after its output reached stdout
 // (flushed), so a crash of this tool or its reader loses nothing: the proxy redelivers.
 int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
@@ -33,12 +48,14 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
     ro.socket.name = "zmqkit-recv";
     ro.socket.registry = &registry;
     ro.socket.security = cfg.security.socket;
+    peer_reachability reach(cfg.endpoints, endpoint_action::connect);
     std::optional<handshake_counter> events;
     ro.configure = [&](zmq::socket_t& raw) {
         apply_socket_options(raw, cfg.socket_options);
-        // With security the receiver's handshake_monitor reports (one monitor per socket).
-        if (cfg.verbosity >= 1 && !cfg.security.enabled()) {
-            events.emplace(context, raw, &log);
+        // Handshakes (and with -v connection events); with security the receiver's
+        // handshake_monitor counts them (one monitor per socket).
+        if (!cfg.security.enabled()) {
+            events.emplace(context, raw, cfg.verbosity >= 1 ? &log : nullptr);
         }
     };
     std::optional<patterns::reliable_receiver> receiver;
@@ -50,6 +67,8 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
         log.error(e.what());
         return exit_unavailable;
     }
+    reach.watch(cfg.security.server() ? nullptr : receiver->handshakes(),
+                events ? &*events : nullptr);
     const message_formatter format(cfg.format);
     output_buffer out;
     transfer_stats stats;
@@ -133,6 +152,9 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
     if (!failed) {
         (void)settle();
     }
+    if (deadline) {
+        (void)bound_linger(receiver->raw(), *deadline); // --timeout bounds the whole run
+    }
     if (cfg.stats) {
         stats.print_final("zmqkit-recv");
     }
@@ -146,11 +168,11 @@ int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& 
     if (stopped) {
         return exit_ok;
     }
-    if (timed_out && stats.messages() == 0 && !cfg.security.server()) {
-        if (const auto why = handshake_problem(receiver->handshakes()); !why.empty()) {
-            log.error("nothing could be received from " + join_endpoints(cfg.endpoints) +
-                      " within " + describe_duration(*cfg.timeout) + ": " + why);
-            return exit_unavailable;
+    if (timed_out && stats.messages() == 0) {
+        if (const auto why = why_nothing_arrived(cfg, reach, receiver->handshakes());
+            !why.empty()) {
+            return report_unreachable(log, "nothing could be received from", cfg.endpoints,
+                                      *cfg.timeout, why);
         }
     }
     const bool count_missed = cfg.count && stats.messages() < *cfg.count;
@@ -180,6 +202,7 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     so.name = "zmqkit-recv";
     so.registry = &registry;
     so.security = cfg.security.socket;
+    peer_reachability reach(cfg.endpoints, cfg.kind.default_action);
     zmqkit::socket sock(context, cfg.kind.type, so);
     apply_socket_options(sock.raw(), cfg.socket_options);
     if (cfg.kind.type == zmq::socket_type::sub) {
@@ -187,12 +210,14 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
             sock.raw().set(zmq::sockopt::subscribe, topic);
         }
     }
-    // -v: connection events (connected, disconnected, handshake failed) on stderr.
-    // With security the socket's handshake_monitor reports instead (one monitor per socket).
+    // Handshakes (a refused one is reported at --timeout), with -v also the connection events
+    // (connected, disconnected, handshake failed) on stderr. With security the socket's
+    // handshake_monitor counts them instead (one monitor per socket).
     std::optional<handshake_counter> events;
-    if (cfg.verbosity >= 1 && !cfg.security.enabled()) {
-        events.emplace(context, sock.raw(), &log);
+    if (!cfg.security.enabled()) {
+        events.emplace(context, sock.raw(), cfg.verbosity >= 1 ? &log : nullptr);
     }
+    reach.watch(cfg.security.server() ? nullptr : sock.handshakes(), events ? &*events : nullptr);
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
     const bool is_router = cfg.kind.type == zmq::socket_type::router;
@@ -423,6 +448,9 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
         sock.raw().set(zmq::sockopt::linger,
                        static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
     }
+    if (deadline) {
+        (void)bound_linger(sock.raw(), *deadline); // --timeout bounds the whole run
+    }
     if (cfg.stats) {
         stats.print_final("zmqkit-recv");
     }
@@ -432,11 +460,10 @@ int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signal
     if (stopped) {
         return exit_ok;
     }
-    if (timed_out && stats.messages() == 0 && !cfg.security.server()) {
-        if (const auto why = handshake_problem(sock.handshakes()); !why.empty()) {
-            log.error("nothing could be received from " + join_endpoints(cfg.endpoints) +
-                      " within " + describe_duration(*cfg.timeout) + ": " + why);
-            return exit_unavailable;
+    if (timed_out && stats.messages() == 0) {
+        if (const auto why = why_nothing_arrived(cfg, reach, sock.handshakes()); !why.empty()) {
+            return report_unreachable(log, "nothing could be received from", cfg.endpoints,
+                                      *cfg.timeout, why);
         }
     }
     const bool count_missed = cfg.count && stats.messages() < *cfg.count;

@@ -70,10 +70,14 @@ Examples:
       zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
 
 Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
-prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect, 75 timed out
-(--timeout, --wait-peers) or messages still queued when --linger expired. With security, 69
-also when the handshake was refused (wrong server key, key not allowed): the reason is named, 76 --wait-confirm:
-some messages were not confirmed within --confirm-timeout or were rejected (each is named).
+prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect (also a host
+that does not resolve, a refused handshake: wrong server key, key or address not allowed,
+plaintext against CURVE; the reason is named) or --req: a request was answered with an error
+reply, 73 --confirm-log cannot be written, 75 timed out (--timeout, --wait-peers) or messages
+still queued when --linger expired (--timeout bounds the whole run, the linger included), 76
+--wait-confirm: some messages were not confirmed within --confirm-timeout or were rejected
+(each is named; --confirm-log FILE lists every record as "<record> <id> confirmed",
+"... rejected:<reason>" or "... unconfirmed").
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {
@@ -109,6 +113,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     std::size_t window = 1000;
     std::size_t batch = 1;
     std::string batch_linger = "0";
+    std::string confirm_log;
     std::string interval;
     std::string wait_peers = "0";
     std::string data;
@@ -153,6 +158,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("retry-interval", po::value(&retry_interval)->default_value("2s"), "--wait-confirm: resend a message not confirmed after this (same id: stored once)")
         ("batch", po::value(&batch)->default_value(1), "--wait-confirm: send up to N messages as one batch (one ZeroMQ message; 1: no batching); a partly filled batch leaves when no more input is ready, and at the end")
         ("batch-linger", po::value(&batch_linger)->default_value("0"), "--wait-confirm --batch: with --rate, how long a partly filled batch may wait for the next messages (default 0: it leaves before every wait)")
+        ("confirm-log", po::value(&confirm_log), "--wait-confirm: write one line per input record to FILE, \"<record> <message id> <outcome>\": the record number (from 1; the line number for line input), the id (\"-\" if never sent), and confirmed, rejected:<reason> or unconfirmed; only confirmed records are safely stored")
         ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
@@ -213,7 +219,16 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         }
         cfg.window = window;
         cfg.batch = batch;
+        if (vm.count("confirm-log") != 0U) {
+            if (confirm_log.empty()) {
+                throw usage_error{"--confirm-log needs a file name", exit_usage};
+            }
+            cfg.confirm_log = confirm_log;
+        }
     } else {
+        if (vm.count("confirm-log") != 0U) {
+            throw usage_error{"--confirm-log applies to --wait-confirm only", exit_usage};
+        }
         for (const char* only :
              {"confirm-timeout", "window", "retry-interval", "batch", "batch-linger"}) {
             if (!vm[only].defaulted()) {

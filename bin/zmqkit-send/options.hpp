@@ -58,6 +58,8 @@ struct send_config {
     std::chrono::milliseconds confirm_timeout{30000};
     std::size_t window = 1000;
     std::chrono::milliseconds retry_interval{2000};
+    // --confirm-log FILE: one line per input record, "<record> <id> <outcome>" (confirm_log.hpp)
+    std::optional<std::string> confirm_log;
     // --batch N: up to N messages leave as one ZeroMQ message (a producer batch, wire
     // protocol §7.1); 1 = no batching. A partly filled batch leaves when no more input is
     // ready, before a --rate wait longer than --batch-linger, and at the end.

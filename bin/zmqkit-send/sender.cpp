@@ -2,9 +2,11 @@
 
 #include "common/input_reader.hpp"
 #include "common/message_format.hpp"
+#include "zmqkit-send/confirm_log.hpp"
 
 #include <zmqkit/error.hpp>
 #include <zmqkit/patterns/durable.hpp>
+#include <zmqkit/patterns/load_balancer.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <nlohmann/json.hpp>
@@ -201,35 +203,66 @@ bool is_envelope_object(const json& j) {
     });
 }
 
-// The end of a --wait-confirm run: wait (bounded) for the last confirms, name what is left.
-template <class CheckSignal>
-int finish_confirmed(patterns::reliable_sender& reliable, const send_config& cfg, const logger& log,
-                     transfer_stats& stats, std::uint64_t rejected, int code,
-                     std::uint64_t json_errors, bool timed_out, bool stop_requested,
-                     const std::optional<clock::time_point>& deadline, CheckSignal check_signal) {
-    auto until = clock::now() +
-                 (stop_requested ? std::min(cfg.confirm_timeout, std::chrono::milliseconds(1000))
-                                 : cfg.confirm_timeout);
-    if (deadline && *deadline < until) {
-        until = *deadline;
+// Where a --wait-confirm run stands when the input is done.
+struct confirm_run {
+    patterns::reliable_sender& reliable;
+    confirm_log& outcomes;         // --confirm-log (disabled without it)
+    std::uint64_t not_sent = 0;    // records read but never handed to the sender
+    int code = exit_ok;            // an input error's exit code, if any
+    std::uint64_t json_errors = 0; // malformed JSON lines skipped
+    bool timed_out = false;        // --timeout passed
+    bool stop_requested = false;   // SIGINT/SIGTERM
+    std::optional<clock::time_point> deadline;
+    bool unreachable = false; // out: gave up on the handshake (the caller reports why)
+};
+
+// The end of a --wait-confirm run: wait (bounded) for the last confirms, count every outcome,
+// name what is left. Any message not confirmed (rejected by the proxy, or no confirm in time)
+// makes the exit code 76 unless an earlier failure decides it. `gave_up` is true once the
+// handshake limit passed with the peer known to be unreachable (refused, a host that does not
+// resolve), `unreachable` as soon as that is known; either ends the run as unreachable (exit
+// 69; the caller reports why) instead of "not confirmed".
+template <class CheckSignal, class GaveUp, class Unreachable>
+int finish_confirmed(confirm_run& run, const send_config& cfg, const logger& log,
+                     transfer_stats& stats, CheckSignal check_signal, GaveUp gave_up,
+                     Unreachable unreachable) {
+    auto& reliable = run.reliable;
+    auto until = clock::now() + (run.stop_requested ? std::min(cfg.confirm_timeout,
+                                                               std::chrono::milliseconds(1000))
+                                                    : cfg.confirm_timeout);
+    if (run.deadline && *run.deadline < until) {
+        until = *run.deadline;
     }
     while (reliable.unconfirmed() > 0 && clock::now() < until) {
         (void)reliable.flush(
             std::min(std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()),
                      std::chrono::milliseconds(200)));
-        if (!stop_requested && check_signal()) {
-            stop_requested = true;
+        if (!run.stop_requested && check_signal()) {
+            run.stop_requested = true;
             until = std::min(until, clock::now() + std::chrono::milliseconds(1000));
         }
+        if (!run.stop_requested && gave_up()) {
+            run.unreachable = true;
+            break;
+        }
+    }
+    if (!run.stop_requested && !run.unreachable && reliable.unconfirmed() > 0) {
+        run.unreachable = unreachable();
     }
     reliable.raw().set(zmq::sockopt::linger, 0); // what is unconfirmed is reported, not waited for
     const std::size_t left = reliable.unconfirmed();
+    std::string log_error;
+    const bool log_written = run.outcomes.finish(log_error);
     if (cfg.stats) {
         stats.print_final("zmqkit-send");
         log.info("confirms: confirmed=" + std::to_string(reliable.confirmed()) +
                  " resent=" + std::to_string(reliable.resent()) +
-                 " rejected=" + std::to_string(rejected) + " unconfirmed=" + std::to_string(left) +
+                 " rejected=" + std::to_string(reliable.rejected()) +
+                 " unconfirmed=" + std::to_string(left + run.not_sent) +
                  " batches=" + std::to_string(reliable.batches()));
+    }
+    if (run.unreachable) {
+        return exit_unavailable; // the caller names the reason
     }
     if (left > 0) {
         const auto ids = reliable.unconfirmed_ids();
@@ -249,18 +282,28 @@ int finish_confirmed(patterns::reliable_sender& reliable, const send_config& cfg
         log.debug(std::to_string(reliable.confirmed()) + " message(s) confirmed, " +
                   std::to_string(reliable.resent()) + " resent");
     }
-    if (code != exit_ok) {
-        return code;
+    if (reliable.rejected() > 0) {
+        log.error(std::to_string(reliable.rejected()) + " of " + std::to_string(stats.messages()) +
+                  " message(s) rejected by the durable proxy (each is named above)");
     }
-    if (json_errors > 0) {
+    if (!log_written) {
+        log.error(log_error);
+    }
+    if (run.code != exit_ok) {
+        return run.code;
+    }
+    if (run.json_errors > 0) {
         return exit_data_error;
     }
-    if (timed_out && !stop_requested) {
+    if (run.timed_out && !run.stop_requested) {
         log.error("timed out after " + std::to_string(cfg.timeout->count()) + " ms (" +
                   std::to_string(stats.messages()) + " message(s) sent)");
         return exit_timeout;
     }
-    return left > 0 || rejected > 0 ? exit_unconfirmed : exit_ok;
+    if (!log_written) {
+        return exit_cannot_create;
+    }
+    return left > 0 || reliable.rejected() > 0 || run.not_sent > 0 ? exit_unconfirmed : exit_ok;
 }
 
 } // namespace
@@ -399,6 +442,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             cfg.max_size);
     }
 
+    peer_reachability reach(cfg.endpoints, cfg.kind.default_action); // name lookups start now
     zmq::context_t context;
     // A server side (--curve-allow, --plain-passwords, --zap-*-ip) needs the context's ZAP
     // handler before it binds; closed before the context at the end.
@@ -426,7 +470,14 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     // --wait-confirm: a reliable sender (DEALER) keeps every message until the durable proxy
     // confirms it; otherwise a plain zmqkit socket.
     std::optional<patterns::reliable_sender> reliable;
-    std::uint64_t rejected = 0;
+    confirm_log outcomes; // --confirm-log: every input record's outcome
+    if (cfg.confirm_log) {
+        std::string error;
+        if (!outcomes.open(*cfg.confirm_log, error)) {
+            log.error(error);
+            return exit_cannot_create;
+        }
+    }
     if (cfg.wait_confirm) {
         patterns::reliable_sender_options ro;
         std::string spec;
@@ -457,10 +508,13 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             return exit_unavailable;
         }
         reliable->on_reject([&](const message_id& id, std::string_view reason) {
-            ++rejected;
+            outcomes.rejected(id, reason);
             log.error("message " + id.to_string() +
                       " was rejected by the proxy: " + std::string(reason));
         });
+        if (outcomes.enabled()) {
+            reliable->on_confirm([&](const message_id& id) { outcomes.confirmed(id); });
+        }
         if (cfg.batch > 1) {
             // A partly filled batch does not wait for input that is not there yet.
             before_input_wait = [&] {
@@ -498,32 +552,33 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     // gives up with the reason (exit 69) instead of waiting for ever.
     handshake_monitor* secured = reliable ? reliable->handshakes() : sock_holder->handshakes();
     handshake_monitor* client_handshakes = cfg.security.server() ? nullptr : secured;
+    // Whether the peers can be reached at all (a host that does not resolve, a refused
+    // handshake): asked the same way on every path, reported the same way (exit 69).
+    reach.watch(client_handshakes, monitor ? &*monitor : nullptr);
     const auto handshake_limit = cfg.timeout ? *cfg.timeout : std::chrono::milliseconds(10'000);
     bool handshake_refused = false;
-    // True once a secured client has had no handshake for handshake_limit and one failed
-    // (without --timeout, a server that is only down is waited for, as without security).
-    // A plaintext client is refused too (by a CURVE server, a deny list): handshake_counter
-    // sees those failures.
+    // True once a client has had no handshake for handshake_limit and the reason is known
+    // (a refused handshake, a host that does not resolve), or a secured client had none at all
+    // within --timeout. Without --timeout, a server that is only down is waited for.
     auto handshake_gave_up = [&]() {
-        if (handshake_refused || clock::now() - started < handshake_limit) {
+        if (handshake_refused || cfg.security.server() ||
+            clock::now() - started < handshake_limit) {
             return handshake_refused;
         }
-        if (client_handshakes != nullptr) {
-            const auto st = client_handshakes->stats();
-            handshake_refused = st.succeeded == 0 && (st.failed > 0 || cfg.timeout.has_value());
-        } else if (monitor && !cfg.security.enabled()) {
-            handshake_refused = monitor->poll() == 0 && monitor->failures() > 0;
-        }
+        const bool secured_silent = client_handshakes != nullptr && cfg.timeout.has_value() &&
+                                    client_handshakes->stats().succeeded == 0;
+        handshake_refused = secured_silent || !reach.why_unreachable().empty();
         return handshake_refused;
     };
     auto report_handshake = [&]() {
-        log.error("no message could be sent to " + join_endpoints(cfg.endpoints) + " within " +
-                  describe_duration(handshake_limit) + ": " +
-                  (client_handshakes != nullptr ? handshake_problem(client_handshakes)
-                   : monitor                    ? monitor->last_failure()
-                                                : std::string("no handshake completed")));
+        std::string why = reach.why_unreachable();
+        if (why.empty()) {
+            why = client_handshakes != nullptr ? handshake_problem(client_handshakes)
+                                               : std::string("no handshake completed");
+        }
         raw_socket.set(zmq::sockopt::linger, 0);
-        return exit_unavailable;
+        return report_unreachable(log, "no message could be sent to", cfg.endpoints,
+                                  handshake_limit, why);
     };
 
     if (cfg.wait_peers > 0 && cfg.kind.type == zmq::socket_type::pub) {
@@ -559,8 +614,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                               ? wait_secured_peers(*secured, cfg.wait_peers, limit, check_signal)
                           : monitor ? monitor->wait(cfg.wait_peers, limit, check_signal)
                                     : 0;
-        if (seen == 0 && !stop_requested && client_handshakes != nullptr &&
-            client_handshakes->stats().failed > 0) {
+        if (seen == 0 && !stop_requested && !reach.why_unreachable().empty()) {
             return report_handshake();
         }
         if (seen < cfg.wait_peers && !stop_requested) {
@@ -627,6 +681,11 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         for (;;) {
             bool ok = false;
             if (reliable) {
+                if (hh.id.is_nil()) {
+                    // The id is known before its confirm can arrive (send() reads replies).
+                    hh.stamp();
+                    outcomes.sent(line, hh.id);
+                }
                 confirm_message.header() = hh;
                 confirm_message.set_body(body);
                 ok = reliable->send(confirm_message, std::chrono::milliseconds(200));
@@ -647,12 +706,24 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             }
         }
     };
+    // --req: an error reply (docs/wire-protocol.md §8.3: the broker's timeout, busy, attempts,
+    // a worker's handler error) is printed like any reply, so that stdout keeps one reply per
+    // request, and named on stderr; the exit code is 69 (the service could not answer).
+    std::uint64_t error_replies = 0;
+    auto note_error_reply = [&](const std::optional<patterns::lb_error_reply>& error) {
+        if (error) {
+            ++error_replies;
+            log.error("request " + std::to_string(line) +
+                      " was answered with an error: " + error->code + ": " + error->reason);
+        }
+    };
     auto wait_reply = [&]() {
         for (;;) {
             if (cfg.raw) {
                 zmq::pollitem_t item{raw_socket.handle(), 0, ZMQ_POLLIN, 0};
                 if (zmq::poll(&item, 1, std::chrono::milliseconds(200)) > 0) {
                     bool more = true;
+                    std::size_t frames = 0;
                     while (more) {
                         zmq::message_t frame;
                         if (!raw_socket.recv(frame, zmq::recv_flags::none)) {
@@ -660,6 +731,12 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                         }
                         more = frame.more();
                         reply_format.render(nullptr, {}, frame.to_string_view(), out.data());
+                        // A broker's raw error reply is a single frame.
+                        if (!more && frames == 0) {
+                            note_error_reply(
+                                patterns::parse_raw_error_reply(frame.to_string_view()));
+                        }
+                        ++frames;
                     }
                     out.flush();
                     return true;
@@ -667,6 +744,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             } else if (sock_holder->recv(reply, std::chrono::milliseconds(200))) {
                 reply_format.render(&reply.header(), {}, reply.body_view(), out.data());
                 out.flush();
+                note_error_reply(patterns::parse_error_reply(reply.header(), reply.body_view()));
                 return true;
             }
             if (check_signal() || past_deadline() || handshake_gave_up()) {
@@ -678,6 +756,7 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     double interval_s = cfg.rate > 0 ? 1.0 / cfg.rate : 0.0;
     auto next_send = clock::now();
     std::uint64_t json_errors = 0;
+    std::uint64_t not_sent = 0; // records read but not sent (malformed JSON, the run ended)
     int code = exit_ok;
     std::string_view input;
     for (;;) {
@@ -782,6 +861,8 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             if (!json_to_envelope(value, json_header, json_body, error)) {
                 ++json_errors;
                 log.error("line " + std::to_string(line) + ": malformed JSON: " + error);
+                outcomes.not_sent(line);
+                ++not_sent;
                 continue;
             }
             used = &json_header;
@@ -802,6 +883,8 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             sent = send_envelope(h, has_key ? key : std::string_view(h.type), value);
         }
         if (!sent) {
+            outcomes.not_sent(line, &used->id);
+            ++not_sent;
             break;
         }
         stats.add(body_bytes);
@@ -828,16 +911,17 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
         handshake_refused = !client_handshakes->wait_handshake(left);
     }
     if (handshake_refused && !stop_requested) {
-        const int failed = report_handshake();
-        if (reliable) {
-            reliable->raw().set(zmq::sockopt::linger, 0);
-        }
-        return failed;
+        std::string ignored;
+        (void)outcomes.finish(ignored); // every record it holds: unconfirmed
+        return report_handshake();
     }
 
     if (reliable) {
-        return finish_confirmed(*reliable, cfg, log, stats, rejected, code, json_errors, timed_out,
-                                stop_requested, deadline, check_signal);
+        confirm_run run{*reliable, outcomes,       not_sent, code, json_errors,
+                        timed_out, stop_requested, deadline, false};
+        const int result = finish_confirmed(run, cfg, log, stats, check_signal, handshake_gave_up,
+                                            [&] { return !reach.why_unreachable().empty(); });
+        return run.unreachable ? report_handshake() : result;
     }
     if (stop_requested) {
         // Bounded flush on a signal: at most a second, less if --linger says so.
@@ -847,33 +931,32 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     // Messages the socket accepted are only queued. Closing the socket and terminating the
     // context waits until the queue is empty or the linger expires; if the shutdown took the
     // whole linger, messages were still queued and have been dropped. (PUB drops messages for
-    // absent subscribers by design, so it is not checked.)
+    // absent subscribers by design, so it is not checked.) --timeout bounds the whole run:
+    // the linger is at most what is left of it.
+    const bool linger_cut = deadline && !stop_requested && bound_linger(raw_socket, *deadline);
     const int linger_ms = raw_socket.get(zmq::sockopt::linger);
-    bool check_delivery = stats.messages() > 0 && !is_pub && linger_ms > 0;
+    const std::string linger_name =
+        linger_cut ? "the rest of --timeout " + std::to_string(cfg.timeout->count()) + " ms"
+                   : "--linger " + std::to_string(linger_ms) + " ms";
+    bool check_delivery = stats.messages() > 0 && !is_pub && (linger_ms > 0 || linger_cut);
     // No peer yet: wait for one for the linger (what closing would wait anyway); a peer that
-    // refused the handshake is reported (exit 69), none at all is "not delivered" as before.
+    // cannot be reached (refused handshake, unknown host) is reported (exit 69), none at all
+    // is "not delivered" as before.
     bool no_peer_within_linger = false;
     if (check_delivery && monitor && !cfg.security.enabled() && !stop_requested &&
         monitor->poll() == 0) {
-        auto wait = std::chrono::milliseconds(linger_ms);
-        if (deadline) {
-            wait = std::min(wait, std::max(std::chrono::milliseconds(0),
-                                           std::chrono::ceil<std::chrono::milliseconds>(
-                                               *deadline - clock::now())));
-        }
-        if (monitor->wait(1, wait, check_signal) == 0) {
-            if (monitor->failures() > 0) {
+        if (monitor->wait(1, std::chrono::milliseconds(linger_ms), check_signal) == 0) {
+            if (!reach.why_unreachable().empty()) {
                 return report_handshake();
             }
-            no_peer_within_linger = wait.count() >= linger_ms;
-            if (no_peer_within_linger) {
-                raw_socket.set(zmq::sockopt::linger, 0); // the linger has been waited already
-                check_delivery = false;
-            }
+            no_peer_within_linger = true;
+            raw_socket.set(zmq::sockopt::linger, 0); // the linger has been waited already
+            check_delivery = false;
         }
     }
     const bool peer_seen =
         (monitor && monitor->poll() > 0) || (secured != nullptr && secured->stats().succeeded > 0);
+    reach.watch(nullptr, nullptr);
     monitor.reset(); // stops monitoring and closes its socket: the context can terminate
     const auto closing = clock::now();
     sock_holder.reset();
@@ -881,20 +964,21 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     context.close();
     const auto shutdown_took = clock::now() - closing;
     const bool undelivered =
-        no_peer_within_linger ||
-        (check_delivery && shutdown_took >= std::chrono::milliseconds(linger_ms) * 9 / 10);
+        no_peer_within_linger || (check_delivery && linger_ms > 0 &&
+                                  shutdown_took >= std::chrono::milliseconds(linger_ms) * 9 / 10);
     if (cfg.stats) {
         stats.print_final("zmqkit-send");
     }
     if (undelivered && !peer_seen) { // nobody ever connected: nothing left the queue
         log.warn(std::to_string(stats.messages()) +
-                 " messages may not have been delivered (no peer took them within --linger " +
-                 std::to_string(linger_ms) + " ms; no peer ever connected)");
+                 " messages may not have been delivered (no peer took them within " + linger_name +
+                 "; no peer ever connected)");
     } else if (undelivered) {
-        log.warn("messages may not have been delivered (no peer took them within --linger " +
-                 std::to_string(linger_ms) + " ms; the " + std::to_string(stats.messages()) +
+        log.warn("messages may not have been delivered (no peer took them within " + linger_name +
+                 "; the " + std::to_string(stats.messages()) +
                  " counted by --stats were queued, not necessarily delivered)");
     }
+    timed_out = timed_out || (undelivered && linger_cut);
     if (send_failures > 0) {
         log.error(std::to_string(send_failures) + " message(s) could not be sent completely");
     }
@@ -914,6 +998,11 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     }
     if (json_errors > 0) {
         return exit_data_error;
+    }
+    if (error_replies > 0) {
+        log.error(std::to_string(error_replies) + " of " + std::to_string(stats.messages()) +
+                  " request(s) answered with an error");
+        return exit_unavailable;
     }
     return undelivered ? exit_timeout : exit_ok;
 }

@@ -176,6 +176,20 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
+// A failed handshake described: what handshake_monitor logs and counts, and what a client tool
+// reports when it gives up (one wording wherever a refusal is reported).
+struct handshake_failure {
+    std::string label;      // metric label: mechanism_mismatch, zap_denied, ...
+    std::string text;       // readable reason
+    bool definitive = true; // false: may be transient (a connection closed mid-handshake)
+};
+// Describes the monitor event `event` (ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, _AUTH or
+// _NO_DETAIL) with its `value` (protocol error code, ZAP status or errno). `bind_side`: a
+// connection this socket accepted (the peer is the client); `curve_client`: this socket is a
+// CURVE client. Never throws for an unknown code (a generic text).
+[[nodiscard]] handshake_failure describe_handshake_failure(int event, std::uint32_t value,
+                                                           bool bind_side, bool curve_client);
+
 // What a handshake_monitor saw on one socket.
 struct handshake_stats {
     std::uint64_t connected = 0;    // TCP/IPC connections made or accepted

@@ -15,6 +15,32 @@ using clock = std::chrono::steady_clock;
 
 } // namespace
 
+std::optional<lb_error_reply> parse_error_reply(const header& h, std::string_view body) {
+    if (h.type != lb_error::type) {
+        return std::nullopt;
+    }
+    const auto* code = h.find_user_header(lb_error::header_name);
+    return lb_error_reply{code != nullptr ? *code : std::string("error"), std::string(body)};
+}
+
+std::optional<lb_error_reply> parse_raw_error_reply(std::string_view frame) {
+    constexpr std::string_view prefix = "ERROR ";
+    if (frame.substr(0, prefix.size()) != prefix) {
+        return std::nullopt;
+    }
+    const auto rest = frame.substr(prefix.size());
+    const auto colon = rest.find(": ");
+    if (colon == 0 || colon == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const auto code = rest.substr(0, colon);
+    if (!std::all_of(code.begin(), code.end(),
+                     [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; })) {
+        return std::nullopt;
+    }
+    return lb_error_reply{std::string(code), std::string(rest.substr(colon + 2))};
+}
+
 lb_client::lb_client(zmq::context_t& context, lb_client_options options)
     : options_(std::move(options)), context_(context) {
     if (options_.endpoint.empty()) {
@@ -160,11 +186,10 @@ bool lb_client::handle_reply() {
         return true;
     }
     lb_result result;
-    if (reply.header().type == lb_error::type) {
+    if (auto error = parse_error_reply(reply.header(), reply.body_view())) {
         result.what = lb_result::status::error;
-        const auto* code = reply.header().find_user_header(lb_error::header_name);
-        result.error = code != nullptr ? *code : std::string("error");
-        result.reason = std::string(reply.body_view());
+        result.error = std::move(error->code);
+        result.reason = std::move(error->reason);
     } else {
         result.what = lb_result::status::ok;
     }

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -388,4 +389,75 @@ TEST(durable_process, a_second_proxy_on_the_same_spool_refuses_to_start) {
     EXPECT_EQ(*rc, 69);
     (void)two.next_stderr_line(1s);
     EXPECT_THAT(::testing::PrintToString(two.stderr_lines()), HasSubstr("spool"));
+}
+
+// Issue 14 item 2: a message the proxy rejects is never reported as success. With the spool
+// full under --full-policy reject, --wait-confirm exits 76, --stats counts each outcome, and
+// --confirm-log names every input record's outcome: exactly the records it calls confirmed
+// reach a consumer, with their ids.
+TEST(durable_process, rejected_messages_exit_76_and_the_confirm_log_names_every_record) {
+    temp_directory dir("durable-reject");
+    proxy_run proxy(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                    {"--max-messages", "100", "--full-policy", "reject"});
+    ASSERT_FALSE(proxy.frontend.empty());
+    const auto input = write_lines(dir.path() / "in.txt", "m-", 200); // record r is "m-<r-1>"
+    const auto log_path = (dir.path() / "confirms.log").string();
+    child_process sender({bin_path("zmqkit-send"), "--wait-confirm", "--stats", "--file", input,
+                          "--confirm-log", log_path, proxy.frontend});
+    EXPECT_EQ(sender.wait(60s), std::optional<int>(76))
+        << ::testing::PrintToString(sender.stderr_lines());
+    const auto confirms = sender.wait_for_stderr(std::regex("(confirms: .*)"), 5s);
+    ASSERT_TRUE(confirms.has_value()) << ::testing::PrintToString(sender.stderr_lines());
+    EXPECT_THAT(*confirms, HasSubstr("confirmed=100 resent=0 rejected=100 unconfirmed=0"));
+
+    // "<record> <id> <outcome>", one line per input record.
+    std::ifstream log_file(log_path);
+    std::map<std::uint64_t, std::pair<std::string, std::string>> records;
+    std::set<std::string> confirmed_ids;
+    for (std::string line; std::getline(log_file, line);) {
+        std::smatch m;
+        ASSERT_TRUE(std::regex_match(
+            line, m, std::regex("([0-9]+) ([0-9a-f-]{36}) (confirmed|rejected:spool full.*)")))
+            << line;
+        const auto record = std::stoull(m[1]);
+        EXPECT_TRUE(records.emplace(record, std::make_pair(m[2], m[3])).second)
+            << "record " << record << " twice";
+        if (m[3] == "confirmed") {
+            confirmed_ids.insert(m[2]);
+        }
+    }
+    ASSERT_EQ(records.size(), 200U);
+    EXPECT_EQ(records.begin()->first, 1U);
+    EXPECT_EQ(records.rbegin()->first, 200U);
+    EXPECT_EQ(confirmed_ids.size(), 100U);
+
+    // What the log calls confirmed is what the spool holds: ids and bodies.
+    child_process consumer({bin_path("zmqkit-recv"), "--ack", "-c", "100", "--timeout", "30s", "-f",
+                            "%i %s\n", proxy.backend});
+    const auto [out, rc] = read_until_exit(consumer, 40s);
+    EXPECT_EQ(rc, std::optional<int>(0));
+    const auto rows = parse_output(out);
+    ASSERT_EQ(rows.size(), 100U);
+    for (const auto& [record, entry] : records) {
+        if (entry.second != "confirmed") {
+            continue;
+        }
+        const auto it = std::find_if(rows.begin(), rows.end(),
+                                     [&](const auto& row) { return row.first == entry.first; });
+        ASSERT_NE(it, rows.end()) << "confirmed record " << record << " was not delivered";
+        EXPECT_EQ(it->second, "m-" + std::to_string(record - 1));
+    }
+}
+
+TEST(durable_process, confirm_log_is_refused_without_wait_confirm_and_unwritable_is_exit_73) {
+    temp_directory dir("durable-confirm-log");
+    const std::string nobody = "ipc://" + (dir.path() / "nobody.sock").string();
+    child_process plain({bin_path("zmqkit-send"), "--confirm-log", (dir.path() / "l").string(),
+                         "--data", "x", nobody});
+    EXPECT_EQ(plain.wait(10s), std::optional<int>(64));
+    child_process unwritable({bin_path("zmqkit-send"), "--wait-confirm", "--confirm-log",
+                              (dir.path() / "no" / "such" / "dir").string(), "--data", "x",
+                              nobody});
+    EXPECT_EQ(unwritable.wait(10s), std::optional<int>(73));
+    EXPECT_TRUE(unwritable.wait_for_stderr(std::regex("cannot create --confirm-log"), 5s));
 }

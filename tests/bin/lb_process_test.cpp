@@ -285,3 +285,32 @@ TEST(lb_process, max_prefetch_caps_the_credit_a_worker_asks_for) {
     lb_client client(ctx, client_options(proxy.frontend));
     EXPECT_TRUE(client.call(message("capped")).ok());
 }
+
+// Issue 14 item 10: an error reply (docs/wire-protocol.md §8.3) is a failure a script sees:
+// zmqkit-send --req exits 69 and names the code and reason on stderr, for envelope and raw
+// requests; stdout keeps one line per reply.
+TEST(lb_process, an_error_reply_makes_send_req_exit_69_with_the_reason) {
+    lb_proxy proxy({"--request-timeout", "1s"}); // and no worker: every request times out
+    ASSERT_FALSE(proxy.frontend.empty());
+    for (const bool raw : {false, true}) {
+        std::vector<std::string> argv{
+            bin_path("zmqkit-send"), "--req", "--data", "hello", "--timeout", "20s",
+            proxy.frontend};
+        if (raw) {
+            argv.insert(argv.begin() + 1, "--raw");
+        }
+        child_process send(argv);
+        const auto rc = send.wait(30s);
+        const auto reason = send.wait_for_stderr(
+            std::regex("request 1 was answered with an error: (timeout: the deadline passed.*)"),
+            5s);
+        EXPECT_EQ(rc, std::optional<int>(69)) << (raw ? "raw" : "envelope");
+        EXPECT_TRUE(reason.has_value()) << ::testing::PrintToString(send.stderr_lines());
+        EXPECT_THAT(send.read_stdout(1s), HasSubstr("the deadline passed")); // the reply itself
+    }
+    // A result is still exit 0.
+    auto worker = start_worker(proxy.backend, "1000", "3");
+    child_process ok(
+        {bin_path("zmqkit-send"), "--req", "--data", "hello", "--timeout", "20s", proxy.frontend});
+    EXPECT_EQ(ok.wait(30s), std::optional<int>(0)) << ::testing::PrintToString(ok.stderr_lines());
+}

@@ -164,8 +164,8 @@ struct send_result {
     std::string err;
     std::vector<std::string> ids;
 };
-send_result run_send(std::vector<std::string> args) {
-    args.insert(args.begin(), bin_path("zmqkit-send"));
+send_result run_tool(const std::string& tool, std::vector<std::string> args) {
+    args.insert(args.begin(), bin_path(tool));
     child_process p(args);
     send_result r;
     r.code = p.wait(30s).value_or(-1);
@@ -174,6 +174,15 @@ send_result run_send(std::vector<std::string> args) {
     r.err = all_stderr(p);
     r.ids = sent_ids(p);
     return r;
+}
+send_result run_send(std::vector<std::string> args) {
+    return run_tool("zmqkit-send", std::move(args));
+}
+
+// The reason after "... within N s: " of a tool's error line ("" if none).
+std::string refusal_reason(const std::string& err) {
+    std::smatch m;
+    return std::regex_search(err, m, std::regex("within [0-9.]+ m?s: (.*)")) ? m[1].str() : "";
 }
 
 } // namespace
@@ -468,4 +477,70 @@ TEST(security_process, spooler_records_from_and_replays_to_encrypted_peers) {
     ASSERT_EQ(sent.ids.size(), 2U);
     EXPECT_EQ(got[0], sent.ids[0] + " r1");
     EXPECT_EQ(got[1], sent.ids[1] + " r2");
+}
+
+// Issue 14 item 11: a refused handshake is reported the same way on every tool path — plain
+// zmqkit-send, zmqkit-send --wait-confirm, zmqkit-recv --pull, zmqkit-recv --ack — whether the
+// refusal comes from a deny list or from CURVE: exit 69 and the same reason, never "not
+// confirmed" (76) or "timed out" (75).
+TEST(security_process, a_refused_handshake_is_exit_69_with_the_same_reason_on_every_tool_path) {
+    keys k;
+    temp_directory spool("security-refused");
+    const std::vector<std::string> deny{"--frontend-zap-deny-ip", "127.0.0.1",
+                                        "--backend-zap-deny-ip", "127.0.0.1"};
+    proxy_process durable(
+        with({"--mode", "durable", "--spool", (spool.path() / "a").string(), "--frontend",
+              "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*"},
+             deny));
+    proxy_process stream(
+        with({"--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*"}, deny));
+    ASSERT_FALSE(durable.backend.empty()) << all_stderr(durable.process);
+    ASSERT_FALSE(stream.backend.empty()) << all_stderr(stream.process);
+
+    // The deny list: every path, one reason.
+    std::vector<std::pair<std::string, send_result>> denied;
+    denied.emplace_back("send", run_send({"--data", "x", "--timeout", "3s", stream.frontend}));
+    denied.emplace_back("send --wait-confirm", run_send({"--wait-confirm", "--data", "x",
+                                                         "--timeout", "3s", durable.frontend}));
+    denied.emplace_back("recv --pull", run_tool("zmqkit-recv", {"--pull", "--timeout", "3s",
+                                                                ">" + stream.backend}));
+    denied.emplace_back("recv --ack",
+                        run_tool("zmqkit-recv", {"--ack", "--timeout", "3s", durable.backend}));
+    const std::string reason = refusal_reason(denied.front().second.err);
+    EXPECT_THAT(reason, HasSubstr("the server did not allow this client")) << reason;
+    for (const auto& [path, r] : denied) {
+        EXPECT_EQ(r.code, 69) << path << ": " << r.err;
+        EXPECT_EQ(refusal_reason(r.err), reason) << path << ": " << r.err;
+        EXPECT_THAT(r.err, HasSubstr(path.rfind("send", 0) == 0 ? "no message could be sent to"
+                                                                : "nothing could be received from"))
+            << path;
+    }
+
+    // CURVE: a plaintext client and a key that is not allowed, on the durable proxy's sides.
+    proxy_process curve({"--mode", "durable", "--spool", (spool.path() / "b").string(),
+                         "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                         "--curve-secret", k.path("proxy.key_secret"), "--frontend-curve-allow",
+                         k.path("producers"), "--backend-curve-allow", k.path("consumers")});
+    ASSERT_FALSE(curve.backend.empty()) << all_stderr(curve.process);
+    const auto plaintext_send =
+        run_send({"--wait-confirm", "--data", "x", "--timeout", "3s", curve.frontend});
+    const auto plaintext_recv =
+        run_tool("zmqkit-recv", {"--ack", "--timeout", "3s", curve.backend});
+    for (const auto* r : {&plaintext_send, &plaintext_recv}) {
+        EXPECT_EQ(r->code, 69) << r->err;
+        EXPECT_THAT(r->err,
+                    ::testing::AnyOf(HasSubstr("different security mechanism"),
+                                     HasSubstr("closed the connection during the handshake")))
+            << r->err;
+    }
+    const auto stranger_send =
+        run_send(with({"--wait-confirm", "--data", "x", "--timeout", "3s", curve.frontend},
+                      curve_client_flags(k, "stranger.key")));
+    const auto stranger_recv =
+        run_tool("zmqkit-recv", with({"--ack", "--timeout", "3s", curve.backend},
+                                     curve_client_flags(k, "stranger.key")));
+    EXPECT_EQ(stranger_send.code, 69) << stranger_send.err;
+    EXPECT_EQ(stranger_recv.code, 69) << stranger_recv.err;
+    EXPECT_EQ(refusal_reason(stranger_send.err), reason) << stranger_send.err;
+    EXPECT_EQ(refusal_reason(stranger_recv.err), reason) << stranger_recv.err;
 }

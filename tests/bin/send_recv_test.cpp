@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1179,4 +1180,85 @@ TEST(send_recv, routing_id_through_sockopt_reaches_a_router) {
     ASSERT_TRUE(who.has_value());
     EXPECT_EQ(who->to_string(), "alice");
     EXPECT_EQ(send.wait(30s), 0);
+}
+
+namespace {
+
+struct timed_exit {
+    std::optional<int> rc;
+    std::chrono::duration<double> took{};
+    std::string err;
+};
+// Runs a tool to its exit (at most 30 s); its exit code, wall time and stderr.
+timed_exit run_timed(std::vector<std::string> argv) {
+    const auto start = std::chrono::steady_clock::now();
+    child_process p(std::move(argv));
+    timed_exit r;
+    r.rc = p.wait(30s);
+    r.took = std::chrono::steady_clock::now() - start;
+    r.err = all_stderr(p);
+    return r;
+}
+
+} // namespace
+
+// Issue 14 item 12: --timeout bounds the whole run, the linger and closing the socket
+// included (docs/cli.md: at most half a second later). The machine may be loaded: the bound
+// checked is generous, but far below the linger the old code added on top.
+TEST(send_recv, timeout_bounds_the_whole_run_linger_and_close_included) {
+    const ipc_dir nobody("nobody-listens");
+    const auto bound = std::chrono::duration<double>(2.0 + 1.5);
+    // Three messages queued for a peer that never comes, --linger 5 s.
+    auto send = run_timed(
+        send_cmd({"--data", "a\nb\nc", "--timeout", "2s", "--linger", "5s", nobody.endpoint}));
+    EXPECT_EQ(send.rc, std::optional<int>(75)) << send.err;
+    EXPECT_LT(send.took, bound) << send.err;
+    EXPECT_THAT(send.err, HasSubstr("3 messages may not have been delivered (no peer took them "
+                                    "within the rest of --timeout 2000 ms"));
+    // The same with --wait-confirm: unconfirmed at the deadline.
+    auto confirm = run_timed(send_cmd(
+        {"--wait-confirm", "--data", "a", "--timeout", "2s", "--linger", "5s", nobody.endpoint}));
+    EXPECT_EQ(confirm.rc, std::optional<int>(76)) << confirm.err;
+    EXPECT_LT(confirm.took, bound) << confirm.err;
+    // A subscriber (its subscription is queued for the absent publisher) and an acked
+    // consumer, with a long --linger.
+    for (const auto& flag : {"--sub", "--ack"}) {
+        auto recv =
+            run_timed(recv_cmd({flag, "--timeout", "2s", "--linger", "5s", ">" + nobody.endpoint}));
+        EXPECT_EQ(recv.rc, std::optional<int>(75)) << flag << ": " << recv.err;
+        EXPECT_LT(recv.took, bound) << flag << ": " << recv.err;
+    }
+}
+
+// Issue 14 item 12: a host name that does not resolve is named as such (exit 69, as any peer
+// that cannot be reached), not reported as a generic timeout.
+TEST(send_recv, a_host_name_that_does_not_resolve_is_named_exit_69) {
+    const std::string host = "nosuchhost.invalid";
+    {
+        // The check needs a resolver that answers (NXDOMAIN, or "no network") quickly.
+        const auto start = std::chrono::steady_clock::now();
+        addrinfo* result = nullptr;
+        const int rc = ::getaddrinfo(host.c_str(), nullptr, nullptr, &result);
+        if (result != nullptr) {
+            ::freeaddrinfo(result);
+        }
+        if (rc == 0 || std::chrono::steady_clock::now() - start > 1s) {
+            GTEST_SKIP() << "this machine's resolver does not fail fast for " << host;
+        }
+    }
+    const std::string endpoint = "tcp://" + host + ":5555";
+    auto send = run_timed(send_cmd({"--data", "x", "--timeout", "3s", endpoint}));
+    EXPECT_EQ(send.rc, std::optional<int>(69)) << send.err;
+    EXPECT_THAT(send.err, HasSubstr("no message could be sent to " + endpoint +
+                                    " within 3 s: cannot resolve host " + host + ": "));
+    auto confirm =
+        run_timed(send_cmd({"--wait-confirm", "--data", "x", "--timeout", "3s", endpoint}));
+    EXPECT_EQ(confirm.rc, std::optional<int>(69)) << confirm.err;
+    EXPECT_THAT(confirm.err, HasSubstr("cannot resolve host " + host));
+    for (const auto& flag : {"--pull", "--ack", "--sub"}) {
+        auto recv = run_timed(recv_cmd({flag, "--timeout", "3s", ">" + endpoint}));
+        EXPECT_EQ(recv.rc, std::optional<int>(69)) << flag << ": " << recv.err;
+        EXPECT_THAT(recv.err, HasSubstr("nothing could be received from >" + endpoint +
+                                        " within 3 s: cannot resolve host " + host));
+    }
 }

@@ -373,6 +373,7 @@ public:
     [[nodiscard]] std::uint64_t duplicates() const noexcept { return duplicates_; }
     [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
     [[nodiscard]] const std::vector<std::string>& endpoints() const noexcept { return endpoints_; }
+    [[nodiscard]] zmq::socket_t& raw() noexcept { return socket_; }
     // The handshake monitor of the socket when options.socket.security is on, else nullptr.
     [[nodiscard]] handshake_monitor* handshakes() noexcept { return handshakes_.get(); }
 

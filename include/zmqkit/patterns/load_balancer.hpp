@@ -103,6 +103,20 @@ inline constexpr std::string_view handler = "handler";     // the worker's handl
 inline constexpr std::string_view malformed = "malformed"; // a worker could not read it
 } // namespace lb_error
 
+// What an error reply says: its code (one of lb_error's, or another a newer peer sends) and
+// its readable reason.
+struct lb_error_reply {
+    std::string code;
+    std::string reason;
+};
+// The error an envelope reply carries (type "zmqkit.error"; a missing code reads "error"), or
+// nullopt when the reply is a result.
+[[nodiscard]] std::optional<lb_error_reply> parse_error_reply(const header& h,
+                                                              std::string_view body);
+// The error a raw reply's content frame carries ("ERROR <code>: <reason>", the code made of
+// lower-case letters and '_'), or nullopt when the frame is anything else.
+[[nodiscard]] std::optional<lb_error_reply> parse_raw_error_reply(std::string_view frame);
+
 // User header of an envelope request carrying its deadline: Unix time in milliseconds, decimal.
 inline constexpr std::string_view lb_deadline_header = "deadline-ms";
 
