@@ -1,5 +1,5 @@
 // zmqkit-proxy as a real process: start, route, STATISTICS on the control socket, SIGTERM
-// drain, TERMINATE, bad usage, a port already in use.
+// drain, TERMINATE, bad usage, a port already in use (also with -v or a secured side).
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -173,4 +173,28 @@ TEST(proxy_process, a_port_in_use_exits_69) {
     auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
     ASSERT_TRUE(line.has_value());
     EXPECT_THAT(*line, HasSubstr("cannot bind to " + taken));
+    EXPECT_THAT(*line, HasSubstr("Address already in use"));
+}
+
+// A monitored socket (-v, or a secured side) used to report a port in use as "Resource
+// temporarily unavailable": the monitor's bind-failed event overwrote errno.
+TEST(proxy_process, a_port_in_use_is_address_already_in_use_with_a_monitor_too) {
+    zmq::context_t ctx;
+    zmq::socket_t holder(ctx, zmq::socket_type::pull);
+    holder.set(zmq::sockopt::linger, 0);
+    holder.bind("tcp://127.0.0.1:*");
+    const std::string taken = holder.get(zmq::sockopt::last_endpoint);
+    const std::vector<std::vector<std::string>> commands{
+        {bin_path("zmqkit-recv"), "-v", "--pull", "@" + taken},
+        {bin_path("zmqkit-recv"), "--pull", "@" + taken},
+        {bin_path("zmqkit-proxy"), "-v", "--frontend", taken, "--backend", "tcp://127.0.0.1:*",
+         "--frontend-zap-allow-ip", "127.0.0.1"},
+    };
+    for (const auto& argv : commands) {
+        child_process p(argv);
+        EXPECT_EQ(p.wait(10s), 69) << argv[0];
+        auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
+        ASSERT_TRUE(line.has_value()) << argv[0];
+        EXPECT_THAT(*line, HasSubstr("Address already in use")) << argv[0] << " " << argv[1];
+    }
 }
