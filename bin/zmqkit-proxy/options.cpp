@@ -70,9 +70,11 @@ Control socket (REP, --control): send one frame, get the reply:
 Options)";
 
 constexpr const char* usage_tail = R"(
-Every option can also come from the environment (ZMQKIT_FRONTEND, ZMQKIT_DRAIN_TIMEOUT, ...)
-or from an INI file given with --config ("frontend = @tcp://*:5557"); the command line wins
-over the environment, which wins over the file.
+Every option can also come from the environment as ZMQKIT_PROXY_<OPTION>
+(ZMQKIT_PROXY_FRONTEND, ZMQKIT_PROXY_DRAIN_TIMEOUT, ...; the plain ZMQKIT_<OPTION> too, except
+for options other tools take with another meaning: --batch, --sync), or from an INI file given
+with --config ("frontend = @tcp://*:5557"); the command line wins over the environment, which
+wins over the file.
 
 Durations: milliseconds, or a number with ms, s, m or h (250ms, 2s, 1.5m).
 
@@ -219,7 +221,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     po::options_description all;
     all.add(desc).add(security).add(per_side);
     po::variables_map vm;
-    parse_all(argc, argv, all, nullptr, vm);
+    parse_all("proxy", argc, argv, all, nullptr, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"
