@@ -110,11 +110,17 @@ Examples:
 
 Sizes: bytes, or a number with k/KiB, M/MiB, G/GiB (powers of 1024): 64MiB, 1G.
 
-Signals: SIGINT, SIGTERM (and SIGHUP without security) drain and stop; with a CURVE, PLAIN
-or IP-filtered server side SIGHUP rereads the allow directories and password files instead.
+Signals: SIGINT and SIGTERM drain and stop. SIGHUP never stops the proxy, in any mode: it
+rereads the allow directories and password files of the CURVE, PLAIN or IP-filtered server
+sides (without one it logs that there is nothing to reload).
 
-Exit codes: 0 clean stop, 64 bad usage, 69 cannot bind/start (also: the spool is locked by
-another process, or --strict found damage), 70 internal error, 78 bad config file.
+A drain that ends with messages still held says how many it dropped ("drain ended with N
+messages dropped", and "drain":{"dropped":N} in the final statistics); durable mode says how
+many remain in the spool (not a loss).
+
+Exit codes: 0 clean stop, 1 the drain dropped messages, 64 bad usage, 69 cannot bind/start
+(also: the spool is locked by another process, or --strict found damage), 70 internal error,
+78 bad config file.
 )";
 
 } // namespace
