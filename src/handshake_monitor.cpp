@@ -413,7 +413,12 @@ handshake_monitor::handshake_monitor(zmq::context_t& context, zmq::socket_t& soc
             zmq_getsockopt(impl_->handle, ZMQ_CURVE_SERVER, &server, &size) == 0 && server == 0;
     }
     const std::string endpoint = unique_monitor_endpoint();
-    if (zmq_socket_monitor(impl_->handle, endpoint.c_str(), ZMQ_EVENT_ALL) != 0) {
+    // Never ZMQ_EVENT_BIND_FAILED: libzmq 4.3 sends that event between the failed bind and the
+    // return of zmq_bind(), and the send leaves errno at EAGAIN, so "Address already in use"
+    // would reach the caller as "Resource temporarily unavailable". The bind error is reported
+    // by the bind itself.
+    if (zmq_socket_monitor(impl_->handle, endpoint.c_str(),
+                           ZMQ_EVENT_ALL & ~ZMQ_EVENT_BIND_FAILED) != 0) {
         throw security_error("cannot monitor socket '" + impl_->name +
                              "': " + zmq_strerror(zmq_errno()));
     }

@@ -43,6 +43,28 @@ std::string proxy_statistics::to_json() const {
            "}";
 }
 
+std::string drain_report::describe() const {
+    auto messages = [](std::uint64_t n) {
+        return std::to_string(n) + (n == 1 ? " message" : " messages");
+    };
+    std::string text = dropped > 0 ? "drain ended with " + messages(dropped) +
+                                         " dropped (received, never passed on)"
+                                   : std::string("drain complete");
+    if (remaining_in_spool && *remaining_in_spool > 0) {
+        text += (dropped > 0 ? "; " : ": ") + messages(*remaining_in_spool) +
+                " remain in the spool (delivered after the next start)";
+    }
+    return text;
+}
+
+std::string drain_report::to_json() const {
+    std::string j = "{\"dropped\":" + std::to_string(dropped);
+    if (remaining_in_spool) {
+        j += ",\"remaining_in_spool\":" + std::to_string(*remaining_in_spool);
+    }
+    return j + "}";
+}
+
 device_counters device_counters::register_in(metrics_registry& reg, const std::string& component,
                                              std::string_view frontend_out,
                                              std::string_view backend_in) {

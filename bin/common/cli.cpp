@@ -2,10 +2,14 @@
 
 #include <zmqkit/error.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -59,52 +63,272 @@ void check_linger(std::chrono::milliseconds linger) {
     }
 }
 
-std::string environment_option(const po::options_description& desc, const std::string& variable) {
-    static constexpr std::string_view prefix = "ZMQKIT_";
-    if (variable.rfind(prefix, 0) != 0) {
-        return {};
+bool shared_option_name(const std::string& name) {
+    static const std::vector<std::string> shared{"hwm", "linger", "sockopt", "verbose", "quiet"};
+    if (std::find(shared.begin(), shared.end(), name) != shared.end()) {
+        return true;
     }
-    std::string name = variable.substr(prefix.size());
+    for (const auto& flag : security_flag_names()) {
+        // --curve-allow, and a side's --frontend-curve-allow
+        if (name == flag || (name.size() > flag.size() && name.ends_with("-" + flag))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+namespace {
+
+constexpr std::string_view environment_prefix = "ZMQKIT_";
+
+// One option parse_all() took from the environment: "hwm" from "ZMQKIT_SEND_HWM".
+struct environment_setting {
+    std::string option;
+    std::string variable;
+    std::string value;
+    // "ZMQKIT_SEND_HWM=many" (the value's unprintable bytes escaped, a long one cut).
+    [[nodiscard]] std::string describe() const { return variable + "=" + escaped(value, 64); }
+};
+
+// "DRAIN_TIMEOUT" -> "drain-timeout"
+std::string option_name(std::string_view variable_part) {
+    std::string name(variable_part);
     for (auto& c : name) {
         c = c == '_' ? '-' : static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     }
-    if (name == "config" || desc.find_nothrow(name, false) != nullptr) {
-        return name;
-    }
-    return {};
+    return name;
 }
 
-void parse_all(int argc, const char* const* argv, const po::options_description& desc,
+std::string upper_tool(std::string_view tool) {
+    std::string out(environment_prefix);
+    for (const char c : tool) {
+        out += c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    }
+    return out + "_";
+}
+
+std::vector<environment_setting>& settings_taken() {
+    static std::vector<environment_setting> settings;
+    return settings;
+}
+
+// True if `text` mentions "--<option>" as a whole option name.
+bool mentions_option(std::string_view text, const std::string& option) {
+    const std::string flag = "--" + option;
+    for (auto at = text.find(flag); at != std::string_view::npos; at = text.find(flag, at + 1)) {
+        const auto after = at + flag.size();
+        if (after == text.size() ||
+            !(std::isalnum(static_cast<unsigned char>(text[after])) != 0 || text[after] == '-')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
+const std::vector<std::string>& tool_specific_option_names() {
+    // tests/unit/cli_test.cpp checks that every name two tools share is here or
+    // shared_option_name().
+    static const std::vector<std::string> names{
+        "all",          "batch", "count", "data", "dealer",  "endpoint", "format",
+        "idle-timeout", "json",  "pair",  "pub",  "pull",    "push",     "raw",
+        "rate",         "stats", "sub",   "sync", "timeout", "topic",    "wait-peers"};
+    return names;
+}
+
+namespace {
+
+struct environment_match {
+    std::string option;     // "" when the tool does not read the variable
+    bool plain = false;     // ZMQKIT_<OPTION>, not ZMQKIT_<TOOL>_<OPTION>
+    bool ambiguous = false; // plain, names an option of the tool, not read (tool-specific name)
+};
+
+environment_match match_environment(const po::options_description& desc, std::string_view tool,
+                                    const std::string& variable) {
+    environment_match m;
+    if (!variable.starts_with(environment_prefix)) {
+        return m;
+    }
+    const std::string own = upper_tool(tool);
+    m.plain = !variable.starts_with(own);
+    const std::string name = option_name(
+        std::string_view(variable).substr(m.plain ? environment_prefix.size() : own.size()));
+    if (name.empty() || desc.find_nothrow(name, false) == nullptr) {
+        return m;
+    }
+    if (m.plain) {
+        const auto& specific = tool_specific_option_names();
+        if (name == "config" ||
+            (!shared_option_name(name) &&
+             std::find(specific.begin(), specific.end(), name) != specific.end())) {
+            m.ambiguous = name != "config";
+            return m;
+        }
+    }
+    m.option = name;
+    return m;
+}
+
+std::vector<std::string>& ignored_variables() {
+    static std::vector<std::string> ignored;
+    return ignored;
+}
+
+} // namespace
+
+std::vector<std::string> ignored_environment_notes(std::string_view tool) {
+    std::vector<std::string> notes;
+    for (const auto& variable : ignored_variables()) {
+        const auto option =
+            option_name(std::string_view(variable).substr(environment_prefix.size()));
+        notes.push_back("ignoring " + variable + ": tools take --" + option +
+                        " with different meanings; set " + upper_tool(tool) +
+                        variable.substr(environment_prefix.size()) + " for zmqkit-" +
+                        std::string(tool));
+    }
+    return notes;
+}
+
+std::string name_environment_source(const std::string& message) {
+    for (const auto& s : settings_taken()) {
+        if (message.starts_with(s.variable + "=")) {
+            return message;
+        }
+        if (mentions_option(message, s.option) ||
+            (!s.value.empty() && message.find("'" + s.value + "'") != std::string::npos)) {
+            return s.describe() + ": " + message;
+        }
+    }
+    return message;
+}
+
+void parse_all(std::string_view tool, int argc, const char* const* argv,
+               const po::options_description& desc,
                const po::positional_options_description* positional, po::variables_map& vm) {
+    auto& taken = settings_taken();
+    taken.clear();
+    ignored_variables().clear();
     try {
         auto parser = po::command_line_parser(argc, argv).options(desc);
         if (positional != nullptr) {
             parser.positional(*positional);
         }
         po::store(parser.run(), vm);
-        po::store(po::parse_environment(
-                      desc, [&](const std::string& v) { return environment_option(desc, v); }),
-                  vm);
     } catch (const po::error& e) {
-        throw usage_error{std::string(e.what()) + " (see --help)", exit_usage};
+        throw usage_error{escaped(e.what(), 200) + " (see --help)", exit_usage};
+    }
+    // The tool's own variables first, then the plain ones: po::store keeps the first value.
+    for (const bool plain_pass : {false, true}) {
+        std::vector<environment_setting> pass;
+        auto mapper = [&](const std::string& variable) -> std::string {
+            const auto m = match_environment(desc, tool, variable);
+            if (m.plain != plain_pass) {
+                return {};
+            }
+            if (m.ambiguous) {
+                ignored_variables().push_back(variable);
+            }
+            const auto& name = m.option;
+            if (name.empty()) {
+                return {};
+            }
+            const char* value = std::getenv(variable.c_str());
+            if (vm.count(name) == 0U || vm[name].defaulted()) {
+                pass.push_back({name, variable, value != nullptr ? value : ""});
+            }
+            return name;
+        };
+        try {
+            po::store(po::parse_environment(desc, mapper), vm);
+        } catch (const po::error_with_option_name& e) {
+            std::string option = e.get_option_name();
+            option.erase(0, option.find_first_not_of('-'));
+            for (const auto& s : pass) {
+                if (option == s.option) {
+                    throw usage_error{s.describe() + ": " + escaped(e.what(), 200), exit_usage};
+                }
+            }
+            throw usage_error{escaped(e.what(), 200) + " (from the environment)", exit_usage};
+        } catch (const po::error& e) {
+            throw usage_error{escaped(e.what(), 200) + " (from the environment)", exit_usage};
+        }
+        taken.insert(taken.end(), pass.begin(), pass.end());
     }
     if (vm.count("config") != 0U) {
         const auto path = vm["config"].as<std::string>();
+        const std::string shown = "config file '" + escaped(path, 200) + "'";
+        std::error_code ec;
+        if (std::filesystem::is_directory(path, ec)) {
+            throw usage_error{shown + " is a directory: give an INI file (\"option = value\" "
+                                      "lines)",
+                              exit_config};
+        }
         std::ifstream file(path);
         if (!file) {
-            throw usage_error{"cannot read config file '" + path + "'", exit_config};
+            throw usage_error{"cannot read " + shown + ": " + std::strerror(errno), exit_config};
         }
         try {
             po::store(po::parse_config_file(file, desc, false), vm);
         } catch (const po::error& e) {
-            throw usage_error{"config file '" + path + "': " + e.what(), exit_config};
+            // The message quotes the offending line: a binary file's bytes are escaped, and a
+            // long line is cut.
+            throw usage_error{shown + ": " + escaped(e.what(), 200), exit_config};
+        }
+        if (file.bad()) {
+            throw usage_error{"cannot read " + shown + ": " + std::strerror(errno), exit_config};
         }
     }
     try {
         po::notify(vm);
     } catch (const po::error& e) {
-        throw usage_error{std::string(e.what()) + " (see --help)", exit_usage};
+        throw usage_error{name_environment_source(escaped(e.what(), 200)) + " (see --help)",
+                          exit_usage};
     }
+}
+
+void append_escaped(std::string& out, std::string_view bytes, bool quote, std::size_t limit) {
+    static constexpr char digits[] = "0123456789abcdef";
+    const std::size_t shown = std::min(bytes.size(), limit);
+    for (std::size_t i = 0; i < shown; ++i) {
+        const auto c = static_cast<unsigned char>(bytes[i]);
+        switch (c) {
+        case '"':
+            out += quote ? "\\\"" : "\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (c < 0x20 || c >= 0x7f) {
+                out += "\\x";
+                out += digits[c >> 4U];
+                out += digits[c & 15U];
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+    }
+    if (shown < bytes.size()) {
+        out += "...(" + std::to_string(bytes.size() - shown) + " more bytes)";
+    }
+}
+
+std::string escaped(std::string_view bytes, std::size_t limit) {
+    std::string out;
+    out.reserve(std::min(bytes.size(), limit) + 16);
+    append_escaped(out, bytes, false, limit);
+    return out;
 }
 
 void logger::write(std::string_view level, std::string_view text) const {

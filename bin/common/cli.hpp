@@ -27,7 +27,7 @@ namespace zmqkit::cli {
 // Exit codes (sysexits.h values, so shells and systemd recognise them).
 enum exit_code : int {
     exit_ok = 0,
-    exit_failure = 1,      // the tool ran and something failed (e.g. a drain deadline missed)
+    exit_failure = 1,      // the tool ran and something failed (e.g. a drain dropped messages)
     exit_usage = 64,       // bad flag, bad value, bad endpoint
     exit_unavailable = 69, // cannot bind/connect, a component failed to start
     exit_software = 70,    // internal error
@@ -53,18 +53,49 @@ struct print_and_exit {
 // A --linger value libzmq can take (0 to INT_MAX ms); throws usage_error otherwise.
 void check_linger(std::chrono::milliseconds linger);
 
-// Maps an environment variable to an option name: ZMQKIT_DRAIN_TIMEOUT -> "drain-timeout" if
-// that option exists in desc; other variables are ignored.
-[[nodiscard]] std::string
-environment_option(const boost::program_options::options_description& desc,
-                   const std::string& variable);
+// ---- environment variables --------------------------------------------------------------
+//
+// ZMQKIT_<TOOL>_<OPTION> sets any option of one tool (ZMQKIT_RECV_FORMAT=json,
+// ZMQKIT_PROXY_DRAIN_TIMEOUT=2s); TOOL is PROXY, SEND, RECV or SPOOLER. The plain
+// ZMQKIT_<OPTION> is also read, with lower precedence, for the options that mean the same to
+// every tool (the security flags, --hwm, --linger, ...) and for options only one tool has
+// (--drain-timeout, --frontend, ...), but never for a name several tools take with different
+// meanings (--format, --count, --timeout, ...): a variable exported for one tool must not change
+// or break another. Other variables are ignored.
 
-// Runs the three sources into vm (command line, environment, config file from "--config").
-// Throws usage_error.
-void parse_all(int argc, const char* const* argv,
+// The option names several tools take with different meanings (plain ZMQKIT_<OPTION> not
+// read for them), and whether a name means the same to every tool that takes it (the security
+// flags, a side's security flags, --hwm, --linger, -X, -v, -q).
+[[nodiscard]] const std::vector<std::string>& tool_specific_option_names();
+[[nodiscard]] bool shared_option_name(const std::string& name);
+
+// Info lines for the plain variables the last parse_all() did not read because several tools
+// take that option with different meanings ("ignoring ZMQKIT_FORMAT: ... set
+// ZMQKIT_RECV_FORMAT for zmqkit-recv"). run_tool() logs them.
+[[nodiscard]] std::vector<std::string> ignored_environment_notes(std::string_view tool);
+
+// `message` prefixed with the variable it is about ("ZMQKIT_SEND_FORMAT=json: --format applies
+// to --req only") when it names an option (--format) or quotes a value that the last
+// parse_all() of this process took from the environment (the tools parse once, on the main
+// thread); unchanged otherwise. run_tool() applies it to every usage_error.
+[[nodiscard]] std::string name_environment_source(const std::string& message);
+
+// Runs the three sources into vm: the command line, the environment (ZMQKIT_<TOOL>_<OPTION>,
+// then the plain ZMQKIT_<OPTION> as above), and the config file from "--config" (a readable
+// regular file: a directory or an unreadable file is exit_config). Throws usage_error; an
+// error about a value from the environment names the variable, one about the file names it.
+void parse_all(std::string_view tool, int argc, const char* const* argv,
                const boost::program_options::options_description& desc,
                const boost::program_options::positional_options_description* positional,
                boost::program_options::variables_map& vm);
+
+// `bytes` as text safe for a terminal or a log line: printable ASCII as it is, \n \r \t and
+// \\ as C escapes, other bytes as \xNN (with `quote`, also \" for a "..." string). Past
+// `limit` input bytes the rest is elided as "...(N more bytes)".
+void append_escaped(std::string& out, std::string_view bytes, bool quote = false,
+                    std::size_t limit = std::string_view::npos);
+[[nodiscard]] std::string escaped(std::string_view bytes,
+                                  std::size_t limit = std::string_view::npos);
 
 // Diagnostics on stderr: "<tool>: <level>: <text>\n", one write per line.
 class logger {
@@ -155,9 +186,14 @@ int run_tool(const char* tool, int argc, char** argv, Parse parse, Run run) {
         }
         Config cfg = std::get<Config>(std::move(parsed));
         log.set_verbosity(cfg.verbosity);
+        const std::string_view name(tool);
+        for (const auto& note :
+             ignored_environment_notes(name.starts_with("zmqkit-") ? name.substr(7) : name)) {
+            log.info(note);
+        }
         return run(cfg, log, signals);
     } catch (const usage_error& e) {
-        log.error(e.message);
+        log.error(name_environment_source(e.message));
         return e.code;
     } catch (const std::exception& e) {
         log.error(std::string("internal error: ") + e.what());

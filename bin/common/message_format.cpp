@@ -26,36 +26,8 @@ void append_id(std::string& out, const message_id& id) {
 
 // "..." with C escapes: \" \\ \n \r \t, other bytes outside printable ASCII as \xNN.
 void append_quoted(std::string& out, std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
     out += '"';
-    for (char ch : bytes) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20 || c >= 0x7f) {
-                out += "\\x";
-                out += digits[c >> 4U];
-                out += digits[c & 15U];
-            } else {
-                out += ch;
-            }
-        }
-    }
+    append_escaped(out, bytes, true);
     out += '"';
 }
 

@@ -325,8 +325,10 @@ handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& soc
     int mask = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     if (events_ != nullptr) {
-        mask |= ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
-                ZMQ_EVENT_BIND_FAILED;
+        // Not ZMQ_EVENT_BIND_FAILED: sending that event overwrites errno before zmq_bind()
+        // returns (a port in use became "Resource temporarily unavailable" with -v); the bind
+        // failure is reported from the bind itself.
+        mask |= ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED;
     }
     if (zmq_socket_monitor(socket_, endpoint.c_str(), mask) != 0) {
         throw usage_error{std::string("cannot monitor the socket: ") + zmq_strerror(zmq_errno()),
@@ -373,9 +375,6 @@ void handshake_counter::consume(const zmq::message_t& event, const zmq::message_
         break;
     case ZMQ_EVENT_DISCONNECTED:
         events_->debug("disconnected " + where);
-        break;
-    case ZMQ_EVENT_BIND_FAILED:
-        events_->debug("bind failed on " + where + ": " + zmq_strerror(static_cast<int>(value)));
         break;
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         events_->debug("handshake failed on " + where + ": ZMTP protocol error 0x" + [&] {

@@ -85,8 +85,9 @@ void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
 
 // Watches a socket through zmq_socket_monitor (libzmq allows one monitor per socket, so this
 // one object serves both uses): counts completed ZMTP handshakes (--wait-peers), and with
-// `events` (-v) logs connected, accepted, disconnected, handshake failed (with the reason) and
-// bind failures as "<tool>: debug: ..." lines. Construct before the socket binds or connects.
+// `events` (-v) logs connected, accepted, disconnected and handshake failed (with the reason)
+// as "<tool>: debug: ..." lines (a failed bind is reported by the bind itself). Construct before
+// the socket binds or connects.
 class handshake_counter {
 public:
     handshake_counter(zmq::context_t& context, zmq::socket_t& socket,

@@ -6,6 +6,8 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace {
 
@@ -27,9 +29,30 @@ std::string zap_counts(const authenticator* auth) {
            " malformed=" + std::to_string(s.malformed);
 }
 
-// Runs a started device until a signal or TERMINATE; then drains. Device: streamer,
-// durable_proxy, load_balancer or mdp_broker (actors with statistics()). With an
-// authenticator, SIGHUP rereads its allow directories and password files instead.
+// `json` (an object) with one more member: {"a":1} + ("b", "2") -> {"a":1,"b":2}.
+std::string with_member(std::string json, std::string_view name, const std::string& value) {
+    json.insert(json.size() - 1, ",\"" + std::string(name) + "\":" + value);
+    return json;
+}
+
+// SIGHUP means "reload" in every mode, never "stop": the allow directories and password files
+// of the secured sides are reread; a proxy without them says there is nothing to reload.
+void reload(const cli::logger& log, authenticator* auth) {
+    if (auth == nullptr) {
+        log.info("received SIGHUP: nothing to reload (no --curve-allow, --plain-passwords or "
+                 "--zap-*-ip side); still running");
+        return;
+    }
+    const auto problems = auth->reload();
+    log.info(
+        "received SIGHUP: allow lists reloaded" +
+        (problems > 0 ? " (" + std::to_string(problems) + " problem(s) reported)" : std::string()));
+}
+
+// Runs a started device until SIGINT/SIGTERM or TERMINATE; then drains. Device: streamer,
+// forwarder, durable_proxy, load_balancer or mdp_broker (actors with statistics() and
+// drain_result()). The drain's outcome is reported here, the same way for every mode: a log
+// line, a "drain" member in the final statistics, and exit 1 when messages were dropped.
 template <class Device>
 int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
                shutdown_signals& signals, authenticator* auth) {
@@ -38,11 +61,8 @@ int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& 
     auto next_stats = std::chrono::steady_clock::now() + cfg.stats_interval;
     for (;;) {
         if (auto sig = signals.wait(std::chrono::milliseconds(200))) {
-            if (*sig == SIGHUP && auth != nullptr) {
-                const auto problems = auth->reload();
-                log.info("received SIGHUP: allow lists reloaded" +
-                         (problems > 0 ? " (" + std::to_string(problems) + " problem(s) reported)"
-                                       : std::string()));
+            if (*sig == SIGHUP) {
+                reload(log, auth);
                 continue;
             }
             log.info(std::string("received ") + strsignal(*sig) + ", draining for up to " +
@@ -63,8 +83,16 @@ int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& 
             log.info("statistics " + device.statistics().to_json() + zap_counts(auth));
         }
     }
-    log.info("final statistics " + device.statistics().to_json() + zap_counts(auth));
-    return cli::exit_ok;
+    const drain_report drain = device.drain_result();
+    if (drain.dropped > 0) {
+        log.warn(drain.describe());
+    } else {
+        log.info(drain.describe());
+    }
+    log.info("final statistics " +
+             with_member(device.statistics().to_json(), "drain", drain.to_json()) +
+             zap_counts(auth));
+    return drain.dropped > 0 ? cli::exit_failure : cli::exit_ok;
 }
 
 int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_signals& signals) {

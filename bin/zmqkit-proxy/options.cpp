@@ -70,9 +70,11 @@ Control socket (REP, --control): send one frame, get the reply:
 Options)";
 
 constexpr const char* usage_tail = R"(
-Every option can also come from the environment (ZMQKIT_FRONTEND, ZMQKIT_DRAIN_TIMEOUT, ...)
-or from an INI file given with --config ("frontend = @tcp://*:5557"); the command line wins
-over the environment, which wins over the file.
+Every option can also come from the environment as ZMQKIT_PROXY_<OPTION>
+(ZMQKIT_PROXY_FRONTEND, ZMQKIT_PROXY_DRAIN_TIMEOUT, ...; the plain ZMQKIT_<OPTION> too, except
+for options other tools take with another meaning: --batch, --sync), or from an INI file given
+with --config ("frontend = @tcp://*:5557"); the command line wins over the environment, which
+wins over the file.
 
 Durations: milliseconds, or a number with ms, s, m or h (250ms, 2s, 1.5m).
 
@@ -108,11 +110,17 @@ Examples:
 
 Sizes: bytes, or a number with k/KiB, M/MiB, G/GiB (powers of 1024): 64MiB, 1G.
 
-Signals: SIGINT, SIGTERM (and SIGHUP without security) drain and stop; with a CURVE, PLAIN
-or IP-filtered server side SIGHUP rereads the allow directories and password files instead.
+Signals: SIGINT and SIGTERM drain and stop. SIGHUP never stops the proxy, in any mode: it
+rereads the allow directories and password files of the CURVE, PLAIN or IP-filtered server
+sides (without one it logs that there is nothing to reload).
 
-Exit codes: 0 clean stop, 64 bad usage, 69 cannot bind/start (also: the spool is locked by
-another process, or --strict found damage), 70 internal error, 78 bad config file.
+A drain that ends with messages still held says how many it dropped ("drain ended with N
+messages dropped", and "drain":{"dropped":N} in the final statistics); durable mode says how
+many remain in the spool (not a loss).
+
+Exit codes: 0 clean stop, 1 the drain dropped messages, 64 bad usage, 69 cannot bind/start
+(also: the spool is locked by another process, or --strict found damage), 70 internal error,
+78 bad config file.
 )";
 
 } // namespace
@@ -219,7 +227,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     po::options_description all;
     all.add(desc).add(security).add(per_side);
     po::variables_map vm;
-    parse_all(argc, argv, all, nullptr, vm);
+    parse_all("proxy", argc, argv, all, nullptr, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"

@@ -46,9 +46,10 @@ Malformed incoming messages are counted, reported with -v, and never stop the to
 Options)";
 
 constexpr const char* usage_tail = R"(
-Every option can also come from the environment (ZMQKIT_COUNT, ZMQKIT_FORMAT, ...) or from an
-INI file given with --config ("format = json"); the command line wins over the environment,
-which wins over the file. Durations: milliseconds, or a number with ms, s, m or h.
+Every option can also come from the environment as ZMQKIT_RECV_<OPTION> (ZMQKIT_RECV_COUNT,
+ZMQKIT_RECV_FORMAT, ...; the plain ZMQKIT_<OPTION> too, except for options other tools take
+with another meaning, such as --format or --count) or from an INI file given with --config
+("format = json"); the command line wins over the environment, which wins over the file. Durations: milliseconds, or a number with ms, s, m or h.
 
 Flow: -c N stops after N messages. --timeout is the total time: exit 75 if -c N was not
 reached (without -c: 0 if something arrived, 75 if nothing did). --idle-timeout: stop when
@@ -133,7 +134,7 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     po::positional_options_description positional;
     positional.add("endpoint", -1);
     po::variables_map vm;
-    parse_all(argc, argv, all, &positional, vm);
+    parse_all("recv", argc, argv, all, &positional, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"

@@ -49,9 +49,11 @@ Input framing:
 Options)";
 
 constexpr const char* usage_tail = R"(
-Every option can also come from the environment (ZMQKIT_RATE, ZMQKIT_HWM, ...) or from an INI
-file given with --config ("rate = 100"); the command line wins over the environment, which wins
-over the file. Durations: milliseconds, or a number with ms, s, m or h (250ms, 2s, 1.5m).
+Every option can also come from the environment as ZMQKIT_SEND_<OPTION> (ZMQKIT_SEND_RATE,
+ZMQKIT_SEND_HWM, ...; the plain ZMQKIT_<OPTION> too, except for options other tools take with
+another meaning, such as --format, --count or --rate) or from an INI file given with --config
+("rate = 100"); the command line wins over the environment, which wins over the file.
+Durations: milliseconds, or a number with ms, s, m or h (250ms, 2s, 1.5m).
 
 Examples:
   # a work queue: lines to whichever worker pulls next
@@ -173,7 +175,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     po::positional_options_description positional;
     positional.add("endpoint", -1);
     po::variables_map vm;
-    parse_all(argc, argv, all, &positional, vm);
+    parse_all("send", argc, argv, all, &positional, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << usage_head << ":\n"

@@ -106,8 +106,10 @@ the message type). Queued is not delivered: at the end the socket lingers (--lin
 messages can leave; use --wait-peers N to wait for N peers before the first message)";
 
 constexpr const char* common_tail = R"(
-Every option can also come from the environment (ZMQKIT_LIMIT, ...) or from an INI file given
-with --config. Durations: milliseconds, or a number with ms, s, m or h.
+Every option can also come from the environment as ZMQKIT_SPOOLER_<OPTION>
+(ZMQKIT_SPOOLER_TIMEOUT, ...; the plain ZMQKIT_<OPTION> too, except for options other tools
+take with another meaning, such as --timeout or --count) or from an INI file given with
+--config. Durations: milliseconds, or a number with ms, s, m or h.
 Exit codes: 0 ok, 1 failed, 64 bad usage, 65 damage found (verify), 66 no spool at DIR,
 69 cannot bind/connect, 75 the spool is in use by another process.
 )";
@@ -427,7 +429,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         args.push_back(argv[i]);
     }
     po::variables_map vm;
-    parse_all(static_cast<int>(args.size()), args.data(), all, &positional, vm);
+    parse_all("spooler", static_cast<int>(args.size()), args.data(), all, &positional, vm);
     if (vm.count("help") != 0U) {
         std::ostringstream text;
         text << head << "\n\nOptions:\n" << desc;

@@ -59,6 +59,25 @@ struct device_counters {
     [[nodiscard]] proxy_statistics snapshot() const noexcept;
 };
 
+// What a device's drain (stop() or TERMINATE) could not finish before its deadline. Every
+// device reports through this one type, so zmqkit-proxy logs it and adds it to its final
+// statistics the same way in every mode.
+struct drain_report {
+    // Messages the device had taken in (received, or waiting in its input queue) and never
+    // passed on: lost when the process ends. Stream, forwarder: messages not forwarded; lb,
+    // mdp: requests queued or at a worker and not answered; durable: messages held back
+    // unstored (spool full) or waiting on a PULL frontend.
+    std::uint64_t dropped = 0;
+    // Durable mode: messages not yet acked, kept in the spool for the next start (not a loss).
+    std::optional<std::uint64_t> remaining_in_spool;
+
+    // "drain ended with 50 messages dropped (received, never passed on)", "drain complete: 3
+    // messages remain in the spool", or "drain complete" when nothing was left.
+    [[nodiscard]] std::string describe() const;
+    // {"dropped":N} or {"dropped":N,"remaining_in_spool":N}
+    [[nodiscard]] std::string to_json() const;
+};
+
 // Control commands (one frame each, upper case), as accepted on a device's control socket:
 //   PAUSE       stop reading from the frontend (and backend); replies "OK"
 //   RESUME      read again; replies "OK"

@@ -9,6 +9,8 @@ namespace zmqkit {
 // Blocks SIGINT, SIGTERM and SIGHUP in the constructing thread, and so in every thread it starts
 // afterwards (construct it first thing in main), and lets one thread wait for them with a
 // timeout. On destruction the previous signal mask is restored. Not copyable.
+// What a signal means is the caller's choice: zmqkit-proxy (a daemon) reloads on SIGHUP and
+// never stops for it; the shell tools stop on all three (SIGHUP: their terminal went away).
 class shutdown_signals {
 public:
     shutdown_signals();

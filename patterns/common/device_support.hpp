@@ -211,6 +211,26 @@ inline std::size_t receive_multipart(zmq::socket_t& s, std::vector<zmq::message_
     return n;
 }
 
+// The end of a drain: reads and discards the whole messages already waiting on `s` (input the
+// device took in and will not handle), counts them in `messages_in` / `bytes_in` (they did
+// arrive) and returns how many, for drain_report::dropped. Stops at the first empty read, or
+// after `limit` messages (a producer still sending does not keep the device from ending).
+inline std::uint64_t discard_waiting(zmq::socket_t& s, counter* messages_in, counter* bytes_in,
+                                     std::uint64_t limit = 100000) {
+    std::uint64_t count = 0;
+    zmq::message_t frame;
+    while (count < limit && s.recv(frame, zmq::recv_flags::dontwait)) {
+        std::size_t bytes = frame.size();
+        while (frame.more() && s.recv(frame, zmq::recv_flags::none)) {
+            bytes += frame.size();
+        }
+        ++count;
+        messages_in->add();
+        bytes_in->add(bytes);
+    }
+    return count;
+}
+
 // The first frame of a request waiting on a REP control socket (the rest is read and
 // ignored); nullopt when none is waiting.
 inline std::optional<std::string> receive_control_command(zmq::socket_t& control) {

@@ -1122,6 +1122,15 @@ struct durable_proxy::impl {
             commit_and_release();
         }
         (void)sp->commit();
+        // Unacked messages stay in the spool (not a loss). Messages held back unstored (spool
+        // full) and those waiting on the PULL frontend (no confirm to resend them) are dropped.
+        self.drain_remaining_ = sp->stats().messages;
+        self.drain_dropped_ +=
+            held.size() + (frontend_pull
+                               ? detail::discard_waiting(*frontend_pull, self.counters_.frontend_in,
+                                                         self.counters_.frontend_bytes_in)
+                               : 0);
+        held.clear();
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
         const int linger = static_cast<int>(std::max<std::int64_t>(0, left.count()));
@@ -1219,6 +1228,10 @@ bool durable_proxy::resume() {
 std::string durable_proxy::status_json() {
     auto reply = command({control::status});
     return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+drain_report durable_proxy::drain_result() const noexcept {
+    return drain_report{drain_dropped_.load(), drain_remaining_.load()};
 }
 
 proxy_statistics durable_proxy::statistics() const noexcept {

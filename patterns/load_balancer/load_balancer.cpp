@@ -811,6 +811,11 @@ struct load_balancer::impl {
                 read_backend();
             }
         }
+        // Requests queued or still at a worker, and those not read yet, get no answer from
+        // this broker: dropped (a Lazy Pirate client sends its request again).
+        self.drain_dropped_ +=
+            requests.size() + detail::discard_waiting(*frontend, self.counters_.frontend_in,
+                                                      self.counters_.frontend_bytes_in);
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
         frontend->set(zmq::sockopt::linger,
@@ -920,6 +925,10 @@ std::optional<lb_broker_stats> load_balancer::broker_stats() {
 std::string load_balancer::status_json() {
     auto reply = command({control::status});
     return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+drain_report load_balancer::drain_result() const noexcept {
+    return drain_report{drain_dropped_.load(), std::nullopt};
 }
 
 proxy_statistics load_balancer::statistics() const noexcept {

@@ -773,6 +773,11 @@ struct mdp_broker::impl {
                 read_backend();
             }
         }
+        // Requests queued or still at a worker, and those not read yet, get no answer from
+        // this broker: dropped (a Lazy Pirate client sends its request again).
+        self.drain_dropped_ +=
+            requests.size() + detail::discard_waiting(*frontend, self.counters_.frontend_in,
+                                                      self.counters_.frontend_bytes_in);
         const auto left =
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
         frontend->set(zmq::sockopt::linger,
@@ -877,6 +882,10 @@ std::optional<mdp_broker_stats> mdp_broker::broker_stats() {
 std::string mdp_broker::status_json() {
     auto reply = command({control::status});
     return reply && !reply->empty() ? reply->front() : std::string("{}");
+}
+
+drain_report mdp_broker::drain_result() const noexcept {
+    return drain_report{drain_dropped_.load(), std::nullopt};
 }
 
 proxy_statistics mdp_broker::statistics() const noexcept {

@@ -261,10 +261,18 @@ void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
             break; // idle
         }
     }
+    // What is still held (a message the backend had no room for, input not read) is dropped.
+    drain_dropped_ +=
+        (pending_ > 0 ? 1 : 0) + detail::discard_waiting(*frontend_, messages_in_, bytes_in_);
+    pending_ = 0;
     // What is queued for the backend may still leave until the deadline.
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     backend_->set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+}
+
+drain_report streamer::drain_result() const noexcept {
+    return drain_report{drain_dropped_.load(), std::nullopt};
 }
 
 void streamer::teardown() noexcept {

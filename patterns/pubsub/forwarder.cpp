@@ -801,9 +801,18 @@ void forwarder::on_stop(std::chrono::steady_clock::time_point deadline) {
             break;
         }
     }
+    // What is still held (a publication blocked by a full subscriber, input not read) is
+    // dropped.
+    drain_dropped_ +=
+        (pending_ > 0 ? 1 : 0) + detail::discard_waiting(*frontend_, messages_in_, bytes_in_);
+    pending_ = 0;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     backend_->set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+}
+
+drain_report forwarder::drain_result() const noexcept {
+    return drain_report{drain_dropped_.load(), std::nullopt};
 }
 
 void forwarder::teardown() noexcept {

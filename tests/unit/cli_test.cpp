@@ -3,6 +3,7 @@
 #include "zmqkit-proxy/options.hpp"
 #include "zmqkit-recv/options.hpp"
 #include "zmqkit-send/options.hpp"
+#include "zmqkit-spooler/options.hpp"
 
 #include "support/testing.hpp"
 
@@ -15,6 +16,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
 
 using namespace zmqkit;
 using namespace zmqkit::cli;
@@ -425,4 +430,206 @@ TEST(cli_security, the_tools_use_the_same_parser) {
     EXPECT_TRUE(recv.security.server());
     EXPECT_EQ(recv.security.socket.zap_domain, "zmqkit-recv");
     EXPECT_EQ(recv.security.policy->curve_allow_directory, f.path("clients"));
+}
+
+// ---- config files and environment variables (issue 14, items 13 and 14) ----------------------
+
+namespace {
+
+// The usage_error a tool's parser throws for `args` ("no error" if none).
+template <class Parse>
+usage_error tool_error(const char* tool, std::vector<std::string> args, Parse parse_fn) {
+    args.insert(args.begin(), tool);
+    std::vector<const char*> argv;
+    for (const auto& a : args) {
+        argv.push_back(a.c_str());
+    }
+    try {
+        (void)parse_fn(static_cast<int>(argv.size()), argv.data());
+    } catch (const usage_error& e) {
+        return e;
+    }
+    return usage_error{"no error", 0};
+}
+
+// The error of each tool that reads a config file, given `--config path`.
+std::map<std::string, usage_error> config_errors(const std::string& path) {
+    return {
+        {"proxy", tool_error("zmqkit-proxy",
+                             {"--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                              "--config", path},
+                             parse_proxy_options)},
+        {"send",
+         tool_error("zmqkit-send", {"--config", path, "tcp://127.0.0.1:5555"}, parse_send_options)},
+        {"recv",
+         tool_error("zmqkit-recv", {"--config", path, "@tcp://127.0.0.1:*"}, parse_recv_options)},
+        {"spooler", tool_error("zmqkit-spooler", {"inspect", "/tmp", "--config", path},
+                               parse_spooler_options)},
+    };
+}
+
+bool printable_ascii(const std::string& text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+// Sets environment variables for one scope.
+class scoped_environment {
+public:
+    scoped_environment(std::initializer_list<std::pair<std::string, std::string>> vars)
+        : vars_(vars) {
+        for (const auto& [name, value] : vars_) {
+            ::setenv(name.c_str(), value.c_str(), 1);
+        }
+    }
+    ~scoped_environment() {
+        for (const auto& [name, value] : vars_) {
+            ::unsetenv(name.c_str());
+        }
+    }
+    scoped_environment(const scoped_environment&) = delete;
+    scoped_environment& operator=(const scoped_environment&) = delete;
+
+private:
+    std::vector<std::pair<std::string, std::string>> vars_;
+};
+
+// The long option names in a --help text's option column.
+std::set<std::string> option_names(const std::string& help) {
+    std::set<std::string> names;
+    std::istringstream lines(help);
+    std::string line;
+    const std::regex flag("--([a-z0-9][a-z0-9-]*)");
+    while (std::getline(lines, line)) {
+        if (line.rfind("  -", 0) != 0) {
+            continue;
+        }
+        const std::string column = line.substr(0, line.find("  ", 2));
+        for (std::sregex_iterator it(column.begin(), column.end(), flag), end; it != end; ++it) {
+            names.insert((*it)[1]);
+        }
+    }
+    return names;
+}
+
+template <class Parse>
+std::string help_of(const char* tool, std::vector<std::string> args, Parse parse_fn) {
+    args.insert(args.begin(), tool);
+    args.emplace_back("--help");
+    std::vector<const char*> argv;
+    for (const auto& a : args) {
+        argv.push_back(a.c_str());
+    }
+    return std::get<print_and_exit>(parse_fn(static_cast<int>(argv.size()), argv.data())).text;
+}
+
+} // namespace
+
+TEST(cli_config, a_directory_is_exit_78_in_every_tool) {
+    zmqkit::testing::temp_directory dir("config-dir");
+    for (const auto& [tool, e] : config_errors(dir.path().string())) {
+        EXPECT_EQ(e.code, exit_config) << tool << ": " << e.message;
+        EXPECT_THAT(e.message, HasSubstr("is a directory")) << tool;
+    }
+}
+
+TEST(cli_config, a_binary_file_is_not_echoed_raw) {
+    std::string bytes("\x7f"
+                      "ELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00\x3e\x00",
+                      20);
+    bytes += std::string(600, '\xee') + "\n\x1b[31mred\n";
+    const auto path = temp_file(bytes);
+    for (const auto& [tool, e] : config_errors(path)) {
+        EXPECT_EQ(e.code, exit_config) << tool << ": " << e.message;
+        EXPECT_TRUE(printable_ascii(e.message)) << tool << ": " << e.message;
+        EXPECT_THAT(e.message, HasSubstr("config file '" + path + "'")) << tool;
+        EXPECT_LT(e.message.size(), 600U) << tool << ": a long line is cut";
+    }
+    std::remove(path.c_str());
+}
+
+TEST(cli_config, escaped_shows_text_and_escapes_the_rest) {
+    EXPECT_EQ(escaped("plain text"), "plain text");
+    EXPECT_EQ(escaped(std::string("a\0b\n\x1b\xff\\", 7)), "a\\x00b\\n\\x1b\\xff\\\\");
+    EXPECT_EQ(escaped("abcdef", 3), "abc...(3 more bytes)");
+}
+
+TEST(cli_environment, a_variable_for_one_tool_does_not_break_another) {
+    // The issue: ZMQKIT_FORMAT=json exported for zmqkit-recv made zmqkit-send exit 64.
+    scoped_environment env({{"ZMQKIT_FORMAT", "json"}, {"ZMQKIT_COUNT", "3"}});
+    auto send = parse_send_options_for_test({"--data", "hi", "tcp://127.0.0.1:5555"});
+    EXPECT_EQ(send.format, "text") << "--format is not read from the plain variable";
+    auto recv = parse_recv_options_for_test({"@tcp://127.0.0.1:*"});
+    EXPECT_EQ(recv.format, "text");
+    const auto notes = ignored_environment_notes("recv");
+    ASSERT_EQ(notes.size(), 2U);
+    EXPECT_THAT(notes[0] + notes[1], HasSubstr("set ZMQKIT_RECV_FORMAT for zmqkit-recv"));
+}
+
+TEST(cli_environment, each_tool_reads_its_own_prefix_first) {
+    scoped_environment env({{"ZMQKIT_RECV_FORMAT", "json"},
+                            {"ZMQKIT_SEND_HWM", "7"},
+                            {"ZMQKIT_HWM", "9"},
+                            {"ZMQKIT_PROXY_DRAIN_TIMEOUT", "300ms"},
+                            {"ZMQKIT_DRAIN_TIMEOUT", "700ms"}});
+    EXPECT_EQ(parse_recv_options_for_test({"@tcp://127.0.0.1:*"}).format, "json");
+    EXPECT_EQ(parse_send_options_for_test({"tcp://127.0.0.1:5555"}).hwm, 7) << "own beats plain";
+    EXPECT_EQ(parse_recv_options_for_test({"@tcp://127.0.0.1:*"}).hwm, 9) << "plain: shared";
+    EXPECT_EQ(proxy_cfg({}).drain_timeout, std::chrono::milliseconds(300));
+    EXPECT_EQ(proxy_cfg({"--drain-timeout", "1s"}).drain_timeout, std::chrono::milliseconds(1000))
+        << "the command line beats both";
+}
+
+TEST(cli_environment, an_error_names_the_variable) {
+    {
+        scoped_environment env({{"ZMQKIT_SEND_HWM", "many"}});
+        const auto e = tool_error("zmqkit-send", {"tcp://127.0.0.1:5555"}, parse_send_options);
+        EXPECT_EQ(e.code, exit_usage);
+        EXPECT_THAT(e.message, ::testing::StartsWith("ZMQKIT_SEND_HWM=many: ")) << e.message;
+    }
+    {
+        // A value the parser takes but the tool refuses later: run_tool() names the variable.
+        scoped_environment env({{"ZMQKIT_SEND_FORMAT", "json"}});
+        const auto e = tool_error("zmqkit-send", {"tcp://127.0.0.1:5555"}, parse_send_options);
+        EXPECT_EQ(e.code, exit_usage);
+        EXPECT_THAT(name_environment_source(e.message),
+                    ::testing::StartsWith("ZMQKIT_SEND_FORMAT=json: "));
+    }
+    {
+        scoped_environment env({{"ZMQKIT_DRAIN_TIMEOUT", "soon"}});
+        EXPECT_THAT(name_environment_source(proxy_error({})),
+                    ::testing::StartsWith("ZMQKIT_DRAIN_TIMEOUT=soon: bad duration 'soon'"));
+    }
+}
+
+TEST(cli_environment, every_name_two_tools_share_is_shared_or_tool_specific) {
+    std::map<std::string, std::set<std::string>> tools_of;
+    auto add = [&](const std::string& tool, const std::string& help) {
+        for (const auto& name : option_names(help)) {
+            tools_of[name].insert(tool);
+        }
+    };
+    add("proxy", help_of("zmqkit-proxy", {}, parse_proxy_options));
+    add("send", help_of("zmqkit-send", {}, parse_send_options));
+    add("recv", help_of("zmqkit-recv", {}, parse_recv_options));
+    for (const auto& command : std::vector<std::vector<std::string>>{{"inspect"},
+                                                                     {"verify"},
+                                                                     {"repair"},
+                                                                     {"dlq", "list"},
+                                                                     {"dlq", "requeue"},
+                                                                     {"dlq", "purge"},
+                                                                     {"record"},
+                                                                     {"replay"}}) {
+        add("spooler", help_of("zmqkit-spooler", command, parse_spooler_options));
+    }
+    ASSERT_GT(tools_of.size(), 40U) << "the help texts were read";
+    const auto& specific = tool_specific_option_names();
+    for (const auto& [name, tools] : tools_of) {
+        if (tools.size() < 2 || name == "help" || name == "version" || name == "config") {
+            continue;
+        }
+        EXPECT_TRUE(shared_option_name(name) ||
+                    std::find(specific.begin(), specific.end(), name) != specific.end())
+            << "--" << name << " is taken by " << tools.size()
+            << " tools: add it to tool_specific_option_names() or shared_option_name()";
+    }
 }

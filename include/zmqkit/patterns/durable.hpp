@@ -145,6 +145,8 @@ public:
     bool pause();
     bool resume();
     [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // What the last drain left undone (valid once stop() returned or the device finished).
+    [[nodiscard]] drain_report drain_result() const noexcept;
     // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}
     [[nodiscard]] std::string status_json();
     // The spool's recovery report (valid after start()).
@@ -168,6 +170,8 @@ private:
     durable_proxy_options options_;
     std::unique_ptr<impl> impl_;
     std::atomic<bool> terminated_{false};
+    std::atomic<std::uint64_t> drain_dropped_{0};   // drain_result()
+    std::atomic<std::uint64_t> drain_remaining_{0}; // drain_result(): unacked, in the spool
     std::atomic<bool> paused_{false};
     mutable std::mutex endpoints_mutex_;
     std::vector<std::string> frontend_endpoints_, frontend_pull_endpoints_, backend_endpoints_,

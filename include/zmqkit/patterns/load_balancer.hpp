@@ -211,6 +211,8 @@ public:
     bool pause();  // stop reading the frontend (workers are still served)
     bool resume(); // read it again
     [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // What the last drain left undone (valid once stop() returned or the device finished).
+    [[nodiscard]] drain_report drain_result() const noexcept;
     // Counters and per-worker state, taken on the actor thread (nullopt if it does not answer).
     [[nodiscard]] std::optional<lb_broker_stats> broker_stats();
     // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"workers":[{..}]}
@@ -232,6 +234,7 @@ private:
     load_balancer_options options_;
     std::unique_ptr<impl> impl_;
     std::atomic<bool> terminated_{false};
+    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
     mutable std::mutex endpoints_mutex_;
     std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
     device_counters counters_; // zmqkit_device_*: what statistics() returns

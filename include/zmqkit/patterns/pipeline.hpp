@@ -221,6 +221,8 @@ public:
     bool resume();
     [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
     [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // What the last drain left undone (valid once stop() returned or the device finished).
+    [[nodiscard]] drain_report drain_result() const noexcept;
     // STATUS reply: {"state":"running"|"paused","statistics":{...},"backend_stalls":N,
     // "capture_drops":N}, plus "security":{"frontend":{"mode":..,"handshakes":N,
     // "handshake_failures":N,"last_failure":".."},..} when a side is secured (no secrets)
@@ -253,6 +255,7 @@ private:
     std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
     std::atomic<bool> paused_{false};
     std::atomic<bool> terminated_{false};
+    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
     counter* messages_in_;
     counter* bytes_in_;
     counter* messages_out_;

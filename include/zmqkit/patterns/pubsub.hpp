@@ -368,6 +368,8 @@ public:
     bool resume();
     [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
     [[nodiscard]] proxy_statistics statistics() const noexcept;
+    // What the last drain left undone (valid once stop() returned or the device finished).
+    [[nodiscard]] drain_report drain_result() const noexcept;
     // {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
     //  "unsubscribes":N,"slow_subscriber_drops":N,"slow_subscriber_disconnects":N,
     //  "blocked":N,"capture_drops":N,
@@ -423,6 +425,7 @@ private:
     std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
     std::atomic<bool> paused_{false};
     std::atomic<bool> terminated_{false};
+    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
     counter* messages_in_;
     counter* bytes_in_;
     counter* messages_out_;
