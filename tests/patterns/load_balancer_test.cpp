@@ -9,6 +9,7 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "support/testing.hpp"
+#include "support/unknown_entries.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -145,30 +146,6 @@ TEST(ppp_protocol, ready_with_credit_golden_frames_and_bad_credits) {
 }
 
 // ---- fixture ----------------------------------------------------------------------------------
-
-std::vector<std::string> recv_frames(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-    std::vector<std::string> frames;
-    auto f = recv_within(s, timeout);
-    if (!f) {
-        return frames;
-    }
-    frames.push_back(f->to_string());
-    while (f->more()) {
-        f = recv_within(s, timeout);
-        if (!f) {
-            break;
-        }
-        frames.push_back(f->to_string());
-    }
-    return frames;
-}
-
-void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-        s.send(zmq::buffer(frames[i]),
-               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-}
 
 // A clock tests move forward by hand.
 struct manual_clock {
@@ -1288,4 +1265,65 @@ TEST_F(lb_fixture, a_prefetching_worker_stopped_under_load_loses_and_duplicates_
     EXPECT_EQ(s->errors, 0u);
     // Nothing ran twice: every request was handled by exactly one worker.
     EXPECT_EQ(handled_by_a + b.counters().handled, static_cast<std::uint64_t>(total));
+}
+
+// ---- header keys the broker does not know
+// --------------------------------------------------------
+
+// docs/wire-protocol.md §6: the broker rewrites `attempt` when it dispatches a request again;
+// header keys it does not know, of every msgpack type, reach the worker byte for byte on the
+// first dispatch and on the re-dispatch, inline or with the body in a frame of its own.
+TEST_F(lb_fixture, unknown_header_keys_reach_workers_unchanged_on_every_dispatch) {
+    const auto entries = unknown_entries_of_every_type();
+    load_balancer broker(ctx, options());
+    broker.start();
+    auto client = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    std::vector<zmq::socket_t> workers; // kept open: a DISCONNECT must not die with its socket
+    for (const bool separate : {false, true}) {
+        const std::string body = separate ? std::string(5000, 'L') : std::string("small");
+        const header h = header::fresh(); // 3 keys: version, id, timestamp
+        const std::string plain = encode_header(h);
+        if (separate) {
+            send_frames(client, {"", with_unknown_entries(plain, plain.size(), entries), body});
+        } else {
+            send_frames(client, {"", with_unknown_entries(plain + body, plain.size(), entries)});
+        }
+        for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+            const std::string where = std::string(separate ? "separate" : "inline") +
+                                      " layout, attempt " + std::to_string(attempt);
+            // A worker with credit: it reads both layouts (and gets the tag frame).
+            workers.push_back(raw_worker(broker, ready_with_credit(2)));
+            auto& w = workers.back();
+            const auto request = next_request(w);
+            const auto delimiter = std::find(request.begin(), request.end(), std::string());
+            ASSERT_NE(delimiter, request.end()) << where;
+            const std::vector<std::string> address(request.begin(), delimiter);
+            const std::vector<std::string> content(delimiter + 1, request.end());
+            ASSERT_EQ(content.size(), separate ? 2u : 1u) << where;
+            header got;
+            std::size_t header_size = 0;
+            ASSERT_TRUE(decode_header(content[0].data(), content[0].size(), got, &header_size));
+            EXPECT_EQ(got.id, h.id) << where;
+            EXPECT_EQ(got.attempt, attempt) << where;
+            EXPECT_EQ(separate ? content[1] : content[0].substr(header_size), body) << where;
+            expect_unknown_entries_intact(content[0].substr(0, header_size), attempt == 1 ? 3 : 4,
+                                          entries, where);
+            if (attempt == 2) {
+                auto reply = address;
+                reply.emplace_back();
+                reply.push_back(encode_header(header::follow_up(got)) + "done");
+                send_frames(w, reply);
+            }
+            w.send(zmq::buffer(std::string(ppp::disconnect_byte))); // gone: A's request goes to B
+        }
+        const auto reply = recv_frames(client);
+        ASSERT_EQ(reply.size(), 2u);
+        header rh;
+        std::size_t hs = 0;
+        ASSERT_TRUE(decode_header(reply[1].data(), reply[1].size(), rh, &hs));
+        EXPECT_EQ(rh.causation_id, h.id);
+    }
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->redispatched, 2u);
+    EXPECT_EQ(s->replies, 2u);
 }
