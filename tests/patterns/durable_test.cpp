@@ -58,6 +58,16 @@ struct durable_fixture : ::testing::Test {
         return o;
     }
 
+    // The dead-letter spool of a proxy with options o (stopped), read only.
+    spool_options dead_letter_spool(const durable_proxy_options& o) {
+        spool_options so;
+        so.directory = o.spool.directory / "dead-letter";
+        so.read_only = true;
+        so.dead_letter_spool = false;
+        so.registry = &registry;
+        return so;
+    }
+
     // Sends n messages with bodies "<prefix><i>"; returns their ids in order.
     static std::vector<message_id> send_all(reliable_sender& s, int n, const std::string& prefix) {
         std::vector<message_id> ids;
@@ -229,14 +239,7 @@ TEST_F(durable_fixture, nack_requeues_with_a_higher_attempt_or_dead_letters_with
         })) << proxy.status_json();
         proxy.stop();
     }
-    spool dlq([&] {
-        spool_options so;
-        so.directory = o.spool.directory / "dead-letter";
-        so.read_only = true;
-        so.dead_letter_spool = false;
-        so.registry = &registry;
-        return so;
-    }());
+    spool dlq(dead_letter_spool(o));
     bool found = false;
     dlq.for_each(0, [&](const spooled_message& m, bool) {
         header h;
@@ -1129,14 +1132,7 @@ TEST_F(durable_fixture, unknown_header_keys_survive_delivery_redelivery_push_and
         })) << proxy.status_json();
         proxy.stop();
     }
-    spool dlq([&] {
-        spool_options so;
-        so.directory = o.spool.directory / "dead-letter";
-        so.read_only = true;
-        so.dead_letter_spool = false;
-        so.registry = &registry;
-        return so;
-    }());
+    spool dlq(dead_letter_spool(o));
     std::size_t copies = 0;
     dlq.for_each(0, [&](const spooled_message& m, bool) {
         ++copies;
