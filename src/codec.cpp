@@ -172,6 +172,7 @@ field_plan plan(const header& h) noexcept {
               (h.traceparent.empty() ? 0U : 1U) + (h.content_type.empty() ? 0U : 1U) +
               (h.sequence != 0 ? 1U : 0U) + (h.user_headers.empty() ? 0U : 1U) +
               (h.publisher_id.is_nil() ? 0U : 1U);
+    p.count += h.unknown.count; // written back verbatim after the known keys
     return p;
 }
 
@@ -616,6 +617,7 @@ std::size_t encoded_size(const header& h) noexcept {
         }
     }
     n += h.publisher_id.is_nil() ? 0 : id_field_size;
+    n += h.unknown.bytes.size();
     return n;
 }
 
@@ -673,6 +675,7 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept {
         w.byte(key_publisher_id);
         w.bin(h.publisher_id.data(), message_id::size);
     }
+    w.raw(h.unknown.bytes.data(), h.unknown.bytes.size());
     return static_cast<std::size_t>(w.position() - out);
 }
 
@@ -683,6 +686,14 @@ std::string encode_header(const header& h) {
 }
 
 namespace {
+
+// An entry decode_fields skipped, [begin, end): kept verbatim in out.unknown so that encoding
+// the header again passes it on (docs/wire-protocol.md §6).
+void keep_unknown_entry(const reader& begin, const reader& end, header& out) {
+    out.unknown.bytes.append(reinterpret_cast<const char*>(begin.here()),
+                             static_cast<std::size_t>(end.offset() - begin.offset()));
+    ++out.unknown.count;
+}
 
 // decode_header without the user headers' final size: they are written to
 // out.user_headers[0 .. used) (see read_user_headers).
@@ -734,6 +745,9 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
                 }
                 if (auto rr = skip_value(r); rr != read_result::ok) {
                     return field_error(rr, {}, r);
+                }
+                if (key_read != read_result::ok || k != key_version) {
+                    keep_unknown_entry(key_start, r, out); // (a repeated version is dropped)
                 }
                 continue;
             }

@@ -72,6 +72,8 @@ void header::clear() noexcept {
     sequence = 0;
     user_headers.clear();
     publisher_id = {};
+    unknown.bytes.clear();
+    unknown.count = 0;
 }
 
 } // namespace zmqkit

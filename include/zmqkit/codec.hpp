@@ -44,7 +44,8 @@ struct decode_status {
 [[nodiscard]] std::size_t encoded_size(const header& h) noexcept;
 
 // Writes h into out[0 .. encoded_size(h)). Returns the number of bytes written.
-// Omits fields at their default value (see the wire protocol). Never allocates.
+// Omits fields at their default value (see the wire protocol); h.unknown's entries follow the
+// known keys, byte for byte. Never allocates.
 std::size_t encode_header(const header& h, std::byte* out) noexcept;
 
 // Convenience: the encoded header as a string of bytes (allocates).
@@ -53,7 +54,8 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept;
 // Decodes a header frame into out (which is cleared first; the capacity of its strings and of
 // its user-header entries is reused, so decoding into the same header again does not allocate
 // for fields of the same sizes).
-// Unknown keys are skipped. Never throws, never reads past data+size.
+// Unknown keys are kept with their values, verbatim, in out.unknown (a repeated key 0 is
+// dropped), so that encode_header passes them on. Never throws, never reads past data+size.
 // With header_size == nullptr the header must fill the frame (bytes after it are
 // trailing_bytes); otherwise the bytes after it are allowed (an inline body) and
 // *header_size is set to the header's length.

@@ -5,6 +5,7 @@
 
 #include <zmqkit/message_id.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,6 +17,18 @@ namespace zmqkit {
 // Wire protocol major version written by this library. A header with another major version is
 // rejected with decode_errc::unsupported_version.
 inline constexpr std::uint64_t protocol_version = 1;
+
+// Header entries this library does not know: keys added by a later minor version, or keys of
+// another type (docs/wire-protocol.md §2 and §6). decode_header keeps them verbatim and
+// encode_header writes them back after the known keys, so a device that decodes a header,
+// changes a field (the attempt, a user header) and encodes it again passes them on unchanged.
+struct unknown_entries {
+    std::string bytes;     // `count` msgpack key/value pairs, as they arrived
+    std::size_t count = 0; // pairs in `bytes`
+
+    [[nodiscard]] bool empty() const noexcept { return count == 0; }
+    friend bool operator==(const unknown_entries&, const unknown_entries&) = default;
+};
 
 // Metadata of one message. Plain value type; not synchronised.
 struct header {
@@ -33,13 +46,15 @@ struct header {
     // The sender instance whose counter `sequence` is (a publisher's 16-byte id, made when it
     // starts: a restart is a new id). Nil: absent. Not copied by follow_up().
     message_id publisher_id;
+    // Entries of later minor versions, passed on unchanged (not copied by follow_up()).
+    unknown_entries unknown;
 
     // A header for a new conversation: fresh id, timestamp now, correlation id = id.
     [[nodiscard]] static header fresh();
 
     // A header for a message caused by `cause`: fresh id and timestamp, the cause's
-    // correlation id and traceparent kept, causation id = cause.id (no sequence number or
-    // publisher id: those belong to whoever sends it).
+    // correlation id and traceparent kept, causation id = cause.id (no sequence number,
+    // publisher id or unknown entries: those belong to whoever sends it).
     [[nodiscard]] static header follow_up(const header& cause);
 
     // Assigns a fresh id and timestamp if id is nil; a nil correlation id becomes the id.

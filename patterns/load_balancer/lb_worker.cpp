@@ -18,11 +18,10 @@ std::string_view view(const zmq::message_t& f) {
     return {static_cast<const char*>(f.data()), f.size()};
 }
 
-// READY, or READY with credit (docs/wire-protocol.md §8.2).
+// READY with credit (docs/wire-protocol.md §8.2), also for prefetch 1: it tells a zmqkit broker
+// that this worker reads both envelope layouts (a plain 6/PPP worker gets [header+body] joined),
+// and a 6/PPP broker takes it for READY.
 std::string ready_command(std::uint32_t prefetch) {
-    if (prefetch <= 1) {
-        return std::string(ppp::ready_byte);
-    }
     std::string frame(ppp::ready_credit_prefix);
     frame += std::to_string(prefetch);
     return frame;

@@ -65,8 +65,16 @@ struct load_balancer::impl {
         // Tags dispatched to it and not answered, oldest first (some may be abandoned: no
         // longer in `requests`, e.g. timed out; they still take credit until answered).
         std::vector<std::uint64_t> in_flight;
+        // Of those, the ones the broker gave up on (answered with "timeout", or by another
+        // worker) while it held them, oldest first, each with the time from which the worker
+        // counts as stuck if it still holds it.
+        std::vector<std::pair<std::uint64_t, clock::time_point>> given_up;
         std::uint32_t credit = 1; // > 1: its requests carry the tag frame
         bool ready = false;       // in ready_queue: it has free credit
+        // Said READY with credit (zmqkit's): reads [header][body]; a plain 6/PPP worker gets an
+        // envelope request as one frame [header+body].
+        bool reads_both_layouts = false;
+        ppp::dialect dialect = ppp::dialect::bytes; // heartbeats go in the one it spoke
         clock::time_point last_seen;
         std::uint64_t served = 0;
         [[nodiscard]] bool has_credit() const noexcept { return in_flight.size() < credit; }
@@ -74,6 +82,10 @@ struct load_balancer::impl {
     std::unordered_map<std::string, worker_state> workers;
     std::deque<std::string> ready_queue; // least recently used first
     std::unordered_map<std::string, std::uint64_t> expired_by_id;
+    // Workers cut off as stuck (see cut_off_stuck) until they say READY again, with the time
+    // they were last heard from.
+    std::unordered_map<std::string, clock::time_point> stuck;
+    enum class worker_loss { disconnected, expired, stuck };
 
     std::vector<zmq::message_t> frames;
     std::vector<zmq::message_t> outgoing; // frames being sent (reused)
@@ -99,6 +111,7 @@ struct load_balancer::impl {
     counter* c_malformed;
     counter* c_expired;
     counter* c_disconnected;
+    counter* c_stuck;
     counter* c_undeliverable;
     gauge* g_workers;
     gauge* g_ready;
@@ -125,6 +138,8 @@ struct load_balancer::impl {
                       "Workers silent past heartbeat interval x liveness");
         c_disconnected = c("zmqkit_lb_workers_disconnected_total",
                            "Workers that sent DISCONNECT or were found unreachable");
+        c_stuck = c("zmqkit_lb_workers_stuck_total",
+                    "Workers cut off for holding a request past its deadline and a grace period");
         c_undeliverable = c("zmqkit_lb_undeliverable_total",
                             "Replies that could not go to their client (gone or full)");
         g_workers = g("zmqkit_lb_workers", "Workers known to the broker");
@@ -356,6 +371,14 @@ struct load_balancer::impl {
         }
         if (it->second.worker.empty()) {
             --queued; // its entry in `queue` is skipped when reached
+        } else if (const auto w = workers.find(it->second.worker);
+                   w != workers.end() &&
+                   std::find(w->second.in_flight.begin(), w->second.in_flight.end(), tag) !=
+                       w->second.in_flight.end()) {
+            // Given up (timed out, or answered by another worker) while this worker has it:
+            // its slot stays taken, as it may still answer (the reply is then dropped); if it
+            // has not within the grace, it is stuck (cut_off_stuck).
+            w->second.given_up.emplace_back(tag, now() + expiry());
         }
         requests.erase(it);
     }
@@ -418,8 +441,15 @@ struct load_balancer::impl {
                 outgoing.push_back(copy_of(f));
             }
             outgoing.emplace_back();
-            for (const auto& f : r.content) {
-                outgoing.push_back(copy_of(f));
+            if (r.envelope && r.content.size() == 2 && !w.reads_both_layouts) {
+                // [header][body] would be two content frames, which 6/PPP workers written like
+                // the zguide's (exactly 3 frames) drop as invalid: one frame, as every zmqkit
+                // reader accepts too.
+                outgoing.push_back(joined(r.content[0], r.content[1]));
+            } else {
+                for (const auto& f : r.content) {
+                    outgoing.push_back(copy_of(f));
+                }
             }
             const auto sent = send_backend(outgoing);
             if (sent != send_result::sent) {
@@ -429,7 +459,7 @@ struct load_balancer::impl {
                 }
                 queue.push_front(tag);
                 ++queued;
-                remove_worker(rid, false);
+                remove_worker(rid, worker_loss::disconnected);
                 continue;
             }
             ++r.dispatches;
@@ -466,20 +496,26 @@ struct load_balancer::impl {
             c_redispatched->add();
         }
         w.in_flight.clear();
+        w.given_up.clear();
     }
 
-    void remove_worker(const std::string& rid, bool expired) {
+    void remove_worker(const std::string& rid, worker_loss why) {
         const auto it = workers.find(rid);
         if (it == workers.end()) {
             return;
         }
-        requeue_in_flight(it->second, rid, expired ? "expired" : "disconnected");
+        requeue_in_flight(it->second, rid,
+                          why == worker_loss::expired ? "expired"
+                          : why == worker_loss::stuck ? "was stuck"
+                                                      : "disconnected");
         if (it->second.ready) {
             ready_queue.erase(std::remove(ready_queue.begin(), ready_queue.end(), rid),
                               ready_queue.end());
         }
         workers.erase(it);
-        if (expired) {
+        if (why == worker_loss::stuck) {
+            c_stuck->add();
+        } else if (why == worker_loss::expired) {
             c_expired->add();
             if (expired_by_id.size() >= 4096) {
                 expired_by_id.clear(); // bounded memory under worker churn
@@ -492,6 +528,36 @@ struct load_balancer::impl {
         } else {
             c_disconnected->add();
         }
+    }
+
+    // A worker that still holds a request the broker gave up on (answered with "timeout", or
+    // by another worker's reply) a grace period (heartbeat_interval x liveness) later is stuck: it
+    // heartbeats, so it is alive, but it lost the request or its handler hangs. Its slot cannot
+    // simply be freed: without a tag, a reply that comes after all would be taken for the next
+    // request's. So the worker is dropped (its other requests go to other workers), and gets no
+    // more heartbeats, so that a 6/PPP worker reconnects and starts over with READY; until it says
+    // READY, whatever it sends is ignored (a reply is counted as late).
+    void cut_off_stuck(const std::string& rid, clock::time_point t) {
+        log("worker " + hex(rid) + " is stuck: it still holds a request " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(expiry()).count()) +
+            " ms after the broker gave up on it (its client was answered); it gets no more "
+            "requests and no heartbeats until it says READY again");
+        if (stuck.size() >= 4096) {
+            stuck.clear(); // bounded memory under worker churn
+        }
+        stuck[rid] = t;
+        remove_worker(rid, worker_loss::stuck);
+    }
+
+    // [header][body] as one frame [header+body] (a copy: only for plain 6/PPP workers).
+    static zmq::message_t joined(const zmq::message_t& head, const zmq::message_t& body) {
+        zmq::message_t m(head.size() + body.size());
+        std::memcpy(m.data(), head.data(), head.size());
+        if (body.size() != 0) {
+            std::memcpy(static_cast<char*>(m.data()) + head.size(), body.data(), body.size());
+        }
+        return m;
     }
 
     void make_ready(const std::string& rid, worker_state& w) {
@@ -532,10 +598,23 @@ struct load_balancer::impl {
             const auto t = now();
             auto found = workers.find(rid);
             if (m->what == ppp::worker_message::kind::disconnect) {
+                stuck.erase(rid);
                 if (found != workers.end()) {
-                    remove_worker(rid, false);
+                    remove_worker(rid, worker_loss::disconnected);
                 }
                 continue;
+            }
+            if (const auto cut = stuck.find(rid); cut != stuck.end()) {
+                if (m->what != ppp::worker_message::kind::ready) {
+                    // Cut off until it starts over: a reply now is one the client was told
+                    // "timeout" for, or would be taken for the next request's.
+                    cut->second = t;
+                    if (m->what == ppp::worker_message::kind::reply) {
+                        c_late->add();
+                    }
+                    continue;
+                }
+                stuck.erase(cut);
             }
             if (found == workers.end()) {
                 // READY, or any sign of life from a worker this broker does not know (it was
@@ -552,9 +631,12 @@ struct load_balancer::impl {
                 // A worker that says READY again lost its conversation: its requests are lost.
                 requeue_in_flight(w, rid, "restarted its conversation");
                 w.credit = std::min(m->credit, opt.max_prefetch);
+                w.reads_both_layouts = m->credit_announced;
+                w.dialect = m->spoken;
                 make_ready(rid, w);
                 break;
             case ppp::worker_message::kind::heartbeat:
+                w.dialect = m->spoken;
                 make_ready(rid, w);
                 break;
             case ppp::worker_message::kind::reply:
@@ -595,10 +677,12 @@ struct load_balancer::impl {
                 at != w.in_flight.end()) {
                 w.in_flight.erase(at);
             }
+            std::erase_if(w.given_up, [tag](const auto& g) { return g.first == tag; });
         } else if (w.credit == 1 && w.in_flight.size() == 1) {
             // One request at a time (6/PPP): the reply is to the one it has.
             tag = w.in_flight.front();
             w.in_flight.clear();
+            w.given_up.clear();
         } else {
             // No request here (the worker was forgotten or said READY again since), or a worker
             // with credit that did not return the tag frame: nothing tells which request it is.
@@ -638,24 +722,32 @@ struct load_balancer::impl {
             for (const auto& [rid, w] : workers) {
                 std::vector<zmq::message_t> out;
                 out.emplace_back(rid.data(), rid.size());
-                out.emplace_back(ppp::heartbeat_byte.data(), ppp::heartbeat_byte.size());
+                const auto heartbeat = ppp::heartbeat_in(w.dialect);
+                out.emplace_back(heartbeat.data(), heartbeat.size());
                 if (send_backend(out) == send_result::unreachable) {
                     gone.push_back(rid);
                 }
             }
             for (const auto& rid : gone) {
-                remove_worker(rid, false);
+                remove_worker(rid, worker_loss::disconnected);
             }
         }
-        std::vector<std::string> silent;
+        std::vector<std::string> silent, stuck_now;
         for (const auto& [rid, w] : workers) {
             if (t - w.last_seen > expiry()) {
                 silent.push_back(rid);
+            } else if (!w.given_up.empty() && t >= w.given_up.front().second) {
+                stuck_now.push_back(rid);
             }
         }
         for (const auto& rid : silent) {
-            remove_worker(rid, true);
+            remove_worker(rid, worker_loss::expired);
         }
+        for (const auto& rid : stuck_now) {
+            cut_off_stuck(rid, t);
+        }
+        // A worker cut off and silent since has gone (or reconnected under another id).
+        std::erase_if(stuck, [&](const auto& s) { return t - s.second > expiry(); });
         if (with_deadline > 0) {
             std::vector<std::uint64_t> overdue;
             for (const auto& [tag, r] : requests) {
@@ -694,6 +786,7 @@ struct load_balancer::impl {
         s.malformed = c_malformed->value();
         s.workers_expired = c_expired->value();
         s.workers_disconnected = c_disconnected->value();
+        s.workers_stuck = c_stuck->value();
         s.queued = queued;
         s.in_flight = requests.size() - queued;
         const auto t = now();
@@ -735,6 +828,7 @@ struct load_balancer::impl {
         num("malformed", s.malformed);
         num("workers_expired", s.workers_expired);
         num("workers_disconnected", s.workers_disconnected);
+        num("workers_stuck", s.workers_stuck);
         num("undeliverable", c_undeliverable->value());
         num("queued", s.queued);
         num("in_flight", s.in_flight);

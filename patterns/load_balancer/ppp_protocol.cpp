@@ -49,8 +49,16 @@ std::optional<worker_message> parse_worker_message(const std::vector<std::string
     }
     if (frames.size() == 1) {
         const std::string_view c = frames[0];
-        if (c == ready_byte || c == ready_word) {
-            return worker_message{worker_message::kind::ready, 0};
+        const auto command = [](worker_message::kind k, dialect d) {
+            worker_message m{k, 0};
+            m.spoken = d;
+            return m;
+        };
+        if (c == ready_byte) {
+            return command(worker_message::kind::ready, dialect::bytes);
+        }
+        if (c == ready_word) {
+            return command(worker_message::kind::ready, dialect::words);
         }
         if (c.substr(0, ready_credit_prefix.size()) == ready_credit_prefix) {
             // zmqkit's READY with credit: a READY in any case; a bad number is credit 1.
@@ -65,14 +73,17 @@ std::optional<worker_message> parse_worker_message(const std::vector<std::string
                       "', not a number from 1 to 4294967295 (taken as credit 1)";
             } else {
                 m.credit = credit;
+                m.credit_announced = true;
             }
             return m;
         }
         if (c == heartbeat_byte || c == heartbeat_word) {
-            return worker_message{worker_message::kind::heartbeat, 0};
+            return command(worker_message::kind::heartbeat,
+                           c == heartbeat_word ? dialect::words : dialect::bytes);
         }
         if (c == disconnect_byte || c == disconnect_word) {
-            return worker_message{worker_message::kind::disconnect, 0};
+            return command(worker_message::kind::disconnect,
+                           c == disconnect_word ? dialect::words : dialect::bytes);
         }
         why = "unknown command '" + printable(c) +
               "' (known: 0x01 READY, 0x02 HEARTBEAT, 0x05 DISCONNECT)";

@@ -20,26 +20,6 @@ using frames_t = std::vector<std::string>;
 const std::string ready_byte("\x01", 1), request_byte("\x02", 1), reply_byte("\x03", 1),
     heartbeat_byte("\x04", 1), disconnect_byte("\x05", 1);
 
-frames_t recv_frames(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-    frames_t frames;
-    auto f = recv_within(s, timeout);
-    while (f) {
-        frames.push_back(f->to_string());
-        if (!f->more()) {
-            break;
-        }
-        f = recv_within(s, timeout);
-    }
-    return frames;
-}
-
-void send_frames(zmq::socket_t& s, const frames_t& frames) {
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-        s.send(zmq::buffer(frames[i]),
-               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-}
-
 struct mdp_proxy {
     child_process process;
     std::string frontend, backend, control;

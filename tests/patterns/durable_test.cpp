@@ -2,9 +2,11 @@
 // under credit, ack / nack / timeout / consumer loss, restart over the same spool, duplicate
 // suppression on both sides, back-pressure at a full spool, best-effort PUSH/PULL, malformed
 // input. Every check is by message id.
+#include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
 #include "support/testing.hpp"
+#include "support/unknown_entries.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -54,6 +56,16 @@ struct durable_fixture : ::testing::Test {
         o.endpoint = p.backend_endpoints().at(0);
         o.socket.registry = &registry;
         return o;
+    }
+
+    // The dead-letter spool of a proxy with options o (stopped), read only.
+    spool_options dead_letter_spool(const durable_proxy_options& o) {
+        spool_options so;
+        so.directory = o.spool.directory / "dead-letter";
+        so.read_only = true;
+        so.dead_letter_spool = false;
+        so.registry = &registry;
+        return so;
     }
 
     // Sends n messages with bodies "<prefix><i>"; returns their ids in order.
@@ -227,14 +239,7 @@ TEST_F(durable_fixture, nack_requeues_with_a_higher_attempt_or_dead_letters_with
         })) << proxy.status_json();
         proxy.stop();
     }
-    spool dlq([&] {
-        spool_options so;
-        so.directory = o.spool.directory / "dead-letter";
-        so.read_only = true;
-        so.dead_letter_spool = false;
-        so.registry = &registry;
-        return so;
-    }());
+    spool dlq(dead_letter_spool(o));
     bool found = false;
     dlq.for_each(0, [&](const spooled_message& m, bool) {
         header h;
@@ -1076,4 +1081,81 @@ TEST_F(durable_fixture, unconfirmed_messages_are_resent_in_batches_after_the_ret
 
 TEST_F(durable_fixture, a_spool_filling_up_in_the_middle_of_a_batch_holds_the_rest_in_order) {
     full_spool_holds_back_then_drains_in_order(*this, 8);
+}
+
+// docs/wire-protocol.md §6 and §7.4: the proxy rewrites `attempt` in every delivery, and the
+// dead-letter copy adds user headers; header keys it does not know, of every msgpack type, reach
+// consumers byte for byte on the first delivery, on redelivery, through the PUSH backend, and in
+// the dead-letter spool.
+TEST_F(durable_fixture, unknown_header_keys_survive_delivery_redelivery_push_and_dead_letter) {
+    const auto entries = unknown_entries_of_every_type();
+    auto produce = [&](const std::string& endpoint) {
+        zmq::socket_t producer(ctx, zmq::socket_type::dealer);
+        producer.set(zmq::sockopt::linger, 0);
+        producer.connect(endpoint);
+        const header h = header::fresh(); // 3 keys: version, id, timestamp
+        const std::string plain = encode_header(h);
+        producer.send(zmq::buffer(with_unknown_entries(plain + "body", plain.size(), entries)));
+        auto cmd = recv_within(producer, 10s);
+        EXPECT_TRUE(cmd && cmd->to_string() == "CONFIRM");
+        while (cmd && cmd->more()) {
+            cmd = recv_within(producer, 10s);
+        }
+    };
+    auto o = options();
+    o.redelivery_backoff = 1ms;
+    {
+        durable_proxy proxy(ctx, o);
+        proxy.start();
+        produce(proxy.frontend_endpoints().at(0));
+        zmq::socket_t consumer(ctx, zmq::socket_type::dealer);
+        consumer.set(zmq::sockopt::linger, 0);
+        consumer.connect(proxy.backend_endpoints().at(0));
+        send_frames(consumer, {std::string(durable_protocol::credit), "1"});
+        // [DELIVER][tag][header][body]
+        auto first = recv_frames(consumer);
+        ASSERT_EQ(first.size(), 4u);
+        EXPECT_EQ(first[3], "body");
+        expect_unknown_entries_intact(first[2], 3, entries, "first delivery");
+        send_frames(consumer, {std::string(durable_protocol::nack), first[1],
+                               std::string(durable_protocol::nack_requeue), "again"});
+        auto second = recv_frames(consumer);
+        ASSERT_EQ(second.size(), 4u);
+        header h2;
+        ASSERT_TRUE(decode_header(second[2].data(), second[2].size(), h2));
+        EXPECT_EQ(h2.attempt, 2u);
+        expect_unknown_entries_intact(second[2], 4, entries, "redelivery (attempt 2)");
+        send_frames(consumer, {std::string(durable_protocol::nack), second[1],
+                               std::string(durable_protocol::nack_dead_letter), "poison"});
+        ASSERT_TRUE(eventually([&] {
+            return proxy.status_json().find("\"dead_letter_messages\":1") != std::string::npos;
+        })) << proxy.status_json();
+        proxy.stop();
+    }
+    spool dlq(dead_letter_spool(o));
+    std::size_t copies = 0;
+    dlq.for_each(0, [&](const spooled_message& m, bool) {
+        ++copies;
+        // attempt and the user headers with the reason: 5 known keys.
+        expect_unknown_entries_intact(m.header, 5, entries, "dead-letter copy");
+        return true;
+    });
+    EXPECT_EQ(copies, 1u);
+
+    // Best-effort consumers get the plain layout [header][body], attempt set (to 1: omitted).
+    auto po = options();
+    po.name = "durable-push";
+    po.spool.directory = dir.path() / "push-spool";
+    po.backend.clear();
+    po.backend_push = "tcp://127.0.0.1:*";
+    durable_proxy proxy(ctx, po);
+    proxy.start();
+    zmq::socket_t pull(ctx, zmq::socket_type::pull);
+    pull.set(zmq::sockopt::linger, 0);
+    pull.connect(proxy.backend_push_endpoints().at(0));
+    produce(proxy.frontend_endpoints().at(0));
+    const auto pushed = recv_frames(pull);
+    ASSERT_EQ(pushed.size(), 2u);
+    EXPECT_EQ(pushed[1], "body");
+    expect_unknown_entries_intact(pushed[0], 3, entries, "PUSH backend");
 }

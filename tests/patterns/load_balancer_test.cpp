@@ -9,6 +9,7 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "support/testing.hpp"
+#include "support/unknown_entries.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -56,6 +57,31 @@ TEST(ppp_protocol, worker_commands_from_the_spec_and_the_ascii_words) {
     r = ppp::parse_worker_message({"HEARTBEAT"}, why);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->what, ppp::worker_message::kind::heartbeat);
+}
+
+TEST(ppp_protocol, commands_say_which_dialect_they_were_spelt_in) {
+    std::string why;
+    for (const auto& [frame, spoken] : std::vector<std::pair<std::string, ppp::dialect>>{
+             {std::string("\x01", 1), ppp::dialect::bytes},
+             {std::string("\x02", 1), ppp::dialect::bytes},
+             {std::string("\x05", 1), ppp::dialect::bytes},
+             {std::string(ppp::ready_credit_prefix) + "1", ppp::dialect::bytes},
+             {"READY", ppp::dialect::words},
+             {"HEARTBEAT", ppp::dialect::words},
+             {"DISCONNECT", ppp::dialect::words}}) {
+        const auto r = ppp::parse_worker_message({frame}, why);
+        ASSERT_TRUE(r) << frame;
+        EXPECT_EQ(r->spoken, spoken) << frame;
+    }
+    EXPECT_EQ(ppp::heartbeat_in(ppp::dialect::bytes), std::string_view("\x02", 1));
+    EXPECT_EQ(ppp::heartbeat_in(ppp::dialect::words), "HEARTBEAT");
+    // Only a READY with a valid credit says the worker reads both envelope layouts.
+    EXPECT_TRUE(ppp::parse_worker_message({std::string(ppp::ready_credit_prefix) + "1"}, why)
+                    ->credit_announced);
+    EXPECT_FALSE(ppp::parse_worker_message({std::string(ppp::ready_credit_prefix) + "x"}, why)
+                     ->credit_announced);
+    EXPECT_FALSE(ppp::parse_worker_message({std::string("\x01", 1)}, why)->credit_announced);
+    EXPECT_FALSE(ppp::parse_worker_message({"READY"}, why)->credit_announced);
 }
 
 TEST(ppp_protocol, replies_carry_an_address_stack_a_delimiter_and_content) {
@@ -145,30 +171,6 @@ TEST(ppp_protocol, ready_with_credit_golden_frames_and_bad_credits) {
 }
 
 // ---- fixture ----------------------------------------------------------------------------------
-
-std::vector<std::string> recv_frames(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-    std::vector<std::string> frames;
-    auto f = recv_within(s, timeout);
-    if (!f) {
-        return frames;
-    }
-    frames.push_back(f->to_string());
-    while (f->more()) {
-        f = recv_within(s, timeout);
-        if (!f) {
-            break;
-        }
-        frames.push_back(f->to_string());
-    }
-    return frames;
-}
-
-void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-        s.send(zmq::buffer(frames[i]),
-               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-}
 
 // A clock tests move forward by hand.
 struct manual_clock {
@@ -1288,4 +1290,360 @@ TEST_F(lb_fixture, a_prefetching_worker_stopped_under_load_loses_and_duplicates_
     EXPECT_EQ(s->errors, 0u);
     // Nothing ran twice: every request was handled by exactly one worker.
     EXPECT_EQ(handled_by_a + b.counters().handled, static_cast<std::uint64_t>(total));
+}
+
+// ---- header keys the broker does not know
+// --------------------------------------------------------
+
+// docs/wire-protocol.md §6: the broker rewrites `attempt` when it dispatches a request again;
+// header keys it does not know, of every msgpack type, reach the worker byte for byte on the
+// first dispatch and on the re-dispatch, inline or with the body in a frame of its own.
+TEST_F(lb_fixture, unknown_header_keys_reach_workers_unchanged_on_every_dispatch) {
+    const auto entries = unknown_entries_of_every_type();
+    load_balancer broker(ctx, options());
+    broker.start();
+    auto client = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    std::vector<zmq::socket_t> workers; // kept open: a DISCONNECT must not die with its socket
+    for (const bool separate : {false, true}) {
+        const std::string body = separate ? std::string(5000, 'L') : std::string("small");
+        const header h = header::fresh(); // 3 keys: version, id, timestamp
+        const std::string plain = encode_header(h);
+        if (separate) {
+            send_frames(client, {"", with_unknown_entries(plain, plain.size(), entries), body});
+        } else {
+            send_frames(client, {"", with_unknown_entries(plain + body, plain.size(), entries)});
+        }
+        for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+            const std::string where = std::string(separate ? "separate" : "inline") +
+                                      " layout, attempt " + std::to_string(attempt);
+            // A worker with credit: it reads both layouts (and gets the tag frame).
+            workers.push_back(raw_worker(broker, ready_with_credit(2)));
+            auto& w = workers.back();
+            const auto request = next_request(w);
+            const auto delimiter = std::find(request.begin(), request.end(), std::string());
+            ASSERT_NE(delimiter, request.end()) << where;
+            const std::vector<std::string> address(request.begin(), delimiter);
+            const std::vector<std::string> content(delimiter + 1, request.end());
+            ASSERT_EQ(content.size(), separate ? 2u : 1u) << where;
+            header got;
+            std::size_t header_size = 0;
+            ASSERT_TRUE(decode_header(content[0].data(), content[0].size(), got, &header_size));
+            EXPECT_EQ(got.id, h.id) << where;
+            EXPECT_EQ(got.attempt, attempt) << where;
+            EXPECT_EQ(separate ? content[1] : content[0].substr(header_size), body) << where;
+            expect_unknown_entries_intact(content[0].substr(0, header_size), attempt == 1 ? 3 : 4,
+                                          entries, where);
+            if (attempt == 2) {
+                auto reply = address;
+                reply.emplace_back();
+                reply.push_back(encode_header(header::follow_up(got)) + "done");
+                send_frames(w, reply);
+            }
+            w.send(zmq::buffer(std::string(ppp::disconnect_byte))); // gone: A's request goes to B
+        }
+        const auto reply = recv_frames(client);
+        ASSERT_EQ(reply.size(), 2u);
+        header rh;
+        std::size_t hs = 0;
+        ASSERT_TRUE(decode_header(reply[1].data(), reply[1].size(), rh, &hs));
+        EXPECT_EQ(rh.causation_id, h.id);
+    }
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->redispatched, 2u);
+    EXPECT_EQ(s->replies, 2u);
+}
+
+// ---- workers written like the zguide's ppworker
+// ----------------------------------------------------
+
+namespace {
+
+// A 6/PPP worker written like the zguide's ppworker (C: bytes; C++: the words "READY" and
+// "HEARTBEAT"), driven from the test thread by pump(). A request is exactly 3 frames
+// [client][""][content] and a heartbeat exactly the HEARTBEAT of its dialect; anything else is
+// an "invalid message": counted and dropped, as the zguide's workers do, and it does not count
+// as a sign of the broker's life. Silent broker for `liveness` intervals: a fresh socket (routing
+// id "<name>-<n>") and READY again, unless `stay` is set.
+struct zguide_style_worker {
+    zmq::context_t& ctx;
+    std::string endpoint, name;
+    ppp::dialect speaks;
+    std::chrono::milliseconds interval;
+    std::uint32_t liveness = 3;
+    bool stay = false;
+    std::optional<zmq::socket_t> socket;
+    std::string routing_id;
+    std::chrono::steady_clock::time_point last_heard, next_heartbeat;
+    int invalid = 0, heartbeats = 0, reconnects = -1;
+    std::vector<std::vector<std::string>> requests; // received and not answered
+
+    zguide_style_worker(zmq::context_t& c, std::string ep, std::string n, ppp::dialect d,
+                        std::chrono::milliseconds i)
+        : ctx(c), endpoint(std::move(ep)), name(std::move(n)), speaks(d), interval(i) {
+        connect();
+    }
+
+    void send_command(std::string_view bytes_form, std::string_view word_form) {
+        const auto c = speaks == ppp::dialect::words ? word_form : bytes_form;
+        socket->send(zmq::buffer(c.data(), c.size()));
+    }
+
+    void connect() {
+        ++reconnects;
+        routing_id = name + "-" + std::to_string(reconnects);
+        socket.emplace(ctx, zmq::socket_type::dealer);
+        socket->set(zmq::sockopt::linger, 0);
+        socket->set(zmq::sockopt::routing_id, routing_id);
+        socket->connect(endpoint);
+        send_command(ppp::ready_byte, ppp::ready_word);
+        last_heard = std::chrono::steady_clock::now();
+        next_heartbeat = last_heard + interval;
+    }
+
+    // Takes what arrives within `wait`, heartbeats when due, reconnects after a silence.
+    void pump(std::chrono::milliseconds wait = 2ms) {
+        for (auto frames = recv_frames(*socket, wait); !frames.empty();
+             frames = recv_frames(*socket, 0ms)) {
+            if (frames.size() == 3 && frames[1].empty()) {
+                requests.push_back(std::move(frames));
+                last_heard = std::chrono::steady_clock::now();
+            } else if (frames.size() == 1 && frames[0] == ppp::heartbeat_in(speaks)) {
+                ++heartbeats;
+                last_heard = std::chrono::steady_clock::now();
+            } else {
+                ++invalid; // "E: invalid message"
+            }
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (!stay && now - last_heard > interval * liveness) {
+            connect(); // "W: heartbeat failure, can't reach queue"
+            return;
+        }
+        if (now >= next_heartbeat) {
+            next_heartbeat = now + interval;
+            send_command(ppp::heartbeat_byte, ppp::heartbeat_word);
+        }
+    }
+
+    // Answers an envelope request (its content, inline) with a follow-up: prefix + its body.
+    void answer(const std::vector<std::string>& request, const std::string& prefix) {
+        header h;
+        std::size_t size = 0;
+        ASSERT_TRUE(decode_header(request[2].data(), request[2].size(), h, &size).ok());
+        send_frames(*socket,
+                    {request[0], "",
+                     encode_header(header::follow_up(h)) + prefix + request[2].substr(size)});
+    }
+    void answer_all(const std::string& prefix) {
+        for (const auto& r : requests) {
+            answer(r, prefix);
+        }
+        requests.clear();
+    }
+};
+
+} // namespace
+
+// Issue 14 item 8: the zguide's C++ ppworker says "READY" and "HEARTBEAT" and takes any other
+// single frame for an invalid message. The broker answers each worker in the dialect it spoke,
+// so such a worker stays connected, and an envelope over the inline limit reaches it as one
+// content frame (it drops 4-frame requests).
+TEST_F(lb_fixture, a_worker_speaking_the_words_stays_connected_and_answers_every_request) {
+    auto o = options();
+    o.heartbeat_interval = 50ms;
+    load_balancer broker(ctx, o);
+    broker.start();
+    zguide_style_worker w(ctx, broker.backend_endpoints().at(0), "cpp", ppp::dialect::words, 50ms);
+    lb_client client(ctx, client_options(broker));
+    auto dealer = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+
+    std::map<message_id, std::string> expected; // request id -> reply body
+    std::map<message_id, int> answers;
+    for (int i = 0; i < 20; ++i) {
+        const std::string body = cat("q", std::to_string(i));
+        const auto id = client.submit(message(body), [&](lb_result r) {
+            ASSERT_TRUE(r.ok()) << r.reason;
+            ++answers[r.reply.causation_id()];
+            EXPECT_EQ(r.reply.body_view(), expected[r.reply.causation_id()]);
+        });
+        expected[id] = cat("re:", body);
+    }
+    // Over the inline limit, from a sender that puts the body in a frame of its own.
+    const header large = header::fresh();
+    const std::string large_body(10000, 'x');
+    send_frames(dealer, {"", encode_header(large), large_body});
+    std::vector<std::string> large_reply;
+    ASSERT_TRUE(eventually(
+        [&] {
+            w.pump();
+            w.answer_all("re:");
+            (void)client.poll(0ms);
+            if (large_reply.empty()) {
+                large_reply = recv_frames(dealer, 0ms);
+            }
+            // Several heartbeat intervals, every request answered.
+            return w.heartbeats >= 10 && answers.size() == expected.size() && !large_reply.empty();
+        },
+        30s))
+        << w.heartbeats << " heartbeats, " << answers.size() << " answers, " << w.invalid
+        << " invalid messages";
+    EXPECT_EQ(w.invalid, 0) << "the worker saw frames it takes for invalid messages";
+    EXPECT_EQ(w.reconnects, 0) << "the worker thought the broker was gone";
+    for (const auto& [id, n] : answers) {
+        EXPECT_EQ(n, 1) << id.to_string();
+        EXPECT_EQ(expected.count(id), 1u) << id.to_string();
+    }
+    ASSERT_EQ(large_reply.size(), 2u);
+    header rh;
+    std::size_t hs = 0;
+    ASSERT_TRUE(decode_header(large_reply[1].data(), large_reply[1].size(), rh, &hs));
+    EXPECT_EQ(rh.causation_id, large.id);
+    EXPECT_EQ(large_reply[1].substr(hs), "re:" + large_body);
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->workers_expired, 0u);
+    EXPECT_EQ(s->malformed, 0u);
+    ASSERT_EQ(s->workers.size(), 1u);
+    EXPECT_EQ(s->workers[0].id, "6370702d30"); // "cpp-0"
+    EXPECT_EQ(s->workers[0].served, 21u);
+}
+
+// docs/wire-protocol.md §8.2: an envelope whose body travels in a frame of its own reaches a
+// plain 6/PPP worker (here the zguide's C ppworker: bytes, exactly 3 frames) as one frame
+// [header+body], and a worker that announced credit (lb_worker; it reads both layouts) as the
+// two frames it was sent in.
+TEST_F(lb_fixture, a_large_envelope_reaches_a_plain_worker_as_one_frame_a_credit_worker_as_two) {
+    load_balancer broker(ctx, options()); // heartbeats 1000 ms x 3: the raw worker below has time
+    broker.start();
+    auto dealer = raw(zmq::socket_type::dealer, broker.frontend_endpoints().at(0));
+    const std::string body(5000, 'b');
+
+    zguide_style_worker plain(ctx, broker.backend_endpoints().at(0), "c", ppp::dialect::bytes,
+                              1000ms);
+    const header h1 = header::fresh();
+    send_frames(dealer, {"", encode_header(h1), body});
+    ASSERT_TRUE(eventually([&] {
+        plain.pump();
+        return !plain.requests.empty();
+    }));
+    EXPECT_EQ(plain.invalid, 0);
+    header got;
+    std::size_t hs = 0;
+    ASSERT_TRUE(decode_header(plain.requests[0][2].data(), plain.requests[0][2].size(), got, &hs));
+    EXPECT_EQ(got.id, h1.id);
+    EXPECT_EQ(plain.requests[0][2].substr(hs), body);
+    plain.answer_all("");
+    EXPECT_EQ(recv_frames(dealer).size(), 2u);
+    plain.send_command(ppp::disconnect_byte, ppp::disconnect_word);
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->workers.empty(); }));
+
+    auto credit = raw_worker(broker, ready_with_credit(1));
+    ASSERT_TRUE(ready_workers(broker, 1));
+    const header h2 = header::fresh();
+    const std::string h2_frame = encode_header(h2);
+    send_frames(dealer, {"", h2_frame, body});
+    const auto request = next_request(credit);
+    ASSERT_EQ(request.size(), 4u); // [client][""][header][body]: no tag frame with credit 1
+    EXPECT_EQ(request[1], "");
+    EXPECT_EQ(request[2], h2_frame);
+    EXPECT_EQ(request[3], body);
+    send_frames(credit, {request[0], "", encode_header(header::follow_up(h2)) + "ok"});
+    EXPECT_EQ(recv_frames(dealer).size(), 2u); // answered: nothing in flight when it stops
+}
+
+// Issue 14 item 7: a worker that heartbeats but never answers a request the broker already
+// answered with "timeout" keeps its slot for a grace period (heartbeat interval x liveness),
+// then is cut off as stuck: no requests, no heartbeats. Meanwhile other workers serve; its late
+// reply is dropped and counted; a 6/PPP worker, hearing no heartbeats, reconnects with READY
+// and is served again.
+TEST_F(lb_fixture, a_worker_that_never_answers_a_timed_out_request_is_cut_off_and_rejoins) {
+    std::vector<std::string> logged;
+    std::mutex log_mutex;
+    auto o = options();
+    o.heartbeat_interval = 100ms; // grace: 300 ms
+    o.log = [&](std::string_view line) {
+        std::lock_guard lock(log_mutex);
+        logged.emplace_back(line);
+    };
+    load_balancer broker(ctx, o);
+    broker.start();
+    const auto backend = broker.backend_endpoints().at(0);
+    zguide_style_worker h(ctx, backend, "h", ppp::dialect::bytes, 100ms);
+    h.stay = true; // keeps its first socket until told otherwise
+    lb_client client(ctx, client_options(broker));
+    std::optional<zguide_style_worker> b;
+    bool h_answers = false;
+    auto until = [&](const std::function<bool()>& done) {
+        return eventually(
+            [&] {
+                h.pump(1ms);
+                if (h_answers) {
+                    h.answer_all("h:");
+                }
+                if (b) {
+                    b->pump(1ms);
+                    b->answer_all("b:");
+                }
+                (void)client.poll(0ms);
+                return done();
+            },
+            20s);
+    };
+    auto stats = [&] { return *broker.broker_stats(); };
+    ASSERT_TRUE(until([&] { return stats().workers.size() == 1; }));
+
+    // A request with a deadline 300 ms away reaches H, which never answers it.
+    std::map<std::string, lb_result> done;
+    auto submit = [&](const std::string& body, std::optional<std::chrono::milliseconds> within) {
+        message m(body);
+        if (within) {
+            const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()) +
+                            *within;
+            m.header().set_user_header(lb_deadline_header, std::to_string(at.count()));
+        }
+        (void)client.submit(std::move(m),
+                            [&done, body](lb_result r) { done[body] = std::move(r); });
+    };
+    submit("slow", 300ms);
+    ASSERT_TRUE(until([&] { return done.count("slow") == 1; }));
+    EXPECT_EQ(done["slow"].error, lb_error::timeout);
+    ASSERT_EQ(h.requests.size(), 1u);
+
+    // Its slot stays taken: the next request goes to another worker, B.
+    b.emplace(ctx, backend, "b", ppp::dialect::bytes, 100ms);
+    submit("r2", std::nullopt);
+    ASSERT_TRUE(until([&] { return done.count("r2") == 1; }));
+    ASSERT_TRUE(done["r2"].ok()) << done["r2"].reason;
+    EXPECT_EQ(done["r2"].reply.body_view(), "b:r2");
+    EXPECT_EQ(h.requests.size(), 1u);
+    b->send_command(ppp::disconnect_byte, ppp::disconnect_word); // B leaves (its socket stays)
+    zguide_style_worker gone = std::move(*b);
+    b.reset();
+
+    // The grace passes: H is cut off. Its late reply is dropped (the client never sees it).
+    ASSERT_TRUE(until([&] { return stats().workers_stuck == 1; }));
+    EXPECT_TRUE(stats().workers.empty());
+    h.answer_all("h:");
+    ASSERT_TRUE(until([&] { return stats().late_replies == 1; }));
+    EXPECT_TRUE(stats().workers.empty()) << "a reply from a stuck worker registered it";
+
+    // Hearing no heartbeats, H starts over on a fresh socket and is served again.
+    h.stay = false;
+    h_answers = true;
+    ASSERT_TRUE(until([&] { return h.reconnects == 1 && stats().workers.size() == 1; }));
+    submit("r3", std::nullopt);
+    ASSERT_TRUE(until([&] { return done.count("r3") == 1; }));
+    ASSERT_TRUE(done["r3"].ok()) << done["r3"].reason;
+    EXPECT_EQ(done["r3"].reply.body_view(), "h:r3");
+
+    const auto s = stats();
+    EXPECT_EQ(s.workers_stuck, 1u);
+    EXPECT_EQ(s.errors, 1u); // the timeout
+    EXPECT_EQ(s.replies, 2u);
+    EXPECT_EQ(client.late_replies(), 0u);
+    {
+        std::lock_guard lock(log_mutex);
+        EXPECT_THAT(logged, ::testing::Contains(HasSubstr("is stuck")));
+    }
+    EXPECT_THAT(broker.status_json(), HasSubstr("\"workers_stuck\":1"));
 }

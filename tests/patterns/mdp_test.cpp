@@ -132,30 +132,6 @@ TEST(mdp_protocol, malformed_frames_are_rejected_with_a_reason) {
 
 // ---- fixture ----------------------------------------------------------------------------------
 
-frames_t recv_frames(zmq::socket_t& s, std::chrono::milliseconds timeout = 10s) {
-    frames_t frames;
-    auto f = recv_within(s, timeout);
-    if (!f) {
-        return frames;
-    }
-    frames.push_back(f->to_string());
-    while (f->more()) {
-        f = recv_within(s, timeout);
-        if (!f) {
-            break;
-        }
-        frames.push_back(f->to_string());
-    }
-    return frames;
-}
-
-void send_frames(zmq::socket_t& s, const frames_t& frames) {
-    for (std::size_t i = 0; i < frames.size(); ++i) {
-        s.send(zmq::buffer(frames[i]),
-               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-    }
-}
-
 struct manual_clock {
     std::atomic<std::int64_t> offset_ms{0};
     std::chrono::steady_clock::time_point now() const {

@@ -48,6 +48,29 @@ inline std::optional<zmq::message_t> recv_within(zmq::socket_t& s,
     return m;
 }
 
+// Every frame of the next multipart message, each within timeout (empty if none came).
+inline std::vector<std::string> recv_frames(zmq::socket_t& s,
+                                            std::chrono::milliseconds timeout = 10s) {
+    std::vector<std::string> frames;
+    auto f = recv_within(s, timeout);
+    while (f) {
+        frames.push_back(f->to_string());
+        if (!f->more()) {
+            break;
+        }
+        f = recv_within(s, timeout);
+    }
+    return frames;
+}
+
+// Sends `frames` as one multipart message.
+inline void send_frames(zmq::socket_t& s, const std::vector<std::string>& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+        s.send(zmq::buffer(frames[i]),
+               i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+}
+
 // Sends one command frame on a REQ socket and returns the reply's frames (empty on timeout,
 // with a test failure recorded).
 inline std::vector<std::string> request(zmq::socket_t& req, const std::string& command,

@@ -2,6 +2,8 @@
 // with Python's msgpack package), round trips, and every class of malformed input.
 #include <zmqkit/codec.hpp>
 
+#include "support/unknown_entries.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -151,7 +153,61 @@ TEST(codec, unknown_keys_are_ignored) {
     header out;
     const auto st = decode(unhex(vector_unknown_keys), out);
     ASSERT_TRUE(st) << st.message();
-    EXPECT_EQ(out, minimal_header());
+    // The known fields are the minimal header's; the two unknown entries are kept verbatim.
+    EXPECT_EQ(hex(out.unknown.bytes), "6393010281a161c0a178cb3ff8000000000000");
+    EXPECT_EQ(out.unknown.count, 2U);
+    header known = out;
+    known.unknown = {};
+    EXPECT_EQ(known, minimal_header());
+}
+
+// docs/wire-protocol.md §6: a device that decodes a header, changes a field and encodes it
+// again passes the keys it does not know on, byte for byte.
+TEST(codec, unknown_keys_survive_a_decode_and_encode_byte_for_byte) {
+    header out;
+    ASSERT_TRUE(decode(unhex(vector_unknown_keys), out));
+    EXPECT_EQ(hex(encode_header(out)), vector_unknown_keys);
+    EXPECT_EQ(encoded_size(out), vector_unknown_keys.size() / 2);
+
+    const auto entries = zmqkit::testing::unknown_entries_of_every_type();
+    const header full = full_header();
+    const std::string plain = encode_header(full);
+    const std::string frame = zmqkit::testing::with_unknown_entries(plain, plain.size(), entries);
+    header h;
+    const auto st = decode(frame, h);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(h.unknown.count, entries.size());
+    header known = h;
+    known.unknown = {};
+    EXPECT_EQ(known, full);
+    // Re-encoded as it came (zmqkit writes unknown entries after key 12, where they were).
+    EXPECT_EQ(hex(encode_header(h)), hex(frame));
+    // A rewrite of a known field keeps every entry.
+    h.attempt = 4;
+    h.set_user_header("zmqkit-dead-letter-reason", "poison");
+    const std::string rewritten = encode_header(h);
+    EXPECT_EQ(encoded_size(h), rewritten.size());
+    zmqkit::testing::expect_unknown_entries_intact(rewritten, 13, entries, "rewritten");
+    header again;
+    ASSERT_TRUE(decode(rewritten, again));
+    EXPECT_EQ(again.attempt, 4U);
+    EXPECT_EQ(again.unknown, h.unknown);
+    // With an inline body after the header: the body follows the entries unchanged.
+    const std::string with_body =
+        zmqkit::testing::with_unknown_entries(plain + "body", plain.size(), entries);
+    std::size_t header_size = 0;
+    ASSERT_TRUE(decode_header(with_body.data(), with_body.size(), again, &header_size));
+    EXPECT_EQ(with_body.substr(header_size), "body");
+    EXPECT_EQ(again.unknown, h.unknown);
+
+    // follow_up() starts a new message: the cause's unknown entries are not copied.
+    EXPECT_TRUE(header::follow_up(h).unknown.empty());
+    // A repeated version key is not an unknown entry (the version is written first anyway).
+    ASSERT_TRUE(decode(unhex("84" + std::string(vector_minimal).substr(2) + "0001"), again));
+    EXPECT_TRUE(again.unknown.empty());
+    // Decoding into a header that held unknown entries forgets them.
+    ASSERT_TRUE(decode(unhex(vector_minimal), h));
+    EXPECT_EQ(h, minimal_header());
 }
 
 TEST(codec, unknown_major_version_is_a_clear_error) {

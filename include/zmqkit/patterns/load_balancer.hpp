@@ -43,14 +43,23 @@ inline constexpr std::string_view ready_byte{"\x01", 1};      // worker -> broke
 inline constexpr std::string_view heartbeat_byte{"\x02", 1};  // both ways, one frame
 inline constexpr std::string_view disconnect_byte{"\x05", 1}; // worker -> broker (zmqkit addition)
 // zmqkit addition: READY with credit, one frame "\x01credit=<N>" (N decimal, 1 to 2^32 - 1): the
-// worker takes up to N requests at once (prefetch). Sent by lb_worker with prefetch > 1 only.
+// worker takes up to N requests at once (prefetch) and reads both envelope layouts (a request's
+// body may come in a frame of its own). lb_worker always sends it (credit 1 for prefetch 1).
 inline constexpr std::string_view ready_credit_prefix{"\x01"
                                                       "credit=",
                                                       8};
-// Words some published PPP peers send instead of the bytes; accepted, never sent.
+// Words some published PPP peers send instead of the bytes (the zguide's C++ ppworker).
 inline constexpr std::string_view ready_word = "READY";
 inline constexpr std::string_view heartbeat_word = "HEARTBEAT";
 inline constexpr std::string_view disconnect_word = "DISCONNECT";
+
+// How a peer spells its commands: the bytes of the RFC (the zguide's C ppworker, lb_worker) or
+// the ASCII words (the zguide's C++ ppworker, which takes anything but "HEARTBEAT" for an
+// invalid message). The broker heartbeats each worker in the dialect it spoke.
+enum class dialect : std::uint8_t { bytes, words };
+[[nodiscard]] constexpr std::string_view heartbeat_in(dialect d) noexcept {
+    return d == dialect::words ? heartbeat_word : heartbeat_byte;
+}
 
 // What a worker sent the broker.
 struct worker_message {
@@ -64,6 +73,11 @@ struct worker_message {
     // credit_rejected set (and `why` saying what was wrong), for the caller to count.
     std::uint32_t credit = 1;
     bool credit_rejected = false;
+    // ready: a READY with a valid credit (zmqkit's addition): the worker reads both envelope
+    // layouts, [header+body] and [header][body].
+    bool credit_announced = false;
+    // ready, heartbeat, disconnect: the dialect the command was spelt in.
+    dialect spoken = dialect::bytes;
 };
 // Parses [0x01] | [0x01 "credit=" N] | [0x02] | [0x05] (or the ASCII words) |
 // [address...][""][content...].
@@ -150,7 +164,9 @@ struct load_balancer_options {
     std::uint32_t max_attempts = 3;
     // Deadline of every request from its arrival (0: none). An envelope request may set an
     // earlier one with the lb_deadline_header. A request past its deadline is answered with
-    // error "timeout" instead of being run late (or its late reply dropped).
+    // error "timeout" instead of being run late (or its late reply dropped). The worker that
+    // holds it keeps the slot until it answers; one that still has not heartbeat_interval x
+    // liveness after the deadline is stuck: cut off until it says READY again (docs/patterns.md).
     std::chrono::milliseconds request_timeout{0};
     std::chrono::milliseconds drain_timeout = 5s; // TERMINATE / stop(): wait for replies in flight
     std::size_t batch = 256;                      // messages read per socket per wake-up
@@ -189,8 +205,11 @@ struct lb_broker_stats {
     std::uint64_t malformed = 0;    // malformed messages on any socket, dropped
     std::uint64_t workers_expired = 0;
     std::uint64_t workers_disconnected = 0; // DISCONNECT, or found unreachable
-    std::uint64_t queued = 0;               // waiting for a worker now
-    std::uint64_t in_flight = 0;            // at workers now
+    // Heartbeating but holding a request heartbeat_interval x liveness past its deadline: cut
+    // off (no requests, no heartbeats) until it says READY again.
+    std::uint64_t workers_stuck = 0;
+    std::uint64_t queued = 0;    // waiting for a worker now
+    std::uint64_t in_flight = 0; // at workers now
     std::vector<lb_worker_stats> workers;
 };
 
@@ -330,7 +349,7 @@ private:
 
     lb_worker_options options_;
     lb_handler handler_;
-    std::string ready_command_;           // READY, with the credit when prefetch > 1
+    std::string ready_command_;           // READY with credit (= prefetch)
     std::optional<zmq::socket_t> socket_; // same storage across reconnects (watched by address)
     // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
     std::unique_ptr<handshake_monitor> handshakes_;
