@@ -107,7 +107,8 @@ struct spool_options {
     full_policy when_full = full_policy::block;
     std::uint32_t max_attempts = 5;    // deliveries before requeue() dead-letters a message
     std::size_t dedup_window = 100000; // message ids remembered for duplicate suppression
-    bool strict = false;           // refuse to open (spool_error) on mid-log corruption or a gap
+    bool strict = false;               // refuse to open (spool_damaged_error) on damaged records or
+                                       // lost sequence numbers (a torn tail is not damage)
     bool read_only = false;        // open and recover in memory only: nothing on disk is changed
     bool dead_letter_spool = true; // keep a dead-letter spool in <directory>/dead-letter
     std::string name = "spool";    // metric label {spool="<name>"}
