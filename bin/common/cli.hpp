@@ -29,6 +29,7 @@ enum exit_code : int {
     exit_ok = 0,
     exit_failure = 1,      // the tool ran and something failed (e.g. a drain dropped messages)
     exit_usage = 64,       // bad flag, bad value, bad endpoint
+    exit_damaged = 65,     // EX_DATAERR: the spool is damaged (zmqkit-proxy --strict refused)
     exit_unavailable = 69, // cannot bind/connect, a component failed to start
     exit_software = 70,    // internal error
     exit_config = 78,      // unreadable or malformed config file

@@ -120,7 +120,8 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
             device.start(options.start_timeout);
         } catch (const zmqkit::error& e) {
             log.error(e.what());
-            return cli::exit_unavailable;
+            // --strict found damage or lost records: a data error, not an unavailable resource
+            return device.recovery().refused ? cli::exit_damaged : cli::exit_unavailable;
         }
         print_bound(log, "frontend", device.frontend_endpoints());
         print_bound(log, "frontend-pull", device.frontend_pull_endpoints());

@@ -118,9 +118,10 @@ A drain that ends with messages still held says how many it dropped ("drain ende
 messages dropped", and "drain":{"dropped":N} in the final statistics); durable mode says how
 many remain in the spool (not a loss).
 
-Exit codes: 0 clean stop, 1 the drain dropped messages, 64 bad usage, 69 cannot bind/start
-(also: the spool is locked by another process, or --strict found damage), 70 internal error,
-78 bad config file.
+Exit codes: 0 clean stop, 1 the drain dropped messages, 64 bad usage, 65 --strict found a
+damaged spool (damaged records or lost sequence numbers; a torn tail is not damage), 69 cannot
+bind/start (also: the spool is locked by another process), 70 internal error, 78 bad config
+file.
 )";
 
 } // namespace
@@ -206,7 +207,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("redelivery-backoff-max", po::value(&backoff_max)->default_value("60s"), "durable: cap of the redelivery delay")
         ("segment-size", po::value(&segment)->default_value("64MiB"), "durable: preallocated size of each spool segment file")
         ("dedup-window", po::value(&dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
-        ("strict", "durable: refuse to start when recovery finds damage in the middle of the spool (default: quarantine it, report the lost range, run)")
+        ("strict", "durable: refuse to start (exit 65) when recovery finds damaged records or lost sequence numbers (default: quarantine the damage, report the lost range, run)")
         ("start-timeout", po::value(&start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
         ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
         ("liveness", po::value(&liveness)->default_value(3), "lb, mdp: a worker silent this many heartbeat intervals expires; its request goes to another worker")

@@ -61,8 +61,8 @@ not a spool)";
 constexpr const char* repair_head = R"(Usage: zmqkit-spooler repair [options] DIR
 
 Opens the spool for writing, which recovers it as the durable proxy does at start-up: a torn
-tail (an interrupted, never confirmed write) is cut, a segment damaged in the middle is moved
-to DIR/quarantine and replaced by a copy of its valid records, lost sequence ranges are
+tail (an interrupted write after the last synced record) is cut, a segment with damaged records
+is moved to DIR/quarantine and replaced by a copy of its valid records, lost sequence ranges are
 recorded. Prints what was done. Refuses (exit 75) while another process holds the spool)";
 
 constexpr const char* dlq_list_head = R"(Usage: zmqkit-spooler dlq list [options] DIR

@@ -103,6 +103,7 @@ json report_json(const recovery_report& r) {
         {"messages", r.messages},
         {"log_start", r.log_start},
         {"next_sequence", r.next_sequence},
+        {"synced_sequence", r.synced_sequence ? json(*r.synced_sequence) : json(nullptr)},
         {"truncated_bytes", r.truncated_bytes},
         {"truncated_file", r.truncated_file.empty() ? json(nullptr) : json(r.truncated_file)},
         {"quarantined_files", r.quarantined_files},
@@ -117,6 +118,10 @@ void print_report(std::ostream& out, const std::string& title, const recovery_re
     out << title << ": " << (r.clean() ? "clean" : (acted ? "repaired" : "DAMAGED")) << " ("
         << r.segments << " segment(s), " << r.records << " record(s), " << r.bytes_scanned
         << " bytes scanned)\n";
+    if (r.synced_sequence) {
+        out << "  synced: every record below sequence " << *r.synced_sequence
+            << " was on disk (damage there is never cut as a torn tail)\n";
+    }
     if (r.truncated_bytes > 0) {
         out << "  torn tail: " << r.truncated_bytes << " bytes " << (acted ? "cut" : "to cut")
             << " from " << r.truncated_file << "\n";
@@ -180,24 +185,6 @@ void print_walk(std::ostream& out, const segment_walk& w) {
             << "), " << w.damaged_regions << " damaged region(s)";
     }
     out << "\n";
-}
-
-std::string_view scan_result_name(sf::scan_result r) noexcept {
-    switch (r) {
-    case sf::scan_result::ok:
-        return "ok";
-    case sf::scan_result::end:
-        return "non-zero bytes after the end of the records";
-    case sf::scan_result::incomplete:
-        return "incomplete record (cut short)";
-    case sf::scan_result::bad_magic:
-        return "bad magic (not a record)";
-    case sf::scan_result::bad_length:
-        return "bad length";
-    case sf::scan_result::bad_checksum:
-        return "bad checksum";
-    }
-    return "damaged";
 }
 
 void classify(const sf::record_view& r, std::unordered_map<std::uint64_t, settled_by>& settled) {
@@ -280,7 +267,7 @@ segment_walk walk_file(const std::filesystem::path& path, std::uint64_t first_se
     auto bad = [&](std::size_t at, sf::scan_result why) {
         if (!w.first_bad_offset) {
             w.first_bad_offset = at;
-            w.first_bad_reason = std::string(scan_result_name(why));
+            w.first_bad_reason = std::string(sf::to_string(why));
         }
         ++w.damaged_regions;
     };

@@ -107,7 +107,8 @@ struct spool_options {
     full_policy when_full = full_policy::block;
     std::uint32_t max_attempts = 5;    // deliveries before requeue() dead-letters a message
     std::size_t dedup_window = 100000; // message ids remembered for duplicate suppression
-    bool strict = false;           // refuse to open (spool_error) on mid-log corruption or a gap
+    bool strict = false;               // refuse to open (spool_damaged_error) on damaged records or
+                                       // lost sequence numbers (a torn tail is not damage)
     bool read_only = false;        // open and recover in memory only: nothing on disk is changed
     bool dead_letter_spool = true; // keep a dead-letter spool in <directory>/dead-letter
     std::string name = "spool";    // metric label {spool="<name>"}
@@ -151,9 +152,27 @@ struct recovery_report {
     std::vector<sequence_range> lost;
     // Human-readable lines (one per finding), for logs and `zmqkit-spooler verify`.
     std::vector<std::string> findings;
+    // The synced-position marker read at the start (docs/spool-format.md §8): every record
+    // numbered below it had been synced, so damage there is damage, never a torn tail.
+    // nullopt: no usable marker (a spool from before it, or a damaged one: see findings).
+    std::optional<std::uint64_t> synced_sequence;
+    // Strict mode refused to open: damage or lost ranges were found (spool_damaged_error).
+    bool refused = false;
     [[nodiscard]] bool clean() const noexcept {
         return truncated_bytes == 0 && quarantined_files.empty() && lost.empty();
     }
+};
+
+// Thrown instead of opening when strict mode finds damage or lost sequence numbers. report()
+// says what recovery found (with `refused` set); nothing on disk was changed but a torn tail.
+class spool_damaged_error final : public spool_error {
+public:
+    spool_damaged_error(const std::string& what, recovery_report report)
+        : spool_error(what), report_(std::move(report)) {}
+    [[nodiscard]] const recovery_report& report() const noexcept { return report_; }
+
+private:
+    recovery_report report_;
 };
 
 // Point-in-time state, for STATISTICS, metrics and `zmqkit-spooler inspect`.
@@ -300,6 +319,42 @@ enum class record_type : std::uint8_t {
 // Record flags.
 inline constexpr std::uint8_t flag_commit_start = 1; // first record written by a commit
 
+// The synced-position marker: the file `synced` beside the segments, 40 bytes, rewritten at
+// offset 0 after every successful fdatasync of a segment (docs/spool-format.md §1, §8).
+inline constexpr const char* synced_file_name = "synced";
+inline constexpr std::uint32_t synced_magic = 0x4d534b5a; // "ZKSM" little-endian
+inline constexpr std::uint16_t synced_version = 1;
+inline constexpr std::size_t synced_size = 40;
+inline constexpr std::uint64_t max_synced_offset = 8ull << 30; // larger than any segment
+
+// What the marker says: every record with a sequence number below end_sequence was synced;
+// the last of them are in the segment whose first sequence is `segment`, whose records then
+// ended at byte end_offset.
+struct synced_position {
+    std::uint64_t segment = 0;
+    std::uint64_t end_sequence = 0;
+    std::uint64_t end_offset = 0;
+    friend bool operator==(const synced_position&, const synced_position&) = default;
+};
+
+enum class synced_status {
+    ok,
+    empty,        // a file of zeros or of no bytes: never written
+    short_file,   // fewer than synced_size bytes
+    bad_magic,    // not a marker
+    bad_version,  // a newer format
+    bad_checksum, // damaged (or a torn write of the marker itself)
+    impossible,   // checksummed but inconsistent (an end before its segment, more records
+                  // than could fit in end_offset bytes)
+};
+
+// Encodes a marker (synced_size bytes into out).
+void encode_synced(const synced_position& p, std::byte* out) noexcept;
+// Parses a marker file's bytes. Never reads past size; never throws.
+[[nodiscard]] synced_status parse_synced(const std::byte* data, std::size_t size,
+                                         synced_position& out) noexcept;
+[[nodiscard]] std::string_view to_string(synced_status s) noexcept;
+
 struct record_view {
     record_type type{};
     std::uint8_t flags = 0;
@@ -320,6 +375,8 @@ enum class scan_result {
 // size; never throws; no allocation.
 [[nodiscard]] scan_result parse_record(const std::byte* data, std::size_t size, record_view& out,
                                        std::size_t* consumed) noexcept;
+// What is wrong with a record, in words ("bad checksum", "incomplete record (cut short)").
+[[nodiscard]] std::string_view to_string(scan_result r) noexcept;
 // CRC-32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2.
 [[nodiscard]] std::uint32_t crc32c(const void* data, std::size_t size,
                                    std::uint32_t crc = 0) noexcept;

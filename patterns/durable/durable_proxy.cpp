@@ -174,7 +174,14 @@ struct durable_proxy::impl {
         if (so.registry == nullptr) {
             so.registry = opt.registry;
         }
-        sp.emplace(std::move(so)); // recovers; throws spool_error
+        try {
+            sp.emplace(std::move(so)); // recovers; throws spool_error
+        } catch (const spool_damaged_error& e) {
+            // strict mode refused: keep what recovery found for recovery() (the exit code)
+            std::lock_guard lock(self.recovery_mutex_);
+            self.recovery_ = e.report();
+            throw;
+        }
         const auto& r = sp->recovery();
         {
             std::lock_guard lock(self.recovery_mutex_);

@@ -5,6 +5,7 @@
 #include <zmqkit/spool.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -398,6 +399,7 @@ struct spool::impl {
     spool_file_system& fs;
     std::filesystem::path dir;
     int lock_fd = -1;
+    spool_file_system::handle marker_fd = -1; // the synced-position marker (-1: none)
 
     std::deque<segment> segments;
     std::uint64_t next_seq = 0;
@@ -457,6 +459,9 @@ struct spool::impl {
     ~impl() {
         for (auto& seg : segments) {
             fs.close(seg.fd);
+        }
+        if (marker_fd >= 0) {
+            fs.close(marker_fd);
         }
         if (lock_fd >= 0) {
             ::close(lock_fd);
@@ -864,7 +869,24 @@ struct spool::impl {
             return false;
         }
         s.dirty = false;
+        write_marker(s);
         return true;
+    }
+
+    // Records that everything up to the end of `s` is on disk (docs/spool-format.md §8). Only
+    // ever called after a successful fdatasync of s (earlier segments were synced before s was
+    // created), and the marker itself is not synced: on disk it can lag the truth, never lead
+    // it. One small pwrite per sync; a failed one leaves the marker behind (or failing its
+    // checksum), which recovery handles, so it only counts as a write error.
+    void write_marker(const segment& s) {
+        if (marker_fd < 0) {
+            return;
+        }
+        std::array<std::byte, sf::synced_size> bytes{};
+        sf::encode_synced({s.first, s.end, s.used}, bytes.data());
+        if (fs.write(marker_fd, bytes.data(), bytes.size(), 0) != 0) {
+            m.write_errors->add();
+        }
     }
 
     // Encodes the queued control records into `out` (headers unsealed), noting their extents.
@@ -1442,7 +1464,22 @@ struct spool::impl {
     };
 
     void recover();
-    void scan_segment(segment& s, bool last, std::vector<found_gap>& gaps,
+    // Reads the synced-position marker (and keeps it open for writing unless read-only; a
+    // missing one is created by finish_recovery). nullopt, with `why`, when it is not usable.
+    std::optional<sf::synced_position> open_marker(std::string& why);
+    // Checks the marker against the segment files; nullopt (with a finding) if it cannot be
+    // theirs.
+    std::optional<sf::synced_position>
+    check_marker(std::optional<sf::synced_position> marker, const std::string& why,
+                 const std::vector<std::pair<std::uint64_t, std::string>>& files);
+    // Records the synced sequence numbers that no segment holds any more (a file cut short, a
+    // missing last segment) as lost.
+    void find_lost_tail(const sf::synced_position& marker, std::vector<found_gap>& gaps);
+    // Writes what recovery queued (gap records, a first segment) and leaves everything synced,
+    // with the marker saying so.
+    void finish_recovery(const std::vector<found_gap>& new_gaps);
+    // synced_end: every sequence number below it was synced (the marker; 0: unknown).
+    void scan_segment(segment& s, bool last, std::uint64_t synced_end, std::vector<found_gap>& gaps,
                       std::vector<sequence_range>& known, std::vector<salvage>& salvages,
                       std::vector<message_id>& ring, std::size_t& ring_pos, std::size_t index);
     void apply(segment& s, const sf::record_view& r, std::uint64_t offset,
@@ -1617,10 +1654,10 @@ spool::impl::resync(buffered_reader& reader, segment& s, std::uint64_t from, std
     return first_found;
 }
 
-void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& gaps,
-                               std::vector<sequence_range>& known, std::vector<salvage>& salvages,
-                               std::vector<message_id>& ring, std::size_t& ring_pos,
-                               std::size_t index) {
+void spool::impl::scan_segment(segment& s, bool last, std::uint64_t synced_end,
+                               std::vector<found_gap>& gaps, std::vector<sequence_range>& known,
+                               std::vector<salvage>& salvages, std::vector<message_id>& ring,
+                               std::size_t& ring_pos, std::size_t index) {
     buffered_reader reader;
     std::uint64_t offset = 0;
     std::uint64_t expected = s.first;
@@ -1675,15 +1712,23 @@ void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& ga
         auto next =
             resync(reader, s, offset + (garbage ? 1 : 0), expected, &flagged, &last_nonzero);
         if (!garbage && !next && last_nonzero <= offset) {
-            break; // clean end
+            break; // clean end (synced records missing after it are counted by find_lost_tail)
         }
-        if (last && (!next || !flagged)) {
+        // The record that belongs here had been synced (the marker says so): whatever is wrong
+        // with it is damage, never a torn write.
+        const bool synced = expected < synced_end;
+        const std::string what =
+            garbage ? std::string(sf::to_string(res)) : std::string("zeros followed by data");
+        if (last && !synced && (!next || !flagged)) {
             // The last write before a crash: never synced, so never confirmed. Cut it.
-            rep.truncated_bytes += std::max(last_nonzero, offset) - offset;
+            const std::uint64_t cut = std::max(last_nonzero, offset) - offset;
+            rep.truncated_bytes += cut;
             rep.truncated_file = s.file;
-            finding("torn write at offset " + std::to_string(offset) + ": " +
-                    std::to_string(std::max(last_nonzero, offset) - offset) +
-                    " bytes of an unconfirmed write cut");
+            finding("torn write at offset " + std::to_string(offset) + ": " + std::to_string(cut) +
+                    " bytes of an unconfirmed write cut" +
+                    (synced_end != 0 ? " (after the last synced record, sequence " +
+                                           std::to_string(synced_end - 1) + ")"
+                                     : std::string()));
             if (!opt.read_only) {
                 if (int te = fs.truncate(s.fd, offset); te == 0) {
                     te = fs.allocate(s.fd, s.capacity);
@@ -1700,17 +1745,28 @@ void spool::impl::scan_segment(segment& s, bool last, std::vector<found_gap>& ga
         }
         damaged = true;
         if (!next) {
-            finding("damaged from offset " + std::to_string(offset) +
-                    " to the end of its data; records after sequence " +
-                    std::to_string(expected - 1) + " are lost");
+            finding("damaged from offset " + std::to_string(offset) + " (" + what +
+                    ") to the end of its data" + (synced ? ", inside synced data" : "") +
+                    "; its records from sequence " + std::to_string(expected) + " on are lost");
             break;
         }
-        finding("damaged bytes at offsets " + std::to_string(offset) + ".." +
-                std::to_string(next->first) +
-                (next->second.sequence > expected
-                     ? "; sequence numbers " + std::to_string(expected) + ".." +
-                           std::to_string(next->second.sequence - 1) + " are lost"
-                     : "; no record lost"));
+        const std::uint64_t lost = next->second.sequence - expected;
+        if (lost == 0) {
+            finding("damaged bytes at offsets " + std::to_string(offset) + ".." +
+                    std::to_string(next->first) + " (" + what + "); no record lost");
+        } else if (synced) {
+            finding("sequence numbers " + std::to_string(expected) + ".." +
+                    std::to_string(next->second.sequence - 1) + " damaged at offset " +
+                    std::to_string(offset) + " (" + what + ") inside synced data: " +
+                    std::to_string(lost) + " confirmed record(s) lost; the valid records after " +
+                    "them are kept (from sequence " + std::to_string(next->second.sequence) +
+                    " at offset " + std::to_string(next->first) + ")");
+        } else {
+            finding("damaged bytes at offsets " + std::to_string(offset) + ".." +
+                    std::to_string(next->first) + " (" + what + "); sequence numbers " +
+                    std::to_string(expected) + ".." + std::to_string(next->second.sequence - 1) +
+                    " are lost");
+        }
         offset = next->first;
     }
     s.used = offset;
@@ -1774,6 +1830,141 @@ void spool::impl::perform_salvage(salvage& sv) {
     rep.quarantined_files.push_back(quarantined.string());
 }
 
+std::optional<sf::synced_position> spool::impl::open_marker(std::string& why) {
+    const auto path = dir / sf::synced_file_name;
+    spool_file_system::handle h = -1;
+    if (const int e = fs.open(path, !opt.read_only, false, h); e != 0) {
+        why = e == ENOENT ? std::string("missing") : "unreadable (" + errno_text(e) + ")";
+        return std::nullopt; // created by finish_recovery()
+    }
+    std::array<std::byte, sf::synced_size> bytes{};
+    std::size_t got = 0;
+    sf::synced_position p;
+    sf::synced_status st = sf::synced_status::short_file;
+    if (const int e = fs.read(h, bytes.data(), bytes.size(), 0, got); e != 0) {
+        why = "unreadable (" + errno_text(e) + ")";
+    } else {
+        st = sf::parse_synced(bytes.data(), got, p);
+        why = sf::to_string(st);
+    }
+    if (opt.read_only) {
+        fs.close(h);
+    } else {
+        marker_fd = h;
+    }
+    if (st != sf::synced_status::ok) {
+        return std::nullopt;
+    }
+    return p;
+}
+
+std::optional<sf::synced_position>
+spool::impl::check_marker(std::optional<sf::synced_position> marker, const std::string& why,
+                          const std::vector<std::pair<std::uint64_t, std::string>>& files) {
+    recovery_report& rep = owner.recovery_;
+    const std::string name = sf::synced_file_name;
+    if (!marker) {
+        if (!files.empty()) {
+            rep.findings.push_back(
+                name + ": " + why +
+                " (a spool written before the marker, a crash before it reached the disk, or "
+                "damage): at the end of the last segment damage cannot be told from a torn "
+                "write, and is cut as one");
+        }
+        return std::nullopt;
+    }
+    // Every segment created after the marker's one starts at or after the marker's end.
+    for (const auto& [first, file] : files) {
+        if (first > marker->segment && first < marker->end_sequence) {
+            rep.findings.push_back(
+                name + " says sequence numbers below " + std::to_string(marker->end_sequence) +
+                " were synced in segment " + sf::segment_file_name(marker->segment) + ", but " +
+                file + " starts at " + std::to_string(first) +
+                ": it does not describe these segments and is not used (at the end of the last "
+                "segment damage cannot be told from a torn write, and is cut as one)");
+            return std::nullopt;
+        }
+    }
+    rep.synced_sequence = marker->end_sequence;
+    return marker;
+}
+
+void spool::impl::find_lost_tail(const sf::synced_position& marker, std::vector<found_gap>& gaps) {
+    const bool exists = std::any_of(segments.begin(), segments.end(),
+                                    [&](const segment& s) { return s.first == marker.segment; });
+    const std::uint64_t end = segments.empty() ? marker.segment : segments.back().end;
+    if (marker.end_sequence <= end) {
+        return;
+    }
+    if (segments.empty()) {
+        // No segment at all: the log started at the marker's segment at the latest.
+        log_start = std::max(log_start, marker.segment);
+    }
+    const std::string range = std::to_string(end) + ".." + std::to_string(marker.end_sequence - 1);
+    const std::string count = std::to_string(marker.end_sequence - end);
+    const std::string file = sf::segment_file_name(marker.segment);
+    if (exists) {
+        owner.recovery_.findings.push_back(
+            segments.back().file + ": its records end at sequence " + std::to_string(end) +
+            " (offset " + std::to_string(segments.back().used) + "), but sequence numbers below " +
+            std::to_string(marker.end_sequence) + " had been synced (up to offset " +
+            std::to_string(marker.end_offset) + " of " + file + "): sequence numbers " + range +
+            " lost (" + count + " confirmed record(s); the file was cut short or its end damaged)");
+    } else {
+        owner.recovery_.findings.push_back(file + ", which held synced sequence numbers up to " +
+                                           std::to_string(marker.end_sequence - 1) +
+                                           ", is missing: sequence numbers " + range + " lost (" +
+                                           count + " confirmed record(s))");
+    }
+    gaps.push_back({{end, marker.end_sequence}, exists ? gap_cause_corrupt : gap_cause_missing});
+}
+
+void spool::impl::finish_recovery(const std::vector<found_gap>& new_gaps) {
+    for (const auto& g : new_gaps) {
+        q_gaps.emplace_back(g.range, g.cause);
+    }
+    // A lost tail moved next_seq past the last segment: the next records go to a new segment
+    // (the gap between the two is the recorded lost range), not after a jump inside it.
+    const bool past_last = !segments.empty() && next_seq > segments.back().end;
+    if (segments.empty() || past_last) {
+        bool first_record = true;
+        if (!rotate(0, first_record)) {
+            throw spool_error("cannot create a segment in " + dir.string() + ": " +
+                              (failed ? failure : std::string("disk full")));
+        }
+    }
+    if (!q_gaps.empty() || past_last) {
+        commit();
+    }
+    if (marker_fd < 0) {
+        // A spool from before the marker (or a new one): create it, and its directory entry.
+        const auto path = dir / sf::synced_file_name;
+        (void)fs.remove(path); // an unreadable one
+        spool_file_system::handle h = -1;
+        if (fs.open(path, true, true, h) == 0) {
+            if (fs.allocate(h, sf::synced_size) == 0 && fs.sync_directory(dir) == 0) {
+                marker_fd = h;
+            } else {
+                fs.close(h);
+                (void)fs.remove(path);
+                m.write_errors->add();
+            }
+        }
+    }
+    // Everything recovery found or wrote counts from now on: on disk, and the marker says so.
+    for (auto& s : segments) {
+        if (s.dirty && !sync_segment(s)) {
+            return;
+        }
+    }
+    if (!segments.empty() && marker_fd >= 0) {
+        write_marker(segments.back());
+        if (fs.sync_data(marker_fd) != 0) {
+            m.write_errors->add();
+        }
+    }
+}
+
 void spool::impl::recover() {
     const auto t0 = std::chrono::steady_clock::now();
     recovery_report& rep = owner.recovery_;
@@ -1786,6 +1977,10 @@ void spool::impl::recover() {
         throw spool_error("cannot create spool directory " + dir.string() + ": " + errno_text(e));
     }
     lock_directory();
+    // The marker before the segments: read after them, it could describe writes made meanwhile
+    // (a read-only open while the owner runs) that this scan did not see.
+    std::string marker_problem;
+    auto marker = open_marker(marker_problem);
 
     std::vector<std::string> names;
     if (const int e = fs.list(dir, names); e != 0) {
@@ -1800,6 +1995,8 @@ void spool::impl::recover() {
         }
     }
     std::sort(files.begin(), files.end());
+    marker = check_marker(marker, marker_problem, files);
+    const std::uint64_t synced_end = marker ? marker->end_sequence : 0;
 
     std::vector<found_gap> gaps;
     std::vector<sequence_range> known;
@@ -1837,14 +2034,18 @@ void spool::impl::recover() {
             gaps.push_back({{segments.back().end, s.first}, gap_cause_missing});
         }
         segments.push_back(std::move(s));
-        scan_segment(segments.back(), i + 1 == files.size(), gaps, known, salvages, ring, ring_pos,
-                     segments.size() - 1);
+        scan_segment(segments.back(), i + 1 == files.size(), synced_end, gaps, known, salvages,
+                     ring, ring_pos, segments.size() - 1);
         ++rep.segments;
     }
 
     // Head: the log says where it starts; anything before the first segment is missing.
     if (!segments.empty() && segments.front().first > log_start) {
         gaps.push_back({{log_start, segments.front().first}, gap_cause_missing});
+    }
+    // Tail: what the marker says was synced and no segment holds.
+    if (marker) {
+        find_lost_tail(*marker, gaps);
     }
 
     // Which gaps are new? (Known ones were reported by an earlier recovery.)
@@ -1871,26 +2072,26 @@ void spool::impl::recover() {
             new_gaps.push_back({{at, g.range.end}, g.cause});
         }
     }
-    if (opt.strict && (!new_gaps.empty() || !salvages.empty())) {
-        std::string what;
-        for (const auto& g : new_gaps) {
-            what += " sequence numbers " + std::to_string(g.range.first) + ".." +
-                    std::to_string(g.range.end - 1) +
-                    (g.cause == gap_cause_missing ? " missing;" : " damaged;");
-        }
-        for (const auto& f : rep.findings) {
-            what += " " + f + ";";
-        }
-        throw spool_error("spool " + dir.string() + " is damaged (strict mode refuses to start):" +
-                          what + " run `zmqkit-spooler repair " + dir.string() +
-                          "` or start without --strict to quarantine and continue");
-    }
     for (const auto& g : new_gaps) {
         rep.lost.push_back(g.range);
         rep.findings.push_back(
             "lost sequence numbers " + std::to_string(g.range.first) + ".." +
             std::to_string(g.range.end - 1) +
             (g.cause == gap_cause_missing ? " (missing segment)" : " (damaged records)"));
+    }
+    if (opt.strict && (!new_gaps.empty() || !salvages.empty())) {
+        std::string what;
+        for (const auto& f : rep.findings) {
+            what += " " + f + ";";
+        }
+        rep.refused = true;
+        rep.duration = std::chrono::steady_clock::now() - t0;
+        throw spool_damaged_error("spool " + dir.string() +
+                                      " is damaged (strict mode refuses to start):" + what +
+                                      " run `zmqkit-spooler repair " + dir.string() +
+                                      "` or start without --strict to quarantine the damage, "
+                                      "record the lost range and continue",
+                                  rep);
     }
     if (!opt.read_only) {
         for (auto& sv : salvages) {
@@ -1955,17 +2156,7 @@ void spool::impl::recover() {
     rep.log_start = segments.empty() ? next_seq : segments.front().first;
     rep.next_sequence = next_seq;
     if (!opt.read_only) {
-        for (const auto& g : new_gaps) {
-            q_gaps.emplace_back(g.range, g.cause);
-        }
-        if (segments.empty() || !q_gaps.empty()) {
-            bool first_record = true;
-            if (segments.empty() && !rotate(0, first_record)) {
-                throw spool_error("cannot create the first segment in " + dir.string() + ": " +
-                                  (failed ? failure : std::string("disk full")));
-            }
-            commit();
-        }
+        finish_recovery(new_gaps);
     }
     rep.duration = std::chrono::steady_clock::now() - t0;
     m.recovery_ms->set(std::chrono::duration_cast<std::chrono::milliseconds>(rep.duration).count());
@@ -2023,6 +2214,10 @@ spool::~spool() {
                 if (s.dirty) {
                     (void)impl_->sync_segment(s);
                 }
+            }
+            // After a clean close the marker covers everything: keep it through a power loss.
+            if (impl_->marker_fd >= 0 && !impl_->failed) {
+                (void)impl_->fs.sync_data(impl_->marker_fd);
             }
         } catch (...) { // NOLINT(bugprone-empty-catch): best effort at destruction
         }

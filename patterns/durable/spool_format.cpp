@@ -1,6 +1,7 @@
 // Spool record format: parsing, CRC-32C, file names (docs/spool-format.md).
 #include <zmqkit/spool.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstring>
@@ -130,6 +131,94 @@ scan_result parse_record(const std::byte* data, std::size_t size, record_view& o
         *consumed = record_header_size + length;
     }
     return scan_result::ok;
+}
+
+std::string_view to_string(scan_result r) noexcept {
+    switch (r) {
+    case scan_result::ok:
+        return "ok";
+    case scan_result::end:
+        return "non-zero bytes after the end of the records";
+    case scan_result::incomplete:
+        return "incomplete record (cut short)";
+    case scan_result::bad_magic:
+        return "bad magic (not a record)";
+    case scan_result::bad_length:
+        return "bad length";
+    case scan_result::bad_checksum:
+        return "bad checksum";
+    }
+    return "damaged";
+}
+
+void encode_synced(const synced_position& p, std::byte* out) noexcept {
+    std::memset(out, 0, synced_size);
+    const std::uint32_t m = synced_magic;
+    std::memcpy(out, &m, 4);
+    const std::uint16_t v = synced_version;
+    std::memcpy(out + 4, &v, 2);
+    std::memcpy(out + 8, &p.segment, 8);
+    std::memcpy(out + 16, &p.end_sequence, 8);
+    std::memcpy(out + 24, &p.end_offset, 8);
+    const std::uint32_t crc = crc32c(out, 36);
+    std::memcpy(out + 36, &crc, 4);
+}
+
+synced_status parse_synced(const std::byte* data, std::size_t size, synced_position& out) noexcept {
+    bool zeros = true;
+    for (std::size_t i = 0; i < std::min(size, synced_size); ++i) {
+        zeros = zeros && data[i] == std::byte{0};
+    }
+    if (zeros) {
+        return synced_status::empty;
+    }
+    if (size < synced_size) {
+        return synced_status::short_file;
+    }
+    if (load32(data) != synced_magic) {
+        return synced_status::bad_magic;
+    }
+    std::uint16_t version = 0;
+    std::memcpy(&version, data + 4, 2);
+    if (crc32c(data, 36) != load32(data + 36)) {
+        return synced_status::bad_checksum;
+    }
+    if (version != synced_version) {
+        return synced_status::bad_version;
+    }
+    synced_position p;
+    p.segment = load64(data + 8);
+    p.end_sequence = load64(data + 16);
+    p.end_offset = load64(data + 24);
+    // A segment starts with its segment_start record (40 bytes); every record is at least 24
+    // bytes; no segment is larger than max_synced_offset.
+    if (p.end_sequence <= p.segment || p.end_offset < record_header_size + 16 ||
+        p.end_offset > max_synced_offset ||
+        p.end_sequence - p.segment > p.end_offset / record_header_size) {
+        return synced_status::impossible;
+    }
+    out = p;
+    return synced_status::ok;
+}
+
+std::string_view to_string(synced_status s) noexcept {
+    switch (s) {
+    case synced_status::ok:
+        return "ok";
+    case synced_status::empty:
+        return "never written";
+    case synced_status::short_file:
+        return "shorter than 40 bytes";
+    case synced_status::bad_magic:
+        return "bad magic (not a marker)";
+    case synced_status::bad_version:
+        return "an unknown version";
+    case synced_status::bad_checksum:
+        return "bad checksum";
+    case synced_status::impossible:
+        return "impossible values";
+    }
+    return "damaged";
 }
 
 void seal_record(std::byte* record, record_type type, std::uint8_t flags, std::uint64_t sequence,

@@ -371,13 +371,20 @@ TEST(spooler, verify_finds_a_flipped_byte_in_a_middle_segment_and_repair_fixes_i
     EXPECT_EQ(ids.size(), messages.size() - 1);
 }
 
+// A torn tail is a write that was never synced: the last commit's, with the marker put back to
+// what it said before that commit (a crash between its write and its fdatasync).
 TEST(spooler, verify_finds_a_torn_tail_and_repair_cuts_it) {
     temp_directory dir("spooler");
     metrics_registry registry;
+    const auto marker = dir.path() / sf::synced_file_name;
+    std::string synced_before_last_commit;
     {
         spool s(small_spool(dir.path(), registry));
-        (void)append_messages(s, 30, 100);
+        (void)append_messages(s, 20, 100);
+        synced_before_last_commit = read_file(marker);
+        (void)append_messages(s, 10, 100);
     }
+    write_file(marker, synced_before_last_commit);
     const auto files = segment_files(dir.path());
     ASSERT_FALSE(files.empty());
     const auto last = files.back();
@@ -402,6 +409,46 @@ TEST(spooler, verify_finds_a_torn_tail_and_repair_cuts_it) {
     r = spooler({"repair", dir.path().string()});
     EXPECT_EQ(r.code, 0);
     EXPECT_THAT(r.out, HasSubstr("nothing to repair"));
+}
+
+// Issue 14 item 1: cutting bytes off the end of a cleanly closed spool loses confirmed records;
+// verify reports them lost (not as a torn tail), as the proxy's recovery does, and repair
+// records the loss once.
+TEST(spooler, verify_reports_synced_records_cut_off_the_end_as_lost) {
+    temp_directory dir("spooler");
+    metrics_registry registry;
+    std::uint64_t next = 0;
+    {
+        spool s(small_spool(dir.path(), registry));
+        (void)append_messages(s, 30, 100);
+        next = s.stats().next_sequence;
+    }
+    const auto last = segment_files(dir.path()).back();
+    const auto records = record_offsets(read_file(last));
+    ASSERT_GE(records.size(), 4u);
+    std::filesystem::resize_file(last, records[records.size() - 3].first + 30);
+
+    auto r = spooler({"verify", "--json", dir.path().string()});
+    EXPECT_EQ(r.code, 65) << r.err;
+    auto j = parse_json(r);
+    EXPECT_EQ(j["recovery"]["truncated_bytes"], 0);
+    EXPECT_EQ(j["recovery"]["synced_sequence"], next);
+    ASSERT_EQ(j["recovery"]["lost"].size(), 1u);
+    EXPECT_EQ(j["recovery"]["lost"][0]["end"], next);
+    EXPECT_EQ(j["recovery"]["lost"][0]["end"].get<std::uint64_t>() -
+                  j["recovery"]["lost"][0]["first"].get<std::uint64_t>(),
+              3u);
+    r = spooler({"verify", dir.path().string()});
+    EXPECT_THAT(r.out, HasSubstr("3 confirmed record(s)"));
+
+    r = spooler({"repair", "--json", dir.path().string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    j = parse_json(r);
+    EXPECT_EQ(j["recovery"]["lost"].size(), 1u);
+    EXPECT_EQ(j["recovery"]["quarantined_files"].size(), 1u);
+    r = spooler({"verify", dir.path().string()});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(spooled_ids(dir.path()).size(), 27u);
 }
 
 TEST(spooler, repair_refuses_a_spool_held_by_another_process) {

@@ -1,16 +1,22 @@
 // libFuzzer target for spool recovery: the input becomes one or two segment files in the
 // in-memory file system (split at the first "SPLIT" marker; the first byte picks the file
-// names), then the spool opens (strict, then not), reads every message and opens once more.
+// names) and, after a second "SPLIT", the synced-position marker (its bytes as they are when
+// the first byte's top bit is set, else its first 24 bytes as segment, end sequence and end
+// offset of a well-formed marker), then the spool opens (strict, then not), reads every
+// message and opens once more.
 // Properties: never crashes, hangs or leaks; strict mode throws only spool_error; the second
 // open finds nothing new.
 #include <zmqkit/spool.hpp>
 
 #include "../support/memory_file_system.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -64,11 +70,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view input(reinterpret_cast<const char*>(data + 1), size - 1);
     const std::size_t split = input.find("SPLIT");
     std::vector<std::string_view> files;
+    std::optional<std::string_view> marker;
     if (split == std::string_view::npos) {
         files.push_back(input);
     } else {
         files.push_back(input.substr(0, split));
-        files.push_back(input.substr(split + 5));
+        std::string_view rest = input.substr(split + 5);
+        if (const std::size_t second = rest.find("SPLIT"); second != std::string_view::npos) {
+            marker = rest.substr(second + 5);
+            rest = rest.substr(0, second);
+        }
+        files.push_back(rest);
     }
     zmqkit::testing::memory_file_system fs(mode);
     (void)fs.create_directory("/fuzz/spool");
@@ -80,6 +92,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                         zmqkit::spool_format::segment_file_name(first),
                     std::move(bytes));
         first += 1 + (mode >> 4);
+    }
+    if (marker) {
+        std::vector<std::byte> bytes(marker->size());
+        std::memcpy(bytes.data(), marker->data(), marker->size());
+        if ((mode & 0x80u) == 0) {
+            std::array<std::uint64_t, 3> fields{};
+            std::memcpy(fields.data(), marker->data(), std::min(marker->size(), sizeof fields));
+            bytes.assign(zmqkit::spool_format::synced_size, std::byte{0});
+            zmqkit::spool_format::encode_synced({fields[0], fields[1], fields[2]}, bytes.data());
+        }
+        fs.put_file(std::filesystem::path("/fuzz/spool") / zmqkit::spool_format::synced_file_name,
+                    std::move(bytes));
     }
     open_and_read(fs, true, nullptr);
     open_and_read(fs, false, nullptr);

@@ -1,19 +1,22 @@
-// Damaged spools on real files: flipped bits and zeroed ranges in the middle of the log, the last
-// segment truncated at every offset of its last records, head and middle segments deleted,
-// garbage after the tail. Each time the spool opens, the recovery report says exactly what was
-// cut or lost, every other message is still there, strict mode refuses instead, and a second
-// open finds nothing new. (The spool keeps no checkpoint or index file: the segments are the
-// whole state, so there is nothing else to corrupt.)
+// Damaged spools on real files: flipped bits and zeroed ranges in the middle of the log, a bit
+// flipped in every record of the last (synced) commit and the last segment cut at each of its
+// records, head, middle and last segments deleted, garbage after the tail, an unsynced last
+// commit cut at every offset, a missing or damaged synced-position marker. Each time the spool
+// opens, the recovery report says exactly what was cut or lost, every other message is still
+// there, strict mode refuses instead (a torn tail is not damage), a read-only open (what
+// `zmqkit-spooler verify` does) reports the same, and a second open finds nothing new.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/spool.hpp>
 
 #include "support/testing.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <charconv>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace zmqkit {
@@ -114,18 +117,29 @@ protected:
         return o;
     }
 
-    // A spool of `count` messages in commits of 50 (so many segments and commit starts).
-    void fill(std::uint64_t count) {
-        spool s(options(dir_.path()));
-        for (std::uint64_t n = 0; n < count; ++n) {
-            ASSERT_EQ(s.append(encode_header(header::fresh()), body_of(n)).outcome,
-                      append_result::status::appended);
-            if (n % 50 == 49) {
-                ASSERT_TRUE(s.commit());
+    fs::path marker_path() const { return dir_.path() / sf::synced_file_name; }
+
+    // A spool of `count` messages in commits of `per_commit` (so many segments and commit
+    // starts). last_commit_synced false: the marker is put back to what it said before the last
+    // commit, as after a crash between that commit's write and its fdatasync (its records are in
+    // the file, never confirmed).
+    void fill(std::uint64_t count, bool last_commit_synced = true, std::uint64_t per_commit = 50) {
+        std::vector<std::byte> marker;
+        {
+            spool s(options(dir_.path()));
+            for (std::uint64_t n = 0; n < count; ++n) {
+                ASSERT_EQ(s.append(encode_header(header::fresh()), body_of(n)).outcome,
+                          append_result::status::appended);
+                if (n % per_commit == per_commit - 1 || n + 1 == count) {
+                    marker = read_bytes(marker_path());
+                    ASSERT_TRUE(s.commit());
+                }
             }
         }
-        (void)s.commit();
         count_ = count;
+        if (!last_commit_synced) {
+            write_bytes(marker_path(), marker);
+        }
     }
 
     // The numbers of the messages waiting in the spool.
@@ -151,17 +165,32 @@ protected:
         return out;
     }
 
-    // strict mode on a copy of the damaged directory throws spool_error.
-    void expect_strict_refuses() {
+    // strict mode on a copy of the damaged directory throws spool_damaged_error, whose report
+    // names the lost ranges (when given).
+    void expect_strict_refuses(const std::optional<std::vector<sequence_range>>& lost = {}) {
         temp_directory copy("spool-strict");
         fs::copy(dir_.path(), copy.path(),
                  fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-        EXPECT_THROW(spool s(options(copy.path(), true)), spool_error);
+        try {
+            spool s(options(copy.path(), true));
+            ADD_FAILURE() << "strict mode opened a damaged spool";
+        } catch (const spool_damaged_error& e) {
+            EXPECT_TRUE(e.report().refused);
+            if (lost) {
+                EXPECT_EQ(e.report().lost, *lost) << e.what();
+            }
+        }
     }
 
     // Opens, checks the report and the messages, then opens again: nothing new.
     void expect_recovery(const std::vector<sequence_range>& lost, std::size_t quarantined,
                          const std::set<std::uint64_t>& gone) {
+        {
+            spool_options o = options(dir_.path());
+            o.read_only = true; // what zmqkit-spooler verify does: the same recovery, in memory
+            spool v(o);
+            EXPECT_EQ(v.recovery().lost, lost);
+        }
         {
             spool s(options(dir_.path()));
             const recovery_report& r = s.recovery();
@@ -341,12 +370,15 @@ void expect_torn_tail(SpoolCorruption* /*fixture*/, const fs::path& dir, spool_o
     }
 }
 
-TEST_F(SpoolCorruption, LastSegmentTruncatedAtEveryOffsetOfItsLastRecords) {
-    fill(400);
+// The last commit was written but never synced (a crash before its fdatasync; the marker says
+// so): cutting it anywhere is a torn write, cut silently, also in strict mode.
+TEST_F(SpoolCorruption, UnsyncedLastCommitTruncatedAtEveryOffsetOfItsLastRecordsIsATornTail) {
+    fill(400, false);
     const auto segs = segments_of(dir_.path());
     const segment_info& last = segs.back();
     ASSERT_GE(last.records.size(), 4u);
     const auto original = read_bytes(last.path);
+    const auto marker = read_bytes(marker_path());
     const std::size_t from = last.records.size() - 3;
     const std::uint64_t start = last.records[from].offset;
     const std::uint64_t end = last.records.back().offset + last.records.back().size;
@@ -382,6 +414,7 @@ TEST_F(SpoolCorruption, LastSegmentTruncatedAtEveryOffsetOfItsLastRecords) {
             return;
         }
         write_bytes(last.path, original);
+        write_bytes(marker_path(), marker);
     }
 }
 
@@ -410,6 +443,167 @@ TEST_F(SpoolCorruption, GarbageAppendedPastTheFileEndIsCutAsATornWrite) {
     }
     write_bytes(last.path, bytes);
     expect_torn_tail(this, dir_.path(), options(dir_.path()), size + 77 - tail, all_except({}));
+}
+
+// ---- a synced last commit: damage in it is damage, never a torn write (issue 14 item 1) -------
+
+// Two commits of 100 messages in one segment, both synced, the spool closed cleanly.
+class SpoolSyncedTail : public SpoolCorruption {
+protected:
+    void SetUp() override {
+        fill(200, true, 100);
+        const auto segs = segments_of(dir_.path());
+        ASSERT_EQ(segs.size(), 1u);
+        last_ = segs.back();
+        for (std::size_t i = 0; i < last_.records.size(); ++i) {
+            if (last_.records[i].message && last_.records[i].number >= 100) {
+                last_commit_.push_back(i);
+            }
+        }
+        ASSERT_EQ(last_commit_.size(), 100u);
+        end_ = last_.records.back().sequence + 1;
+        fs::copy(dir_.path(), pristine_.path(), fs::copy_options::recursive);
+    }
+
+    void restore() {
+        fs::remove_all(dir_.path());
+        fs::copy(pristine_.path(), dir_.path(), fs::copy_options::recursive);
+    }
+
+    // The message numbers of the last segment's records from index `from` on.
+    std::set<std::uint64_t> numbers_from(std::size_t from) const {
+        std::set<std::uint64_t> out;
+        for (std::size_t i = from; i < last_.records.size(); ++i) {
+            if (last_.records[i].message) {
+                out.insert(last_.records[i].number);
+            }
+        }
+        return out;
+    }
+
+    temp_directory pristine_{"spool-pristine"};
+    segment_info last_;
+    std::vector<std::size_t> last_commit_; // indexes into last_.records
+    std::uint64_t end_ = 0;                // sequence after the last record
+};
+
+TEST_F(SpoolSyncedTail, FlippedBitInEveryRecordOfTheLastCommitLosesExactlyThatRecord) {
+    for (const std::size_t i : last_commit_) {
+        const record_info& r = last_.records[i];
+        for (const bool in_header : {true, false}) {
+            SCOPED_TRACE("record " + std::to_string(i) + (in_header ? " header" : " body"));
+            restore();
+            auto bytes = read_bytes(last_.path);
+            const std::uint64_t at = in_header ? r.offset + i % sf::record_header_size
+                                               : r.offset + sf::record_header_size +
+                                                     (i * 7) % (r.size - sf::record_header_size);
+            bytes[at] ^= static_cast<std::byte>(1u << (i % 8));
+            write_bytes(last_.path, bytes);
+            const std::vector<sequence_range> lost{{r.sequence, r.sequence + 1}};
+            expect_strict_refuses(lost);
+            expect_recovery(lost, 1, {r.number});
+            if (HasFailure()) {
+                return;
+            }
+        }
+    }
+}
+
+TEST_F(SpoolSyncedTail, LastSegmentCutAtEveryRecordOfTheLastCommitLosesExactlyWhatWasCut) {
+    for (const std::size_t i : last_commit_) {
+        const record_info& r = last_.records[i];
+        for (const bool mid_record : {false, true}) {
+            SCOPED_TRACE("cut at record " + std::to_string(i) + (mid_record ? " (middle)" : ""));
+            restore();
+            fs::resize_file(last_.path, r.offset + (mid_record ? r.size / 2 : 0));
+            const std::vector<sequence_range> lost{{r.sequence, end_}};
+            expect_strict_refuses(lost);
+            // a partial record is damaged bytes (the file goes to quarantine); a cut between
+            // records only loses what follows
+            expect_recovery(lost, mid_record ? 1 : 0, numbers_from(i));
+            if (HasFailure()) {
+                return;
+            }
+        }
+    }
+    // Cut right after the last record: nothing lost.
+    restore();
+    fs::resize_file(last_.path, last_.records.back().offset + last_.records.back().size);
+    spool s(options(dir_.path(), true));
+    EXPECT_TRUE(s.recovery().clean());
+    EXPECT_EQ(waiting(s), all_except({}));
+}
+
+TEST_F(SpoolCorruption, DeletedLastSegmentIsAReportedLostRange) {
+    fill(3000);
+    const auto segs = segments_of(dir_.path());
+    const segment_info& last = segs.back();
+    std::set<std::uint64_t> gone;
+    for (const auto& r : last.records) {
+        if (r.message) {
+            gone.insert(r.number);
+        }
+    }
+    fs::remove(last.path);
+    const std::vector<sequence_range> lost{{last.first, last.records.back().sequence + 1}};
+    expect_strict_refuses(lost);
+    expect_recovery(lost, 0, gone);
+}
+
+// What the marker cannot tell: a commit that was written but never synced, damaged, with no
+// later commit after it, is cut as a torn write (it was never confirmed in sync mode always).
+TEST_F(SpoolCorruption, FlippedBitInAnUnsyncedLastCommitIsCutAsATornWrite) {
+    fill(200, false, 100);
+    const auto segs = segments_of(dir_.path());
+    const segment_info& last = segs.back();
+    const auto victim = std::find_if(last.records.begin(), last.records.end(),
+                                     [](const record_info& r) { return r.number == 102; });
+    ASSERT_NE(victim, last.records.end());
+    auto bytes = read_bytes(last.path);
+    bytes[victim->offset + victim->size - 3] ^= std::byte{0x04};
+    write_bytes(last.path, bytes);
+    std::set<std::uint64_t> expected;
+    for (std::uint64_t n = 0; n < 102; ++n) {
+        expected.insert(n);
+    }
+    const auto end = last.records.back().offset + last.records.back().size;
+    expect_torn_tail(this, dir_.path(), options(dir_.path()), end - victim->offset, expected);
+}
+
+// A spool from before the marker, or a damaged marker: the torn-tail rule, and the report says
+// why it could not tell. The next open has a marker again.
+TEST_F(SpoolCorruption, WithoutAUsableMarkerDamageAtTheEndIsCutAsATornWriteAndTheReportSaysWhy) {
+    for (const bool remove : {true, false}) {
+        SCOPED_TRACE(remove ? "no marker" : "damaged marker");
+        fs::remove_all(dir_.path());
+        fill(200, true, 100);
+        if (remove) {
+            fs::remove(marker_path());
+        } else {
+            auto m = read_bytes(marker_path());
+            m[17] ^= std::byte{0x01};
+            write_bytes(marker_path(), m);
+        }
+        const auto segs = segments_of(dir_.path());
+        const segment_info& last = segs.back();
+        const record_info& victim = last.records[103];
+        auto bytes = read_bytes(last.path);
+        bytes[victim.offset + victim.size - 3] ^= std::byte{0x04};
+        write_bytes(last.path, bytes);
+        {
+            spool s(options(dir_.path()));
+            const recovery_report& r = s.recovery();
+            EXPECT_FALSE(r.synced_sequence.has_value());
+            EXPECT_GT(r.truncated_bytes, 0u);
+            EXPECT_TRUE(r.lost.empty());
+            ASSERT_FALSE(r.findings.empty());
+            EXPECT_THAT(r.findings.front(),
+                        ::testing::StartsWith(remove ? "synced: missing" : "synced: bad checksum"));
+        }
+        spool again(options(dir_.path()));
+        EXPECT_TRUE(again.recovery().findings.empty()) << again.recovery().findings.front();
+        EXPECT_TRUE(again.recovery().synced_sequence.has_value());
+    }
 }
 
 } // namespace

@@ -11,9 +11,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -629,7 +631,13 @@ TEST(SpoolMemory, ReadsAfterReclaimDoNotSeeTheReclaimedSegmentsBytes) {
     spool s(o);
     std::uint64_t n = 0;
     // (stats() reads the oldest message through the same reader: count files instead)
-    auto segment_files = [&] { return fs.files_in("/mem/spool").size(); };
+    auto segment_files = [&] {
+        const auto names = fs.files_in("/mem/spool");
+        return static_cast<std::size_t>(
+            std::count_if(names.begin(), names.end(), [](const std::string& name) {
+                return spool_format::parse_segment_file_name(name).has_value();
+            }));
+    };
     auto append_until_segments = [&](std::size_t segments) {
         while (segment_files() < segments) {
             ASSERT_EQ(s.append(header_of(7, n), body_of(n)).outcome,
@@ -681,6 +689,63 @@ TEST(SpoolMemory, ReadsAfterReclaimDoNotSeeTheReclaimedSegmentsBytes) {
     ASSERT_TRUE(again) << "a requeued message was lost to a stale read";
     EXPECT_EQ(again->body, body_of(n));
     EXPECT_EQ(again->attempt, 2u);
+}
+
+// The synced-position marker moves only after an fdatasync and costs no fsync of its own; in
+// sync mode none it moves at close only (here: no rotation). A clean close leaves it on disk.
+TEST(SpoolMemory, SyncedMarkerFollowsTheSyncsOfEachMode) {
+    namespace sf = spool_format;
+    for (const auto mode : {sync_policy::mode::always, sync_policy::mode::none}) {
+        SCOPED_TRACE(mode == sync_policy::mode::always ? "always" : "none");
+        memory_file_system fs(3);
+        metrics_registry registry;
+        spool_options o;
+        o.directory = "/mem/spool";
+        o.fs = &fs;
+        o.registry = &registry;
+        o.dead_letter_spool = false;
+        o.segment_bytes = 64 * 1024;
+        o.reserve_bytes = 4096;
+        o.dedup_window = 64;
+        o.sync.how = mode;
+        auto marker = [&]() -> std::optional<sf::synced_position> {
+            sf::synced_position p;
+            const auto bytes = fs.file_content("/mem/spool/synced");
+            if (!bytes ||
+                sf::parse_synced(bytes->data(), bytes->size(), p) != sf::synced_status::ok) {
+                return std::nullopt;
+            }
+            return p;
+        };
+        std::uint64_t opened_end = 0;
+        {
+            spool s(o);
+            ASSERT_TRUE(marker()) << "recovery leaves a marker for what it synced";
+            opened_end = marker()->end_sequence;
+            EXPECT_EQ(opened_end, s.stats().next_sequence);
+            for (std::uint64_t n = 0; n < 10; ++n) {
+                ASSERT_EQ(s.append(header_of(3, n), body_of(n)).outcome,
+                          append_result::status::appended);
+                const auto syncs = fs.syncs();
+                ASSERT_TRUE(s.commit());
+                if (mode == sync_policy::mode::always) {
+                    EXPECT_EQ(fs.syncs(), syncs + 1) << "only the data is synced";
+                    EXPECT_EQ(marker()->end_sequence, s.stats().next_sequence);
+                } else {
+                    EXPECT_EQ(fs.syncs(), syncs);
+                    EXPECT_EQ(marker()->end_sequence, opened_end);
+                }
+            }
+        }
+        fs.crash(); // right after a clean close: the marker survives, with the close's sync
+        fs.restart();
+        ASSERT_TRUE(marker());
+        EXPECT_EQ(marker()->end_sequence, opened_end + 10);
+        spool again(o);
+        EXPECT_TRUE(again.recovery().clean());
+        EXPECT_EQ(again.recovery().synced_sequence, opened_end + 10);
+        EXPECT_EQ(again.stats().messages, 10u);
+    }
 }
 
 class SpoolModel : public ::testing::TestWithParam<std::uint64_t> {};

@@ -149,7 +149,8 @@ public:
     [[nodiscard]] drain_report drain_result() const noexcept;
     // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}
     [[nodiscard]] std::string status_json();
-    // The spool's recovery report (valid after start()).
+    // The spool's recovery report (valid after start(); also after a start() that failed
+    // because strict mode refused a damaged spool: then `refused` is set).
     [[nodiscard]] recovery_report recovery() const;
 
     [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
