@@ -6,6 +6,9 @@
 #include "zmqkit-send/options.hpp"
 #include "zmqkit-send/sender.hpp"
 
+#include <zmqkit/codec.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
+
 #include "support/process.hpp"
 #include "support/testing.hpp"
 
@@ -1095,6 +1098,64 @@ TEST(send_recv_parts, json_output_is_never_silently_lossy) {
     EXPECT_EQ(back_body, body);
     ASSERT_NE(back.find_user_header(std::string("n\xff", 2)), nullptr);
     EXPECT_EQ(*back.find_user_header(std::string("n\xff", 2)), std::string("v\xfe", 2));
+}
+
+TEST(send_recv_parts, json_output_names_an_older_publishers_id) {
+    // A publisher from before header key 12 sent its id as the user header zmqkit-publisher;
+    // readers use it when key 12 is absent (docs/wire-protocol.md §10.2, issue 14 item 20).
+    const auto legacy = message_id::generate();
+    const auto current = message_id::generate();
+    const std::string legacy_bytes(reinterpret_cast<const char*>(legacy.data()), message_id::size);
+    header h;
+    h.sequence = 7;
+    h.set_user_header(patterns::publisher_id_header, legacy_bytes);
+    std::string out;
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["publisher_id"], legacy.to_string()) << out;
+    EXPECT_EQ(j["sequence"], 7);
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], cli::base64_encode(legacy_bytes));
+    // Key 12 wins when both are present.
+    h.publisher_id = current;
+    out.clear();
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    EXPECT_EQ(nlohmann::json::parse(out)["publisher_id"], current.to_string()) << out;
+    // A header of another size is not an id: no publisher_id, the header is shown as it is.
+    h.publisher_id = message_id{};
+    h.set_user_header(patterns::publisher_id_header, "short");
+    out.clear();
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    j = nlohmann::json::parse(out);
+    EXPECT_FALSE(j.contains("publisher_id")) << out;
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"], "short");
+}
+
+TEST(send_recv, recv_json_shows_the_publisher_id_of_an_older_publisher) {
+    zmq::context_t ctx;
+    zmq::socket_t pub(ctx, zmq::socket_type::xpub);
+    pub.set(zmq::sockopt::linger, 0);
+    pub.bind("tcp://127.0.0.1:*");
+    const auto endpoint = pub.get(zmq::sockopt::last_endpoint);
+    child_process recv(recv_cmd(
+        {"--sub", "--topic", "orders", "-c", "1", "-f", "json", "--timeout", "20s", endpoint}));
+    zmq::message_t subscription;
+    pub.set(zmq::sockopt::rcvtimeo, 10000);
+    ASSERT_TRUE(pub.recv(subscription)) << all_stderr(recv); // waits for the subscription
+    const auto legacy = message_id::generate();
+    header h = header::fresh();
+    h.sequence = 3;
+    h.set_user_header(patterns::publisher_id_header,
+                      std::string(reinterpret_cast<const char*>(legacy.data()), message_id::size));
+    const auto encoded = encode_header(h);
+    (void)pub.send(zmq::buffer(std::string_view("orders.new")), zmq::send_flags::sndmore);
+    (void)pub.send(zmq::buffer(encoded), zmq::send_flags::sndmore);
+    (void)pub.send(zmq::buffer(std::string_view("hello")), zmq::send_flags::none);
+    ASSERT_EQ(recv.wait(20s), 0) << all_stderr(recv);
+    const auto j = nlohmann::json::parse(all_stdout(recv));
+    EXPECT_EQ(j["id"], h.id.to_string());
+    EXPECT_EQ(j["topic"], "orders.new");
+    EXPECT_EQ(j["sequence"], 3);
+    EXPECT_EQ(j["publisher_id"], legacy.to_string());
 }
 
 TEST(send_recv_parts, json_envelope_with_a_text_content_type_keeps_the_body_bytes) {
