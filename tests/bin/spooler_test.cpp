@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 
@@ -117,17 +118,23 @@ std::vector<appended> append_messages(spool& s, int n, std::size_t pad = 0) {
     return out;
 }
 
-// (sequence, id) of every message record, in order.
-std::vector<std::pair<std::uint64_t, message_id>> spooled_ids(const std::filesystem::path& dir,
-                                                              bool unsettled_only = false) {
+// Calls fn(message, settled) for every message record of the spool at dir, read-only, until it
+// returns false.
+void for_each_spooled(const std::filesystem::path& dir,
+                      const std::function<bool(const spooled_message&, bool)>& fn) {
     metrics_registry registry;
     spool_options o;
     o.directory = dir;
     o.read_only = true;
     o.registry = &registry;
-    spool s(o);
+    spool(o).for_each(0, fn);
+}
+
+// (sequence, id) of every message record, in order.
+std::vector<std::pair<std::uint64_t, message_id>> spooled_ids(const std::filesystem::path& dir,
+                                                              bool unsettled_only = false) {
     std::vector<std::pair<std::uint64_t, message_id>> ids;
-    s.for_each(0, [&](const spooled_message& m, bool settled) {
+    for_each_spooled(dir, [&](const spooled_message& m, bool settled) {
         if (unsettled_only && settled) {
             return true;
         }
@@ -576,14 +583,8 @@ TEST(spooler, record_raw_frames_and_stop_on_sigterm) {
     std::vector<std::string> bodies;
     ASSERT_TRUE(eventually(
         [&] {
-            metrics_registry registry;
-            spool_options o;
-            o.directory = dir.path();
-            o.read_only = true;
-            o.registry = &registry;
-            spool s(o);
             bodies.clear();
-            s.for_each(0, [&](const spooled_message& m, bool) {
+            for_each_spooled(dir.path(), [&](const spooled_message& m, bool) {
                 bodies.emplace_back(m.body);
                 return true;
             });
@@ -634,18 +635,10 @@ TEST(spooler, record_sub_then_replay_pub_keeps_topics) {
     EXPECT_THAT(collect_stderr(recorder), HasSubstr("recorded 20 message(s)"));
     const auto spooled = spooled_ids(dir.path());
     ASSERT_EQ(spooled.size(), static_cast<std::size_t>(count));
-    {
-        metrics_registry registry;
-        spool_options o;
-        o.directory = dir.path();
-        o.read_only = true;
-        o.registry = &registry;
-        spool s(o);
-        s.for_each(0, [&](const spooled_message& m, bool) {
-            EXPECT_EQ(std::string(m.header), same_header);
-            return false; // the first one only
-        });
-    }
+    for_each_spooled(dir.path(), [&](const spooled_message& m, bool) {
+        EXPECT_EQ(std::string(m.header), same_header);
+        return false; // the first one only
+    });
 
     // Replay to a subscriber of "orders." until it has every recorded message: a PUB drops
     // what it sends before the subscription arrives, so each run starts at the first missing.
