@@ -3,10 +3,14 @@
 #include "common/cli.hpp"
 #include "common/tool_support.hpp"
 
+#include <zmqkit/patterns/pubsub.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstring>
 
 namespace zmqkit::cli {
 namespace {
@@ -364,8 +368,14 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
         j["traceparent"] = bytes_json(h->traceparent);
         j["content_type"] = bytes_json(h->content_type);
         j["sequence"] = h->sequence;
-        if (!h->publisher_id.is_nil()) { // pub-sub: the publisher whose counter `sequence` is
-            j["publisher_id"] = id_json(h->publisher_id);
+        // pub-sub: the publisher whose counter `sequence` is — key 12, else the user header
+        // of a publisher from before key 12 (docs/wire-protocol.md §10.2), which stays in
+        // "headers" too (the output is lossless).
+        if (const auto publisher = patterns::publisher_id_of(*h);
+            publisher.size() == message_id::size) {
+            std::array<std::uint8_t, message_id::size> bytes{};
+            std::memcpy(bytes.data(), publisher.data(), bytes.size());
+            j["publisher_id"] = id_json(message_id(bytes));
         }
         auto& user = j["headers"] = nlohmann::ordered_json::object();
         nlohmann::ordered_json binary_names = nlohmann::ordered_json::array();

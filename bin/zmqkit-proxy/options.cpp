@@ -175,7 +175,8 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::uint32_t liveness = 3;
     std::size_t max_queued = 100000;
     std::uint32_t max_prefetch = 64;
-    std::string slow_policy = "drop"; // forwarder mode
+    std::string slow_policy = "drop";    // forwarder mode
+    std::size_t max_subscription = 1024; // forwarder mode
     std::string slow_timeout = "5s";
     po::options_description desc;
     // clang-format off
@@ -218,6 +219,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
         ("slow-subscriber-timeout", po::value(&slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
+        ("max-subscription-size", po::value(&max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
@@ -245,9 +247,10 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     const bool forwarder = cfg.mode == "forwarder";
     if (!forwarder &&
         (!vm["slow-subscriber-policy"].defaulted() || !vm["slow-subscriber-timeout"].defaulted() ||
-         vm.count("last-value-cache") != 0U)) {
-        throw usage_error{"--slow-subscriber-policy, --slow-subscriber-timeout and "
-                          "--last-value-cache apply to --mode forwarder only",
+         vm.count("last-value-cache") != 0U || !vm["max-subscription-size"].defaulted())) {
+        throw usage_error{"--slow-subscriber-policy, --slow-subscriber-timeout, "
+                          "--last-value-cache and --max-subscription-size apply to --mode "
+                          "forwarder only",
                           exit_usage};
     }
     if (cfg.mode != "stream" && !durable && !lb && !mdp && !forwarder) {
@@ -374,6 +377,11 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         if (forwarder) {
             cfg.forwarder.policy = patterns::parse_slow_subscriber_policy(slow_policy);
             cfg.forwarder.slow_subscriber_timeout = parse_duration(slow_timeout);
+            if (max_subscription == 0 || max_subscription > 65536) {
+                throw config_error("--max-subscription-size must be 1 to 65536 bytes, got " +
+                                   std::to_string(max_subscription));
+            }
+            cfg.forwarder.max_subscription_size = max_subscription;
             if (cfg.forwarder.slow_subscriber_timeout.count() <= 0) {
                 throw config_error("--slow-subscriber-timeout must be positive, got " +
                                    slow_timeout);

@@ -637,7 +637,6 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
     header h = base;
     header json_header;
     std::string json_body;
-    message pub_message;
     message reply;
     output_buffer out;
     const message_formatter reply_format(cfg.format);
@@ -691,10 +690,8 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
                 ok = reliable->send(confirm_message, std::chrono::milliseconds(200));
                 hh.id = confirm_message.header().id;
             } else if (is_pub) {
-                std::swap(pub_message.header(), hh);
-                pub_message.set_body(body);
-                ok = sock_holder->send(topic, pub_message);
-                std::swap(pub_message.header(), hh);
+                // hh is stamped in place; `topic` may view hh.type, so hh must not move.
+                ok = sock_holder->send(topic, hh, body);
             } else {
                 ok = sock_holder->send(hh, body);
             }

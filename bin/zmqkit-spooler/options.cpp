@@ -93,7 +93,8 @@ Malformed messages are counted and skipped. Stops after -c N messages, after --i
 without a message, after --timeout, or on SIGINT/SIGTERM, always after committing.
 
 Sockets: --pull (default; binds by default) or --sub (connects by default; --topic PREFIX,
-repeatable, default everything). Endpoints use CZMQ's grammar: '@' binds, '>' connects)";
+repeatable, default everything; a topic other than the type is kept in the user header
+zmqkit-topic for replay --pub). Endpoints use CZMQ's grammar: '@' binds, '>' connects)";
 
 constexpr const char* replay_head = R"(Usage: zmqkit-spooler replay [SOCKET] [options] DIR
 
@@ -102,8 +103,9 @@ endpoint, with their original headers (ids included) and bodies. The spool is op
 read-only and is not changed; it may run while the proxy holds the spool.
 
 Sockets: --push (default; connects by default) or --pub (binds by default; the topic frame is
-the message type). Queued is not delivered: at the end the socket lingers (--linger) so queued
-messages can leave; use --wait-peers N to wait for N peers before the first message)";
+the recorded topic, else the message type). Queued is not delivered: at the end the socket
+lingers (--linger) so queued messages can leave; use --wait-peers N to wait for N peers (with
+--pub: N subscriptions) before the first message)";
 
 constexpr const char* common_tail = R"(
 Every option can also come from the environment as ZMQKIT_SPOOLER_<OPTION>

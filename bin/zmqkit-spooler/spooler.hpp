@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -32,6 +33,9 @@ namespace zmqkit::cli {
                                                 metrics_registry& registry);
 
 // record and replay (stream.cpp).
+// The user header in which `record --sub` keeps a publication's topic frame when it differs
+// from the header's type; `replay --pub` sends it as the topic frame again and removes it.
+inline constexpr std::string_view recorded_topic_header = "zmqkit-topic";
 [[nodiscard]] int run_record(const spooler_config& cfg, const logger& log,
                              shutdown_signals& signals);
 [[nodiscard]] int run_replay(const spooler_config& cfg, const logger& log,

@@ -237,6 +237,13 @@ int run_record(const spooler_config& cfg, const logger& log, shutdown_signals& s
                           " frame(s)): " + status.message());
                 continue;
             }
+            if (topic_layout && topic != h.type) {
+                // The spool keeps header and body: a topic that replay --pub cannot take from
+                // the type travels in a user header (the header bytes are re-encoded then).
+                h.set_user_header(recorded_topic_header, topic);
+                encoded = encode_header(h);
+                header_bytes = encoded;
+            }
             store(header_bytes, body);
         }
         if (uncommitted >= cfg.batch && !commit()) {
@@ -273,7 +280,14 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
 
     zmq::context_t context;
     const auto auth = start_authenticator(context, {&cfg.security}, log);
-    zmq::socket_t sock(context, cfg.kind.type);
+    const bool pub = cfg.kind.type == zmq::socket_type::pub;
+    // --pub sends like a PUB from an XPUB, which also shows the subscriptions: --wait-peers
+    // waits for them, not only for the connections (a PUB drops what it sends before a
+    // subscriber's subscription has arrived).
+    zmq::socket_t sock(context, pub ? zmq::socket_type::xpub : cfg.kind.type);
+    if (pub) {
+        sock.set(zmq::sockopt::xpub_verbose, 1); // every subscriber's subscription, not the first
+    }
     sock.set(zmq::sockopt::linger, static_cast<int>(cfg.linger.count()));
     sock.set(zmq::sockopt::sndhwm, cfg.hwm);
     sock.set(zmq::sockopt::sndtimeo, 200);
@@ -331,9 +345,31 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
             sock.set(zmq::sockopt::linger, 0);
             return exit_unavailable;
         }
+        std::size_t subscribed = 0;
+        for (zmq::message_t subscription; pub && subscribed < cfg.wait_peers && !stop();) {
+            if (sock.recv(subscription, zmq::recv_flags::dontwait)) {
+                subscribed +=
+                    subscription.size() > 0 && subscription.data<char>()[0] == 1 ? 1U : 0U;
+                continue;
+            }
+            const auto left = started + limit - clock::now();
+            if (left <= clock::duration::zero()) {
+                log.error("only " + std::to_string(subscribed) + " of " +
+                          std::to_string(cfg.wait_peers) + " subscriber(s) subscribed within " +
+                          std::to_string(limit.count()) + " ms");
+                sock.set(zmq::sockopt::linger, 0);
+                return exit_unavailable;
+            }
+            zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+            (void)zmq::poll(&item, 1,
+                            std::min(std::chrono::ceil<std::chrono::milliseconds>(left),
+                                     std::chrono::milliseconds(200)));
+        }
+        if (stopped) {
+            return exit_ok;
+        }
     }
 
-    const bool pub = cfg.kind.type == zmq::socket_type::pub;
     std::optional<clock::duration> interval;
     if (cfg.rate) {
         interval = std::chrono::duration_cast<clock::duration>(
@@ -345,6 +381,8 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
     std::optional<std::uint64_t> first_sent;
     std::uint64_t last_sent = 0;
     header h;
+    std::string recorded_topic;
+    std::string encoded;
     auto send_part = [&](std::string_view data, bool more) {
         for (;;) {
             if (sock.send(zmq::buffer(data.data(), data.size()),
@@ -376,14 +414,28 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
         } else if ((sent & 63u) == 0 && stop()) {
             return false;
         }
+        std::string_view header_bytes = m.header;
         if (pub) {
             const bool decoded = decode_header(m.header.data(), m.header.size(), h).ok();
-            if (!send_part(decoded ? std::string_view(h.type) : std::string_view(), true)) {
+            std::string_view topic = decoded ? std::string_view(h.type) : std::string_view();
+            if (const auto* recorded =
+                    decoded ? h.find_user_header(recorded_topic_header) : nullptr) {
+                // Recorded from a topic other than the type: that topic again, and the header
+                // as it was published.
+                recorded_topic = *recorded;
+                topic = recorded_topic;
+                std::erase_if(h.user_headers, [](const auto& entry) {
+                    return entry.first == recorded_topic_header;
+                });
+                encoded = encode_header(h);
+                header_bytes = encoded;
+            }
+            if (!send_part(topic, true)) {
                 return false;
             }
         }
         // [header][body]: the separate layout, which every zmqkit reader accepts.
-        if (!send_part(m.header, true) || !send_part(m.body, false)) {
+        if (!send_part(header_bytes, true) || !send_part(m.body, false)) {
             return false;
         }
         ++sent;

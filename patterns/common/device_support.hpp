@@ -4,6 +4,7 @@
 // without blocking, receiving one, the control socket.
 #pragma once
 
+#include <zmqkit/error.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/socket.hpp>
@@ -26,6 +27,53 @@ inline void apply_socket_options(zmq::socket_t& s, const socket_options& o) {
     s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
     s.set(zmq::sockopt::sndhwm, o.send_hwm);
     s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
+}
+
+// Subscription size bound of the sockets that receive subscriptions (a forwarder's backend, a
+// publisher; issue 14 item 4). libzmq (4.3.4) keeps every subscription in a trie with one
+// node per byte and frees it recursively: one long subscription overflows the stack when its
+// subscriber leaves, and a huge one grows memory without bound. ZMQ_MAXMSGSIZE stops it at
+// the wire: the ZMTP decoder reads a frame's length and, when it is larger, closes that
+// connection before allocating the frame. That covers both forms of a subscription — a 0x01
+// message (ZMTP 3.0) and a SUBSCRIBE command (ZMTP 3.1: the same frame with the command flag)
+// — and a CURVE side, whose MESSAGE box carries either. libzmq reports such a close only as
+// ZMQ_EVENT_DISCONNECTED, without its reason, so the refusal is not visible to zmqkit.
+//
+// The bound is the prefix size plus the framing of a SUBSCRIBE command: "\x09SUBSCRIBE" (10
+// bytes), and on a CURVE side the MESSAGE box around it (8-byte name, 8-byte nonce, 16-byte
+// MAC, 1 flags byte). So a ZMTP 3.1 subscription (what libzmq >= 4.3.3 sends) is bounded
+// exactly; a 0x01-form one can be up to 9 bytes over the limit and still reach the
+// application, which refuses it (subscription_too_large).
+inline constexpr std::size_t subscribe_command_framing = 10;
+inline constexpr std::size_t curve_message_framing = 33;
+// The largest accepted --max-subscription-size: a trie this deep frees within a thread's
+// default stack (a 256 KiB subscription does not).
+inline constexpr std::size_t max_subscription_size_ceiling = 65536;
+
+// Throws config_error unless 1 <= max_size <= max_subscription_size_ceiling.
+inline void check_max_subscription_size(std::size_t max_size, const std::string& owner) {
+    if (max_size == 0 || max_size > max_subscription_size_ceiling) {
+        throw config_error(owner + ": max_subscription_size must be 1 to " +
+                           std::to_string(max_subscription_size_ceiling) + " bytes, got " +
+                           std::to_string(max_size));
+    }
+}
+
+// Sets the subscription bound on an XPUB (before bind/connect: libzmq copies it to each
+// connection's decoder).
+inline void bound_subscriptions(zmq::socket_t& xpub, std::size_t max_size,
+                                const socket_security& security) {
+    const auto framing =
+        subscribe_command_framing +
+        (security.mechanism == security_mechanism::curve ? curve_message_framing : 0);
+    xpub.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(max_size + framing));
+}
+
+// True for a subscribe or unsubscribe message (as an XPUB returns them: 0x01/0x00 + prefix)
+// whose prefix is larger than max_size.
+inline bool subscription_too_large(const zmq::message_t& frame, std::size_t max_size) noexcept {
+    const auto* bytes = static_cast<const unsigned char*>(frame.data());
+    return frame.size() > max_size + 1 && (bytes[0] == 0 || bytes[0] == 1);
 }
 
 // One side of a device (frontend, backend, capture, control): applies its security settings to

@@ -361,6 +361,8 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
                            "': slow_subscriber_timeout must be positive, got " +
                            std::to_string(options_.slow_subscriber_timeout.count()) + " ms");
     }
+    detail::check_max_subscription_size(options_.max_subscription_size,
+                                        "forwarder '" + options_.name + "'");
     options_.batch = std::max<std::size_t>(1, options_.batch);
     auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
     const metric_labels labels{{"component", options_.name}};
@@ -386,6 +388,9 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
                                      "Unsubscribe messages seen", labels);
     subscriptions_ = &reg.get_gauge("zmqkit_forwarder_subscriptions",
                                     "Subscriptions active on the backend", labels);
+    subscriptions_refused_ = &reg.get_counter(
+        "zmqkit_forwarder_subscriptions_refused_total",
+        "Subscriptions refused for being longer than max_subscription_size", labels);
     slow_drops_ = &reg.get_counter(
         "zmqkit_forwarder_slow_subscriber_drops_total",
         "Publications at least one matching subscriber missed because its queue was full", labels);
@@ -420,6 +425,8 @@ void forwarder::setup() {
                       options_.registry);
     // Every subscribe/unsubscribe is seen (counted, forwarded), not only a prefix's first/last.
     backend_->set(zmq::sockopt::xpub_verboser, 1);
+    detail::bound_subscriptions(*backend_, options_.max_subscription_size,
+                                options_.backend_security);
     // With NODROP a send to a full subscriber fails instead of dropping silently: policy block
     // waits, policy drop counts it and resends lossy (send_publication).
     backend_->set(zmq::sockopt::xpub_nodrop, 1);
@@ -518,6 +525,24 @@ bool forwarder::send_publication(bool lossy) {
     return true;
 }
 
+void forwarder::log_line(const std::string& line) const {
+    if (options_.log) {
+        options_.log(line);
+    } else {
+        std::fprintf(stderr, "%s\n", line.c_str());
+    }
+}
+
+void forwarder::refuse_subscription(std::size_t size) {
+    // libzmq has put it in the backend's trie already (bounded by the decoder: at most the
+    // framing allowance over the limit); it is not counted as a subscription, not passed
+    // upstream and never answered as a snapshot request.
+    log_line(options_.name + ": refused a subscription of " + std::to_string(size) +
+             " bytes (max_subscription_size " + std::to_string(options_.max_subscription_size) +
+             ")");
+    subscriptions_refused_->add(); // after the line: whoever sees the count finds the line too
+}
+
 void forwarder::disconnect_slow_subscribers() {
     for (const auto& cut : slow_detector_->scan(std::chrono::steady_clock::now())) {
         char seconds[32];
@@ -526,11 +551,7 @@ void forwarder::disconnect_slow_subscribers() {
         const std::string line = options_.name + ": disconnected slow subscriber " + cut.peer +
                                  ": send queue full for " + seconds + " s (" +
                                  std::to_string(cut.queued) + " bytes queued)";
-        if (options_.log) {
-            options_.log(line);
-        } else {
-            std::fprintf(stderr, "%s\n", line.c_str());
-        }
+        log_line(line);
         slow_disconnects_->add(); // after the line: whoever sees the count finds the line too
     }
 }
@@ -596,6 +617,12 @@ void forwarder::handle_subscriptions() {
         }
         subs_in_->add();
         subs_in_bytes_->add(frame.size());
+        if (detail::subscription_too_large(frame, options_.max_subscription_size)) {
+            if (static_cast<const unsigned char*>(frame.data())[0] == 1) {
+                refuse_subscription(frame.size() - 1);
+            } // an unsubscribe of one: that subscription was refused already
+            continue;
+        }
         const auto* bytes = static_cast<const unsigned char*>(frame.data());
         const std::string_view body(reinterpret_cast<const char*>(bytes) + 1,
                                     frame.size() > 0 ? frame.size() - 1 : 0);
@@ -845,6 +872,7 @@ std::string forwarder::status_json() const {
            ",\"subscriptions\":" + std::to_string(subscriptions_->value()) +
            ",\"subscribes\":" + std::to_string(subscribes_->value()) +
            ",\"unsubscribes\":" + std::to_string(unsubscribes_->value()) +
+           ",\"subscriptions_refused\":" + std::to_string(subscriptions_refused_->value()) +
            ",\"slow_subscriber_drops\":" + std::to_string(slow_drops_->value()) +
            ",\"slow_subscriber_disconnects\":" + std::to_string(slow_disconnects_->value()) +
            ",\"blocked\":" + std::to_string(blocked_->value()) +

@@ -3,6 +3,8 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/message_id.hpp>
 
+#include "../common/device_support.hpp"
+
 #include <thread>
 
 namespace zmqkit::patterns {
@@ -29,6 +31,11 @@ publisher::publisher(zmq::context_t& context, publisher_options options)
     // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so
     // subscription_count() counts subscribers.
     socket_.raw().set(zmq::sockopt::xpub_verboser, 1);
+    detail::check_max_subscription_size(options.max_subscription_size,
+                                        "publisher '" + options.name + "'");
+    detail::bound_subscriptions(socket_.raw(), options.max_subscription_size,
+                                options.sockets.security);
+    max_subscription_size_ = options.max_subscription_size;
     if (options.block_when_full) {
         socket_.raw().set(zmq::sockopt::xpub_nodrop, 1);
     }
@@ -74,8 +81,8 @@ void publisher::read_subscriptions() {
     sends_since_read_ = 0;
     zmq::message_t frame;
     while (socket_.raw().recv(frame, zmq::recv_flags::dontwait)) {
-        if (frame.size() == 0) {
-            continue;
+        if (frame.size() == 0 || detail::subscription_too_large(frame, max_subscription_size_)) {
+            continue; // over the limit (within libzmq's framing allowance): not a subscriber
         }
         const auto* bytes = static_cast<const unsigned char*>(frame.data());
         std::string prefix(reinterpret_cast<const char*>(bytes) + 1, frame.size() - 1);

@@ -5,6 +5,9 @@
 
 #include "support/process.hpp"
 #include "support/testing.hpp"
+#include "support/zmtp_peer.hpp"
+
+#include <nlohmann/json.hpp>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -253,4 +256,81 @@ TEST(forwarder_process, zmqkit_send_pub_and_zmqkit_recv_sub_through_it_lose_noth
     }
     EXPECT_EQ(orders.read_stdout(100ms), want_orders);
     EXPECT_EQ(payments.read_stdout(100ms), want_payments);
+}
+
+TEST(forwarder_process, oversize_subscriptions_are_refused_and_it_keeps_forwarding) {
+    // Issue 14 item 4: a 256 KiB subscription crashed the forwarder when its subscriber left
+    // (libzmq's recursive trie), 50 MiB grew it by 200 MB/s. Default --max-subscription-size
+    // 1024.
+    running_forwarder fwd;
+    ASSERT_FALSE(fwd.control.empty()) << ::testing::PrintToString(fwd.process.stderr_lines());
+    zmq::context_t ctx;
+    zmqkit::socket reader(ctx, zmq::socket_type::sub);
+    reader.raw().set(zmq::sockopt::subscribe, "orders.");
+    (void)reader.attach(">" + fwd.backend, endpoint_action::connect);
+    patterns::publisher_options po;
+    po.endpoints = ">" + fwd.frontend;
+    patterns::publisher pub(ctx, po);
+    ASSERT_TRUE(pub.wait_for_subscriber("orders.x", 10s));
+    auto status = [&] {
+        return nlohmann::json::parse(control_request(ctx, fwd.control, "STATUS").at(0));
+    };
+    const auto subscribes_before = status()["subscribes"].get<std::uint64_t>();
+    const auto rss_before = rss_kib(fwd.process.pid());
+
+    using form = raw_zmtp_subscriber::form;
+    const std::string big(256 * 1024, 'o');
+    for (const auto f : {form::command, form::message}) {
+        raw_zmtp_subscriber peer(fwd.backend, f);
+        (void)peer.subscribe(big); // may fail half-way: the forwarder closes at the frame head
+        EXPECT_TRUE(peer.closed_by_peer()) << "256 KiB, form " << static_cast<int>(f);
+    } // and the peer is gone (what crashed it before)
+    {
+        raw_zmtp_subscriber peer(fwd.backend, form::command);
+        (void)peer.announce_subscription(50ULL << 20, 64 * 1024);
+        EXPECT_TRUE(peer.closed_by_peer()) << "50 MiB announced";
+    }
+    {
+        raw_zmtp_subscriber peer(fwd.backend, form::command);
+        (void)peer.subscribe(std::string(1025, 'o'));
+        EXPECT_TRUE(peer.closed_by_peer()) << "1025 bytes as a SUBSCRIBE command";
+    }
+    // Exactly at the limit, in both forms: accepted.
+    const auto at_limit = "orders." + std::string(1024 - 7, 'l');
+    raw_zmtp_subscriber limit_command(fwd.backend, form::command);
+    ASSERT_TRUE(limit_command.subscribe(at_limit));
+    raw_zmtp_subscriber limit_message(fwd.backend, form::message);
+    ASSERT_TRUE(limit_message.subscribe(at_limit));
+    // One byte over in the ZMTP 3.0 form fits libzmq's framing allowance: zmqkit refuses it.
+    raw_zmtp_subscriber over_message(fwd.backend, form::message);
+    ASSERT_TRUE(over_message.subscribe(at_limit + "x"));
+    nlohmann::json st;
+    ASSERT_TRUE(eventually(
+        [&] {
+            st = status();
+            return st["subscribes"].get<std::uint64_t>() == subscribes_before + 2 &&
+                   st["subscriptions_refused"].get<std::uint64_t>() == 1;
+        },
+        10s))
+        << st.dump();
+    EXPECT_TRUE(fwd.process.wait_for_stderr(
+        std::regex("refused a subscription of 1025 bytes \\(max_subscription_size 1024\\)"), 5s))
+        << ::testing::PrintToString(fwd.process.stderr_lines());
+
+    // Alive, memory bounded, and still forwarding: every id arrives.
+    EXPECT_FALSE(fwd.process.wait(0ms).has_value());
+    EXPECT_LT(rss_kib(fwd.process.pid()), rss_before + 16 * 1024);
+    std::set<message_id> sent;
+    for (int i = 0; i < 20; ++i) {
+        header h;
+        ASSERT_TRUE(pub.send("orders.n", h, "m" + std::to_string(i)));
+        sent.insert(h.id);
+    }
+    std::set<message_id> got;
+    while (got.size() < sent.size()) {
+        auto m = reader.recv(10s);
+        ASSERT_TRUE(m) << got.size() << " of " << sent.size();
+        got.insert(m->id());
+    }
+    EXPECT_EQ(got, sent);
 }

@@ -6,6 +6,9 @@
 #include "zmqkit-send/options.hpp"
 #include "zmqkit-send/sender.hpp"
 
+#include <zmqkit/codec.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
+
 #include "support/process.hpp"
 #include "support/testing.hpp"
 
@@ -15,8 +18,10 @@
 
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -312,6 +317,70 @@ TEST(send_recv, sub_receives_only_its_topics) {
     ASSERT_EQ(lines.size(), 50U);
     for (const auto& l : lines) {
         EXPECT_THAT(l, ::testing::MatchesRegex("(orders\\.new\\|o[0-9]+|audit\\|a[0-9]+)"));
+    }
+}
+
+namespace {
+
+// Publishes lines with `send_args` (a --pub sender that binds) until a subscriber to exactly
+// `topic` has 10 of them, and returns what it printed as "<topic>|<body>" lines.
+std::vector<std::string> published_to_topic(const std::string& topic,
+                                            const std::vector<std::string>& send_args,
+                                            const std::function<std::string(int)>& line) {
+    auto args = send_args;
+    for (const auto& a : {"--pub", "--wait-peers", "1", "--timeout", "60s", "tcp://127.0.0.1:*"}) {
+        args.emplace_back(a);
+    }
+    child_process send(send_cmd(args), true);
+    const auto endpoint = bound_endpoint(send);
+    EXPECT_FALSE(endpoint.empty()) << all_stderr(send);
+    child_process recv(
+        recv_cmd({"--sub", "--topic", topic, "-c", "10", "-f", "%t|%s\\n", endpoint}));
+    std::optional<int> code;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (int n = 0; !code && std::chrono::steady_clock::now() < deadline; ++n) {
+        send.write_stdin(line(n));
+        code = recv.wait(5ms);
+    }
+    EXPECT_EQ(code, 0) << "nothing arrived on the topic; " << all_stderr(recv);
+    send.close_stdin();
+    EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
+    return split_lines(all_stdout(recv));
+}
+
+} // namespace
+
+TEST(send_recv, pub_topics_are_byte_exact_in_every_mode) {
+    // Short topics (kept inside the std::string) lost their first byte to a 0x00 (issue 14
+    // item 5); non-ASCII and control bytes must pass unchanged too.
+    const std::vector<std::string> topics{"orders", std::string("\xc3\xa9t\xff\x01", 5),
+                                          "a.topic.longer.than.sixteen.bytes"};
+    for (const auto& topic : topics) {
+        SCOPED_TRACE("topic of " + std::to_string(topic.size()) + " bytes");
+        const auto body = [](const std::string& tag, int n) { return tag + std::to_string(n); };
+        const auto typed = published_to_topic(topic, {"--type", topic},
+                                              [&](int n) { return body("t", n) + "\n"; });
+        const auto json = published_to_topic(topic, {"--json", "--type", topic}, [&](int n) {
+            return "{\"body\": \"" + body("j", n) + "\"}\n";
+        });
+        const auto keyed = published_to_topic(topic, {"-K", " "}, [&](int n) {
+            return topic + " " + body("k", n) + "\nother " + body("x", n) + "\n";
+        });
+        for (const auto& [lines, tag] :
+             {std::pair{typed, "t"}, std::pair{json, "j"}, std::pair{keyed, "k"}}) {
+            ASSERT_EQ(lines.size(), 10U) << tag;
+            std::set<std::string> bodies;
+            for (const auto& l : lines) {
+                ASSERT_GT(l.size(), topic.size()) << tag;
+                EXPECT_EQ(l.substr(0, topic.size() + 1), topic + "|") << tag;
+                auto b = l.substr(topic.size() + 1);
+                if (std::string_view(tag) == "j" && !b.empty()) {
+                    b.erase(0, 1); // the msgpack str header of the JSON string body
+                }
+                EXPECT_THAT(b, ::testing::MatchesRegex(std::string(tag) + "[0-9]+"));
+                EXPECT_TRUE(bodies.insert(b).second) << "twice: " << b;
+            }
+        }
     }
 }
 
@@ -1030,6 +1099,64 @@ TEST(send_recv_parts, json_output_is_never_silently_lossy) {
     EXPECT_EQ(back_body, body);
     ASSERT_NE(back.find_user_header(std::string("n\xff", 2)), nullptr);
     EXPECT_EQ(*back.find_user_header(std::string("n\xff", 2)), std::string("v\xfe", 2));
+}
+
+TEST(send_recv_parts, json_output_names_an_older_publishers_id) {
+    // A publisher from before header key 12 sent its id as the user header zmqkit-publisher;
+    // readers use it when key 12 is absent (docs/wire-protocol.md §10.2, issue 14 item 20).
+    const auto legacy = message_id::generate();
+    const auto current = message_id::generate();
+    const std::string legacy_bytes(reinterpret_cast<const char*>(legacy.data()), message_id::size);
+    header h;
+    h.sequence = 7;
+    h.set_user_header(patterns::publisher_id_header, legacy_bytes);
+    std::string out;
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["publisher_id"], legacy.to_string()) << out;
+    EXPECT_EQ(j["sequence"], 7);
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], cli::base64_encode(legacy_bytes));
+    // Key 12 wins when both are present.
+    h.publisher_id = current;
+    out.clear();
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    EXPECT_EQ(nlohmann::json::parse(out)["publisher_id"], current.to_string()) << out;
+    // A header of another size is not an id: no publisher_id, the header is shown as it is.
+    h.publisher_id = message_id{};
+    h.set_user_header(patterns::publisher_id_header, "short");
+    out.clear();
+    cli::message_formatter("json").render(&h, "orders", "b", out);
+    j = nlohmann::json::parse(out);
+    EXPECT_FALSE(j.contains("publisher_id")) << out;
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"], "short");
+}
+
+TEST(send_recv, recv_json_shows_the_publisher_id_of_an_older_publisher) {
+    zmq::context_t ctx;
+    zmq::socket_t pub(ctx, zmq::socket_type::xpub);
+    pub.set(zmq::sockopt::linger, 0);
+    pub.bind("tcp://127.0.0.1:*");
+    const auto endpoint = pub.get(zmq::sockopt::last_endpoint);
+    child_process recv(recv_cmd(
+        {"--sub", "--topic", "orders", "-c", "1", "-f", "json", "--timeout", "20s", endpoint}));
+    zmq::message_t subscription;
+    pub.set(zmq::sockopt::rcvtimeo, 10000);
+    ASSERT_TRUE(pub.recv(subscription)) << all_stderr(recv); // waits for the subscription
+    const auto legacy = message_id::generate();
+    header h = header::fresh();
+    h.sequence = 3;
+    h.set_user_header(patterns::publisher_id_header,
+                      std::string(reinterpret_cast<const char*>(legacy.data()), message_id::size));
+    const auto encoded = encode_header(h);
+    (void)pub.send(zmq::buffer(std::string_view("orders.new")), zmq::send_flags::sndmore);
+    (void)pub.send(zmq::buffer(encoded), zmq::send_flags::sndmore);
+    (void)pub.send(zmq::buffer(std::string_view("hello")), zmq::send_flags::none);
+    ASSERT_EQ(recv.wait(20s), 0) << all_stderr(recv);
+    const auto j = nlohmann::json::parse(all_stdout(recv));
+    EXPECT_EQ(j["id"], h.id.to_string());
+    EXPECT_EQ(j["topic"], "orders.new");
+    EXPECT_EQ(j["sequence"], 3);
+    EXPECT_EQ(j["publisher_id"], legacy.to_string());
 }
 
 TEST(send_recv_parts, json_envelope_with_a_text_content_type_keeps_the_body_bytes) {

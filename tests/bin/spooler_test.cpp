@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <regex>
 
 using namespace zmqkit;
@@ -116,17 +118,23 @@ std::vector<appended> append_messages(spool& s, int n, std::size_t pad = 0) {
     return out;
 }
 
-// (sequence, id) of every message record, in order.
-std::vector<std::pair<std::uint64_t, message_id>> spooled_ids(const std::filesystem::path& dir,
-                                                              bool unsettled_only = false) {
+// Calls fn(message, settled) for every message record of the spool at dir, read-only, until it
+// returns false.
+void for_each_spooled(const std::filesystem::path& dir,
+                      const std::function<bool(const spooled_message&, bool)>& fn) {
     metrics_registry registry;
     spool_options o;
     o.directory = dir;
     o.read_only = true;
     o.registry = &registry;
-    spool s(o);
+    spool(o).for_each(0, fn);
+}
+
+// (sequence, id) of every message record, in order.
+std::vector<std::pair<std::uint64_t, message_id>> spooled_ids(const std::filesystem::path& dir,
+                                                              bool unsettled_only = false) {
     std::vector<std::pair<std::uint64_t, message_id>> ids;
-    s.for_each(0, [&](const spooled_message& m, bool settled) {
+    for_each_spooled(dir, [&](const spooled_message& m, bool settled) {
         if (unsettled_only && settled) {
             return true;
         }
@@ -628,14 +636,8 @@ TEST(spooler, record_raw_frames_and_stop_on_sigterm) {
     std::vector<std::string> bodies;
     ASSERT_TRUE(eventually(
         [&] {
-            metrics_registry registry;
-            spool_options o;
-            o.directory = dir.path();
-            o.read_only = true;
-            o.registry = &registry;
-            spool s(o);
             bodies.clear();
-            s.for_each(0, [&](const spooled_message& m, bool) {
+            for_each_spooled(dir.path(), [&](const spooled_message& m, bool) {
                 bodies.emplace_back(m.body);
                 return true;
             });
@@ -648,6 +650,93 @@ TEST(spooler, record_raw_frames_and_stop_on_sigterm) {
     recorder.signal(SIGTERM);
     ASSERT_EQ(recorder.wait(10s), 0);
     EXPECT_THAT(collect_stderr(recorder), HasSubstr("recorded 5 message(s)"));
+}
+
+TEST(spooler, record_sub_then_replay_pub_keeps_topics) {
+    // Issue 14 item 17: publications whose topic is not their type were replayed on the type,
+    // so a subscriber to their topic got none of them.
+    temp_directory dir("spooler");
+    zmq::context_t context;
+    zmqkit::socket publisher(context, zmq::socket_type::xpub);
+    const auto pub_endpoint = publisher.attach("tcp://127.0.0.1:*", endpoint_action::bind).at(0);
+    constexpr int count = 20;
+    child_process recorder(
+        spooler_cmd({"record", dir.path().string(), "--sub", "--topic", "orders.", "-e",
+                     ">" + pub_endpoint, "-c", std::to_string(count), "--timeout", "30s"}));
+    publisher.raw().set(zmq::sockopt::rcvtimeo, 10000);
+    zmq::message_t subscription;
+    ASSERT_TRUE(publisher.raw().recv(subscription)) << collect_stderr(recorder);
+    ASSERT_EQ(subscription.to_string(), std::string("\x01orders.", 8));
+
+    std::map<message_id, std::string> topic_of; // what was published
+    std::string same_header;                    // the encoded header whose topic is its type
+    for (int i = 0; i < count; ++i) {
+        header h = header::fresh();
+        // The first one's topic is its type: its header is stored as received.
+        h.type = i == 0 ? "orders.same" : "order.created";
+        const auto topic = i == 0 ? h.type : "orders.eu." + std::to_string(i);
+        const auto body = "m" + std::to_string(i);
+        ASSERT_TRUE(publisher.send(topic, h, body));
+        if (i == 0) {
+            same_header = encode_header(h);
+        }
+        topic_of[h.id] = topic;
+        header other = header::fresh();
+        ASSERT_TRUE(publisher.send("prices.eur", other, "not recorded"));
+    }
+    ASSERT_EQ(recorder.wait(30s), 0) << collect_stderr(recorder);
+    EXPECT_THAT(collect_stderr(recorder), HasSubstr("recorded 20 message(s)"));
+    const auto spooled = spooled_ids(dir.path());
+    ASSERT_EQ(spooled.size(), static_cast<std::size_t>(count));
+    for_each_spooled(dir.path(), [&](const spooled_message& m, bool) {
+        EXPECT_EQ(std::string(m.header), same_header);
+        return false; // the first one only
+    });
+
+    // Replay to a subscriber of "orders." until it has every recorded message: a PUB drops
+    // what it sends before the subscription arrives, so each run starts at the first missing.
+    zmqkit::socket sub(context, zmq::socket_type::sub);
+    sub.raw().set(zmq::sockopt::subscribe, "orders.");
+    const auto sub_endpoint = sub.attach("tcp://127.0.0.1:*", endpoint_action::bind).at(0);
+    std::map<message_id, std::pair<std::string, header>> received;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    int runs = 0;
+    while (received.size() < spooled.size() && std::chrono::steady_clock::now() < deadline) {
+        auto first_missing = spooled.front().first;
+        for (const auto& [sequence, id] : spooled) {
+            if (!received.contains(id)) {
+                first_missing = sequence;
+                break;
+            }
+        }
+        ++runs;
+        child_process replay(
+            spooler_cmd({"replay", dir.path().string(), "--pub", "-e", ">" + sub_endpoint,
+                         "--from-sequence", std::to_string(first_missing), "--wait-peers", "1",
+                         "--rate", "500", "--linger", "1s"}));
+        std::optional<int> exited;
+        message m;
+        std::string topic;
+        for (;;) {
+            if (sub.recv(m, topic, 200ms)) {
+                received[m.id()] = {topic, m.header()};
+                continue;
+            }
+            if (exited || std::chrono::steady_clock::now() >= deadline) {
+                break;
+            }
+            exited = replay.wait(0ms);
+        }
+        ASSERT_EQ(replay.wait(10s), 0) << collect_stderr(replay);
+    }
+    ASSERT_EQ(received.size(), spooled.size()) << "after " << runs << " replay run(s)";
+    for (const auto& [id, got] : received) {
+        ASSERT_TRUE(topic_of.contains(id));
+        EXPECT_EQ(got.first, topic_of[id]);
+        EXPECT_EQ(got.second.find_user_header(cli::recorded_topic_header), nullptr)
+            << "the recorded topic header is removed on replay";
+        EXPECT_EQ(got.second.type, got.first == "orders.same" ? "orders.same" : "order.created");
+    }
 }
 
 TEST(spooler, replay_sends_every_message_in_order_to_a_pull_socket) {

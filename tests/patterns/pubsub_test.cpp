@@ -4,6 +4,7 @@
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include "support/testing.hpp"
+#include "support/zmtp_peer.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -961,4 +962,95 @@ TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_memb
         }
         EXPECT_EQ(groups.delivered(g), count);
     }
+}
+
+// ---- subscription size bound (issue 14 item 4)
+
+TEST(pubsub, publisher_bounds_subscription_size) {
+    zmq::context_t ctx;
+    publisher_options po;
+    po.endpoints = "tcp://127.0.0.1:*";
+    po.max_subscription_size = 64;
+    publisher pub(ctx, po);
+    const auto endpoint = pub.endpoints().front();
+    using form = raw_zmtp_subscriber::form;
+    for (const std::size_t size : {std::size_t{65}, std::size_t{256 * 1024}}) {
+        raw_zmtp_subscriber peer(endpoint, form::command);
+        (void)peer.subscribe(std::string(size, 't'));
+        EXPECT_TRUE(peer.closed_by_peer()) << size << " bytes";
+    }
+    // The older form may come up to 9 bytes over: it is not counted as a subscriber.
+    raw_zmtp_subscriber over(endpoint, form::message);
+    ASSERT_TRUE(over.subscribe(std::string(65, 't')));
+    // Exactly at the limit, from a libzmq SUB: it receives.
+    const std::string topic(64, 't');
+    zmq::socket_t sub(ctx, zmq::socket_type::sub);
+    sub.set(zmq::sockopt::linger, 0);
+    sub.set(zmq::sockopt::subscribe, topic);
+    sub.connect(endpoint);
+    ASSERT_TRUE(pub.wait_for_subscriber(topic, 5s));
+    EXPECT_EQ(pub.subscription_count(std::string(65, 't')), 0U);
+    header h;
+    ASSERT_TRUE(pub.send(topic, h, "at the limit"));
+    zmq::pollitem_t item{sub.handle(), 0, ZMQ_POLLIN, 0};
+    ASSERT_EQ(zmq::poll(&item, 1, 5s), 1);
+    zmq::message_t first;
+    ASSERT_TRUE(sub.recv(first));
+    EXPECT_EQ(first.to_string(), topic);
+}
+
+TEST(pubsub, forwarder_refuses_oversize_subscriptions_and_keeps_forwarding) {
+    zmq::context_t ctx;
+    metrics_registry registry;
+    std::mutex lines_mutex;
+    std::vector<std::string> lines;
+    forwarder_options fo;
+    fo.frontend = "tcp://127.0.0.1:*";
+    fo.backend = "tcp://127.0.0.1:*";
+    fo.registry = &registry;
+    fo.max_subscription_size = 64;
+    fo.log = [&](std::string_view line) {
+        std::lock_guard lock(lines_mutex);
+        lines.emplace_back(line);
+    };
+    for (const std::size_t bad : {std::size_t{0}, std::size_t{65537}}) {
+        auto wrong = fo;
+        wrong.max_subscription_size = bad;
+        EXPECT_THROW(forwarder(ctx, wrong), config_error) << bad;
+    }
+    forwarder fwd(ctx, fo);
+    fwd.start();
+    const auto backend = fwd.backend_endpoints().front();
+    using form = raw_zmtp_subscriber::form;
+    {
+        raw_zmtp_subscriber peer(backend, form::message);
+        (void)peer.subscribe(std::string(256 * 1024, 'o'));
+        EXPECT_TRUE(peer.closed_by_peer());
+    }
+    raw_zmtp_subscriber over(backend, form::message);
+    ASSERT_TRUE(over.subscribe(std::string(65, 'o')));
+    ASSERT_TRUE(eventually([&] { return fwd.subscriptions_refused() == 1; }, 5s));
+    EXPECT_EQ(fwd.subscriptions(), 0);
+    EXPECT_THAT(fwd.status_json(), ::testing::HasSubstr("\"subscriptions_refused\":1"));
+    {
+        std::lock_guard lock(lines_mutex);
+        ASSERT_EQ(lines.size(), 1U);
+        EXPECT_EQ(lines[0],
+                  "forwarder: refused a subscription of 65 bytes (max_subscription_size 64)");
+    }
+    // At the limit: forwarded upstream, and publications flow.
+    publisher_options po;
+    po.endpoints = ">" + fwd.frontend_endpoints().front();
+    publisher pub(ctx, po);
+    const std::string topic(64, 'o');
+    subscriber sub(ctx, subscriber_to(backend, registry));
+    sub.subscribe(topic);
+    ASSERT_TRUE(pub.wait_for_subscriber(topic, 5s));
+    header h;
+    ASSERT_TRUE(pub.send(topic, h, "at the limit"));
+    auto got = sub.recv(5s);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->topic, topic);
+    EXPECT_EQ(got->message.id(), h.id);
+    fwd.stop();
 }

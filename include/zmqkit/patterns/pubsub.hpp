@@ -63,6 +63,11 @@ struct publisher_options {
     // false: a subscriber at its HWM misses messages (ZeroMQ's default; it sees the gap).
     // true: ZMQ_XPUB_NODROP — send() waits (at most sockets.send_timeout) for room.
     bool block_when_full = false;
+    // Longest subscription prefix a subscriber may send, in bytes (1 to 65536; config_error
+    // otherwise). A connection sending a longer one is closed by libzmq before the
+    // subscription is read (ZMQ_MAXMSGSIZE, see docs/patterns.md): it cannot grow memory or
+    // crash the process through libzmq's subscription trie.
+    std::size_t max_subscription_size = 1024;
 };
 
 // Publishes enveloped messages on an XPUB socket from the caller's thread. Not thread-safe.
@@ -115,6 +120,7 @@ private:
         sequences_;                                                 // topic -> last sequence sent
     std::map<std::string, std::size_t, std::less<>> subscriptions_; // prefix -> count
     std::uint64_t sends_since_read_ = 0;
+    std::size_t max_subscription_size_ = 0;
 };
 
 // What a sequence_tracker concluded about one message.
@@ -344,6 +350,13 @@ struct forwarder_options {
     // Keep the last publication of every topic and answer snapshot requests
     // (subscriber::subscribe_with_snapshot). Subscribes upstream to everything.
     bool last_value_cache = false;
+    // Longest subscription prefix a subscriber may send, in bytes (1 to 65536; config_error
+    // otherwise), snapshot requests included. libzmq closes the connection of a tcp/ipc
+    // subscriber whose subscription frame is larger than this plus its SUBSCRIBE framing before
+    // reading it (libzmq says nothing about why); an older-form subscription up to 9 bytes
+    // over the limit gets through and is refused here: not counted as a subscription, not
+    // passed upstream, counted as subscriptions_refused and logged.
+    std::size_t max_subscription_size = 1024;
     std::size_t batch = 512;
     std::chrono::milliseconds drain_timeout = 2s;
     metrics_registry* registry = nullptr;
@@ -371,13 +384,18 @@ public:
     // What the last drain left undone (valid once stop() returned or the device finished).
     [[nodiscard]] drain_report drain_result() const noexcept;
     // {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
-    //  "unsubscribes":N,"slow_subscriber_drops":N,"slow_subscriber_disconnects":N,
-    //  "blocked":N,"capture_drops":N,
+    //  "unsubscribes":N,"subscriptions_refused":N,"slow_subscriber_drops":N,
+    //  "slow_subscriber_disconnects":N,"blocked":N,"capture_drops":N,
     //  "cached_topics":N,"snapshots":N}, plus "security":{"frontend":{"mode":..,
     //  "handshakes":N,"handshake_failures":N,"last_failure":".."},..} when a side is secured
     [[nodiscard]] std::string status_json() const;
     // Subscriptions currently active on the backend (subscribe minus unsubscribe messages).
     [[nodiscard]] std::int64_t subscriptions() const noexcept { return subscriptions_->value(); }
+    // Subscriptions refused for their size (forwarder_options::max_subscription_size) among
+    // those libzmq passed on; each one is also a log line.
+    [[nodiscard]] std::uint64_t subscriptions_refused() const noexcept {
+        return subscriptions_refused_->value();
+    }
     // Publications that at least one matching subscriber missed because its queue was full
     // (policy drop; libzmq does not say which subscriber — each one sees its gap itself).
     [[nodiscard]] std::uint64_t slow_subscriber_drops() const noexcept {
@@ -409,6 +427,8 @@ private:
     std::size_t forward(std::size_t limit);
     bool send_publication(bool lossy);
     void handle_subscriptions();
+    void refuse_subscription(std::size_t size);
+    void log_line(const std::string& line) const;
     void cache(const std::vector<zmq::message_t>& frames, std::size_t count);
     void send_snapshot(std::string_view request_topic);
     void handle_control();
@@ -437,6 +457,7 @@ private:
     counter* subscribes_;
     counter* unsubscribes_;
     gauge* subscriptions_;
+    counter* subscriptions_refused_;
     counter* slow_drops_;
     counter* slow_disconnects_;
     std::unique_ptr<detail::slow_subscriber_detector> slow_detector_; // actor thread only
