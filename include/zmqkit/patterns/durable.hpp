@@ -145,7 +145,8 @@ public:
     bool pause();
     bool resume();
     [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}
+    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}; always
+    // valid JSON (a directory that is not UTF-8 also gets "directory_hex", docs/operations.md).
     [[nodiscard]] std::string status_json();
     // The spool's recovery report (valid after start()).
     [[nodiscard]] recovery_report recovery() const;
