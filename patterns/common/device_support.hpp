@@ -129,9 +129,27 @@ inline void set_text(status_document& doc, const std::string& key, std::string_v
     }
 }
 
-// The statistics member of every STATUS, as proxy_statistics::to_json() writes it.
-inline status_document statistics_member(const proxy_statistics& s) {
-    return status_document::parse(s.to_json());
+// The start of every STATUS: {"state":state,"statistics":{...}} (statistics as
+// proxy_statistics::to_json() writes them); each device adds its own members after these.
+inline status_document status_head(const char* state, const proxy_statistics& statistics) {
+    status_document j;
+    j["state"] = state;
+    j["statistics"] = status_document::parse(statistics.to_json());
+    return j;
+}
+
+// The members the load balancer's and the Majordomo broker's STATUS share, in their order:
+// workers_expired ... liveness.
+template <class broker_stats, class broker_options>
+void add_broker_members(status_document& j, const broker_stats& s, std::uint64_t undeliverable,
+                        const broker_options& opt) {
+    j["workers_expired"] = s.workers_expired;
+    j["workers_disconnected"] = s.workers_disconnected;
+    j["undeliverable"] = undeliverable;
+    j["queued"] = s.queued;
+    j["in_flight"] = s.in_flight;
+    j["heartbeat_interval_ms"] = opt.heartbeat_interval.count();
+    j["liveness"] = opt.liveness;
 }
 
 // The STATUS reply: one line of JSON, always valid (invalid UTF-8 replaced by U+FFFD).

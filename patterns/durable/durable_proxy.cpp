@@ -1019,12 +1019,11 @@ struct durable_proxy::impl {
                                         .count();
         using std::chrono::duration_cast;
         using std::chrono::milliseconds;
-        detail::status_document j;
-        j["state"] = st.read_only    ? "read-only"
-                     : paused        ? "paused"
-                     : !held.empty() ? "backpressure"
-                                     : "running";
-        j["statistics"] = detail::statistics_member(self.statistics());
+        auto j = detail::status_head(st.read_only    ? "read-only"
+                                     : paused        ? "paused"
+                                     : !held.empty() ? "backpressure"
+                                                     : "running",
+                                     self.statistics());
         auto& spool_json = j["spool"];
         detail::set_text(spool_json, "directory", opt.spool.directory.string());
         spool_json["sync"] = opt.spool.sync.to_string();

@@ -718,9 +718,7 @@ struct load_balancer::impl {
 
     std::string status_json() {
         const auto s = stats();
-        detail::status_document j;
-        j["state"] = paused ? "paused" : "running";
-        j["statistics"] = detail::statistics_member(self.statistics());
+        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
         j["requests"] = s.requests;
         j["replies"] = s.replies;
         j["errors"] = s.errors;
@@ -728,13 +726,7 @@ struct load_balancer::impl {
         j["duplicates"] = s.duplicates;
         j["late_replies"] = s.late_replies;
         j["malformed"] = s.malformed;
-        j["workers_expired"] = s.workers_expired;
-        j["workers_disconnected"] = s.workers_disconnected;
-        j["undeliverable"] = c_undeliverable->value();
-        j["queued"] = s.queued;
-        j["in_flight"] = s.in_flight;
-        j["heartbeat_interval_ms"] = opt.heartbeat_interval.count();
-        j["liveness"] = opt.liveness;
+        detail::add_broker_members(j, s, c_undeliverable->value(), opt);
         auto& worker_list = j["workers"] = detail::status_document::array();
         for (const auto& w : s.workers) {
             auto& o = worker_list.emplace_back();

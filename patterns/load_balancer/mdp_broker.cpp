@@ -646,9 +646,7 @@ struct mdp_broker::impl {
 
     std::string status_json() {
         const auto s = stats();
-        detail::status_document j;
-        j["state"] = paused ? "paused" : "running";
-        j["statistics"] = detail::statistics_member(self.statistics());
+        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
         j["requests"] = s.requests;
         j["replies"] = s.replies;
         j["mmi"] = s.mmi;
@@ -657,13 +655,7 @@ struct mdp_broker::impl {
         j["dropped"] = s.dropped;
         j["malformed"] = s.malformed;
         j["disconnects"] = s.disconnects;
-        j["workers_expired"] = s.workers_expired;
-        j["workers_disconnected"] = s.workers_disconnected;
-        j["undeliverable"] = c_undeliverable->value();
-        j["queued"] = s.queued;
-        j["in_flight"] = s.in_flight;
-        j["heartbeat_interval_ms"] = opt.heartbeat_interval.count();
-        j["liveness"] = opt.liveness;
+        detail::add_broker_members(j, s, c_undeliverable->value(), opt);
         j["request_expiry_ms"] = opt.request_expiry.count();
         auto& service_list = j["services"] = detail::status_document::array();
         for (const auto& sv : s.services) {

@@ -285,9 +285,7 @@ proxy_statistics streamer::statistics() const noexcept {
 }
 
 std::string streamer::status_json() const {
-    detail::status_document j;
-    j["state"] = paused_ ? "paused" : "running";
-    j["statistics"] = detail::statistics_member(statistics());
+    auto j = detail::status_head(paused_ ? "paused" : "running", statistics());
     j["backend_stalls"] = send_stalls_->value();
     j["capture_drops"] = capture_drops_->value();
     monitors_->add_status(j);

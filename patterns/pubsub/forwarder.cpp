@@ -831,10 +831,10 @@ std::string forwarder::status_json() const {
     const char* policy = options_.policy == slow_subscriber_policy::block        ? "block"
                          : options_.policy == slow_subscriber_policy::disconnect ? "disconnect"
                                                                                  : "drop";
-    detail::status_document j;
+    detail::status_document j; // "policy" comes before "statistics" here
     j["state"] = paused_ ? "paused" : "running";
     j["policy"] = policy;
-    j["statistics"] = detail::statistics_member(statistics());
+    j["statistics"] = detail::status_document::parse(statistics().to_json());
     j["subscriptions"] = subscriptions_->value();
     j["subscribes"] = subscribes_->value();
     j["unsubscribes"] = unsubscribes_->value();

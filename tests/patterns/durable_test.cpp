@@ -802,7 +802,7 @@ TEST_F(durable_fixture, status_stays_valid_json_with_a_spool_directory_that_is_n
     // docs/operations.md, "STATUS documents": spool.directory as text (U+FFFD for invalid
     // UTF-8, control characters escaped) and spool.directory_hex with the exact bytes.
     auto o = options();
-    o.spool.directory = dir.path() / std::string("sp\xff\x01ool", 6);
+    o.spool.directory = dir.path() / std::string("sp\xff\x01ool", 7);
     durable_proxy proxy(ctx, o);
     proxy.start();
     const auto status = proxy.status_json();
