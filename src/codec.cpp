@@ -3,6 +3,7 @@
 // recurse: the decoder reads a fixed schema with a bounds check before every read.
 #include <zmqkit/codec.hpp>
 
+#include <array>
 #include <cstring>
 
 namespace zmqkit {
@@ -168,7 +169,7 @@ field_plan plan(const header& h) noexcept {
     p.causation = !h.causation_id.is_nil();
     p.count = 3 // version, id, timestamp
               + (p.correlation ? 1U : 0U) + (p.causation ? 1U : 0U) + (h.type.empty() ? 0U : 1U) +
-              (h.attempt != 1 ? 1U : 0U) + (h.reply_to.empty() ? 0U : 1U) +
+              (h.attempt > 1 ? 1U : 0U) + (h.reply_to.empty() ? 0U : 1U) +
               (h.traceparent.empty() ? 0U : 1U) + (h.content_type.empty() ? 0U : 1U) +
               (h.sequence != 0 ? 1U : 0U) + (h.user_headers.empty() ? 0U : 1U) +
               (h.publisher_id.is_nil() ? 0U : 1U);
@@ -193,8 +194,9 @@ public:
     [[nodiscard]] std::size_t remaining() const noexcept {
         return static_cast<std::size_t>(end_ - p_);
     }
-    [[nodiscard]] std::uint64_t offset() const noexcept {
-        return static_cast<std::uint64_t>(p_ - begin_);
+    [[nodiscard]] std::uint64_t offset() const noexcept { return offset_of(p_); }
+    [[nodiscard]] std::uint64_t offset_of(const std::uint8_t* at) const noexcept {
+        return static_cast<std::uint64_t>(at - begin_);
     }
 
     bool peek(std::uint8_t& b) const noexcept {
@@ -236,7 +238,7 @@ private:
     const std::uint8_t* begin_;
 };
 
-enum class read_result { ok, truncated, wrong_type };
+enum class read_result { ok, truncated, wrong_type, too_deep };
 
 read_result read_map_header(reader& r, std::uint64_t& n) noexcept {
     std::uint8_t b = 0;
@@ -359,141 +361,209 @@ read_result read_bytes(reader& r, const char*& data, std::size_t& n, bool allow_
     return r.skip(len) ? read_result::ok : read_result::truncated;
 }
 
-// Skips one complete value of any type without recursion.
-read_result skip_value(reader& r) noexcept {
-    std::uint64_t pending = 1;
-    while (pending > 0) {
-        --pending;
+// Skips one complete value of any type without recursion. `level` is the nesting level of
+// the value (2 for a key or value of the header map): arrays and maps may open down to level
+// max_header_nesting, deeper is too_deep (docs/wire-protocol.md §2).
+read_result skip_value(reader& r, unsigned level) noexcept {
+    std::array<std::uint64_t, max_header_nesting> left{}; // items still to read, per open level
+    unsigned open = 0;
+    do {
         std::uint8_t b = 0;
         if (!r.take(b)) {
             return read_result::truncated;
         }
         std::uint64_t n = 0;
-        if (b < 0x80 || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-            continue; // fixint, nil, bool
-        }
-        if ((b & 0xF0U) == 0x80U) {
-            pending += 2U * (b & 0x0FU);
-            continue;
-        }
-        if ((b & 0xF0U) == 0x90U) {
-            pending += b & 0x0FU;
-            continue;
-        }
-        if ((b & 0xE0U) == 0xA0U) {
-            if (!r.skip(b & 0x1FU)) {
-                return read_result::truncated;
-            }
-            continue;
-        }
+        std::uint64_t items = 0;
+        bool container = false;
         bool ok = true;
-        switch (b) {
-        case 0xc4:
-        case 0xd9:
-            ok = r.be(1, n) && r.skip(n);
-            break;
-        case 0xc5:
-        case 0xda:
-            ok = r.be(2, n) && r.skip(n);
-            break;
-        case 0xc6:
-        case 0xdb:
-            ok = r.be(4, n) && r.skip(n);
-            break;
-        case 0xc7:
-            ok = r.be(1, n) && r.skip(n + 1);
-            break;
-        case 0xc8:
-            ok = r.be(2, n) && r.skip(n + 1);
-            break;
-        case 0xc9:
-            ok = r.be(4, n) && r.skip(n + 1);
-            break;
-        case 0xca:
-            ok = r.skip(4);
-            break;
-        case 0xcb:
-            ok = r.skip(8);
-            break;
-        case 0xcc:
-        case 0xd0:
-            ok = r.skip(1);
-            break;
-        case 0xcd:
-        case 0xd1:
-            ok = r.skip(2);
-            break;
-        case 0xce:
-        case 0xd2:
-            ok = r.skip(4);
-            break;
-        case 0xcf:
-        case 0xd3:
-            ok = r.skip(8);
-            break;
-        case 0xd4:
-            ok = r.skip(2);
-            break;
-        case 0xd5:
-            ok = r.skip(3);
-            break;
-        case 0xd6:
-            ok = r.skip(5);
-            break;
-        case 0xd7:
-            ok = r.skip(9);
-            break;
-        case 0xd8:
-            ok = r.skip(17);
-            break;
-        case 0xdc:
-            ok = r.be(2, n);
-            pending += n;
-            break;
-        case 0xdd:
-            ok = r.be(4, n);
-            pending += n;
-            break;
-        case 0xde:
-            ok = r.be(2, n);
-            pending += 2 * n;
-            break;
-        case 0xdf:
-            ok = r.be(4, n);
-            pending += 2 * n;
-            break;
-        default:
-            return read_result::wrong_type; // 0xc1: never used
+        if (b < 0x80 || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            // fixint, nil, bool
+        } else if ((b & 0xF0U) == 0x80U) {
+            container = true;
+            items = 2U * (b & 0x0FU);
+        } else if ((b & 0xF0U) == 0x90U) {
+            container = true;
+            items = b & 0x0FU;
+        } else if ((b & 0xE0U) == 0xA0U) {
+            ok = r.skip(b & 0x1FU);
+        } else {
+            switch (b) {
+            case 0xc4:
+            case 0xd9:
+                ok = r.be(1, n) && r.skip(n);
+                break;
+            case 0xc5:
+            case 0xda:
+                ok = r.be(2, n) && r.skip(n);
+                break;
+            case 0xc6:
+            case 0xdb:
+                ok = r.be(4, n) && r.skip(n);
+                break;
+            case 0xc7:
+                ok = r.be(1, n) && r.skip(n + 1);
+                break;
+            case 0xc8:
+                ok = r.be(2, n) && r.skip(n + 1);
+                break;
+            case 0xc9:
+                ok = r.be(4, n) && r.skip(n + 1);
+                break;
+            case 0xca:
+                ok = r.skip(4);
+                break;
+            case 0xcb:
+                ok = r.skip(8);
+                break;
+            case 0xcc:
+            case 0xd0:
+                ok = r.skip(1);
+                break;
+            case 0xcd:
+            case 0xd1:
+                ok = r.skip(2);
+                break;
+            case 0xce:
+            case 0xd2:
+                ok = r.skip(4);
+                break;
+            case 0xcf:
+            case 0xd3:
+                ok = r.skip(8);
+                break;
+            case 0xd4:
+                ok = r.skip(2);
+                break;
+            case 0xd5:
+                ok = r.skip(3);
+                break;
+            case 0xd6:
+                ok = r.skip(5);
+                break;
+            case 0xd7:
+                ok = r.skip(9);
+                break;
+            case 0xd8:
+                ok = r.skip(17);
+                break;
+            case 0xdc:
+                container = true;
+                ok = r.be(2, items);
+                break;
+            case 0xdd:
+                container = true;
+                ok = r.be(4, items);
+                break;
+            case 0xde:
+                container = true;
+                ok = r.be(2, n);
+                items = 2 * n;
+                break;
+            case 0xdf:
+                container = true;
+                ok = r.be(4, n);
+                items = 2 * n;
+                break;
+            default:
+                return read_result::wrong_type; // 0xc1: never used
+            }
         }
         if (!ok) {
             return read_result::truncated;
         }
-        // Every pending item needs at least one byte: a count larger than the rest of the
-        // input is a truncation, found here instead of after looping billions of times.
-        if (pending > r.remaining()) {
-            return read_result::truncated;
+        if (container) {
+            if (level + open > max_header_nesting) {
+                return read_result::too_deep;
+            }
+            // Every item needs at least one byte: a count larger than the rest of the input is
+            // a truncation, found here instead of after looping billions of times.
+            if (items > r.remaining()) {
+                return read_result::truncated;
+            }
+            if (items > 0) {
+                left[open++] = items;
+                continue;
+            }
         }
-    }
+        // One item is complete: so is every container it was the last item of.
+        while (open > 0 && --left[open - 1] == 0) {
+            --open;
+        }
+    } while (open > 0);
     return read_result::ok;
 }
 
-decode_status fail(decode_errc code, std::string_view field = {}, std::uint64_t value = 0) {
-    return decode_status{code, field, value};
+// What a value that starts with byte b is, for "must be X, got Y" (an integer field read
+// int8..int64 only as wrong_type when it is negative).
+std::string_view found_type(std::uint8_t b, bool integer_field) noexcept {
+    if (b < 0x80 || (b >= 0xcc && b <= 0xcf)) {
+        return "an unsigned integer";
+    }
+    if (b >= 0xe0) {
+        return "a negative integer";
+    }
+    if (b >= 0xd0 && b <= 0xd3) {
+        return integer_field ? "a negative integer" : "a signed integer";
+    }
+    if ((b & 0xE0U) == 0xA0U || (b >= 0xd9 && b <= 0xdb)) {
+        return "a string";
+    }
+    if ((b & 0xF0U) == 0x80U || b == 0xde || b == 0xdf) {
+        return "a map";
+    }
+    if ((b & 0xF0U) == 0x90U || b == 0xdc || b == 0xdd) {
+        return "an array";
+    }
+    switch (b) {
+    case 0xc0:
+        return "nil";
+    case 0xc2:
+    case 0xc3:
+        return "a boolean";
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return "bin";
+    case 0xca:
+    case 0xcb:
+        return "a float";
+    case 0xc1:
+        return "the reserved byte 0xc1";
+    default:
+        return "an extension value";
+    }
 }
 
-decode_status field_error(read_result rr, std::string_view field, const reader& r) {
-    return rr == read_result::truncated ? fail(decode_errc::truncated, field, r.offset())
-                                        : fail(decode_errc::bad_field, field, r.offset());
+decode_status fail(decode_errc code, std::string_view field = {}, std::uint64_t value = 0,
+                   std::string_view detail = {}) {
+    return decode_status{code, field, value, detail};
+}
+
+// The value of `field` that starts at `start` could not be read.
+decode_status field_error(read_result rr, std::string_view field, const reader& r,
+                          const std::uint8_t* start, bool integer_field = false) {
+    switch (rr) {
+    case read_result::truncated:
+        return fail(decode_errc::truncated, field, r.offset());
+    case read_result::too_deep:
+        static_assert(max_header_nesting == 32, "say the limit in the text below");
+        return fail(decode_errc::bad_field, field, r.offset_of(start),
+                    "a value nested more than 32 levels deep");
+    default:
+        return fail(decode_errc::bad_field, field, r.offset_of(start),
+                    found_type(*start, integer_field));
+    }
 }
 
 decode_status read_id(reader& r, message_id& id, std::string_view field) {
     const char* data = nullptr;
     std::size_t n = 0;
+    const auto* start = r.here();
     if (auto rr = read_bytes(r, data, n, false, true); rr != read_result::ok) {
-        return field_error(rr, field, r);
+        return field_error(rr, field, r, start);
     }
     if (n != message_id::size) {
-        return fail(decode_errc::bad_field, field, r.offset());
+        return fail(decode_errc::bad_field, field, r.offset_of(start), "bin of another length");
     }
     std::array<std::uint8_t, message_id::size> bytes{};
     std::memcpy(bytes.data(), data, n);
@@ -504,8 +574,9 @@ decode_status read_id(reader& r, message_id& id, std::string_view field) {
 decode_status read_string(reader& r, std::string& out, std::string_view field) {
     const char* data = nullptr;
     std::size_t n = 0;
+    const auto* start = r.here();
     if (auto rr = read_bytes(r, data, n, true, true); rr != read_result::ok) {
-        return field_error(rr, field, r);
+        return field_error(rr, field, r, start);
     }
     out.assign(data, n);
     return {};
@@ -515,8 +586,9 @@ decode_status read_string(reader& r, std::string& out, std::string_view field) {
 // (their strings keep their capacity: no allocation per message for a steady set of headers).
 decode_status read_user_headers(reader& r, header& out, std::size_t& used) {
     std::uint64_t n = 0;
+    const auto* start = r.here();
     if (auto rr = read_map_header(r, n); rr != read_result::ok) {
-        return field_error(rr, "user_headers", r);
+        return field_error(rr, "user_headers", r, start);
     }
     if (n > r.remaining() / 2) {
         return fail(decode_errc::truncated, "user_headers", r.offset());
@@ -527,11 +599,13 @@ decode_status read_user_headers(reader& r, header& out, std::size_t& used) {
         std::size_t kn = 0;
         const char* vd = nullptr;
         std::size_t vn = 0;
+        const auto* name_start = r.here();
         if (auto rr = read_bytes(r, kd, kn, true, false); rr != read_result::ok) {
-            return field_error(rr, "user_headers", r);
+            return field_error(rr, "user_headers", r, name_start);
         }
+        const auto* value_start = r.here();
         if (auto rr = read_bytes(r, vd, vn, true, true); rr != read_result::ok) {
-            return field_error(rr, "user_headers", r);
+            return field_error(rr, "user_headers", r, value_start);
         }
         if (used < out.user_headers.size()) {
             out.user_headers[used].first.assign(kd, kn);
@@ -568,8 +642,39 @@ std::string_view to_string(decode_errc code) noexcept {
     return "unknown";
 }
 
+namespace {
+
+// What a field must hold, for "header field 'F' must be X, got Y".
+std::string_view expected_value(std::string_view field) noexcept {
+    if (field == "version") {
+        return "a positive integer";
+    }
+    if (field == "id") {
+        return "bin of 16 bytes, not all zero";
+    }
+    if (field == "correlation_id" || field == "causation_id" || field == "publisher_id") {
+        return "bin of 16 bytes";
+    }
+    if (field == "timestamp" || field == "sequence") {
+        return "an unsigned integer";
+    }
+    if (field == "attempt") {
+        return "an integer from 1 to 4294967295";
+    }
+    if (field == "user_headers") {
+        return "a map of str names to bin (or str) values";
+    }
+    if (field == "unknown_key") {
+        return "a msgpack value (it is skipped)";
+    }
+    return "str (or bin)"; // type, reply_to, traceparent, content_type
+}
+
+} // namespace
+
 std::string decode_status::message() const {
     const std::string f(field);
+    const std::string d(detail);
     switch (code) {
     case decode_errc::ok:
         return "ok";
@@ -578,13 +683,16 @@ std::string decode_status::message() const {
                (f.empty() ? std::string("a value") : "field '" + f + "'") + " (at byte " +
                std::to_string(value) + ")";
     case decode_errc::not_envelope:
-        return "not a zmqkit envelope: the header frame must be a msgpack map whose first key is "
-               "0 (protocol version)";
+        return "not a zmqkit envelope: " + (d.empty() ? std::string("not a msgpack map") : d) +
+               " (a header is a msgpack map whose first key is 0, the protocol version)";
     case decode_errc::unsupported_version:
         return "unsupported protocol version " + std::to_string(value) + " (this build speaks " +
-               std::to_string(protocol_version) + "); upgrade the receiver or downgrade the sender";
+               std::to_string(protocol_version) +
+               "): the sender speaks a later major version; upgrade the receiver or downgrade "
+               "the sender";
     case decode_errc::bad_field:
-        return "header field '" + f + "' has the wrong msgpack type, size or value (near byte " +
+        return "header field '" + f + "' must be " + std::string(expected_value(field)) + ", got " +
+               (d.empty() ? std::string("something else") : d) + " (at byte " +
                std::to_string(value) + ")";
     case decode_errc::missing_field:
         return "header lacks the required field '" + f + "'";
@@ -605,7 +713,7 @@ std::size_t encoded_size(const header& h) noexcept {
     n += p.correlation ? id_field_size : 0;
     n += p.causation ? id_field_size : 0;
     n += str_field_size(h.type);
-    n += h.attempt != 1 ? 1 + uint_size(h.attempt) : 0;
+    n += h.attempt > 1 ? 1 + uint_size(h.attempt) : 0; // 0 is not an attempt: written as 1
     n += str_field_size(h.reply_to);
     n += str_field_size(h.traceparent);
     n += str_field_size(h.content_type);
@@ -643,7 +751,7 @@ std::size_t encode_header(const header& h, std::byte* out) noexcept {
         w.byte(key_type);
         w.str(h.type);
     }
-    if (h.attempt != 1) {
+    if (h.attempt > 1) {
         w.byte(key_attempt);
         w.uint(h.attempt);
     }
@@ -701,32 +809,39 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
                             std::size_t* header_size, std::size_t& used) noexcept {
     reader r(data, size);
     std::uint64_t count = 0;
+    if (size == 0) {
+        return fail(decode_errc::not_envelope, {}, 0, "the frame is empty");
+    }
     if (read_map_header(r, count) != read_result::ok) {
-        return fail(decode_errc::not_envelope);
+        return fail(decode_errc::not_envelope, {}, 0, "the frame is not a msgpack map");
     }
     // First key must be 0 (version): the cheapest possible "is this an envelope" check.
     std::uint8_t first_key = 0xFF;
     if (count == 0) {
-        return fail(decode_errc::not_envelope);
+        return fail(decode_errc::not_envelope, {}, 0, "the map is empty");
     }
     if (!r.take(first_key)) {
         return fail(decode_errc::truncated, "version", r.offset());
     }
     if (first_key != key_version) {
-        return fail(decode_errc::not_envelope);
+        return fail(decode_errc::not_envelope, {}, 0,
+                    "its first key is not the byte 0x00 (the protocol version)");
     }
     std::uint64_t version = 0;
+    const auto* version_start = r.here();
     if (auto rr = read_uint(r, version); rr != read_result::ok) {
-        return rr == read_result::truncated ? fail(decode_errc::truncated, "version", r.offset())
-                                            : fail(decode_errc::not_envelope);
+        return field_error(rr, "version", r, version_start, true);
     }
     if (version != protocol_version) {
-        return fail(decode_errc::unsupported_version, "version", version);
+        return version == 0
+                   ? fail(decode_errc::bad_field, "version", r.offset_of(version_start), "0")
+                   : fail(decode_errc::unsupported_version, "version", version);
     }
     if (count - 1 > r.remaining() / 2) {
         return fail(decode_errc::truncated, {}, r.offset());
     }
     bool have_id = false;
+    std::uint64_t id_at = 0;
     bool have_correlation = false;
     bool have_timestamp = false;
     try {
@@ -740,22 +855,24 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
             }
             if (key_read != read_result::ok || k == key_version || k > key_last_known) {
                 r = key_start;
-                if (auto rr = skip_value(r); rr != read_result::ok) {
-                    return field_error(rr, {}, r);
-                }
-                if (auto rr = skip_value(r); rr != read_result::ok) {
-                    return field_error(rr, {}, r);
+                for (int part = 0; part < 2; ++part) { // the key, then its value
+                    const auto* start = r.here();
+                    if (auto rr = skip_value(r, 2); rr != read_result::ok) {
+                        return field_error(rr, "unknown_key", r, start);
+                    }
                 }
                 if (key_read != read_result::ok || k != key_version) {
                     keep_unknown_entry(key_start, r, out); // (a repeated version is dropped)
                 }
                 continue;
             }
+            const auto* value_start = r.here();
             decode_status st{};
             switch (k) {
             case key_id:
                 st = read_id(r, out.id, "id");
                 have_id = st.ok();
+                id_at = r.offset_of(value_start);
                 break;
             case key_correlation_id:
                 st = read_id(r, out.correlation_id, "correlation_id");
@@ -766,7 +883,8 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
                 break;
             case key_timestamp: {
                 auto rr = read_uint(r, out.timestamp_ns);
-                st = rr == read_result::ok ? decode_status{} : field_error(rr, "timestamp", r);
+                st = rr == read_result::ok ? decode_status{}
+                                           : field_error(rr, "timestamp", r, value_start, true);
                 have_timestamp = st.ok();
                 break;
             }
@@ -776,9 +894,11 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
             case key_attempt: {
                 std::uint64_t a = 0;
                 auto rr = read_uint(r, a);
-                st = rr == read_result::ok ? decode_status{} : field_error(rr, "attempt", r);
-                if (st.ok() && a > 0xFFFFFFFFU) {
-                    st = fail(decode_errc::bad_field, "attempt", r.offset());
+                st = rr == read_result::ok ? decode_status{}
+                                           : field_error(rr, "attempt", r, value_start, true);
+                if (st.ok() && (a == 0 || a > 0xFFFFFFFFU)) {
+                    st = fail(decode_errc::bad_field, "attempt", r.offset_of(value_start),
+                              a == 0 ? "0" : "a larger value");
                 }
                 out.attempt = static_cast<std::uint32_t>(a);
                 break;
@@ -794,10 +914,12 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
                 break;
             case key_sequence: {
                 auto rr = read_uint(r, out.sequence);
-                st = rr == read_result::ok ? decode_status{} : field_error(rr, "sequence", r);
+                st = rr == read_result::ok ? decode_status{}
+                                           : field_error(rr, "sequence", r, value_start, true);
                 break;
             }
             case key_user_headers:
+                used = 0; // a repeated key 11 replaces the earlier map: the last one wins
                 st = read_user_headers(r, out, used);
                 break;
             case key_publisher_id:
@@ -812,7 +934,8 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
         }
     } catch (...) {
         // Only std::bad_alloc can get here (strings of a huge header).
-        return fail(decode_errc::bad_field, "user_headers", r.offset());
+        return fail(decode_errc::bad_field, "user_headers", r.offset(),
+                    "more than this process could allocate");
     }
     if (header_size != nullptr) {
         *header_size = static_cast<std::size_t>(r.offset());
@@ -825,8 +948,8 @@ decode_status decode_fields(const void* data, std::size_t size, header& out,
     if (!have_timestamp) {
         return fail(decode_errc::missing_field, "timestamp");
     }
-    if (out.id.is_nil()) {
-        return fail(decode_errc::bad_field, "id", 1); // the nil id means "unassigned"
+    if (out.id.is_nil()) { // the nil id means "unassigned"
+        return fail(decode_errc::bad_field, "id", id_at, "all zeros (the sender did not set it)");
     }
     if (!have_correlation || out.correlation_id.is_nil()) {
         out.correlation_id = out.id; // absent (or nil): the message starts its conversation

@@ -1,7 +1,7 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/metrics.hpp>
 
-#include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace zmqkit {
 namespace {
@@ -19,7 +19,7 @@ void check_name(std::string_view name) {
     }
 }
 
-void escape_to(std::string& out, std::string_view s, bool json) {
+void escape_to(std::string& out, std::string_view s) {
     for (char c : s) {
         switch (c) {
         case '\\':
@@ -32,18 +32,12 @@ void escape_to(std::string& out, std::string_view s, bool json) {
             out += "\\n";
             break;
         default:
-            if (json && static_cast<unsigned char>(c) < 0x20) {
-                char buf[8];
-                std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-                out += buf;
-            } else {
-                out += c;
-            }
+            out += c;
         }
     }
 }
 
-std::string series_name(const std::string& name, const metric_labels& labels, bool json) {
+std::string series_name(const std::string& name, const metric_labels& labels) {
     std::string s = name;
     if (!labels.empty()) {
         s += '{';
@@ -54,16 +48,9 @@ std::string series_name(const std::string& name, const metric_labels& labels, bo
             }
             first = false;
             s += k;
-            s += json ? "=\\\"" : "=\"";
-            std::string value;
-            escape_to(value, v, false);
-            if (json) {
-                std::string twice;
-                escape_to(twice, value, true);
-                value = twice;
-            }
-            s += value;
-            s += json ? "\\\"" : "\"";
+            s += "=\"";
+            escape_to(s, v);
+            s += '"';
         }
         s += '}';
     }
@@ -129,30 +116,27 @@ std::string metrics_registry::prometheus_text() const {
     std::lock_guard lock(mutex_);
     for (const auto& [name, fam] : families_) {
         out += "# HELP " + name + ' ';
-        escape_to(out, fam.help, false);
+        escape_to(out, fam.help);
         out += "\n# TYPE " + name + (fam.is_counter ? " counter\n" : " gauge\n");
         for (const auto& [labels, c] : fam.counters) {
-            out += series_name(name, labels, false) + ' ' + std::to_string(c->value()) + '\n';
+            out += series_name(name, labels) + ' ' + std::to_string(c->value()) + '\n';
         }
         for (const auto& [labels, g] : fam.gauges) {
-            out += series_name(name, labels, false) + ' ' + std::to_string(g->value()) + '\n';
+            out += series_name(name, labels) + ' ' + std::to_string(g->value()) + '\n';
         }
     }
     return out;
 }
 
 std::string metrics_registry::json() const {
-    std::string out = "{";
-    bool first = true;
+    // Keys are the series as prometheus_text() writes them; label values are the bytes they
+    // were registered with, so invalid UTF-8 is replaced by U+FFFD rather than making the
+    // document unparseable.
+    auto out = nlohmann::ordered_json::object();
     for_each([&](const std::string& name, const metric_labels& labels, std::int64_t v) {
-        if (!first) {
-            out += ',';
-        }
-        first = false;
-        out += '"' + series_name(name, labels, true) + "\":" + std::to_string(v);
+        out[series_name(name, labels)] = v;
     });
-    out += '}';
-    return out;
+    return out.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 } // namespace zmqkit

@@ -1,5 +1,7 @@
 #include <zmqkit/proxy_statistics.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <cstring>
 
 namespace zmqkit {
@@ -30,17 +32,15 @@ std::optional<proxy_statistics> proxy_statistics::from_frames(const std::vector<
 }
 
 std::string proxy_statistics::to_json() const {
+    using json = nlohmann::ordered_json;
     auto side = [](std::uint64_t mi, std::uint64_t bi, std::uint64_t mo, std::uint64_t bo) {
-        return "{\"messages_in\":" + std::to_string(mi) + ",\"bytes_in\":" + std::to_string(bi) +
-               ",\"messages_out\":" + std::to_string(mo) + ",\"bytes_out\":" + std::to_string(bo) +
-               "}";
+        return json{{"messages_in", mi}, {"bytes_in", bi}, {"messages_out", mo}, {"bytes_out", bo}};
     };
-    return "{\"frontend\":" +
-           side(frontend_messages_in, frontend_bytes_in, frontend_messages_out,
-                frontend_bytes_out) +
-           ",\"backend\":" +
-           side(backend_messages_in, backend_bytes_in, backend_messages_out, backend_bytes_out) +
-           "}";
+    const json j{{"frontend", side(frontend_messages_in, frontend_bytes_in, frontend_messages_out,
+                                   frontend_bytes_out)},
+                 {"backend", side(backend_messages_in, backend_bytes_in, backend_messages_out,
+                                  backend_bytes_out)}};
+    return j.dump();
 }
 
 std::string drain_report::describe() const {

@@ -248,7 +248,8 @@ decode_status decode_frames(std::vector<zmq::message_t>& frames, std::size_t cou
                              layout == frame_layout::topic
                                  ? "expected [topic][header+body] or [topic][header][body]"
                                  : "expected [header+body] or [header][body]",
-                             count};
+                             count,
+                             {}};
     }
     auto& header_frame = frames[first];
     decode_status status;

@@ -56,8 +56,6 @@ private:
     std::vector<piece> pieces_;
 };
 
-// True if bytes are valid UTF-8.
-[[nodiscard]] bool is_valid_utf8(std::string_view bytes) noexcept;
 // Standard base64 (RFC 4648, with padding).
 [[nodiscard]] std::string base64_encode(std::string_view bytes);
 

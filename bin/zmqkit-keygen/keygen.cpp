@@ -12,6 +12,12 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
+// As JSON text; file names and metadata are bytes, so invalid UTF-8 is replaced by U+FFFD
+// rather than throwing.
+std::string text_of(const json& j, int indent) {
+    return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 bool is_secret_name(const std::string& name) {
     return name.size() >= 7 && name.compare(name.size() - 7, 7, "_secret") == 0;
 }
@@ -51,7 +57,7 @@ int generate(const keygen_config& cfg, const logger& log) {
         out["public_key"] = cert.public_key;
         out["public_file"] = cfg.output.string();
         out["secret_file"] = secret_file;
-        std::cout << out.dump() << "\n";
+        std::cout << text_of(out, -1) << "\n";
     } else {
         std::cout << cert.public_key << "\n";
     }
@@ -86,7 +92,7 @@ int inspect(const keygen_config& cfg, const logger& log) {
         out["public_key"] = cert.public_key;
         out["secret_key"] = secret ? "present" : "absent";
         out["metadata"] = metadata_json(cert);
-        std::cout << out.dump(2) << "\n";
+        std::cout << text_of(out, 2) << "\n";
         return exit_ok;
     }
     std::cout << "file: " << cfg.target.string() << "\n"
@@ -155,7 +161,7 @@ int list(const keygen_config& cfg, const logger& log) {
         out["directory"] = cfg.target.string();
         out["certificates"] = std::move(certs);
         out["problems"] = std::move(problems);
-        std::cout << out.dump(2) << "\n";
+        std::cout << text_of(out, 2) << "\n";
         return exit_ok;
     }
     if (files.empty()) {

@@ -24,16 +24,25 @@ enum class decode_errc : std::uint8_t {
     bad_frame_count,     // a multipart message with the wrong number of frames
 };
 
+// The deepest a header may nest arrays and maps, counting the header map itself as level 1
+// (docs/wire-protocol.md §2: what msgpack-c's C unpacker holds). A value of an unknown key
+// nested deeper is bad_field "unknown_key".
+inline constexpr unsigned max_header_nesting = 32;
+
 // Result of a decode. code == ok means success; otherwise `field` names the header field (or
-// is empty) and `value` carries the version number, frame count or byte offset involved.
+// is empty; "unknown_key" for a key this version does not define), `value` carries the version
+// number, frame count or byte offset involved, and `detail` says what was found instead of
+// what the field must hold (e.g. "a string", "0", "all zeros (the sender did not set it)").
 struct decode_status {
     decode_errc code = decode_errc::ok;
     std::string_view field; // static storage
     std::uint64_t value = 0;
+    std::string_view detail; // static storage
 
     [[nodiscard]] bool ok() const noexcept { return code == decode_errc::ok; }
     explicit operator bool() const noexcept { return ok(); }
-    // A sentence a user can act on, e.g. "unsupported protocol version 2 (this build speaks 1)".
+    // A sentence a user can act on, e.g. "header field 'version' must be a positive integer,
+    // got a string (at byte 2)" or "unsupported protocol version 2 (this build speaks 1)...".
     [[nodiscard]] std::string message() const;
 };
 

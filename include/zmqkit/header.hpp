@@ -72,6 +72,11 @@ struct header {
     friend bool operator==(const header&, const header&) = default;
 };
 
+// True if bytes are valid UTF-8 (RFC 3629: shortest forms only, no surrogates, at most
+// U+10FFFF). The header's string fields hold the bytes a peer sent, which need not be text
+// (docs/wire-protocol.md §2); use this before showing them as text. Never throws.
+[[nodiscard]] bool is_valid_utf8(std::string_view bytes) noexcept;
+
 // Content types the library writes itself.
 inline constexpr std::string_view content_type_msgpack = "application/msgpack";
 

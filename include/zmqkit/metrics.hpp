@@ -58,7 +58,9 @@ public:
 
     // Prometheus text exposition format 0.0.4 (# HELP / # TYPE lines, one sample a series).
     [[nodiscard]] std::string prometheus_text() const;
-    // {"name{label=\"v\"}": value, ...} — one flat JSON object.
+    // {"name{label=\"v\"}": value, ...} — one flat JSON object whose keys are the series as
+    // prometheus_text() names them. Always valid JSON: label bytes that are not UTF-8 appear
+    // replaced by U+FFFD.
     [[nodiscard]] std::string json() const;
     // Calls fn(name, labels, value) for every series, in name order.
     void for_each(const std::function<void(const std::string&, const metric_labels&, std::int64_t)>&

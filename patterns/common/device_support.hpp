@@ -1,14 +1,17 @@
 // Internal: the socket plumbing the devices share (streamer, durable_proxy, load_balancer,
 // mdp_broker, the reliable sender/receiver): socket options, frame views, routing ids as
-// text, JSON strings, zero-copy frame sharing, sending a multipart message to a ROUTER peer
-// without blocking, receiving one, the control socket.
+// text, STATUS documents (JSON), zero-copy frame sharing, sending a multipart message to a ROUTER
+// peer without blocking, receiving one, the control socket.
 #pragma once
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/header.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/socket.hpp>
 
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include <algorithm>
@@ -91,7 +94,7 @@ apply_side_security(zmq::context_t& context, zmq::socket_t& s, const socket_secu
 }
 
 // The handshake monitors of a device's sides and their part of STATUS. secure() and clear()
-// run on the device's thread; status_member() may be called from any thread.
+// run on the device's thread; add_status() may be called from any thread.
 class side_monitors {
 public:
     // Applies `security` to `s` (apply_side_security) and keeps its monitor under `side`
@@ -110,10 +113,11 @@ public:
         std::lock_guard lock(mutex_);
         sides_.clear();
     }
-    // `,"security":{"frontend":{"mode":"curve server, ...","handshakes":N,
-    // "handshake_failures":N,"last_failure":"..."},...}`, or "" when no side is secured (so a
-    // device without security reports exactly what it did before). Public keys only.
-    [[nodiscard]] std::string status_member() const;
+    // Adds `"security":{"frontend":{"mode":"curve server, ...","handshakes":N,
+    // "handshake_failures":N,"last_failure":"..."},...}` to doc, nothing when no side is
+    // secured (so a device without security reports exactly what it did before). Public keys
+    // only.
+    void add_status(nlohmann::ordered_json& doc) const;
 
 private:
     struct secured_side {
@@ -158,44 +162,63 @@ inline std::string hex(std::string_view s) {
     return out;
 }
 
-// s as the contents of a JSON string (quotes, backslashes and control characters escaped).
-inline std::string json_escape(std::string_view s) {
-    std::string out;
-    out.reserve(s.size() + 2);
-    for (const char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-            static constexpr char digits[] = "0123456789abcdef";
-            out += "\\u00";
-            out += digits[(c >> 4) & 0xf];
-            out += digits[c & 0xf];
-        } else {
-            out += c;
-        }
+// A device's STATUS document (nlohmann::ordered_json: members stay in the order they are
+// added, the order docs/operations.md lists them in).
+using status_document = nlohmann::ordered_json;
+
+// Sets doc[key] to the text of bytes. Bytes that are not valid UTF-8 (a service name a worker
+// chose, a directory) are kept as they are, so dump_status() shows each invalid sequence as
+// U+FFFD, and doc[key + "_hex"] is added with their exact bytes in hex, so that a script can
+// still address the worker, service or file (docs/operations.md, "STATUS and non-UTF-8 names").
+inline void set_text(status_document& doc, const std::string& key, std::string_view bytes) {
+    doc[key] = std::string(bytes);
+    if (!is_valid_utf8(bytes)) {
+        doc[key + "_hex"] = hex(bytes);
     }
-    return out;
 }
 
-inline std::string side_monitors::status_member() const {
+// The start of every STATUS: {"state":state,"statistics":{...}} (statistics as
+// proxy_statistics::to_json() writes them); each device adds its own members after these.
+inline status_document status_head(const char* state, const proxy_statistics& statistics) {
+    status_document j;
+    j["state"] = state;
+    j["statistics"] = status_document::parse(statistics.to_json());
+    return j;
+}
+
+// The members the load balancer's and the Majordomo broker's STATUS share, in their order:
+// workers_expired ... liveness.
+template <class broker_stats, class broker_options>
+void add_broker_members(status_document& j, const broker_stats& s, std::uint64_t undeliverable,
+                        const broker_options& opt) {
+    j["workers_expired"] = s.workers_expired;
+    j["workers_disconnected"] = s.workers_disconnected;
+    j["undeliverable"] = undeliverable;
+    j["queued"] = s.queued;
+    j["in_flight"] = s.in_flight;
+    j["heartbeat_interval_ms"] = opt.heartbeat_interval.count();
+    j["liveness"] = opt.liveness;
+}
+
+// The STATUS reply: one line of JSON, always valid (invalid UTF-8 replaced by U+FFFD).
+inline std::string dump_status(const status_document& doc) {
+    return doc.dump(-1, ' ', false, status_document::error_handler_t::replace);
+}
+
+inline void side_monitors::add_status(status_document& doc) const {
     std::lock_guard lock(mutex_);
     if (sides_.empty()) {
-        return {};
+        return;
     }
-    std::string out = ",\"security\":{";
-    bool first = true;
+    auto& security = doc["security"] = status_document::object();
     for (const auto& s : sides_) {
         const auto st = s.monitor->stats();
-        out += first ? "\"" : ",\"";
-        first = false;
-        out += json_escape(s.side) + "\":{\"mode\":\"" + json_escape(s.description) +
-               "\",\"handshakes\":" + std::to_string(st.succeeded) +
-               ",\"handshake_failures\":" + std::to_string(st.failed) + ",\"last_failure\":\"" +
-               json_escape(st.last_failure) + "\"}";
+        auto& side = security[s.side] = status_document::object();
+        set_text(side, "mode", s.description);
+        side["handshakes"] = st.succeeded;
+        side["handshake_failures"] = st.failed;
+        set_text(side, "last_failure", st.last_failure);
     }
-    out += "}";
-    return out;
 }
 
 inline zmq::message_t copy_of(const zmq::message_t& m) {

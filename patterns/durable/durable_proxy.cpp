@@ -25,7 +25,6 @@ void put_u64_be(char* out, std::uint64_t v) {
 }
 
 using detail::hex;
-using detail::json_escape;
 using detail::upper;
 using detail::view;
 
@@ -1025,85 +1024,74 @@ struct durable_proxy::impl {
         const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count();
-        std::string j = "{\"state\":\"";
-        j += st.read_only    ? "read-only"
-             : paused        ? "paused"
-             : !held.empty() ? "backpressure"
-                             : "running";
-        j += "\",\"statistics\":" + self.statistics().to_json();
-        auto num = [&](const char* k, auto v) {
-            j += ",\"";
-            j += k;
-            j += "\":" + std::to_string(v);
-        };
-        j += ",\"spool\":{\"directory\":\"" + json_escape(opt.spool.directory.string()) +
-             "\",\"sync\":\"" + opt.spool.sync.to_string() + "\"";
-        num("messages", st.messages);
-        num("bytes", st.message_bytes);
-        num("ready", st.ready);
-        num("in_flight", st.in_flight);
-        num("consumer_lag", st.undelivered);
-        num("segments", st.segments);
-        num("disk_bytes", st.disk_bytes);
-        num("log_start", st.log_start);
-        num("next_sequence", st.next_sequence);
-        num("oldest_age_ms", st.oldest_ns == 0 ? 0 : (now_ns - st.oldest_ns) / 1'000'000);
-        num("appended", st.appended);
-        num("duplicates", st.duplicates);
-        num("acked", st.acked);
-        num("redelivered", st.redelivered);
-        num("dead_lettered", st.dead_lettered);
-        num("dead_letter_messages", st.dead_letter_messages);
-        num("dropped_full", st.dropped_full);
-        num("rejected_full", st.rejected_full);
-        num("commits", st.commits);
-        num("syncs", st.syncs);
-        num("sync_avg_us", st.syncs == 0 ? 0 : st.sync_ns_total / st.syncs / 1000);
-        num("sync_max_us", st.sync_ns_max / 1000);
-        num("avg_batch", st.commits == 0 ? 0 : st.committed_records / st.commits);
-        j += std::string(",\"read_only\":") + (st.read_only ? "true" : "false");
-        j += std::string(",\"disk_full\":") + (st.disk_full ? "true" : "false");
-        j += ",\"failure\":\"" + json_escape(st.failure) + "\"}";
-        j += ",\"recovery\":{";
-        j += "\"duration_ms\":" +
-             std::to_string(
-                 std::chrono::duration_cast<std::chrono::milliseconds>(r.duration).count());
-        j += ",\"records\":" + std::to_string(r.records);
-        j += ",\"truncated_bytes\":" + std::to_string(r.truncated_bytes);
-        j += ",\"quarantined_files\":" + std::to_string(r.quarantined_files.size());
+        using std::chrono::duration_cast;
+        using std::chrono::milliseconds;
+        auto j = detail::status_head(st.read_only    ? "read-only"
+                                     : paused        ? "paused"
+                                     : !held.empty() ? "backpressure"
+                                                     : "running",
+                                     self.statistics());
+        auto& spool_json = j["spool"];
+        detail::set_text(spool_json, "directory", opt.spool.directory.string());
+        spool_json["sync"] = opt.spool.sync.to_string();
+        spool_json["messages"] = st.messages;
+        spool_json["bytes"] = st.message_bytes;
+        spool_json["ready"] = st.ready;
+        spool_json["in_flight"] = st.in_flight;
+        spool_json["consumer_lag"] = st.undelivered;
+        spool_json["segments"] = st.segments;
+        spool_json["disk_bytes"] = st.disk_bytes;
+        spool_json["log_start"] = st.log_start;
+        spool_json["next_sequence"] = st.next_sequence;
+        spool_json["oldest_age_ms"] = st.oldest_ns == 0 ? 0 : (now_ns - st.oldest_ns) / 1'000'000;
+        spool_json["appended"] = st.appended;
+        spool_json["duplicates"] = st.duplicates;
+        spool_json["acked"] = st.acked;
+        spool_json["redelivered"] = st.redelivered;
+        spool_json["dead_lettered"] = st.dead_lettered;
+        spool_json["dead_letter_messages"] = st.dead_letter_messages;
+        spool_json["dropped_full"] = st.dropped_full;
+        spool_json["rejected_full"] = st.rejected_full;
+        spool_json["commits"] = st.commits;
+        spool_json["syncs"] = st.syncs;
+        spool_json["sync_avg_us"] = st.syncs == 0 ? 0 : st.sync_ns_total / st.syncs / 1000;
+        spool_json["sync_max_us"] = st.sync_ns_max / 1000;
+        spool_json["avg_batch"] = st.commits == 0 ? 0 : st.committed_records / st.commits;
+        spool_json["read_only"] = st.read_only;
+        spool_json["disk_full"] = st.disk_full;
+        detail::set_text(spool_json, "failure", st.failure);
+        auto& recovery_json = j["recovery"];
+        recovery_json["duration_ms"] = duration_cast<milliseconds>(r.duration).count();
+        recovery_json["records"] = r.records;
+        recovery_json["truncated_bytes"] = r.truncated_bytes;
+        recovery_json["quarantined_files"] = r.quarantined_files.size();
         std::uint64_t lost = 0;
         for (const auto& l : r.lost) {
             lost += l.end - l.first;
         }
-        j += ",\"lost_sequences\":" + std::to_string(lost) + "}";
-        j += ",\"confirms\":" + std::to_string(confirms_sent->value());
-        j += ",\"rejects\":" + std::to_string(rejects_sent->value());
-        j += ",\"deliveries\":" + std::to_string(deliveries->value());
-        j += ",\"redeliveries\":" + std::to_string(redeliveries->value());
-        j += ",\"ack_timeouts\":" + std::to_string(ack_timeouts->value());
-        j += ",\"nacks\":" + std::to_string(nacks->value());
-        j += ",\"malformed\":" + std::to_string(malformed->value());
-        j += ",\"consumers\":[";
-        bool first = true;
+        recovery_json["lost_sequences"] = lost;
+        j["confirms"] = confirms_sent->value();
+        j["rejects"] = rejects_sent->value();
+        j["deliveries"] = deliveries->value();
+        j["redeliveries"] = redeliveries->value();
+        j["ack_timeouts"] = ack_timeouts->value();
+        j["nacks"] = nacks->value();
+        j["malformed"] = malformed->value();
+        auto& consumer_list = j["consumers"] = detail::status_document::array();
         const auto now = clock::now();
         for (const auto& rid : order) {
             const auto& c = consumers[rid];
-            if (!first) {
-                j += ",";
-            }
-            first = false;
-            j += "{\"id\":\"" + hex(rid) + "\",\"credit\":" + std::to_string(c.credit) +
-                 ",\"in_flight\":" + std::to_string(c.in_flight) +
-                 ",\"delivered\":" + std::to_string(c.delivered) +
-                 ",\"acked\":" + std::to_string(c.acked) +
-                 ",\"nacked\":" + std::to_string(c.nacked) + ",\"last_seen_ms\":" +
-                 std::to_string(
-                     std::chrono::duration_cast<std::chrono::milliseconds>(now - c.last_seen)
-                         .count()) +
-                 "}";
+            auto& o = consumer_list.emplace_back();
+            o["id"] = hex(rid);
+            o["credit"] = c.credit;
+            o["in_flight"] = c.in_flight;
+            o["delivered"] = c.delivered;
+            o["acked"] = c.acked;
+            o["nacked"] = c.nacked;
+            o["last_seen_ms"] = duration_cast<milliseconds>(now - c.last_seen).count();
         }
-        j += "]" + monitors.status_member() + "}";
-        return j;
+        monitors.add_status(j);
+        return detail::dump_status(j);
     }
 
     // ---- stopping ----

@@ -811,46 +811,29 @@ struct load_balancer::impl {
 
     std::string status_json() {
         const auto s = stats();
-        std::string j = "{\"state\":\"";
-        j += paused ? "paused" : "running";
-        j += "\",\"statistics\":" + self.statistics().to_json();
-        auto num = [&](const char* k, auto v) {
-            j += ",\"";
-            j += k;
-            j += "\":" + std::to_string(v);
-        };
-        num("requests", s.requests);
-        num("replies", s.replies);
-        num("errors", s.errors);
-        num("redispatched", s.redispatched);
-        num("duplicates", s.duplicates);
-        num("late_replies", s.late_replies);
-        num("malformed", s.malformed);
-        num("workers_expired", s.workers_expired);
-        num("workers_disconnected", s.workers_disconnected);
-        num("workers_stuck", s.workers_stuck);
-        num("undeliverable", c_undeliverable->value());
-        num("queued", s.queued);
-        num("in_flight", s.in_flight);
-        num("heartbeat_interval_ms", opt.heartbeat_interval.count());
-        num("liveness", opt.liveness);
-        j += ",\"workers\":[";
-        bool first = true;
+        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
+        j["requests"] = s.requests;
+        j["replies"] = s.replies;
+        j["errors"] = s.errors;
+        j["redispatched"] = s.redispatched;
+        j["duplicates"] = s.duplicates;
+        j["late_replies"] = s.late_replies;
+        j["malformed"] = s.malformed;
+        detail::add_broker_members(j, s, c_undeliverable->value(), opt);
+        j["workers_stuck"] = s.workers_stuck;
+        auto& worker_list = j["workers"] = detail::status_document::array();
         for (const auto& w : s.workers) {
-            j += first ? "" : ",";
-            first = false;
-            j += "{\"id\":\"" + w.id + "\",\"state\":\"" +
-                 (w.busy    ? "busy"
-                  : w.ready ? "ready"
-                            : "idle") +
-                 "\",\"served\":" + std::to_string(w.served) +
-                 ",\"in_flight\":" + std::to_string(w.in_flight) +
-                 ",\"credit\":" + std::to_string(w.credit) +
-                 ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
-                 ",\"expired\":" + std::to_string(w.expired) + "}";
+            auto& o = worker_list.emplace_back();
+            o["id"] = w.id;
+            o["state"] = w.busy ? "busy" : w.ready ? "ready" : "idle";
+            o["served"] = w.served;
+            o["in_flight"] = w.in_flight;
+            o["credit"] = w.credit;
+            o["last_heartbeat_ms"] = w.last_heartbeat_ms;
+            o["expired"] = w.expired;
         }
-        j += "]" + monitors.status_member() + "}";
-        return j;
+        monitors.add_status(j);
+        return detail::dump_status(j);
     }
 
     std::vector<std::string> execute(const std::string& command) {

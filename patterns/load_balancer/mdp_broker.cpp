@@ -644,81 +644,43 @@ struct mdp_broker::impl {
         return s;
     }
 
-    static std::string json_string(std::string_view text) {
-        static constexpr char digits[] = "0123456789abcdef";
-        std::string out = "\"";
-        for (const char c : text) {
-            const auto u = static_cast<unsigned char>(c);
-            if (c == '"' || c == '\\') {
-                out += '\\';
-                out += c;
-            } else if (u < 0x20) {
-                out += "\\u00";
-                out += digits[u >> 4];
-                out += digits[u & 0xf];
-            } else {
-                out += c;
-            }
-        }
-        return out + "\"";
-    }
-
     std::string status_json() {
         const auto s = stats();
-        std::string j = "{\"state\":\"";
-        j += paused ? "paused" : "running";
-        j += "\",\"statistics\":" + self.statistics().to_json();
-        auto num = [&](const char* k, auto v) {
-            j += ",\"";
-            j += k;
-            j += "\":" + std::to_string(v);
-        };
-        num("requests", s.requests);
-        num("replies", s.replies);
-        num("mmi", s.mmi);
-        num("redispatched", s.redispatched);
-        num("expired", s.expired);
-        num("dropped", s.dropped);
-        num("malformed", s.malformed);
-        num("disconnects", s.disconnects);
-        num("workers_expired", s.workers_expired);
-        num("workers_disconnected", s.workers_disconnected);
-        num("undeliverable", c_undeliverable->value());
-        num("queued", s.queued);
-        num("in_flight", s.in_flight);
-        num("heartbeat_interval_ms", opt.heartbeat_interval.count());
-        num("liveness", opt.liveness);
-        num("request_expiry_ms", opt.request_expiry.count());
-        j += ",\"services\":[";
-        bool first = true;
+        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
+        j["requests"] = s.requests;
+        j["replies"] = s.replies;
+        j["mmi"] = s.mmi;
+        j["redispatched"] = s.redispatched;
+        j["expired"] = s.expired;
+        j["dropped"] = s.dropped;
+        j["malformed"] = s.malformed;
+        j["disconnects"] = s.disconnects;
+        detail::add_broker_members(j, s, c_undeliverable->value(), opt);
+        j["request_expiry_ms"] = opt.request_expiry.count();
+        auto& service_list = j["services"] = detail::status_document::array();
         for (const auto& sv : s.services) {
-            j += first ? "" : ",";
-            first = false;
-            j += "{\"name\":" + json_string(sv.name) +
-                 ",\"workers\":" + std::to_string(sv.workers) +
-                 ",\"ready\":" + std::to_string(sv.ready) +
-                 ",\"queued\":" + std::to_string(sv.queued) +
-                 ",\"requests\":" + std::to_string(sv.requests) +
-                 ",\"replies\":" + std::to_string(sv.replies) +
-                 ",\"expired\":" + std::to_string(sv.expired) + "}";
+            auto& o = service_list.emplace_back();
+            detail::set_text(o, "name", sv.name);
+            o["workers"] = sv.workers;
+            o["ready"] = sv.ready;
+            o["queued"] = sv.queued;
+            o["requests"] = sv.requests;
+            o["replies"] = sv.replies;
+            o["expired"] = sv.expired;
         }
-        j += "],\"workers\":[";
-        first = true;
+        auto& worker_list = j["workers"] = detail::status_document::array();
         for (const auto& w : s.workers) {
-            j += first ? "" : ",";
-            first = false;
-            j += "{\"id\":\"" + w.id + "\",\"service\":" + json_string(w.service) +
-                 ",\"state\":\"" +
-                 (w.busy    ? "busy"
-                  : w.ready ? "ready"
-                            : "idle") +
-                 "\",\"served\":" + std::to_string(w.served) +
-                 ",\"in_flight\":" + std::to_string(w.busy ? 1 : 0) +
-                 ",\"last_heartbeat_ms\":" + std::to_string(w.last_heartbeat_ms) +
-                 ",\"expired\":" + std::to_string(w.expired) + "}";
+            auto& o = worker_list.emplace_back();
+            o["id"] = w.id;
+            detail::set_text(o, "service", w.service);
+            o["state"] = w.busy ? "busy" : w.ready ? "ready" : "idle";
+            o["served"] = w.served;
+            o["in_flight"] = w.busy ? 1 : 0;
+            o["last_heartbeat_ms"] = w.last_heartbeat_ms;
+            o["expired"] = w.expired;
         }
-        j += "]" + monitors.status_member() + "}";
-        return j;
+        monitors.add_status(j);
+        return detail::dump_status(j);
     }
 
     std::vector<std::string> execute(const std::string& command) {

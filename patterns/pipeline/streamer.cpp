@@ -293,11 +293,11 @@ proxy_statistics streamer::statistics() const noexcept {
 }
 
 std::string streamer::status_json() const {
-    return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") +
-           "\",\"statistics\":" + statistics().to_json() +
-           ",\"backend_stalls\":" + std::to_string(send_stalls_->value()) +
-           ",\"capture_drops\":" + std::to_string(capture_drops_->value()) +
-           monitors_->status_member() + "}";
+    auto j = detail::status_head(paused_ ? "paused" : "running", statistics());
+    j["backend_stalls"] = send_stalls_->value();
+    j["capture_drops"] = capture_drops_->value();
+    monitors_->add_status(j);
+    return detail::dump_status(j);
 }
 
 std::vector<std::string> streamer::frontend_endpoints() const {

@@ -867,19 +867,22 @@ std::string forwarder::status_json() const {
     const char* policy = options_.policy == slow_subscriber_policy::block        ? "block"
                          : options_.policy == slow_subscriber_policy::disconnect ? "disconnect"
                                                                                  : "drop";
-    return std::string("{\"state\":\"") + (paused_ ? "paused" : "running") + "\",\"policy\":\"" +
-           policy + "\",\"statistics\":" + statistics().to_json() +
-           ",\"subscriptions\":" + std::to_string(subscriptions_->value()) +
-           ",\"subscribes\":" + std::to_string(subscribes_->value()) +
-           ",\"unsubscribes\":" + std::to_string(unsubscribes_->value()) +
-           ",\"subscriptions_refused\":" + std::to_string(subscriptions_refused_->value()) +
-           ",\"slow_subscriber_drops\":" + std::to_string(slow_drops_->value()) +
-           ",\"slow_subscriber_disconnects\":" + std::to_string(slow_disconnects_->value()) +
-           ",\"blocked\":" + std::to_string(blocked_->value()) +
-           ",\"capture_drops\":" + std::to_string(capture_drops_->value()) +
-           ",\"cached_topics\":" + std::to_string(cached_topics_->value()) +
-           ",\"snapshots\":" + std::to_string(snapshots_->value()) + monitors_->status_member() +
-           "}";
+    detail::status_document j; // "policy" comes before "statistics" here
+    j["state"] = paused_ ? "paused" : "running";
+    j["policy"] = policy;
+    j["statistics"] = detail::status_document::parse(statistics().to_json());
+    j["subscriptions"] = subscriptions_->value();
+    j["subscribes"] = subscribes_->value();
+    j["unsubscribes"] = unsubscribes_->value();
+    j["subscriptions_refused"] = subscriptions_refused_->value();
+    j["slow_subscriber_drops"] = slow_drops_->value();
+    j["slow_subscriber_disconnects"] = slow_disconnects_->value();
+    j["blocked"] = blocked_->value();
+    j["capture_drops"] = capture_drops_->value();
+    j["cached_topics"] = cached_topics_->value();
+    j["snapshots"] = snapshots_->value();
+    monitors_->add_status(j);
+    return detail::dump_status(j);
 }
 
 std::vector<std::string> forwarder::frontend_endpoints() const {

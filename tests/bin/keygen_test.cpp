@@ -210,6 +210,23 @@ TEST(keygen, list_shows_certificates_and_problems) {
     EXPECT_EQ(missing.code, 66);
 }
 
+TEST(keygen, json_output_stays_valid_with_names_and_metadata_that_are_not_utf8) {
+    // File names and metadata are bytes: --json replaces invalid UTF-8 by U+FFFD instead of
+    // failing (docs/operations.md, "STATUS documents": one rule for every JSON zmqkit writes).
+    temp_directory dir("keygen");
+    const auto path = dir.path() / std::string("odd\xff", 4);
+    ASSERT_EQ(keygen({path.string(), "--meta", std::string("role=x\xfey", 8)}).code, 0);
+    const auto list = keygen({"list", dir.path().string(), "--json"});
+    ASSERT_EQ(list.code, 0) << list.err;
+    const auto doc = parse_json(list);
+    ASSERT_EQ(doc["certificates"].size(), 1U) << list.out;
+    EXPECT_EQ(doc["certificates"][0].value("file", ""), "odd\xef\xbf\xbd");
+    EXPECT_EQ(doc["certificates"][0]["metadata"].value("role", ""), "x\xef\xbf\xbdy");
+    const auto one = keygen({"inspect", path.string(), "--json"});
+    ASSERT_EQ(one.code, 0) << one.err;
+    EXPECT_EQ(parse_json(one)["metadata"].value("role", ""), "x\xef\xbf\xbdy");
+}
+
 TEST(keygen, bad_usage_exits_64_with_a_clear_message) {
     const auto unknown = keygen({"--bogus"});
     EXPECT_EQ(unknown.code, 64);

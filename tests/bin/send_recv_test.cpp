@@ -764,9 +764,9 @@ TEST(send_recv_parts, formatter_and_helpers) {
     auto j = nlohmann::json::parse(out);
     EXPECT_EQ(j["body"], "text");
     EXPECT_EQ(j["headers"]["bin"]["base64"], "/w==");
-    EXPECT_TRUE(cli::is_valid_utf8("h\xc3\xa9llo"));
-    EXPECT_FALSE(cli::is_valid_utf8("\xc3"));
-    EXPECT_FALSE(cli::is_valid_utf8("\xed\xa0\x80")); // a surrogate
+    EXPECT_TRUE(zmqkit::is_valid_utf8("h\xc3\xa9llo"));
+    EXPECT_FALSE(zmqkit::is_valid_utf8("\xc3"));
+    EXPECT_FALSE(zmqkit::is_valid_utf8("\xed\xa0\x80")); // a surrogate
     EXPECT_EQ(cli::base64_encode("ab"), "YWI=");
     EXPECT_THROW(cli::message_formatter("%h"), cli::usage_error);
 }

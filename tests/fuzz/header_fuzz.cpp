@@ -23,7 +23,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         static zmqkit::header reused; // holds whatever the previous input left in it
         const auto st_reused = zmqkit::decode_header(data, size, reused);
         if (st.code != st_reused.code || st.field != st_reused.field ||
-            st.value != st_reused.value || (st.ok() && !(reused == h))) {
+            st.value != st_reused.value || st.detail != st_reused.detail ||
+            (st.ok() && !(reused == h))) {
             std::abort(); // a reused header must decode exactly as a fresh one
         }
         if (st.ok()) {

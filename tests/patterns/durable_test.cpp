@@ -10,6 +10,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <set>
 #include <unordered_set>
@@ -800,6 +801,29 @@ TEST_F(durable_fixture, a_batching_sender_gets_everything_confirmed_and_delivere
     EXPECT_NE(st.find("\"malformed\":0"), std::string::npos) << st;
     // The frontend counted ZeroMQ messages: far fewer than messages.
     EXPECT_LT(proxy.statistics().frontend_messages_in, static_cast<std::uint64_t>(count / 4));
+}
+
+TEST_F(durable_fixture, status_stays_valid_json_with_a_spool_directory_that_is_not_utf8) {
+    // docs/operations.md, "STATUS documents": spool.directory as text (U+FFFD for invalid
+    // UTF-8, control characters escaped) and spool.directory_hex with the exact bytes.
+    auto o = options();
+    o.spool.directory = dir.path() / std::string("sp\xff\x01ool", 7);
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    const auto status = proxy.status_json();
+    nlohmann::json j;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(status)) << status;
+    const std::string dir_text = (dir.path() / "sp").string() + "\xef\xbf\xbd\x01ool";
+    EXPECT_EQ(j["spool"]["directory"], dir_text);
+    EXPECT_EQ(j["spool"]["directory_hex"], to_hex(o.spool.directory.string()));
+    EXPECT_EQ(j["spool"]["failure"], "");
+    EXPECT_FALSE(j["spool"].contains("failure_hex"));
+    EXPECT_EQ(j["state"], "running");
+    // the member order of the document is unchanged
+    EXPECT_NE(status.find("{\"state\":\"running\",\"statistics\":{\"frontend\":{"),
+              std::string::npos)
+        << status;
+    EXPECT_NE(status.find("\",\"sync\":\""), std::string::npos) << status;
 }
 
 TEST_F(durable_fixture, duplicates_inside_and_across_batches_are_stored_once_and_confirmed) {

@@ -10,6 +10,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <map>
 #include <set>
@@ -632,4 +633,50 @@ TEST_F(mdp_fixture, status_lists_services_and_workers_on_the_control_socket) {
     EXPECT_EQ(request(ctl, "TERMINATE"), frames_t{"OK"});
     EXPECT_TRUE(broker.wait_finished(10s));
     EXPECT_TRUE(broker.terminated());
+}
+
+TEST_F(mdp_fixture, status_stays_valid_json_when_a_worker_names_its_service_in_bytes) {
+    // docs/operations.md, "STATUS documents": a name that is not UTF-8 appears with U+FFFD for
+    // each invalid sequence and, only then, <member>_hex with the exact bytes.
+    auto o = options();
+    o.control = "tcp://127.0.0.1:*";
+    mdp_broker broker(ctx, o);
+    broker.start();
+    const std::string bad("bad\xff\xfename", 9);
+    const std::string quoted("q\"\\\x01", 4); // valid UTF-8 needing escapes: no _hex
+    auto worker = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    send_frames(worker, {"", "MDPW01", ready_byte, bad});
+    auto other = raw(zmq::socket_type::dealer, broker.backend_endpoints().at(0));
+    send_frames(other, {"", "MDPW01", ready_byte, quoted});
+    ASSERT_TRUE(ready_workers(broker, bad, 1));
+    ASSERT_TRUE(ready_workers(broker, quoted, 1));
+    auto ctl = raw(zmq::socket_type::req, broker.control_endpoints().at(0));
+    const auto status = request(ctl, "STATUS");
+    ASSERT_EQ(status.size(), 1u);
+    nlohmann::json j;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(status[0])) << status[0];
+    ASSERT_EQ(j["services"].size(), 2u);
+    const std::string replaced = "bad\xef\xbf\xbd\xef\xbf\xbdname"; // bad U+FFFD U+FFFD name
+    std::map<std::string, nlohmann::json> services;
+    for (const auto& s : j["services"]) {
+        services[s["name"].get<std::string>()] = s;
+    }
+    ASSERT_EQ(services.count(replaced), 1u) << status[0];
+    EXPECT_EQ(services[replaced]["name_hex"], "626164fffe6e616d65");
+    EXPECT_EQ(services[replaced]["workers"], 1);
+    ASSERT_EQ(services.count(quoted), 1u) << status[0];
+    EXPECT_FALSE(services[quoted].contains("name_hex"));
+    for (const auto& w : j["workers"]) {
+        if (w["service"] == replaced) {
+            EXPECT_EQ(w["service_hex"], "626164fffe6e616d65");
+        } else {
+            EXPECT_EQ(w["service"], quoted);
+            EXPECT_FALSE(w.contains("service_hex"));
+        }
+    }
+    // the member order of the document is unchanged
+    EXPECT_THAT(status[0], HasSubstr("{\"name\":\"" + replaced +
+                                     "\",\"name_hex\":\"626164fffe6e616d65\",\"workers\":1,"));
+    EXPECT_EQ(request(ctl, "TERMINATE"), frames_t{"OK"});
+    EXPECT_TRUE(broker.wait_finished(10s));
 }

@@ -8,6 +8,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -882,6 +883,32 @@ TEST(pubsub, last_value_cache_tracks_key_12_and_legacy_publishers) {
     const auto st = late.stats().sequences;
     EXPECT_EQ(st.in_order, 2U);
     EXPECT_EQ(st.gaps + st.duplicates + st.late, 0U);
+}
+
+TEST(pubsub, status_stays_valid_json_when_a_side_description_carries_odd_bytes) {
+    // A PLAIN user name is the operator's bytes; STATUS shows it as text (U+FFFD for invalid
+    // UTF-8, \u0001 escaped) plus mode_hex with the exact bytes (docs/operations.md).
+    forwarder_fixture f;
+    forwarder_options fo;
+    fo.frontend = f.frontend;
+    fo.backend = f.backend;
+    fo.registry = &f.registry;
+    fo.frontend_security = socket_security::plain_client(std::string("u\xff\x01", 3), "pw");
+    forwarder fwd(f.ctx, fo);
+    fwd.start();
+    const auto status = fwd.status_json();
+    nlohmann::json j;
+    ASSERT_NO_THROW(j = nlohmann::json::parse(status)) << status;
+    const auto& side = j["security"]["frontend"];
+    EXPECT_EQ(side["mode"], "plain client, user 'u\xef\xbf\xbd\x01'") << status;
+    EXPECT_EQ(side["mode_hex"], "706c61696e20636c69656e742c20757365722027"
+                                "75ff01"
+                                "27");
+    EXPECT_EQ(side["last_failure"], "");
+    EXPECT_FALSE(side.contains("last_failure_hex"));
+    EXPECT_EQ(j["state"], "running");
+    EXPECT_EQ(j["policy"], "drop");
+    fwd.stop();
 }
 
 TEST(pubsub, consumer_groups_each_group_gets_every_message_once_spread_over_members) {

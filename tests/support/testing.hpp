@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -21,6 +22,19 @@
 namespace zmqkit::testing {
 
 using namespace std::chrono_literals;
+
+// The bytes in lower-case hex, two digits a byte ("ff01" for "\xff\x01").
+inline std::string to_hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (const char ch : bytes) {
+        const auto c = static_cast<unsigned char>(ch);
+        out += digits[c >> 4U];
+        out += digits[c & 15U];
+    }
+    return out;
+}
 
 // Polls cond until true or the deadline; true if it became true. Yields between checks.
 inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s) {

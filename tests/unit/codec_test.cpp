@@ -2,13 +2,18 @@
 // with Python's msgpack package), round trips, and every class of malformed input.
 #include <zmqkit/codec.hpp>
 
+#include "support/testing.hpp"
 #include "support/unknown_entries.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 using namespace zmqkit;
+using zmqkit::testing::to_hex;
 
 namespace {
 
@@ -16,17 +21,6 @@ std::string unhex(std::string_view hex) {
     std::string out;
     for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
         out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
-    }
-    return out;
-}
-
-std::string hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (char ch : bytes) {
-        const auto c = static_cast<unsigned char>(ch);
-        out.push_back(digits[c >> 4U]);
-        out.push_back(digits[c & 15U]);
     }
     return out;
 }
@@ -97,13 +91,13 @@ decode_status decode(std::string_view bytes, header& out) {
 
 TEST(codec, minimal_header_matches_golden_vector) {
     const auto h = minimal_header();
-    EXPECT_EQ(hex(encode_header(h)), vector_minimal);
+    EXPECT_EQ(to_hex(encode_header(h)), vector_minimal);
     EXPECT_EQ(encoded_size(h), vector_minimal.size() / 2);
 }
 
 TEST(codec, full_header_matches_golden_vector) {
     const auto h = full_header();
-    EXPECT_EQ(hex(encode_header(h)), vector_full);
+    EXPECT_EQ(to_hex(encode_header(h)), vector_full);
     EXPECT_EQ(encoded_size(h), vector_full.size() / 2);
 }
 
@@ -118,7 +112,7 @@ TEST(codec, golden_vectors_decode_to_their_headers) {
 
 TEST(codec, publication_header_matches_golden_vector) {
     const auto h = publication_header();
-    EXPECT_EQ(hex(encode_header(h)), vector_publication);
+    EXPECT_EQ(to_hex(encode_header(h)), vector_publication);
     EXPECT_EQ(encoded_size(h), 53U);
     header out;
     ASSERT_TRUE(decode(unhex(vector_publication), out));
@@ -133,13 +127,13 @@ TEST(codec, legacy_publication_decodes_with_its_user_header) {
     EXPECT_TRUE(out.publisher_id.is_nil());
     ASSERT_EQ(out.user_headers.size(), 1U);
     EXPECT_EQ(out.user_headers[0].first, "zmqkit-publisher");
-    EXPECT_EQ(hex(out.user_headers[0].second), "0193f1a2b3c17def8123456789abcdef");
+    EXPECT_EQ(to_hex(out.user_headers[0].second), "0193f1a2b3c17def8123456789abcdef");
     EXPECT_EQ(out.sequence, 7U);
 }
 
 TEST(codec, publisher_id_is_omitted_when_nil_and_nil_on_the_wire_means_absent) {
     header h = minimal_header();
-    EXPECT_EQ(hex(encode_header(h)), vector_minimal);
+    EXPECT_EQ(to_hex(encode_header(h)), vector_minimal);
     // key 12 = 16 zero bytes: accepted, read as absent (like a nil correlation id)
     const std::string nil = "0cc410" + std::string(32, '0');
     header out;
@@ -303,8 +297,10 @@ TEST(codec_malformed, map_without_version_first_is_not_an_envelope) {
     EXPECT_EQ(decode(unhex("8101c410" + std::string(32, '0')), out).code,
               decode_errc::not_envelope);
     EXPECT_EQ(decode(unhex("80"), out).code, decode_errc::not_envelope);
-    EXPECT_EQ(decode(unhex("8100a131"), out).code, decode_errc::not_envelope)
-        << "version as a string";
+    const auto st = decode(unhex("82cc0001" + std::string(vector_minimal).substr(6)), out);
+    EXPECT_EQ(st.code, decode_errc::not_envelope) << "the first key must be the byte 00";
+    EXPECT_NE(st.message().find("first key is not the byte 0x00"), std::string::npos)
+        << st.message();
 }
 
 TEST(codec_malformed, every_truncation_of_the_full_vector_is_reported) {
@@ -389,15 +385,18 @@ TEST(codec_malformed, huge_counts_with_little_data_are_truncations) {
     EXPECT_EQ(decode(unhex(prefix + "0bdfffffffff"), out).code, decode_errc::truncated);
 }
 
-TEST(codec_malformed, deeply_nested_unknown_value_is_skipped_without_recursion) {
-    // unknown key 99 -> 200000 nested fixarrays of one element, ending in nil
+TEST(codec_malformed, deeply_nested_unknown_value_is_refused_without_recursion) {
+    // unknown key 99 -> 200000 nested fixarrays of one element, ending in nil: past the
+    // nesting limit at level 33, found without recursing (or reading the rest)
     std::string bytes = unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1563");
     bytes.append(200000, '\x91');
     bytes.push_back('\xc0');
     header out;
     const auto st = decode(bytes, out);
-    ASSERT_TRUE(st) << st.message();
-    EXPECT_EQ(out.id, id_of("0193f1a2-b3c4-7d5e-8f01-23456789abcd"));
+    EXPECT_EQ(st.code, decode_errc::bad_field) << st.message();
+    EXPECT_EQ(st.field, "unknown_key");
+    EXPECT_NE(st.message().find("nested more than 32 levels deep"), std::string::npos)
+        << st.message();
 }
 
 TEST(codec_malformed, reserved_byte_0xc1_is_rejected) {
@@ -405,6 +404,8 @@ TEST(codec_malformed, reserved_byte_0xc1_is_rejected) {
     const auto st =
         decode(unhex("84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1563c1"), out);
     EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "unknown_key");
+    EXPECT_NE(st.message().find("got the reserved byte 0xc1"), std::string::npos) << st.message();
 }
 
 TEST(codec_malformed, error_codes_have_stable_names) {
@@ -422,4 +423,183 @@ TEST(codec, header_size_out_parameter_allows_an_inline_body) {
     EXPECT_EQ(header_size, vector_minimal.size() / 2);
     EXPECT_EQ(bytes.substr(header_size), "body");
     EXPECT_EQ(decode(bytes, out).code, decode_errc::trailing_bytes) << "strict without it";
+}
+
+// ---- reader rules: docs/wire-protocol.md §2, one golden vector of §4 each ---------------------
+
+namespace {
+
+// docs/wire-protocol.md §4, "Reader rules".
+constexpr std::string_view vector_non_utf8 =
+    "84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1505a9626164fffe6e616d65";
+constexpr std::string_view vector_longer_encodings =
+    "de000500cc01d001c4100193f1a2b3c47d5e8f0123456789abcdcd0004cf180abe7135f8cd1506d200000003"
+    "05d903616263";
+constexpr std::string_view vector_longer_encodings_rewritten =
+    "85000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd1505a36162630603";
+constexpr std::string_view vector_attempt_0 =
+    "84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150600";
+constexpr std::string_view vector_user_header_order =
+    "84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150b82a162c40132a161c40131";
+constexpr std::string_view vector_user_header_twice =
+    "84000101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd150b82a161c40131a161c40132";
+constexpr std::string_view vector_version_string =
+    "8300a13101c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
+constexpr std::string_view vector_version_0 =
+    "83000001c4100193f1a2b3c47d5e8f0123456789abcd04cf180abe7135f8cd15";
+constexpr std::string_view vector_nil_id =
+    "83000101c4100000000000000000000000000000000004cf180abe7135f8cd15";
+
+// The minimal header plus unknown key 99 holding `arrays` fixarrays inside one another.
+std::string nested_vector(std::size_t arrays) {
+    std::string hex = "84" + std::string(vector_minimal).substr(2) + "63";
+    for (std::size_t i = 0; i < arrays; ++i) {
+        hex += "91";
+    }
+    return hex + "c0";
+}
+
+} // namespace
+
+TEST(codec_reader_rules, a_str_that_is_not_utf8_is_kept_byte_for_byte) {
+    header out;
+    const auto st = decode(unhex(vector_non_utf8), out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out.type, std::string("bad\xff\xfename", 9));
+    EXPECT_FALSE(is_valid_utf8(out.type));
+    EXPECT_EQ(to_hex(encode_header(out)), vector_non_utf8);
+}
+
+TEST(codec_reader_rules, longer_integer_and_length_encodings_are_accepted) {
+    header out;
+    const auto st = decode(unhex(vector_longer_encodings), out);
+    ASSERT_TRUE(st) << st.message();
+    header want = minimal_header();
+    want.attempt = 3;
+    want.type = "abc";
+    EXPECT_EQ(out, want);
+    EXPECT_EQ(to_hex(encode_header(out)), vector_longer_encodings_rewritten);
+}
+
+TEST(codec_reader_rules, unknown_values_nest_at_most_32_levels_counting_the_header_map) {
+    header out;
+    auto st = decode(unhex(nested_vector(31)), out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out, minimal_header());
+    st = decode(unhex(nested_vector(32)), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "unknown_key");
+    EXPECT_EQ(st.message(), "header field 'unknown_key' must be a msgpack value (it is skipped), "
+                            "got a value nested more than 32 levels deep (at byte 33)");
+    // array16 and map16 count the same: [ {nil: 29 fixarrays} ] reaches level 32 exactly
+    auto with_value = [](const std::string& value_hex) {
+        return unhex("84" + std::string(vector_minimal).substr(2) + "63" + value_hex);
+    };
+    std::string arrays;
+    for (int i = 0; i < 29; ++i) {
+        arrays += "91";
+    }
+    st = decode(with_value("dc0001de0001c0" + arrays + "c0"), out);
+    ASSERT_TRUE(st) << st.message();
+    st = decode(with_value("dc0001de0001c091" + arrays + "c0"), out);
+    EXPECT_EQ(st.field, "unknown_key") << "one more level";
+    st = decode(unhex("84" + std::string(vector_minimal).substr(2) + "9191c0c0"), out);
+    ASSERT_TRUE(st) << "an array as key, nested twice: " << st.message();
+}
+
+TEST(codec_reader_rules, attempt_0_is_a_bad_field_and_attempt_1_on_the_wire_is_the_default) {
+    header out;
+    auto st = decode(unhex(vector_attempt_0), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "attempt");
+    EXPECT_EQ(st.message(),
+              "header field 'attempt' must be an integer from 1 to 4294967295, got 0 (at byte 33)");
+    std::string one(vector_attempt_0);
+    one.back() = '1';
+    st = decode(unhex(one), out);
+    ASSERT_TRUE(st) << st.message();
+    EXPECT_EQ(out, minimal_header());
+    // the encoder never writes what the reader refuses: attempt 0 goes out as 1 (absent)
+    header h = minimal_header();
+    h.attempt = 0;
+    EXPECT_EQ(to_hex(encode_header(h)), vector_minimal);
+    EXPECT_EQ(encoded_size(h), vector_minimal.size() / 2);
+}
+
+TEST(codec_reader_rules, user_headers_keep_their_order_and_a_repeated_name_keeps_every_entry) {
+    header out;
+    ASSERT_TRUE(decode(unhex(vector_user_header_order), out));
+    ASSERT_EQ(out.user_headers.size(), 2U);
+    EXPECT_EQ(out.user_headers[0], (std::pair<std::string, std::string>("b", "2")));
+    EXPECT_EQ(out.user_headers[1], (std::pair<std::string, std::string>("a", "1")));
+    EXPECT_EQ(to_hex(encode_header(out)), vector_user_header_order) << "not sorted";
+    ASSERT_TRUE(decode(unhex(vector_user_header_twice), out));
+    ASSERT_EQ(out.user_headers.size(), 2U);
+    ASSERT_NE(out.find_user_header("a"), nullptr);
+    EXPECT_EQ(*out.find_user_header("a"), "1") << "the first entry is the value";
+    EXPECT_EQ(to_hex(encode_header(out)), vector_user_header_twice);
+}
+
+TEST(codec_reader_rules, a_repeated_user_header_map_replaces_the_earlier_one) {
+    // key 11 twice: {a: 1} then {b: 2}; the last occurrence of a key wins
+    header out;
+    const auto st = decode(
+        unhex("85" + std::string(vector_minimal).substr(2) + "0b81a161c401310b81a162c40132"), out);
+    ASSERT_TRUE(st) << st.message();
+    ASSERT_EQ(out.user_headers.size(), 1U);
+    EXPECT_EQ(out.user_headers[0], (std::pair<std::string, std::string>("b", "2")));
+}
+
+TEST(codec_reader_rules, errors_say_what_is_wrong) {
+    header out;
+    auto st = decode(unhex(vector_version_string), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "version");
+    EXPECT_EQ(st.message(),
+              "header field 'version' must be a positive integer, got a string (at byte 2)");
+    st = decode(unhex(vector_version_0), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.message(), "header field 'version' must be a positive integer, got 0 (at byte 2)");
+    st = decode(unhex(vector_nil_id), out);
+    EXPECT_EQ(st.code, decode_errc::bad_field);
+    EXPECT_EQ(st.field, "id");
+    EXPECT_EQ(st.message(), "header field 'id' must be bin of 16 bytes, not all zero, got all "
+                            "zeros (the sender did not set it) (at byte 4)");
+    st = decode(unhex(vector_version_2), out);
+    EXPECT_EQ(st.message(), "unsupported protocol version 2 (this build speaks 1): the sender "
+                            "speaks a later major version; upgrade the receiver or downgrade "
+                            "the sender");
+    const std::string id = "c410" + std::string("0193f1a2b3c47d5e8f0123456789abcd");
+    st = decode(unhex("830001" + std::string("01") + id + "04ff"), out);
+    EXPECT_EQ(st.message(),
+              "header field 'timestamp' must be an unsigned integer, got a negative integer (at "
+              "byte 23)");
+    st = decode(unhex("83000101c408" + std::string(16, '1') + "04cf180abe7135f8cd15"), out);
+    EXPECT_EQ(st.message(), "header field 'id' must be bin of 16 bytes, not all zero, got bin of "
+                            "another length (at byte 4)");
+    st = decode("hello", out);
+    EXPECT_EQ(st.message(), "not a zmqkit envelope: the frame is not a msgpack map (a header is a "
+                            "msgpack map whose first key is 0, the protocol version)");
+}
+
+TEST(codec_reader_rules, the_vectors_here_are_the_ones_in_the_wire_protocol_document) {
+    const char* source = std::getenv("ZMQKIT_SOURCE_DIR");
+    if (source == nullptr) {
+        GTEST_SKIP() << "ZMQKIT_SOURCE_DIR is not set (ctest sets it)";
+    }
+    std::ifstream in(std::filesystem::path(source) / "docs" / "wire-protocol.md");
+    ASSERT_TRUE(in) << "cannot read docs/wire-protocol.md";
+    std::string doc;
+    for (char c = 0; in.get(c);) {
+        if (c != '\n' && c != ' ') {
+            doc += c; // hex blocks wrap lines and group bytes with spaces
+        }
+    }
+    for (const auto v :
+         {vector_minimal, vector_full, vector_publication, vector_publication_legacy,
+          vector_unknown_keys, vector_version_2, vector_non_utf8, vector_longer_encodings,
+          vector_longer_encodings_rewritten, vector_attempt_0, vector_user_header_order,
+          vector_user_header_twice, vector_version_string, vector_version_0, vector_nil_id}) {
+        EXPECT_NE(doc.find(v), std::string::npos) << v;
+    }
 }

@@ -147,7 +147,8 @@ public:
     [[nodiscard]] proxy_statistics statistics() const noexcept;
     // What the last drain left undone (valid once stop() returned or the device finished).
     [[nodiscard]] drain_report drain_result() const noexcept;
-    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}
+    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}; always
+    // valid JSON (a directory that is not UTF-8 also gets "directory_hex", docs/operations.md).
     [[nodiscard]] std::string status_json();
     // The spool's recovery report (valid after start(); also after a start() that failed
     // because strict mode refused a damaged spool: then `refused` is set).

@@ -197,7 +197,8 @@ public:
     // Counters, services and workers, taken on the actor thread (nullopt if it does not answer).
     [[nodiscard]] std::optional<mdp_broker_stats> broker_stats();
     // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"services":[..],
-    // "workers":[..]}
+    // "workers":[..]}; always valid JSON: a service name that is not UTF-8 appears with U+FFFD
+    // and a "name_hex" / "service_hex" member (docs/operations.md, "STATUS documents").
     [[nodiscard]] std::string status_json();
 
     [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
