@@ -7,6 +7,7 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <nlohmann/json.hpp>
@@ -162,7 +163,11 @@ bool apply_field(const std::string& name, const json& value, header& h, bool all
 
 // "headers_base64": [[{"base64": name}, value], ...] as zmqkit-recv -f json prints user headers
 // whose name is not UTF-8 (value: a string or {"base64": ...}).
-bool apply_binary_headers(const json& list, header& h, std::string& error) {
+// "headers_base64" (names that are not UTF-8) and "headers_repeated" (the later entries of a
+// name that appears twice), as zmqkit-recv -f json writes them: [[name, value], ...], each a
+// string or {"base64": ...}. Repeated entries are appended, so the header keeps them all.
+bool apply_header_pairs(const json& list, const char* field, bool append, header& h,
+                        std::string& error) {
     auto bytes_of = [](const json& v, std::string& out) {
         if (v.is_string()) {
             out = v.get<std::string>();
@@ -172,7 +177,7 @@ bool apply_binary_headers(const json& list, header& h, std::string& error) {
                base64_decode(v["base64"].get<std::string>(), out);
     };
     if (!list.is_array()) {
-        error = "\"headers_base64\" must be an array of [name, value] pairs";
+        error = std::string("\"") + field + "\" must be an array of [name, value] pairs";
         return false;
     }
     for (const auto& pair : list) {
@@ -180,20 +185,24 @@ bool apply_binary_headers(const json& list, header& h, std::string& error) {
         std::string value;
         if (!pair.is_array() || pair.size() != 2 || !bytes_of(pair[0], name) ||
             !bytes_of(pair[1], value)) {
-            error = "\"headers_base64\" entries must be [name, value] with strings or "
-                    "{\"base64\": ...}";
+            error = std::string("\"") + field +
+                    "\" entries must be [name, value] with strings or {\"base64\": ...}";
             return false;
         }
-        h.set_user_header(name, value);
+        if (append) {
+            h.user_headers.emplace_back(std::move(name), std::move(value));
+        } else {
+            h.set_user_header(name, value);
+        }
     }
     return true;
 }
 
 bool is_envelope_object(const json& j) {
-    static constexpr std::array<std::string_view, 16> allowed{
-        "headers",   "body",  "body_base64",    "id",          "correlation_id", "causation_id",
-        "timestamp", "type",  "attempt",        "reply_to",    "traceparent",    "content_type",
-        "sequence",  "topic", "headers_base64", "publisher_id"};
+    static constexpr std::array<std::string_view, 17> allowed{
+        "headers",   "body",  "body_base64",    "id",           "correlation_id",  "causation_id",
+        "timestamp", "type",  "attempt",        "reply_to",     "traceparent",     "content_type",
+        "sequence",  "topic", "headers_base64", "publisher_id", "headers_repeated"};
     if (!j.is_object() ||
         !(j.contains("body") || j.contains("body_base64") || j.contains("headers"))) {
         return false;
@@ -332,16 +341,22 @@ bool json_to_envelope(std::string_view text, header& h, std::string& body, std::
                         return false;
                     }
                 }
-            } else if (name == "headers_base64") {
-                if (!apply_binary_headers(field, h, error)) {
-                    return false;
-                }
+            } else if (name == "headers_base64" || name == "headers_repeated") {
+                continue; // after "headers": repeated entries follow the first one
             } else if (name != "body" && name != "body_base64") {
                 content_type_given = content_type_given || name == "content_type";
                 if (!apply_field(name, field, h, false, error)) {
                     return false;
                 }
             }
+        }
+        if (j.contains("headers_base64") &&
+            !apply_header_pairs(j["headers_base64"], "headers_base64", false, h, error)) {
+            return false;
+        }
+        if (j.contains("headers_repeated") &&
+            !apply_header_pairs(j["headers_repeated"], "headers_repeated", true, h, error)) {
+            return false;
         }
         if (j.contains("body_base64")) {
             if (!j["body_base64"].is_string() ||
@@ -535,6 +550,8 @@ int run_send(const send_config& cfg, const logger& log, shutdown_signals& signal
             sock_holder.emplace(context, pub ? zmq::socket_type::xpub : cfg.kind.type, so);
         if (pub) {
             created.raw().set(zmq::sockopt::xpub_verbose, 1); // every subscriber's subscription
+            // One hostile subscriber must not crash the tool (issue 14 item 4).
+            patterns::bound_subscriptions(created.raw(), cfg.security.socket);
         }
         if (cfg.verbosity >= 1) {
             created.on_decode_error([&](const decode_status& s) {

@@ -3,6 +3,7 @@
 
 #include <zmqkit/codec.hpp>
 #include <zmqkit/header.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <zmq.hpp>
@@ -287,6 +288,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
     zmq::socket_t sock(context, pub ? zmq::socket_type::xpub : cfg.kind.type);
     if (pub) {
         sock.set(zmq::sockopt::xpub_verbose, 1); // every subscriber's subscription, not the first
+        patterns::bound_subscriptions(sock, cfg.security.socket); // a hostile one cannot crash it
     }
     sock.set(zmq::sockopt::linger, static_cast<int>(cfg.linger.count()));
     sock.set(zmq::sockopt::sndhwm, cfg.hwm);

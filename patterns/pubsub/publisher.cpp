@@ -26,6 +26,12 @@ std::string_view publisher_id_of(const header& h) noexcept {
     return legacy != nullptr ? std::string_view(*legacy) : std::string_view();
 }
 
+void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
+                         std::size_t max_size) {
+    detail::check_max_subscription_size(max_size, "bound_subscriptions");
+    detail::bound_subscriptions(xpub, max_size, security);
+}
+
 publisher::publisher(zmq::context_t& context, publisher_options options)
     : socket_(context, zmq::socket_type::xpub, named(options.sockets, options.name)) {
     // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so

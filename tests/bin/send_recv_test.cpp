@@ -11,6 +11,7 @@
 
 #include "support/process.hpp"
 #include "support/testing.hpp"
+#include "support/zmtp_peer.hpp"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -382,6 +383,32 @@ TEST(send_recv, pub_topics_are_byte_exact_in_every_mode) {
             }
         }
     }
+}
+
+// Issue 14 item 4 for the tool's own XPUB: a 256 KiB subscription crashed `zmqkit-send --pub`
+// (libzmq's recursive trie) when its subscriber left, as it crashed the forwarder. The tool
+// closes such a connection at the frame's head, stays alive and keeps publishing.
+TEST(send_recv, pub_survives_an_oversize_subscription) {
+    child_process send(send_cmd({"--pub", "--timeout", "60s", "tcp://127.0.0.1:*"}), true);
+    const auto endpoint = bound_endpoint(send);
+    ASSERT_FALSE(endpoint.empty()) << all_stderr(send);
+    using form = zmqkit::testing::raw_zmtp_subscriber::form;
+    const std::string big(256 * 1024, 'o');
+    for (const auto f : {form::command, form::message}) {
+        zmqkit::testing::raw_zmtp_subscriber peer(endpoint, f);
+        (void)peer.subscribe(big); // may fail half-way: the tool closes at the frame head
+        EXPECT_TRUE(peer.closed_by_peer()) << "form " << static_cast<int>(f);
+    } // the hostile peer is gone: the moment that crashed it before
+    child_process recv(recv_cmd({"--sub", "-c", "3", endpoint}));
+    std::optional<int> code;
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    for (int n = 0; !code && std::chrono::steady_clock::now() < deadline; ++n) {
+        send.write_stdin("line " + std::to_string(n) + "\n");
+        code = recv.wait(5ms);
+    }
+    EXPECT_EQ(code, 0) << all_stderr(recv);
+    send.close_stdin();
+    EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
 }
 
 TEST(send_recv, raw_send_reaches_a_plain_zeromq_peer) {
@@ -1072,6 +1099,36 @@ TEST(send_recv_parts, format_strings_decode_escapes_and_tokens_in_one_pass) {
     EXPECT_THROW(cli::message_formatter("%h{}"), cli::usage_error);
     EXPECT_THROW(cli::message_formatter("%s\\q"), cli::usage_error);
     EXPECT_THROW(cli::message_formatter("%s\\x4"), cli::usage_error);
+}
+
+// A user header name written twice: "headers" shows its first entry, which is its value
+// (docs/wire-protocol.md §2 rule 10), the later ones stay in "headers_repeated", and
+// zmqkit-send --json reads the document back to the same entries in the same order.
+TEST(send_recv_parts, json_output_keeps_a_repeated_header_name_first_value_first) {
+    header h;
+    h.user_headers.emplace_back("tenant", "first");
+    h.user_headers.emplace_back("other", "x");
+    h.user_headers.emplace_back("tenant", "second");
+    std::string out;
+    cli::message_formatter("json").render(&h, {}, "body", out);
+    const auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["headers"]["tenant"], "first");
+    ASSERT_EQ(j["headers_repeated"].size(), 1U) << out;
+    EXPECT_EQ(j["headers_repeated"][0][0], "tenant");
+    EXPECT_EQ(j["headers_repeated"][0][1], "second");
+    header back;
+    std::string back_body;
+    std::string error;
+    ASSERT_TRUE(cli::json_to_envelope(out, back, back_body, error)) << error;
+    ASSERT_NE(back.find_user_header("tenant"), nullptr);
+    EXPECT_EQ(*back.find_user_header("tenant"), "first");
+    std::vector<std::string> tenants;
+    for (const auto& [name, value] : back.user_headers) {
+        if (name == "tenant") {
+            tenants.push_back(value);
+        }
+    }
+    EXPECT_EQ(tenants, (std::vector<std::string>{"first", "second"}));
 }
 
 TEST(send_recv_parts, json_output_is_never_silently_lossy) {

@@ -70,6 +70,15 @@ struct publisher_options {
     std::size_t max_subscription_size = 1024;
 };
 
+// Bounds the subscriptions an XPUB (or PUB) socket of your own accepts, as publisher and
+// forwarder do: a connection that sends a subscription longer than `max_size` bytes (1 to
+// 65536; config_error otherwise) is closed by libzmq before the subscription is read, so one
+// hostile subscriber cannot crash the process through libzmq's recursive subscription trie or
+// grow its memory. Call before bind/connect, after the socket's security options are known
+// (CURVE adds framing to the bound). zmqkit-send --pub and zmqkit-spooler replay --pub use it.
+void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
+                         std::size_t max_size = 1024);
+
 // Publishes enveloped messages on an XPUB socket from the caller's thread. Not thread-safe.
 // It sees its subscribers' subscriptions (XPUB_VERBOSER), so callers can wait for a
 // subscription instead of sleeping ("slow joiner").
