@@ -626,6 +626,7 @@ int run_dlq_requeue(const spooler_config& cfg, const logger& log) {
         h.sequence = original.sequence;
         h.publisher_id = original.publisher_id; // the pair (publisher id, sequence) stays whole
         h.attempt = 1;
+        h.unknown = original.unknown; // keys zmqkit does not know pass on (wire-protocol §2)
         for (const auto& [name, value] : original.user_headers) {
             if (!name.starts_with(dead_letter_prefix)) {
                 h.user_headers.emplace_back(name, value);

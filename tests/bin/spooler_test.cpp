@@ -6,6 +6,7 @@
 
 #include "support/process.hpp"
 #include "support/testing.hpp"
+#include "support/unknown_entries.hpp"
 
 #include <zmqkit/codec.hpp>
 #include <zmqkit/socket.hpp>
@@ -585,6 +586,43 @@ TEST(spooler, dlq_list_requeue_and_purge) {
     r = spooler({"dlq", "purge", dir.path().string()});
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("purged 0 dead letter(s)"));
+}
+
+// Header keys zmqkit does not know survive a dead letter's requeue, byte for byte, whatever
+// their msgpack type (docs/wire-protocol.md §2 rule 6; the requeued copy once dropped them).
+TEST(spooler, dlq_requeue_keeps_unknown_header_keys) {
+    temp_directory dir("spooler");
+    metrics_registry registry;
+    const auto entries = zmqkit::testing::unknown_entries_of_every_type();
+    {
+        spool s(small_spool(dir.path(), registry));
+        header h;
+        h.id = message_id::generate();
+        h.correlation_id = h.id;
+        h.type = "order.created";
+        const auto plain = encode_header(h);
+        const auto frame = zmqkit::testing::with_unknown_entries(plain, plain.size(), entries);
+        ASSERT_EQ(s.append(frame, "body").outcome, append_result::status::appended);
+        ASSERT_TRUE(s.commit());
+        auto d = s.deliver();
+        ASSERT_TRUE(d);
+        ASSERT_TRUE(s.dead_letter(d->sequence, "poison"));
+        ASSERT_TRUE(s.commit());
+    }
+    auto r = spooler({"dlq", "requeue", "--all", dir.path().string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::vector<std::string> waiting;
+    for_each_spooled(dir.path(), [&](const spooled_message& m, bool settled) {
+        if (!settled) {
+            waiting.emplace_back(m.header);
+        }
+        return true;
+    });
+    ASSERT_EQ(waiting.size(), 1U);
+    const auto pairs = zmqkit::testing::header_pairs(waiting[0]);
+    for (const auto& e : entries) {
+        EXPECT_EQ(std::count(pairs.begin(), pairs.end(), e.bytes), 1) << e.what;
+    }
 }
 
 // ---- record / replay
