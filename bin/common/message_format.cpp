@@ -338,15 +338,21 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
         }
         auto& user = j["headers"] = nlohmann::ordered_json::object();
         nlohmann::ordered_json binary_names = nlohmann::ordered_json::array();
+        nlohmann::ordered_json repeated = nlohmann::ordered_json::array();
         for (const auto& [name, value] : h->user_headers) {
-            if (is_valid_utf8(name)) {
-                user[name] = bytes_json(value);
-            } else { // a JSON key must be text: [{"base64": name}, value] pairs instead
+            if (!is_valid_utf8(name)) { // a JSON key must be text: [{"base64": name}, value]
                 binary_names.push_back({bytes_json(name), bytes_json(value)});
+            } else if (user.contains(name)) { // the first entry is the name's value (§2 rule 10)
+                repeated.push_back({name, bytes_json(value)});
+            } else {
+                user[name] = bytes_json(value);
             }
         }
         if (!binary_names.empty()) {
             j["headers_base64"] = std::move(binary_names);
+        }
+        if (!repeated.empty()) {
+            j["headers_repeated"] = std::move(repeated);
         }
     }
     if (!topic.empty()) {
