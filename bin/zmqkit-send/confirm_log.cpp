@@ -37,8 +37,9 @@ void confirm_log::write(std::uint64_t record, const message_id* id, std::string_
         });
     }
     line += '\n';
-    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size()) {
+    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() && !write_failed_) {
         write_failed_ = true;
+        write_errno_ = errno; // the first failure's reason, not whatever fflush leaves
     }
 }
 
@@ -72,7 +73,8 @@ void confirm_log::rejected(const message_id& id, std::string_view reason) {
         return;
     }
     if (const auto it = open_.find(id); it != open_.end()) {
-        write(it->second, &id, "rejected", reason.empty() ? std::string_view("rejected") : reason);
+        write(it->second, &id, "rejected",
+              reason.empty() ? std::string_view("no reason given") : reason);
         open_.erase(it);
     }
 }
@@ -101,8 +103,10 @@ bool confirm_log::finish(std::string& error) {
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
     if (write_failed_ || !flushed || !closed) {
-        error = "cannot write --confirm-log '" + path_ +
-                "': " + std::strerror(write_failed_ || !flushed ? saved : errno);
+        error = "cannot write --confirm-log '" + path_ + "': " +
+                std::strerror(write_failed_ ? write_errno_
+                              : !flushed    ? saved
+                                            : errno);
         return false;
     }
     return true;

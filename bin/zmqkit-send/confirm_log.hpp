@@ -53,6 +53,7 @@ private:
     std::unordered_map<message_id, std::uint64_t, message_id_hash> open_; // id -> record
     std::vector<std::uint64_t> unsent_;
     bool write_failed_ = false;
+    int write_errno_ = 0;
 };
 
 } // namespace zmqkit::cli
