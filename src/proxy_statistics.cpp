@@ -58,11 +58,11 @@ std::string drain_report::describe() const {
 }
 
 std::string drain_report::to_json() const {
-    std::string j = "{\"dropped\":" + std::to_string(dropped);
+    nlohmann::ordered_json j{{"dropped", dropped}};
     if (remaining_in_spool) {
-        j += ",\"remaining_in_spool\":" + std::to_string(*remaining_in_spool);
+        j["remaining_in_spool"] = *remaining_in_spool;
     }
-    return j + "}";
+    return j.dump();
 }
 
 device_counters device_counters::register_in(metrics_registry& reg, const std::string& component,

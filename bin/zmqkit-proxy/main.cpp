@@ -3,6 +3,8 @@
 
 #include <zmqkit/signals.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <csignal>
 #include <cstring>
 #include <memory>
@@ -29,10 +31,13 @@ std::string zap_counts(const authenticator* auth) {
            " malformed=" + std::to_string(s.malformed);
 }
 
-// `json` (an object) with one more member: {"a":1} + ("b", "2") -> {"a":1,"b":2}.
-std::string with_member(std::string json, std::string_view name, const std::string& value) {
-    json.insert(json.size() - 1, ",\"" + std::string(name) + "\":" + value);
-    return json;
+// The JSON object `object` with one more member `name` holding the JSON `value`:
+// {"a":1} + ("b", "2") -> {"a":1,"b":2}.
+std::string with_member(const std::string& object, const std::string& name,
+                        const std::string& value) {
+    auto j = nlohmann::ordered_json::parse(object);
+    j[name] = nlohmann::ordered_json::parse(value);
+    return j.dump();
 }
 
 // SIGHUP means "reload" in every mode, never "stop": the allow directories and password files

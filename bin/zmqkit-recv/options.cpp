@@ -72,7 +72,8 @@ Examples:
 
 Exit codes: 0 ok, 64 bad usage, 69 cannot bind/connect (a host that does not resolve, a
 refused handshake, or with security no handshake at all by --timeout: the reason is named),
-75 timed out before the count. --timeout bounds the whole run, closing included.
+70 internal error, 75 timed out before the count, 78 --config is a directory, unreadable or
+malformed. --timeout bounds the whole run, closing included.
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {

@@ -79,7 +79,8 @@ reply, 73 --confirm-log cannot be written, 75 timed out (--timeout, --wait-peers
 still queued when --linger expired (--timeout bounds the whole run, the linger included), 76
 --wait-confirm: some messages were not confirmed within --confirm-timeout or were rejected
 (each is named; --confirm-log FILE lists every record as "<record> <id> confirmed",
-"... rejected:<reason>" or "... unconfirmed").
+"... rejected:<reason>" or "... unconfirmed"), 70 internal error, 78 --config is a
+directory, unreadable or malformed.
 )";
 
 std::uint64_t parse_count(const std::string& text, const char* what) {

@@ -39,7 +39,8 @@ Options:
 
 Exit codes: 0 ok, 1 failed (e.g. dlq requeue --id found nothing), 64 bad usage, 65 verify
 found damage, 66 no spool at DIR or unreadable, 69 cannot bind/connect or no peer,
-75 the spool is in use by another process (stop it first), 70 internal error.
+70 internal error, 75 the spool is in use by another process (stop it first), 78 --config is
+a directory, unreadable or malformed.
 )";
 
 constexpr const char* inspect_head = R"(Usage: zmqkit-spooler inspect [options] DIR
@@ -113,7 +114,8 @@ Every option can also come from the environment as ZMQKIT_SPOOLER_<OPTION>
 take with another meaning, such as --timeout or --count) or from an INI file given with
 --config. Durations: milliseconds, or a number with ms, s, m or h.
 Exit codes: 0 ok, 1 failed, 64 bad usage, 65 damage found (verify), 66 no spool at DIR,
-69 cannot bind/connect, 75 the spool is in use by another process.
+69 cannot bind/connect, 70 internal error, 75 the spool is in use by another process, 78 bad
+--config.
 )";
 
 std::uint64_t parse_unsigned(const std::string& text, const char* what) {
