@@ -23,6 +23,13 @@ namespace zmqkit::testing {
 
 using namespace std::chrono_literals;
 
+#ifdef ZMQKIT_TEST_SOURCE_DIR
+// The source tree, as CMake gives it to every test binary (tests/data, docs/...).
+inline std::filesystem::path source_dir() {
+    return ZMQKIT_TEST_SOURCE_DIR;
+}
+#endif
+
 // The bytes in lower-case hex, two digits a byte ("ff01" for "\xff\x01").
 inline std::string to_hex(std::string_view bytes) {
     static constexpr char digits[] = "0123456789abcdef";

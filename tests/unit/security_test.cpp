@@ -24,10 +24,7 @@ constexpr const char* alice_public = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
 constexpr const char* alice_secret = "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs";
 
 std::filesystem::path fixture_dir() {
-    const char* src = std::getenv("ZMQKIT_SOURCE_DIR");
-    const auto root = src != nullptr ? std::filesystem::path(src)
-                                     : std::filesystem::path(__FILE__).parent_path() / ".." / "..";
-    return root / "tests" / "data" / "zcert";
+    return zmqkit::testing::source_dir() / "tests" / "data" / "zcert";
 }
 
 void write_text(const std::filesystem::path& p, const std::string& text) {
