@@ -106,7 +106,8 @@ def read_blocks(path: str) -> list[Block]:
         start = i
         i += 1
         body = []
-        while i < len(lines) and not lines[i].startswith(fence):
+        while i < len(lines) and not (lines[i].startswith(fence) and
+                                      not lines[i][len(fence):].strip("`").strip()):
             body.append(lines[i])
             i += 1
         i += 1  # the closing fence
