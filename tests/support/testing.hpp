@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -23,12 +24,10 @@ namespace zmqkit::testing {
 
 using namespace std::chrono_literals;
 
-#ifdef ZMQKIT_TEST_SOURCE_DIR
-// The source tree, as CMake gives it to every test binary (tests/data, docs/...).
-inline std::filesystem::path source_dir() {
-    return ZMQKIT_TEST_SOURCE_DIR;
-}
-#endif
+// The source tree, as CMake gives it to the test support library (tests/data, docs/...).
+// Compiled into one file (support/source_dir.cpp) so that no other object carries the
+// checkout's absolute path: ccache then reuses test objects across checkouts.
+std::filesystem::path source_dir();
 
 // The bytes in lower-case hex, two digits a byte ("ff01" for "\xff\x01").
 inline std::string to_hex(std::string_view bytes) {
@@ -43,14 +42,20 @@ inline std::string to_hex(std::string_view bytes) {
     return out;
 }
 
-// Polls cond until true or the deadline; true if it became true. Yields between checks.
+// Polls cond until true or the deadline; true if it became true. Between checks it waits,
+// 50 us at first and doubling up to 5 ms, so that a waiting test leaves the CPU to the threads
+// and processes it waits for (spinning with yield() took a whole core of this 2-core machine
+// from them). The wait is the poll interval of a condition check with a deadline, not
+// synchronisation.
 inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::chrono::microseconds pause{50};
     while (std::chrono::steady_clock::now() < deadline) {
         if (cond()) {
             return true;
         }
-        std::this_thread::yield();
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(5));
     }
     return cond();
 }

@@ -246,10 +246,12 @@ private:
                     if (t.dead) {
                         dead_required_.insert(n);
                         bool in = false;
-                        spool_->dead_letters()->for_each(0, [&](const spooled_message& m, bool) {
-                            in = in || number_of(m.body) == n;
-                            return true;
-                        });
+                        // n copied: clang 14 cannot capture a structured binding.
+                        spool_->dead_letters()->for_each(
+                            0, [&, n = n](const spooled_message& m, bool) {
+                                in = in || number_of(m.body) == n;
+                                return true;
+                            });
                         EXPECT_TRUE(in) << "dead-lettered message " << n
                                         << " has no committed copy in the dead-letter spool";
                     }
