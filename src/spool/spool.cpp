@@ -9,6 +9,10 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <deque>
+#include <map>
+#include <set>
+#include <unordered_map>
 
 #include <fcntl.h>
 #include <sys/file.h>
