@@ -2,6 +2,7 @@
 // Format and guarantees: docs/spool-format.md.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/header.hpp>
+#include <zmqkit/message_id_window.hpp>
 #include <zmqkit/spool.hpp>
 
 #include <algorithm>
@@ -191,117 +192,6 @@ private:
     std::size_t length_ = 0;
 };
 
-// The ids of the last `window` messages appended, with their tickets, for duplicate
-// suppression on every append. A flat open-addressing table (linear probing, backward-shift
-// deletion) over a ring that holds the ids in append order: inserting evicts the oldest id once
-// the window is full. No allocation after construction; a lookup touches one or two cache
-// lines (the slot keeps 32 bits of the hash, so most probes never read the ring).
-class dedup_table {
-public:
-    explicit dedup_table(std::size_t window)
-        : window_(std::min<std::size_t>(window, std::size_t{1} << 30)) {
-        if (window_ == 0) {
-            return;
-        }
-        std::size_t capacity = 16;
-        while (capacity < 2 * window_) {
-            capacity *= 2;
-        }
-        slots_.assign(capacity, slot{});
-        mask_ = capacity - 1;
-        ids_.resize(window_);
-        tickets_.resize(window_);
-    }
-
-    // The ticket of id if it is in the window.
-    [[nodiscard]] const std::uint64_t* find(const message_id& id) const noexcept {
-        if (window_ == 0) {
-            return nullptr;
-        }
-        const auto h = hash(id);
-        for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
-            const slot& s = slots_[i];
-            if (s.index == 0) {
-                return nullptr;
-            }
-            if (s.hash == h && ids_[s.index - 1] == id) {
-                return &tickets_[s.index - 1];
-            }
-        }
-    }
-
-    // Adds id (if absent), evicting the oldest id when the window is full.
-    void insert(const message_id& id, std::uint64_t ticket) {
-        if (window_ == 0 || find(id) != nullptr) {
-            return;
-        }
-        if (count_ == window_) {
-            erase(ids_[next_]);
-        } else {
-            ++count_;
-        }
-        ids_[next_] = id;
-        tickets_[next_] = ticket;
-        const auto h = hash(id);
-        std::size_t i = h & mask_;
-        while (slots_[i].index != 0) {
-            i = (i + 1) & mask_;
-        }
-        slots_[i] = slot{static_cast<std::uint32_t>(next_ + 1), h};
-        next_ = next_ + 1 == window_ ? 0 : next_ + 1;
-        if (count_ == window_) {
-            // The next insert evicts ids_[next_]: its slot is a cache miss in a table of
-            // megabytes, so fetch it now, while the caller does other work (measured: the
-            // eviction's probe was a third of the time of an append).
-            __builtin_prefetch(&slots_[hash(ids_[next_]) & mask_]);
-        }
-    }
-
-private:
-    struct slot {
-        std::uint32_t index = 0; // position in the ring + 1; 0: empty
-        std::uint32_t hash = 0;
-    };
-
-    static std::uint32_t hash(const message_id& id) noexcept {
-        return static_cast<std::uint32_t>(message_id_hash{}(id) >> 16);
-    }
-
-    void erase(const message_id& id) noexcept {
-        const auto h = hash(id);
-        std::size_t i = h & mask_;
-        while (slots_[i].index != 0 && !(slots_[i].hash == h && ids_[slots_[i].index - 1] == id)) {
-            i = (i + 1) & mask_;
-        }
-        if (slots_[i].index == 0) {
-            return;
-        }
-        // Backward shift: move later entries of the probe run into the hole when their home
-        // slot is not cyclically in (hole, their position].
-        for (std::size_t j = i;;) {
-            j = (j + 1) & mask_;
-            if (slots_[j].index == 0) {
-                break;
-            }
-            const std::size_t home = slots_[j].hash & mask_;
-            const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-            if (!stays) {
-                slots_[i] = slots_[j];
-                i = j;
-            }
-        }
-        slots_[i] = slot{};
-    }
-
-    std::size_t window_;
-    std::size_t mask_ = 0;
-    std::vector<slot> slots_;
-    std::vector<message_id> ids_;
-    std::vector<std::uint64_t> tickets_;
-    std::size_t next_ = 0;  // ring position the next id goes to (the oldest, once full)
-    std::size_t count_ = 0; // ids held
-};
-
 } // namespace
 
 struct spool::impl {
@@ -440,7 +330,7 @@ struct spool::impl {
     buffered_reader random_reader;
 
     // dedup
-    dedup_table dedup{opt.dedup_window}; // id -> ticket of the last dedup_window appends
+    message_id_window dedup{opt.dedup_window}; // id -> ticket of the last dedup_window appends
     header scratch;
 
     // state
@@ -720,7 +610,7 @@ struct spool::impl {
         return result;
     }
 
-    void remember(const message_id& id, std::uint64_t ticket) { dedup.insert(id, ticket); }
+    void remember(const message_id& id, std::uint64_t ticket) { (void)dedup.insert(id, ticket); }
 
     bool over_limit(std::size_t extra_bytes) const noexcept {
         const std::uint64_t n = total_waiting + queued.size();
