@@ -20,11 +20,6 @@ spooled_message delivery_state::message_of(std::uint64_t seq, const message_payl
     return msg;
 }
 
-std::uint32_t delivery_state::attempt(std::uint64_t seq) const {
-    const auto a = attempts_.find(seq);
-    return a == attempts_.end() ? 0 : a->second;
-}
-
 std::optional<spooled_message> delivery_state::deliver() {
     if (log_.failed() || ctx_.opt.read_only) {
         return std::nullopt;

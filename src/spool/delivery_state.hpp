@@ -41,7 +41,10 @@ public:
     [[nodiscard]] bool in_flight(std::uint64_t seq) const { return in_flight_.contains(seq); }
     [[nodiscard]] std::size_t in_flight_count() const noexcept { return in_flight_.size(); }
     // Deliveries so far of a waiting message (0: never delivered).
-    [[nodiscard]] std::uint32_t attempt(std::uint64_t seq) const;
+    [[nodiscard]] std::uint32_t attempt(std::uint64_t seq) const {
+        const auto a = attempts_.find(seq);
+        return a == attempts_.end() ? 0 : a->second;
+    }
     // Waiting messages never delivered (consumer lag), out of `waiting`.
     [[nodiscard]] std::uint64_t undelivered(std::uint64_t waiting) const noexcept;
     [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> next_redelivery() const;

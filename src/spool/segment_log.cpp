@@ -45,16 +45,6 @@ segment_log::~segment_log() {
     }
 }
 
-segment* segment_log::find(std::uint64_t seq) noexcept {
-    auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
-                               [](std::uint64_t s, const segment& g) { return s < g.first; });
-    if (it == segments_.begin()) {
-        return nullptr;
-    }
-    --it;
-    return seq < it->end ? &*it : nullptr;
-}
-
 // The readers cache by handle, and the next file opened may get the same handle (the lowest
 // free descriptor): forget what they hold, or they would serve the closed file's bytes as the
 // new file's.
@@ -309,18 +299,6 @@ std::optional<stored_message> segment_log::read_message(std::uint64_t seq) {
         offset += consumed;
     }
     return std::nullopt;
-}
-
-bool segment_log::settle(std::uint64_t seq, std::uint64_t bytes) {
-    segment* s = find(seq);
-    if (s == nullptr || s->is_settled(seq)) {
-        return false;
-    }
-    s->set_settled(seq);
-    --s->waiting;
-    --total_waiting;
-    total_waiting_bytes -= std::min(total_waiting_bytes, bytes);
-    return true;
 }
 
 void segment_log::lock_directory() {

@@ -8,6 +8,7 @@
 #include <zmqkit/spool/format.hpp>
 #include <zmqkit/spool/spool.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -65,7 +66,16 @@ public:
     // ---- the segments ----
     [[nodiscard]] std::deque<segment>& segments() noexcept { return segments_; }
     [[nodiscard]] const std::deque<segment>& segments() const noexcept { return segments_; }
-    [[nodiscard]] segment* find(std::uint64_t seq) noexcept;
+    // The segment holding seq (inline: every deliver, ack and settle looks one up).
+    [[nodiscard]] segment* find(std::uint64_t seq) noexcept {
+        auto it = std::upper_bound(segments_.begin(), segments_.end(), seq,
+                                   [](std::uint64_t v, const segment& g) { return v < g.first; });
+        if (it == segments_.begin()) {
+            return nullptr;
+        }
+        --it;
+        return seq < it->end ? &*it : nullptr;
+    }
     [[nodiscard]] segment* active() noexcept {
         return segments_.empty() ? nullptr : &segments_.back();
     }
@@ -117,7 +127,17 @@ public:
     // ---- waiting messages ----
     // Marks seq settled (acked, dropped, dead-lettered) and takes it off the totals. False if it
     // is not a waiting message.
-    bool settle(std::uint64_t seq, std::uint64_t bytes);
+    bool settle(std::uint64_t seq, std::uint64_t bytes) {
+        segment* s = find(seq);
+        if (s == nullptr || s->is_settled(seq)) {
+            return false;
+        }
+        s->set_settled(seq);
+        --s->waiting;
+        --total_waiting;
+        total_waiting_bytes -= std::min(total_waiting_bytes, bytes);
+        return true;
+    }
 
     // ---- the directory ----
     // Takes the directory's lock file (only on the real file system, and not read-only).
