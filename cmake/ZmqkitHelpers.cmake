@@ -39,3 +39,18 @@ macro(zmqkit_apply_sanitizer)
         message(FATAL_ERROR "ZMQKIT_SANITIZER must be none, address, undefined or thread (got '${ZMQKIT_SANITIZER}')")
     endif()
 endmacro()
+
+# zmqkit_library(<target> <name> sources...): a project library exported as zmqkit::<name>, file
+# libzmqkit-<name>, with the public headers of include/ and C++20 for its users, and the
+# project's warnings.
+function(zmqkit_library target name)
+    add_library(${target} ${ARGN})
+    add_library(zmqkit::${name} ALIAS ${target})
+    set_target_properties(${target} PROPERTIES OUTPUT_NAME zmqkit-${name} EXPORT_NAME ${name}
+                          POSITION_INDEPENDENT_CODE ON)
+    target_include_directories(${target} PUBLIC
+        $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+        $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+    target_compile_features(${target} PUBLIC cxx_std_20)
+    zmqkit_warnings(${target})
+endfunction()

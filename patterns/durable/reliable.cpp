@@ -79,7 +79,9 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
         ring *= 2;
     }
     ring_.resize(ring);
-    index_.resize(ring * 2);
+    // Twice the ring: never full (live_ < window <= ring at every insert, so nothing is ever
+    // evicted) and its holes (confirmed messages) are closed rarely.
+    index_ = message_id_window(2 * ring);
     waiting_.reserve(std::min<std::size_t>(ring, 4096));
 }
 
@@ -90,55 +92,6 @@ reliable_sender::~reliable_sender() = default;
 reliable_sender::slot* reliable_sender::live_slot(std::uint64_t seq) noexcept {
     auto& s = ring_[seq & (ring_.size() - 1)];
     return s.live && s.seq == seq ? &s : nullptr;
-}
-
-namespace {
-std::size_t id_hash(const message_id& id) noexcept {
-    std::uint64_t w[2];
-    std::memcpy(w, id.data(), sizeof w);
-    return static_cast<std::size_t>((w[0] ^ w[1]) * 0x9e3779b97f4a7c15ULL >> 29);
-}
-} // namespace
-
-std::size_t reliable_sender::index_find(const message_id& id) const noexcept {
-    const std::size_t mask = index_.size() - 1;
-    for (std::size_t i = id_hash(id) & mask;; i = (i + 1) & mask) {
-        if (index_[i].id == id) {
-            return i;
-        }
-        if (index_[i].id.is_nil()) {
-            return index_.size();
-        }
-    }
-}
-
-void reliable_sender::index_insert(const message_id& id, std::uint64_t seq) noexcept {
-    const std::size_t mask = index_.size() - 1;
-    std::size_t i = id_hash(id) & mask;
-    while (!index_[i].id.is_nil()) {
-        i = (i + 1) & mask;
-    }
-    index_[i] = {id, seq};
-}
-
-// Linear probing without tombstones: later entries of the probe run move back into the gap.
-void reliable_sender::index_erase(std::size_t pos) noexcept {
-    const std::size_t mask = index_.size() - 1;
-    std::size_t j = pos;
-    for (;;) {
-        j = (j + 1) & mask;
-        if (index_[j].id.is_nil()) {
-            break;
-        }
-        const std::size_t home = id_hash(index_[j].id) & mask;
-        // index_[j] may move to pos unless its home lies cyclically in (pos, j].
-        const bool stays = pos <= j ? (pos < home && home <= j) : (pos < home || home <= j);
-        if (!stays) {
-            index_[pos] = index_[j];
-            pos = j;
-        }
-    }
-    index_[pos] = index_entry{};
 }
 
 // The oldest kept message is still unconfirmed while newer ones were confirmed (a resend
@@ -279,8 +232,11 @@ bool reliable_sender::send(message& m, std::chrono::milliseconds timeout) {
     h.stamp();
     const auto body = m.body_view();
     slot* s = nullptr;
-    if (const std::size_t pos = index_find(h.id); pos != index_.size()) {
-        s = live_slot(index_[pos].seq); // the same message again: its kept copy is replaced
+    if (const std::uint64_t* seq = index_.find(h.id); seq != nullptr) {
+        s = live_slot(*seq); // the same message again: its kept copy is replaced
+        if (s == nullptr) {
+            index_.erase(h.id);
+        }
     }
     if (s == nullptr) {
         if (tail_ - head_ == ring_.size()) {
@@ -293,7 +249,7 @@ bool reliable_sender::send(message& m, std::chrono::milliseconds timeout) {
         s->waiting = true;
         ++waiting_count_;
         ++live_;
-        index_insert(h.id, s->seq);
+        (void)index_.insert(h.id, s->seq);
         waiting_.push_back(s->seq);
     } else if (!s->waiting) {
         s->waiting = true;
@@ -316,12 +272,11 @@ void reliable_sender::settle(const message_id& id, bool confirmed, std::string_v
     if (id.is_nil()) {
         return; // a REJECT of something malformed: no message of ours has the nil id
     }
-    const std::size_t pos = index_find(id);
-    if (pos == index_.size()) {
+    std::uint64_t seq = 0;
+    if (!index_.erase(id, &seq)) {
         return; // settled before (a resend's second confirm), or not ours
     }
-    slot* s = live_slot(index_[pos].seq);
-    index_erase(pos);
+    slot* s = live_slot(seq);
     if (s == nullptr) {
         return;
     }
@@ -477,7 +432,8 @@ bool reliable_sender::flush(std::chrono::milliseconds timeout) {
 // ---- reliable_receiver --------------------------------------------------------------------
 
 reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_options options)
-    : options_(std::move(options)), socket_(context, zmq::socket_type::dealer) {
+    : options_(std::move(options)), socket_(context, zmq::socket_type::dealer),
+      processed_(options_.dedup_window) {
     if (options_.endpoint.empty()) {
         throw config_error("reliable receiver: an endpoint (the durable proxy's backend) is "
                            "required");
@@ -518,16 +474,7 @@ void reliable_receiver::send_credit() {
 }
 
 void reliable_receiver::remember(const message_id& id) {
-    if (options_.dedup_window == 0) {
-        return;
-    }
-    if (processed_.insert(id).second) {
-        processed_order_.push_back(id);
-        while (processed_order_.size() > options_.dedup_window) {
-            processed_.erase(processed_order_.front());
-            processed_order_.pop_front();
-        }
-    }
+    (void)processed_.insert(id); // the oldest id goes once the window is full
 }
 
 void reliable_receiver::flush_acks() {
@@ -617,7 +564,7 @@ std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeou
             continue;
         }
         d.attempt = d.message.header().attempt;
-        if (processed_.count(d.message.id()) != 0) {
+        if (processed_.contains(d.message.id())) {
             ++duplicates_;
             char t[8];
             put_u64_be(t, tag);

@@ -12,6 +12,7 @@
 
 #include <zmqkit/actor.hpp>
 #include <zmqkit/message.hpp>
+#include <zmqkit/message_id_window.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
@@ -286,18 +287,10 @@ private:
         time_point queued_at{}; // when it started waiting (linger)
         std::string frame;      // the encoded message: [header+body]
     };
-    // Open-addressing index id -> ring sequence (nil id = empty), sized for the window.
-    struct index_entry {
-        message_id id;
-        std::uint64_t seq = 0;
-    };
     [[nodiscard]] time_point now() const {
         return options_.clock ? options_.clock() : std::chrono::steady_clock::now();
     }
     [[nodiscard]] slot* live_slot(std::uint64_t seq) noexcept;
-    [[nodiscard]] std::size_t index_find(const message_id& id) const noexcept;
-    void index_insert(const message_id& id, std::uint64_t seq) noexcept;
-    void index_erase(std::size_t pos) noexcept;
     void grow_ring();
     void settle(const message_id& id, bool confirmed, std::string_view reason);
     bool transmit_waiting(bool force, time_point at);
@@ -312,7 +305,7 @@ private:
     std::vector<slot> ring_; // power-of-two size; live sequences in [head_, tail_)
     std::uint64_t head_ = 0, tail_ = 0;
     std::size_t live_ = 0;
-    std::vector<index_entry> index_;     // power-of-two size, at least twice the window
+    message_id_window index_{0};         // id -> ring sequence of the live messages
     std::vector<std::uint64_t> waiting_; // sequences to send, in order, from waiting_head_
     std::size_t waiting_head_ = 0;
     std::size_t waiting_count_ = 0; // slots with `waiting` set
@@ -399,8 +392,7 @@ private:
     std::chrono::steady_clock::time_point next_heartbeat_{};
     std::string pending_acks_; // 8-byte big-endian tags
     std::size_t pending_ack_count_ = 0;
-    std::unordered_set<message_id, message_id_hash> processed_;
-    std::deque<message_id> processed_order_;
+    message_id_window processed_; // ids acked (dedup_window of them, the oldest go first)
     std::uint64_t duplicates_ = 0, received_ = 0;
     std::vector<zmq::message_t> frames_;
 };

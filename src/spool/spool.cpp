@@ -1,0 +1,484 @@
+// The spool's façade: options, validation, limits and statistics over its parts — the segment
+// log, group commit, delivery state and recovery (docs/architecture.md "Spool"). Format and
+// guarantees: docs/spool-format.md.
+#include "delivery_state.hpp"
+#include "group_commit.hpp"
+#include "recovery.hpp"
+#include "segment_log.hpp"
+#include "spool_context.hpp"
+
+#include <zmqkit/codec.hpp>
+#include <zmqkit/header.hpp>
+#include <zmqkit/message_id_window.hpp>
+#include <zmqkit/spool.hpp>
+
+#include <algorithm>
+#include <charconv>
+
+namespace zmqkit {
+
+namespace sf = spool_format;
+using sf::record_type;
+
+// ---- policies ---------------------------------------------------------------------------------
+
+sync_policy sync_policy::parse(std::string_view text) {
+    sync_policy p;
+    if (text == "always") {
+        return p;
+    }
+    if (text == "none") {
+        p.how = mode::none;
+        return p;
+    }
+    if (text.starts_with("interval:")) {
+        const std::string_view number = text.substr(9);
+        long long ms = 0;
+        const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), ms);
+        if (ec == std::errc{} && end == number.data() + number.size() && ms > 0 &&
+            ms <= 3'600'000) {
+            p.how = mode::interval;
+            p.interval = std::chrono::milliseconds(ms);
+            return p;
+        }
+    }
+    throw config_error("sync mode '" + std::string(text) +
+                       "' is not valid (valid: always, none, interval:<ms> with 1..3600000 ms)");
+}
+
+std::string sync_policy::to_string() const {
+    switch (how) {
+    case mode::always:
+        return "always";
+    case mode::none:
+        return "none";
+    case mode::interval:
+        return "interval:" + std::to_string(interval.count());
+    }
+    return "always";
+}
+
+full_policy parse_full_policy(std::string_view text) {
+    if (text == "block") {
+        return full_policy::block;
+    }
+    if (text == "reject") {
+        return full_policy::reject;
+    }
+    if (text == "drop_oldest" || text == "drop-oldest") {
+        return full_policy::drop_oldest;
+    }
+    throw config_error("full policy '" + std::string(text) +
+                       "' is not valid (valid: block, reject, drop_oldest)");
+}
+
+std::string_view to_string(full_policy p) noexcept {
+    switch (p) {
+    case full_policy::block:
+        return "block";
+    case full_policy::reject:
+        return "reject";
+    case full_policy::drop_oldest:
+        return "drop_oldest";
+    }
+    return "block";
+}
+
+// ---- implementation ---------------------------------------------------------------------------
+
+using detail::message_fixed;
+
+struct spool::impl {
+    impl(spool& s, const spool_options& o)
+        : owner(s), ctx(o), log(ctx), queue(ctx, log, s.dead_letters_.get()),
+          delivery(ctx, log, queue, s.dead_letters_.get()), dedup(o.dedup_window) {}
+
+    spool& owner;
+    detail::spool_context ctx;
+    detail::segment_log log;
+    detail::group_commit queue;
+    detail::delivery_state delivery;
+    message_id_window dedup; // id -> ticket of the last dedup_window appends
+    header scratch;
+
+    void recover() {
+        detail::spool_recovery(ctx, log, delivery, queue, dedup, owner.recovery_).run();
+        update_gauges();
+    }
+
+    [[nodiscard]] bool writable() const noexcept { return !log.failed() && !ctx.opt.read_only; }
+
+    // ---- append ----
+
+    append_result append(std::string_view header_bytes, std::string_view body,
+                         const message_id* known_id) {
+        append_result result;
+        if (!writable()) {
+            result.outcome = append_result::status::rejected;
+            result.reason = log.failed() ? log.failure() : "the spool is open read-only";
+            return result;
+        }
+        if (!check(header_bytes, body, known_id, result)) {
+            return result;
+        }
+        if (const auto* ticket = dedup.find(scratch.id); ticket != nullptr) {
+            ctx.m.duplicates->add();
+            ++ctx.counts.duplicates;
+            result.outcome = append_result::status::duplicate;
+            result.ticket = *ticket;
+            return result;
+        }
+        if (log.disk_full()) {
+            result.outcome = append_result::status::full;
+            result.reason = "disk full";
+            return result;
+        }
+        if (!make_room(header_bytes.size() + body.size(), result)) {
+            return result;
+        }
+        const std::int64_t t = ctx.now_ns();
+        result.ticket = queue.queue_message(t, scratch.id, header_bytes, body);
+        log.newest_ns = t;
+        (void)dedup.insert(scratch.id, result.ticket);
+        ctx.m.appended->add();
+        ++ctx.counts.appended;
+        return result;
+    }
+
+    // A valid envelope with a message id, not too large; its id in scratch.id.
+    bool check(std::string_view header_bytes, std::string_view body, const message_id* known_id,
+               append_result& result) {
+        if (known_id != nullptr) {
+            scratch.id = *known_id; // the caller decoded and checked the header
+        } else if (const decode_status st =
+                       decode_header(header_bytes.data(), header_bytes.size(), scratch);
+                   !st) {
+            result.outcome = append_result::status::rejected;
+            result.reason = "not a zmqkit envelope: " + st.message();
+            return false;
+        }
+        if (scratch.id.is_nil()) {
+            result.outcome = append_result::status::rejected;
+            result.reason = "the header has no message id";
+            return false;
+        }
+        const std::size_t message_bytes = header_bytes.size() + body.size();
+        if (message_bytes + message_fixed > spool_format::max_payload) {
+            result.outcome = append_result::status::rejected;
+            result.reason = "message of " + std::to_string(message_bytes) +
+                            " bytes is larger than the spool's limit of " +
+                            std::to_string(spool_format::max_payload - message_fixed) + " bytes";
+            return false;
+        }
+        return true;
+    }
+
+    [[nodiscard]] std::uint64_t waiting() const noexcept {
+        return log.total_waiting + queue.queued_messages();
+    }
+    [[nodiscard]] std::uint64_t waiting_bytes() const noexcept {
+        return log.total_waiting_bytes + queue.queued_bytes();
+    }
+
+    bool over_limit(std::size_t extra_bytes) const noexcept {
+        const spool_options& opt = ctx.opt;
+        return (opt.max_messages != 0 && waiting() + 1 > opt.max_messages) ||
+               (opt.max_bytes != 0 && waiting_bytes() + extra_bytes > opt.max_bytes);
+    }
+
+    bool make_room(std::size_t bytes, append_result& result) {
+        const spool_options& opt = ctx.opt;
+        if (!over_limit(bytes)) {
+            return true;
+        }
+        if (opt.when_full == full_policy::drop_oldest) {
+            while (over_limit(bytes) && drop_oldest_one()) {
+            }
+            if (!over_limit(bytes)) {
+                return true;
+            }
+        }
+        const std::string why = "spool full (" + std::to_string(waiting()) + " messages, " +
+                                std::to_string(waiting_bytes()) + " bytes; limits: max_messages " +
+                                std::to_string(opt.max_messages) + ", max_bytes " +
+                                std::to_string(opt.max_bytes) + ")";
+        if (opt.when_full == full_policy::reject) {
+            ctx.m.rejected_full->add();
+            ++ctx.counts.rejected_full;
+            result.outcome = append_result::status::rejected;
+        } else {
+            result.outcome = append_result::status::full;
+        }
+        result.reason = why;
+        return false;
+    }
+
+    // Drops the oldest waiting message that is not in flight. False if there is none.
+    bool drop_oldest_one() {
+        for (auto& s : log.segments()) {
+            if (s.waiting == 0) {
+                continue;
+            }
+            for (std::uint64_t seq = s.first; seq < s.end; ++seq) {
+                if (s.is_settled(seq) || delivery.in_flight(seq)) {
+                    continue;
+                }
+                const auto msg = log.read_message(seq);
+                const std::uint64_t bytes =
+                    msg ? msg->payload.header.size() + msg->payload.body.size() : 0;
+                delivery.forget(seq);
+                delivery.settle(seq, bytes);
+                queue.dropped_full(seq, bytes);
+                ctx.m.dropped_full->add();
+                ++ctx.counts.dropped_full;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // ---- commit ----
+
+    bool commit() {
+        if (!writable()) {
+            return false;
+        }
+        const bool wrote = queue.commit(&owner.committed_ticket_);
+        update_gauges();
+        return wrote;
+    }
+
+    // ---- reading ----
+
+    std::optional<spooled_message> read_message(std::uint64_t seq) {
+        const auto m = log.read_message(seq);
+        if (!m) {
+            return std::nullopt;
+        }
+        spooled_message out;
+        out.sequence = seq;
+        out.attempt = delivery.attempt(seq);
+        out.appended_ns = m->payload.appended_ns;
+        out.header = m->payload.header;
+        out.body = m->payload.body;
+        return out;
+    }
+
+    std::uint64_t purge() {
+        std::uint64_t n = 0;
+        for_each(0, [&](const spooled_message& msg, bool settled) {
+            if (!settled && !delivery.in_flight(msg.sequence)) {
+                const std::uint64_t bytes = msg.header.size() + msg.body.size();
+                delivery.forget(msg.sequence);
+                delivery.settle(msg.sequence, bytes);
+                queue.dropped_purged(msg.sequence, bytes);
+                ctx.m.dropped_purged->add();
+                ++n;
+            }
+            return true;
+        });
+        return n;
+    }
+
+    void for_each(std::uint64_t from,
+                  const std::function<bool(const spooled_message&, bool settled)>& fn) {
+        detail::buffered_reader reader;
+        for (auto& s : log.segments()) {
+            if (s.end <= from) {
+                continue;
+            }
+            std::uint64_t offset = 0;
+            if (from > s.first) {
+                offset = s.index[(from - s.first) / detail::index_stride];
+            }
+            while (offset < s.used) {
+                std::size_t consumed = 0;
+                auto r = log.read_record(reader, s, offset, &consumed);
+                if (!r) {
+                    break;
+                }
+                offset += consumed;
+                if (r->type != spool_format::record_type::message || r->sequence < from) {
+                    continue;
+                }
+                detail::message_payload mp;
+                if (!detail::parse_message_payload(r->payload, mp)) {
+                    continue;
+                }
+                spooled_message msg;
+                msg.sequence = r->sequence;
+                msg.attempt = delivery.attempt(r->sequence);
+                msg.appended_ns = mp.appended_ns;
+                msg.header = mp.header;
+                msg.body = mp.body;
+                if (!fn(msg, s.is_settled(r->sequence))) {
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- statistics ----
+
+    [[nodiscard]] std::uint64_t undelivered() const noexcept {
+        return delivery.undelivered(log.total_waiting) + queue.queued_messages();
+    }
+
+    void update_gauges() {
+        ctx.m.messages->set(static_cast<std::int64_t>(waiting()));
+        ctx.m.message_bytes->set(static_cast<std::int64_t>(waiting_bytes()));
+        ctx.m.in_flight->set(static_cast<std::int64_t>(delivery.in_flight_count()));
+        ctx.m.undelivered->set(static_cast<std::int64_t>(undelivered()));
+        ctx.m.segments->set(static_cast<std::int64_t>(log.segments().size()));
+        ctx.m.disk_bytes->set(static_cast<std::int64_t>(log.disk_bytes()));
+    }
+
+    std::int64_t oldest_ns() {
+        for (auto& s : log.segments()) {
+            if (s.waiting == 0) {
+                continue;
+            }
+            for (std::uint64_t seq = s.first; seq < s.end; ++seq) {
+                if (!s.is_settled(seq)) {
+                    const auto msg = log.read_message(seq);
+                    return msg ? msg->payload.appended_ns : 0;
+                }
+            }
+        }
+        return 0;
+    }
+
+    spool_stats stats() {
+        spool_stats st = ctx.counts;
+        st.messages = waiting();
+        st.message_bytes = waiting_bytes();
+        st.in_flight = delivery.in_flight_count();
+        st.ready = st.messages - st.in_flight;
+        st.undelivered = undelivered();
+        const auto& segments = log.segments();
+        st.segments = segments.size();
+        st.disk_bytes = log.disk_bytes();
+        st.log_start = segments.empty() ? log.next_seq : segments.front().first;
+        st.next_sequence = log.next_seq;
+        st.durable_sequence = log.next_seq;
+        for (const auto& s : segments) {
+            if (s.dirty) {
+                st.durable_sequence = std::min(st.durable_sequence, s.first);
+            }
+        }
+        st.oldest_ns = oldest_ns();
+        st.newest_ns = log.newest_ns;
+        st.read_only = log.failed();
+        st.disk_full = log.disk_full();
+        st.failure = log.failure();
+        if (owner.dead_letters_) {
+            st.dead_letter_messages = owner.dead_letters_->stats().messages;
+        }
+        ctx.m.oldest_age_ms->set(st.oldest_ns == 0 ? 0 : (ctx.now_ns() - st.oldest_ns) / 1'000'000);
+        return st;
+    }
+
+    // Best effort at close: commit what is queued, sync, and keep the marker through a power
+    // loss (after a clean close it covers everything).
+    void close() {
+        if (ctx.opt.read_only || log.failed()) {
+            return;
+        }
+        if (queue.pending()) {
+            commit();
+        }
+        for (auto& s : log.segments()) {
+            if (s.dirty) {
+                (void)log.sync(s);
+            }
+        }
+        if (log.marker_fd >= 0 && !log.failed()) {
+            (void)ctx.fs.sync_data(log.marker_fd);
+        }
+    }
+};
+
+// ---- spool ------------------------------------------------------------------------------------
+
+spool::spool(spool_options options) : options_(std::move(options)) {
+    if (options_.directory.empty()) {
+        throw config_error("spool: no directory given");
+    }
+    if (options_.segment_bytes < 4096) {
+        throw config_error("spool: segment size " + std::to_string(options_.segment_bytes) +
+                           " bytes is too small (minimum 4096)");
+    }
+    if (options_.dead_letter_spool) {
+        spool_options d = options_;
+        d.directory = options_.directory / "dead-letter";
+        d.dead_letter_spool = false;
+        d.max_messages = 0;
+        d.max_bytes = 0;
+        d.name = options_.name + "-dead-letter";
+        spool_file_system& fs = options_.fs != nullptr ? *options_.fs : posix_file_system();
+        if (!options_.read_only) {
+            if (const int e = fs.create_directory(options_.directory); e != 0) {
+                throw spool_error("cannot create spool directory " + options_.directory.string() +
+                                  ": " + detail::errno_text(e));
+            }
+        }
+        std::vector<std::string> probe;
+        if (!options_.read_only || fs.list(d.directory, probe) == 0) {
+            dead_letters_ = std::make_unique<spool>(std::move(d));
+        }
+    }
+    impl_ = std::make_unique<impl>(*this, options_);
+    impl_->recover();
+}
+
+spool::~spool() {
+    if (impl_) {
+        try {
+            impl_->close();
+        } catch (...) { // NOLINT(bugprone-empty-catch): best effort at destruction
+        }
+    }
+}
+
+append_result spool::append(std::string_view header, std::string_view body) {
+    return impl_->append(header, body, nullptr);
+}
+append_result spool::append(std::string_view header, std::string_view body, const message_id& id) {
+    return impl_->append(header, body, &id);
+}
+bool spool::commit() {
+    return impl_->commit();
+}
+bool spool::commit_pending() const noexcept {
+    return impl_->queue.pending();
+}
+std::optional<spooled_message> spool::deliver() {
+    return impl_->delivery.deliver();
+}
+bool spool::ack(std::uint64_t sequence) {
+    return impl_->delivery.ack(sequence);
+}
+bool spool::requeue(std::uint64_t sequence, std::chrono::milliseconds delay, bool* dead_lettered) {
+    return impl_->delivery.requeue(sequence, delay, dead_lettered);
+}
+bool spool::dead_letter(std::uint64_t sequence, std::string_view reason) {
+    return impl_->delivery.dead_letter(sequence, reason);
+}
+std::optional<spooled_message> spool::read(std::uint64_t sequence) {
+    return impl_->read_message(sequence);
+}
+void spool::for_each(std::uint64_t from_sequence,
+                     const std::function<bool(const spooled_message&, bool)>& fn) {
+    impl_->for_each(from_sequence, fn);
+}
+std::uint64_t spool::purge() {
+    return impl_->purge();
+}
+spool_stats spool::stats() const {
+    return impl_->stats();
+}
+std::optional<std::chrono::steady_clock::time_point> spool::next_redelivery() const {
+    return impl_->delivery.next_redelivery();
+}
+
+} // namespace zmqkit
