@@ -1,5 +1,7 @@
 #include "zmqkit-spooler/options.hpp"
 
+#include "common/tool_options.hpp"
+
 #include <zmqkit/error.hpp>
 #include <zmqkit/spool.hpp>
 
@@ -117,16 +119,6 @@ Exit codes: 0 ok, 1 failed, 64 bad usage, 65 damage found (verify), 66 no spool 
 69 cannot bind/connect, 70 internal error, 75 the spool is in use by another process, 78 bad
 --config.
 )";
-
-std::uint64_t parse_unsigned(const std::string& text, const char* what) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) {
-        throw usage_error{std::string(what) + " '" + text + "' is not a non-negative integer",
-                          exit_usage};
-    }
-    return v;
-}
 
 std::chrono::milliseconds duration_option(const std::string& text, const char* what) {
     try {
@@ -363,24 +355,22 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     std::string wait_peers;
     std::string linger = "5s";
     std::vector<std::string> sockopts;
-    po::options_description desc;
+    tool_options options("spooler", false); // --version only as the first argument
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit");
     if (command == spooler_command::inspect || command == spooler_command::verify ||
         command == spooler_command::repair || command == spooler_command::dlq_list) {
-        desc.add_options()("json", "print one JSON document (see docs/cli.md)");
+        options.add()("json", "print one JSON document (see docs/cli.md)");
     }
     if (command == spooler_command::dlq_list) {
-        desc.add_options()("limit", po::value(&limit), "list at most N dead letters");
+        options.add()("limit", po::value(&limit), "list at most N dead letters");
     }
     if (command == spooler_command::dlq_requeue) {
-        desc.add_options()
+        options.add()
             ("id", po::value(&id), "requeue the dead letter with this message id")
             ("all", "requeue every dead letter");
     }
     if (is_record) {
-        desc.add_options()
+        options.add()
             ("pull", "PULL socket (default)")
             ("sub", "SUB socket")
             ("topic", po::value(&cfg.topics)->composing(), "--sub: topic prefix (repeatable; default all)")
@@ -394,7 +384,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
             ("hwm", po::value(&cfg.hwm)->default_value(0), "receive high-water mark (0: unlimited)");
     }
     if (is_replay) {
-        desc.add_options()
+        options.add()
             ("push", "PUSH socket (default)")
             ("pub", "PUB socket")
             ("from-sequence", po::value(&from_sequence), "start at this sequence number (default: the log start)")
@@ -407,39 +397,31 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
             ("hwm", po::value(&cfg.hwm)->default_value(0), "send high-water mark (0: unlimited)");
     }
     if (is_record || is_replay) {
-        desc.add_options()
+        options.add()
             ("endpoint,e", po::value(&cfg.endpoints)->composing(), "endpoint (repeatable; @bind, >connect)")
             ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable)");
     }
-    desc.add_options()
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
     // clang-format on
-    po::options_description hidden;
-    hidden.add_options()("directory", po::value(&directory), "the spool directory");
-    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    options.add_diagnostics("more diagnostics");
+    options.add_hidden()("directory", po::value(&directory), "the spool directory");
     if (is_record || is_replay) {
-        add_security_options(security, hidden);
+        options.add_security();
     }
-    po::options_description all;
-    all.add(desc).add(security).add(hidden);
-    po::positional_options_description positional;
-    positional.add("directory", 1);
+    options.positional("directory", 1);
 
     std::vector<const char*> args;
     args.push_back(argv[0]);
     for (int i = consumed; i < argc; ++i) {
         args.push_back(argv[i]);
     }
-    po::variables_map vm;
-    parse_all("spooler", static_cast<int>(args.size()), args.data(), all, &positional, vm);
-    if (vm.count("help") != 0U) {
+    options.parse(static_cast<int>(args.size()), args.data());
+    const auto& vm = options.values();
+    if (options.wants_help()) {
         std::ostringstream text;
-        text << head << "\n\nOptions:\n" << desc;
+        text << head << "\n\nOptions:\n" << options.options();
         if (is_record || is_replay) {
             text << "\n-X names: " << known_socket_options() << "\n\n"
-                 << security << security_help();
+                 << options.security_options() << security_help();
         }
         text << common_tail;
         return print_and_exit{text.str(), exit_ok};
@@ -451,10 +433,10 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     }
     cfg.directory = directory;
     cfg.json = vm.count("json") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.verbosity = options.verbosity();
 
     if (!limit.empty()) {
-        cfg.limit = parse_unsigned(limit, "--limit");
+        cfg.limit = parse_count(limit, "--limit");
     }
     if (command == spooler_command::dlq_requeue) {
         cfg.all = vm.count("all") != 0U;
@@ -487,13 +469,13 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
                 throw usage_error{std::string("--sync: ") + e.what(), exit_usage};
             }
             if (!segment_bytes.empty()) {
-                cfg.segment_bytes = parse_unsigned(segment_bytes, "--segment-bytes");
+                cfg.segment_bytes = parse_count(segment_bytes, "--segment-bytes");
                 if (*cfg.segment_bytes < 4096) {
                     throw usage_error{"--segment-bytes must be at least 4096", exit_usage};
                 }
             }
             if (!batch.empty()) {
-                cfg.batch = parse_unsigned(batch, "--batch");
+                cfg.batch = parse_count(batch, "--batch");
                 if (cfg.batch == 0) {
                     throw usage_error{"--batch must be at least 1", exit_usage};
                 }
@@ -507,7 +489,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
                 throw usage_error{"--from-sequence and --since exclude each other", exit_usage};
             }
             if (!from_sequence.empty()) {
-                cfg.from_sequence = parse_unsigned(from_sequence, "--from-sequence");
+                cfg.from_sequence = parse_count(from_sequence, "--from-sequence");
             }
             if (!since.empty()) {
                 const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -528,8 +510,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
                 cfg.rate = r;
             }
             if (!wait_peers.empty()) {
-                cfg.wait_peers =
-                    static_cast<std::size_t>(parse_unsigned(wait_peers, "--wait-peers"));
+                cfg.wait_peers = static_cast<std::size_t>(parse_count(wait_peers, "--wait-peers"));
             }
             cfg.linger = duration_option(linger, "--linger");
             check_linger(cfg.linger);
@@ -542,7 +523,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         }
         check_endpoints(cfg.endpoints, cfg.kind.default_action);
         if (!count.empty()) {
-            cfg.count = parse_unsigned(count, "--count");
+            cfg.count = parse_count(count, "--count");
         }
         if (!timeout.empty()) {
             cfg.timeout = duration_option(timeout, "--timeout");
@@ -554,7 +535,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         for (const auto& s : sockopts) {
             cfg.socket_options.push_back(parse_socket_option(s));
         }
-        cfg.security = resolve_side_security(vm, "zmqkit-spooler", false, "zmqkit-spooler");
+        cfg.security = options.security();
     }
     return cfg;
 }

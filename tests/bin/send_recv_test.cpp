@@ -7,6 +7,7 @@
 #include "zmqkit-send/sender.hpp"
 
 #include <zmqkit/codec.hpp>
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include "support/process.hpp"
@@ -203,13 +204,7 @@ TEST(send_recv, length_prefixed_binary_is_byte_exact) {
     const auto lines = split_lines(all_stdout(recv));
     ASSERT_EQ(lines.size(), bodies.size());
     for (std::size_t i = 0; i < bodies.size(); ++i) {
-        std::string hex;
-        for (const char c : bodies[i]) {
-            static constexpr char digits[] = "0123456789abcdef";
-            hex += digits[static_cast<unsigned char>(c) >> 4];
-            hex += digits[static_cast<unsigned char>(c) & 15];
-        }
-        EXPECT_EQ(lines[i], hex) << "message " << i;
+        EXPECT_EQ(lines[i], zmqkit::to_hex(bodies[i])) << "message " << i;
     }
 }
 
@@ -794,7 +789,7 @@ TEST(send_recv_parts, formatter_and_helpers) {
     EXPECT_TRUE(zmqkit::is_valid_utf8("h\xc3\xa9llo"));
     EXPECT_FALSE(zmqkit::is_valid_utf8("\xc3"));
     EXPECT_FALSE(zmqkit::is_valid_utf8("\xed\xa0\x80")); // a surrogate
-    EXPECT_EQ(cli::base64_encode("ab"), "YWI=");
+    EXPECT_EQ(zmqkit::base64_encode("ab"), "YWI=");
     EXPECT_THROW(cli::message_formatter("%h"), cli::usage_error);
 }
 
@@ -1143,11 +1138,11 @@ TEST(send_recv_parts, json_output_is_never_silently_lossy) {
     EXPECT_EQ(out.find("\xef\xbf\xbd"), std::string::npos) << out; // no U+FFFD
     const auto j = nlohmann::json::parse(out);
     EXPECT_FALSE(j.contains("body"));
-    EXPECT_EQ(j["body_base64"], cli::base64_encode(body));
+    EXPECT_EQ(j["body_base64"], zmqkit::base64_encode(body));
     EXPECT_EQ(j["headers"]["ok"], "fine");
     ASSERT_EQ(j["headers_base64"].size(), 1U);
-    EXPECT_EQ(j["headers_base64"][0][0]["base64"], cli::base64_encode(std::string("n\xff", 2)));
-    EXPECT_EQ(j["headers_base64"][0][1]["base64"], cli::base64_encode(std::string("v\xfe", 2)));
+    EXPECT_EQ(j["headers_base64"][0][0]["base64"], zmqkit::base64_encode(std::string("n\xff", 2)));
+    EXPECT_EQ(j["headers_base64"][0][1]["base64"], zmqkit::base64_encode(std::string("v\xfe", 2)));
     // And zmqkit-send --json reads it back to the same bytes.
     header back;
     std::string back_body;
@@ -1172,7 +1167,7 @@ TEST(send_recv_parts, json_output_names_an_older_publishers_id) {
     auto j = nlohmann::json::parse(out);
     EXPECT_EQ(j["publisher_id"], legacy.to_string()) << out;
     EXPECT_EQ(j["sequence"], 7);
-    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], cli::base64_encode(legacy_bytes));
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], zmqkit::base64_encode(legacy_bytes));
     // Key 12 wins when both are present.
     h.publisher_id = current;
     out.clear();
