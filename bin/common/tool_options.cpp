@@ -1,6 +1,9 @@
 #include "common/tool_options.hpp"
 
+#include "common/tool_support.hpp"
+
 #include <charconv>
+#include <sstream>
 
 namespace po = boost::program_options;
 
@@ -54,6 +57,20 @@ std::optional<print_and_exit> tool_options::version() const {
         return std::nullopt;
     }
     return print_and_exit{program_ + " " ZMQKIT_VERSION "\n", exit_ok};
+}
+
+std::optional<print_and_exit> tool_options::parse_socket_tool(int argc, const char* const* argv,
+                                                              std::string_view head,
+                                                              std::string_view tail) {
+    parse(argc, argv);
+    if (wants_help()) {
+        std::ostringstream text;
+        text << head << ":\n"
+             << options_ << "\n-X names: " << known_socket_options() << "\n\n"
+             << security_ << security_help() << tail;
+        return print_and_exit{text.str(), exit_ok};
+    }
+    return version();
 }
 
 int tool_options::verbosity() const {

@@ -56,6 +56,12 @@ public:
     [[nodiscard]] bool wants_help() const { return given("help"); }
     // "zmqkit-<tool> <version>\n" when --version was given.
     [[nodiscard]] std::optional<print_and_exit> version() const;
+    // parse(), then the --help or --version text when either was given: for --help, `head`,
+    // ":", the options, the names -X takes, the security group and its paragraph, `tail` (a
+    // tool with one socket: zmqkit-send, zmqkit-recv). Throws usage_error.
+    [[nodiscard]] std::optional<print_and_exit> parse_socket_tool(int argc, const char* const* argv,
+                                                                  std::string_view head,
+                                                                  std::string_view tail);
     // -1 with -q, 1 with -v, 0 otherwise.
     [[nodiscard]] int verbosity() const;
     // The security of the tool's one socket (no per-side flags): a server's ZAP domain is

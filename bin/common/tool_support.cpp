@@ -594,6 +594,19 @@ int report_unreachable(const logger& log, std::string_view action,
     return exit_unavailable;
 }
 
+socket_options tool_socket_options(std::string name, int hwm, std::chrono::milliseconds linger,
+                                   metrics_registry& registry, const socket_security& security) {
+    socket_options so;
+    so.send_hwm = hwm;
+    so.recv_hwm = hwm;
+    so.linger = linger;
+    so.send_timeout = std::chrono::milliseconds(200);
+    so.name = std::move(name);
+    so.registry = &registry;
+    so.security = security;
+    return so;
+}
+
 void log_stop_signal(const logger& log, int sig) {
     log.info(std::string("received ") + strsignal(sig) + ", stopping");
 }

@@ -5,6 +5,7 @@
 #include "common/cli.hpp"
 
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/error.hpp>
 #include <zmqkit/socket.hpp>
 #include <zmqkit/socket_monitor.hpp>
 
@@ -17,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace zmqkit::cli {
@@ -203,6 +205,30 @@ private:
 int report_unreachable(const logger& log, std::string_view action,
                        const std::vector<std::string>& endpoints, std::chrono::milliseconds within,
                        std::string_view reason);
+
+// The options of a tool's one socket: both high-water marks `hwm`, `linger`, a 200 ms send
+// timeout (a send that waits returns, so the tool re-checks signals and --timeout), `name`
+// for metrics and logs, `security`. The registry must outlive the socket.
+[[nodiscard]] socket_options tool_socket_options(std::string name, int hwm,
+                                                 std::chrono::milliseconds linger,
+                                                 metrics_registry& registry,
+                                                 const socket_security& security);
+
+// Creates a pattern component (a reliable sender or receiver) in `slot` from `args`: an
+// endpoint it refuses is a usage error (exit 64, thrown), any other failure to start is
+// logged and returned as exit_unavailable; exit_ok once it runs.
+template <class Component, class... Args>
+int start_component(std::optional<Component>& slot, const logger& log, Args&&... args) {
+    try {
+        slot.emplace(std::forward<Args>(args)...);
+    } catch (const zmqkit::endpoint_error& e) {
+        throw usage_error{e.what(), exit_usage};
+    } catch (const zmqkit::error& e) {
+        log.error(e.what());
+        return exit_unavailable;
+    }
+    return exit_ok;
+}
 
 // Logs "received <signal name>, stopping" (info): how every tool acknowledges SIGINT/SIGTERM.
 void log_stop_signal(const logger& log, int sig);

@@ -197,16 +197,8 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     recv_text text;
     tool_options options("recv");
     describe_recv_options(options, cfg, text);
-    options.parse(argc, argv);
-    if (options.wants_help()) {
-        std::ostringstream help;
-        help << usage_head << ":\n"
-             << options.options() << "\n-X names: " << known_socket_options() << "\n\n"
-             << options.security_options() << security_help() << usage_tail;
-        return print_and_exit{help.str(), exit_ok};
-    }
-    if (auto version = options.version()) {
-        return *version;
+    if (auto help = options.parse_socket_tool(argc, argv, usage_head, usage_tail)) {
+        return *help;
     }
     apply_socket(options, cfg, text);
     apply_ack(options, cfg, text);

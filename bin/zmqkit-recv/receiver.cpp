@@ -155,13 +155,8 @@ private:
             apply_socket_options(raw, cfg_.socket_options);
             watch(monitor_, raw);
         };
-        try {
-            receiver_.emplace(context_, ro);
-        } catch (const zmqkit::endpoint_error& e) {
-            throw usage_error{e.what(), exit_usage};
-        } catch (const zmqkit::error& e) {
-            log_.error(e.what());
-            return exit_unavailable;
+        if (const int code = start_component(receiver_, log_, context_, ro); code != exit_ok) {
+            return code;
         }
         reach_.watch(cfg_.security.server() ? nullptr : receiver_->handshakes(), events());
         return exit_ok;
@@ -267,15 +262,10 @@ public:
 
 private:
     void open() {
-        socket_options so;
-        so.send_hwm = cfg_.hwm;
-        so.recv_hwm = cfg_.hwm;
-        so.linger = cfg_.linger;
-        so.send_timeout = std::chrono::milliseconds(200);
-        so.name = "zmqkit-recv";
-        so.registry = &registry_;
-        so.security = cfg_.security.socket;
-        zmqkit::socket& sock = sock_.emplace(context_, cfg_.kind.type, so);
+        zmqkit::socket& sock =
+            sock_.emplace(context_, cfg_.kind.type,
+                          tool_socket_options("zmqkit-recv", cfg_.hwm, cfg_.linger, registry_,
+                                              cfg_.security.socket));
         apply_socket_options(sock.raw(), cfg_.socket_options);
         if (cfg_.kind.type == zmq::socket_type::sub) {
             for (const auto& topic : cfg_.topics) {

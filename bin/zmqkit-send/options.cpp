@@ -345,16 +345,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     send_text t;
     tool_options options("send");
     describe_send_options(options, cfg, t);
-    options.parse(argc, argv);
-    if (options.wants_help()) {
-        std::ostringstream text;
-        text << usage_head << ":\n"
-             << options.options() << "\n-X names: " << known_socket_options() << "\n\n"
-             << options.security_options() << security_help() << usage_tail;
-        return print_and_exit{text.str(), exit_ok};
-    }
-    if (auto version = options.version()) {
-        return *version;
+    if (auto text = options.parse_socket_tool(argc, argv, usage_head, usage_tail)) {
+        return *text;
     }
     cfg.kind =
         choose_socket_kind(options.values(), {"push", "pub", "dealer", "req", "pair"}, "push");

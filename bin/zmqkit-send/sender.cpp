@@ -233,15 +233,8 @@ public:
 
 private:
     socket_options options() {
-        socket_options so;
-        so.send_hwm = cfg_.hwm;
-        so.recv_hwm = cfg_.hwm;
-        so.linger = cfg_.linger;
-        so.send_timeout = std::chrono::milliseconds(200); // re-checked: signals, --timeout
-        so.name = "zmqkit-send";
-        so.registry = &registry_;
-        so.security = cfg_.security.socket;
-        return so;
+        return tool_socket_options("zmqkit-send", cfg_.hwm, cfg_.linger, registry_,
+                                   cfg_.security.socket);
     }
     // Always on: --wait-peers waits for handshakes, and at the end "no peer ever connected"
     // tells that every queued message was dropped; with -v it logs the connection events.
@@ -268,13 +261,8 @@ private:
             apply_socket_options(raw, cfg_.socket_options);
             watch(raw);
         };
-        try {
-            reliable_.emplace(context_, ro);
-        } catch (const zmqkit::endpoint_error& e) {
-            throw usage_error{e.what(), exit_usage};
-        } catch (const zmqkit::error& e) {
-            log_.error(e.what());
-            return exit_unavailable;
+        if (const int code = start_component(reliable_, log_, context_, ro); code != exit_ok) {
+            return code;
         }
         reliable_->on_reject([this](const message_id& id, std::string_view reason) {
             outcomes_.rejected(id, reason);

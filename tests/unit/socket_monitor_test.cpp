@@ -25,6 +25,19 @@ struct recorded {
     }
 };
 
+// A socket of `type` with linger 0, bound to a free port of 127.0.0.1 when `endpoint` is given
+// (set to the address bound).
+zmq::socket_t make_socket(zmq::context_t& ctx, zmq::socket_type type,
+                          std::string* endpoint = nullptr) {
+    zmq::socket_t s(ctx, type);
+    s.set(zmq::sockopt::linger, 0);
+    if (endpoint != nullptr) {
+        s.bind("tcp://127.0.0.1:*");
+        *endpoint = s.get(zmq::sockopt::last_endpoint);
+    }
+    return s;
+}
+
 // Polls `monitor` until an event `id` was recorded or 5 s passed.
 bool wait_for(socket_monitor& monitor, const recorded& seen, std::uint16_t id) {
     const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -38,12 +51,9 @@ bool wait_for(socket_monitor& monitor, const recorded& seen, std::uint16_t id) {
 
 TEST(socket_monitor, reports_connect_and_handshake_with_the_endpoint) {
     zmq::context_t ctx;
-    zmq::socket_t server(ctx, zmq::socket_type::pull);
-    server.set(zmq::sockopt::linger, 0);
-    server.bind("tcp://127.0.0.1:*");
-    const auto endpoint = server.get(zmq::sockopt::last_endpoint);
-    zmq::socket_t client(ctx, zmq::socket_type::push);
-    client.set(zmq::sockopt::linger, 0);
+    std::string endpoint;
+    auto server = make_socket(ctx, zmq::socket_type::pull, &endpoint);
+    auto client = make_socket(ctx, zmq::socket_type::push);
     recorded seen;
     socket_monitor monitor(client, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED,
                            [&](const socket_event& e) { seen.events.push_back(e); });
@@ -55,8 +65,7 @@ TEST(socket_monitor, reports_connect_and_handshake_with_the_endpoint) {
 
 TEST(socket_monitor, poll_is_bounded_and_stop_ends_the_events) {
     zmq::context_t ctx;
-    zmq::socket_t client(ctx, zmq::socket_type::push);
-    client.set(zmq::sockopt::linger, 0);
+    auto client = make_socket(ctx, zmq::socket_type::push);
     recorded seen;
     socket_monitor monitor(client, ZMQ_EVENT_ALL,
                            [&](const socket_event& e) { seen.events.push_back(e); });
@@ -67,10 +76,9 @@ TEST(socket_monitor, poll_is_bounded_and_stop_ends_the_events) {
     EXPECT_LT(took, 2s) << "a poll never waits longer than asked";
     monitor.stop();
     monitor.stop(); // idempotent
-    zmq::socket_t server(ctx, zmq::socket_type::pull);
-    server.set(zmq::sockopt::linger, 0);
-    server.bind("tcp://127.0.0.1:*");
-    client.connect(server.get(zmq::sockopt::last_endpoint));
+    std::string endpoint;
+    auto server = make_socket(ctx, zmq::socket_type::pull, &endpoint);
+    client.connect(endpoint);
     zmqkit::testing::handshake_monitor server_side(ctx, server);
     ASSERT_TRUE(server_side.wait(5s)); // the connection is there: had it been monitored, ...
     EXPECT_EQ(monitor.poll(100ms), 0U) << "... a stopped monitor reports nothing";
@@ -89,8 +97,7 @@ TEST(socket_monitor, a_refused_handshake_is_a_failure_event) {
     server.set(zmq::sockopt::curve_server, 1);
     server.set(zmq::sockopt::curve_secretkey, std::string(secret_key));
     server.bind("tcp://127.0.0.1:*");
-    zmq::socket_t client(ctx, zmq::socket_type::push);
-    client.set(zmq::sockopt::linger, 0);
+    auto client = make_socket(ctx, zmq::socket_type::push);
     recorded seen;
     socket_monitor monitor(client,
                            ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
