@@ -4,6 +4,7 @@
 #include "security_log.hpp"
 
 #include <zmqkit/security.hpp>
+#include <zmqkit/socket_monitor.hpp>
 
 #include <zmq.h>
 
@@ -21,18 +22,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 namespace zmqkit {
 namespace {
-
-std::string unique_monitor_endpoint() {
-    static std::atomic<std::uint64_t> next{0};
-    return "inproc://zmqkit.monitor." + std::to_string(::getpid()) + "." +
-           std::to_string(next.fetch_add(1));
-}
 
 // "ip:port" ("[ip]:port" for IPv6) of the peer of a connected socket, or "".
 std::string peer_of(int fd) {
@@ -173,8 +167,11 @@ struct handshake_monitor::impl {
     metrics_registry& registry;
     int mechanism = ZMQ_NULL;
     bool curve_client = false;
-    std::optional<zmq::socket_t> pair;
-    int wake_fd = -1;
+    // The socket monitor: started and stopped on the owner's thread, read on the monitor
+    // thread; `monitor_mutex` orders its stop (owner) against its close on ETERM (thread).
+    std::optional<socket_monitor> monitor;
+    std::mutex monitor_mutex;
+    std::atomic<bool> stopping{false};
     std::thread thread;
     detail::log_throttle throttle;
 
@@ -342,48 +339,25 @@ struct handshake_monitor::impl {
     }
 
     void run() {
-        for (;;) {
+        while (!stopping.load()) {
             try {
-                zmq::pollitem_t items[2] = {{pair->handle(), 0, ZMQ_POLLIN, 0},
-                                            {nullptr, wake_fd, ZMQ_POLLIN, 0}};
-                // Bounded, so that a deferred line is written even if no DISCONNECTED follows.
-                std::chrono::milliseconds wait(-1);
+                // Bounded (a stop is seen within a second even if its MONITOR_STOPPED event
+                // is lost), and shorter while a deferred line waits for its DISCONNECTED.
+                std::chrono::milliseconds wait(1000);
                 if (deferred) {
                     const auto left = deferred->since + deferral - std::chrono::steady_clock::now();
-                    wait = std::max(std::chrono::milliseconds(0),
-                                    std::chrono::ceil<std::chrono::milliseconds>(left));
+                    wait = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(left),
+                                      std::chrono::milliseconds(0), wait);
                 }
-                zmq::poll(items, 2, wait);
-                if ((items[1].revents & ZMQ_POLLIN) != 0) {
-                    break;
-                }
+                (void)monitor->poll(wait); // on_event() for each event
                 if (deferred && std::chrono::steady_clock::now() >= deferred->since + deferral) {
                     flush_deferred();
                 }
-                if ((items[0].revents & ZMQ_POLLIN) == 0) {
-                    continue;
-                }
-                zmq::message_t head;
-                zmq::message_t address;
-                if (!pair->recv(head, zmq::recv_flags::dontwait)) {
-                    continue;
-                }
-                if (head.more()) {
-                    (void)pair->recv(address, zmq::recv_flags::none);
-                }
-                if (head.size() < 6) {
-                    continue;
-                }
-                std::uint16_t event = 0;
-                std::uint32_t value = 0;
-                std::memcpy(&event, head.data(), sizeof event);
-                std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
-                if (event == ZMQ_EVENT_MONITOR_STOPPED) {
-                    break;
-                }
-                on_event(event, value, address.to_string());
             } catch (const zmq::error_t& e) {
                 if (e.num() == ETERM) {
+                    // Closed here, so that a closing context is not held up by the monitor.
+                    std::lock_guard lock(monitor_mutex);
+                    monitor.reset();
                     break;
                 }
             } catch (const std::exception&) {
@@ -391,7 +365,6 @@ struct handshake_monitor::impl {
             }
         }
         flush_deferred();
-        pair.reset(); // also on ETERM, so that a closing context is not held up by the PAIR
         changed.notify_all();
     }
 };
@@ -412,46 +385,35 @@ handshake_monitor::handshake_monitor(zmq::context_t& context, zmq::socket_t& soc
             mechanism == ZMQ_CURVE &&
             zmq_getsockopt(impl_->handle, ZMQ_CURVE_SERVER, &server, &size) == 0 && server == 0;
     }
-    const std::string endpoint = unique_monitor_endpoint();
     // Never ZMQ_EVENT_BIND_FAILED: libzmq 4.3 sends that event between the failed bind and the
     // return of zmq_bind(), and the send leaves errno at EAGAIN, so "Address already in use"
     // would reach the caller as "Resource temporarily unavailable". The bind error is reported
     // by the bind itself.
-    if (zmq_socket_monitor(impl_->handle, endpoint.c_str(),
-                           ZMQ_EVENT_ALL & ~ZMQ_EVENT_BIND_FAILED) != 0) {
-        throw security_error("cannot monitor socket '" + impl_->name +
-                             "': " + zmq_strerror(zmq_errno()));
-    }
     try {
-        impl_->pair.emplace(context, zmq::socket_type::pair);
-        impl_->pair->set(zmq::sockopt::linger, 0);
-        impl_->pair->connect(endpoint);
-        impl_->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (impl_->wake_fd < 0) {
-            throw security_error(std::string("cannot monitor socket: eventfd: ") +
-                                 std::strerror(errno));
-        }
-        // The PAIR moves to the monitor thread (thread start is a full memory barrier).
-        impl_->thread = std::thread([p = impl_.get()] { p->run(); });
-    } catch (...) {
-        (void)zmq_socket_monitor(impl_->handle, nullptr, 0);
-        impl_->pair.reset();
-        if (impl_->wake_fd >= 0) {
-            ::close(impl_->wake_fd);
-        }
-        throw;
+        impl_->monitor.emplace(
+            socket, ZMQ_EVENT_ALL & ~ZMQ_EVENT_BIND_FAILED,
+            [p = impl_.get()](const socket_event& e) { p->on_event(e.id, e.value, e.endpoint); });
+    } catch (const zmq::error_t& e) {
+        throw security_error("cannot monitor socket '" + impl_->name + "': " + e.what());
     }
+    (void)context; // the monitor's socket lives in the monitored socket's context
+    // The monitor is read on its own thread from here (thread start is a full memory barrier).
+    impl_->thread = std::thread([p = impl_.get()] { p->run(); });
 }
 
 handshake_monitor::~handshake_monitor() {
-    (void)zmq_socket_monitor(impl_->handle, nullptr, 0); // libzmq stops sending events
-    const std::uint64_t one = 1;
-    (void)::write(impl_->wake_fd, &one, sizeof one);
+    impl_->stopping.store(true);
+    {
+        // libzmq stops sending events (and sends MONITOR_STOPPED, which wakes the thread).
+        std::lock_guard lock(impl_->monitor_mutex);
+        if (impl_->monitor) {
+            impl_->monitor->stop();
+        }
+    }
     if (impl_->thread.joinable()) {
         impl_->thread.join();
     }
-    impl_->pair.reset();
-    ::close(impl_->wake_fd);
+    impl_->monitor.reset();
 }
 
 handshake_stats handshake_monitor::stats() const {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <random>
 #include <thread>
+#include <zmqkit/encoding.hpp>
 
 #include <pthread.h>
 #include <unistd.h>
@@ -102,19 +103,6 @@ struct id_generator {
 
 thread_local id_generator generator;
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 } // namespace
 
 message_id message_id::generate() noexcept {
@@ -153,14 +141,13 @@ std::optional<message_id> message_id::parse(std::string_view text) noexcept {
 }
 
 void message_id::format_to(char* out) const noexcept {
-    static constexpr char digits[] = "0123456789abcdef";
     std::size_t pos = 0;
     for (std::size_t i = 0; i < size; ++i) {
         if (i == 4 || i == 6 || i == 8 || i == 10) {
             out[pos++] = '-';
         }
-        out[pos++] = digits[bytes_[i] >> 4U];
-        out[pos++] = digits[bytes_[i] & 0x0FU];
+        out[pos++] = hex_digit(bytes_[i] >> 4U);
+        out[pos++] = hex_digit(bytes_[i]);
     }
 }
 

@@ -1,5 +1,6 @@
 #include "common/cli.hpp"
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/error.hpp>
 
 #include <algorithm>
@@ -289,7 +290,6 @@ void parse_all(std::string_view tool, int argc, const char* const* argv,
 }
 
 void append_escaped(std::string& out, std::string_view bytes, bool quote, std::size_t limit) {
-    static constexpr char digits[] = "0123456789abcdef";
     const std::size_t shown = std::min(bytes.size(), limit);
     for (std::size_t i = 0; i < shown; ++i) {
         const auto c = static_cast<unsigned char>(bytes[i]);
@@ -312,8 +312,8 @@ void append_escaped(std::string& out, std::string_view bytes, bool quote, std::s
         default:
             if (c < 0x20 || c >= 0x7f) {
                 out += "\\x";
-                out += digits[c >> 4U];
-                out += digits[c & 15U];
+                out += hex_digit(c >> 4U);
+                out += hex_digit(c);
             } else {
                 out += static_cast<char>(c);
             }

@@ -3,6 +3,7 @@
 #include "common/cli.hpp"
 #include "common/tool_support.hpp"
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include <nlohmann/json.hpp>
@@ -35,15 +36,6 @@ void append_quoted(std::string& out, std::string_view bytes) {
     out += '"';
 }
 
-void append_hex(std::string& out, std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    for (const char c : bytes) {
-        const auto b = static_cast<unsigned char>(c);
-        out += digits[b >> 4];
-        out += digits[b & 0x0f];
-    }
-}
-
 nlohmann::ordered_json id_json(const message_id& id) {
     if (id.is_nil()) {
         return nullptr;
@@ -61,37 +53,6 @@ nlohmann::ordered_json bytes_json(std::string_view bytes) {
 }
 
 } // namespace
-
-std::string base64_encode(std::string_view bytes) {
-    static constexpr char table[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    const auto byte = [&](std::size_t k) {
-        return static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[k]));
-    };
-    for (; i + 2 < bytes.size(); i += 3) {
-        const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
-        out += table[(v >> 18) & 63];
-        out += table[(v >> 12) & 63];
-        out += table[(v >> 6) & 63];
-        out += table[v & 63];
-    }
-    if (i + 1 == bytes.size()) {
-        const std::uint32_t v = byte(i) << 16;
-        out += table[(v >> 18) & 63];
-        out += table[(v >> 12) & 63];
-        out += "==";
-    } else if (i + 2 == bytes.size()) {
-        const std::uint32_t v = (byte(i) << 16) | (byte(i + 1) << 8);
-        out += table[(v >> 18) & 63];
-        out += table[(v >> 12) & 63];
-        out += table[(v >> 6) & 63];
-        out += '=';
-    }
-    return out;
-}
 
 std::string message_formatter::help() {
     return "raw, text, quoted, hex, json, msgpack, or a format string with the tokens "

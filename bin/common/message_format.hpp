@@ -56,7 +56,4 @@ private:
     std::vector<piece> pieces_;
 };
 
-// Standard base64 (RFC 4648, with padding).
-[[nodiscard]] std::string base64_encode(std::string_view bytes);
-
 } // namespace zmqkit::cli

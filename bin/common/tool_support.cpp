@@ -1,6 +1,8 @@
 #include "common/tool_support.hpp"
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/socket_monitor.hpp>
 
 #include <algorithm>
 #include <array>
@@ -80,19 +82,6 @@ constexpr std::array<known_option, 35> known_options{{
     {"curve_serverkey", ZMQ_CURVE_SERVERKEY, false, true},
     {"curve_publickey", ZMQ_CURVE_PUBLICKEY, false, true},
 }};
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 template <class Socket>
 void attach_each(Socket& socket, const std::vector<std::string>& specs,
@@ -316,36 +305,41 @@ void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
     attach_each(socket, specs, default_action, log);
 }
 
-handshake_counter::handshake_counter(zmq::context_t& context, zmq::socket_t& socket,
-                                     const logger* events)
-    : pair_(context, zmq::socket_type::pair), socket_(socket.handle()), events_(events) {
-    static std::atomic<int> counter{0};
-    const std::string endpoint = "inproc://zmqkit-cli-monitor-" + std::to_string(counter++);
-    // Failed handshakes always: a plaintext tool refused by a CURVE server says why.
+namespace {
+
+// Failed handshakes always: a plaintext tool refused by a CURVE server says why. With -v also
+// the connection events. Not ZMQ_EVENT_BIND_FAILED: sending that event overwrites errno
+// before zmq_bind() returns (a port in use became "Resource temporarily unavailable" with
+// -v); the bind failure is reported from the bind itself.
+int counter_events(bool verbose) {
     int mask = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
-    if (events_ != nullptr) {
-        // Not ZMQ_EVENT_BIND_FAILED: sending that event overwrites errno before zmq_bind()
-        // returns (a port in use became "Resource temporarily unavailable" with -v); the bind
-        // failure is reported from the bind itself.
+    if (verbose) {
         mask |= ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED;
     }
-    if (zmq_socket_monitor(socket_, endpoint.c_str(), mask) != 0) {
-        throw usage_error{std::string("cannot monitor the socket: ") + zmq_strerror(zmq_errno()),
-                          exit_software};
-    }
-    pair_.set(zmq::sockopt::linger, 0);
-    pair_.connect(endpoint);
+    return mask;
 }
 
-void handshake_counter::consume(const zmq::message_t& event, const zmq::message_t& endpoint) {
-    if (event.size() < 6) {
-        return;
+zmqkit::socket_monitor start_monitor(zmq::socket_t& socket, bool verbose,
+                                     zmqkit::socket_monitor::handler on_event) {
+    try {
+        return zmqkit::socket_monitor(socket, counter_events(verbose), std::move(on_event));
+    } catch (const zmq::error_t& e) {
+        throw usage_error{std::string("cannot monitor the socket: ") + e.what(), exit_software};
     }
-    std::uint16_t id = 0;
-    std::uint32_t value = 0;
-    std::memcpy(&id, event.data(), sizeof id);
-    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+}
+
+} // namespace
+
+handshake_counter::handshake_counter(zmq::context_t& /*context*/, zmq::socket_t& socket,
+                                     const logger* events)
+    : events_(events),
+      monitor_(start_monitor(socket, events != nullptr,
+                             [this](const zmqkit::socket_event& e) { consume(e); })) {}
+
+void handshake_counter::consume(const zmqkit::socket_event& e) {
+    const std::uint16_t id = e.id;
+    const std::uint32_t value = e.value;
     if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
         ++seen_;
     } else if (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
@@ -362,7 +356,7 @@ void handshake_counter::consume(const zmq::message_t& event, const zmq::message_
     if (events_ == nullptr) {
         return;
     }
-    const std::string where = endpoint.to_string();
+    const std::string& where = e.endpoint;
     switch (id) {
     case ZMQ_EVENT_CONNECTED:
         events_->debug("connected " + where);
@@ -397,10 +391,6 @@ void handshake_counter::consume(const zmq::message_t& event, const zmq::message_
     }
 }
 
-handshake_counter::~handshake_counter() {
-    (void)zmq_socket_monitor(socket_, nullptr, 0);
-}
-
 std::size_t handshake_counter::wait(std::size_t peers, std::chrono::milliseconds timeout,
                                     const std::function<bool()>& stop) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -410,28 +400,13 @@ std::size_t handshake_counter::wait(std::size_t peers, std::chrono::milliseconds
         if (left.count() <= 0) {
             break;
         }
-        zmq::pollitem_t item{pair_.handle(), 0, ZMQ_POLLIN, 0};
-        if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) == 0) {
-            continue;
-        }
-        (void)poll();
+        (void)monitor_.poll(std::min(left, std::chrono::milliseconds(100)));
     }
     return seen_;
 }
 
 std::size_t handshake_counter::poll() {
-    zmq::message_t event;
-    zmq::message_t endpoint;
-    while (pair_.recv(event, zmq::recv_flags::dontwait)) {
-        // libzmq 4.3 monitor messages: [event id (2) + value (4)][endpoint]
-        if (event.more()) {
-            (void)pair_.recv(endpoint, zmq::recv_flags::none);
-            zmq::message_t extra;
-            while (endpoint.more() && pair_.recv(extra, zmq::recv_flags::none) && extra.more()) {
-            }
-        }
-        consume(event, endpoint);
-    }
+    (void)monitor_.poll(std::chrono::milliseconds(0));
     return seen_;
 }
 
@@ -574,12 +549,74 @@ std::string peer_reachability::why_unreachable() {
     return {};
 }
 
+handshake_give_up::handshake_give_up(peer_reachability& reach, handshake_monitor* client_handshakes,
+                                     bool server, std::optional<std::chrono::milliseconds> timeout)
+    : reach_(reach), client_handshakes_(client_handshakes), server_(server),
+      timeout_given_(timeout.has_value()),
+      limit_(timeout.value_or(std::chrono::milliseconds(10'000))) {}
+
+bool handshake_give_up::check() {
+    if (gave_up_ || server_ || clock::now() - started_ < limit_) {
+        return gave_up_;
+    }
+    const bool secured_silent = client_handshakes_ != nullptr && timeout_given_ &&
+                                client_handshakes_->stats().succeeded == 0;
+    gave_up_ = secured_silent || !reach_.why_unreachable().empty();
+    return gave_up_;
+}
+
+void handshake_give_up::wait_for_queued(std::optional<clock::time_point> deadline) {
+    if (gave_up_ || client_handshakes_ == nullptr || client_handshakes_->stats().succeeded > 0) {
+        return;
+    }
+    const auto end = deadline ? *deadline : started_ + limit_;
+    const auto left = std::max(std::chrono::milliseconds(0),
+                               std::chrono::ceil<std::chrono::milliseconds>(end - clock::now()));
+    gave_up_ = !client_handshakes_->wait_handshake(left);
+}
+
+int handshake_give_up::report(const logger& log, std::string_view action,
+                              const std::vector<std::string>& endpoints, zmq::socket_t& socket) {
+    std::string why = reach_.why_unreachable();
+    if (why.empty()) {
+        why = client_handshakes_ != nullptr ? handshake_problem(client_handshakes_)
+                                            : std::string("no handshake completed");
+    }
+    socket.set(zmq::sockopt::linger, 0);
+    return report_unreachable(log, action, endpoints, limit_, why);
+}
+
 int report_unreachable(const logger& log, std::string_view action,
                        const std::vector<std::string>& endpoints, std::chrono::milliseconds within,
                        std::string_view reason) {
     log.error(std::string(action) + " " + join_endpoints(endpoints) + " within " +
               describe_duration(within) + ": " + std::string(reason));
     return exit_unavailable;
+}
+
+socket_options tool_socket_options(std::string name, int hwm, std::chrono::milliseconds linger,
+                                   metrics_registry& registry, const socket_security& security) {
+    socket_options so;
+    so.send_hwm = hwm;
+    so.recv_hwm = hwm;
+    so.linger = linger;
+    so.send_timeout = std::chrono::milliseconds(200);
+    so.name = std::move(name);
+    so.registry = &registry;
+    so.security = security;
+    return so;
+}
+
+void log_stop_signal(const logger& log, int sig) {
+    log.info(std::string("received ") + strsignal(sig) + ", stopping");
+}
+
+bool stop_signal_pending(shutdown_signals& signals, const logger& log) {
+    if (auto sig = signals.poll()) {
+        log_stop_signal(log, *sig);
+        return true;
+    }
+    return false;
 }
 
 bool bound_linger(zmq::socket_t& socket, std::chrono::steady_clock::time_point deadline) {

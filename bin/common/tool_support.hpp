@@ -5,7 +5,9 @@
 #include "common/cli.hpp"
 
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/error.hpp>
 #include <zmqkit/socket.hpp>
+#include <zmqkit/socket_monitor.hpp>
 
 #include <zmq.hpp>
 
@@ -16,18 +18,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace zmqkit::cli {
-
-// Exit codes beyond cli.hpp's (sysexits.h values).
-inline constexpr int exit_data_error = 65;    // EX_DATAERR: malformed input data
-inline constexpr int exit_no_input = 66;      // EX_NOINPUT: unreadable input file
-inline constexpr int exit_cannot_create = 73; // EX_CANTCREAT: an output file (--confirm-log)
-                                              // cannot be created or written
-inline constexpr int exit_timeout = 75;       // EX_TEMPFAIL: timed out before the expected count
-inline constexpr int exit_unconfirmed = 76;   // EX_PROTOCOL: --wait-confirm: not every message
-                                              // was confirmed (or some were rejected)
 
 // A socket type chosen by flag, with CZMQ's default endpoint action for it (zsock_new_*).
 struct socket_kind {
@@ -83,16 +77,15 @@ void attach_all(zmqkit::socket& socket, const std::vector<std::string>& specs,
 void attach_all(zmq::socket_t& socket, const std::vector<std::string>& specs,
                 endpoint_action default_action, const logger& log);
 
-// Watches a socket through zmq_socket_monitor (libzmq allows one monitor per socket, so this
-// one object serves both uses): counts completed ZMTP handshakes (--wait-peers), and with
-// `events` (-v) logs connected, accepted, disconnected and handshake failed (with the reason)
-// as "<tool>: debug: ..." lines (a failed bind is reported by the bind itself). Construct before
-// the socket binds or connects.
+// Watches a socket through the socket monitor (zmqkit/socket_monitor.hpp; libzmq allows one
+// monitor per socket, so this one object serves both uses): counts completed ZMTP handshakes
+// (--wait-peers), and with `events` (-v) logs connected, accepted, disconnected and handshake
+// failed (with the reason) as "<tool>: debug: ..." lines (a failed bind is reported by the bind
+// itself). Construct before the socket binds or connects.
 class handshake_counter {
 public:
     handshake_counter(zmq::context_t& context, zmq::socket_t& socket,
                       const logger* events = nullptr);
-    ~handshake_counter();
     handshake_counter(const handshake_counter&) = delete;
     handshake_counter& operator=(const handshake_counter&) = delete;
 
@@ -109,13 +102,12 @@ public:
     [[nodiscard]] const std::string& last_failure() const noexcept { return last_failure_; }
 
 private:
-    void consume(const zmq::message_t& event, const zmq::message_t& endpoint);
-    zmq::socket_t pair_;
-    void* socket_;
+    void consume(const zmqkit::socket_event& e);
     const logger* events_;
     std::size_t seen_ = 0;
     std::size_t failures_ = 0;
     std::string last_failure_;
+    zmqkit::socket_monitor monitor_; // last: its handler uses the members above
 };
 
 // --wait-peers on a secured socket: libzmq allows one monitor per socket, so the security
@@ -170,11 +162,79 @@ private:
     bool connects_ = false;
 };
 
+// When a client tool stops waiting for peers it cannot reach, and how it says so: the one
+// rule of zmqkit-send (plain and --wait-confirm) and zmqkit-spooler replay. A client that has
+// had no handshake for the limit (--timeout, else 10 s) gives up once the reason is known
+// (peer_reachability::why_unreachable(): a host that does not resolve, a refused handshake),
+// or, secured and with --timeout given, when it had no handshake at all. A server (a ZAP
+// policy) never gives up: its peers come to it. Single-threaded.
+class handshake_give_up {
+public:
+    using clock = std::chrono::steady_clock;
+    // `client_handshakes`: the security monitor of a secured client (nullptr otherwise).
+    handshake_give_up(peer_reachability& reach, handshake_monitor* client_handshakes, bool server,
+                      std::optional<std::chrono::milliseconds> timeout);
+
+    // Whether to give up now (checked while a send waits); once true, stays true.
+    [[nodiscard]] bool check();
+    [[nodiscard]] bool gave_up() const noexcept { return gave_up_; }
+    // Gives up at once (no peer at --wait-peers, the reason known).
+    void give_up() noexcept { gave_up_ = true; }
+    [[nodiscard]] std::chrono::milliseconds limit() const noexcept { return limit_; }
+    [[nodiscard]] clock::time_point started() const noexcept { return started_; }
+    // At the end of a run, messages are queued and a secured client never completed a
+    // handshake: waits for one until `deadline` (or the limit), and gives up without one.
+    void wait_for_queued(std::optional<clock::time_point> deadline);
+    // Logs "<action> <endpoints> within <limit>: <why>" (why_unreachable(), else the security
+    // monitor's reason), drops what is queued (linger 0) and returns exit_unavailable.
+    int report(const logger& log, std::string_view action,
+               const std::vector<std::string>& endpoints, zmq::socket_t& socket);
+
+private:
+    peer_reachability& reach_;
+    handshake_monitor* client_handshakes_;
+    bool server_;
+    bool timeout_given_;
+    std::chrono::milliseconds limit_;
+    clock::time_point started_ = clock::now();
+    bool gave_up_ = false;
+};
+
 // Logs "<action> <endpoints> within <d>: <reason>" (e.g. "no message could be sent to
 // tcp://h:1 within 5 s: the server did not allow this client ...") and returns exit_unavailable.
 int report_unreachable(const logger& log, std::string_view action,
                        const std::vector<std::string>& endpoints, std::chrono::milliseconds within,
                        std::string_view reason);
+
+// The options of a tool's one socket: both high-water marks `hwm`, `linger`, a 200 ms send
+// timeout (a send that waits returns, so the tool re-checks signals and --timeout), `name`
+// for metrics and logs, `security`. The registry must outlive the socket.
+[[nodiscard]] socket_options tool_socket_options(std::string name, int hwm,
+                                                 std::chrono::milliseconds linger,
+                                                 metrics_registry& registry,
+                                                 const socket_security& security);
+
+// Creates a pattern component (a reliable sender or receiver) in `slot` from `args`: an
+// endpoint it refuses is a usage error (exit 64, thrown), any other failure to start is
+// logged and returned as exit_unavailable; exit_ok once it runs.
+template <class Component, class... Args>
+int start_component(std::optional<Component>& slot, const logger& log, Args&&... args) {
+    try {
+        slot.emplace(std::forward<Args>(args)...);
+    } catch (const zmqkit::endpoint_error& e) {
+        throw usage_error{e.what(), exit_usage};
+    } catch (const zmqkit::error& e) {
+        log.error(e.what());
+        return exit_unavailable;
+    }
+    return exit_ok;
+}
+
+// Logs "received <signal name>, stopping" (info): how every tool acknowledges SIGINT/SIGTERM.
+void log_stop_signal(const logger& log, int sig);
+// Reads a pending SIGINT/SIGTERM without waiting (a syscall: callers on a hot path throttle
+// it). True, logged with log_stop_signal(), if one was pending.
+[[nodiscard]] bool stop_signal_pending(shutdown_signals& signals, const logger& log);
 
 // --timeout bounds a tool's whole run: cuts the socket's linger (what closing it may still
 // wait for) to what is left until `deadline` (0 once it passed). True if it was cut.

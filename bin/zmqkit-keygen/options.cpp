@@ -1,5 +1,7 @@
 #include "zmqkit-keygen/options.hpp"
 
+#include "common/tool_options.hpp"
+
 #include <algorithm>
 #include <sstream>
 
@@ -118,54 +120,37 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
     std::string positional_value;
     std::string output;
     std::vector<std::string> metas;
-    po::options_description desc;
+    tool_options options("keygen", false); // --version only as the first argument
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit")
+    options.add()
         ("json", generating ? "print {\"public_key\", \"public_file\", \"secret_file\"} as JSON"
                             : "print one JSON document (see docs/cli.md)");
     if (generating) {
-        desc.add_options()
+        options.add()
             ("output,o", po::value(&output), "write PATH and PATH_secret (default: NAME)")
             ("meta", po::value(&metas)->composing(), "metadata name=value (repeatable)")
             ("force", "replace existing files");
     }
-    desc.add_options()
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
     // clang-format on
-    po::options_description hidden;
-    hidden.add_options()("positional", po::value(&positional_value), "NAME, DIR or FILE");
-    po::options_description all;
-    all.add(desc).add(hidden);
-    po::positional_options_description positional;
-    positional.add("positional", 1);
+    options.add_diagnostics("more diagnostics", false);
+    options.add_hidden()("positional", po::value(&positional_value), "NAME, DIR or FILE");
+    options.positional("positional", 1);
 
     std::vector<const char*> args;
     args.push_back(argv[0]);
     for (int i = consumed; i < argc; ++i) {
         args.push_back(argv[i]);
     }
-    po::variables_map vm;
-    try {
-        // The command line only: no ZMQKIT_* variables or config file, so that nothing in the
-        // environment can make keygen replace a key (--force).
-        po::store(po::command_line_parser(static_cast<int>(args.size()), args.data())
-                      .options(all)
-                      .positional(positional)
-                      .run(),
-                  vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        throw usage_error{std::string(e.what()) + " (see zmqkit-keygen --help)", exit_usage};
-    }
-    if (vm.count("help") != 0U) {
+    // The command line only: no ZMQKIT_* variables or config file, so that nothing in the
+    // environment can make keygen replace a key (--force).
+    options.parse_command_line(static_cast<int>(args.size()), args.data());
+    if (options.wants_help()) {
         std::ostringstream text;
-        text << head << "\n\nOptions:\n" << desc << common_tail;
+        text << head << "\n\nOptions:\n" << options.options() << common_tail;
         return print_and_exit{text.str(), exit_ok};
     }
-    cfg.json = vm.count("json") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.json = options.given("json");
+    cfg.verbosity = options.verbosity();
 
     if (!generating) {
         if (positional_value.empty()) {
@@ -196,7 +181,7 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
                               "'): the secret file is that name + _secret",
                           exit_usage};
     }
-    cfg.force = vm.count("force") != 0U;
+    cfg.force = options.given("force");
     bool has_name = false;
     for (const auto& m : metas) {
         const auto eq = m.find('=');

@@ -11,11 +11,10 @@
 
 namespace zmqkit::cli {
 
-// Exit codes of zmqkit-keygen beyond cli.hpp's (sysexits.h values; docs/cli.md).
-inline constexpr int exit_bad_certificate = 65; // EX_DATAERR: inspect: not a valid certificate
-inline constexpr int exit_no_certificate = 66;  // EX_NOINPUT: no such file or directory
-inline constexpr int exit_cannot_create = 73;   // EX_CANTCREAT: a file exists (no --force), or
-                                                // cannot be written
+// What cli.hpp's exit codes mean to zmqkit-keygen (docs/cli.md); exit_cannot_create (73): a
+// file exists (no --force), or cannot be written.
+inline constexpr int exit_bad_certificate = exit_data_error; // inspect: not a valid certificate
+inline constexpr int exit_no_certificate = exit_no_input;    // no such file or directory
 
 enum class keygen_command {
     generate, // zmqkit-keygen [generate] NAME | --output PATH

@@ -1,10 +1,10 @@
 #include "zmqkit-recv/options.hpp"
 
 #include "common/message_format.hpp"
+#include "common/tool_options.hpp"
 
 #include <zmqkit/error.hpp>
 
-#include <charconv>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -76,20 +76,8 @@ refused handshake, or with security no handshake at all by --timeout: the reason
 malformed. --timeout bounds the whole run, closing included.
 )";
 
-std::uint64_t parse_count(const std::string& text, const char* what) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) {
-        throw usage_error{std::string(what) + " '" + text + "' is not a non-negative integer",
-                          exit_usage};
-    }
-    return v;
-}
-
-} // namespace
-
-std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const char* const* argv) {
-    recv_config cfg;
+// The option values read as text, checked and converted by the groups below.
+struct recv_text {
     std::vector<std::string> endpoints;
     std::vector<std::string> sockopts;
     std::string reply;
@@ -98,121 +86,127 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     std::string idle;
     std::string linger = "1s";
     std::uint32_t credit = 256;
-    po::options_description desc;
+};
+
+void describe_recv_options(tool_options& options, recv_config& cfg, recv_text& text) {
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit")
-        ("version", "print the version and exit")
+    options.add()
         ("pull", "PULL socket (default)")
         ("sub", "SUB socket")
         ("dealer", "DEALER socket")
         ("rep", "REP socket: reply to each request")
         ("router", "ROUTER socket")
         ("pair", "PAIR socket")
-        ("endpoint,e", po::value(&endpoints)->composing(), "endpoints (repeatable; also positional)")
+        ("endpoint,e", po::value(&text.endpoints)->composing(), "endpoints (repeatable; also positional)")
         ("topic", po::value(&cfg.topics)->composing(), "--sub: topic prefix (repeatable; default all)")
-        ("reply", po::value(&reply), "--rep: reply with this text instead of echoing")
+        ("reply", po::value(&text.reply), "--rep: reply with this text instead of echoing")
         ("raw", "plain ZeroMQ frames, no envelope: every frame is output")
         ("ack", "consume from a durable proxy's backend (zmqkit-proxy --mode durable) over DEALER: ack each message once it is written to stdout; a message redelivered after it was acked is not output again")
-        ("credit", po::value(&credit)->default_value(256), "--ack: deliveries the proxy may have outstanding to this consumer")
+        ("credit", po::value(&text.credit)->default_value(256), "--ack: deliveries the proxy may have outstanding to this consumer")
         ("format,f", po::value(&cfg.format)->default_value("text"), "raw|text|quoted|hex|json|msgpack|FORMAT")
-        ("count,c", po::value(&count), "stop after N messages")
-        ("timeout", po::value(&timeout), "stop after this long in total (exit 75 if -c N not reached)")
-        ("idle-timeout", po::value(&idle), "stop when idle this long after a message")
+        ("count,c", po::value(&text.count), "stop after N messages")
+        ("timeout", po::value(&text.timeout), "stop after this long in total (exit 75 if -c N not reached)")
+        ("idle-timeout", po::value(&text.idle), "stop when idle this long after a message")
         ("hwm", po::value(&cfg.hwm)->default_value(0), "receive high-water mark, messages (0: unlimited; see docs/cli.md)")
-        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
-        ("linger", po::value(&linger)->default_value("1s"), "at exit, how long replies may take to leave")
-        ("stats", "print statistics on stderr at exit")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: malformed messages, connection events")
-        ("quiet,q", "errors only");
+        ("sockopt,X", po::value(&text.sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
+        ("linger", po::value(&text.linger)->default_value("1s"), "at exit, how long replies may take to leave")
+        ("stats", "print statistics on stderr at exit");
     // clang-format on
-    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
-    po::options_description no_sides;
-    add_security_options(security, no_sides);
-    po::options_description all;
-    all.add(desc).add(security);
-    po::positional_options_description positional;
-    positional.add("endpoint", -1);
-    po::variables_map vm;
-    parse_all("recv", argc, argv, all, &positional, vm);
-    if (vm.count("help") != 0U) {
-        std::ostringstream text;
-        text << usage_head << ":\n"
-             << desc << "\n-X names: " << known_socket_options() << "\n\n"
-             << security << security_help() << usage_tail;
-        return print_and_exit{text.str(), exit_ok};
-    }
-    if (vm.count("version") != 0U) {
-        return print_and_exit{"zmqkit-recv " ZMQKIT_VERSION "\n", exit_ok};
-    }
-    cfg.kind = choose_socket_kind(vm, {"pull", "sub", "dealer", "rep", "router", "pair"}, "pull");
-    if (endpoints.empty()) {
+    options.add_diagnostics("more diagnostics: malformed messages, connection events");
+    options.add_security();
+    options.positional("endpoint", -1);
+}
+
+// The socket: its kind, endpoints, --topic and --reply.
+void apply_socket(const tool_options& options, recv_config& cfg, recv_text& text) {
+    cfg.kind = choose_socket_kind(options.values(),
+                                  {"pull", "sub", "dealer", "rep", "router", "pair"}, "pull");
+    if (text.endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-recv @tcp://*:5557; see --help)",
                           exit_usage};
     }
-    check_endpoints(endpoints, cfg.kind.default_action);
-    cfg.endpoints = std::move(endpoints);
+    check_endpoints(text.endpoints, cfg.kind.default_action);
+    cfg.endpoints = std::move(text.endpoints);
     if (!cfg.topics.empty() && cfg.kind.type != zmq::socket_type::sub) {
         throw usage_error{"--topic needs --sub", exit_usage};
     }
     if (cfg.topics.empty()) {
         cfg.topics.emplace_back();
     }
-    if (vm.count("reply") != 0U) {
+    if (options.given("reply")) {
         if (cfg.kind.type != zmq::socket_type::rep) {
             throw usage_error{"--reply needs --rep", exit_usage};
         }
-        cfg.reply = decode_escapes(reply, "--reply");
+        cfg.reply = decode_escapes(text.reply, "--reply");
     }
-    cfg.raw = vm.count("raw") != 0U;
-    cfg.ack = vm.count("ack") != 0U;
-    if (cfg.ack) {
-        if (cfg.kind.type != zmq::socket_type::pull && cfg.kind.type != zmq::socket_type::dealer) {
-            throw usage_error{
-                "--ack talks DEALER to a durable proxy; it cannot be combined with --" +
-                    std::string(cfg.kind.flag),
-                exit_usage};
+}
+
+// --ack (a DEALER consumer of a durable proxy) and its --credit.
+void apply_ack(const tool_options& options, recv_config& cfg, const recv_text& text) {
+    cfg.raw = options.given("raw");
+    cfg.ack = options.given("ack");
+    if (!cfg.ack) {
+        if (!options.values()["credit"].defaulted()) {
+            throw usage_error{"--credit applies to --ack only", exit_usage};
         }
-        if (cfg.raw) {
-            throw usage_error{
-                "--ack needs envelopes (message ids); it cannot be combined with --raw",
-                exit_usage};
-        }
-        if (credit == 0) {
-            throw usage_error{"--credit must be at least 1", exit_usage};
-        }
-        cfg.kind = find_socket_kind("dealer", {"dealer"});
-        cfg.credit = credit;
-    } else if (!vm["credit"].defaulted()) {
-        throw usage_error{"--credit applies to --ack only", exit_usage};
+        return;
     }
-    (void)message_formatter(cfg.format); // validates, listing the formats on error
+    if (cfg.kind.type != zmq::socket_type::pull && cfg.kind.type != zmq::socket_type::dealer) {
+        throw usage_error{"--ack talks DEALER to a durable proxy; it cannot be combined with --" +
+                              std::string(cfg.kind.flag),
+                          exit_usage};
+    }
+    if (cfg.raw) {
+        throw usage_error{"--ack needs envelopes (message ids); it cannot be combined with --raw",
+                          exit_usage};
+    }
+    if (text.credit == 0) {
+        throw usage_error{"--credit must be at least 1", exit_usage};
+    }
+    cfg.kind = find_socket_kind("dealer", {"dealer"});
+    cfg.credit = text.credit;
+}
+
+// When the run ends (--count, --timeout, --idle-timeout) and how the socket closes.
+void apply_flow(recv_config& cfg, const recv_text& text) {
     try {
-        if (!count.empty()) {
-            cfg.count = parse_count(count, "--count");
+        if (!text.count.empty()) {
+            cfg.count = parse_count(text.count, "--count");
         }
-        if (!timeout.empty()) {
-            cfg.timeout = parse_duration(timeout);
+        if (!text.timeout.empty()) {
+            cfg.timeout = parse_duration(text.timeout);
         }
-        if (!idle.empty()) {
-            cfg.idle_timeout = parse_duration(idle);
+        if (!text.idle.empty()) {
+            cfg.idle_timeout = parse_duration(text.idle);
         }
-        cfg.linger = parse_duration(linger);
+        cfg.linger = parse_duration(text.linger);
         check_linger(cfg.linger);
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    if (cfg.hwm < 0) {
-        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),
-                          exit_usage};
-    }
-    for (const auto& s : sockopts) {
+    check_hwm(cfg.hwm);
+    for (const auto& s : text.sockopts) {
         cfg.socket_options.push_back(parse_socket_option(s));
     }
-    cfg.stats = vm.count("stats") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
-    cfg.security = resolve_side_security(vm, "zmqkit-recv", false, "zmqkit-recv");
+}
+
+} // namespace
+
+std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const char* const* argv) {
+    recv_config cfg;
+    recv_text text;
+    tool_options options("recv");
+    describe_recv_options(options, cfg, text);
+    if (auto help = options.parse_socket_tool(argc, argv, usage_head, usage_tail)) {
+        return *help;
+    }
+    apply_socket(options, cfg, text);
+    apply_ack(options, cfg, text);
+    (void)message_formatter(cfg.format); // validates, listing the formats on error
+    apply_flow(cfg, text);
+    cfg.stats = options.given("stats");
+    cfg.verbosity = options.verbosity();
+    cfg.security = options.security();
     return cfg;
 }
 

@@ -13,473 +13,502 @@ namespace zmqkit::cli {
 namespace {
 using clock = std::chrono::steady_clock;
 
-// At --timeout with nothing received: a peer that cannot be reached (a host that does not
-// resolve, a refused handshake; for a secured client also none made at all) is exit 69 with
-// the reason, as every tool reports it; "" otherwise (a plain timeout).
-std::string why_nothing_arrived(const recv_config& cfg, peer_reachability& reach,
-                                handshake_monitor* secured) {
-    if (cfg.security.server()) {
-        return {};
+// What both receivers (plain and --ack) share: the socket's context, its ZAP handler and its
+// connection events; the run's limits (a signal, --timeout, --idle-timeout, --count); the
+// output and statistics; and the report at the end. Members in the order they must close:
+// the context last.
+class receive_run {
+protected:
+    receive_run(const recv_config& cfg, const logger& log, shutdown_signals& signals)
+        : cfg_(cfg), log_(log), signals_(signals), format_(cfg.format) {
+        auth_ = start_authenticator(context_, {&cfg.security}, log);
+        if (cfg.timeout) {
+            deadline_ = clock::now() + *cfg.timeout;
+        }
     }
-    auto why = reach.why_unreachable();
-    if (why.empty()) {
-        why = handshake_problem(secured);
+
+    // The socket's connection events (handshakes, and with -v connected, disconnected,
+    // handshake failed on stderr) into `slot`, a member of the receiver declared after its
+    // socket (a monitor stops before its socket closes). With security the socket's
+    // handshake_monitor counts them instead (one monitor per socket).
+    void watch(std::optional<handshake_counter>& slot, zmq::socket_t& socket) {
+        if (!cfg_.security.enabled()) {
+            events_ = &slot.emplace(context_, socket, cfg_.verbosity >= 1 ? &log_ : nullptr);
+        }
     }
-    return why;
-}
+    [[nodiscard]] handshake_counter* events() const noexcept { return events_; }
+
+    [[nodiscard]] bool count_reached() const {
+        return cfg_.count && stats_.messages() >= *cfg_.count;
+    }
+    // A SIGINT/SIGTERM (logged): the run stops.
+    bool signalled() {
+        stopped_ = stopped_ || stop_signal_pending(signals_, log_);
+        return stopped_;
+    }
+    // --timeout passed at `now`: a busy stream still ends then.
+    bool past_deadline(clock::time_point now) {
+        timed_out_ = timed_out_ || (deadline_ && now >= *deadline_);
+        return timed_out_;
+    }
+    // --idle-timeout passed since the last good message (only good messages count).
+    bool idle_at(clock::time_point now) {
+        idle_ = idle_ || (cfg_.idle_timeout && stats_.messages() > 0 && now >= idle_end());
+        return idle_;
+    }
+    [[nodiscard]] clock::time_point idle_end() const { return last_message_ + *cfg_.idle_timeout; }
+    // How long a wait for the next message may take: `at_most`, less before --timeout.
+    [[nodiscard]] std::chrono::milliseconds wait_at_most(std::chrono::milliseconds at_most,
+                                                         clock::time_point now) const {
+        if (deadline_) {
+            at_most =
+                std::min(at_most, std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - now));
+        }
+        return at_most;
+    }
+    void message_arrived(std::size_t bytes) {
+        stats_.add(bytes);
+        if (cfg_.idle_timeout) {
+            last_message_ = clock::now();
+        }
+    }
+
+    // Nothing arrived by --timeout: a peer that cannot be reached (a host that does not
+    // resolve, a refused handshake; for a secured client also none made at all) is exit 69
+    // with the reason, as every tool reports it; nullopt otherwise (a plain timeout).
+    std::optional<int> report_unreachable_peer(handshake_monitor* secured) {
+        if (!timed_out_ || stats_.messages() != 0 || cfg_.security.server()) {
+            return std::nullopt;
+        }
+        auto why = reach_.why_unreachable();
+        if (why.empty()) {
+            why = handshake_problem(secured);
+        }
+        if (why.empty()) {
+            return std::nullopt;
+        }
+        return report_unreachable(log_, "nothing could be received from", cfg_.endpoints,
+                                  *cfg_.timeout, why);
+    }
+    [[nodiscard]] bool count_missed() const {
+        return cfg_.count && stats_.messages() < *cfg_.count;
+    }
+    [[nodiscard]] std::string count_text() const {
+        return std::to_string(stats_.messages()) + " message(s)" +
+               (cfg_.count ? " of " + std::to_string(*cfg_.count) : std::string());
+    }
+
+    const recv_config& cfg_;
+    const logger& log_;
+    shutdown_signals& signals_;
+    peer_reachability reach_{cfg_.endpoints, cfg_.kind.default_action};
+    zmq::context_t context_;
+    std::unique_ptr<authenticator> auth_;
+    metrics_registry registry_;
+    handshake_counter* events_ = nullptr;
+    const message_formatter format_;
+    output_buffer out_;
+    transfer_stats stats_;
+    std::optional<clock::time_point> deadline_;
+    clock::time_point last_message_{};
+    bool timed_out_ = false;
+    bool idle_ = false;
+    bool stopped_ = false;
+};
 
 // --ack: a reliable receiver. A message is acked only after its output reached stdout
 // (flushed), so a crash of this tool or its reader loses nothing: the proxy redelivers.
-int run_recv_acked(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
-    zmq::context_t context;
-    const auto auth = start_authenticator(context, {&cfg.security}, log);
-    metrics_registry registry;
-    patterns::reliable_receiver_options ro;
-    std::string spec;
-    for (const auto& e : cfg.endpoints) {
-        spec += (spec.empty() ? "" : ",") + e;
+class acked_receiver final : receive_run {
+public:
+    acked_receiver(const recv_config& cfg, const logger& log, shutdown_signals& signals)
+        : receive_run(cfg, log, signals) {}
+
+    int run() {
+        if (const int code = open(); code != exit_ok) {
+            return code;
+        }
+        stats_.start();
+        const bool failed = !receive_all();
+        if (!failed) {
+            (void)settle();
+        }
+        return finish(failed);
     }
-    ro.endpoint = spec;
-    ro.credit = cfg.credit;
-    ro.ack_batch = std::size_t{1} << 30; // acked here, after the output is flushed
-    ro.socket.recv_hwm = cfg.hwm;
-    ro.socket.linger = cfg.linger;
-    ro.socket.send_timeout = std::chrono::milliseconds(200);
-    ro.socket.name = "zmqkit-recv";
-    ro.socket.registry = &registry;
-    ro.socket.security = cfg.security.socket;
-    peer_reachability reach(cfg.endpoints, endpoint_action::connect);
-    std::optional<handshake_counter> events;
-    ro.configure = [&](zmq::socket_t& raw) {
-        apply_socket_options(raw, cfg.socket_options);
-        // Handshakes (and with -v connection events); with security the receiver's
-        // handshake_monitor counts them (one monitor per socket).
-        if (!cfg.security.enabled()) {
-            events.emplace(context, raw, cfg.verbosity >= 1 ? &log : nullptr);
+
+private:
+    int open() {
+        patterns::reliable_receiver_options ro;
+        std::string spec;
+        for (const auto& e : cfg_.endpoints) {
+            spec += (spec.empty() ? "" : ",") + e;
         }
-    };
-    std::optional<patterns::reliable_receiver> receiver;
-    try {
-        receiver.emplace(context, ro);
-    } catch (const zmqkit::endpoint_error& e) {
-        throw usage_error{e.what(), exit_usage};
-    } catch (const zmqkit::error& e) {
-        log.error(e.what());
-        return exit_unavailable;
-    }
-    reach.watch(cfg.security.server() ? nullptr : receiver->handshakes(),
-                events ? &*events : nullptr);
-    const message_formatter format(cfg.format);
-    output_buffer out;
-    transfer_stats stats;
-    stats.start();
-    std::vector<patterns::delivery> unacked;
-    const std::size_t ack_every =
-        std::max<std::size_t>(1, std::min<std::size_t>(64, cfg.credit / 2));
-    auto settle = [&] {
-        if (unacked.empty()) {
-            return true;
+        ro.endpoint = spec;
+        ro.credit = cfg_.credit;
+        ro.ack_batch = std::size_t{1} << 30; // acked here, after the output is flushed
+        ro.socket.recv_hwm = cfg_.hwm;
+        ro.socket.linger = cfg_.linger;
+        ro.socket.send_timeout = std::chrono::milliseconds(200);
+        ro.socket.name = "zmqkit-recv";
+        ro.socket.registry = &registry_;
+        ro.socket.security = cfg_.security.socket;
+        ro.configure = [this](zmq::socket_t& raw) {
+            apply_socket_options(raw, cfg_.socket_options);
+            watch(monitor_, raw);
+        };
+        if (const int code = start_component(receiver_, log_, context_, ro); code != exit_ok) {
+            return code;
         }
-        if (!out.flush()) {
-            log.error("cannot write to stdout; " + std::to_string(unacked.size()) +
-                      " message(s) left unacked (the proxy redelivers them)");
-            unacked.clear();
-            return false;
-        }
-        for (const auto& d : unacked) {
-            receiver->ack(d);
-        }
-        receiver->flush_acks();
-        unacked.clear();
-        return true;
-    };
-    std::optional<clock::time_point> deadline;
-    if (cfg.timeout) {
-        deadline = clock::now() + *cfg.timeout;
-    }
-    clock::time_point last_message{};
-    bool timed_out = false;
-    bool idle = false;
-    bool stopped = false;
-    bool failed = false;
-    for (;;) {
-        if (cfg.count && stats.messages() >= *cfg.count) {
-            break;
-        }
-        if (auto sig = signals.poll()) {
-            log.info(std::string("received ") + strsignal(*sig) + ", stopping");
-            stopped = true;
-            break;
-        }
-        if (events) {
-            (void)events->poll();
-        }
-        const auto now = clock::now();
-        if (deadline && now >= *deadline) {
-            timed_out = true;
-            break;
-        }
-        if (cfg.idle_timeout && stats.messages() > 0 && now >= last_message + *cfg.idle_timeout) {
-            idle = true;
-            break;
-        }
-        auto wait = std::chrono::milliseconds(unacked.empty() ? 200 : 0);
-        if (deadline) {
-            wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(*deadline - now));
-        }
-        auto d = receiver->recv(wait);
-        if (!d) {
-            if (!settle()) { // nothing more right now: ack what was written
-                failed = true;
-                break;
-            }
-            if (cfg.stats) {
-                stats.maybe_print_live("zmqkit-recv");
-            }
-            continue;
-        }
-        format.render(&d->message.header(), {}, d->message.body_view(), out.data());
-        stats.add(d->message.body_size());
-        if (cfg.idle_timeout) {
-            last_message = clock::now();
-        }
-        unacked.push_back(std::move(*d));
-        if (unacked.size() >= ack_every && !settle()) {
-            failed = true;
-            break;
-        }
-    }
-    if (!failed) {
-        (void)settle();
-    }
-    if (deadline) {
-        (void)bound_linger(receiver->raw(), *deadline); // --timeout bounds the whole run
-    }
-    if (cfg.stats) {
-        stats.print_final("zmqkit-recv");
-    }
-    if (receiver->duplicates() > 0) {
-        log.info(std::to_string(receiver->duplicates()) +
-                 " redelivered message(s) already output were skipped");
-    }
-    if (failed) {
-        return exit_failure;
-    }
-    if (stopped) {
+        reach_.watch(cfg_.security.server() ? nullptr : receiver_->handshakes(), events());
         return exit_ok;
     }
-    if (timed_out && stats.messages() == 0) {
-        if (const auto why = why_nothing_arrived(cfg, reach, receiver->handshakes());
-            !why.empty()) {
-            return report_unreachable(log, "nothing could be received from", cfg.endpoints,
-                                      *cfg.timeout, why);
+    // Until the count, a signal, --timeout or --idle-timeout. False if stdout failed.
+    bool receive_all() {
+        const std::size_t ack_every =
+            std::max<std::size_t>(1, std::min<std::size_t>(64, cfg_.credit / 2));
+        for (;;) {
+            if (count_reached() || signalled()) {
+                return true;
+            }
+            if (events() != nullptr) {
+                (void)events()->poll();
+            }
+            const auto now = clock::now();
+            if (past_deadline(now) || idle_at(now)) {
+                return true;
+            }
+            auto d = receiver_->recv(
+                wait_at_most(std::chrono::milliseconds(unacked_.empty() ? 200 : 0), now));
+            if (!d) {
+                if (!settle()) { // nothing more right now: ack what was written
+                    return false;
+                }
+                if (cfg_.stats) {
+                    stats_.maybe_print_live("zmqkit-recv");
+                }
+                continue;
+            }
+            format_.render(&d->message.header(), {}, d->message.body_view(), out_.data());
+            message_arrived(d->message.body_size());
+            unacked_.push_back(std::move(*d));
+            if (unacked_.size() >= ack_every && !settle()) {
+                return false;
+            }
         }
     }
-    const bool count_missed = cfg.count && stats.messages() < *cfg.count;
-    if ((timed_out && (count_missed || stats.messages() == 0)) || (idle && count_missed)) {
-        log.error(std::string(timed_out ? "timed out" : "idle") + " with " +
-                  std::to_string(stats.messages()) + " message(s)" +
-                  (cfg.count ? " of " + std::to_string(*cfg.count) : std::string()));
-        return exit_timeout;
+    // Flushes stdout, then acks what it holds. False if stdout is gone.
+    bool settle() {
+        if (unacked_.empty()) {
+            return true;
+        }
+        if (!out_.flush()) {
+            log_.error("cannot write to stdout; " + std::to_string(unacked_.size()) +
+                       " message(s) left unacked (the proxy redelivers them)");
+            unacked_.clear();
+            return false;
+        }
+        for (const auto& d : unacked_) {
+            receiver_->ack(d);
+        }
+        receiver_->flush_acks();
+        unacked_.clear();
+        return true;
     }
-    return exit_ok;
-}
+    int finish(bool failed) {
+        if (deadline_) {
+            (void)bound_linger(receiver_->raw(), *deadline_); // --timeout bounds the whole run
+        }
+        if (cfg_.stats) {
+            stats_.print_final("zmqkit-recv");
+        }
+        if (receiver_->duplicates() > 0) {
+            log_.info(std::to_string(receiver_->duplicates()) +
+                      " redelivered message(s) already output were skipped");
+        }
+        if (failed) {
+            return exit_failure;
+        }
+        if (stopped_) {
+            return exit_ok;
+        }
+        if (const auto code = report_unreachable_peer(receiver_->handshakes())) {
+            return *code;
+        }
+        if ((timed_out_ && (count_missed() || stats_.messages() == 0)) ||
+            (idle_ && count_missed())) {
+            log_.error(std::string(timed_out_ ? "timed out" : "idle") + " with " + count_text());
+            return exit_timeout;
+        }
+        return exit_ok;
+    }
+
+    std::optional<patterns::reliable_receiver> receiver_;
+    std::optional<handshake_counter> monitor_;
+    std::vector<patterns::delivery> unacked_;
+};
+
+// Without --ack: a plain zmqkit socket (or raw frames), with --rep a reply to each request.
+class plain_receiver final : receive_run {
+public:
+    plain_receiver(const recv_config& cfg, const logger& log, shutdown_signals& signals)
+        : receive_run(cfg, log, signals) {}
+
+    int run() {
+        open();
+        stats_.start();
+        receive_all();
+        (void)out_.flush();
+        return finish();
+    }
+
+private:
+    void open() {
+        zmqkit::socket& sock =
+            sock_.emplace(context_, cfg_.kind.type,
+                          tool_socket_options("zmqkit-recv", cfg_.hwm, cfg_.linger, registry_,
+                                              cfg_.security.socket));
+        apply_socket_options(sock.raw(), cfg_.socket_options);
+        if (cfg_.kind.type == zmq::socket_type::sub) {
+            for (const auto& topic : cfg_.topics) {
+                sock.raw().set(zmq::sockopt::subscribe, topic);
+            }
+        }
+        watch(monitor_, sock.raw()); // a refused handshake is reported at --timeout
+        reach_.watch(cfg_.security.server() ? nullptr : sock.handshakes(), events());
+        attach_all(sock, cfg_.endpoints, cfg_.kind.default_action, log_);
+    }
+
+    // Deadlines and signals are checked at the top of the loop, whatever the previous
+    // message was (a flood of malformed ones included), at most every 50 ms: the clock every
+    // 16 messages (vDSO, no syscall), the signal mask (sigtimedwait) when the interval passed.
+    bool time_to_stop() {
+        if (++since_clock_ < 16) {
+            return false;
+        }
+        since_clock_ = 0;
+        const auto now = clock::now();
+        if (now < next_check_) {
+            return false;
+        }
+        next_check_ = now + std::chrono::milliseconds(50);
+        if (events() != nullptr) {
+            (void)events()->poll();
+        }
+        if (signalled() || past_deadline(now) || idle_at(now)) {
+            return true;
+        }
+        if (cfg_.stats) {
+            stats_.maybe_print_live("zmqkit-recv");
+        }
+        return false;
+    }
+    void receive_all() {
+        for (;;) {
+            if (count_reached() || time_to_stop()) {
+                return;
+            }
+            std::size_t count = 0;
+            if (!receive(count)) {
+                if (!wait_for_input()) {
+                    return;
+                }
+                continue;
+            }
+            if (count == 0) { // a ROUTER message with nothing after the routing id
+                ++decode_errors_;
+                if (cfg_.verbosity >= 1) {
+                    log_.warn("discarded a message with no frames after its routing id");
+                }
+                continue;
+            }
+            if (!(cfg_.raw ? take_raw(count) : take_envelope(count))) {
+                stopped_ = true;
+                return;
+            }
+            out_.maybe_flush();
+        }
+    }
+    // Nothing to read now: flushes the output and waits (bounded) for the socket. False when
+    // the run ends (--timeout, --idle-timeout).
+    bool wait_for_input() {
+        (void)out_.flush();
+        if (cfg_.stats) {
+            stats_.maybe_print_live("zmqkit-recv");
+        }
+        const auto now = clock::now();
+        if (past_deadline(now) || idle_at(now)) {
+            return false;
+        }
+        auto wait = wait_at_most(std::chrono::milliseconds(200), now);
+        if (cfg_.idle_timeout && stats_.messages() > 0) {
+            wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(idle_end() - now));
+        }
+        zmq::pollitem_t item{sock_->raw().handle(), 0, ZMQ_POLLIN, 0};
+        (void)zmq::poll(&item, 1, wait);
+        since_clock_ = 16; // after a wait, check at the top of the loop
+        next_check_ = clock::time_point{};
+        return true;
+    }
+    // One multipart message into frames_[0, count) without blocking. Routing frames of a
+    // ROUTER (the peer's id, and the empty delimiter a REQ peer adds) are removed unless raw.
+    bool receive(std::size_t& count) {
+        count = 0;
+        zmq::socket_t& s = sock_->raw();
+        bool more = false;
+        if (cfg_.kind.type == zmq::socket_type::router && !cfg_.raw) {
+            if (!s.recv(routing_, zmq::recv_flags::dontwait)) {
+                return false;
+            }
+            more = routing_.more();
+            if (more) {
+                (void)s.recv(frames_[0], zmq::recv_flags::none);
+                more = frames_[0].more();
+                if (frames_[0].size() == 0 && more) { // REQ envelope delimiter
+                    (void)s.recv(frames_[0], zmq::recv_flags::none);
+                    more = frames_[0].more();
+                }
+                count = 1;
+            }
+        } else {
+            if (!s.recv(frames_[0], zmq::recv_flags::dontwait)) {
+                return false;
+            }
+            more = frames_[0].more();
+            count = 1;
+        }
+        while (more) {
+            if (count == frames_.size()) {
+                frames_.emplace_back();
+            }
+            (void)s.recv(frames_[count], zmq::recv_flags::none);
+            more = frames_[count].more();
+            ++count;
+        }
+        return true;
+    }
+    // --raw: every frame is output; --rep echoes them (or sends --reply). False on a signal.
+    bool take_raw(std::size_t count) {
+        std::size_t bytes = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::string_view frame(static_cast<const char*>(frames_[i].data()),
+                                         frames_[i].size());
+            format_.render(nullptr, {}, frame, out_.data());
+            bytes += frame.size();
+        }
+        message_arrived(bytes);
+        if (!is_rep()) {
+            return true;
+        }
+        zmq::socket_t& s = sock_->raw();
+        return send_reply([&] {
+            if (cfg_.reply) {
+                return s.send(zmq::buffer(*cfg_.reply), zmq::send_flags::none).has_value();
+            }
+            for (std::size_t i = 0; i < count; ++i) {
+                zmq::message_t copy(frames_[i].data(), frames_[i].size());
+                if (!s.send(copy,
+                            i + 1 < count ? zmq::send_flags::sndmore : zmq::send_flags::none)) {
+                    return false;
+                }
+            }
+            return true;
+        });
+    }
+    // An envelope: decoded and output (a malformed one is counted and, with -v, named);
+    // --rep answers it. False on a signal.
+    bool take_envelope(std::size_t count) {
+        const frame_layout layout = sock_->layout();
+        const auto status = decode_frames(frames_, count, layout, msg_,
+                                          layout == frame_layout::topic ? &topic_ : nullptr);
+        if (!status.ok()) {
+            ++decode_errors_;
+            sock_->counters().decode_errors->add();
+            if (cfg_.verbosity >= 1) {
+                log_.warn("discarded a malformed message (" + std::to_string(count) +
+                          " frame(s)): " + status.message());
+            }
+            // A REP socket must answer before it can receive again.
+            return !is_rep() || send_reply([&] {
+                return sock_->raw().send(zmq::message_t(), zmq::send_flags::none).has_value();
+            });
+        }
+        format_.render(&msg_.header(), topic_, msg_.body_view(), out_.data());
+        message_arrived(msg_.body_size());
+        if (!is_rep()) {
+            return true;
+        }
+        header reply_header = header::follow_up(msg_.header());
+        const std::string_view body = cfg_.reply ? std::string_view(*cfg_.reply) : msg_.body_view();
+        if (!cfg_.reply) {
+            reply_header.content_type = msg_.header().content_type;
+            reply_header.type = msg_.header().type;
+        }
+        return send_reply([&] { return sock_->send(reply_header, body); });
+    }
+    // Retries a reply until it leaves; false on a signal (not lost: it stops the tool).
+    template <class Send> bool send_reply(Send&& do_send) {
+        for (;;) {
+            if (do_send()) {
+                return true;
+            }
+            if (stop_signal_pending(signals_, log_)) {
+                return false;
+            }
+        }
+    }
+    int finish() {
+        zmq::socket_t& s = sock_->raw();
+        if (stopped_) {
+            s.set(zmq::sockopt::linger,
+                  static_cast<int>(std::min<std::int64_t>(cfg_.linger.count(), 1000)));
+        }
+        if (deadline_) {
+            (void)bound_linger(s, *deadline_); // --timeout bounds the whole run
+        }
+        if (cfg_.stats) {
+            stats_.print_final("zmqkit-recv");
+        }
+        if (decode_errors_ > 0) {
+            log_.info(std::to_string(decode_errors_) + " malformed message(s) discarded");
+        }
+        if (stopped_) {
+            return exit_ok;
+        }
+        if (const auto code = report_unreachable_peer(sock_->handshakes())) {
+            return *code;
+        }
+        if (timed_out_ && (count_missed() || stats_.messages() == 0)) {
+            log_.error("timed out after " + std::to_string(cfg_.timeout->count()) + " ms with " +
+                       count_text());
+            return exit_timeout;
+        }
+        if (idle_ && count_missed()) {
+            log_.error("idle for " + std::to_string(cfg_.idle_timeout->count()) + " ms after " +
+                       std::to_string(stats_.messages()) + " of " + std::to_string(*cfg_.count) +
+                       " message(s)");
+            return exit_timeout;
+        }
+        return exit_ok;
+    }
+    [[nodiscard]] bool is_rep() const noexcept { return cfg_.kind.type == zmq::socket_type::rep; }
+
+    std::optional<zmqkit::socket> sock_;
+    std::optional<handshake_counter> monitor_;
+    std::vector<zmq::message_t> frames_ = std::vector<zmq::message_t>(4);
+    zmq::message_t routing_;
+    message msg_;
+    std::string topic_;
+    std::uint64_t decode_errors_ = 0;
+    clock::time_point next_check_{};
+    std::uint32_t since_clock_ = 0;
+};
 
 } // namespace
 
 int run_recv(const recv_config& cfg, const logger& log, shutdown_signals& signals) {
     if (cfg.ack) {
-        return run_recv_acked(cfg, log, signals);
+        return acked_receiver(cfg, log, signals).run();
     }
-    zmq::context_t context;
-    const auto auth = start_authenticator(context, {&cfg.security}, log);
-    metrics_registry registry;
-    socket_options so;
-    so.send_hwm = cfg.hwm;
-    so.recv_hwm = cfg.hwm;
-    so.linger = cfg.linger;
-    so.send_timeout = std::chrono::milliseconds(200);
-    so.name = "zmqkit-recv";
-    so.registry = &registry;
-    so.security = cfg.security.socket;
-    peer_reachability reach(cfg.endpoints, cfg.kind.default_action);
-    zmqkit::socket sock(context, cfg.kind.type, so);
-    apply_socket_options(sock.raw(), cfg.socket_options);
-    if (cfg.kind.type == zmq::socket_type::sub) {
-        for (const auto& topic : cfg.topics) {
-            sock.raw().set(zmq::sockopt::subscribe, topic);
-        }
-    }
-    // Handshakes (a refused one is reported at --timeout), with -v also the connection events
-    // (connected, disconnected, handshake failed) on stderr. With security the socket's
-    // handshake_monitor counts them instead (one monitor per socket).
-    std::optional<handshake_counter> events;
-    if (!cfg.security.enabled()) {
-        events.emplace(context, sock.raw(), cfg.verbosity >= 1 ? &log : nullptr);
-    }
-    reach.watch(cfg.security.server() ? nullptr : sock.handshakes(), events ? &*events : nullptr);
-    attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
-
-    const bool is_router = cfg.kind.type == zmq::socket_type::router;
-    const bool is_rep = cfg.kind.type == zmq::socket_type::rep;
-    const frame_layout layout = sock.layout();
-    const message_formatter format(cfg.format);
-    output_buffer out;
-    transfer_stats stats;
-    stats.start();
-
-    std::vector<zmq::message_t> frames(4);
-    zmq::message_t routing;
-    message msg;
-    std::string topic;
-    std::uint64_t decode_errors = 0;
-
-    // One multipart message into frames[0, count) without blocking. Routing frames of a ROUTER
-    // (the peer's id, and the empty delimiter a REQ peer adds) are removed unless raw.
-    auto receive = [&](std::size_t& count) {
-        count = 0;
-        zmq::socket_t& s = sock.raw();
-        bool more = false;
-        if (is_router && !cfg.raw) {
-            if (!s.recv(routing, zmq::recv_flags::dontwait)) {
-                return false;
-            }
-            more = routing.more();
-            if (more) {
-                (void)s.recv(frames[0], zmq::recv_flags::none);
-                more = frames[0].more();
-                if (frames[0].size() == 0 && more) { // REQ envelope delimiter
-                    (void)s.recv(frames[0], zmq::recv_flags::none);
-                    more = frames[0].more();
-                }
-                count = 1;
-            }
-        } else {
-            if (!s.recv(frames[0], zmq::recv_flags::dontwait)) {
-                return false;
-            }
-            more = frames[0].more();
-            count = 1;
-        }
-        while (more) {
-            if (count == frames.size()) {
-                frames.emplace_back();
-            }
-            (void)s.recv(frames[count], zmq::recv_flags::none);
-            more = frames[count].more();
-            ++count;
-        }
-        return true;
-    };
-    auto send_reply = [&](auto&& do_send) {
-        for (;;) {
-            if (do_send()) {
-                return true;
-            }
-            if (auto sig = signals.poll()) { // not lost: it stops the tool
-                log.info(std::string("received ") + strsignal(*sig) + ", stopping");
-                return false;
-            }
-        }
-    };
-
-    std::optional<clock::time_point> deadline;
-    if (cfg.timeout) {
-        deadline = clock::now() + *cfg.timeout;
-    }
-    clock::time_point last_message{};
-    bool timed_out = false;
-    bool idle = false;
-    bool stopped = false;
-    // Deadlines and signals are checked at the top of the loop, whatever the previous message
-    // was (a flood of malformed ones included), at most every check_interval: the clock every
-    // 16 messages (vDSO, no syscall), the signal mask (sigtimedwait) when the interval passed.
-    constexpr auto check_interval = std::chrono::milliseconds(50);
-    auto next_check = clock::time_point{};
-    std::uint32_t since_clock = 0;
-    auto stop_now = [&](clock::time_point now) {
-        if (events) {
-            (void)events->poll();
-        }
-        if (auto sig = signals.poll()) {
-            log.info(std::string("received ") + strsignal(*sig) + ", stopping");
-            stopped = true;
-            return true;
-        }
-        if (deadline && now >= *deadline) {
-            timed_out = true; // a busy stream still ends at --timeout
-            return true;
-        }
-        if (cfg.idle_timeout && stats.messages() > 0 && now >= last_message + *cfg.idle_timeout) {
-            idle = true; // only good messages count as activity
-            return true;
-        }
-        return false;
-    };
-    for (;;) {
-        if (cfg.count && stats.messages() >= *cfg.count) {
-            break;
-        }
-        if (++since_clock >= 16) {
-            since_clock = 0;
-            const auto now = clock::now();
-            if (now >= next_check) {
-                next_check = now + check_interval;
-                if (stop_now(now)) {
-                    break;
-                }
-                if (cfg.stats) {
-                    stats.maybe_print_live("zmqkit-recv");
-                }
-            }
-        }
-        std::size_t count = 0;
-        if (!receive(count)) {
-            (void)out.flush();
-            if (cfg.stats) {
-                stats.maybe_print_live("zmqkit-recv");
-            }
-            const auto now = clock::now();
-            auto wait = std::chrono::milliseconds(200);
-            if (deadline) {
-                if (now >= *deadline) {
-                    timed_out = true;
-                    break;
-                }
-                wait =
-                    std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(*deadline - now));
-            }
-            if (cfg.idle_timeout && stats.messages() > 0) {
-                const auto idle_end = last_message + *cfg.idle_timeout;
-                if (now >= idle_end) {
-                    idle = true;
-                    break;
-                }
-                wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(idle_end - now));
-            }
-            zmq::pollitem_t item{sock.raw().handle(), 0, ZMQ_POLLIN, 0};
-            (void)zmq::poll(&item, 1, wait);
-            since_clock = 16; // after a wait, check at the top of the loop
-            next_check = clock::time_point{};
-            continue;
-        }
-        if (count == 0) { // a ROUTER message with nothing after the routing id
-            ++decode_errors;
-            if (cfg.verbosity >= 1) {
-                log.warn("discarded a message with no frames after its routing id");
-            }
-            continue;
-        }
-        if (cfg.raw) {
-            std::size_t bytes = 0;
-            for (std::size_t i = 0; i < count; ++i) {
-                const std::string_view frame(static_cast<const char*>(frames[i].data()),
-                                             frames[i].size());
-                format.render(nullptr, {}, frame, out.data());
-                bytes += frame.size();
-            }
-            stats.add(bytes);
-            if (cfg.idle_timeout) {
-                last_message = clock::now();
-            }
-            if (is_rep) {
-                const bool ok = send_reply([&] {
-                    if (cfg.reply) {
-                        return sock.raw()
-                            .send(zmq::buffer(*cfg.reply), zmq::send_flags::none)
-                            .has_value();
-                    }
-                    for (std::size_t i = 0; i < count; ++i) {
-                        zmq::message_t copy(frames[i].data(), frames[i].size());
-                        if (!sock.raw().send(copy, i + 1 < count ? zmq::send_flags::sndmore
-                                                                 : zmq::send_flags::none)) {
-                            return false;
-                        }
-                    }
-                    return true;
-                });
-                if (!ok) {
-                    stopped = true;
-                    break;
-                }
-            }
-        } else {
-            const auto status = decode_frames(frames, count, layout, msg,
-                                              layout == frame_layout::topic ? &topic : nullptr);
-            if (!status.ok()) {
-                ++decode_errors;
-                sock.counters().decode_errors->add();
-                if (cfg.verbosity >= 1) {
-                    log.warn("discarded a malformed message (" + std::to_string(count) +
-                             " frame(s)): " + status.message());
-                }
-                if (is_rep && // a REP socket must answer before it can receive again
-                    !send_reply([&] {
-                        return sock.raw().send(zmq::message_t(), zmq::send_flags::none).has_value();
-                    })) {
-                    stopped = true;
-                    break;
-                }
-                continue;
-            }
-            format.render(&msg.header(), topic, msg.body_view(), out.data());
-            stats.add(msg.body_size());
-            if (cfg.idle_timeout) {
-                last_message = clock::now();
-            }
-            if (is_rep) {
-                header reply_header = header::follow_up(msg.header());
-                const std::string_view body =
-                    cfg.reply ? std::string_view(*cfg.reply) : msg.body_view();
-                if (!cfg.reply) {
-                    reply_header.content_type = msg.header().content_type;
-                    reply_header.type = msg.header().type;
-                }
-                if (!send_reply([&] { return sock.send(reply_header, body); })) {
-                    stopped = true;
-                    break;
-                }
-            }
-        }
-        out.maybe_flush();
-    }
-    (void)out.flush();
-    if (stopped) {
-        sock.raw().set(zmq::sockopt::linger,
-                       static_cast<int>(std::min<std::int64_t>(cfg.linger.count(), 1000)));
-    }
-    if (deadline) {
-        (void)bound_linger(sock.raw(), *deadline); // --timeout bounds the whole run
-    }
-    if (cfg.stats) {
-        stats.print_final("zmqkit-recv");
-    }
-    if (decode_errors > 0) {
-        log.info(std::to_string(decode_errors) + " malformed message(s) discarded");
-    }
-    if (stopped) {
-        return exit_ok;
-    }
-    if (timed_out && stats.messages() == 0) {
-        if (const auto why = why_nothing_arrived(cfg, reach, sock.handshakes()); !why.empty()) {
-            return report_unreachable(log, "nothing could be received from", cfg.endpoints,
-                                      *cfg.timeout, why);
-        }
-    }
-    const bool count_missed = cfg.count && stats.messages() < *cfg.count;
-    if (timed_out && (count_missed || stats.messages() == 0)) {
-        log.error("timed out after " + std::to_string(cfg.timeout->count()) + " ms with " +
-                  std::to_string(stats.messages()) + " message(s)" +
-                  (cfg.count ? " of " + std::to_string(*cfg.count) : std::string()));
-        return exit_timeout;
-    }
-    if (idle && count_missed) {
-        log.error("idle for " + std::to_string(cfg.idle_timeout->count()) + " ms after " +
-                  std::to_string(stats.messages()) + " of " + std::to_string(*cfg.count) +
-                  " message(s)");
-        return exit_timeout;
-    }
-    return exit_ok;
+    return plain_receiver(cfg, log, signals).run();
 }
 
 } // namespace zmqkit::cli

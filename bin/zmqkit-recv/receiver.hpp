@@ -1,4 +1,5 @@
-// zmqkit-recv: the receive loop (socket -> stdout), separate from main.
+// zmqkit-recv: a plain or an acknowledging (--ack) receiver on one shared base (socket ->
+// stdout; receiver.cpp, docs/architecture.md "Tools"), separate from main.
 #pragma once
 
 #include "zmqkit-recv/options.hpp"

@@ -1,10 +1,10 @@
 #include "zmqkit-send/options.hpp"
 
 #include "common/message_format.hpp"
+#include "common/tool_options.hpp"
 
 #include <zmqkit/error.hpp>
 
-#include <charconv>
 #include <cmath>
 #include <sstream>
 
@@ -83,24 +83,12 @@ still queued when --linger expired (--timeout bounds the whole run, the linger i
 directory, unreadable or malformed.
 )";
 
-std::uint64_t parse_count(const std::string& text, const char* what) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) {
-        throw usage_error{std::string(what) + " '" + text + "' is not a non-negative integer",
-                          exit_usage};
-    }
-    return v;
-}
-
 // Rates outside this range are typos or overflow the interval between two messages.
 constexpr double min_rate = 0.001;
 constexpr double max_rate = 1e9;
 
-} // namespace
-
-std::variant<send_config, print_and_exit> parse_send_options(int argc, const char* const* argv) {
-    send_config cfg;
+// The option values read as text, checked and converted by the groups below.
+struct send_text {
     std::vector<std::string> endpoints;
     std::vector<std::string> headers;
     std::vector<std::string> sockopts;
@@ -122,221 +110,188 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     std::string data;
     std::string file;
     std::string max_size;
-    po::options_description desc;
+};
+
+void describe_send_options(tool_options& options, send_config& cfg, send_text& t) {
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit")
-        ("version", "print the version and exit")
+    options.add()
         ("push", "PUSH socket (default)")
         ("pub", "PUB socket")
         ("dealer", "DEALER socket")
         ("req", "REQ socket: print each reply")
         ("pair", "PAIR socket")
-        ("endpoint,e", po::value(&endpoints)->composing(), "endpoints (repeatable; also positional)")
-        ("delimiter,D", po::value(&delimiter), "message delimiter (default \\n)")
-        ("key-delimiter,K", po::value(&key_delimiter), "key delimiter: topic (--pub) or type")
+        ("endpoint,e", po::value(&t.endpoints)->composing(), "endpoints (repeatable; also positional)")
+        ("delimiter,D", po::value(&t.delimiter), "message delimiter (default \\n)")
+        ("key-delimiter,K", po::value(&t.key_delimiter), "key delimiter: topic (--pub) or type")
         ("length-prefixed", "input is 4-byte big-endian length + bytes, repeated")
         ("whole", "all of the input is one message")
-        ("max-size", po::value(&max_size), "largest message in bytes (default 268435456 = 256 MiB)")
+        ("max-size", po::value(&t.max_size), "largest message in bytes (default 268435456 = 256 MiB)")
         ("json", "each message is a JSON value (msgpack body)")
-        ("data", po::value(&data), "send this text instead of reading stdin (framed the same way)")
-        ("file", po::value(&file), "read this file instead of stdin")
+        ("data", po::value(&t.data), "send this text instead of reading stdin (framed the same way)")
+        ("file", po::value(&t.file), "read this file instead of stdin")
         ("raw", "plain ZeroMQ frames, no envelope")
-        ("correlation-id", po::value(&correlation), "correlation id (UUID) for every message")
+        ("correlation-id", po::value(&t.correlation), "correlation id (UUID) for every message")
         ("type", po::value(&cfg.type), "envelope type (and the topic for --pub without -K)")
-        ("header", po::value(&headers)->composing(), "user header name=value (repeatable)")
+        ("header", po::value(&t.headers)->composing(), "user header name=value (repeatable)")
         ("reply-to", po::value(&cfg.reply_to), "envelope reply-to")
-        ("count,c", po::value(&count), "stop after sending N messages")
-        ("timeout", po::value(&timeout), "give up after this long in total (exit 75)")
-        ("idle-timeout", po::value(&idle_timeout), "end normally when no input arrives for this long (a pipe that stays open)")
+        ("count,c", po::value(&t.count), "stop after sending N messages")
+        ("timeout", po::value(&t.timeout), "give up after this long in total (exit 75)")
+        ("idle-timeout", po::value(&t.idle_timeout), "end normally when no input arrives for this long (a pipe that stays open)")
         ("rate", po::value(&cfg.rate), "at most N messages per second")
-        ("interval", po::value(&interval), "wait DUR between messages (the same as --rate 1/DUR)")
+        ("interval", po::value(&t.interval), "wait DUR between messages (the same as --rate 1/DUR)")
         ("hwm", po::value(&cfg.hwm)->default_value(1000), "send high-water mark, messages")
-        ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
-        ("wait-peers", po::value(&wait_peers), "before sending, wait until N peers completed the handshake (--pub: until N subscriptions arrived, so the first messages are not lost to slow joiners)")
-        ("linger", po::value(&linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
+        ("sockopt,X", po::value(&t.sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
+        ("wait-peers", po::value(&t.wait_peers), "before sending, wait until N peers completed the handshake (--pub: until N subscriptions arrived, so the first messages are not lost to slow joiners)")
+        ("linger", po::value(&t.linger)->default_value("5s"), "at exit, how long to keep delivering queued messages")
         ("wait-confirm", "send to a durable proxy (zmqkit-proxy --mode durable) over DEALER; keep and resend each message until the proxy confirms it is on disk; exit 76 if any is left unconfirmed")
-        ("confirm-timeout", po::value(&confirm_timeout)->default_value("30s"), "--wait-confirm: at the end, how long to wait for the last confirms")
-        ("window", po::value(&window)->default_value(1000), "--wait-confirm: unconfirmed messages in flight before sending waits")
-        ("retry-interval", po::value(&retry_interval)->default_value("2s"), "--wait-confirm: resend a message not confirmed after this (same id: stored once)")
-        ("batch", po::value(&batch)->default_value(1), "--wait-confirm: send up to N messages as one batch (one ZeroMQ message; 1: no batching); a partly filled batch leaves when no more input is ready, and at the end")
-        ("batch-linger", po::value(&batch_linger)->default_value("0"), "--wait-confirm --batch: with --rate, how long a partly filled batch may wait for the next messages (default 0: it leaves before every wait)")
-        ("confirm-log", po::value(&confirm_log), "--wait-confirm: write one line per input record to FILE, \"<record> <message id> <outcome>\": the record number (from 1; the line number for line input), the id (\"-\" if never sent), and confirmed, rejected:<reason> or unconfirmed; only confirmed records are safely stored")
+        ("confirm-timeout", po::value(&t.confirm_timeout)->default_value("30s"), "--wait-confirm: at the end, how long to wait for the last confirms")
+        ("window", po::value(&t.window)->default_value(1000), "--wait-confirm: unconfirmed messages in flight before sending waits")
+        ("retry-interval", po::value(&t.retry_interval)->default_value("2s"), "--wait-confirm: resend a message not confirmed after this (same id: stored once)")
+        ("batch", po::value(&t.batch)->default_value(1), "--wait-confirm: send up to N messages as one batch (one ZeroMQ message; 1: no batching); a partly filled batch leaves when no more input is ready, and at the end")
+        ("batch-linger", po::value(&t.batch_linger)->default_value("0"), "--wait-confirm --batch: with --rate, how long a partly filled batch may wait for the next messages (default 0: it leaves before every wait)")
+        ("confirm-log", po::value(&t.confirm_log), "--wait-confirm: write one line per input record to FILE, \"<record> <message id> <outcome>\": the record number (from 1; the line number for line input), the id (\"-\" if never sent), and confirmed, rejected:<reason> or unconfirmed; only confirmed records are safely stored")
         ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
-        ("stats", "print statistics on stderr at exit")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: each sent message id, connection events")
-        ("quiet,q", "errors only");
+        ("stats", "print statistics on stderr at exit");
     // clang-format on
-    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
-    po::options_description no_sides;
-    add_security_options(security, no_sides);
-    po::options_description all;
-    all.add(desc).add(security);
-    po::positional_options_description positional;
-    positional.add("endpoint", -1);
-    po::variables_map vm;
-    parse_all("send", argc, argv, all, &positional, vm);
-    if (vm.count("help") != 0U) {
-        std::ostringstream text;
-        text << usage_head << ":\n"
-             << desc << "\n-X names: " << known_socket_options() << "\n\n"
-             << security << security_help() << usage_tail;
-        return print_and_exit{text.str(), exit_ok};
-    }
-    if (vm.count("version") != 0U) {
-        return print_and_exit{"zmqkit-send " ZMQKIT_VERSION "\n", exit_ok};
-    }
-    cfg.kind = choose_socket_kind(vm, {"push", "pub", "dealer", "req", "pair"}, "push");
-    cfg.wait_confirm = vm.count("wait-confirm") != 0U;
-    if (cfg.wait_confirm) {
-        if (cfg.kind.type != zmq::socket_type::push && cfg.kind.type != zmq::socket_type::dealer) {
-            throw usage_error{"--wait-confirm talks DEALER to a durable proxy; it cannot be "
-                              "combined with --" +
-                                  std::string(cfg.kind.flag),
-                              exit_usage};
-        }
-        if (vm.count("raw") != 0U) {
-            throw usage_error{"--wait-confirm needs envelopes (message ids); it cannot be "
-                              "combined with --raw",
-                              exit_usage};
-        }
-        cfg.kind = find_socket_kind("dealer", {"dealer"});
-        try {
-            cfg.confirm_timeout = parse_duration(confirm_timeout);
-            cfg.retry_interval = parse_duration(retry_interval);
-            cfg.batch_linger = parse_duration(batch_linger);
-        } catch (const zmqkit::error& e) {
-            throw usage_error{e.what(), exit_usage};
-        }
-        if (window == 0 || cfg.retry_interval.count() <= 0) {
-            throw usage_error{"--window and --retry-interval must be more than 0", exit_usage};
-        }
-        if (batch == 0 || batch > 1'000'000) {
-            throw usage_error{"--batch must be from 1 (no batching) to 1000000 messages, got " +
-                                  std::to_string(batch),
-                              exit_usage};
-        }
-        if (cfg.batch_linger.count() < 0) {
-            throw usage_error{"--batch-linger must not be negative", exit_usage};
-        }
-        cfg.window = window;
-        cfg.batch = batch;
-        if (vm.count("confirm-log") != 0U) {
-            if (confirm_log.empty()) {
-                throw usage_error{"--confirm-log needs a file name", exit_usage};
-            }
-            cfg.confirm_log = confirm_log;
-        }
-    } else {
-        if (vm.count("confirm-log") != 0U) {
+    options.add_diagnostics("more diagnostics: each sent message id, connection events");
+    options.add_security();
+    options.positional("endpoint", -1);
+}
+
+// --wait-confirm and the options that only it takes.
+void apply_confirm(const tool_options& options, send_config& cfg, const send_text& t) {
+    cfg.wait_confirm = options.given("wait-confirm");
+    if (!cfg.wait_confirm) {
+        if (options.given("confirm-log")) {
             throw usage_error{"--confirm-log applies to --wait-confirm only", exit_usage};
         }
         for (const char* only :
              {"confirm-timeout", "window", "retry-interval", "batch", "batch-linger"}) {
-            if (!vm[only].defaulted()) {
+            if (!options.values()[only].defaulted()) {
                 throw usage_error{std::string("--") + only + " applies to --wait-confirm only",
                                   exit_usage};
             }
         }
+        return;
     }
-    if (endpoints.empty()) {
-        throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
+    if (cfg.kind.type != zmq::socket_type::push && cfg.kind.type != zmq::socket_type::dealer) {
+        throw usage_error{"--wait-confirm talks DEALER to a durable proxy; it cannot be "
+                          "combined with --" +
+                              std::string(cfg.kind.flag),
                           exit_usage};
     }
-    check_endpoints(endpoints, cfg.kind.default_action);
-    cfg.endpoints = std::move(endpoints);
+    if (options.given("raw")) {
+        throw usage_error{"--wait-confirm needs envelopes (message ids); it cannot be "
+                          "combined with --raw",
+                          exit_usage};
+    }
+    cfg.kind = find_socket_kind("dealer", {"dealer"});
+    try {
+        cfg.confirm_timeout = parse_duration(t.confirm_timeout);
+        cfg.retry_interval = parse_duration(t.retry_interval);
+        cfg.batch_linger = parse_duration(t.batch_linger);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{e.what(), exit_usage};
+    }
+    if (t.window == 0 || cfg.retry_interval.count() <= 0) {
+        throw usage_error{"--window and --retry-interval must be more than 0", exit_usage};
+    }
+    if (t.batch == 0 || t.batch > 1'000'000) {
+        throw usage_error{"--batch must be from 1 (no batching) to 1000000 messages, got " +
+                              std::to_string(t.batch),
+                          exit_usage};
+    }
+    if (cfg.batch_linger.count() < 0) {
+        throw usage_error{"--batch-linger must not be negative", exit_usage};
+    }
+    cfg.window = t.window;
+    cfg.batch = t.batch;
+    if (options.given("confirm-log")) {
+        if (t.confirm_log.empty()) {
+            throw usage_error{"--confirm-log needs a file name", exit_usage};
+        }
+        cfg.confirm_log = t.confirm_log;
+    }
+}
 
-    const int framings = static_cast<int>(vm.count("length-prefixed")) +
-                         static_cast<int>(vm.count("whole")) +
-                         static_cast<int>(vm.count("delimiter"));
+// The input: framing, delimiters, --json / --raw, --data / --file.
+void apply_input(const tool_options& options, send_config& cfg, const send_text& t) {
+    const int framings = static_cast<int>(options.given("length-prefixed")) +
+                         static_cast<int>(options.given("whole")) +
+                         static_cast<int>(options.given("delimiter"));
     if (framings > 1) {
         throw usage_error{"choose one framing: -D/--delimiter, --length-prefixed or --whole",
                           exit_usage};
     }
-    if (vm.count("length-prefixed") != 0U) {
+    if (options.given("length-prefixed")) {
         cfg.framing = input_framing::length_prefixed;
-    } else if (vm.count("whole") != 0U) {
+    } else if (options.given("whole")) {
         cfg.framing = input_framing::whole;
     }
     cfg.strip_cr = framings == 0; // only the default line mode strips a CR before the newline
-    if (vm.count("delimiter") != 0U) {
-        cfg.delimiter = decode_escapes(delimiter, "--delimiter");
+    if (options.given("delimiter")) {
+        cfg.delimiter = decode_escapes(t.delimiter, "--delimiter");
         if (cfg.delimiter.empty()) {
             throw usage_error{"--delimiter must not be empty", exit_usage};
         }
     }
-    if (vm.count("key-delimiter") != 0U) {
-        cfg.key_delimiter = decode_escapes(key_delimiter, "--key-delimiter");
+    if (options.given("key-delimiter")) {
+        cfg.key_delimiter = decode_escapes(t.key_delimiter, "--key-delimiter");
         if (cfg.key_delimiter->empty()) {
             throw usage_error{"--key-delimiter must not be empty", exit_usage};
         }
     }
-    cfg.json = vm.count("json") != 0U;
-    cfg.raw = vm.count("raw") != 0U;
+    cfg.json = options.given("json");
+    cfg.raw = options.given("raw");
     if (cfg.json && cfg.raw) {
         throw usage_error{"--json builds envelopes; it cannot be combined with --raw", exit_usage};
     }
-    if (vm.count("data") != 0U && vm.count("file") != 0U) {
+    if (options.given("data") && options.given("file")) {
         throw usage_error{"give --data or --file, not both", exit_usage};
     }
-    if (vm.count("data") != 0U) {
-        cfg.data = data;
+    if (options.given("data")) {
+        cfg.data = t.data;
     }
-    if (vm.count("file") != 0U) {
-        cfg.file = file;
+    if (options.given("file")) {
+        cfg.file = t.file;
     }
-    if (!correlation.empty()) {
-        auto id = message_id::parse(correlation);
+}
+
+// The envelope fields every message carries (--correlation-id, --type, --header, --reply-to).
+void apply_envelope(send_config& cfg, const send_text& t) {
+    if (!t.correlation.empty()) {
+        auto id = message_id::parse(t.correlation);
         if (!id || id->is_nil()) {
-            throw usage_error{"--correlation-id '" + correlation +
+            throw usage_error{"--correlation-id '" + t.correlation +
                                   "' is not a UUID (e.g. 0193f1a2-b3c4-7d5e-8f01-23456789abcd)",
                               exit_usage};
         }
         cfg.correlation_id = *id;
     }
-    for (const auto& h : headers) {
+    for (const auto& h : t.headers) {
         const auto eq = h.find('=');
         if (eq == std::string::npos || eq == 0) {
             throw usage_error{"--header '" + h + "': expected name=value", exit_usage};
         }
         cfg.headers.emplace_back(h.substr(0, eq), h.substr(eq + 1));
     }
-    if (cfg.raw &&
-        (!correlation.empty() || !cfg.type.empty() || !headers.empty() || !cfg.reply_to.empty())) {
+    if (cfg.raw && (!t.correlation.empty() || !cfg.type.empty() || !t.headers.empty() ||
+                    !cfg.reply_to.empty())) {
         throw usage_error{"--raw sends plain frames: --correlation-id, --type, --header and "
                           "--reply-to need the envelope",
                           exit_usage};
     }
-    try {
-        if (!count.empty()) {
-            cfg.count = parse_count(count, "--count");
-        }
-        cfg.wait_peers = static_cast<std::size_t>(parse_count(wait_peers, "--wait-peers"));
-        if (!idle_timeout.empty()) {
-            cfg.idle_timeout = parse_duration(idle_timeout);
-        }
-        if (!timeout.empty()) {
-            cfg.timeout = parse_duration(timeout);
-        }
-        cfg.linger = parse_duration(linger);
-        if (!max_size.empty()) {
-            cfg.max_size = static_cast<std::size_t>(parse_count(max_size, "--max-size"));
-            if (cfg.max_size == 0) {
-                throw usage_error{"--max-size must be at least 1 byte", exit_usage};
-            }
-        }
-    } catch (const zmqkit::error& e) {
-        throw usage_error{e.what(), exit_usage};
-    }
-    check_linger(cfg.linger);
-    if (!interval.empty()) {
-        if (vm.count("rate") != 0U) {
+}
+
+// --rate or --interval: messages per second.
+void apply_rate(const tool_options& options, send_config& cfg, const send_text& t) {
+    if (!t.interval.empty()) {
+        if (options.given("rate")) {
             throw usage_error{"give --rate or --interval, not both", exit_usage};
         }
         std::chrono::milliseconds gap{0};
         try {
-            gap = parse_duration(interval);
+            gap = parse_duration(t.interval);
         } catch (const zmqkit::error& e) {
             throw usage_error{std::string("--interval: ") + e.what(), exit_usage};
         }
@@ -347,7 +302,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         }
         cfg.rate = 1000.0 / static_cast<double>(gap.count());
     }
-    if ((vm.count("rate") != 0U || !interval.empty()) &&
+    if ((options.given("rate") || !t.interval.empty()) &&
         (!std::isfinite(cfg.rate) || cfg.rate < min_rate || cfg.rate > max_rate)) {
         std::ostringstream got;
         got << cfg.rate;
@@ -355,22 +310,70 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
                               got.str(),
                           exit_usage};
     }
-    if (vm.count("format") != 0U && cfg.kind.type != zmq::socket_type::req) {
+}
+
+// When the run ends (--count, --timeout, --idle-timeout), --wait-peers, --linger, --max-size.
+void apply_flow(send_config& cfg, const send_text& t) {
+    try {
+        if (!t.count.empty()) {
+            cfg.count = parse_count(t.count, "--count");
+        }
+        cfg.wait_peers = static_cast<std::size_t>(parse_count(t.wait_peers, "--wait-peers"));
+        if (!t.idle_timeout.empty()) {
+            cfg.idle_timeout = parse_duration(t.idle_timeout);
+        }
+        if (!t.timeout.empty()) {
+            cfg.timeout = parse_duration(t.timeout);
+        }
+        cfg.linger = parse_duration(t.linger);
+        if (!t.max_size.empty()) {
+            cfg.max_size = static_cast<std::size_t>(parse_count(t.max_size, "--max-size"));
+            if (cfg.max_size == 0) {
+                throw usage_error{"--max-size must be at least 1 byte", exit_usage};
+            }
+        }
+    } catch (const zmqkit::error& e) {
+        throw usage_error{e.what(), exit_usage};
+    }
+    check_linger(cfg.linger);
+}
+
+} // namespace
+
+std::variant<send_config, print_and_exit> parse_send_options(int argc, const char* const* argv) {
+    send_config cfg;
+    send_text t;
+    tool_options options("send");
+    describe_send_options(options, cfg, t);
+    if (auto text = options.parse_socket_tool(argc, argv, usage_head, usage_tail)) {
+        return *text;
+    }
+    cfg.kind =
+        choose_socket_kind(options.values(), {"push", "pub", "dealer", "req", "pair"}, "push");
+    apply_confirm(options, cfg, t);
+    if (t.endpoints.empty()) {
+        throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
+                          exit_usage};
+    }
+    check_endpoints(t.endpoints, cfg.kind.default_action);
+    cfg.endpoints = std::move(t.endpoints);
+    apply_input(options, cfg, t);
+    apply_envelope(cfg, t);
+    apply_flow(cfg, t);
+    apply_rate(options, cfg, t);
+    if (options.given("format") && cfg.kind.type != zmq::socket_type::req) {
         throw usage_error{"-f/--format formats the replies of --req; there are none with --" +
                               std::string(cfg.kind.flag),
                           exit_usage};
     }
-    if (cfg.hwm < 0) {
-        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),
-                          exit_usage};
-    }
-    for (const auto& s : sockopts) {
+    check_hwm(cfg.hwm);
+    for (const auto& s : t.sockopts) {
         cfg.socket_options.push_back(parse_socket_option(s));
     }
     (void)message_formatter(cfg.format); // validates
-    cfg.stats = vm.count("stats") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
-    cfg.security = resolve_side_security(vm, "zmqkit-send", false, "zmqkit-send");
+    cfg.stats = options.given("stats");
+    cfg.verbosity = options.verbosity();
+    cfg.security = options.security();
     return cfg;
 }
 

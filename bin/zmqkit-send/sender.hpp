@@ -1,4 +1,6 @@
-// zmqkit-send: the send loop (input -> socket), separate from main so tests can reuse it.
+// zmqkit-send: a `sender` built from parts (input, transport: plain / reliable / raw, peer
+// wait, replies, shutdown report; sender.cpp, docs/architecture.md "Tools"), separate from
+// main so tests can reuse it.
 #pragma once
 
 #include "zmqkit-send/options.hpp"

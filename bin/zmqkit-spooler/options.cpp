@@ -1,5 +1,7 @@
 #include "zmqkit-spooler/options.hpp"
 
+#include "common/tool_options.hpp"
+
 #include <zmqkit/error.hpp>
 #include <zmqkit/spool.hpp>
 
@@ -117,16 +119,6 @@ Exit codes: 0 ok, 1 failed, 64 bad usage, 65 damage found (verify), 66 no spool 
 69 cannot bind/connect, 70 internal error, 75 the spool is in use by another process, 78 bad
 --config.
 )";
-
-std::uint64_t parse_unsigned(const std::string& text, const char* what) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (ec != std::errc{} || ptr != text.data() + text.size() || text.empty()) {
-        throw usage_error{std::string(what) + " '" + text + "' is not a non-negative integer",
-                          exit_usage};
-    }
-    return v;
-}
 
 std::chrono::milliseconds duration_option(const std::string& text, const char* what) {
     try {
@@ -285,9 +277,30 @@ std::string format_time(std::int64_t unix_ns) {
     return buf;
 }
 
-std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
-                                                                   const char* const* argv) {
-    spooler_config cfg;
+namespace {
+
+// The option values read as text, checked by the functions below.
+struct spooler_text {
+    std::string directory;
+    std::string limit;
+    std::string id;
+    std::string count;
+    std::string idle;
+    std::string timeout;
+    std::string segment_bytes;
+    std::string batch;
+    std::string from_sequence;
+    std::string since;
+    std::string rate;
+    std::string wait_peers;
+    std::string linger = "5s";
+    std::vector<std::string> sockopts;
+};
+
+// The command (argv[1], argv[2] for dlq), its help head and the arguments it takes; the
+// overview or the version when asked for instead. Throws usage_error.
+std::optional<print_and_exit> choose_command(int argc, const char* const* argv, spooler_config& cfg,
+                                             const char*& head, int& consumed) {
     if (argc < 2) {
         throw usage_error{"no command given (inspect, verify, repair, dlq list|requeue|purge, "
                           "record, replay; see --help)",
@@ -300,8 +313,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     if (first == "--version") {
         return print_and_exit{"zmqkit-spooler " ZMQKIT_VERSION "\n", exit_ok};
     }
-    int consumed = 2; // argv[0] and the command
-    const char* head = nullptr;
+    consumed = 2; // argv[0] and the command
     if (first == "inspect") {
         cfg.command = spooler_command::inspect;
         head = inspect_head;
@@ -345,216 +357,231 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
                               "dlq purge, record, replay; see --help)",
                           exit_usage};
     }
+    return std::nullopt;
+}
+
+// The options of `cfg.command` (the command chooses which apply).
+void describe_spooler_options(tool_options& options, spooler_config& cfg, spooler_text& t) {
     const auto command = cfg.command;
     const bool is_record = command == spooler_command::record;
     const bool is_replay = command == spooler_command::replay;
-
-    std::string directory;
-    std::string limit;
-    std::string id;
-    std::string count;
-    std::string idle;
-    std::string timeout;
-    std::string segment_bytes;
-    std::string batch;
-    std::string from_sequence;
-    std::string since;
-    std::string rate;
-    std::string wait_peers;
-    std::string linger = "5s";
-    std::vector<std::string> sockopts;
-    po::options_description desc;
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit");
     if (command == spooler_command::inspect || command == spooler_command::verify ||
         command == spooler_command::repair || command == spooler_command::dlq_list) {
-        desc.add_options()("json", "print one JSON document (see docs/cli.md)");
+        options.add()("json", "print one JSON document (see docs/cli.md)");
     }
     if (command == spooler_command::dlq_list) {
-        desc.add_options()("limit", po::value(&limit), "list at most N dead letters");
+        options.add()("limit", po::value(&t.limit), "list at most N dead letters");
     }
     if (command == spooler_command::dlq_requeue) {
-        desc.add_options()
-            ("id", po::value(&id), "requeue the dead letter with this message id")
+        options.add()
+            ("id", po::value(&t.id), "requeue the dead letter with this message id")
             ("all", "requeue every dead letter");
     }
     if (is_record) {
-        desc.add_options()
+        options.add()
             ("pull", "PULL socket (default)")
             ("sub", "SUB socket")
             ("topic", po::value(&cfg.topics)->composing(), "--sub: topic prefix (repeatable; default all)")
             ("raw", "plain frames, not envelopes: each frame becomes the body of a new message")
-            ("count,c", po::value(&count), "stop after N messages")
-            ("idle-timeout", po::value(&idle), "stop when nothing arrived this long after a message")
-            ("timeout", po::value(&timeout), "stop after this long in total")
-            ("batch", po::value(&batch), "commit after at most N messages (default 1000)")
+            ("count,c", po::value(&t.count), "stop after N messages")
+            ("idle-timeout", po::value(&t.idle), "stop when nothing arrived this long after a message")
+            ("timeout", po::value(&t.timeout), "stop after this long in total")
+            ("batch", po::value(&t.batch), "commit after at most N messages (default 1000)")
             ("sync", po::value(&cfg.sync)->default_value("always"), "always|none|interval:<ms> (docs/operations.md)")
-            ("segment-bytes", po::value(&segment_bytes), "size of new segment files (default: as the existing ones, 64 MiB for a new spool)")
+            ("segment-bytes", po::value(&t.segment_bytes), "size of new segment files (default: as the existing ones, 64 MiB for a new spool)")
             ("hwm", po::value(&cfg.hwm)->default_value(0), "receive high-water mark (0: unlimited)");
     }
     if (is_replay) {
-        desc.add_options()
+        options.add()
             ("push", "PUSH socket (default)")
             ("pub", "PUB socket")
-            ("from-sequence", po::value(&from_sequence), "start at this sequence number (default: the log start)")
-            ("since", po::value(&since), "start at the first message appended at or after TIME")
-            ("rate", po::value(&rate), "at most N messages per second")
-            ("count,c", po::value(&count), "send at most N messages")
-            ("wait-peers", po::value(&wait_peers), "before the first message wait for N peers (at most --timeout or 10 s)")
-            ("timeout", po::value(&timeout), "limit of --wait-peers")
-            ("linger", po::value(&linger)->default_value("5s"), "at the end, how long queued messages may take to leave")
+            ("from-sequence", po::value(&t.from_sequence), "start at this sequence number (default: the log start)")
+            ("since", po::value(&t.since), "start at the first message appended at or after TIME")
+            ("rate", po::value(&t.rate), "at most N messages per second")
+            ("count,c", po::value(&t.count), "send at most N messages")
+            ("wait-peers", po::value(&t.wait_peers), "before the first message wait for N peers (at most --timeout or 10 s)")
+            ("timeout", po::value(&t.timeout), "limit of --wait-peers")
+            ("linger", po::value(&t.linger)->default_value("5s"), "at the end, how long queued messages may take to leave")
             ("hwm", po::value(&cfg.hwm)->default_value(0), "send high-water mark (0: unlimited)");
     }
     if (is_record || is_replay) {
-        desc.add_options()
+        options.add()
             ("endpoint,e", po::value(&cfg.endpoints)->composing(), "endpoint (repeatable; @bind, >connect)")
-            ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable)");
+            ("sockopt,X", po::value(&t.sockopts)->composing(), "ZeroMQ socket option name=value (repeatable)");
     }
-    desc.add_options()
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
     // clang-format on
-    po::options_description hidden;
-    hidden.add_options()("directory", po::value(&directory), "the spool directory");
-    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
+    options.add_diagnostics("more diagnostics");
+    options.add_hidden()("directory", po::value(&t.directory), "the spool directory");
     if (is_record || is_replay) {
-        add_security_options(security, hidden);
+        options.add_security();
     }
-    po::options_description all;
-    all.add(desc).add(security).add(hidden);
-    po::positional_options_description positional;
-    positional.add("directory", 1);
+    options.positional("directory", 1);
+}
 
+// dlq requeue: exactly one of --id ID or --all.
+void apply_dlq_requeue(const tool_options& options, spooler_config& cfg, const spooler_text& t) {
+    cfg.all = options.given("all");
+    if (!t.id.empty()) {
+        cfg.id = message_id::parse(t.id);
+        if (!cfg.id) {
+            throw usage_error{"--id '" + t.id +
+                                  "' is not a message id (a UUID such as "
+                                  "0190163d-8694-739b-aea5-966c26f8ad91)",
+                              exit_usage};
+        }
+    }
+    if (cfg.all == cfg.id.has_value()) {
+        throw usage_error{"dlq requeue needs exactly one of --id ID or --all", exit_usage};
+    }
+}
+
+// record: --pull/--sub and --topic, --raw, --sync, --segment-bytes, --batch, --idle-timeout.
+void apply_record(const tool_options& options, spooler_config& cfg, const spooler_text& t) {
+    cfg.kind = choose_socket_kind(options.values(), {"pull", "sub"}, "pull");
+    if (!cfg.topics.empty() && cfg.kind.type != zmq::socket_type::sub) {
+        throw usage_error{"--topic needs --sub", exit_usage};
+    }
+    if (cfg.topics.empty()) {
+        cfg.topics.emplace_back();
+    }
+    cfg.raw = options.given("raw");
+    try {
+        (void)sync_policy::parse(cfg.sync);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{std::string("--sync: ") + e.what(), exit_usage};
+    }
+    if (!t.segment_bytes.empty()) {
+        cfg.segment_bytes = parse_count(t.segment_bytes, "--segment-bytes");
+        if (*cfg.segment_bytes < 4096) {
+            throw usage_error{"--segment-bytes must be at least 4096", exit_usage};
+        }
+    }
+    if (!t.batch.empty()) {
+        cfg.batch = parse_count(t.batch, "--batch");
+        if (cfg.batch == 0) {
+            throw usage_error{"--batch must be at least 1", exit_usage};
+        }
+    }
+    if (!t.idle.empty()) {
+        cfg.idle_timeout = duration_option(t.idle, "--idle-timeout");
+    }
+}
+
+// replay: --push/--pub, --from-sequence or --since, --rate, --wait-peers, --linger.
+void apply_replay(const tool_options& options, spooler_config& cfg, const spooler_text& t) {
+    cfg.kind = choose_socket_kind(options.values(), {"push", "pub"}, "push");
+    if (!t.from_sequence.empty() && !t.since.empty()) {
+        throw usage_error{"--from-sequence and --since exclude each other", exit_usage};
+    }
+    if (!t.from_sequence.empty()) {
+        cfg.from_sequence = parse_count(t.from_sequence, "--from-sequence");
+    }
+    if (!t.since.empty()) {
+        const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        cfg.since_ns = parse_time(t.since, now);
+    }
+    if (!t.rate.empty()) {
+        double r = 0;
+        auto [ptr, ec] = std::from_chars(t.rate.data(), t.rate.data() + t.rate.size(), r);
+        if (ec != std::errc{} || ptr != t.rate.data() + t.rate.size() || !std::isfinite(r) ||
+            r < 0.001 || r > 1e9) {
+            throw usage_error{"--rate '" + t.rate +
+                                  "' is not a number of messages per second from "
+                                  "0.001 to 1e9",
+                              exit_usage};
+        }
+        cfg.rate = r;
+    }
+    if (!t.wait_peers.empty()) {
+        cfg.wait_peers = static_cast<std::size_t>(parse_count(t.wait_peers, "--wait-peers"));
+    }
+    cfg.linger = duration_option(t.linger, "--linger");
+    check_linger(cfg.linger);
+}
+
+// record and replay: their own options, then the socket's (endpoints, -c, --timeout, --hwm,
+// -X, security).
+void apply_stream(const tool_options& options, spooler_config& cfg, const spooler_text& t) {
+    if (cfg.command == spooler_command::record) {
+        apply_record(options, cfg, t);
+    } else {
+        apply_replay(options, cfg, t);
+    }
+    if (cfg.endpoints.empty()) {
+        throw usage_error{"no endpoint given (--endpoint EP, e.g. --endpoint " +
+                              std::string(cfg.command == spooler_command::record
+                                              ? "@tcp://*:5557"
+                                              : ">tcp://host:5557") +
+                              "; see --help)",
+                          exit_usage};
+    }
+    check_endpoints(cfg.endpoints, cfg.kind.default_action);
+    if (!t.count.empty()) {
+        cfg.count = parse_count(t.count, "--count");
+    }
+    if (!t.timeout.empty()) {
+        cfg.timeout = duration_option(t.timeout, "--timeout");
+    }
+    if (cfg.hwm < 0) {
+        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),
+                          exit_usage};
+    }
+    for (const auto& s : t.sockopts) {
+        cfg.socket_options.push_back(parse_socket_option(s));
+    }
+    cfg.security = options.security();
+}
+
+} // namespace
+
+std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
+                                                                   const char* const* argv) {
+    spooler_config cfg;
+    const char* head = nullptr;
+    int consumed = 2;
+    if (auto text = choose_command(argc, argv, cfg, head, consumed)) {
+        return *text;
+    }
+    const bool streams =
+        cfg.command == spooler_command::record || cfg.command == spooler_command::replay;
+    spooler_text t;
+    tool_options options("spooler", false); // --version only as the first argument
+    describe_spooler_options(options, cfg, t);
     std::vector<const char*> args;
     args.push_back(argv[0]);
     for (int i = consumed; i < argc; ++i) {
         args.push_back(argv[i]);
     }
-    po::variables_map vm;
-    parse_all("spooler", static_cast<int>(args.size()), args.data(), all, &positional, vm);
-    if (vm.count("help") != 0U) {
+    options.parse(static_cast<int>(args.size()), args.data());
+    if (options.wants_help()) {
         std::ostringstream text;
-        text << head << "\n\nOptions:\n" << desc;
-        if (is_record || is_replay) {
+        text << head << "\n\nOptions:\n" << options.options();
+        if (streams) {
             text << "\n-X names: " << known_socket_options() << "\n\n"
-                 << security << security_help();
+                 << options.security_options() << security_help();
         }
         text << common_tail;
         return print_and_exit{text.str(), exit_ok};
     }
-    if (directory.empty()) {
+    if (t.directory.empty()) {
         throw usage_error{"no spool directory given (zmqkit-spooler " +
-                              std::string(to_string(command)) + " DIR; see --help)",
+                              std::string(to_string(cfg.command)) + " DIR; see --help)",
                           exit_usage};
     }
-    cfg.directory = directory;
-    cfg.json = vm.count("json") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
-
-    if (!limit.empty()) {
-        cfg.limit = parse_unsigned(limit, "--limit");
+    cfg.directory = t.directory;
+    cfg.json = options.given("json");
+    cfg.verbosity = options.verbosity();
+    if (!t.limit.empty()) {
+        cfg.limit = parse_count(t.limit, "--limit");
     }
-    if (command == spooler_command::dlq_requeue) {
-        cfg.all = vm.count("all") != 0U;
-        if (!id.empty()) {
-            cfg.id = message_id::parse(id);
-            if (!cfg.id) {
-                throw usage_error{"--id '" + id +
-                                      "' is not a message id (a UUID such as "
-                                      "0190163d-8694-739b-aea5-966c26f8ad91)",
-                                  exit_usage};
-            }
-        }
-        if (cfg.all == cfg.id.has_value()) {
-            throw usage_error{"dlq requeue needs exactly one of --id ID or --all", exit_usage};
-        }
+    if (cfg.command == spooler_command::dlq_requeue) {
+        apply_dlq_requeue(options, cfg, t);
     }
-    if (is_record || is_replay) {
-        if (is_record) {
-            cfg.kind = choose_socket_kind(vm, {"pull", "sub"}, "pull");
-            if (!cfg.topics.empty() && cfg.kind.type != zmq::socket_type::sub) {
-                throw usage_error{"--topic needs --sub", exit_usage};
-            }
-            if (cfg.topics.empty()) {
-                cfg.topics.emplace_back();
-            }
-            cfg.raw = vm.count("raw") != 0U;
-            try {
-                (void)sync_policy::parse(cfg.sync);
-            } catch (const zmqkit::error& e) {
-                throw usage_error{std::string("--sync: ") + e.what(), exit_usage};
-            }
-            if (!segment_bytes.empty()) {
-                cfg.segment_bytes = parse_unsigned(segment_bytes, "--segment-bytes");
-                if (*cfg.segment_bytes < 4096) {
-                    throw usage_error{"--segment-bytes must be at least 4096", exit_usage};
-                }
-            }
-            if (!batch.empty()) {
-                cfg.batch = parse_unsigned(batch, "--batch");
-                if (cfg.batch == 0) {
-                    throw usage_error{"--batch must be at least 1", exit_usage};
-                }
-            }
-            if (!idle.empty()) {
-                cfg.idle_timeout = duration_option(idle, "--idle-timeout");
-            }
-        } else {
-            cfg.kind = choose_socket_kind(vm, {"push", "pub"}, "push");
-            if (!from_sequence.empty() && !since.empty()) {
-                throw usage_error{"--from-sequence and --since exclude each other", exit_usage};
-            }
-            if (!from_sequence.empty()) {
-                cfg.from_sequence = parse_unsigned(from_sequence, "--from-sequence");
-            }
-            if (!since.empty()) {
-                const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count();
-                cfg.since_ns = parse_time(since, now);
-            }
-            if (!rate.empty()) {
-                double r = 0;
-                auto [ptr, ec] = std::from_chars(rate.data(), rate.data() + rate.size(), r);
-                if (ec != std::errc{} || ptr != rate.data() + rate.size() || !std::isfinite(r) ||
-                    r < 0.001 || r > 1e9) {
-                    throw usage_error{"--rate '" + rate +
-                                          "' is not a number of messages per second from "
-                                          "0.001 to 1e9",
-                                      exit_usage};
-                }
-                cfg.rate = r;
-            }
-            if (!wait_peers.empty()) {
-                cfg.wait_peers =
-                    static_cast<std::size_t>(parse_unsigned(wait_peers, "--wait-peers"));
-            }
-            cfg.linger = duration_option(linger, "--linger");
-            check_linger(cfg.linger);
-        }
-        if (cfg.endpoints.empty()) {
-            throw usage_error{"no endpoint given (--endpoint EP, e.g. --endpoint " +
-                                  std::string(is_record ? "@tcp://*:5557" : ">tcp://host:5557") +
-                                  "; see --help)",
-                              exit_usage};
-        }
-        check_endpoints(cfg.endpoints, cfg.kind.default_action);
-        if (!count.empty()) {
-            cfg.count = parse_unsigned(count, "--count");
-        }
-        if (!timeout.empty()) {
-            cfg.timeout = duration_option(timeout, "--timeout");
-        }
-        if (cfg.hwm < 0) {
-            throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(cfg.hwm),
-                              exit_usage};
-        }
-        for (const auto& s : sockopts) {
-            cfg.socket_options.push_back(parse_socket_option(s));
-        }
-        cfg.security = resolve_side_security(vm, "zmqkit-spooler", false, "zmqkit-spooler");
+    if (streams) {
+        apply_stream(options, cfg, t);
     }
     return cfg;
 }

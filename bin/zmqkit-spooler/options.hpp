@@ -16,10 +16,10 @@
 
 namespace zmqkit::cli {
 
-// Exit codes of zmqkit-spooler beyond cli.hpp's (sysexits.h values; docs/cli.md).
-inline constexpr int exit_spool_damaged = 65; // EX_DATAERR: verify found damage
-inline constexpr int exit_no_spool = 66;      // EX_NOINPUT: no spool there, or unreadable
-inline constexpr int exit_spool_in_use = 75;  // EX_TEMPFAIL: another process holds the spool
+// What cli.hpp's exit codes mean to zmqkit-spooler (docs/cli.md).
+inline constexpr int exit_spool_damaged = exit_data_error; // verify found damage
+inline constexpr int exit_no_spool = exit_no_input;        // no spool there, or unreadable
+inline constexpr int exit_spool_in_use = exit_timeout;     // another process holds the spool
 
 enum class spooler_command {
     inspect,

@@ -18,10 +18,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-std::string signal_text(int sig) {
-    return std::string("received ") + strsignal(sig) + ", stopping";
-}
-
 } // namespace
 
 namespace {
@@ -156,7 +152,7 @@ int run_record(const spooler_config& cfg, const logger& log, shutdown_signals& s
         if (now >= next_check) { // at most every 50 ms on a busy stream
             next_check = now + std::chrono::milliseconds(50);
             if (auto sig = signals.poll()) {
-                log.info(signal_text(*sig));
+                log_stop_signal(log, *sig);
                 stopped = true;
                 break;
             }
@@ -301,22 +297,14 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
         peers.emplace(context, sock, cfg.verbosity >= 1 ? &log : nullptr);
     }
     handshake_monitor* client_handshakes = cfg.security.server() ? nullptr : handshakes.get();
-    const auto started = clock::now();
-    const auto handshake_limit = cfg.timeout.value_or(std::chrono::milliseconds(10000));
-    bool refused = false;
-    // A secured client whose handshakes fail gives up after the limit with the reason.
-    auto handshake_gave_up = [&]() {
-        if (!refused && client_handshakes != nullptr && clock::now() - started >= handshake_limit) {
-            const auto st = client_handshakes->stats();
-            refused = st.succeeded == 0 && st.failed > 0;
-        }
-        return refused;
-    };
+    // A client whose peers cannot be reached (a refused handshake, a host that does not
+    // resolve) gives up after the limit with the reason, as zmqkit-send does.
+    peer_reachability reach(cfg.endpoints, cfg.kind.default_action);
+    reach.watch(client_handshakes, peers ? &*peers : nullptr);
+    handshake_give_up give_up(reach, client_handshakes, cfg.security.server(), cfg.timeout);
+    const auto started = give_up.started();
     auto report_refused = [&]() {
-        log.error("no message could be sent to " + join_endpoints(cfg.endpoints) + " within " +
-                  describe_duration(handshake_limit) + ": " + handshake_problem(client_handshakes));
-        sock.set(zmq::sockopt::linger, 0);
-        return exit_unavailable;
+        return give_up.report(log, "no message could be sent to", cfg.endpoints, sock);
     };
     attach_all(sock, cfg.endpoints, cfg.kind.default_action, log);
 
@@ -326,7 +314,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
             return true;
         }
         if (auto sig = signals.poll()) {
-            log.info(signal_text(*sig));
+            log_stop_signal(log, *sig);
             stopped = true;
         }
         return stopped;
@@ -338,7 +326,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
         if (stopped) {
             return exit_ok;
         }
-        if (seen == 0 && client_handshakes != nullptr && client_handshakes->stats().failed > 0) {
+        if (seen == 0 && !reach.why_unreachable().empty()) {
             return report_refused();
         }
         if (seen < cfg.wait_peers) {
@@ -391,7 +379,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
                           more ? zmq::send_flags::sndmore : zmq::send_flags::none)) {
                 return true;
             }
-            if (stop() || handshake_gave_up()) { // the send waited sndtimeo: no room, no peer
+            if (stop() || give_up.check()) { // the send waited sndtimeo: no room, no peer
                 return false;
             }
         }
@@ -407,7 +395,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
             for (auto now = clock::now(); now < next_send; now = clock::now()) {
                 const auto wait = std::chrono::ceil<std::chrono::milliseconds>(next_send - now);
                 if (auto sig = signals.wait(wait)) {
-                    log.info(signal_text(*sig));
+                    log_stop_signal(log, *sig);
                     stopped = true;
                     return false;
                 }
@@ -455,15 +443,11 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
             " (sequences " + std::to_string(*first_sent) + ".." + std::to_string(last_sent) + ")";
     }
     log.info(summary);
-    if (!stopped && !refused && client_handshakes != nullptr && sent > 0 &&
-        client_handshakes->stats().succeeded == 0) {
+    if (!stopped && sent > 0) {
         // Queued messages wait for a handshake, at most what is left of the limit.
-        const auto left = std::max(
-            std::chrono::milliseconds(0),
-            std::chrono::ceil<std::chrono::milliseconds>(started + handshake_limit - clock::now()));
-        refused = !client_handshakes->wait_handshake(left);
+        give_up.wait_for_queued(std::nullopt);
     }
-    if (refused && !stopped) {
+    if (give_up.gave_up() && !stopped) {
         return report_refused();
     }
     if (stopped) {

@@ -4,6 +4,7 @@
 // peer without blocking, receiving one, the control socket.
 #pragma once
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/header.hpp>
 #include <zmqkit/metrics.hpp>
@@ -153,13 +154,7 @@ inline std::string_view view(const zmq::message_t& f) {
 }
 
 inline std::string hex(std::string_view s) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (const char c : s) {
-        out += digits[(static_cast<unsigned char>(c) >> 4) & 0xf];
-        out += digits[static_cast<unsigned char>(c) & 0xf];
-    }
-    return out;
+    return to_hex(s);
 }
 
 // A device's STATUS document (nlohmann::ordered_json: members stay in the order they are

@@ -3,21 +3,19 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include <charconv>
+#include <zmqkit/encoding.hpp>
 
 namespace zmqkit::patterns::ppp {
 namespace {
 
 std::string printable(std::string_view s) {
-    static constexpr char digits[] = "0123456789abcdef";
     std::string out;
     for (const char c : s.substr(0, 16)) {
         const auto u = static_cast<unsigned char>(c);
         if (u >= 0x20 && u < 0x7f) {
             out += c;
         } else {
-            out += "\\x";
-            out += digits[u >> 4];
-            out += digits[u & 0xf];
+            out += "\\x" + to_hex({&c, 1});
         }
     }
     return s.size() > 16 ? out + "..." : out;

@@ -7,6 +7,7 @@
 #include "zmqkit-send/sender.hpp"
 
 #include <zmqkit/codec.hpp>
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include "support/process.hpp"
@@ -28,7 +29,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -203,13 +203,7 @@ TEST(send_recv, length_prefixed_binary_is_byte_exact) {
     const auto lines = split_lines(all_stdout(recv));
     ASSERT_EQ(lines.size(), bodies.size());
     for (std::size_t i = 0; i < bodies.size(); ++i) {
-        std::string hex;
-        for (const char c : bodies[i]) {
-            static constexpr char digits[] = "0123456789abcdef";
-            hex += digits[static_cast<unsigned char>(c) >> 4];
-            hex += digits[static_cast<unsigned char>(c) & 15];
-        }
-        EXPECT_EQ(lines[i], hex) << "message " << i;
+        EXPECT_EQ(lines[i], zmqkit::to_hex(bodies[i])) << "message " << i;
     }
 }
 
@@ -794,7 +788,7 @@ TEST(send_recv_parts, formatter_and_helpers) {
     EXPECT_TRUE(zmqkit::is_valid_utf8("h\xc3\xa9llo"));
     EXPECT_FALSE(zmqkit::is_valid_utf8("\xc3"));
     EXPECT_FALSE(zmqkit::is_valid_utf8("\xed\xa0\x80")); // a surrogate
-    EXPECT_EQ(cli::base64_encode("ab"), "YWI=");
+    EXPECT_EQ(zmqkit::base64_encode("ab"), "YWI=");
     EXPECT_THROW(cli::message_formatter("%h"), cli::usage_error);
 }
 
@@ -1143,11 +1137,11 @@ TEST(send_recv_parts, json_output_is_never_silently_lossy) {
     EXPECT_EQ(out.find("\xef\xbf\xbd"), std::string::npos) << out; // no U+FFFD
     const auto j = nlohmann::json::parse(out);
     EXPECT_FALSE(j.contains("body"));
-    EXPECT_EQ(j["body_base64"], cli::base64_encode(body));
+    EXPECT_EQ(j["body_base64"], zmqkit::base64_encode(body));
     EXPECT_EQ(j["headers"]["ok"], "fine");
     ASSERT_EQ(j["headers_base64"].size(), 1U);
-    EXPECT_EQ(j["headers_base64"][0][0]["base64"], cli::base64_encode(std::string("n\xff", 2)));
-    EXPECT_EQ(j["headers_base64"][0][1]["base64"], cli::base64_encode(std::string("v\xfe", 2)));
+    EXPECT_EQ(j["headers_base64"][0][0]["base64"], zmqkit::base64_encode(std::string("n\xff", 2)));
+    EXPECT_EQ(j["headers_base64"][0][1]["base64"], zmqkit::base64_encode(std::string("v\xfe", 2)));
     // And zmqkit-send --json reads it back to the same bytes.
     header back;
     std::string back_body;
@@ -1172,7 +1166,7 @@ TEST(send_recv_parts, json_output_names_an_older_publishers_id) {
     auto j = nlohmann::json::parse(out);
     EXPECT_EQ(j["publisher_id"], legacy.to_string()) << out;
     EXPECT_EQ(j["sequence"], 7);
-    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], cli::base64_encode(legacy_bytes));
+    EXPECT_EQ(j["headers"]["zmqkit-publisher"]["base64"], zmqkit::base64_encode(legacy_bytes));
     // Key 12 wins when both are present.
     h.publisher_id = current;
     out.clear();
@@ -1418,17 +1412,8 @@ TEST(send_recv, timeout_bounds_the_whole_run_linger_and_close_included) {
 // that cannot be reached), not reported as a generic timeout.
 TEST(send_recv, a_host_name_that_does_not_resolve_is_named_exit_69) {
     const std::string host = "nosuchhost.invalid";
-    {
-        // The check needs a resolver that answers (NXDOMAIN, or "no network") quickly.
-        const auto start = std::chrono::steady_clock::now();
-        addrinfo* result = nullptr;
-        const int rc = ::getaddrinfo(host.c_str(), nullptr, nullptr, &result);
-        if (result != nullptr) {
-            ::freeaddrinfo(result);
-        }
-        if (rc == 0 || std::chrono::steady_clock::now() - start > 1s) {
-            GTEST_SKIP() << "this machine's resolver does not fail fast for " << host;
-        }
+    if (!resolver_fails_fast(host)) { // the check needs NXDOMAIN or "no network" quickly
+        GTEST_SKIP() << "this machine's resolver does not fail fast for " << host;
     }
     const std::string endpoint = "tcp://" + host + ":5555";
     auto send = run_timed(send_cmd({"--data", "x", "--timeout", "3s", endpoint}));

@@ -831,3 +831,25 @@ TEST(spooler, replay_sends_every_message_in_order_to_a_pull_socket) {
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.err, HasSubstr("replayed 0 message(s)"));
 }
+
+// Replay gives up on a peer it cannot reach by the rule zmqkit-send follows
+// (handshake_give_up): once its sends wait (here: --hwm 1 and no peer), a host name that does
+// not resolve is exit 69 with the reason after --timeout, not a replay that waits for ever.
+TEST(spooler, replay_to_a_host_that_does_not_resolve_is_exit_69_with_the_reason) {
+    const std::string host = "nosuchhost.invalid";
+    if (!resolver_fails_fast(host)) { // the check needs NXDOMAIN or "no network" quickly
+        GTEST_SKIP() << "this machine's resolver does not fail fast for " << host;
+    }
+    temp_directory dir("spooler");
+    metrics_registry registry;
+    {
+        spool s(small_spool(dir.path(), registry));
+        (void)append_messages(s, 20, 100); // committed
+    }
+    const std::string endpoint = "tcp://" + host + ":5557";
+    auto r = spooler({"replay", dir.path().string(), "--endpoint", ">" + endpoint, "--hwm", "1",
+                      "--timeout", "2s", "--linger", "0"});
+    EXPECT_EQ(r.code, 69) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("no message could be sent to >" + endpoint +
+                                 " within 2 s: cannot resolve host " + host));
+}

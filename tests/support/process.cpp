@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -177,6 +178,16 @@ std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
         // Keep the pipes drained so the child never blocks on a full stderr while we wait.
         pump(std::chrono::milliseconds(5));
     }
+}
+
+bool resolver_fails_fast(const std::string& host) {
+    const auto start = std::chrono::steady_clock::now();
+    addrinfo* result = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), nullptr, nullptr, &result);
+    if (result != nullptr) {
+        ::freeaddrinfo(result);
+    }
+    return rc != 0 && std::chrono::steady_clock::now() - start <= std::chrono::seconds(1);
 }
 
 } // namespace zmqkit::testing

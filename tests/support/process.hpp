@@ -53,4 +53,8 @@ private:
     std::optional<int> status_;
 };
 
+// Whether this machine's resolver fails fast (within a second) for `host`, a name that must not
+// resolve: tests of "cannot resolve host" skip where it does not.
+[[nodiscard]] bool resolver_fails_fast(const std::string& host);
+
 } // namespace zmqkit::testing

@@ -2,7 +2,9 @@
 // condition with a deadline.
 #pragma once
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/socket.hpp>
+#include <zmqkit/socket_monitor.hpp>
 
 #include <gtest/gtest.h>
 #include <zmq.hpp>
@@ -29,18 +31,8 @@ using namespace std::chrono_literals;
 // checkout's absolute path: ccache then reuses test objects across checkouts.
 std::filesystem::path source_dir();
 
-// The bytes in lower-case hex, two digits a byte ("ff01" for "\xff\x01").
-inline std::string to_hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(bytes.size() * 2);
-    for (const char ch : bytes) {
-        const auto c = static_cast<unsigned char>(ch);
-        out += digits[c >> 4U];
-        out += digits[c & 15U];
-    }
-    return out;
-}
+// The bytes in lower-case hex, two digits a byte ("ff01" for "\xff\x01"): the library's.
+using zmqkit::to_hex;
 
 // Polls cond until true or the deadline; true if it became true. Between checks it waits,
 // 50 us at first and doubling up to 5 ms, so that a waiting test leaves the CPU to the threads
@@ -161,34 +153,31 @@ private:
 // there), so tests never sleep for "connection established".
 class handshake_monitor {
 public:
-    handshake_monitor(zmq::context_t& ctx, zmq::socket_t& socket)
-        : pair_(ctx, zmq::socket_type::pair) {
-        const std::string endpoint = "inproc://" + unique_name("monitor");
-        if (zmq_socket_monitor(socket.handle(), endpoint.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED) !=
-            0) {
-            throw std::runtime_error("zmq_socket_monitor failed");
-        }
-        pair_.set(zmq::sockopt::linger, 0);
-        pair_.connect(endpoint);
-        socket_ = socket.handle();
-    }
-    ~handshake_monitor() { zmq_socket_monitor(socket_, nullptr, 0); }
-    handshake_monitor(const handshake_monitor&) = delete;
+    handshake_monitor(zmq::context_t& /*ctx*/, zmq::socket_t& socket)
+        : monitor_(socket, ZMQ_EVENT_HANDSHAKE_SUCCEEDED,
+                   [this](const zmqkit::socket_event&) { ++seen_; }) {}
+    handshake_monitor(const handshake_monitor&) = delete; // the handler holds `this`
     handshake_monitor& operator=(const handshake_monitor&) = delete;
 
-    // True once a handshake succeeded within timeout.
+    // True once one more handshake (than the earlier calls returned) succeeded within timeout.
     bool wait(std::chrono::milliseconds timeout) {
-        auto event = recv_within(pair_, timeout); // frame 1: event id + value
-        if (!event) {
-            return false;
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (seen_ <= taken_) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) {
+                return false;
+            }
+            (void)monitor_.poll(left);
         }
-        (void)recv_within(pair_, timeout); // frame 2: endpoint
+        ++taken_;
         return true;
     }
 
 private:
-    zmq::socket_t pair_;
-    void* socket_ = nullptr;
+    std::size_t seen_ = 0;
+    std::size_t taken_ = 0;
+    zmqkit::socket_monitor monitor_; // last: its handler counts into seen_
 };
 
 // Path of a built binary (ZMQKIT_BIN_DIR is set by CTest).
