@@ -40,6 +40,39 @@ macro(zmqkit_apply_sanitizer)
     endif()
 endmacro()
 
+# zmqkit_library_properties(target): what every installed zmqkit library carries: its VERSION
+# and SOVERSION (0.x: major.minor, since a 0.x minor release may break the ABI; from 1.0: major),
+# and position-independent code (a static zmqkit links into a user's shared library).
+function(zmqkit_library_properties target)
+    if(PROJECT_VERSION_MAJOR EQUAL 0)
+        set(soversion ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+    else()
+        set(soversion ${PROJECT_VERSION_MAJOR})
+    endif()
+    set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${soversion}
+                          POSITION_INDEPENDENT_CODE ON)
+endfunction()
+
+# zmqkit_pattern_library(target EXPORT_NAME name SOURCES files...): one pattern's library
+# (zmqkit_<target>, alias zmqkit::<name>, file libzmqkit-<name>): public on zmqkit::core,
+# private on the pattern helpers and nlohmann (BUILD_INTERFACE: users need neither). It is added
+# to the global property ZMQKIT_PATTERN_TARGETS, which the umbrella zmqkit::patterns and the
+# install rules read.
+function(zmqkit_pattern_library target)
+    cmake_parse_arguments(ARG "" "EXPORT_NAME" "SOURCES" ${ARGN})
+    add_library(${target} ${ARG_SOURCES})
+    add_library(zmqkit::${ARG_EXPORT_NAME} ALIAS ${target})
+    string(REPLACE "_" "-" file_name "zmqkit-${ARG_EXPORT_NAME}")
+    set_target_properties(${target} PROPERTIES OUTPUT_NAME ${file_name}
+                          EXPORT_NAME ${ARG_EXPORT_NAME})
+    zmqkit_library_properties(${target})
+    target_link_libraries(${target} PUBLIC zmqkit_core)
+    target_link_libraries(${target} PRIVATE zmqkit_pattern_common
+                          $<BUILD_INTERFACE:nlohmann_json::nlohmann_json>)
+    zmqkit_warnings(${target})
+    set_property(GLOBAL APPEND PROPERTY ZMQKIT_PATTERN_TARGETS ${target})
+endfunction()
+
 # zmqkit_library(<target> <name> sources...): a project library exported as zmqkit::<name>, file
 # libzmqkit-<name>, with the public headers of include/ and C++20 for its users, and the
 # project's warnings.
@@ -51,6 +84,7 @@ function(zmqkit_library target name)
     target_include_directories(${target} PUBLIC
         $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
         $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+    zmqkit_library_properties(${target})
     target_compile_features(${target} PUBLIC cxx_std_20)
     zmqkit_warnings(${target})
 endfunction()

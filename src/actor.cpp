@@ -5,6 +5,8 @@
 
 #include <poll.h>
 
+using namespace std::chrono_literals;
+
 namespace zmqkit {
 namespace {
 

@@ -149,7 +149,7 @@ bool socket::recv(message& out, std::chrono::milliseconds timeout) {
     return receive(out, timeout, nullptr);
 }
 
-std::optional<message> socket::recv(std::chrono::milliseconds timeout, std::string& topic) {
+std::optional<message> socket::recv(std::string& topic, std::chrono::milliseconds timeout) {
     std::optional<message> out(std::in_place);
     if (!receive(*out, timeout, &topic)) {
         out.reset();

@@ -43,8 +43,12 @@ enum exit_code : int {
     exit_config = 78,      // unreadable or malformed config file
 };
 
-// A usage or configuration problem, with the exit code to leave with.
-struct usage_error {
+// A usage or configuration problem, with the exit code to leave with. A std::exception (what()
+// is the message), so code that catches std::exception sees it too.
+struct usage_error : std::exception {
+    usage_error(std::string text, int exit = exit_usage) : message(std::move(text)), code(exit) {}
+    [[nodiscard]] const char* what() const noexcept override { return message.c_str(); }
+
     std::string message;
     int code = exit_usage;
 };

@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 
+using namespace std::chrono_literals;
+
 namespace po = boost::program_options;
 
 namespace zmqkit::cli {

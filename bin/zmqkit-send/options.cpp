@@ -8,6 +8,8 @@
 #include <cmath>
 #include <sstream>
 
+using namespace std::chrono_literals;
+
 namespace po = boost::program_options;
 
 namespace zmqkit::cli {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/export.hpp>
 
 #include <zmq.hpp>
 
@@ -19,8 +20,6 @@
 
 namespace zmqkit {
 
-using namespace std::chrono_literals;
-
 // Base class of every component that runs on its own thread.
 //
 // Lifecycle: construct -> start() -> [command()...] -> stop() (or destruction).
@@ -31,7 +30,7 @@ using namespace std::chrono_literals;
 // Subclasses implement setup() (create and bind sockets, register them with watch()) and may
 // override on_command(), on_stop() and teardown(). Everything but the public methods runs on
 // the actor thread. Public methods are thread-safe.
-class actor {
+class ZMQKIT_API actor {
 public:
     actor(const actor&) = delete;
     actor& operator=(const actor&) = delete;
@@ -39,17 +38,18 @@ public:
 
     // Starts the thread and waits (at most `timeout`) for setup() to finish.
     // Throws component_error if setup() threw, or did not finish in time, or if already started.
-    void start(std::chrono::milliseconds timeout = 10s);
+    void start(std::chrono::milliseconds timeout = std::chrono::seconds{10});
 
     // Asks the actor to stop; on_stop(deadline) may drain until the deadline; then joins.
     // Idempotent; noexcept. Returns after the thread has ended — except when called from the
     // actor's own thread (a handler), where it only makes the loop exit after the handler.
-    void stop(std::chrono::milliseconds deadline = 5s) noexcept;
+    void stop(std::chrono::milliseconds deadline = std::chrono::seconds{5}) noexcept;
 
     // Sends a command (one or more frames) and waits at most `timeout` for the reply frames.
     // nullopt on timeout or when the actor is not running. Thread-safe.
     [[nodiscard]] std::optional<std::vector<std::string>>
-    command(const std::vector<std::string>& frames, std::chrono::milliseconds timeout = 5s);
+    command(const std::vector<std::string>& frames,
+            std::chrono::milliseconds timeout = std::chrono::seconds{5});
 
     // True between a successful start() and the end of the actor thread.
     [[nodiscard]] bool running() const noexcept { return running_.load(); }

@@ -4,6 +4,7 @@
 // decode_status value naming what is wrong. The decoder is fuzzed (tests/fuzz).
 #pragma once
 
+#include <zmqkit/export.hpp>
 #include <zmqkit/header.hpp>
 
 #include <cstddef>
@@ -33,7 +34,7 @@ inline constexpr unsigned max_header_nesting = 32;
 // is empty; "unknown_key" for a key this version does not define), `value` carries the version
 // number, frame count or byte offset involved, and `detail` says what was found instead of
 // what the field must hold (e.g. "a string", "0", "all zeros (the sender did not set it)").
-struct decode_status {
+struct ZMQKIT_API decode_status {
     decode_errc code = decode_errc::ok;
     std::string_view field; // static storage
     std::uint64_t value = 0;

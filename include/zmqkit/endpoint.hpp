@@ -9,6 +9,8 @@
 // port; zmqkit reports the endpoint actually bound (see attach()).
 #pragma once
 
+#include <zmqkit/export.hpp>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,7 +24,7 @@ namespace zmqkit {
 enum class endpoint_action { bind, connect };
 
 // One parsed entry of an endpoint list.
-struct endpoint {
+struct ZMQKIT_API endpoint {
     endpoint_action action = endpoint_action::connect;
     std::string address; // without the '@' / '>' prefix, e.g. "tcp://127.0.0.1:5555"
 

@@ -3,6 +3,7 @@
 // The wire encoding is normative in docs/wire-protocol.md; encode/decode live in codec.hpp.
 #pragma once
 
+#include <zmqkit/export.hpp>
 #include <zmqkit/message_id.hpp>
 
 #include <cstddef>
@@ -22,7 +23,7 @@ inline constexpr std::uint64_t protocol_version = 1;
 // another type (docs/wire-protocol.md §2 and §6). decode_header keeps them verbatim and
 // encode_header writes them back after the known keys, so a device that decodes a header,
 // changes a field (the attempt, a user header) and encodes it again passes them on unchanged.
-struct unknown_entries {
+struct ZMQKIT_API unknown_entries {
     std::string bytes;     // `count` msgpack key/value pairs, as they arrived
     std::size_t count = 0; // pairs in `bytes`
 
@@ -31,7 +32,7 @@ struct unknown_entries {
 };
 
 // Metadata of one message. Plain value type; not synchronised.
-struct header {
+struct ZMQKIT_API header {
     message_id id;                  // unique id of this message (nil until assigned)
     message_id correlation_id;      // id of the conversation's first message (== id for a new one)
     message_id causation_id;        // id of the message that caused this one (nil: none)

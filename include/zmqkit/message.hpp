@@ -2,6 +2,7 @@
 #pragma once
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/header.hpp>
 
 #include <msgpack.hpp>
@@ -17,7 +18,7 @@ namespace zmqkit {
 // zmq::message_t travels to libzmq without a copy (bodies above the socket's inline limit),
 // and a received body is a view into the frame it arrived in, never copied out.
 // Move-only (like zmq::message_t). Not synchronised: one thread at a time.
-class message {
+class ZMQKIT_API message {
 public:
     // Empty body, nil header (ids are assigned when sent).
     message() = default;

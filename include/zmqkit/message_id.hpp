@@ -1,6 +1,8 @@
 // zmqkit — 128-bit, time-ordered message identifiers (UUIDv7 layout, RFC 9562).
 #pragma once
 
+#include <zmqkit/export.hpp>
+
 #include <array>
 #include <compare>
 #include <cstdint>
@@ -16,7 +18,7 @@ namespace zmqkit {
 // thread are strictly increasing; ids from different threads and processes are unique with
 // overwhelming probability and sort by creation time to the millisecond.
 // The nil id (all zero) means "absent". Trivially copyable; thread-safe to copy.
-class message_id {
+class ZMQKIT_API message_id {
 public:
     static constexpr std::size_t size = 16;
 
@@ -66,7 +68,7 @@ private:
     std::array<std::uint8_t, size> bytes_{};
 };
 
-struct message_id_hash {
+struct ZMQKIT_API message_id_hash {
     std::size_t operator()(const message_id& id) const noexcept;
 };
 

@@ -2,6 +2,8 @@
 // text and JSON.
 #pragma once
 
+#include <zmqkit/export.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -17,7 +19,7 @@ namespace zmqkit {
 using metric_labels = std::map<std::string, std::string>;
 
 // A monotonically increasing count. add() is lock-free and may be called from any thread.
-class counter {
+class ZMQKIT_API counter {
 public:
     void add(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
     [[nodiscard]] std::uint64_t value() const noexcept {
@@ -29,7 +31,7 @@ private:
 };
 
 // A value that goes up and down (queue depth, in-flight count, age in seconds).
-class gauge {
+class ZMQKIT_API gauge {
 public:
     void set(std::int64_t v) noexcept { value_.store(v, std::memory_order_relaxed); }
     void add(std::int64_t n) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
@@ -43,7 +45,7 @@ private:
 
 // Owns counters and gauges. Registration takes a lock and returns a reference that stays valid
 // for the registry's lifetime; the same (name, labels) returns the same metric. Thread-safe.
-class metrics_registry {
+class ZMQKIT_API metrics_registry {
 public:
     metrics_registry() = default;
     metrics_registry(const metrics_registry&) = delete;

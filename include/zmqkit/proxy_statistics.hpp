@@ -2,6 +2,7 @@
 // STATISTICS reply, and the control-socket commands every zmqkit device answers.
 #pragma once
 
+#include <zmqkit/export.hpp>
 #include <zmqkit/metrics.hpp>
 
 #include <zmq.hpp>
@@ -16,7 +17,7 @@ namespace zmqkit {
 
 // Eight counters, in the order zmq_proxy_steerable (libzmq 4.3) replies to STATISTICS.
 // "messages" are whole multipart messages; "bytes" the sum of their frames.
-struct proxy_statistics {
+struct ZMQKIT_API proxy_statistics {
     std::uint64_t frontend_messages_in = 0;
     std::uint64_t frontend_bytes_in = 0;
     std::uint64_t frontend_messages_out = 0;
@@ -40,7 +41,7 @@ struct proxy_statistics {
 // The eight counters behind proxy_statistics, registered as zmqkit_device_*{component=<name>}
 // (names shared by every device kind, so one dashboard reads them all). Lock-free to update
 // from the device's thread and to read from any other.
-struct device_counters {
+struct ZMQKIT_API device_counters {
     counter* frontend_in = nullptr;
     counter* frontend_bytes_in = nullptr;
     counter* frontend_out = nullptr;
@@ -62,7 +63,7 @@ struct device_counters {
 // What a device's drain (stop() or TERMINATE) could not finish before its deadline. Every
 // device reports through this one type, so zmqkit-proxy logs it and adds it to its final
 // statistics the same way in every mode.
-struct drain_report {
+struct ZMQKIT_API drain_report {
     // Messages the device had taken in (received, or waiting in its input queue) and never
     // passed on: lost when the process ends. Stream, forwarder: messages not forwarded; lb,
     // mdp: requests queued or at a worker and not answered; durable: messages held back

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/metrics.hpp>
 
 #include <zmq.hpp>
@@ -25,7 +26,7 @@ namespace zmqkit {
 
 // A bad key, key file, certificate directory or security setting. what() names the file (and
 // line) or setting and what is wrong, never the secret itself.
-class security_error : public config_error {
+class ZMQKIT_API security_error : public config_error {
 public:
     using config_error::config_error;
 };
@@ -39,7 +40,7 @@ public:
 // A CURVE certificate: a key pair plus metadata. On disk it is CZMQ's zcert format: a public
 // file NAME (metadata and "curve" / "public-key") and a secret file NAME_secret (the same plus
 // "secret-key", mode 0600). Keys are Z85 text (40 characters).
-struct certificate {
+struct ZMQKIT_API certificate {
     std::string public_key;
     std::string secret_key; // empty when loaded from a public file
     std::vector<std::pair<std::string, std::string>> metadata; // in file order
@@ -85,7 +86,7 @@ enum class security_mechanism {
 
 // How one socket protects its connections. Default: plaintext, anyone (ZeroMQ's default).
 // Apply before bind/connect (zmqkit::socket does it in its constructor; devices in setup()).
-struct socket_security {
+struct ZMQKIT_API socket_security {
     security_mechanism mechanism = security_mechanism::null;
     bool server = false;    // the side that checks peers (usually the side that binds)
     std::string public_key; // CURVE: this socket's own key pair (Z85). A client without one
@@ -124,7 +125,7 @@ void apply_security(zmq::socket_t& socket, const socket_security& s);
 // Who a ZAP domain lets in. IP filters come first and apply to every mechanism: a denied
 // address never gets in; a non-empty allow list admits only its addresses. Entries are
 // addresses or CIDR blocks ("127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8").
-struct zap_policy {
+struct ZMQKIT_API zap_policy {
     std::vector<std::string> allow_ips;
     std::vector<std::string> deny_ips;
     // CURVE: any client with a valid handshake (encryption only), or only listed keys.
@@ -135,7 +136,7 @@ struct zap_policy {
     std::filesystem::path plain_password_file;
 };
 
-struct authenticator_options {
+struct ZMQKIT_API authenticator_options {
     // Where denials, reloads and skipped certificate files are reported (one line each, never a
     // key or password). Default: standard error, prefixed "zmqkit: ".
     std::function<void(std::string_view)> log;
@@ -144,7 +145,7 @@ struct authenticator_options {
 };
 
 // Counts of ZAP decisions (also zmqkit_zap_requests_total{domain,mechanism,result,reason}).
-struct authenticator_stats {
+struct ZMQKIT_API authenticator_stats {
     std::uint64_t allowed = 0;
     std::uint64_t denied = 0;
     std::uint64_t malformed = 0; // ZAP requests that did not follow RFC 27 (answered 500)
@@ -155,7 +156,7 @@ struct authenticator_stats {
 // the sockets it protects and keep it alive while they are. A request for a domain without a
 // policy is denied (fail closed). Every denial is logged with the peer address, mechanism,
 // domain and reason, and counted. Thread-safe.
-class authenticator {
+class ZMQKIT_API authenticator {
 public:
     authenticator(zmq::context_t& context, authenticator_options options = {});
     ~authenticator();
@@ -178,7 +179,7 @@ private:
 
 // A failed handshake described: what handshake_monitor logs and counts, and what a client tool
 // reports when it gives up (one wording wherever a refusal is reported).
-struct handshake_failure {
+struct ZMQKIT_API handshake_failure {
     std::string label;      // metric label: mechanism_mismatch, zap_denied, ...
     std::string text;       // readable reason
     bool definitive = true; // false: may be transient (a connection closed mid-handshake)
@@ -191,7 +192,7 @@ struct handshake_failure {
                                                            bool bind_side, bool curve_client);
 
 // What a handshake_monitor saw on one socket.
-struct handshake_stats {
+struct ZMQKIT_API handshake_stats {
     std::uint64_t connected = 0;    // TCP/IPC connections made or accepted
     std::uint64_t succeeded = 0;    // security handshakes completed
     std::uint64_t failed = 0;       // handshakes that failed (any reason)
@@ -208,7 +209,7 @@ struct handshake_stats {
 //
 // Construct and destroy it on the thread that owns the socket, after apply_security() and
 // before bind/connect; destroy it before closing the socket.
-class handshake_monitor {
+class ZMQKIT_API handshake_monitor {
 public:
     handshake_monitor(zmq::context_t& context, zmq::socket_t& socket, std::string socket_name,
                       std::function<void(std::string_view)> log = {},

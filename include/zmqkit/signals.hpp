@@ -1,6 +1,8 @@
 // zmqkit — orderly shutdown on SIGINT / SIGTERM for programs built on zmqkit.
 #pragma once
 
+#include <zmqkit/export.hpp>
+
 #include <chrono>
 #include <optional>
 
@@ -11,7 +13,7 @@ namespace zmqkit {
 // timeout. On destruction the previous signal mask is restored. Not copyable.
 // What a signal means is the caller's choice: zmqkit-proxy (a daemon) reloads on SIGHUP and
 // never stops for it; the shell tools stop on all three (SIGHUP: their terminal went away).
-class shutdown_signals {
+class ZMQKIT_API shutdown_signals {
 public:
     shutdown_signals();
     ~shutdown_signals();

@@ -3,6 +3,7 @@
 
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/security.hpp>
@@ -18,15 +19,15 @@
 
 namespace zmqkit {
 
-using namespace std::chrono_literals;
-
 // Options every zmqkit socket applies at creation. Defaults are bounded: no infinite linger,
 // no infinite send block.
-struct socket_options {
-    int send_hwm = 1000;                         // ZMQ_SNDHWM, messages
-    int recv_hwm = 1000;                         // ZMQ_RCVHWM, messages
-    std::chrono::milliseconds linger = 1000ms;   // ZMQ_LINGER; never infinite (clamped >= 0)
-    std::chrono::milliseconds send_timeout = 5s; // how long send() may block at the HWM
+struct ZMQKIT_API socket_options {
+    int send_hwm = 1000; // ZMQ_SNDHWM, messages
+    int recv_hwm = 1000; // ZMQ_RCVHWM, messages
+    // ZMQ_LINGER; never infinite (clamped >= 0)
+    std::chrono::milliseconds linger = std::chrono::milliseconds{1000};
+    // How long send() may block at the HWM
+    std::chrono::milliseconds send_timeout = std::chrono::seconds{5};
     // Bodies up to this size travel in the header's frame ([header+body], one frame: a copy of
     // the body is cheaper than a second frame); larger ones in a frame of their own, without a
     // copy. 0: always two frames. Receivers accept both (docs/wire-protocol.md §1).
@@ -40,7 +41,7 @@ struct socket_options {
 };
 
 // Counters a socket keeps (registered as zmqkit_socket_* {socket="<name>"}).
-struct socket_counters {
+struct ZMQKIT_API socket_counters {
     counter* messages_sent;
     counter* bytes_sent;
     counter* messages_received;
@@ -57,7 +58,7 @@ enum class frame_layout {
 
 // Owns one zmq::socket_t. Not thread-safe (like every ZeroMQ socket): use from one thread.
 // Move-only; destruction closes the socket with the configured linger.
-class socket {
+class ZMQKIT_API socket {
 public:
     socket(zmq::context_t& context, zmq::socket_type type, socket_options options = {});
     socket(socket&&) noexcept = default;
@@ -92,9 +93,16 @@ public:
     // Receives into `out`, reusing its header's string capacity (the hot-path form: no
     // message is constructed or moved). False on timeout; out is unspecified then.
     [[nodiscard]] bool recv(message& out, std::chrono::milliseconds timeout);
-    // Like recv, and also returns the topic frame (SUB).
-    [[nodiscard]] std::optional<message> recv(std::chrono::milliseconds timeout,
-                                              std::string& topic);
+    // Like recv, and also returns the topic frame (SUB). The timeout comes last in every
+    // recv overload (as in zmqkit::socket's other forms and the patterns' handles).
+    [[nodiscard]] std::optional<message> recv(std::string& topic,
+                                              std::chrono::milliseconds timeout);
+    // The former argument order of recv(topic, timeout).
+    [[deprecated(
+        "use recv(topic, timeout): the timeout comes last")]] [[nodiscard]] std::optional<message>
+    recv(std::chrono::milliseconds timeout, std::string& topic) {
+        return recv(topic, timeout);
+    }
     // recv(message&, timeout) that also returns the topic frame (SUB), its capacity reused.
     [[nodiscard]] bool recv(message& out, std::string& topic, std::chrono::milliseconds timeout);
     // Typed receive: the body decoded as T. Throws body_type_error if it does not convert.

@@ -2,6 +2,8 @@
 // (tests/fuzz/durable_protocol_fuzz.cpp): never throws on any input, never reads out of bounds.
 #include <zmqkit/patterns/durable.hpp>
 
+#include "durable_protocol.hpp"
+
 #include <charconv>
 #include <cstring>
 

@@ -6,6 +6,7 @@
 #include <zmqkit/patterns/durable.hpp>
 
 #include "../common/device_support.hpp"
+#include "durable_protocol.hpp"
 
 #include <algorithm>
 #include <cerrno>

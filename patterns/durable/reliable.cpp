@@ -4,9 +4,11 @@
 #include <zmqkit/patterns/durable.hpp>
 
 #include "../common/device_support.hpp"
+#include "durable_protocol.hpp"
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace zmqkit::patterns {
 namespace {
@@ -86,6 +88,18 @@ reliable_sender::reliable_sender(zmq::context_t& context, reliable_sender_option
 }
 
 reliable_sender::~reliable_sender() = default;
+
+reliable_sender::reliable_sender(reliable_sender&& other) noexcept = default;
+
+reliable_sender& reliable_sender::operator=(reliable_sender&& other) noexcept {
+    // Member-wise assignment would close the old socket before its handshake monitor stops:
+    // destroy this one in order (monitor first), then take other's state.
+    if (this != &other) {
+        this->~reliable_sender();
+        new (this) reliable_sender(std::move(other));
+    }
+    return *this;
+}
 
 // ---- the ring of kept messages and its id index ----
 
@@ -453,7 +467,20 @@ reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_
     send_credit();
 }
 
+reliable_receiver::reliable_receiver(reliable_receiver&& other) noexcept = default;
+
+reliable_receiver& reliable_receiver::operator=(reliable_receiver&& other) noexcept {
+    if (this != &other) { // acks and BYE of this one first, its monitor before its socket
+        this->~reliable_receiver();
+        new (this) reliable_receiver(std::move(other));
+    }
+    return *this;
+}
+
 reliable_receiver::~reliable_receiver() {
+    if (socket_.handle() == nullptr) {
+        return; // moved from
+    }
     try {
         flush_acks();
         (void)socket_.send(zmq::buffer(proto::bye), zmq::send_flags::dontwait);

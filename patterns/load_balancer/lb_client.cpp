@@ -5,8 +5,10 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"
+#include "../common/socket_close.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace zmqkit::patterns {
 namespace {
@@ -42,7 +44,7 @@ std::optional<lb_error_reply> parse_raw_error_reply(std::string_view frame) {
 }
 
 lb_client::lb_client(zmq::context_t& context, lb_client_options options)
-    : options_(std::move(options)), context_(context) {
+    : options_(std::move(options)), context_(&context) {
     if (options_.endpoint.empty()) {
         throw config_error("load-balancer client: the broker's frontend endpoint is required");
     }
@@ -55,24 +57,37 @@ lb_client::lb_client(zmq::context_t& context, lb_client_options options)
 }
 
 lb_client::~lb_client() {
-    if (socket_) {
-        socket_->set(zmq::sockopt::linger, 0);
+    detail::close_now(socket_, handshakes_);
+}
+
+lb_client::lb_client(lb_client&& other) noexcept = default;
+
+lb_client& lb_client::operator=(lb_client&& other) noexcept {
+    if (this != &other) {
+        detail::close_now(socket_, handshakes_); // requests pending here are dropped
+        options_ = std::move(other.options_);
+        context_ = other.context_;
+        socket_ = std::exchange(other.socket_, std::nullopt);
+        handshakes_ = std::move(other.handshakes_);
+        pending_ = std::move(other.pending_);
+        retry_order_ = std::move(other.retry_order_);
+        last_reconnect_ = other.last_reconnect_;
+        late_replies_ = other.late_replies_;
+        resent_ = other.resent_;
+        reconnects_ = other.reconnects_;
+        malformed_ = other.malformed_;
+        frames_ = std::move(other.frames_);
+        completed_ = other.completed_;
     }
+    return *this;
 }
 
 void lb_client::open_socket() {
-    if (socket_) {
-        socket_->set(zmq::sockopt::linger, 0); // what the old socket still holds is resent
-        handshakes_.reset();                   // before its socket closes
-        socket_.reset();
-    }
-    socket_.emplace(context_, zmq::socket_type::dealer);
+    detail::close_now(socket_, handshakes_); // what the old socket still holds is resent
+    socket_.emplace(*context_, zmq::socket_type::dealer);
     auto& s = *socket_;
-    s.set(zmq::sockopt::linger,
-          static_cast<int>(std::max<std::int64_t>(0, options_.socket.linger.count())));
-    s.set(zmq::sockopt::sndhwm, options_.socket.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, options_.socket.recv_hwm);
-    handshakes_ = detail::apply_side_security(context_, s, options_.socket.security,
+    detail::apply_socket_options(s, options_.socket);
+    handshakes_ = detail::apply_side_security(*context_, s, options_.socket.security,
                                               options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(s);

@@ -6,6 +6,9 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"
+#include "../common/peer_liveness.hpp"
+#include "../common/socket_close.hpp"
+#include "ppp_protocol.hpp"
 
 #include <algorithm>
 
@@ -43,18 +46,15 @@ lb_worker::lb_worker(zmq::context_t& context, lb_worker_options options, lb_hand
     if (!handler_) {
         throw config_error("load-balancer worker '" + options_.name + "': a handler is required");
     }
-    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0 ||
-        options_.reconnect_initial.count() <= 0) {
-        throw config_error("load-balancer worker '" + options_.name +
-                           "': heartbeat interval, liveness and reconnect delay must be positive");
-    }
+    liveness_ = std::make_unique<detail::peer_liveness>(
+        detail::peer_liveness::settings{options_.heartbeat_interval, options_.liveness,
+                                        options_.reconnect_initial, options_.reconnect_max},
+        "load-balancer worker '" + options_.name + "'");
     if (options_.prefetch == 0) {
         throw config_error("load-balancer worker '" + options_.name +
                            "': prefetch must be at least 1 (1: one request at a time)");
     }
     ready_command_ = ready_command(options_.prefetch);
-    options_.reconnect_max = std::max(options_.reconnect_max, options_.reconnect_initial);
-    backoff_ = options_.reconnect_initial;
     frames_.reserve(8);
     views_.reserve(8);
 }
@@ -71,18 +71,13 @@ lb_worker_counters lb_worker::counters() const noexcept {
 void lb_worker::setup() {
     open_socket();
     watch(*socket_, [this] { handle_incoming(); });
-    every(std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
-                     std::chrono::milliseconds(100)),
-          [this] { tick(); });
+    every(liveness_->tick_interval(), [this] { tick(); });
 }
 
 void lb_worker::open_socket() {
     socket_.emplace(context(), zmq::socket_type::dealer);
     auto& s = *socket_;
-    s.set(zmq::sockopt::linger,
-          static_cast<int>(std::max<std::int64_t>(0, options_.socket.linger.count())));
-    s.set(zmq::sockopt::sndhwm, options_.socket.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, options_.socket.recv_hwm);
+    detail::apply_socket_options(s, options_.socket);
     s.set(zmq::sockopt::sndtimeo, static_cast<int>(options_.socket.send_timeout.count()));
     handshakes_ = detail::apply_side_security(context(), s, options_.socket.security,
                                               options_.socket.name, options_.socket.registry);
@@ -90,9 +85,7 @@ void lb_worker::open_socket() {
         options_.configure(s);
     }
     (void)attach(s, options_.endpoint, endpoint_action::connect);
-    const auto now = clock::now();
-    last_heard_ = now;
-    next_heartbeat_ = now + options_.heartbeat_interval;
+    liveness_->connected();
     send_command(ready_command_);
 }
 
@@ -101,34 +94,19 @@ void lb_worker::send_command(std::string_view command) {
 }
 
 void lb_worker::tick() {
-    const auto now = clock::now();
-    if (reconnect_at_) {
-        if (now >= *reconnect_at_) {
-            reconnect_at_.reset();
-            open_socket();
-            set_watch_enabled(*socket_, true);
-            reconnects_.fetch_add(1);
-        }
-        return;
-    }
-    if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
-        if (options_.log) {
-            options_.log("broker silent for more than " +
-                         std::to_string(options_.heartbeat_interval.count() * options_.liveness) +
-                         " ms; reconnecting in " + std::to_string(backoff_.count()) + " ms");
-        }
-        set_watch_enabled(*socket_, false);
-        socket_->set(zmq::sockopt::linger, 0);
-        handshakes_.reset(); // before its socket closes
-        socket_.reset();
-        reconnect_at_ = now + backoff_;
-        backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
-        return;
-    }
-    if (now >= next_heartbeat_) {
-        next_heartbeat_ = now + options_.heartbeat_interval;
-        send_command(ppp::heartbeat_byte);
-    }
+    liveness_->dispatch([this] { send_command(ppp::heartbeat_byte); },
+                        [this](const std::string& why) {
+                            if (options_.log) {
+                                options_.log(why);
+                            }
+                            set_watch_enabled(*socket_, false);
+                            detail::close_now(socket_, handshakes_);
+                        },
+                        [this] {
+                            open_socket();
+                            set_watch_enabled(*socket_, true);
+                            reconnects_.fetch_add(1);
+                        });
 }
 
 void lb_worker::handle_incoming() {
@@ -152,8 +130,7 @@ void lb_worker::handle_incoming() {
         if (n == 0) {
             return;
         }
-        last_heard_ = clock::now();
-        backoff_ = options_.reconnect_initial;
+        liveness_->heard();
         views_.clear();
         for (std::size_t i = 0; i < n; ++i) {
             views_.push_back(view(frames_[i]));
@@ -279,9 +256,7 @@ void lb_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
         }
     }
     send_command(ppp::disconnect_byte);
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-    socket_->set(zmq::sockopt::linger,
-                 static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000)));
+    detail::linger_until(*socket_, deadline);
 }
 
 void lb_worker::teardown() noexcept {

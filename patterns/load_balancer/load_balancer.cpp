@@ -6,6 +6,7 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"
+#include "ppp_protocol.hpp"
 
 #include <algorithm>
 #include <cerrno>

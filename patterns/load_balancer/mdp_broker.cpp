@@ -6,6 +6,7 @@
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"
+#include "mdp_protocol.hpp"
 
 #include <algorithm>
 #include <deque>

@@ -4,11 +4,15 @@
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"
+#include "../common/socket_close.hpp"
+#include "mdp_protocol.hpp"
+
+#include <utility>
 
 namespace zmqkit::patterns {
 
 mdp_client::mdp_client(zmq::context_t& context, mdp_client_options options)
-    : options_(std::move(options)), context_(context) {
+    : options_(std::move(options)), context_(&context) {
     if (options_.endpoint.empty()) {
         throw config_error("MDP client: the broker's frontend endpoint is required");
     }
@@ -20,22 +24,32 @@ mdp_client::mdp_client(zmq::context_t& context, mdp_client_options options)
 }
 
 mdp_client::~mdp_client() {
-    if (socket_) {
-        socket_->set(zmq::sockopt::linger, 0);
+    detail::close_now(socket_, handshakes_);
+}
+
+mdp_client::mdp_client(mdp_client&& other) noexcept = default;
+
+mdp_client& mdp_client::operator=(mdp_client&& other) noexcept {
+    if (this != &other) {
+        detail::close_now(socket_, handshakes_);
+        options_ = std::move(other.options_);
+        context_ = other.context_;
+        socket_ = std::exchange(other.socket_, std::nullopt);
+        handshakes_ = std::move(other.handshakes_);
+        resent_ = other.resent_;
+        reconnects_ = other.reconnects_;
+        malformed_ = other.malformed_;
     }
+    return *this;
 }
 
 void mdp_client::open_socket() {
-    if (socket_) {
-        // A reply still on its way to the old socket is lost with it: it can never be taken
-        // for the answer to a later request.
-        socket_->set(zmq::sockopt::linger, 0);
-        handshakes_.reset(); // before its socket closes
-        socket_.reset();
-    }
-    socket_.emplace(context_, zmq::socket_type::dealer);
+    // A reply still on its way to the old socket is lost with it: it can never be taken for
+    // the answer to a later request.
+    detail::close_now(socket_, handshakes_);
+    socket_.emplace(*context_, zmq::socket_type::dealer);
     detail::apply_socket_options(*socket_, options_.socket);
-    handshakes_ = detail::apply_side_security(context_, *socket_, options_.socket.security,
+    handshakes_ = detail::apply_side_security(*context_, *socket_, options_.socket.security,
                                               options_.socket.name, options_.socket.registry);
     if (options_.configure) {
         options_.configure(*socket_);
@@ -43,8 +57,8 @@ void mdp_client::open_socket() {
     (void)attach(*socket_, options_.endpoint, endpoint_action::connect);
 }
 
-std::optional<std::vector<std::string>> mdp_client::call(std::string_view service,
-                                                         std::vector<std::string> body) {
+result<std::vector<std::string>> mdp_client::call(std::string_view service,
+                                                  std::vector<std::string> body) {
     if (body.empty()) {
         throw config_error("MDP client: a request needs at least one body frame");
     }
@@ -98,15 +112,22 @@ std::optional<std::vector<std::string>> mdp_client::call(std::string_view servic
             return reply;
         }
     }
-    return std::nullopt;
+    return result<std::vector<std::string>>::failed(
+        "timeout", "no reply from service '" + std::string(service) + "' after " +
+                       std::to_string(options_.attempts) + " sends");
 }
 
-std::optional<std::string> mdp_client::service_status(std::string_view service) {
+result<std::string> mdp_client::service_status(std::string_view service) {
     auto reply = call(mmi::service, {std::string(service)});
-    if (!reply || reply->size() != 1) {
-        return std::nullopt;
+    if (!reply) {
+        return result<std::string>::failed(reply.error(), reply.reason());
     }
-    return reply->front();
+    if (reply->size() != 1) {
+        return result<std::string>::failed("malformed", "mmi.service answered with " +
+                                                            std::to_string(reply->size()) +
+                                                            " frames instead of one");
+    }
+    return std::move(reply->front());
 }
 
 } // namespace zmqkit::patterns

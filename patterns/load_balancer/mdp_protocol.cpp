@@ -2,6 +2,8 @@
 // (tests/fuzz/mdp_protocol_fuzz.cpp): never throws on any input, never reads out of bounds.
 #include <zmqkit/patterns/majordomo.hpp>
 
+#include "mdp_protocol.hpp"
+
 #include <zmqkit/encoding.hpp>
 namespace zmqkit::patterns::mdp {
 namespace {

@@ -5,6 +5,9 @@
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"
+#include "../common/peer_liveness.hpp"
+#include "../common/socket_close.hpp"
+#include "mdp_protocol.hpp"
 
 #include <algorithm>
 
@@ -39,13 +42,10 @@ mdp_worker::mdp_worker(zmq::context_t& context, mdp_worker_options options, mdp_
     if (!handler_) {
         throw config_error(who + ": a handler is required");
     }
-    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0 ||
-        options_.reconnect_initial.count() <= 0) {
-        throw config_error(who +
-                           ": heartbeat interval, liveness and reconnect delay must be positive");
-    }
-    options_.reconnect_max = std::max(options_.reconnect_max, options_.reconnect_initial);
-    backoff_ = options_.reconnect_initial;
+    liveness_ = std::make_unique<detail::peer_liveness>(
+        detail::peer_liveness::settings{options_.heartbeat_interval, options_.liveness,
+                                        options_.reconnect_initial, options_.reconnect_max},
+        who);
     frames_.reserve(8);
 }
 
@@ -61,9 +61,7 @@ mdp_worker_counters mdp_worker::counters() const noexcept {
 void mdp_worker::setup() {
     open_socket();
     watch(*socket_, [this] { handle_incoming(); });
-    every(std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
-                     std::chrono::milliseconds(100)),
-          [this] { tick(); });
+    every(liveness_->tick_interval(), [this] { tick(); });
 }
 
 void mdp_worker::open_socket() {
@@ -76,17 +74,13 @@ void mdp_worker::open_socket() {
         options_.configure(s);
     }
     (void)attach(s, options_.endpoint, endpoint_action::connect);
-    const auto now = clock::now();
-    last_heard_ = now;
-    next_heartbeat_ = now + options_.heartbeat_interval;
+    liveness_->connected();
     send_frames(s, {"", mdp::worker_protocol, mdp::ready_command, options_.service});
 }
 
 void mdp_worker::close_socket() {
     set_watch_enabled(*socket_, false);
-    socket_->set(zmq::sockopt::linger, 0);
-    handshakes_.reset(); // before its socket closes
-    socket_.reset();
+    detail::close_now(socket_, handshakes_);
 }
 
 void mdp_worker::send_command(std::string_view command) {
@@ -94,41 +88,27 @@ void mdp_worker::send_command(std::string_view command) {
 }
 
 void mdp_worker::tick() {
-    const auto now = clock::now();
-    if (reconnect_at_) {
-        if (now >= *reconnect_at_) {
-            reconnect_at_.reset();
-            open_socket();
-            set_watch_enabled(*socket_, true);
-            reconnects_.fetch_add(1);
-        }
-        return;
-    }
-    if (now - last_heard_ > options_.heartbeat_interval * options_.liveness) {
-        if (options_.log) {
-            options_.log("broker silent for more than " +
-                         std::to_string(options_.heartbeat_interval.count() * options_.liveness) +
-                         " ms; reconnecting in " + std::to_string(backoff_.count()) + " ms");
-        }
-        close_socket();
-        reconnect_at_ = now + backoff_;
-        backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
-        return;
-    }
-    if (now >= next_heartbeat_) {
-        next_heartbeat_ = now + options_.heartbeat_interval;
-        send_command(mdp::heartbeat_command);
-    }
+    liveness_->dispatch([this] { send_command(mdp::heartbeat_command); },
+                        [this](const std::string& why) {
+                            if (options_.log) {
+                                options_.log(why);
+                            }
+                            close_socket();
+                        },
+                        [this] {
+                            open_socket();
+                            set_watch_enabled(*socket_, true);
+                            reconnects_.fetch_add(1);
+                        });
 }
 
 void mdp_worker::handle_incoming() {
-    for (int round = 0; round < 64 && socket_ && !reconnect_at_; ++round) {
+    for (int round = 0; round < 64 && socket_ && !liveness_->reconnecting(); ++round) {
         const std::size_t n = detail::receive_multipart(*socket_, frames_);
         if (n == 0) {
             return;
         }
-        last_heard_ = clock::now();
-        backoff_ = options_.reconnect_initial;
+        liveness_->heard();
         std::vector<std::string_view> views;
         views.reserve(n);
         for (std::size_t i = 0; i < n; ++i) {
@@ -153,7 +133,7 @@ void mdp_worker::handle_incoming() {
             // 7/MDP: close the socket and register again on a new one.
             disconnects_.fetch_add(1);
             close_socket();
-            reconnect_at_ = clock::now();
+            liveness_->reconnect_now();
             return;
         }
     }
@@ -172,7 +152,7 @@ void mdp_worker::answer(const std::vector<std::string_view>& frames, std::size_t
         }
         send_command(mdp::disconnect_command);
         close_socket();
-        reconnect_at_ = clock::now();
+        liveness_->reconnect_now();
         return;
     }
     if (reply.empty()) {
@@ -202,9 +182,7 @@ void mdp_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
         return;
     }
     send_command(mdp::disconnect_command);
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-    socket_->set(zmq::sockopt::linger,
-                 static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000)));
+    detail::linger_until(*socket_, deadline);
 }
 
 void mdp_worker::teardown() noexcept {

@@ -2,6 +2,8 @@
 // never throws on any input, never reads out of bounds.
 #include <zmqkit/patterns/load_balancer.hpp>
 
+#include "ppp_protocol.hpp"
+
 #include <charconv>
 #include <zmqkit/encoding.hpp>
 

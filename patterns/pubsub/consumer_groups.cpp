@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <set>
 
+using namespace std::chrono_literals;
+
 namespace zmqkit::patterns {
 namespace {
 

@@ -24,6 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+using namespace std::chrono_literals;
+
 namespace zmqkit::patterns {
 namespace {
 

@@ -7,6 +7,8 @@
 
 #include <thread>
 
+using namespace std::chrono_literals;
+
 namespace zmqkit::patterns {
 namespace {
 

@@ -2,6 +2,8 @@
 // tags) with arbitrary multipart messages: the input is split into frames at 0xFF bytes. The
 // whole input is also a producer batch's payload: split into entries (checked to tile the input
 // exactly and to rebuild it byte for byte) whose headers are decoded as the proxy does.
+#include "patterns/durable/durable_protocol.hpp"
+
 #include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/durable.hpp>
 

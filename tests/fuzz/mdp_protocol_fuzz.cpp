@@ -1,5 +1,7 @@
 // Fuzzes the 7/MDP frame parsers (client requests and replies, worker messages, broker
 // messages) with arbitrary multipart messages: the input is split into frames at 0xFF bytes.
+#include "patterns/load_balancer/mdp_protocol.hpp"
+
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include <cstddef>

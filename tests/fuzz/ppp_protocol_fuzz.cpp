@@ -1,6 +1,8 @@
 // Fuzzes the 6/PPP frame parsers (worker messages, broker messages, client requests) with
 // arbitrary multipart messages: the input is split into frames at 0xFF bytes. Covers zmqkit's
 // READY with credit ("\x01" "credit=N"; seeds ready_credit* in corpus/ppp_protocol_fuzz).
+#include "patterns/load_balancer/ppp_protocol.hpp"
+
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include <cstddef>

@@ -2,6 +2,8 @@
 // under credit, ack / nack / timeout / consumer loss, restart over the same spool, duplicate
 // suppression on both sides, back-pressure at a full spool, best-effort PUSH/PULL, malformed
 // input. Every check is by message id.
+#include "patterns/durable/durable_protocol.hpp"
+
 #include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/durable.hpp>
 

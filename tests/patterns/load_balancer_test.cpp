@@ -5,6 +5,8 @@
 // and duplicate replies dropped by the client; worker credit (prefetch): READY with credit and
 // the tag frame (golden), 10,000 requests over prefetching workers, a prefetching worker lost
 // with several requests, first reply wins, graceful stop under load.
+#include "patterns/load_balancer/ppp_protocol.hpp"
+
 #include <zmqkit/codec.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 

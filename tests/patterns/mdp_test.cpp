@@ -4,6 +4,8 @@
 // mmi.service 200/404 and 501, a worker registering mmi.* disconnected, a silent worker
 // expiring (injected clock) with its request re-dispatched, unexpected commands answered with
 // DISCONNECT, malformed frames counted and dropped while the broker keeps serving.
+#include "patterns/load_balancer/mdp_protocol.hpp"
+
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "support/testing.hpp"
@@ -270,7 +272,7 @@ TEST_F(mdp_fixture, library_worker_and_client_speak_the_rfc_frames) {
     send_frames(worker, {"", "MDPW01", ready_byte, "upper"});
     ASSERT_TRUE(ready_workers(broker, "upper", 1));
     mdp_client client(ctx, client_options(broker));
-    std::optional<std::vector<std::string>> reply;
+    zmqkit::result<std::vector<std::string>> reply;
     std::thread caller([&] { reply = client.call("upper", {"abc", "def"}); });
     const auto request = next_command(worker);
     ASSERT_EQ(request.size(), 7u);

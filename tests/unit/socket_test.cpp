@@ -137,7 +137,7 @@ TEST_F(pair_fixture, topic_layout_on_pub_sub) {
         ASSERT_TRUE(pub.send("other.topic", ignored));
         message m{"o-1"};
         ASSERT_TRUE(pub.send("orders.created", m));
-        got = sub.recv(10ms, topic);
+        got = sub.recv(topic, 10ms);
     }
     ASSERT_TRUE(got.has_value());
     EXPECT_EQ(topic, "orders.created");

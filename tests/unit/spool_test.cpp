@@ -9,6 +9,8 @@
 #include <fstream>
 #include <map>
 
+using namespace std::chrono_literals;
+
 namespace zmqkit {
 namespace {
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/message_id_window.hpp>
 #include <zmqkit/metrics.hpp>
@@ -32,7 +33,8 @@
 
 namespace zmqkit::patterns {
 
-// Command words of the durable protocol (docs/wire-protocol.md §7).
+// Command words of the durable protocol (docs/wire-protocol.md §7). The parsers of its frames
+// are private to the library (patterns/durable/durable_protocol.hpp).
 namespace durable_protocol {
 inline constexpr std::string_view confirm = "CONFIRM"; // proxy -> producer: [CONFIRM][ids]
 inline constexpr std::string_view reject = "REJECT";   // proxy -> producer: [REJECT][id][why]
@@ -47,52 +49,11 @@ inline constexpr std::string_view nack_dead_letter = "dead-letter";
 // Bytes of the big-endian length before each entry of a batch.
 inline constexpr std::size_t batch_length_size = 4;
 
-// A consumer's command, parsed from its frames (after the routing id). Views into the frames.
-struct consumer_command {
-    enum class kind { credit_window, acked, nacked, leaving };
-    kind what = kind::leaving;
-    std::uint32_t credit = 0; // CREDIT
-    std::string_view tags;    // ACK, NACK: 8-byte big-endian tags, concatenated (size % 8 == 0)
-    bool requeue = true;      // NACK: requeue, or dead-letter
-    std::string_view reason;  // NACK: may be empty
-    [[nodiscard]] std::size_t tag_count() const noexcept { return tags.size() / 8; }
-    [[nodiscard]] std::uint64_t tag(std::size_t i) const noexcept;
-};
-// Parses [CREDIT][n] | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason]) | [BYE].
-// nullopt if malformed; `why` then says what is wrong (for a log line). Never throws.
-[[nodiscard]] std::optional<consumer_command>
-parse_consumer_command(const std::vector<std::string_view>& frames, std::string& why);
-
-// A proxy's reply to a producer, parsed: [CONFIRM][ids] or [REJECT][id][reason].
-struct producer_reply {
-    bool confirmed = true;   // CONFIRM, or REJECT
-    std::string_view ids;    // 16-byte ids, concatenated (size % 16 == 0; one id for REJECT)
-    std::string_view reason; // REJECT
-    [[nodiscard]] std::size_t id_count() const noexcept { return ids.size() / message_id::size; }
-    [[nodiscard]] message_id id(std::size_t i) const noexcept;
-};
-[[nodiscard]] std::optional<producer_reply>
-parse_producer_reply(const std::vector<std::string_view>& frames);
-
-// A delivery's frames: [DELIVER][tag][header...]. nullopt if it is not one.
-[[nodiscard]] std::optional<std::uint64_t>
-parse_delivery_tag(const std::vector<std::string_view>& frames);
-
-// Splits the payload frame of [BATCH][payload] into its entries (views into `payload`, each
-// an inline-layout message [header+body]; the headers are not decoded here). The payload is
-// one or more entries, each a 4-byte big-endian length L >= 1 and then L bytes, with nothing
-// after the last. False if it is not exactly that: `why` then names the fault and its byte
-// offset in the payload (for the REJECT and the log). `entries` is cleared first (its capacity
-// is reused). Never throws, never reads outside `payload`.
-[[nodiscard]] bool parse_batch(std::string_view payload, std::vector<std::string_view>& entries,
-                               std::string& why);
-// Appends one entry (its length, then `message`) to a batch payload being built.
-void append_batch_entry(std::string& payload, std::string_view message);
 } // namespace durable_protocol
 
 // ---- the durable proxy ------------------------------------------------------------------------
 
-struct durable_proxy_options {
+struct ZMQKIT_API durable_proxy_options {
     // ROUTER for producers that want confirms (DEALER; REQ works too, one confirm per request).
     std::string frontend;
     // PULL for fire-and-forget producers (PUSH). Optional.
@@ -116,16 +77,19 @@ struct durable_proxy_options {
     socket_security control_security; // who may PAUSE/TERMINATE the proxy
     std::size_t batch = 4096;         // messages read per wake-up before one group commit
     // An unacknowledged delivery is requeued after this (attempt + 1, with backoff).
-    std::chrono::milliseconds ack_timeout = 30s;
+    std::chrono::milliseconds ack_timeout = std::chrono::seconds{30};
     // A consumer that sent nothing (CREDIT doubles as heartbeat) for this long is gone: its
     // in-flight messages are requeued at once.
-    std::chrono::milliseconds consumer_timeout = 10s;
+    std::chrono::milliseconds consumer_timeout = std::chrono::seconds{10};
     // Delay before a requeued message is delivered again: backoff * 2^(attempt-1), capped.
-    std::chrono::milliseconds redelivery_backoff = 1s;
-    std::chrono::milliseconds redelivery_backoff_max = 60s;
-    std::chrono::milliseconds drain_timeout = 5s;  // TERMINATE / stop(): time to commit and confirm
-    std::chrono::milliseconds tick = 20ms;         // timer resolution (timeouts, interval sync)
-    std::chrono::milliseconds start_timeout = 60s; // recovery of a large spool happens in start()
+    std::chrono::milliseconds redelivery_backoff = std::chrono::seconds{1};
+    std::chrono::milliseconds redelivery_backoff_max = std::chrono::seconds{60};
+    // TERMINATE / stop(): time to commit and confirm
+    std::chrono::milliseconds drain_timeout = std::chrono::seconds{5};
+    // Timer resolution (timeouts, interval sync)
+    std::chrono::milliseconds tick = std::chrono::milliseconds{20};
+    // Recovery of a large spool happens in start()
+    std::chrono::milliseconds start_timeout = std::chrono::seconds{60};
     metrics_registry* registry = nullptr;
     // Called on the actor thread with one line per notable event: recovery findings, disk
     // full and recovered, the spool turning read-only, malformed input (rate-limited), a
@@ -138,7 +102,7 @@ struct durable_proxy_options {
 // only after the message's record is committed per the spool's sync policy; every delivery only
 // after its delivery record is. Messages reach a single consumer in spool order (redeliveries
 // aside). Thread-safe public methods.
-class durable_proxy : public actor {
+class ZMQKIT_API durable_proxy : public actor {
 public:
     durable_proxy(zmq::context_t& context, durable_proxy_options options);
     ~durable_proxy() override;
@@ -186,11 +150,11 @@ private:
 
 // ---- reliable sender --------------------------------------------------------------------------
 
-struct reliable_sender_options {
+struct ZMQKIT_API reliable_sender_options {
     std::string endpoint;      // the proxy's frontend; entries without a prefix connect
     std::size_t window = 1000; // unconfirmed messages in flight before send() waits
     // An unconfirmed message is sent again (same id: the proxy confirms it once) after this.
-    std::chrono::milliseconds retry_interval = 2s;
+    std::chrono::milliseconds retry_interval = std::chrono::seconds{2};
     // Producer batching (docs/wire-protocol.md §7.1): up to batch_messages messages, and up to
     // batch_bytes of them (a larger message goes alone), leave as ONE ZeroMQ message
     // [BATCH][entries]. 1 (the default) = no batching: each message is its own ZeroMQ message,
@@ -218,7 +182,7 @@ struct reliable_sender_options {
 // At-least-once sending through a durable proxy: every message is kept until the proxy confirms
 // it is on disk, and resent (same id, so it is stored once) until then. Single-threaded: use
 // from one thread. Destruction does not wait for confirms: call flush() first.
-class reliable_sender {
+class ZMQKIT_API reliable_sender {
 public:
     reliable_sender(zmq::context_t& context, reliable_sender_options options);
     // Defaults for everything but the proxy's frontend endpoint.
@@ -227,13 +191,19 @@ public:
     ~reliable_sender();
     reliable_sender(const reliable_sender&) = delete;
     reliable_sender& operator=(const reliable_sender&) = delete;
+    // Movable (kept messages, counters and the socket go along); a moved-from sender may only
+    // be destroyed or assigned to. Assignment drops what this one still kept.
+    reliable_sender(reliable_sender&& other) noexcept;
+    reliable_sender& operator=(reliable_sender&& other) noexcept;
 
     // Sends m (stamped like zmqkit::socket::send; m.header().id is its id afterwards; with
     // batching it may wait in the open batch, see the options). While the window is full it
     // sends the open batch and waits for confirms, at most `timeout`; false then (m unchanged).
     // Confirms are read when the window is full and before resending; poll() reads them now.
-    [[nodiscard]] bool send(message& m, std::chrono::milliseconds timeout = 5s);
-    [[nodiscard]] bool send(message&& m, std::chrono::milliseconds timeout = 5s) {
+    [[nodiscard]] bool send(message& m,
+                            std::chrono::milliseconds timeout = std::chrono::seconds{5});
+    [[nodiscard]] bool send(message&& m,
+                            std::chrono::milliseconds timeout = std::chrono::seconds{5}) {
         return send(m, timeout);
     }
     // Handles confirms that arrived, sends a partly filled batch whose linger has passed and
@@ -323,12 +293,13 @@ private:
 
 // ---- reliable receiver ------------------------------------------------------------------------
 
-struct reliable_receiver_options {
+struct ZMQKIT_API reliable_receiver_options {
     std::string endpoint;       // the proxy's backend; entries without a prefix connect
     std::uint32_t credit = 100; // deliveries the proxy may have outstanding to this consumer
-    std::chrono::milliseconds heartbeat = 1s; // CREDIT is re-sent this often (liveness)
-    std::size_t dedup_window = 100000;        // message ids remembered as processed
-    std::size_t ack_batch = 64; // acks go out in batches of this many, or at the next recv
+    // CREDIT is re-sent this often (liveness)
+    std::chrono::milliseconds heartbeat = std::chrono::seconds{1};
+    std::size_t dedup_window = 100000; // message ids remembered as processed
+    std::size_t ack_batch = 64;        // acks go out in batches of this many, or at the next recv
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the proxy).
     socket_options socket;
     // Called with the DEALER before it connects (socket options, a monitor). With security on
@@ -337,7 +308,7 @@ struct reliable_receiver_options {
 };
 
 // One message delivered by a durable proxy. Ack it (or nack it) when done.
-struct delivery {
+struct ZMQKIT_API delivery {
     zmqkit::message message;
     std::uint64_t tag = 0;     // the proxy's delivery tag (the spool sequence number)
     std::uint32_t attempt = 1; // 1 on first delivery
@@ -346,15 +317,19 @@ struct delivery {
 // At-least-once receiving from a durable proxy, with duplicate suppression by message id: a
 // message whose id was already acked (within the dedup window) is acked again and not returned,
 // so a handler that acks after its effect sees each message once. Single-threaded.
-class reliable_receiver {
+class ZMQKIT_API reliable_receiver {
 public:
     reliable_receiver(zmq::context_t& context, reliable_receiver_options options);
     // Defaults for everything but the proxy's backend endpoint.
     reliable_receiver(zmq::context_t& context, std::string endpoint)
         : reliable_receiver(context, with_endpoint(std::move(endpoint))) {}
-    ~reliable_receiver(); // sends pending acks and BYE (bounded by linger)
+    ~reliable_receiver(); // sends pending acks and BYE (bounded by linger); never throws
     reliable_receiver(const reliable_receiver&) = delete;
     reliable_receiver& operator=(const reliable_receiver&) = delete;
+    // Movable (pending acks, the dedup window and the socket go along); a moved-from receiver
+    // may only be destroyed or assigned to. Assignment first sends this one's acks and BYE.
+    reliable_receiver(reliable_receiver&& other) noexcept;
+    reliable_receiver& operator=(reliable_receiver&& other) noexcept;
 
     // The next new delivery within `timeout`; nullopt on timeout.
     [[nodiscard]] std::optional<delivery> recv(std::chrono::milliseconds timeout);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
@@ -33,11 +34,14 @@
 
 namespace zmqkit::patterns {
 
+namespace detail {
+class peer_liveness; // heartbeats and reconnect backoff of a worker (private)
+} // namespace detail
+
 // ---- 6/PPP frames -----------------------------------------------------------------------------
 
-// The Paranoid Pirate Protocol's commands and the pure functions that parse its frames. Frames
-// are given without the routing-id frame a ROUTER adds. Parsers never throw and never read
-// outside the given views; a rejection says why (for a log line). Fuzzed: tests/fuzz.
+// The Paranoid Pirate Protocol's command frames (docs/wire-protocol.md §8). The parsers of its
+// frames are private to the library (patterns/load_balancer/ppp_protocol.hpp).
 namespace ppp {
 inline constexpr std::string_view ready_byte{"\x01", 1};      // worker -> broker, one frame
 inline constexpr std::string_view heartbeat_byte{"\x02", 1};  // both ways, one frame
@@ -61,44 +65,6 @@ enum class dialect : std::uint8_t { bytes, words };
     return d == dialect::words ? heartbeat_word : heartbeat_byte;
 }
 
-// What a worker sent the broker.
-struct worker_message {
-    enum class kind { ready, heartbeat, disconnect, reply };
-    kind what = kind::heartbeat;
-    // reply: frames [0, envelope_size) are the address stack (the first is the client's routing
-    // id at the broker's frontend), frame envelope_size is empty, the content follows (>= 1).
-    std::size_t envelope_size = 0;
-    // ready: the requests the worker takes at once (1 for a plain READY). A READY with a credit
-    // that is not a number from 1 to 2^32 - 1 is still a READY, with credit 1 and
-    // credit_rejected set (and `why` saying what was wrong), for the caller to count.
-    std::uint32_t credit = 1;
-    bool credit_rejected = false;
-    // ready: a READY with a valid credit (zmqkit's addition): the worker reads both envelope
-    // layouts, [header+body] and [header][body].
-    bool credit_announced = false;
-    // ready, heartbeat, disconnect: the dialect the command was spelt in.
-    dialect spoken = dialect::bytes;
-};
-// Parses [0x01] | [0x01 "credit=" N] | [0x02] | [0x05] (or the ASCII words) |
-// [address...][""][content...].
-[[nodiscard]] std::optional<worker_message>
-parse_worker_message(const std::vector<std::string_view>& frames, std::string& why);
-
-// What the broker sent a worker.
-struct broker_message {
-    enum class kind { heartbeat, request };
-    kind what = kind::heartbeat;
-    std::size_t envelope_size = 0; // request: as in worker_message
-};
-// Parses [0x02] (or "HEARTBEAT") | [address...][""][content...].
-[[nodiscard]] std::optional<broker_message>
-parse_broker_message(const std::vector<std::string_view>& frames, std::string& why);
-
-// A request as a ROUTER frontend receives it after the routing id: [address...][""][content...]
-// (a REQ client, or a DEALER that sends the empty delimiter first). Returns the number of
-// address frames before the delimiter (0 for a directly connected client).
-[[nodiscard]] std::optional<std::size_t>
-parse_client_request(const std::vector<std::string_view>& frames, std::string& why);
 } // namespace ppp
 
 // ---- errors carried in replies ----------------------------------------------------------------
@@ -119,7 +85,7 @@ inline constexpr std::string_view malformed = "malformed"; // a worker could not
 
 // What an error reply says: its code (one of lb_error's, or another a newer peer sends) and
 // its readable reason.
-struct lb_error_reply {
+struct ZMQKIT_API lb_error_reply {
     std::string code;
     std::string reason;
 };
@@ -136,7 +102,7 @@ inline constexpr std::string_view lb_deadline_header = "deadline-ms";
 
 // ---- the broker -------------------------------------------------------------------------------
 
-struct load_balancer_options {
+struct ZMQKIT_API load_balancer_options {
     std::string frontend; // ROUTER for clients (REQ, DEALER, lb_client); prefix-less entries bind
     std::string backend;  // ROUTER for workers (6/PPP, lb_worker); prefix-less entries bind
     std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
@@ -152,7 +118,7 @@ struct load_balancer_options {
     socket_security control_security; // who may PAUSE/TERMINATE the broker
     // The broker heartbeats every worker this often, and a worker silent for
     // heartbeat_interval x liveness is expired (6/PPP's defaults: 1000 ms x 3).
-    std::chrono::milliseconds heartbeat_interval = 1000ms;
+    std::chrono::milliseconds heartbeat_interval = std::chrono::milliseconds{1000};
     std::uint32_t liveness = 3;
     // The most requests one worker may hold at once: a worker that asks for more credit in its
     // READY (lb_worker_options::prefetch) gets this many (>= 1; 1 turns prefetch off).
@@ -168,8 +134,9 @@ struct load_balancer_options {
     // holds it keeps the slot until it answers; one that still has not heartbeat_interval x
     // liveness after the deadline is stuck: cut off until it says READY again (docs/patterns.md).
     std::chrono::milliseconds request_timeout{0};
-    std::chrono::milliseconds drain_timeout = 5s; // TERMINATE / stop(): wait for replies in flight
-    std::size_t batch = 256;                      // messages read per socket per wake-up
+    // TERMINATE / stop(): wait for replies in flight
+    std::chrono::milliseconds drain_timeout = std::chrono::seconds{5};
+    std::size_t batch = 256; // messages read per socket per wake-up
     // Timer resolution of heartbeats, expiry and deadlines (0: heartbeat_interval / 4, capped
     // at 100 ms).
     std::chrono::milliseconds tick{0};
@@ -183,7 +150,7 @@ struct load_balancer_options {
 };
 
 // Per-worker statistics (STATUS "workers").
-struct lb_worker_stats {
+struct ZMQKIT_API lb_worker_stats {
     std::string id;              // routing id, hex
     bool ready = false;          // has free credit: waiting in the LRU queue
     bool busy = false;           // all its credit in use (credit 1: a request in flight)
@@ -195,7 +162,7 @@ struct lb_worker_stats {
 };
 
 // Broker-wide counters (also metrics zmqkit_lb_*_total {component="<name>"}).
-struct lb_broker_stats {
+struct ZMQKIT_API lb_broker_stats {
     std::uint64_t requests = 0;     // requests accepted from clients (duplicates excluded)
     std::uint64_t replies = 0;      // worker replies forwarded to clients
     std::uint64_t errors = 0;       // error replies the broker sent (attempts, timeout, busy)
@@ -222,7 +189,7 @@ struct lb_broker_stats {
 // that worker holds) is dispatched to another worker (attempt + 1 in an envelope's header). A
 // resent envelope request (same message id, e.g. a Lazy Pirate retry on a fresh socket) joins the
 // pending one and its reply goes to the newest sender. Thread-safe public methods.
-class load_balancer : public actor {
+class ZMQKIT_API load_balancer : public actor {
 public:
     load_balancer(zmq::context_t& context, load_balancer_options options);
     ~load_balancer() override;
@@ -264,7 +231,7 @@ private:
 // A request as a worker's handler sees it. For an envelope request `message` is the decoded
 // zmqkit message; for a raw one (a plain REQ client) its header is nil and its body the
 // request's single content frame.
-struct lb_request {
+struct ZMQKIT_API lb_request {
     zmqkit::message message;
     bool envelope = false;
 };
@@ -287,10 +254,11 @@ template <class Request, class Reply>
     };
 }
 
-struct lb_worker_options {
+struct ZMQKIT_API lb_worker_options {
     std::string endpoint;           // the broker's backend; prefix-less entries connect
     std::string name = "lb-worker"; // thread name and metric label
-    std::chrono::milliseconds heartbeat_interval = 1000ms; // must match the broker's
+    // Must match the broker's
+    std::chrono::milliseconds heartbeat_interval = std::chrono::milliseconds{1000};
     std::uint32_t liveness = 3; // broker silent this many intervals: reconnect
     // Requests the broker may send before this worker answers the first (AMQP's basic.qos
     // prefetch). 1 (default): one at a time, the fair dispatch long jobs want. N > 1: the READY
@@ -300,8 +268,8 @@ struct lb_worker_options {
     // ones. Requests are still handled one at a time, in order.
     std::uint32_t prefetch = 1;
     // Reconnect delays after the broker went silent: initial, doubled each time, capped.
-    std::chrono::milliseconds reconnect_initial = 1s;
-    std::chrono::milliseconds reconnect_max = 32s;
+    std::chrono::milliseconds reconnect_initial = std::chrono::seconds{1};
+    std::chrono::milliseconds reconnect_max = std::chrono::seconds{32};
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
     // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
     // logged and counted (handshake_monitor).
@@ -312,7 +280,7 @@ struct lb_worker_options {
 };
 
 // Worker-side counters.
-struct lb_worker_counters {
+struct ZMQKIT_API lb_worker_counters {
     std::uint64_t handled = 0;    // requests answered (errors included)
     std::uint64_t failed = 0;     // handler threw
     std::uint64_t reconnects = 0; // new sockets after the broker went silent
@@ -328,7 +296,7 @@ struct lb_worker_counters {
 // left to the broker, which dispatches them again on DISCONNECT). A handler longer than
 // heartbeat_interval x liveness gets the worker expired by the broker (its request goes to
 // another worker): choose the intervals for the slowest request.
-class lb_worker : public actor {
+class ZMQKIT_API lb_worker : public actor {
 public:
     lb_worker(zmq::context_t& context, lb_worker_options options, lb_handler handler);
     ~lb_worker() override;
@@ -355,19 +323,17 @@ private:
     std::unique_ptr<handshake_monitor> handshakes_;
     std::vector<zmq::message_t> frames_;
     std::vector<std::string_view> views_; // of frames_ (reused: no allocation per request)
-    std::chrono::steady_clock::time_point last_heard_{};
-    std::chrono::steady_clock::time_point next_heartbeat_{};
-    std::optional<std::chrono::steady_clock::time_point> reconnect_at_;
-    std::chrono::milliseconds backoff_{};
+    // Heartbeats, silence and reconnect backoff (patterns/common/peer_liveness.hpp).
+    std::unique_ptr<detail::peer_liveness> liveness_;
     std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, malformed_{0};
 };
 
 // ---- the Lazy Pirate client -------------------------------------------------------------------
 
-struct lb_client_options {
+struct ZMQKIT_API lb_client_options {
     std::string endpoint; // the broker's frontend; prefix-less entries connect
     // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
-    std::chrono::milliseconds timeout = 2500ms;
+    std::chrono::milliseconds timeout = std::chrono::milliseconds{2500};
     std::uint32_t attempts = 3; // sends of one request before it fails with "timeout"
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
     // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
@@ -378,7 +344,7 @@ struct lb_client_options {
 };
 
 // The outcome of one request.
-struct lb_result {
+struct ZMQKIT_API lb_result {
     enum class status { ok, error, timeout };
     status what = status::timeout;
     zmqkit::message reply;      // ok: the reply; error: the broker's or worker's error reply
@@ -396,12 +362,17 @@ struct lb_result {
 // (every request still pending is sent again on it; the broker joins duplicates), up to
 // `attempts` sends. Single-threaded: call from one thread; callbacks and futures complete
 // inside call(), poll() and flush().
-class lb_client {
+class ZMQKIT_API lb_client {
 public:
     lb_client(zmq::context_t& context, lb_client_options options);
+    // Closes the socket at once (linger 0): requests still pending are dropped. Never throws.
     ~lb_client();
     lb_client(const lb_client&) = delete;
     lb_client& operator=(const lb_client&) = delete;
+    // Movable (pending requests, counters and the socket go along); a moved-from client may
+    // only be destroyed or assigned to.
+    lb_client(lb_client&& other) noexcept;
+    lb_client& operator=(lb_client&& other) noexcept;
 
     // Sends `request` and waits for its outcome (at most timeout x attempts), handling other
     // requests' replies meanwhile.
@@ -443,7 +414,7 @@ private:
                   lb_result result);
 
     lb_client_options options_;
-    zmq::context_t& context_;
+    zmq::context_t* context_; // a pointer, so that the client can be moved
     std::optional<zmq::socket_t> socket_;
     // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
     std::unique_ptr<handshake_monitor> handshakes_;

@@ -10,8 +10,10 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/result.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <atomic>
@@ -27,12 +29,14 @@
 
 namespace zmqkit::patterns {
 
+namespace detail {
+class peer_liveness; // heartbeats and reconnect backoff of a worker (private)
+} // namespace detail
+
 // ---- 7/MDP and 8/MMI frames -------------------------------------------------------------------
 
-// The protocol's constants and pure functions that parse its frames. Frames are given without
-// the routing-id frame a ROUTER adds and with the leading empty frame (as a ROUTER or a DEALER
-// sees them). Parsers never throw and never read outside the given views; a rejection says why.
-// Fuzzed: tests/fuzz/mdp_protocol_fuzz.cpp.
+// The protocol's constants (docs/wire-protocol.md §9). The parsers of its frames are private to
+// the library (patterns/load_balancer/mdp_protocol.hpp).
 namespace mdp {
 inline constexpr std::string_view client_protocol = "MDPC01"; // MDP/Client v0.1
 inline constexpr std::string_view worker_protocol = "MDPW01"; // MDP/Worker v0.1
@@ -43,47 +47,6 @@ inline constexpr std::string_view reply_command{"\x03", 1};      // worker -> br
 inline constexpr std::string_view heartbeat_command{"\x04", 1};  // both ways
 inline constexpr std::string_view disconnect_command{"\x05", 1}; // both ways
 
-// A client's REQUEST as the broker's ROUTER gives it after the routing id:
-// ["" "MDPC01" service body...] with at least one body frame.
-struct client_request {
-    std::string_view service;
-    std::size_t body = 3; // index of the first body frame
-};
-[[nodiscard]] std::optional<client_request>
-parse_client_request(const std::vector<std::string_view>& frames, std::string& why);
-
-// The broker's REPLY as a client's DEALER receives it: ["" "MDPC01" service body...] (a REQ
-// socket removes the empty frame; give it back before parsing).
-struct client_reply {
-    std::string_view service;
-    std::size_t body = 3;
-};
-[[nodiscard]] std::optional<client_reply>
-parse_client_reply(const std::vector<std::string_view>& frames, std::string& why);
-
-// What a worker sent the broker: ["" "MDPW01" command ...].
-struct worker_message {
-    enum class kind { ready, reply, heartbeat, disconnect };
-    kind what = kind::heartbeat;
-    std::string_view service; // ready: the service name (not empty)
-    std::string_view client;  // reply: the client address frame (not empty)
-    std::size_t body = 0;     // reply: index of the first body frame (5)
-};
-// READY: 4 frames; REPLY: 6 or more ([client][""] then the body); HEARTBEAT, DISCONNECT: 3.
-// A REQUEST (0x02) goes the other way and is rejected here.
-[[nodiscard]] std::optional<worker_message>
-parse_worker_message(const std::vector<std::string_view>& frames, std::string& why);
-
-// What the broker sent a worker, as the worker's DEALER receives it.
-struct broker_message {
-    enum class kind { request, heartbeat, disconnect };
-    kind what = kind::heartbeat;
-    std::string_view client; // request: the client address frame
-    std::size_t body = 0;    // request: index of the first body frame (5)
-};
-// REQUEST: 6 or more frames; HEARTBEAT, DISCONNECT: 3.
-[[nodiscard]] std::optional<broker_message>
-parse_broker_message(const std::vector<std::string_view>& frames, std::string& why);
 } // namespace mdp
 
 // 8/MMI: services in the "mmi." namespace are answered by the broker itself.
@@ -101,7 +64,7 @@ inline constexpr std::string_view not_implemented = "501"; // any other mmi.* se
 
 // ---- the broker -------------------------------------------------------------------------------
 
-struct mdp_broker_options {
+struct ZMQKIT_API mdp_broker_options {
     std::string frontend; // ROUTER for MDP clients (REQ, DEALER, mdp_client); prefix-less: bind
     std::string backend;  // ROUTER for MDP workers (mdp_worker); prefix-less: bind
     std::string control;  // optional REP control socket (PAUSE, RESUME, TERMINATE, STATISTICS,
@@ -117,18 +80,19 @@ struct mdp_broker_options {
     socket_security control_security; // who may PAUSE/TERMINATE the broker
     // Heartbeats both ways every interval; a worker silent for interval x liveness expires
     // (defaults of the Guide's Majordomo: 2500 ms x 3). Workers must use the same interval.
-    std::chrono::milliseconds heartbeat_interval = 2500ms;
+    std::chrono::milliseconds heartbeat_interval = std::chrono::milliseconds{2500};
     std::uint32_t liveness = 3;
     // A request that waited this long for a worker of its service is dropped (0: never).
     // MDP has no error reply: the client's own timeout (Lazy Pirate) reports the failure.
-    std::chrono::milliseconds request_expiry = 10s;
+    std::chrono::milliseconds request_expiry = std::chrono::seconds{10};
     // Requests waiting for workers (all services); a request beyond it is dropped.
     std::size_t max_queued = 100000;
     // Dispatches of one request (the first included): a request whose worker expires or
     // disconnects goes to another worker of its service until then, and is dropped after.
     std::uint32_t max_attempts = 3;
-    std::chrono::milliseconds drain_timeout = 5s; // TERMINATE / stop(): wait for replies in flight
-    std::size_t batch = 256;                      // messages read per socket per wake-up
+    // TERMINATE / stop(): wait for replies in flight
+    std::chrono::milliseconds drain_timeout = std::chrono::seconds{5};
+    std::size_t batch = 256; // messages read per socket per wake-up
     // Timer resolution (0: heartbeat_interval / 4, capped at 100 ms).
     std::chrono::milliseconds tick{0};
     // The clock of heartbeats, expiry and request expiry (nullptr: steady_clock::now).
@@ -139,7 +103,7 @@ struct mdp_broker_options {
 };
 
 // Per-service statistics (STATUS "services").
-struct mdp_service_stats {
+struct ZMQKIT_API mdp_service_stats {
     std::string name;
     std::size_t workers = 0; // registered
     std::size_t ready = 0;   // waiting for a request
@@ -148,7 +112,7 @@ struct mdp_service_stats {
 };
 
 // Per-worker statistics (STATUS "workers").
-struct mdp_worker_stats {
+struct ZMQKIT_API mdp_worker_stats {
     std::string id; // routing id, hex
     std::string service;
     bool ready = false;
@@ -159,7 +123,7 @@ struct mdp_worker_stats {
 };
 
 // Broker-wide counters (also metrics zmqkit_mdp_*_total {component="<name>"}).
-struct mdp_broker_stats {
+struct ZMQKIT_API mdp_broker_stats {
     std::uint64_t requests = 0;        // client requests for worker services
     std::uint64_t replies = 0;         // worker replies forwarded to clients
     std::uint64_t mmi = 0;             // mmi.* requests answered by the broker
@@ -184,7 +148,7 @@ struct mdp_broker_stats {
 // up to max_attempts dispatches (workers are idempotent, as 7/MDP assumes). Commands a worker
 // may not send in its state (a second READY, a REPLY without a request, anything before
 // READY, a READY for mmi.*) are answered with DISCONNECT. Thread-safe public methods.
-class mdp_broker : public actor {
+class ZMQKIT_API mdp_broker : public actor {
 public:
     mdp_broker(zmq::context_t& context, mdp_broker_options options);
     ~mdp_broker() override;
@@ -232,15 +196,16 @@ private:
 using mdp_handler =
     std::function<std::vector<std::string>(const std::vector<std::string_view>& body)>;
 
-struct mdp_worker_options {
+struct ZMQKIT_API mdp_worker_options {
     std::string endpoint;            // the broker's backend; prefix-less entries connect
     std::string service;             // registered with READY; not empty, not "mmi.*"
     std::string name = "mdp-worker"; // thread name
-    std::chrono::milliseconds heartbeat_interval = 2500ms; // must match the broker's
+    // Must match the broker's
+    std::chrono::milliseconds heartbeat_interval = std::chrono::milliseconds{2500};
     std::uint32_t liveness = 3; // broker silent this many intervals: reconnect
     // Reconnect delays after the broker went silent: initial, doubled each time, capped.
-    std::chrono::milliseconds reconnect_initial = 1s;
-    std::chrono::milliseconds reconnect_max = 32s;
+    std::chrono::milliseconds reconnect_initial = std::chrono::seconds{1};
+    std::chrono::milliseconds reconnect_max = std::chrono::seconds{32};
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
     // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
     // logged and counted (handshake_monitor).
@@ -250,7 +215,7 @@ struct mdp_worker_options {
     std::function<void(std::string_view)> log;
 };
 
-struct mdp_worker_counters {
+struct ZMQKIT_API mdp_worker_counters {
     std::uint64_t handled = 0;     // requests answered
     std::uint64_t failed = 0;      // handler threw (the worker left and came back)
     std::uint64_t reconnects = 0;  // new sockets (broker silent, or DISCONNECT)
@@ -263,7 +228,7 @@ struct mdp_worker_counters {
 // fresh socket after a backoff (1 s doubling to 32 s by default); a DISCONNECT from the broker
 // gets one at once (the RFC's re-registration after a broker restart). stop() answers what
 // already arrived, then sends DISCONNECT.
-class mdp_worker : public actor {
+class ZMQKIT_API mdp_worker : public actor {
 public:
     mdp_worker(zmq::context_t& context, mdp_worker_options options, mdp_handler handler);
     ~mdp_worker() override;
@@ -289,20 +254,18 @@ private:
     // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
     std::unique_ptr<handshake_monitor> handshakes_;
     std::vector<zmq::message_t> frames_;
-    std::chrono::steady_clock::time_point last_heard_{};
-    std::chrono::steady_clock::time_point next_heartbeat_{};
-    std::optional<std::chrono::steady_clock::time_point> reconnect_at_;
-    std::chrono::milliseconds backoff_{};
+    // Heartbeats, silence and reconnect backoff (patterns/common/peer_liveness.hpp).
+    std::unique_ptr<detail::peer_liveness> liveness_;
     std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, disconnects_{0},
         malformed_{0};
 };
 
 // ---- the client -------------------------------------------------------------------------------
 
-struct mdp_client_options {
+struct ZMQKIT_API mdp_client_options {
     std::string endpoint; // the broker's frontend; prefix-less entries connect
     // An unanswered request is sent again after this, on a fresh socket (Lazy Pirate).
-    std::chrono::milliseconds timeout = 2500ms;
+    std::chrono::milliseconds timeout = std::chrono::milliseconds{2500};
     std::uint32_t attempts = 3; // sends of one request before call() gives up
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the broker:
     // socket_security::curve_client(server_key, &own)); a handshake the broker refuses is
@@ -316,19 +279,26 @@ struct mdp_client_options {
 // `attempts` sends give up. One request at a time (MDP has no correlation id): a reply that
 // arrives on a closed socket is lost with it, so a late reply is never taken for the next
 // request's. Single-threaded.
-class mdp_client {
+class ZMQKIT_API mdp_client {
 public:
     mdp_client(zmq::context_t& context, mdp_client_options options);
+    // Closes the socket at once (linger 0): requests still pending are dropped. Never throws.
     ~mdp_client();
     mdp_client(const mdp_client&) = delete;
     mdp_client& operator=(const mdp_client&) = delete;
+    // Movable (pending requests, counters and the socket go along); a moved-from client may
+    // only be destroyed or assigned to.
+    mdp_client(mdp_client&& other) noexcept;
+    mdp_client& operator=(mdp_client&& other) noexcept;
 
-    // Sends a REQUEST for `service` and waits for its REPLY: the reply's body frames, or
-    // nullopt after `attempts` sends without one. Throws config_error for an empty body.
-    [[nodiscard]] std::optional<std::vector<std::string>> call(std::string_view service,
-                                                               std::vector<std::string> body);
-    // 8/MMI: "200" if `service` has workers, "404" if not; nullopt without an answer.
-    [[nodiscard]] std::optional<std::string> service_status(std::string_view service);
+    // Sends a REQUEST for `service` and waits for its REPLY: done with the reply's body frames,
+    // or failed with error "timeout" after `attempts` sends without one. Throws config_error for
+    // an empty body or service name.
+    [[nodiscard]] result<std::vector<std::string>> call(std::string_view service,
+                                                        std::vector<std::string> body);
+    // 8/MMI: done with "200" if `service` has workers, "404" if not; failed with "timeout"
+    // without an answer, "malformed" for an answer that is not one frame.
+    [[nodiscard]] result<std::string> service_status(std::string_view service);
 
     [[nodiscard]] std::uint64_t resent() const noexcept { return resent_; }
     [[nodiscard]] std::uint64_t reconnects() const noexcept { return reconnects_; }
@@ -342,7 +312,7 @@ private:
     void open_socket();
 
     mdp_client_options options_;
-    zmq::context_t& context_;
+    zmq::context_t* context_; // a pointer, so that the client can be moved
     std::optional<zmq::socket_t> socket_;
     // CURVE / PLAIN handshakes of socket_ (options.socket.security on): destroyed first.
     std::unique_ptr<handshake_monitor> handshakes_;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
@@ -28,7 +29,7 @@ class side_monitors; // the handshake monitors of a device's secured sides
 
 // The head of a pipeline: a PUSH socket used from the caller's thread. Messages are
 // load-balanced round-robin over the connected workers. Not thread-safe.
-class source {
+class ZMQKIT_API source {
 public:
     // endpoints: CZMQ list; entries without a prefix bind ("tcp://127.0.0.1:*" works).
     source(zmq::context_t& context, std::string_view endpoints, socket_options options = {});
@@ -54,7 +55,7 @@ private:
 
 // The tail of a pipeline: a PULL socket used from the caller's thread (fair-queued over the
 // connected workers). Not thread-safe.
-class sink {
+class ZMQKIT_API sink {
 public:
     // endpoints: entries without a prefix bind.
     sink(zmq::context_t& context, std::string_view endpoints, socket_options options = {});
@@ -91,7 +92,7 @@ template <class In, class Out, class Fn> worker_handler typed_handler(Fn fn) {
     };
 }
 
-struct worker_options {
+struct ZMQKIT_API worker_options {
     std::string input;           // where to PULL from; entries without a prefix connect
     std::string output;          // where to PUSH results; empty: the worker is a terminal stage
     std::string errors;          // where to PUSH failed inputs; empty: failures counted and dropped
@@ -111,7 +112,7 @@ struct worker_options {
 // Counters of one worker (registered as zmqkit_worker_* {component="<name>"}: metrics are
 // identified by name, so give each worker in a process a distinct name — worker_pool does —
 // or they share one series).
-struct worker_stats {
+struct ZMQKIT_API worker_stats {
     std::uint64_t received = 0; // inputs handled
     std::uint64_t sent = 0;     // outputs passed downstream
     std::uint64_t failed = 0;   // handler threw
@@ -122,7 +123,7 @@ struct worker_stats {
 // A handler exception never kills the worker: the input message is sent to the error
 // endpoint with user headers "error" (the exception's what()) and "error-stage" (name), and
 // counted. Thread-safe public methods (it is an actor).
-class worker : public actor {
+class ZMQKIT_API worker : public actor {
 public:
     worker(zmq::context_t& context, worker_options options, worker_handler handler);
     ~worker() override;
@@ -162,7 +163,7 @@ private:
 // N workers with the same options and handler, in this process. Over inproc the input and
 // output must be bound by someone in the same zmq::context_t (a source/sink or a streamer).
 // Worker i is named "<name>-<i>" for its thread and metrics.
-class worker_pool {
+class ZMQKIT_API worker_pool {
 public:
     worker_pool(zmq::context_t& context, std::size_t size, worker_options options,
                 worker_handler handler);
@@ -171,9 +172,9 @@ public:
     worker_pool& operator=(const worker_pool&) = delete;
 
     // Starts every worker; if one fails, the started ones are stopped and the error rethrown.
-    void start(std::chrono::milliseconds timeout = 10s);
+    void start(std::chrono::milliseconds timeout = std::chrono::seconds{10});
     // Stops every worker (each drains until the deadline). noexcept, idempotent.
-    void stop(std::chrono::milliseconds deadline = 5s) noexcept;
+    void stop(std::chrono::milliseconds deadline = std::chrono::seconds{5}) noexcept;
 
     [[nodiscard]] std::size_t size() const noexcept { return workers_.size(); }
     [[nodiscard]] worker& at(std::size_t i) { return *workers_.at(i); }
@@ -184,7 +185,7 @@ private:
     std::vector<std::unique_ptr<worker>> workers_;
 };
 
-struct streamer_options {
+struct ZMQKIT_API streamer_options {
     std::string frontend;          // PULL side; entries without a prefix bind
     std::string backend;           // PUSH side; entries without a prefix bind
     std::string capture;           // optional PUSH tap: a copy of every message; prefix-less bind
@@ -198,10 +199,11 @@ struct streamer_options {
     // context's authenticator. Default: plaintext, as before.
     socket_security frontend_security;
     socket_security backend_security;
-    socket_security capture_security;             // the tap's consumers
-    socket_security control_security;             // who may PAUSE/TERMINATE the device
-    std::size_t batch = 512;                      // messages forwarded per wake-up
-    std::chrono::milliseconds drain_timeout = 2s; // TERMINATE: how long to drain before exit
+    socket_security capture_security; // the tap's consumers
+    socket_security control_security; // who may PAUSE/TERMINATE the device
+    std::size_t batch = 512;          // messages forwarded per wake-up
+    // TERMINATE: how long to drain before exit
+    std::chrono::milliseconds drain_timeout = std::chrono::seconds{2};
     metrics_registry* registry = nullptr;
 };
 
@@ -211,7 +213,7 @@ struct streamer_options {
 // zmq_proxy_steerable and is steerable through its control socket or these methods.
 // When asked to stop it drains: it keeps forwarding what already arrived until the frontend is
 // idle or the deadline passes, then closes with the remaining time as linger.
-class streamer : public actor {
+class ZMQKIT_API streamer : public actor {
 public:
     streamer(zmq::context_t& context, streamer_options options);
     ~streamer() override;

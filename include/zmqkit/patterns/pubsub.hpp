@@ -11,6 +11,7 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
@@ -36,7 +37,7 @@ class side_monitors; // the handshake monitors of a device's secured sides
 
 // Hash for unordered maps keyed by std::string that are looked up by std::string_view
 // (heterogeneous lookup: no temporary string per lookup).
-struct string_view_hash {
+struct ZMQKIT_API string_view_hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept {
         return std::hash<std::string_view>{}(s);
@@ -56,7 +57,7 @@ inline constexpr std::string_view snapshot_type = "zmqkit.snapshot";
 inline constexpr std::string_view snapshot_topic_prefix =
     std::string_view("\0zmqkit.snapshot\0", 17);
 
-struct publisher_options {
+struct ZMQKIT_API publisher_options {
     std::string endpoints;          // entries without a prefix bind ("tcp://127.0.0.1:*" works)
     std::string name = "publisher"; // metric label
     socket_options sockets;         // HWMs, linger; send_timeout bounds a blocked send
@@ -82,7 +83,7 @@ void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
 // Publishes enveloped messages on an XPUB socket from the caller's thread. Not thread-safe.
 // It sees its subscribers' subscriptions (XPUB_VERBOSER), so callers can wait for a
 // subscription instead of sleeping ("slow joiner").
-class publisher {
+class ZMQKIT_API publisher {
 public:
     publisher(zmq::context_t& context, publisher_options options);
 
@@ -142,7 +143,7 @@ enum class sequence_verdict {
     untracked, // no publisher id or sequence 0: not a sequenced publication
 };
 
-struct sequence_event {
+struct ZMQKIT_API sequence_event {
     sequence_verdict verdict = sequence_verdict::untracked;
     std::string publisher; // 16-byte publisher id
     std::string topic;
@@ -151,7 +152,7 @@ struct sequence_event {
     std::uint64_t missing_last = 0;  // gap only
 };
 
-struct sequence_stats {
+struct ZMQKIT_API sequence_stats {
     std::uint64_t in_order = 0;
     std::uint64_t gaps = 0;    // missing ranges reported
     std::uint64_t missing = 0; // messages in those ranges
@@ -164,7 +165,7 @@ struct sequence_stats {
 // most recent missing ranges (bounded), so a late arrival is told apart from a duplicate.
 // Memory is bounded by max_streams (the least recently seen stream is forgotten). Not
 // thread-safe.
-class sequence_tracker {
+class ZMQKIT_API sequence_tracker {
 public:
     explicit sequence_tracker(std::size_t max_streams = 65536) : max_streams_(max_streams) {}
 
@@ -216,13 +217,13 @@ private:
 
 // One received publication. Reusable: subscriber::recv(publication&, timeout) overwrites it,
 // keeping the capacity of its topic and header strings.
-struct publication {
+struct ZMQKIT_API publication {
     std::string topic;
     zmqkit::message message;
     bool from_snapshot = false; // the value of `topic` from a last-value-cache snapshot
 };
 
-struct subscriber_options {
+struct ZMQKIT_API subscriber_options {
     std::string endpoints;           // entries without a prefix connect
     std::string name = "subscriber"; // metric label
     socket_options sockets;
@@ -231,7 +232,7 @@ struct subscriber_options {
 };
 
 // Counters of a subscriber (also zmqkit_subscriber_* {component="<name>"}).
-struct subscriber_stats {
+struct ZMQKIT_API subscriber_stats {
     std::uint64_t received = 0;
     sequence_stats sequences;
     std::uint64_t snapshot_values = 0;  // values received from snapshots
@@ -241,7 +242,7 @@ struct subscriber_stats {
 
 // Receives publications on a SUB socket from the caller's thread, checks sequence numbers,
 // and optionally dispatches to handlers by topic prefix. Not thread-safe.
-class subscriber {
+class ZMQKIT_API subscriber {
 public:
     using handler = std::function<void(publication&)>;
     using sequence_handler = std::function<void(const sequence_event&)>;
@@ -333,7 +334,7 @@ enum class slow_subscriber_policy {
 // "drop" | "block" | "disconnect"; throws config_error naming the accepted values.
 [[nodiscard]] slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text);
 
-struct forwarder_options {
+struct ZMQKIT_API forwarder_options {
     std::string frontend; // XSUB, publishers connect here; entries without a prefix bind
     std::string backend;  // XPUB, subscribers connect here; entries without a prefix bind
     std::string capture;  // optional PUSH tap: a copy of every publication; prefix-less bind
@@ -352,7 +353,7 @@ struct forwarder_options {
     slow_subscriber_policy policy = slow_subscriber_policy::drop;
     // Policy disconnect: how long a subscriber's send queue may stay full before its
     // connection is cut (checked about every timeout / 4, at most every 250 ms). Positive.
-    std::chrono::milliseconds slow_subscriber_timeout = 5s;
+    std::chrono::milliseconds slow_subscriber_timeout = std::chrono::seconds{5};
     // Called on the actor thread with one line per notable event (a slow subscriber
     // disconnected). nullptr: the line goes to stderr.
     std::function<void(std::string_view)> log;
@@ -367,7 +368,7 @@ struct forwarder_options {
     // passed upstream, counted as subscriptions_refused and logged.
     std::size_t max_subscription_size = 1024;
     std::size_t batch = 512;
-    std::chrono::milliseconds drain_timeout = 2s;
+    std::chrono::milliseconds drain_timeout = std::chrono::seconds{2};
     metrics_registry* registry = nullptr;
 };
 
@@ -381,7 +382,7 @@ class slow_subscriber_detector; // forwarder.cpp: finds backend connections that
 // Statistics: frontend in = publications received, frontend out = subscription messages
 // sent upstream, backend in = subscription messages from subscribers, backend out =
 // publications sent. Thread-safe public methods (it is an actor).
-class forwarder : public actor {
+class ZMQKIT_API forwarder : public actor {
 public:
     forwarder(zmq::context_t& context, forwarder_options options);
     ~forwarder() override;
@@ -488,12 +489,12 @@ private:
     header scratch_header_;
 };
 
-struct consumer_group {
+struct ZMQKIT_API consumer_group {
     std::string name;      // metric label
     std::string endpoints; // PUSH; members connect a PULL here; entries without a prefix bind
 };
 
-struct consumer_groups_options {
+struct ZMQKIT_API consumer_groups_options {
     std::string input;                   // SUB; entries without a prefix connect
     std::vector<std::string> topics{""}; // prefixes subscribed upstream
     std::vector<consumer_group> groups;
@@ -513,7 +514,7 @@ struct consumer_groups_options {
 // A group with no room (no member, or all members at their HWM) holds the flow back: reading
 // the subscription pauses, so a slow group makes the upstream publisher's HWM drop (seen as a
 // gap by sequence numbers) rather than this component growing without bound.
-class consumer_groups : public actor {
+class ZMQKIT_API consumer_groups : public actor {
 public:
     consumer_groups(zmq::context_t& context, consumer_groups_options options);
     ~consumer_groups() override;
@@ -550,7 +551,7 @@ private:
 // A member of a consumer group: a PULL socket that connects to its group's endpoint and
 // receives publications as they were published ([topic][header][body], the topic kept).
 // Used from the caller's thread. Not thread-safe.
-class consumer_group_member {
+class ZMQKIT_API consumer_group_member {
 public:
     // endpoints: the group's endpoints; entries without a prefix connect. Empty: call
     // attach() later (e.g. after installing a socket monitor on raw()).

@@ -1,0 +1,43 @@
+// Private to the patterns: closing a socket that a handle re-creates (the Lazy Pirate clients,
+// the workers) without throwing, so destructors, moves, reconnects and stops can use it.
+#pragma once
+
+#include <zmqkit/security.hpp>
+
+#include <zmq.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+namespace zmqkit::patterns::detail {
+
+// Stops `monitor` (it must go before its socket closes), then closes `socket` with linger 0:
+// what the socket still holds is dropped (a Lazy Pirate peer sends it again on a fresh socket).
+// Safe on an empty optional and on a moved-from socket. Never throws: zmq_setsockopt reports
+// an error by its return value, which is ignored here (the socket closes anyway).
+inline void close_now(std::optional<zmq::socket_t>& socket,
+                      std::unique_ptr<handshake_monitor>& monitor) noexcept {
+    monitor.reset();
+    if (socket && socket->handle() != nullptr) {
+        const int zero = 0;
+        (void)zmq_setsockopt(socket->handle(), ZMQ_LINGER, &zero, sizeof zero);
+    }
+    socket.reset();
+}
+
+// Gives `socket` the time left until `deadline` (0 to 1 s) to deliver what it still holds when
+// it closes: a worker's last replies and its DISCONNECT within its stop deadline. Never throws.
+inline void linger_until(zmq::socket_t& socket,
+                         std::chrono::steady_clock::time_point deadline) noexcept {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const int linger = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000));
+    if (socket.handle() != nullptr) {
+        (void)zmq_setsockopt(socket.handle(), ZMQ_LINGER, &linger, sizeof linger);
+    }
+}
+
+} // namespace zmqkit::patterns::detail
