@@ -445,8 +445,9 @@ TEST(durable_process, rejected_messages_exit_76_and_the_confirm_log_names_every_
         if (entry.second != "confirmed") {
             continue;
         }
+        const auto& id = entry.first; // a name of its own: clang 14 cannot capture a binding
         const auto it = std::find_if(rows.begin(), rows.end(),
-                                     [&](const auto& row) { return row.first == entry.first; });
+                                     [&](const auto& row) { return row.first == id; });
         ASSERT_NE(it, rows.end()) << "confirmed record " << record << " was not delivered";
         EXPECT_EQ(it->second, "m-" + std::to_string(record - 1));
     }
