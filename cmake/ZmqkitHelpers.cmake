@@ -54,7 +54,7 @@ function(zmqkit_library_properties target)
 endfunction()
 
 # zmqkit_pattern_library(target EXPORT_NAME name SOURCES files...): one pattern's library
-# (zmqkit_<target>, alias zmqkit::<name>, file libzmqkit-<name>): public on zmqkit::core,
+# (zmqkit_<target>, alias zmqkit::<name>, file libzmqkit-<name>): public on zmqkit::device (and so core),
 # private on the pattern helpers and nlohmann (BUILD_INTERFACE: users need neither). It is added
 # to the global property ZMQKIT_PATTERN_TARGETS, which the umbrella zmqkit::patterns and the
 # install rules read.
@@ -66,7 +66,7 @@ function(zmqkit_pattern_library target)
     set_target_properties(${target} PROPERTIES OUTPUT_NAME ${file_name}
                           EXPORT_NAME ${ARG_EXPORT_NAME})
     zmqkit_library_properties(${target})
-    target_link_libraries(${target} PUBLIC zmqkit_core)
+    target_link_libraries(${target} PUBLIC zmqkit_device)
     target_link_libraries(${target} PRIVATE zmqkit_pattern_common
                           $<BUILD_INTERFACE:nlohmann_json::nlohmann_json>)
     zmqkit_warnings(${target})

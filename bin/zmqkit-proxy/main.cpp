@@ -5,19 +5,27 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace {
 
 using namespace zmqkit;
 
-void print_bound(const cli::logger& log, const char* what, const std::vector<std::string>& eps) {
-    for (const auto& ep : eps) {
-        log.info(std::string(what) + " bound " + ep);
+// "frontend bound tcp://...", one line per endpoint, every side; the capture side last.
+void print_bound(const cli::logger& log, const patterns::device& device) {
+    auto sides = device.sides();
+    std::stable_partition(sides.begin(), sides.end(),
+                          [](const std::string& side) { return side != "capture"; });
+    for (const auto& side : sides) {
+        for (const auto& ep : device.endpoints(side)) {
+            log.info(side + " bound " + ep);
+        }
     }
 }
 
@@ -41,11 +49,18 @@ std::string with_member(const std::string& object, const std::string& name,
 }
 
 // SIGHUP means "reload" in every mode, never "stop": the allow directories and password files
-// of the secured sides are reread; a proxy without them says there is nothing to reload.
-void reload(const cli::logger& log, authenticator* auth) {
+// of the secured sides are reread (and whatever the device itself rereads: its reload hook); a
+// proxy without them says there is nothing to reload.
+void reload(const cli::logger& log, authenticator* auth, patterns::device& device) {
+    const auto reloaded = device.reload();
+    if (reloaded && !reloaded->empty()) {
+        log.info("received SIGHUP: " + *reloaded);
+    }
     if (auth == nullptr) {
-        log.info("received SIGHUP: nothing to reload (no --curve-allow, --plain-passwords or "
-                 "--zap-*-ip side); still running");
+        if (!reloaded || reloaded->empty()) {
+            log.info("received SIGHUP: nothing to reload (no --curve-allow, --plain-passwords or "
+                     "--zap-*-ip side); still running");
+        }
         return;
     }
     const auto problems = auth->reload();
@@ -54,20 +69,18 @@ void reload(const cli::logger& log, authenticator* auth) {
         (problems > 0 ? " (" + std::to_string(problems) + " problem(s) reported)" : std::string()));
 }
 
-// Runs a started device until SIGINT/SIGTERM or TERMINATE; then drains. Device: streamer,
-// forwarder, durable_proxy, load_balancer or mdp_broker (actors with statistics() and
-// drain_result()). The drain's outcome is reported here, the same way for every mode: a log
-// line, a "drain" member in the final statistics, and exit 1 when messages were dropped.
-template <class Device>
-int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& log,
+// Runs a started device until SIGINT/SIGTERM or TERMINATE; then drains. The drain's outcome is
+// reported here, the same way for every mode: a log line, a "drain" member in the final
+// statistics, and exit 1 when messages were dropped.
+int run_device(patterns::device& device, const cli::proxy_config& cfg, const cli::logger& log,
                shutdown_signals& signals, authenticator* auth) {
-    log.info("mode " + cfg.mode + " running");
+    log.info("mode " + cli::mode_name(cfg.mode) + " running");
 
     auto next_stats = std::chrono::steady_clock::now() + cfg.stats_interval;
     for (;;) {
         if (auto sig = signals.wait(std::chrono::milliseconds(200))) {
             if (*sig == SIGHUP) {
-                reload(log, auth);
+                reload(log, auth, device);
                 continue;
             }
             log.info(std::string("received ") + strsignal(*sig) + ", draining for up to " +
@@ -100,6 +113,32 @@ int run_device(Device& device, const cli::proxy_config& cfg, const cli::logger& 
     return drain.dropped > 0 ? cli::exit_failure : cli::exit_ok;
 }
 
+// The mode's device, its log lines going to the proxy's log (the forwarder's as warnings).
+std::unique_ptr<patterns::device> make_device(zmq::context_t& context, const cli::proxy_mode& mode,
+                                              const cli::logger& log) {
+    return std::visit(
+        [&](auto options) -> std::unique_ptr<patterns::device> {
+            using options_type = decltype(options);
+            if constexpr (std::is_same_v<options_type, patterns::streamer_options>) {
+                return std::make_unique<patterns::streamer>(context, std::move(options));
+            } else if constexpr (std::is_same_v<options_type, patterns::forwarder_options>) {
+                options.log = [&log](std::string_view line) { log.warn(line); };
+                return std::make_unique<patterns::forwarder>(context, std::move(options));
+            } else {
+                options.log = [&log](std::string_view line) { log.info(line); };
+                if constexpr (std::is_same_v<options_type, patterns::durable_proxy_options>) {
+                    return std::make_unique<patterns::durable_proxy>(context, std::move(options));
+                } else if constexpr (std::is_same_v<options_type,
+                                                    patterns::load_balancer_options>) {
+                    return std::make_unique<patterns::load_balancer>(context, std::move(options));
+                } else {
+                    return std::make_unique<patterns::mdp_broker>(context, std::move(options));
+                }
+            }
+        },
+        mode);
+}
+
 int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_signals& signals) {
     zmq::context_t context;
     // One ZAP handler for the context, before any side binds; destroyed after the device (it
@@ -117,82 +156,20 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
     for (const auto& line : cli::describe_security(sides)) {
         log.info("security " + line);
     }
-    if (cfg.mode == "durable") {
-        auto options = cfg.durable;
-        options.log = [&log](std::string_view line) { log.info(line); };
-        patterns::durable_proxy device(context, options);
-        try {
-            device.start(options.start_timeout);
-        } catch (const zmqkit::error& e) {
-            log.error(e.what());
-            // --strict found damage or lost records: a data error, not an unavailable resource
-            return device.recovery().refused ? cli::exit_damaged : cli::exit_unavailable;
-        }
-        print_bound(log, "frontend", device.frontend_endpoints());
-        print_bound(log, "frontend-pull", device.frontend_pull_endpoints());
-        print_bound(log, "backend", device.backend_endpoints());
-        print_bound(log, "backend-push", device.backend_push_endpoints());
-        print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals, auth.get());
-    }
-    if (cfg.mode == "lb") {
-        auto options = cfg.lb;
-        options.log = [&log](std::string_view line) { log.info(line); };
-        patterns::load_balancer device(context, options);
-        try {
-            device.start();
-        } catch (const zmqkit::error& e) {
-            log.error(e.what());
-            return cli::exit_unavailable;
-        }
-        print_bound(log, "frontend", device.frontend_endpoints());
-        print_bound(log, "backend", device.backend_endpoints());
-        print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals, auth.get());
-    }
-    if (cfg.mode == "mdp") {
-        auto options = cfg.mdp;
-        options.log = [&log](std::string_view line) { log.info(line); };
-        patterns::mdp_broker device(context, options);
-        try {
-            device.start();
-        } catch (const zmqkit::error& e) {
-            log.error(e.what());
-            return cli::exit_unavailable;
-        }
-        print_bound(log, "frontend", device.frontend_endpoints());
-        print_bound(log, "backend", device.backend_endpoints());
-        print_bound(log, "control", device.control_endpoints());
-        return run_device(device, cfg, log, signals, auth.get());
-    }
-    if (cfg.mode == "forwarder") {
-        auto options = cfg.forwarder;
-        options.log = [&log](std::string_view line) { log.warn(line); };
-        patterns::forwarder device(context, options);
-        try {
-            device.start();
-        } catch (const zmqkit::error& e) {
-            log.error(e.what());
-            return cli::exit_unavailable;
-        }
-        print_bound(log, "frontend", device.frontend_endpoints());
-        print_bound(log, "backend", device.backend_endpoints());
-        print_bound(log, "control", device.control_endpoints());
-        print_bound(log, "capture", device.capture_endpoints());
-        return run_device(device, cfg, log, signals, auth.get());
-    }
-    patterns::streamer device(context, cfg.streamer);
+    auto device = make_device(context, cfg.mode, log);
+    const auto* durable = std::get_if<patterns::durable_proxy_options>(&cfg.mode);
     try {
-        device.start();
+        // Recovery of a large spool happens in start().
+        device->start(durable != nullptr ? durable->start_timeout : std::chrono::seconds(10));
     } catch (const zmqkit::error& e) {
         log.error(e.what());
-        return cli::exit_unavailable;
+        // --strict found damage or lost records: a data error, not an unavailable resource
+        const bool refused =
+            durable != nullptr && static_cast<patterns::durable_proxy&>(*device).recovery().refused;
+        return refused ? cli::exit_damaged : cli::exit_unavailable;
     }
-    print_bound(log, "frontend", device.frontend_endpoints());
-    print_bound(log, "backend", device.backend_endpoints());
-    print_bound(log, "control", device.control_endpoints());
-    print_bound(log, "capture", device.capture_endpoints());
-    return run_device(device, cfg, log, signals, auth.get());
+    print_bound(log, *device);
+    return run_device(*device, cfg, log, signals, auth.get());
 }
 
 } // namespace

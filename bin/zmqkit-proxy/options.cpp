@@ -156,8 +156,12 @@ const std::vector<std::string>& proxy_sides() {
     return sides;
 }
 
-std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const char* const* argv) {
-    proxy_config cfg;
+namespace {
+
+// What the command line, the environment and the config file said, before it is checked and
+// turned into the mode's options.
+struct proxy_flags {
+    std::string mode = "stream";
     std::string drain = "5s";
     std::string stats = "0";
     int hwm = 1000;
@@ -165,6 +169,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::string frontend, backend, control, capture, name;
     std::size_t batch = 0;
     // durable mode
+    std::string frontend_pull, backend_push;
     std::string spool_dir, sync = "always", full = "block", max_bytes = "0", segment = "64MiB";
     std::string ack_timeout = "30s", consumer_timeout = "10s", backoff = "1s", backoff_max = "60s";
     std::string start_timeout = "60s";
@@ -180,52 +185,316 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     std::string slow_policy = "drop";    // forwarder mode
     std::size_t max_subscription = 1024; // forwarder mode
     std::string slow_timeout = "5s";
-    po::options_description desc;
+};
+
+void describe_flags(po::options_description& desc, proxy_flags& f) {
     // clang-format off
     desc.add_options()
         ("help,h", "print this help and exit")
         ("version", "print the version and exit")
-        ("mode", po::value(&cfg.mode)->default_value("stream"), "device: stream | durable | lb | mdp | forwarder")
-        ("frontend", po::value(&frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
-        ("backend", po::value(&backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
-        ("control", po::value(&control), "control socket endpoints (REP, default bind)")
-        ("capture", po::value(&capture), "stream, forwarder: a PUSH tap that gets a copy of every message (default bind)")
-        ("hwm", po::value(&hwm)->default_value(1000), "high-water mark of the frontend and backend, messages")
-        ("linger", po::value(&linger)->default_value("1s"), "socket linger at close (bounded)")
-        ("batch", po::value(&batch), "messages handled per wake-up (stream: 512; durable: 4096, one group commit)")
-        ("drain-timeout", po::value(&drain)->default_value("5s"), "on SIGTERM/SIGINT/TERMINATE: how long to keep forwarding (durable: committing and confirming) what already arrived")
-        ("stats-interval", po::value(&stats)->default_value("0"), "print a statistics line on stderr this often (0: never)")
-        ("name", po::value(&name)->default_value("proxy"), "name used in metrics and logs")
-        ("spool", po::value(&spool_dir), "durable: the spool directory (created if missing)")
-        ("frontend-pull", po::value(&cfg.durable.frontend_pull), "durable: PULL endpoints for fire-and-forget producers (no confirms)")
-        ("backend-push", po::value(&cfg.durable.backend_push), "durable: PUSH endpoints for best-effort consumers (no acks)")
-        ("sync", po::value(&sync)->default_value("always"), "durable: when confirmed data reaches the disk: always | interval:<ms> | none (docs/operations.md says what each can lose)")
-        ("max-messages", po::value(&max_messages)->default_value(0), "durable: spool limit in messages not yet acked (0: none)")
-        ("max-bytes", po::value(&max_bytes)->default_value("0"), "durable: spool limit in payload bytes (0: none)")
-        ("full-policy", po::value(&full)->default_value("block"), "durable: at a limit: block (hold producers back) | reject | drop_oldest")
-        ("max-attempts", po::value(&max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit); lb: dispatches of a request before it is answered with error \"attempts\" (default there: 3); mdp: dispatches before the request is dropped (default there: 3)")
-        ("ack-timeout", po::value(&ack_timeout)->default_value("30s"), "durable: an unacked delivery is redelivered after this")
-        ("consumer-timeout", po::value(&consumer_timeout)->default_value("10s"), "durable: a consumer silent this long is gone; its deliveries are requeued")
-        ("redelivery-backoff", po::value(&backoff)->default_value("1s"), "durable: first redelivery delay, doubled per attempt")
-        ("redelivery-backoff-max", po::value(&backoff_max)->default_value("60s"), "durable: cap of the redelivery delay")
-        ("segment-size", po::value(&segment)->default_value("64MiB"), "durable: preallocated size of each spool segment file")
-        ("dedup-window", po::value(&dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
+        ("mode", po::value(&f.mode)->default_value("stream"), "device: stream | durable | lb | mdp | forwarder")
+        ("frontend", po::value(&f.frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
+        ("backend", po::value(&f.backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
+        ("control", po::value(&f.control), "control socket endpoints (REP, default bind)")
+        ("capture", po::value(&f.capture), "stream, forwarder: a PUSH tap that gets a copy of every message (default bind)")
+        ("hwm", po::value(&f.hwm)->default_value(1000), "high-water mark of the frontend and backend, messages")
+        ("linger", po::value(&f.linger)->default_value("1s"), "socket linger at close (bounded)")
+        ("batch", po::value(&f.batch), "messages handled per wake-up (stream: 512; durable: 4096, one group commit)")
+        ("drain-timeout", po::value(&f.drain)->default_value("5s"), "on SIGTERM/SIGINT/TERMINATE: how long to keep forwarding (durable: committing and confirming) what already arrived")
+        ("stats-interval", po::value(&f.stats)->default_value("0"), "print a statistics line on stderr this often (0: never)")
+        ("name", po::value(&f.name)->default_value("proxy"), "name used in metrics and logs")
+        ("spool", po::value(&f.spool_dir), "durable: the spool directory (created if missing)")
+        ("frontend-pull", po::value(&f.frontend_pull), "durable: PULL endpoints for fire-and-forget producers (no confirms)")
+        ("backend-push", po::value(&f.backend_push), "durable: PUSH endpoints for best-effort consumers (no acks)")
+        ("sync", po::value(&f.sync)->default_value("always"), "durable: when confirmed data reaches the disk: always | interval:<ms> | none (docs/operations.md says what each can lose)")
+        ("max-messages", po::value(&f.max_messages)->default_value(0), "durable: spool limit in messages not yet acked (0: none)")
+        ("max-bytes", po::value(&f.max_bytes)->default_value("0"), "durable: spool limit in payload bytes (0: none)")
+        ("full-policy", po::value(&f.full)->default_value("block"), "durable: at a limit: block (hold producers back) | reject | drop_oldest")
+        ("max-attempts", po::value(&f.max_attempts)->default_value(5), "durable: deliveries before a message is dead-lettered (0: no limit); lb: dispatches of a request before it is answered with error \"attempts\" (default there: 3); mdp: dispatches before the request is dropped (default there: 3)")
+        ("ack-timeout", po::value(&f.ack_timeout)->default_value("30s"), "durable: an unacked delivery is redelivered after this")
+        ("consumer-timeout", po::value(&f.consumer_timeout)->default_value("10s"), "durable: a consumer silent this long is gone; its deliveries are requeued")
+        ("redelivery-backoff", po::value(&f.backoff)->default_value("1s"), "durable: first redelivery delay, doubled per attempt")
+        ("redelivery-backoff-max", po::value(&f.backoff_max)->default_value("60s"), "durable: cap of the redelivery delay")
+        ("segment-size", po::value(&f.segment)->default_value("64MiB"), "durable: preallocated size of each spool segment file")
+        ("dedup-window", po::value(&f.dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
         ("strict", "durable: refuse to start (exit 65) when recovery finds damaged records or lost sequence numbers (default: quarantine the damage, report the lost range, run)")
-        ("start-timeout", po::value(&start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
-        ("heartbeat-interval", po::value(&heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
-        ("liveness", po::value(&liveness)->default_value(3), "lb, mdp: a worker silent this many heartbeat intervals expires; its request goes to another worker")
-        ("max-queued", po::value(&max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"; mdp: before more are dropped")
-        ("max-prefetch", po::value(&max_prefetch)->default_value(64), "lb: the most requests a worker may hold at once, whatever credit its READY asks for (1: one at a time, as 6/PPP)")
-        ("request-timeout", po::value(&request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
-        ("request-expiry", po::value(&request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
-        ("slow-subscriber-policy", po::value(&slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
-        ("slow-subscriber-timeout", po::value(&slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
+        ("start-timeout", po::value(&f.start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
+        ("heartbeat-interval", po::value(&f.heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
+        ("liveness", po::value(&f.liveness)->default_value(3), "lb, mdp: a worker silent this many heartbeat intervals expires; its request goes to another worker")
+        ("max-queued", po::value(&f.max_queued)->default_value(100000), "lb: requests waiting for a worker before more are answered with error \"busy\"; mdp: before more are dropped")
+        ("max-prefetch", po::value(&f.max_prefetch)->default_value(64), "lb: the most requests a worker may hold at once, whatever credit its READY asks for (1: one at a time, as 6/PPP)")
+        ("request-timeout", po::value(&f.request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
+        ("request-expiry", po::value(&f.request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
+        ("slow-subscriber-policy", po::value(&f.slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
+        ("slow-subscriber-timeout", po::value(&f.slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
-        ("max-subscription-size", po::value(&max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
+        ("max-subscription-size", po::value(&f.max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
         ("quiet,q", "errors only");
     // clang-format on
+}
+
+void throw_unless_defaulted(const po::variables_map& vm, std::initializer_list<const char*> flags,
+                            const std::string& applies_to) {
+    for (const char* flag : flags) {
+        if (!vm[flag].defaulted()) {
+            throw usage_error{std::string("--") + flag + " applies to " + applies_to + " only",
+                              exit_usage};
+        }
+    }
+}
+
+// Flags of another mode, and modes that do not exist: usage errors (before anything is parsed).
+void check_flags_fit_the_mode(const proxy_flags& f, const po::variables_map& vm) {
+    const std::string& m = f.mode;
+    const bool durable = m == "durable", lb = m == "lb", mdp = m == "mdp";
+    if (m != "forwarder" &&
+        (!vm["slow-subscriber-policy"].defaulted() || !vm["slow-subscriber-timeout"].defaulted() ||
+         vm.count("last-value-cache") != 0U || !vm["max-subscription-size"].defaulted())) {
+        throw usage_error{"--slow-subscriber-policy, --slow-subscriber-timeout, "
+                          "--last-value-cache and --max-subscription-size apply to --mode "
+                          "forwarder only",
+                          exit_usage};
+    }
+    if (m != "stream" && !durable && !lb && !mdp && m != "forwarder") {
+        throw usage_error{"unknown --mode '" + m +
+                              "' (available: stream, durable, lb, mdp, forwarder)",
+                          exit_usage};
+    }
+    if (mdp) {
+        throw_unless_defaulted(vm, {"request-timeout", "max-prefetch"}, "--mode lb");
+    } else if (!lb) {
+        throw_unless_defaulted(
+            vm, {"heartbeat-interval", "liveness", "max-queued", "request-timeout", "max-prefetch"},
+            "--mode lb");
+    }
+    if (!mdp) {
+        throw_unless_defaulted(vm, {"request-expiry"}, "--mode mdp");
+    }
+    if (f.frontend.empty() && (!durable || f.frontend_pull.empty())) {
+        throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
+                                  : "--frontend and --backend are required (see --help)",
+                          exit_usage};
+    }
+    if (f.backend.empty() && (!durable || f.backend_push.empty())) {
+        throw usage_error{durable ? "--backend or --backend-push is required (see --help)"
+                                  : "--frontend and --backend are required (see --help)",
+                          exit_usage};
+    }
+    if (!durable) {
+        for (const char* only : {"spool", "frontend-pull", "backend-push", "strict"}) {
+            if (vm.count(only) != 0U) {
+                throw usage_error{std::string("--") + only + " applies to --mode durable only",
+                                  exit_usage};
+            }
+        }
+        throw_unless_defaulted(vm,
+                               {"sync", "max-messages", "max-bytes", "full-policy", "ack-timeout",
+                                "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max",
+                                "segment-size", "dedup-window", "start-timeout"},
+                               "--mode durable");
+        if (!lb && !mdp) {
+            throw_unless_defaulted(vm, {"max-attempts"}, "--mode durable");
+        }
+    } else if (f.spool_dir.empty()) {
+        throw usage_error{"--mode durable needs --spool DIR (the spool directory)", exit_usage};
+    }
+    if ((durable || lb || mdp) && !f.capture.empty()) {
+        throw usage_error{"--capture applies to --mode stream only", exit_usage};
+    }
+    if ((lb || mdp) && vm.count("max-attempts") != 0U && !vm["max-attempts"].defaulted() &&
+        f.max_attempts == 0) {
+        throw usage_error{"--max-attempts must be at least 1 in --mode " + m, exit_usage};
+    }
+    if ((lb || mdp) && f.liveness == 0) {
+        throw usage_error{"--liveness must be at least 1", exit_usage};
+    }
+    if (f.hwm < 0) {
+        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(f.hwm),
+                          exit_usage};
+    }
+    if (vm.count("batch") != 0U && f.batch == 0) {
+        throw usage_error{"--batch must be at least 1", exit_usage};
+    }
+}
+
+// What every mode's options take from the shared flags: endpoints, name, sockets, security
+// of the sides, drain timeout, batch (the mode's default unless --batch).
+struct shared_settings {
+    const proxy_flags& flags;
+    const po::variables_map& vm;
+    const proxy_config& cfg;
+    socket_options sockets;
+
+    template <class device_options>
+    device_options apply(device_options o, std::size_t default_batch) const {
+        o.frontend = flags.frontend;
+        o.backend = flags.backend;
+        o.control = flags.control;
+        o.name = flags.name;
+        o.sockets = sockets;
+        o.frontend_security = cfg.frontend_security.socket;
+        o.backend_security = cfg.backend_security.socket;
+        o.control_security = cfg.control_security.socket;
+        o.batch = vm.count("batch") != 0U ? flags.batch : default_batch;
+        o.drain_timeout = cfg.drain_timeout;
+        return o;
+    }
+};
+
+patterns::durable_proxy_options durable_mode(const shared_settings& shared) {
+    const auto& f = shared.flags;
+    auto d = shared.apply(patterns::durable_proxy_options{}, 4096);
+    d.frontend_pull = f.frontend_pull;
+    d.backend_push = f.backend_push;
+    d.spool.name = f.name;
+    d.spool.directory = f.spool_dir;
+    d.spool.sync = sync_policy::parse(f.sync);
+    d.spool.when_full = parse_full_policy(f.full);
+    d.spool.max_messages = f.max_messages;
+    d.spool.max_bytes = parse_size(f.max_bytes);
+    d.spool.segment_bytes = parse_size(f.segment);
+    d.spool.max_attempts = f.max_attempts;
+    d.spool.dedup_window = f.dedup_window;
+    d.spool.strict = shared.vm.count("strict") != 0U;
+    d.ack_timeout = parse_duration(f.ack_timeout);
+    d.consumer_timeout = parse_duration(f.consumer_timeout);
+    d.redelivery_backoff = parse_duration(f.backoff);
+    d.redelivery_backoff_max = parse_duration(f.backoff_max);
+    d.start_timeout = parse_duration(f.start_timeout);
+    if (d.spool.segment_bytes < (1ull << 20) || d.spool.segment_bytes > (1ull << 32)) {
+        throw config_error("--segment-size must be between 1MiB and 4GiB, got " + f.segment);
+    }
+    if (d.ack_timeout.count() <= 0 || d.consumer_timeout.count() <= 0 ||
+        d.start_timeout.count() <= 0) {
+        throw config_error(
+            "--ack-timeout, --consumer-timeout and --start-timeout must be positive");
+    }
+    d.spool.reserve_bytes = std::min<std::uint64_t>(1ull << 20, d.spool.segment_bytes / 8);
+    return d;
+}
+
+patterns::load_balancer_options lb_mode(const shared_settings& shared) {
+    const auto& f = shared.flags;
+    auto l = shared.apply(patterns::load_balancer_options{}, 256);
+    l.heartbeat_interval = parse_duration(f.heartbeat_interval);
+    l.request_timeout = parse_duration(f.request_timeout);
+    if (l.heartbeat_interval.count() <= 0) {
+        throw config_error("--heartbeat-interval must be positive, got " + f.heartbeat_interval);
+    }
+    l.liveness = f.liveness;
+    l.max_queued = f.max_queued;
+    if (f.max_prefetch == 0) {
+        throw usage_error{"--max-prefetch must be at least 1 (1: one request per worker)",
+                          exit_usage};
+    }
+    l.max_prefetch = f.max_prefetch;
+    l.max_attempts = shared.vm["max-attempts"].defaulted() ? 3 : f.max_attempts;
+    return l;
+}
+
+patterns::mdp_broker_options mdp_mode(const shared_settings& shared) {
+    const auto& f = shared.flags;
+    auto m = shared.apply(patterns::mdp_broker_options{}, 256);
+    if (!shared.vm["heartbeat-interval"].defaulted()) {
+        m.heartbeat_interval = parse_duration(f.heartbeat_interval);
+    }
+    m.request_expiry = parse_duration(f.request_expiry);
+    if (m.heartbeat_interval.count() <= 0) {
+        throw config_error("--heartbeat-interval must be positive, got " + f.heartbeat_interval);
+    }
+    if (m.request_expiry.count() < 0) {
+        throw config_error("--request-expiry must not be negative, got " + f.request_expiry);
+    }
+    m.liveness = f.liveness;
+    m.max_queued = f.max_queued;
+    m.max_attempts = shared.vm["max-attempts"].defaulted() ? 3 : f.max_attempts;
+    return m;
+}
+
+patterns::forwarder_options forwarder_mode(const shared_settings& shared) {
+    const auto& f = shared.flags;
+    auto o = shared.apply(patterns::forwarder_options{}, 512);
+    o.capture = f.capture;
+    o.capture_security = shared.cfg.capture_security.socket;
+    o.last_value_cache = shared.vm.count("last-value-cache") != 0U;
+    o.policy = patterns::parse_slow_subscriber_policy(f.slow_policy);
+    o.slow_subscriber_timeout = parse_duration(f.slow_timeout);
+    if (f.max_subscription == 0 || f.max_subscription > 65536) {
+        throw config_error("--max-subscription-size must be 1 to 65536 bytes, got " +
+                           std::to_string(f.max_subscription));
+    }
+    o.max_subscription_size = f.max_subscription;
+    if (o.slow_subscriber_timeout.count() <= 0) {
+        throw config_error("--slow-subscriber-timeout must be positive, got " + f.slow_timeout);
+    }
+    if (o.policy != patterns::slow_subscriber_policy::disconnect &&
+        !shared.vm["slow-subscriber-timeout"].defaulted()) {
+        throw config_error("--slow-subscriber-timeout applies to --slow-subscriber-policy "
+                           "disconnect only");
+    }
+    return o;
+}
+
+patterns::streamer_options stream_mode(const shared_settings& shared) {
+    auto o = shared.apply(patterns::streamer_options{}, 512);
+    o.capture = shared.flags.capture;
+    o.capture_security = shared.cfg.capture_security.socket;
+    return o;
+}
+
+// The sides' security; flags for a side that has no socket are usage errors.
+void resolve_security(proxy_config& cfg, const proxy_flags& f, const po::variables_map& vm) {
+    cfg.frontend_security = resolve_side_security(vm, "frontend", true, "frontend");
+    cfg.backend_security = resolve_side_security(vm, "backend", true, "backend");
+    if (!f.control.empty()) {
+        cfg.control_security = resolve_side_security(vm, "control", true, "control");
+    }
+    if (!f.capture.empty()) {
+        cfg.capture_security = resolve_side_security(vm, "capture", true, "capture");
+    }
+    for (const auto& side : {std::string("control"), std::string("capture")}) {
+        const auto& spec = side == "control" ? f.control : f.capture;
+        for (const auto& flag : security_flag_names()) {
+            if (spec.empty() && vm.count(side + "-" + flag) != 0U) {
+                throw usage_error{"--" + side + "-" + flag + " is given but there is no --" + side +
+                                      " socket",
+                                  exit_usage};
+            }
+        }
+    }
+}
+
+proxy_mode mode_options(const shared_settings& shared) {
+    const auto& m = shared.flags.mode;
+    if (m == "durable") {
+        return durable_mode(shared);
+    }
+    if (m == "lb") {
+        return lb_mode(shared);
+    }
+    if (m == "mdp") {
+        return mdp_mode(shared);
+    }
+    if (m == "forwarder") {
+        return forwarder_mode(shared);
+    }
+    return stream_mode(shared);
+}
+
+} // namespace
+
+std::string mode_name(const proxy_mode& mode) {
+    static const char* const names[] = {"stream", "durable", "lb", "mdp", "forwarder"};
+    return names[mode.index()];
+}
+
+std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const char* const* argv) {
+    proxy_config cfg;
+    proxy_flags f;
+    po::options_description desc;
+    describe_flags(desc, f);
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description per_side;
     add_security_options(security, per_side, proxy_sides());
@@ -243,275 +512,29 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     if (vm.count("version") != 0U) {
         return print_and_exit{"zmqkit-proxy " ZMQKIT_VERSION "\n", exit_ok};
     }
-    const bool durable = cfg.mode == "durable";
-    const bool lb = cfg.mode == "lb";
-    const bool mdp = cfg.mode == "mdp";
-    const bool forwarder = cfg.mode == "forwarder";
-    if (!forwarder &&
-        (!vm["slow-subscriber-policy"].defaulted() || !vm["slow-subscriber-timeout"].defaulted() ||
-         vm.count("last-value-cache") != 0U || !vm["max-subscription-size"].defaulted())) {
-        throw usage_error{"--slow-subscriber-policy, --slow-subscriber-timeout, "
-                          "--last-value-cache and --max-subscription-size apply to --mode "
-                          "forwarder only",
-                          exit_usage};
-    }
-    if (cfg.mode != "stream" && !durable && !lb && !mdp && !forwarder) {
-        throw usage_error{"unknown --mode '" + cfg.mode +
-                              "' (available: stream, durable, lb, mdp, forwarder)",
-                          exit_usage};
-    }
-    if (!lb) {
-        for (const char* only :
-             {"heartbeat-interval", "liveness", "max-queued", "request-timeout", "max-prefetch"}) {
-            if (mdp && std::string_view(only) != "request-timeout" &&
-                std::string_view(only) != "max-prefetch") {
-                continue;
-            }
-            if (!vm[only].defaulted()) {
-                throw usage_error{std::string("--") + only + " applies to --mode lb only",
-                                  exit_usage};
-            }
-        }
-    }
-    if (!mdp && !vm["request-expiry"].defaulted()) {
-        throw usage_error{"--request-expiry applies to --mode mdp only", exit_usage};
-    }
-    if (frontend.empty() && (!durable || cfg.durable.frontend_pull.empty())) {
-        throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
-                                  : "--frontend and --backend are required (see --help)",
-                          exit_usage};
-    }
-    if (backend.empty() && (!durable || cfg.durable.backend_push.empty())) {
-        throw usage_error{durable ? "--backend or --backend-push is required (see --help)"
-                                  : "--frontend and --backend are required (see --help)",
-                          exit_usage};
-    }
-    if (!durable) {
-        for (const char* only : {"spool", "frontend-pull", "backend-push", "strict"}) {
-            if (vm.count(only) != 0U) {
-                throw usage_error{std::string("--") + only + " applies to --mode durable only",
-                                  exit_usage};
-            }
-        }
-        for (const char* only :
-             {"sync", "max-messages", "max-bytes", "full-policy", "max-attempts", "ack-timeout",
-              "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max", "segment-size",
-              "dedup-window", "start-timeout"}) {
-            if ((lb || mdp) && std::string_view(only) == "max-attempts") {
-                continue;
-            }
-            if (!vm[only].defaulted()) {
-                throw usage_error{std::string("--") + only + " applies to --mode durable only",
-                                  exit_usage};
-            }
-        }
-    } else {
-        if (spool_dir.empty()) {
-            throw usage_error{"--mode durable needs --spool DIR (the spool directory)", exit_usage};
-        }
-        if (!capture.empty()) {
-            throw usage_error{"--capture applies to --mode stream only", exit_usage};
-        }
-    }
-    if ((lb || mdp) && !capture.empty()) {
-        throw usage_error{"--capture applies to --mode stream only", exit_usage};
-    }
-    if ((lb || mdp) && vm.count("max-attempts") != 0U && !vm["max-attempts"].defaulted() &&
-        max_attempts == 0) {
-        throw usage_error{"--max-attempts must be at least 1 in --mode " + cfg.mode, exit_usage};
-    }
-    if ((lb || mdp) && liveness == 0) {
-        throw usage_error{"--liveness must be at least 1", exit_usage};
-    }
-    if (hwm < 0) {
-        throw usage_error{"--hwm must be 0 (no limit) or more, got " + std::to_string(hwm),
-                          exit_usage};
-    }
-    if (vm.count("batch") != 0U && batch == 0) {
-        throw usage_error{"--batch must be at least 1", exit_usage};
-    }
-    socket_options sockets;
+    check_flags_fit_the_mode(f, vm);
+    shared_settings shared{f, vm, cfg, {}};
     try {
-        for (const auto* spec : {&frontend, &backend, &control, &capture,
-                                 &cfg.durable.frontend_pull, &cfg.durable.backend_push}) {
+        for (const auto* spec :
+             {&f.frontend, &f.backend, &f.control, &f.capture, &f.frontend_pull, &f.backend_push}) {
             if (!spec->empty()) {
                 (void)parse_endpoints(*spec, endpoint_action::bind);
             }
         }
-        cfg.drain_timeout = parse_duration(drain);
-        cfg.stats_interval = parse_duration(stats);
-        sockets.linger = parse_duration(linger);
-        if (durable) {
-            auto& d = cfg.durable;
-            d.spool.directory = spool_dir;
-            d.spool.sync = sync_policy::parse(sync);
-            d.spool.when_full = parse_full_policy(full);
-            d.spool.max_messages = max_messages;
-            d.spool.max_bytes = parse_size(max_bytes);
-            d.spool.segment_bytes = parse_size(segment);
-            d.spool.max_attempts = max_attempts;
-            d.spool.dedup_window = dedup_window;
-            d.spool.strict = vm.count("strict") != 0U;
-            d.ack_timeout = parse_duration(ack_timeout);
-            d.consumer_timeout = parse_duration(consumer_timeout);
-            d.redelivery_backoff = parse_duration(backoff);
-            d.redelivery_backoff_max = parse_duration(backoff_max);
-            d.start_timeout = parse_duration(start_timeout);
-            if (d.spool.segment_bytes < (1ull << 20) || d.spool.segment_bytes > (1ull << 32)) {
-                throw config_error("--segment-size must be between 1MiB and 4GiB, got " + segment);
-            }
-            if (d.ack_timeout.count() <= 0 || d.consumer_timeout.count() <= 0 ||
-                d.start_timeout.count() <= 0) {
-                throw config_error(
-                    "--ack-timeout, --consumer-timeout and --start-timeout must be positive");
-            }
-            d.spool.reserve_bytes = std::min<std::uint64_t>(1ull << 20, d.spool.segment_bytes / 8);
-        }
-        if (lb) {
-            auto& l = cfg.lb;
-            l.heartbeat_interval = parse_duration(heartbeat_interval);
-            l.request_timeout = parse_duration(request_timeout);
-            if (l.heartbeat_interval.count() <= 0) {
-                throw config_error("--heartbeat-interval must be positive, got " +
-                                   heartbeat_interval);
-            }
-        }
-        if (forwarder) {
-            cfg.forwarder.policy = patterns::parse_slow_subscriber_policy(slow_policy);
-            cfg.forwarder.slow_subscriber_timeout = parse_duration(slow_timeout);
-            if (max_subscription == 0 || max_subscription > 65536) {
-                throw config_error("--max-subscription-size must be 1 to 65536 bytes, got " +
-                                   std::to_string(max_subscription));
-            }
-            cfg.forwarder.max_subscription_size = max_subscription;
-            if (cfg.forwarder.slow_subscriber_timeout.count() <= 0) {
-                throw config_error("--slow-subscriber-timeout must be positive, got " +
-                                   slow_timeout);
-            }
-            if (cfg.forwarder.policy != patterns::slow_subscriber_policy::disconnect &&
-                !vm["slow-subscriber-timeout"].defaulted()) {
-                throw config_error("--slow-subscriber-timeout applies to --slow-subscriber-policy "
-                                   "disconnect only");
-            }
-        }
-        if (mdp) {
-            auto& m = cfg.mdp;
-            if (!vm["heartbeat-interval"].defaulted()) {
-                m.heartbeat_interval = parse_duration(heartbeat_interval);
-            }
-            m.request_expiry = parse_duration(request_expiry);
-            if (m.heartbeat_interval.count() <= 0) {
-                throw config_error("--heartbeat-interval must be positive, got " +
-                                   heartbeat_interval);
-            }
-            if (m.request_expiry.count() < 0) {
-                throw config_error("--request-expiry must not be negative, got " + request_expiry);
-            }
-        }
+        cfg.drain_timeout = parse_duration(f.drain);
+        cfg.stats_interval = parse_duration(f.stats);
+        shared.sockets.linger = parse_duration(f.linger);
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    check_linger(sockets.linger);
-    sockets.send_hwm = hwm;
-    sockets.recv_hwm = hwm;
-    cfg.frontend_security = resolve_side_security(vm, "frontend", true, "frontend");
-    cfg.backend_security = resolve_side_security(vm, "backend", true, "backend");
-    if (!control.empty()) {
-        cfg.control_security = resolve_side_security(vm, "control", true, "control");
-    }
-    if (!capture.empty()) {
-        cfg.capture_security = resolve_side_security(vm, "capture", true, "capture");
-    }
-    for (const auto& side : {std::string("control"), std::string("capture")}) {
-        const auto& spec = side == "control" ? control : capture;
-        for (const auto& flag : security_flag_names()) {
-            if (spec.empty() && vm.count(side + "-" + flag) != 0U) {
-                throw usage_error{"--" + side + "-" + flag + " is given but there is no --" + side +
-                                      " socket",
-                                  exit_usage};
-            }
-        }
-    }
-    const auto& fs = cfg.frontend_security.socket;
-    const auto& bs = cfg.backend_security.socket;
-    const auto& cs = cfg.control_security.socket;
-    if (durable) {
-        auto& d = cfg.durable;
-        d.frontend = frontend;
-        d.backend = backend;
-        d.control = control;
-        d.name = name;
-        d.spool.name = name;
-        d.sockets = sockets;
-        d.frontend_security = fs;
-        d.backend_security = bs;
-        d.control_security = cs;
-        d.batch = vm.count("batch") != 0U ? batch : 4096;
-        d.drain_timeout = cfg.drain_timeout;
-    } else if (lb) {
-        auto& l = cfg.lb;
-        l.frontend = frontend;
-        l.backend = backend;
-        l.control = control;
-        l.name = name;
-        l.sockets = sockets;
-        l.frontend_security = fs;
-        l.backend_security = bs;
-        l.control_security = cs;
-        l.liveness = liveness;
-        l.max_queued = max_queued;
-        if (max_prefetch == 0) {
-            throw usage_error{"--max-prefetch must be at least 1 (1: one request per worker)",
-                              exit_usage};
-        }
-        l.max_prefetch = max_prefetch;
-        l.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
-        l.batch = vm.count("batch") != 0U ? batch : 256;
-        l.drain_timeout = cfg.drain_timeout;
-    } else if (mdp) {
-        auto& m = cfg.mdp;
-        m.frontend = frontend;
-        m.backend = backend;
-        m.control = control;
-        m.name = name;
-        m.sockets = sockets;
-        m.frontend_security = fs;
-        m.backend_security = bs;
-        m.control_security = cs;
-        m.liveness = liveness;
-        m.max_queued = max_queued;
-        m.max_attempts = vm["max-attempts"].defaulted() ? 3 : max_attempts;
-        m.batch = vm.count("batch") != 0U ? batch : 256;
-        m.drain_timeout = cfg.drain_timeout;
-    } else if (forwarder) {
-        auto& f = cfg.forwarder;
-        f.frontend = frontend;
-        f.backend = backend;
-        f.control = control;
-        f.capture = capture;
-        f.name = name;
-        f.sockets = sockets;
-        f.frontend_security = fs;
-        f.backend_security = bs;
-        f.control_security = cs;
-        f.capture_security = cfg.capture_security.socket;
-        f.last_value_cache = vm.count("last-value-cache") != 0U;
-        f.batch = vm.count("batch") != 0U ? batch : 512;
-        f.drain_timeout = cfg.drain_timeout;
-    } else {
-        auto& st = cfg.streamer;
-        st.frontend = frontend;
-        st.backend = backend;
-        st.control = control;
-        st.capture = capture;
-        st.name = name;
-        st.sockets = sockets;
-        st.frontend_security = fs;
-        st.backend_security = bs;
-        st.control_security = cs;
-        st.capture_security = cfg.capture_security.socket;
-        st.batch = vm.count("batch") != 0U ? batch : 512;
-        st.drain_timeout = cfg.drain_timeout;
+    check_linger(shared.sockets.linger);
+    shared.sockets.send_hwm = f.hwm;
+    shared.sockets.recv_hwm = f.hwm;
+    resolve_security(cfg, f, vm);
+    try {
+        cfg.mode = mode_options(shared);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{e.what(), exit_usage};
     }
     cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
     return cfg;

@@ -15,13 +15,16 @@
 
 namespace zmqkit::cli {
 
+// The device a mode runs, with its options: --mode stream, durable, lb, mdp, forwarder.
+using proxy_mode = std::variant<patterns::streamer_options, patterns::durable_proxy_options,
+                                patterns::load_balancer_options, patterns::mdp_broker_options,
+                                patterns::forwarder_options>;
+
+// The --mode name of a mode: "stream", "durable", "lb", "mdp" or "forwarder".
+[[nodiscard]] std::string mode_name(const proxy_mode& mode);
+
 struct proxy_config {
-    std::string mode = "stream";
-    patterns::streamer_options streamer;
-    patterns::durable_proxy_options durable; // --mode durable
-    patterns::load_balancer_options lb;      // --mode lb
-    patterns::forwarder_options forwarder;   // --mode forwarder
-    patterns::mdp_broker_options mdp;        // --mode mdp
+    proxy_mode mode; // default: stream
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
     // Security per side (also copied into the mode's device options). A server side's ZAP

@@ -5,19 +5,24 @@
 #pragma once
 
 #include <zmqkit/encoding.hpp>
+#include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
 #include <zmqkit/header.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -142,6 +147,47 @@ inline void refuse_shared_security(const socket_options& sockets, const std::str
     }
 }
 
+// The base's settings from a device's options (every device's options name these fields
+// alike); the device adds its log and clock where it has them.
+template <class device_options> device_settings settings_of(const device_options& o) {
+    device_settings s;
+    s.control = o.control;
+    s.control_security = o.control_security;
+    s.drain_timeout = o.drain_timeout;
+    s.registry = o.registry;
+    return s;
+}
+
+// The same for a device whose options also have a log callback and a clock (the brokers, the
+// durable proxy).
+template <class device_options> device_settings logged_settings_of(const device_options& o) {
+    auto s = settings_of(o);
+    s.log = o.log;
+    s.clock = o.clock;
+    return s;
+}
+
+// The two ROUTER sides of a broker (load balancer, Majordomo). ROUTER_MANDATORY: a send to a
+// client or worker that is gone fails at once (EHOSTUNREACH), so a request goes to another
+// worker without waiting for the expiry. ROUTER_HANDOVER: a worker that reconnects with the
+// same routing id takes over the old connection.
+inline void configure_broker_frontend(zmq::socket_t& s) {
+    s.set(zmq::sockopt::router_mandatory, true);
+}
+inline void configure_broker_backend(zmq::socket_t& s) {
+    s.set(zmq::sockopt::router_mandatory, true);
+    s.set(zmq::sockopt::router_handover, true);
+}
+
+// Throws config_error for an endpoint list that does not parse (empty ones are not checked).
+inline void check_endpoints(std::initializer_list<const std::string*> specs) {
+    for (const auto* spec : specs) {
+        if (!spec->empty()) {
+            (void)parse_endpoints(*spec, endpoint_action::bind);
+        }
+    }
+}
+
 inline std::string upper(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
         return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
@@ -172,14 +218,11 @@ inline void set_text(status_document& doc, const std::string& key, std::string_v
     }
 }
 
-// The start of every STATUS: {"state":state,"statistics":{...}} (statistics as
-// proxy_statistics::to_json() writes them); each device adds its own members after these.
-inline status_document status_head(const char* state, const proxy_statistics& statistics) {
-    status_document j;
-    j["state"] = state;
-    j["statistics"] = status_document::parse(statistics.to_json());
-    return j;
-}
+// A STATUS document being built: device::build_status() puts "state" and "statistics" in it,
+// each device its own members (device::add_status), the base the "security" member last.
+struct status_object {
+    status_document json;
+};
 
 // The members the load balancer's and the Majordomo broker's STATUS share, in their order:
 // workers_expired ... liveness.
@@ -222,6 +265,57 @@ inline zmq::message_t copy_of(const zmq::message_t& m) {
     return c;
 }
 
+// The forwarding devices' hot path (streamer, forwarder): receives one whole message into
+// `frames` (reused: grown, never shrunk, so a steady flow allocates nothing); returns its frame
+// count (0: none waiting) and its size in `bytes`.
+inline std::size_t receive_message(zmq::socket_t& s, std::vector<zmq::message_t>& frames,
+                                   std::size_t& bytes) {
+    std::size_t n = 0;
+    bytes = 0;
+    bool more = true;
+    while (more) {
+        if (n == frames.size()) {
+            frames.emplace_back();
+        }
+        auto& frame = frames[n];
+        if (!s.recv(frame, n == 0 ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
+            break;
+        }
+        more = frame.more();
+        bytes += frame.size();
+        ++n;
+    }
+    return n;
+}
+
+// Once frames[0] of an n-frame message went out on `out`: sends the rest, and copies every
+// frame to `tap` (if any) without blocking. `first_copy` is a copy of frames[0] taken before it
+// was sent. The tap never holds the flow back: a copy it refuses (no room, no peer; only a
+// message's first frame can be refused) stops the tapping of that message and is counted.
+inline void send_rest_and_tap(zmq::socket_t& out, zmq::socket_t* tap,
+                              std::vector<zmq::message_t>& frames, std::size_t n,
+                              zmq::message_t& first_copy, counter* tap_drops) {
+    bool tapping = tap != nullptr;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto flags = i + 1 < n ? zmq::send_flags::sndmore : zmq::send_flags::none;
+        if (tapping) {
+            zmq::message_t copy;
+            if (i == 0) {
+                copy.move(first_copy);
+            } else {
+                copy.copy(frames[i]);
+            }
+            if (!tap->send(copy, flags | zmq::send_flags::dontwait)) {
+                tapping = false;
+                tap_drops->add();
+            }
+        }
+        if (i > 0) {
+            (void)out.send(frames[i], flags);
+        }
+    }
+}
+
 enum class send_result { sent, unreachable, full };
 
 // Sends every frame (consumed). With ROUTER_MANDATORY an unknown peer fails the first frame
@@ -232,19 +326,15 @@ inline send_result send_all(zmq::socket_t& s, std::vector<zmq::message_t>& out, 
     for (const auto& f : out) {
         total += f.size();
     }
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        const auto flags = zmq::send_flags::dontwait |
-                           (i + 1 < out.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-        try {
-            if (!s.send(out[i], flags)) {
-                return send_result::full;
-            }
-        } catch (const zmq::error_t& e) {
-            if (e.num() == EHOSTUNREACH) {
-                return send_result::unreachable;
-            }
-            throw;
+    try {
+        if (!zmq::send_multipart(s, out, zmq::send_flags::dontwait)) {
+            return send_result::full;
         }
+    } catch (const zmq::error_t& e) {
+        if (e.num() == EHOSTUNREACH) {
+            return send_result::unreachable;
+        }
+        throw;
     }
     messages->add();
     bytes->add(total);
@@ -277,6 +367,30 @@ inline std::size_t receive_multipart(zmq::socket_t& s, std::vector<zmq::message_
     return n;
 }
 
+// Drain helpers. A drain's deadline is real time (the caller's), not the device's clock.
+using time_point = std::chrono::steady_clock::time_point;
+
+// True while the deadline is ahead.
+[[nodiscard]] inline bool before(time_point deadline) noexcept {
+    return std::chrono::steady_clock::now() < deadline;
+}
+
+// Waits at most min(time left, max_slice) for `events` on `s`; true when ready.
+inline bool wait_for(zmq::socket_t& s, short events, time_point deadline,
+                     std::chrono::milliseconds max_slice) {
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    zmq::pollitem_t item{s.handle(), 0, events, 0};
+    return zmq::poll(&item, 1, std::clamp(left, std::chrono::milliseconds(0), max_slice)) > 0;
+}
+
+// Sets the linger of `s` to the time left: what is queued may still leave until the deadline.
+inline void linger_until(zmq::socket_t& s, time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
+}
+
 // The end of a drain: reads and discards the whole messages already waiting on `s` (input the
 // device took in and will not handle), counts them in `messages_in` / `bytes_in` (they did
 // arrive) and returns how many, for drain_report::dropped. Stops at the first empty read, or
@@ -297,29 +411,69 @@ inline std::uint64_t discard_waiting(zmq::socket_t& s, counter* messages_in, cou
     return count;
 }
 
+// The checks both brokers make of their options (who: "load balancer 'name'"), and their
+// defaults: a tick of a quarter heartbeat (1 to 100 ms) unless given, a batch of at least 1.
+template <class broker_options>
+void check_broker_options(broker_options& o, const std::string& who) {
+    refuse_shared_security(o.sockets, who,
+                           "frontend_security, backend_security and control_security");
+    if (o.frontend.empty() || o.backend.empty()) {
+        throw config_error(who +
+                           ": a frontend (clients) and a backend (workers) endpoint are required");
+    }
+    check_endpoints({&o.frontend, &o.backend});
+    if (o.heartbeat_interval.count() <= 0 || o.liveness == 0) {
+        throw config_error(who + ": the heartbeat interval and the liveness must be positive");
+    }
+    if (o.max_attempts == 0) {
+        throw config_error(who + ": max attempts must be at least 1");
+    }
+    if (o.tick.count() < 0) {
+        throw config_error(who + ": the tick must not be negative");
+    }
+    if (o.tick.count() == 0) {
+        o.tick = std::clamp(o.heartbeat_interval / 4, std::chrono::milliseconds(1),
+                            std::chrono::milliseconds(100));
+    }
+    o.batch = std::max<std::size_t>(1, o.batch);
+}
+
+// The drain of the two brokers (load balancer, Majordomo), once they stopped reading the
+// frontend: wait (until the deadline) for the replies of requests in flight. Requests queued or
+// still at a worker, and those not read yet, get no answer from this broker: dropped (a Lazy Pirate
+// client sends its request again). Returns how many.
+template <class broker>
+std::uint64_t drain_broker(broker& b, time_point deadline, const device_counters& counters) {
+    while (b.requests.size() > b.queued && before(deadline)) {
+        if (wait_for(*b.backend, ZMQ_POLLIN, deadline, std::chrono::milliseconds(100))) {
+            b.read_backend();
+        }
+    }
+    const std::uint64_t dropped =
+        b.requests.size() +
+        discard_waiting(*b.frontend, counters.frontend_in, counters.frontend_bytes_in);
+    linger_until(*b.frontend, deadline);
+    b.backend->set(zmq::sockopt::linger, 0);
+    return dropped;
+}
+
 // The first frame of a request waiting on a REP control socket (the rest is read and
 // ignored); nullopt when none is waiting.
 inline std::optional<std::string> receive_control_command(zmq::socket_t& control) {
-    zmq::message_t frame;
-    std::string command;
-    bool first = true;
-    do {
-        if (!control.recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-            return std::nullopt;
-        }
-        if (first) {
-            command = frame.to_string();
-        }
-        first = false;
-    } while (frame.more());
-    return command;
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(control, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        return std::nullopt;
+    }
+    return frames.front().to_string();
 }
 
 inline void send_control_reply(zmq::socket_t& control, const std::vector<std::string>& reply) {
-    for (std::size_t i = 0; i < reply.size(); ++i) {
-        (void)control.send(zmq::buffer(reply[i]),
-                           i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    std::vector<zmq::const_buffer> frames;
+    frames.reserve(reply.size());
+    for (const auto& f : reply) {
+        frames.push_back(zmq::buffer(f));
     }
+    (void)zmq::send_multipart(control, frames);
 }
 
 } // namespace zmqkit::patterns::detail

@@ -26,8 +26,13 @@ void put_u64_be(char* out, std::uint64_t v) {
 }
 
 using detail::hex;
-using detail::upper;
 using detail::view;
+
+device_settings durable_settings(const durable_proxy_options& o) {
+    auto s = detail::logged_settings_of(o);
+    s.reports_remaining = true;
+    return s;
+}
 
 } // namespace
 
@@ -36,8 +41,10 @@ struct durable_proxy::impl {
     durable_proxy_options& opt;
 
     std::optional<spool> sp;
-    std::optional<zmq::socket_t> frontend, frontend_pull, backend, backend_push, control;
-    detail::side_monitors monitors; // cleared before the sockets close
+    zmq::socket_t* frontend = nullptr;
+    zmq::socket_t* frontend_pull = nullptr;
+    zmq::socket_t* backend = nullptr;
+    zmq::socket_t* backend_push = nullptr;
 
     // Confirms waiting for the commit that covers their append.
     struct pending_confirm {
@@ -91,13 +98,10 @@ struct durable_proxy::impl {
     std::vector<std::string_view> views;
     std::vector<std::string_view> batch_entries;
     header scratch;
-    bool paused = false;
     bool push_blocked = false;
     bool disk_full_reported = false;
     bool read_only_reported = false;
     clock::time_point next_gauges{};
-    clock::time_point malformed_log_after{};
-    std::uint64_t malformed_unlogged = 0;
 
     // metrics
     counter* confirms_sent;
@@ -158,15 +162,14 @@ struct durable_proxy::impl {
         frames.reserve(8);
     }
 
-    void log(const std::string& line) const {
-        if (opt.log) {
-            opt.log(line);
-        }
+    void log(const std::string& line) const { self.log(device::log_level::info, line); }
+    void report_malformed(const std::string& where, const std::string& why) {
+        self.report_malformed(where, why);
     }
 
     // ---- setup ----
 
-    void setup() {
+    void open_sides() {
         spool_options so = opt.spool;
         if (so.name == "spool") {
             so.name = opt.name;
@@ -197,56 +200,30 @@ struct durable_proxy::impl {
             log("spool recovery: " + f);
         }
 
-        std::vector<std::string> fe, fp, be, bp, ctl;
-        auto make = [&](std::optional<zmq::socket_t>& s, zmq::socket_type t,
-                        const std::string& spec, std::vector<std::string>& out,
-                        const socket_security& security, const char* side) {
-            if (spec.empty()) {
-                return;
-            }
-            s.emplace(self.context(), t);
-            detail::apply_socket_options(*s, opt.sockets);
-            monitors.secure(self.context(), *s, security, opt.name, side, opt.registry);
-            out = attach(*s, spec, endpoint_action::bind);
+        auto open = [&](const char* side, zmq::socket_type type, const std::string& spec,
+                        const socket_security& security,
+                        const std::function<void(zmq::socket_t&)>& configure = {}) {
+            return spec.empty()
+                       ? nullptr
+                       : &self.open_side(side, type, spec, &opt.sockets, security, configure);
         };
-        make(frontend, zmq::socket_type::router, opt.frontend, fe, opt.frontend_security,
-             "frontend");
-        make(frontend_pull, zmq::socket_type::pull, opt.frontend_pull, fp, opt.frontend_security,
-             "frontend-pull");
-        if (!opt.backend.empty()) {
-            backend.emplace(self.context(), zmq::socket_type::router);
-            detail::apply_socket_options(*backend, opt.sockets);
-            monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
-                            opt.registry);
-            // A delivery to a consumer that left fails at once (EHOSTUNREACH) instead of
-            // vanishing: the message is requeued.
-            backend->set(zmq::sockopt::router_mandatory, true);
-            be = attach(*backend, opt.backend, endpoint_action::bind);
-        }
-        make(backend_push, zmq::socket_type::push, opt.backend_push, bp, opt.backend_security,
-             "backend-push");
-        if (frontend) {
-            frontend->set(zmq::sockopt::router_mandatory, true);
-        }
-        if (!opt.control.empty()) {
-            control.emplace(self.context(), zmq::socket_type::rep);
-            control->set(zmq::sockopt::linger, 500);
-            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
-                            opt.registry);
-            ctl = attach(*control, opt.control, endpoint_action::bind);
-            self.watch(*control, [this] { handle_control(); });
-        }
-        {
-            std::lock_guard lock(self.endpoints_mutex_);
-            self.frontend_endpoints_ = std::move(fe);
-            self.frontend_pull_endpoints_ = std::move(fp);
-            self.backend_endpoints_ = std::move(be);
-            self.backend_push_endpoints_ = std::move(bp);
-            self.control_endpoints_ = std::move(ctl);
-        }
-        for (auto* s : {&frontend, &frontend_pull, &backend}) {
-            if (*s) {
-                self.watch(**s, [this] { pump(); });
+        // ROUTER_MANDATORY: a confirm to a producer that left, or a delivery to a consumer
+        // that left, fails at once (EHOSTUNREACH) instead of vanishing: the message is
+        // requeued.
+        const auto mandatory = [](zmq::socket_t& s) {
+            s.set(zmq::sockopt::router_mandatory, true);
+        };
+        frontend = open("frontend", zmq::socket_type::router, opt.frontend, opt.frontend_security,
+                        mandatory);
+        frontend_pull =
+            open("frontend-pull", zmq::socket_type::pull, opt.frontend_pull, opt.frontend_security);
+        backend =
+            open("backend", zmq::socket_type::router, opt.backend, opt.backend_security, mandatory);
+        backend_push =
+            open("backend-push", zmq::socket_type::push, opt.backend_push, opt.backend_security);
+        for (auto* s : {frontend, frontend_pull, backend}) {
+            if (s != nullptr) {
+                self.watch(*s, [this] { pump(); });
             }
         }
         if (backend_push) {
@@ -260,11 +237,11 @@ struct durable_proxy::impl {
                 false);
         }
         self.every(opt.tick, [this] { tick(); });
-        update_gauges(clock::now());
+        update_gauges(self.now());
     }
 
     void update_reading() {
-        const bool on = !paused && held.empty();
+        const bool on = !self.paused() && held.empty();
         if (frontend) {
             self.set_watch_enabled(*frontend, on);
         }
@@ -282,12 +259,12 @@ struct durable_proxy::impl {
             if (!held.empty()) {
                 retry_held(); // acks may have made room
             }
-            if (!paused && held.empty()) {
+            if (!self.paused() && held.empty()) {
                 work |= ingest_router(opt.batch);
                 work |= ingest_pull(opt.batch);
             }
             work |= read_backend(opt.batch);
-            if (!paused) {
+            if (!self.paused()) {
                 work |= fill_deliveries(opt.batch);
             }
             if (!work && confirms.empty() && outbox.empty() && !sp->commit_pending()) {
@@ -302,21 +279,6 @@ struct durable_proxy::impl {
 
     // One multipart message into `frames` (0: none waiting; more than 16 frames: malformed).
     std::size_t receive(zmq::socket_t& s) { return detail::receive_multipart(s, frames, 16); }
-
-    void report_malformed(const std::string& where, const std::string& why) {
-        malformed->add();
-        const auto now = clock::now();
-        if (now >= malformed_log_after) {
-            log("discarded a malformed message on the " + where + ": " + why +
-                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
-                                              " more since the last report)"
-                                        : std::string()));
-            malformed_unlogged = 0;
-            malformed_log_after = now + std::chrono::seconds(1);
-        } else {
-            ++malformed_unlogged;
-        }
-    }
 
     // Splits frames[first..n) into header bytes and body (inline or separate). False when
     // malformed (reason in `why`).
@@ -529,7 +491,7 @@ struct durable_proxy::impl {
     }
 
     void retry_held() {
-        if (held.empty() || paused) {
+        if (held.empty() || self.paused()) {
             return;
         }
         while (!held.empty()) {
@@ -616,7 +578,7 @@ struct durable_proxy::impl {
             return false;
         }
         std::size_t done = 0;
-        const auto now = clock::now();
+        const auto now = self.now();
         while (done < limit) {
             const std::size_t n = receive(*backend);
             if (n == 0) {
@@ -692,7 +654,7 @@ struct durable_proxy::impl {
     // Takes messages from the spool for consumers with credit; they leave after the commit.
     bool fill_deliveries(std::size_t limit) {
         std::size_t taken = 0;
-        const auto now = clock::now();
+        const auto now = self.now();
         // Reliable consumers, round robin over those with credit left.
         while (taken < limit && !order.empty()) {
             std::string* target = nullptr;
@@ -847,7 +809,7 @@ struct durable_proxy::impl {
             outbox.clear();
         }
         if (push_blocked && backend_push) {
-            self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, !paused);
+            self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, !self.paused());
         }
     }
 
@@ -922,7 +884,7 @@ struct durable_proxy::impl {
     // ---- timers ----
 
     void tick() {
-        const auto now = clock::now();
+        const auto now = self.now();
         // Ack timeouts (deadlines are in order: one ack_timeout after each delivery).
         while (!deadlines.empty() && deadlines.front().first <= now) {
             const auto [deadline, seq] = deadlines.front();
@@ -971,33 +933,7 @@ struct durable_proxy::impl {
 
     // ---- control ----
 
-    std::vector<std::string> execute(const std::string& command) {
-        const std::string cmd = upper(command);
-        if (cmd == control::pause) {
-            set_paused(true);
-            return {"OK"};
-        }
-        if (cmd == control::resume) {
-            set_paused(false);
-            return {"OK"};
-        }
-        if (cmd == control::statistics) {
-            return self.statistics().to_frames();
-        }
-        if (cmd == control::status) {
-            return {status_json()};
-        }
-        if (cmd == control::terminate) {
-            self.terminated_ = true;
-            return {"OK"};
-        }
-        return {"ERROR unknown command '" + command +
-                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
-    }
-
-    void set_paused(bool p) {
-        paused = p;
-        self.paused_ = p;
+    void pause(bool p) {
         update_reading();
         if (backend_push && p) {
             self.set_watch_enabled(*backend_push, ZMQ_POLLOUT, false);
@@ -1007,19 +943,14 @@ struct durable_proxy::impl {
         }
     }
 
-    void handle_control() {
-        const auto command = detail::receive_control_command(*control);
-        if (!command) {
-            return;
-        }
-        detail::send_control_reply(*control, execute(*command));
-        if (self.terminated_) {
-            drain(clock::now() + opt.drain_timeout);
-            self.request_exit();
-        }
+    std::string state() {
+        return sp->stats().read_only ? "read-only"
+               : self.paused()       ? "paused"
+               : !held.empty()       ? "backpressure"
+                                     : "running";
     }
 
-    std::string status_json() {
+    void add_status(detail::status_object& status) {
         const auto st = sp->stats();
         const auto& r = sp->recovery();
         const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -1027,11 +958,7 @@ struct durable_proxy::impl {
                                         .count();
         using std::chrono::duration_cast;
         using std::chrono::milliseconds;
-        auto j = detail::status_head(st.read_only    ? "read-only"
-                                     : paused        ? "paused"
-                                     : !held.empty() ? "backpressure"
-                                                     : "running",
-                                     self.statistics());
+        auto& j = status.json;
         auto& spool_json = j["spool"];
         detail::set_text(spool_json, "directory", opt.spool.directory.string());
         spool_json["sync"] = opt.spool.sync.to_string();
@@ -1079,7 +1006,7 @@ struct durable_proxy::impl {
         j["nacks"] = nacks->value();
         j["malformed"] = malformed->value();
         auto& consumer_list = j["consumers"] = detail::status_document::array();
-        const auto now = clock::now();
+        const auto now = self.now();
         for (const auto& rid : order) {
             const auto& c = consumers[rid];
             auto& o = consumer_list.emplace_back();
@@ -1091,14 +1018,12 @@ struct durable_proxy::impl {
             o["nacked"] = c.nacked;
             o["last_seen_ms"] = duration_cast<milliseconds>(now - c.last_seen).count();
         }
-        monitors.add_status(j);
-        return detail::dump_status(j);
     }
 
     // ---- stopping ----
 
     // Stop taking messages; commit and confirm what was taken; settle acks that arrive.
-    void drain(clock::time_point deadline) {
+    drain_report drain(clock::time_point deadline) {
         if (frontend) {
             self.set_watch_enabled(*frontend, false);
         }
@@ -1108,10 +1033,8 @@ struct durable_proxy::impl {
         (void)read_backend(opt.batch);
         commit_and_release();
         // Acks for what is in flight, while they come and time allows.
-        while (!inflight.empty() && clock::now() < deadline && backend) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
-            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) <= 0) {
+        while (!inflight.empty() && detail::before(deadline) && backend) {
+            if (!detail::wait_for(*backend, ZMQ_POLLIN, deadline, std::chrono::milliseconds(100))) {
                 break;
             }
             (void)read_backend(opt.batch);
@@ -1120,26 +1043,25 @@ struct durable_proxy::impl {
         (void)sp->commit();
         // Unacked messages stay in the spool (not a loss). Messages held back unstored (spool
         // full) and those waiting on the PULL frontend (no confirm to resend them) are dropped.
-        self.drain_remaining_ = sp->stats().messages;
-        self.drain_dropped_ +=
+        drain_report report;
+        report.remaining_in_spool = sp->stats().messages;
+        report.dropped =
             held.size() + (frontend_pull
                                ? detail::discard_waiting(*frontend_pull, self.counters_.frontend_in,
                                                          self.counters_.frontend_bytes_in)
                                : 0);
         held.clear();
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-        const int linger = static_cast<int>(std::max<std::int64_t>(0, left.count()));
-        for (auto* s : {&frontend, &backend, &backend_push}) {
-            if (*s) {
-                (*s)->set(zmq::sockopt::linger, linger);
+        for (auto* s : {frontend, backend, backend_push}) {
+            if (s != nullptr) {
+                detail::linger_until(*s, deadline);
             }
         }
+        return report;
     }
 };
 
 durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options options)
-    : actor(context, options.name), options_(std::move(options)) {
+    : device(context, options.name, durable_settings(options)), options_(std::move(options)) {
     detail::refuse_shared_security(options_.sockets, "durable proxy '" + options_.name + "'",
                                    "frontend_security, backend_security and control_security");
     if (options_.spool.directory.empty()) {
@@ -1155,12 +1077,8 @@ durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options opti
                            "': a backend (ROUTER, for acking consumers) or a push backend "
                            "(PUSH) endpoint is required");
     }
-    for (const auto* spec : {&options_.frontend, &options_.frontend_pull, &options_.backend,
-                             &options_.backend_push, &options_.control}) {
-        if (!spec->empty()) {
-            (void)parse_endpoints(*spec, endpoint_action::bind);
-        }
-    }
+    detail::check_endpoints(
+        {&options_.frontend, &options_.frontend_pull, &options_.backend, &options_.backend_push});
     if (options_.ack_timeout.count() <= 0 || options_.consumer_timeout.count() <= 0 ||
         options_.tick.count() <= 0 || options_.redelivery_backoff.count() < 0) {
         throw config_error("durable proxy '" + options_.name +
@@ -1170,94 +1088,42 @@ durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options opti
     options_.redelivery_backoff_max =
         std::max(options_.redelivery_backoff_max, options_.redelivery_backoff);
     impl_ = std::make_unique<impl>(*this, options_);
-    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    counters_ =
-        device_counters::register_in(reg, options_.name, "confirms, rejects", "credit, acks");
+    counters_ = device_counters::register_in(registry(), options_.name, "confirms, rejects",
+                                             "credit, acks");
+    count_malformed_in(*impl_->malformed);
 }
 
 durable_proxy::~durable_proxy() {
     stop(options_.drain_timeout);
 }
 
-void durable_proxy::setup() {
-    impl_->setup();
+void durable_proxy::open_sides() {
+    impl_->open_sides();
 }
 
-std::vector<std::string> durable_proxy::on_command(const std::vector<std::string>& frames) {
-    if (frames.empty()) {
-        return {"ERROR empty command"};
-    }
-    auto reply = impl_->execute(frames.front());
-    if (terminated_) {
-        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-    return reply;
+void durable_proxy::on_pause(bool paused) {
+    impl_->pause(paused);
 }
 
-void durable_proxy::on_stop(std::chrono::steady_clock::time_point deadline) {
-    if (impl_->sp) {
-        impl_->drain(deadline);
-    }
+drain_report durable_proxy::on_drain(time_point deadline) {
+    return impl_->sp ? impl_->drain(deadline) : drain_report{0, 0};
 }
 
-void durable_proxy::teardown() noexcept {
-    impl_->monitors.clear();
-    impl_->control.reset();
-    impl_->frontend.reset();
-    impl_->frontend_pull.reset();
-    impl_->backend.reset();
-    impl_->backend_push.reset();
+std::string durable_proxy::status_state() {
+    return impl_->state();
+}
+
+void durable_proxy::add_status(detail::status_object& status) {
+    impl_->add_status(status);
+}
+
+void durable_proxy::after_close() noexcept {
     impl_->sp.reset(); // commits what is queued, closes the files, releases the lock
-}
-
-bool durable_proxy::pause() {
-    auto reply = command({control::pause});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-bool durable_proxy::resume() {
-    auto reply = command({control::resume});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-std::string durable_proxy::status_json() {
-    auto reply = command({control::status});
-    return reply && !reply->empty() ? reply->front() : std::string("{}");
-}
-
-drain_report durable_proxy::drain_result() const noexcept {
-    return drain_report{drain_dropped_.load(), drain_remaining_.load()};
-}
-
-proxy_statistics durable_proxy::statistics() const noexcept {
-    return counters_.snapshot();
 }
 
 recovery_report durable_proxy::recovery() const {
     std::lock_guard lock(recovery_mutex_);
     return recovery_;
-}
-
-std::vector<std::string> durable_proxy::frontend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_endpoints_;
-}
-std::vector<std::string> durable_proxy::frontend_pull_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_pull_endpoints_;
-}
-std::vector<std::string> durable_proxy::backend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_endpoints_;
-}
-std::vector<std::string> durable_proxy::backend_push_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_push_endpoints_;
-}
-std::vector<std::string> durable_proxy::control_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return control_endpoints_;
 }
 
 } // namespace zmqkit::patterns

@@ -43,8 +43,8 @@ std::uint64_t random_u64() {
 struct load_balancer::impl {
     load_balancer& self;
     load_balancer_options& opt;
-    std::optional<zmq::socket_t> frontend, backend, control;
-    detail::side_monitors monitors; // cleared before the sockets close
+    zmq::socket_t* frontend = nullptr;
+    zmq::socket_t* backend = nullptr;
 
     struct request_state {
         std::vector<zmq::message_t> route;   // client routing id + address stack
@@ -93,15 +93,10 @@ struct load_balancer::impl {
     std::vector<std::string_view> views;
     const std::uint64_t instance = random_u64(); // first half of every tag frame
     header scratch;
-    bool paused = false;
     bool draining = false;
     std::uint64_t frontend_sends = 0; // sends on each socket so far (see send_frontend)
     std::uint64_t backend_sends = 0;
     clock::time_point next_heartbeat{};
-    clock::time_point malformed_log_after{};
-    std::uint64_t malformed_unlogged = 0;
-    std::mutex snapshot_mutex;
-    std::optional<lb_broker_stats> snapshot;
 
     counter* c_requests;
     counter* c_replies;
@@ -151,64 +146,21 @@ struct load_balancer::impl {
         outgoing.reserve(8);
     }
 
-    [[nodiscard]] clock::time_point now() const { return opt.clock ? opt.clock() : clock::now(); }
+    [[nodiscard]] clock::time_point now() const { return self.now(); }
     [[nodiscard]] clock::duration expiry() const {
         return opt.heartbeat_interval * static_cast<std::int64_t>(opt.liveness);
     }
 
-    void log(const std::string& line) const {
-        if (opt.log) {
-            opt.log(line);
-        }
-    }
-
+    void log(const std::string& line) const { self.log(device::log_level::info, line); }
     void report_malformed(const std::string& where, const std::string& why) {
-        c_malformed->add();
-        const auto t = clock::now();
-        if (t >= malformed_log_after) {
-            log("dropped a malformed message on the " + where + ": " + why +
-                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
-                                              " more since the last report)"
-                                        : std::string()));
-            malformed_unlogged = 0;
-            malformed_log_after = t + std::chrono::seconds(1);
-        } else {
-            ++malformed_unlogged;
-        }
+        self.report_malformed(where, why);
     }
 
-    void setup() {
-        std::vector<std::string> fe, be, ctl;
-        frontend.emplace(self.context(), zmq::socket_type::router);
-        detail::apply_socket_options(*frontend, opt.sockets);
-        monitors.secure(self.context(), *frontend, opt.frontend_security, opt.name, "frontend",
-                        opt.registry);
-        frontend->set(zmq::sockopt::router_mandatory, true);
-        fe = attach(*frontend, opt.frontend, endpoint_action::bind);
-        backend.emplace(self.context(), zmq::socket_type::router);
-        detail::apply_socket_options(*backend, opt.sockets);
-        monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
-                        opt.registry);
-        // A worker gone without a word fails the next send at once (EHOSTUNREACH): its request
-        // goes to another worker without waiting for the expiry.
-        backend->set(zmq::sockopt::router_mandatory, true);
-        // A worker that reconnects with the same routing id takes over the old connection.
-        backend->set(zmq::sockopt::router_handover, true);
-        be = attach(*backend, opt.backend, endpoint_action::bind);
-        if (!opt.control.empty()) {
-            control.emplace(self.context(), zmq::socket_type::rep);
-            control->set(zmq::sockopt::linger, 500);
-            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
-                            opt.registry);
-            ctl = attach(*control, opt.control, endpoint_action::bind);
-            self.watch(*control, [this] { handle_control(); });
-        }
-        {
-            std::lock_guard lock(self.endpoints_mutex_);
-            self.frontend_endpoints_ = std::move(fe);
-            self.backend_endpoints_ = std::move(be);
-            self.control_endpoints_ = std::move(ctl);
-        }
+    void open_sides() {
+        frontend = &self.open_side("frontend", zmq::socket_type::router, opt.frontend, &opt.sockets,
+                                   opt.frontend_security, detail::configure_broker_frontend);
+        backend = &self.open_side("backend", zmq::socket_type::router, opt.backend, &opt.sockets,
+                                  opt.backend_security, detail::configure_broker_backend);
         self.watch(*frontend, [this] { read_frontend(); });
         self.watch(*backend, [this] { read_backend(); });
         next_heartbeat = now() + opt.heartbeat_interval;
@@ -243,7 +195,7 @@ struct load_balancer::impl {
 
     void read_frontend() {
         bool drained = false;
-        for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
+        for (std::size_t round = 0; round < opt.batch && !self.paused() && !draining; ++round) {
             const std::size_t n = receive(*frontend);
             if (n == 0) {
                 drained = true;
@@ -810,9 +762,9 @@ struct load_balancer::impl {
         return s;
     }
 
-    std::string status_json() {
+    void add_status(detail::status_object& status) {
         const auto s = stats();
-        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
+        auto& j = status.json;
         j["requests"] = s.requests;
         j["replies"] = s.replies;
         j["errors"] = s.errors;
@@ -833,197 +785,62 @@ struct load_balancer::impl {
             o["last_heartbeat_ms"] = w.last_heartbeat_ms;
             o["expired"] = w.expired;
         }
-        monitors.add_status(j);
-        return detail::dump_status(j);
     }
 
-    std::vector<std::string> execute(const std::string& command) {
-        const std::string cmd = upper(command);
-        if (cmd == control::pause) {
-            paused = true;
-            self.set_watch_enabled(*frontend, false);
-            return {"OK"};
-        }
-        if (cmd == control::resume) {
-            paused = false;
-            if (!draining) {
-                self.set_watch_enabled(*frontend, true);
-            }
-            return {"OK"};
-        }
-        if (cmd == control::statistics) {
-            return self.statistics().to_frames();
-        }
-        if (cmd == control::status) {
-            return {status_json()};
-        }
-        if (cmd == control::terminate) {
-            self.terminated_ = true;
-            return {"OK"};
-        }
-        return {"ERROR unknown command '" + command +
-                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
-    }
-
-    void handle_control() {
-        const auto command = detail::receive_control_command(*control);
-        if (!command) {
-            return;
-        }
-        detail::send_control_reply(*control, execute(*command));
-        if (self.terminated_) {
-            drain(clock::now() + opt.drain_timeout);
-            self.request_exit();
+    void pause(bool paused) {
+        if (!draining) {
+            self.set_watch_enabled(*frontend, !paused);
         }
     }
 
     // Stop taking requests; wait (until the deadline) for the replies of requests in flight.
     // Queued requests are dropped: their Lazy Pirate clients send them again.
-    void drain(clock::time_point deadline) {
+    std::uint64_t drain(clock::time_point deadline) {
         draining = true;
         self.set_watch_enabled(*frontend, false);
-        while (requests.size() > queued && clock::now() < deadline) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
-            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) > 0) {
-                read_backend();
-            }
-        }
-        // Requests queued or still at a worker, and those not read yet, get no answer from
-        // this broker: dropped (a Lazy Pirate client sends its request again).
-        self.drain_dropped_ +=
-            requests.size() + detail::discard_waiting(*frontend, self.counters_.frontend_in,
-                                                      self.counters_.frontend_bytes_in);
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-        frontend->set(zmq::sockopt::linger,
-                      static_cast<int>(std::max<std::int64_t>(0, left.count())));
-        backend->set(zmq::sockopt::linger, 0);
+        return detail::drain_broker(*this, deadline, self.counters_);
     }
 };
 
 load_balancer::load_balancer(zmq::context_t& context, load_balancer_options options)
-    : actor(context, options.name), options_(std::move(options)) {
-    detail::refuse_shared_security(options_.sockets, "load balancer '" + options_.name + "'",
-                                   "frontend_security, backend_security and control_security");
-    if (options_.frontend.empty() || options_.backend.empty()) {
-        throw config_error("load balancer '" + options_.name +
-                           "': a frontend (clients) and a backend (workers) endpoint are required");
-    }
-    for (const auto* spec : {&options_.frontend, &options_.backend, &options_.control}) {
-        if (!spec->empty()) {
-            (void)parse_endpoints(*spec, endpoint_action::bind);
-        }
-    }
-    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0) {
-        throw config_error("load balancer '" + options_.name +
-                           "': the heartbeat interval and the liveness must be positive");
+    : device(context, options.name, detail::logged_settings_of(options)),
+      options_(std::move(options)) {
+    const std::string who = "load balancer '" + options_.name + "'";
+    if (options_.request_timeout.count() < 0) {
+        throw config_error(who + ": the request timeout must not be negative");
     }
     if (options_.max_prefetch == 0) {
-        throw config_error("load balancer '" + options_.name +
-                           "': max prefetch must be at least 1 (1: one request per worker)");
+        throw config_error(who + ": max prefetch must be at least 1 (1: one request per worker)");
     }
-    if (options_.max_attempts == 0) {
-        throw config_error("load balancer '" + options_.name +
-                           "': max attempts must be at least 1");
-    }
-    if (options_.request_timeout.count() < 0 || options_.tick.count() < 0) {
-        throw config_error("load balancer '" + options_.name +
-                           "': the request timeout and the tick must not be negative");
-    }
-    if (options_.tick.count() == 0) {
-        options_.tick = std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
-                                   std::chrono::milliseconds(100));
-    }
-    options_.batch = std::max<std::size_t>(1, options_.batch);
+    detail::check_broker_options(options_, who);
     impl_ = std::make_unique<impl>(*this, options_);
-    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    counters_ =
-        device_counters::register_in(reg, options_.name, "replies", "worker replies, heartbeats");
+    counters_ = device_counters::register_in(registry(), options_.name, "replies",
+                                             "worker replies, heartbeats");
+    count_malformed_in(*impl_->c_malformed);
 }
 
 load_balancer::~load_balancer() {
     stop(options_.drain_timeout);
 }
 
-void load_balancer::setup() {
-    impl_->setup();
+void load_balancer::open_sides() {
+    impl_->open_sides();
 }
 
-std::vector<std::string> load_balancer::on_command(const std::vector<std::string>& frames) {
-    if (frames.empty()) {
-        return {"ERROR empty command"};
-    }
-    if (frames.front() == "$STATS") {
-        auto s = impl_->stats();
-        std::lock_guard lock(impl_->snapshot_mutex);
-        impl_->snapshot = std::move(s);
-        return {"OK"};
-    }
-    auto reply = impl_->execute(frames.front());
-    if (terminated_) {
-        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-    return reply;
+void load_balancer::on_pause(bool paused) {
+    impl_->pause(paused);
 }
 
-void load_balancer::on_stop(std::chrono::steady_clock::time_point deadline) {
-    if (impl_->frontend && impl_->backend) {
-        impl_->drain(deadline);
-    }
+drain_report load_balancer::on_drain(time_point deadline) {
+    return drain_report{impl_->frontend != nullptr ? impl_->drain(deadline) : 0, std::nullopt};
 }
 
-void load_balancer::teardown() noexcept {
-    impl_->monitors.clear();
-    impl_->control.reset();
-    impl_->frontend.reset();
-    impl_->backend.reset();
-}
-
-bool load_balancer::pause() {
-    auto reply = command({control::pause});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-bool load_balancer::resume() {
-    auto reply = command({control::resume});
-    return reply && !reply->empty() && reply->front() == "OK";
+void load_balancer::add_status(detail::status_object& status) {
+    impl_->add_status(status);
 }
 
 std::optional<lb_broker_stats> load_balancer::broker_stats() {
-    auto reply = command({"$STATS"});
-    if (!reply || reply->empty() || reply->front() != "OK") {
-        return std::nullopt;
-    }
-    std::lock_guard lock(impl_->snapshot_mutex);
-    return impl_->snapshot;
-}
-
-std::string load_balancer::status_json() {
-    auto reply = command({control::status});
-    return reply && !reply->empty() ? reply->front() : std::string("{}");
-}
-
-drain_report load_balancer::drain_result() const noexcept {
-    return drain_report{drain_dropped_.load(), std::nullopt};
-}
-
-proxy_statistics load_balancer::statistics() const noexcept {
-    return counters_.snapshot();
-}
-
-std::vector<std::string> load_balancer::frontend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_endpoints_;
-}
-std::vector<std::string> load_balancer::backend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_endpoints_;
-}
-std::vector<std::string> load_balancer::control_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return control_endpoints_;
+    return on_device_thread<lb_broker_stats>([this] { return impl_->stats(); });
 }
 
 } // namespace zmqkit::patterns

@@ -32,8 +32,8 @@ zmq::message_t frame_of(std::string_view s) {
 struct mdp_broker::impl {
     mdp_broker& self;
     mdp_broker_options& opt;
-    std::optional<zmq::socket_t> frontend, backend, control;
-    detail::side_monitors monitors; // cleared before the sockets close
+    zmq::socket_t* frontend = nullptr;
+    zmq::socket_t* backend = nullptr;
 
     struct request_state {
         zmq::message_t client; // the client's routing id at the frontend
@@ -68,13 +68,8 @@ struct mdp_broker::impl {
 
     std::vector<zmq::message_t> frames;
     std::vector<std::string_view> views;
-    bool paused = false;
     bool draining = false;
     clock::time_point next_heartbeat{};
-    clock::time_point malformed_log_after{};
-    std::uint64_t malformed_unlogged = 0;
-    std::mutex snapshot_mutex;
-    std::optional<mdp_broker_stats> snapshot;
 
     counter* c_requests;
     counter* c_replies;
@@ -120,62 +115,21 @@ struct mdp_broker::impl {
         frames.reserve(8);
     }
 
-    [[nodiscard]] clock::time_point now() const { return opt.clock ? opt.clock() : clock::now(); }
+    [[nodiscard]] clock::time_point now() const { return self.now(); }
     [[nodiscard]] clock::duration expiry() const {
         return opt.heartbeat_interval * static_cast<std::int64_t>(opt.liveness);
     }
 
-    void log(const std::string& line) const {
-        if (opt.log) {
-            opt.log(line);
-        }
-    }
-
+    void log(const std::string& line) const { self.log(device::log_level::info, line); }
     void report_malformed(const std::string& where, const std::string& why) {
-        c_malformed->add();
-        const auto t = clock::now();
-        if (t >= malformed_log_after) {
-            log("dropped a malformed message on the " + where + ": " + why +
-                (malformed_unlogged > 0 ? " (and " + std::to_string(malformed_unlogged) +
-                                              " more since the last report)"
-                                        : std::string()));
-            malformed_unlogged = 0;
-            malformed_log_after = t + std::chrono::seconds(1);
-        } else {
-            ++malformed_unlogged;
-        }
+        self.report_malformed(where, why);
     }
 
-    void setup() {
-        std::vector<std::string> fe, be, ctl;
-        frontend.emplace(self.context(), zmq::socket_type::router);
-        detail::apply_socket_options(*frontend, opt.sockets);
-        monitors.secure(self.context(), *frontend, opt.frontend_security, opt.name, "frontend",
-                        opt.registry);
-        frontend->set(zmq::sockopt::router_mandatory, true);
-        fe = attach(*frontend, opt.frontend, endpoint_action::bind);
-        backend.emplace(self.context(), zmq::socket_type::router);
-        detail::apply_socket_options(*backend, opt.sockets);
-        monitors.secure(self.context(), *backend, opt.backend_security, opt.name, "backend",
-                        opt.registry);
-        // A worker gone without a word fails the next send at once (EHOSTUNREACH).
-        backend->set(zmq::sockopt::router_mandatory, true);
-        backend->set(zmq::sockopt::router_handover, true);
-        be = attach(*backend, opt.backend, endpoint_action::bind);
-        if (!opt.control.empty()) {
-            control.emplace(self.context(), zmq::socket_type::rep);
-            control->set(zmq::sockopt::linger, 500);
-            monitors.secure(self.context(), *control, opt.control_security, opt.name, "control",
-                            opt.registry);
-            ctl = attach(*control, opt.control, endpoint_action::bind);
-            self.watch(*control, [this] { handle_control(); });
-        }
-        {
-            std::lock_guard lock(self.endpoints_mutex_);
-            self.frontend_endpoints_ = std::move(fe);
-            self.backend_endpoints_ = std::move(be);
-            self.control_endpoints_ = std::move(ctl);
-        }
+    void open_sides() {
+        frontend = &self.open_side("frontend", zmq::socket_type::router, opt.frontend, &opt.sockets,
+                                   opt.frontend_security, detail::configure_broker_frontend);
+        backend = &self.open_side("backend", zmq::socket_type::router, opt.backend, &opt.sockets,
+                                  opt.backend_security, detail::configure_broker_backend);
         self.watch(*frontend, [this] { read_frontend(); });
         self.watch(*backend, [this] { read_backend(); });
         next_heartbeat = now() + opt.heartbeat_interval;
@@ -213,7 +167,7 @@ struct mdp_broker::impl {
     // ---- frontend (MDP/Client) ----
 
     void read_frontend() {
-        for (std::size_t round = 0; round < opt.batch && !paused && !draining; ++round) {
+        for (std::size_t round = 0; round < opt.batch && !self.paused() && !draining; ++round) {
             const std::size_t n =
                 receive(*frontend, self.counters_.frontend_in, self.counters_.frontend_bytes_in);
             if (n == 0) {
@@ -645,9 +599,9 @@ struct mdp_broker::impl {
         return s;
     }
 
-    std::string status_json() {
+    void add_status(detail::status_object& status) {
         const auto s = stats();
-        auto j = detail::status_head(paused ? "paused" : "running", self.statistics());
+        auto& j = status.json;
         j["requests"] = s.requests;
         j["replies"] = s.replies;
         j["mmi"] = s.mmi;
@@ -680,192 +634,59 @@ struct mdp_broker::impl {
             o["last_heartbeat_ms"] = w.last_heartbeat_ms;
             o["expired"] = w.expired;
         }
-        monitors.add_status(j);
-        return detail::dump_status(j);
     }
 
-    std::vector<std::string> execute(const std::string& command) {
-        const std::string cmd = detail::upper(command);
-        if (cmd == control::pause) {
-            paused = true;
-            self.set_watch_enabled(*frontend, false);
-            return {"OK"};
-        }
-        if (cmd == control::resume) {
-            paused = false;
-            if (!draining) {
-                self.set_watch_enabled(*frontend, true);
-            }
-            return {"OK"};
-        }
-        if (cmd == control::statistics) {
-            return self.statistics().to_frames();
-        }
-        if (cmd == control::status) {
-            return {status_json()};
-        }
-        if (cmd == control::terminate) {
-            self.terminated_ = true;
-            return {"OK"};
-        }
-        return {"ERROR unknown command '" + command +
-                "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
-    }
-
-    void handle_control() {
-        const auto command = detail::receive_control_command(*control);
-        if (!command) {
-            return;
-        }
-        detail::send_control_reply(*control, execute(*command));
-        if (self.terminated_) {
-            drain(clock::now() + opt.drain_timeout);
-            self.request_exit();
+    void pause(bool paused) {
+        if (!draining) {
+            self.set_watch_enabled(*frontend, !paused);
         }
     }
 
     // Stop taking requests; wait (until the deadline) for the replies of requests in flight.
     // Queued requests are dropped: their Lazy Pirate clients send them again.
-    void drain(clock::time_point deadline) {
+    std::uint64_t drain(clock::time_point deadline) {
         draining = true;
         self.set_watch_enabled(*frontend, false);
-        while (requests.size() > queued && clock::now() < deadline) {
-            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-            zmq::pollitem_t item{backend->handle(), 0, ZMQ_POLLIN, 0};
-            if (zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds(100))) > 0) {
-                read_backend();
-            }
-        }
-        // Requests queued or still at a worker, and those not read yet, get no answer from
-        // this broker: dropped (a Lazy Pirate client sends its request again).
-        self.drain_dropped_ +=
-            requests.size() + detail::discard_waiting(*frontend, self.counters_.frontend_in,
-                                                      self.counters_.frontend_bytes_in);
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-        frontend->set(zmq::sockopt::linger,
-                      static_cast<int>(std::max<std::int64_t>(0, left.count())));
-        backend->set(zmq::sockopt::linger, 0);
+        return detail::drain_broker(*this, deadline, self.counters_);
     }
 };
 
 mdp_broker::mdp_broker(zmq::context_t& context, mdp_broker_options options)
-    : actor(context, options.name), options_(std::move(options)) {
-    detail::refuse_shared_security(options_.sockets, "MDP broker '" + options_.name + "'",
-                                   "frontend_security, backend_security and control_security");
-    if (options_.frontend.empty() || options_.backend.empty()) {
-        throw config_error("MDP broker '" + options_.name +
-                           "': a frontend (clients) and a backend (workers) endpoint are required");
+    : device(context, options.name, detail::logged_settings_of(options)),
+      options_(std::move(options)) {
+    const std::string who = "MDP broker '" + options_.name + "'";
+    if (options_.request_expiry.count() < 0) {
+        throw config_error(who + ": the request expiry must not be negative");
     }
-    for (const auto* spec : {&options_.frontend, &options_.backend, &options_.control}) {
-        if (!spec->empty()) {
-            (void)parse_endpoints(*spec, endpoint_action::bind);
-        }
-    }
-    if (options_.heartbeat_interval.count() <= 0 || options_.liveness == 0) {
-        throw config_error("MDP broker '" + options_.name +
-                           "': the heartbeat interval and the liveness must be positive");
-    }
-    if (options_.max_attempts == 0) {
-        throw config_error("MDP broker '" + options_.name + "': max attempts must be at least 1");
-    }
-    if (options_.request_expiry.count() < 0 || options_.tick.count() < 0) {
-        throw config_error("MDP broker '" + options_.name +
-                           "': the request expiry and the tick must not be negative");
-    }
-    if (options_.tick.count() == 0) {
-        options_.tick = std::clamp(options_.heartbeat_interval / 4, std::chrono::milliseconds(1),
-                                   std::chrono::milliseconds(100));
-    }
-    options_.batch = std::max<std::size_t>(1, options_.batch);
+    detail::check_broker_options(options_, who);
     impl_ = std::make_unique<impl>(*this, options_);
-    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
-    counters_ =
-        device_counters::register_in(reg, options_.name, "replies", "worker replies, heartbeats");
+    counters_ = device_counters::register_in(registry(), options_.name, "replies",
+                                             "worker replies, heartbeats");
+    count_malformed_in(*impl_->c_malformed);
 }
 
 mdp_broker::~mdp_broker() {
     stop(options_.drain_timeout);
 }
 
-void mdp_broker::setup() {
-    impl_->setup();
+void mdp_broker::open_sides() {
+    impl_->open_sides();
 }
 
-std::vector<std::string> mdp_broker::on_command(const std::vector<std::string>& frames) {
-    if (frames.empty()) {
-        return {"ERROR empty command"};
-    }
-    if (frames.front() == "$STATS") {
-        auto s = impl_->stats();
-        std::lock_guard lock(impl_->snapshot_mutex);
-        impl_->snapshot = std::move(s);
-        return {"OK"};
-    }
-    auto reply = impl_->execute(frames.front());
-    if (terminated_) {
-        impl_->drain(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-    return reply;
+void mdp_broker::on_pause(bool paused) {
+    impl_->pause(paused);
 }
 
-void mdp_broker::on_stop(std::chrono::steady_clock::time_point deadline) {
-    if (impl_->frontend && impl_->backend) {
-        impl_->drain(deadline);
-    }
+drain_report mdp_broker::on_drain(time_point deadline) {
+    return drain_report{impl_->frontend != nullptr ? impl_->drain(deadline) : 0, std::nullopt};
 }
 
-void mdp_broker::teardown() noexcept {
-    impl_->monitors.clear();
-    impl_->control.reset();
-    impl_->frontend.reset();
-    impl_->backend.reset();
-}
-
-bool mdp_broker::pause() {
-    auto reply = command({control::pause});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-bool mdp_broker::resume() {
-    auto reply = command({control::resume});
-    return reply && !reply->empty() && reply->front() == "OK";
+void mdp_broker::add_status(detail::status_object& status) {
+    impl_->add_status(status);
 }
 
 std::optional<mdp_broker_stats> mdp_broker::broker_stats() {
-    auto reply = command({"$STATS"});
-    if (!reply || reply->empty() || reply->front() != "OK") {
-        return std::nullopt;
-    }
-    std::lock_guard lock(impl_->snapshot_mutex);
-    return impl_->snapshot;
-}
-
-std::string mdp_broker::status_json() {
-    auto reply = command({control::status});
-    return reply && !reply->empty() ? reply->front() : std::string("{}");
-}
-
-drain_report mdp_broker::drain_result() const noexcept {
-    return drain_report{drain_dropped_.load(), std::nullopt};
-}
-
-proxy_statistics mdp_broker::statistics() const noexcept {
-    return counters_.snapshot();
-}
-
-std::vector<std::string> mdp_broker::frontend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_endpoints_;
-}
-std::vector<std::string> mdp_broker::backend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_endpoints_;
-}
-std::vector<std::string> mdp_broker::control_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return control_endpoints_;
+    return on_device_thread<mdp_broker_stats>([this] { return impl_->stats(); });
 }
 
 } // namespace zmqkit::patterns

@@ -6,15 +6,9 @@
 #include <cstring>
 
 namespace zmqkit::patterns {
-namespace {
-
-using detail::upper;
-
-} // namespace
 
 streamer::streamer(zmq::context_t& context, streamer_options options)
-    : actor(context, options.name), options_(std::move(options)),
-      monitors_(std::make_unique<detail::side_monitors>()) {
+    : device(context, options.name, detail::settings_of(options)), options_(std::move(options)) {
     detail::refuse_shared_security(
         options_.sockets, "streamer '" + options_.name + "'",
         "frontend_security, backend_security, capture_security and control_security");
@@ -22,16 +16,9 @@ streamer::streamer(zmq::context_t& context, streamer_options options)
         throw config_error("streamer '" + options_.name +
                            "': both a frontend and a backend endpoint are required");
     }
-    (void)parse_endpoints(options_.frontend, endpoint_action::bind);
-    (void)parse_endpoints(options_.backend, endpoint_action::bind);
-    if (!options_.capture.empty()) {
-        (void)parse_endpoints(options_.capture, endpoint_action::bind);
-    }
-    if (!options_.control.empty()) {
-        (void)parse_endpoints(options_.control, endpoint_action::bind);
-    }
+    detail::check_endpoints({&options_.frontend, &options_.backend, &options_.capture});
     options_.batch = std::max<std::size_t>(1, options_.batch);
-    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    auto& reg = registry();
     const metric_labels labels{{"component", options_.name}};
     messages_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
                                     "Messages received on the frontend", labels);
@@ -54,41 +41,14 @@ streamer::~streamer() {
     stop();
 }
 
-void streamer::setup() {
-    frontend_.emplace(context(), zmq::socket_type::pull);
-    backend_.emplace(context(), zmq::socket_type::push);
-    detail::apply_socket_options(*frontend_, options_.sockets);
-    detail::apply_socket_options(*backend_, options_.sockets);
-    monitors_->secure(context(), *frontend_, options_.frontend_security, options_.name, "frontend",
-                      options_.registry);
-    monitors_->secure(context(), *backend_, options_.backend_security, options_.name, "backend",
-                      options_.registry);
-    auto fe = attach(*frontend_, options_.frontend, endpoint_action::bind);
-    auto be = attach(*backend_, options_.backend, endpoint_action::bind);
-    std::vector<std::string> cap;
-    std::vector<std::string> ctl;
+void streamer::open_sides() {
+    frontend_ = &open_side("frontend", zmq::socket_type::pull, options_.frontend, &options_.sockets,
+                           options_.frontend_security);
+    backend_ = &open_side("backend", zmq::socket_type::push, options_.backend, &options_.sockets,
+                          options_.backend_security);
     if (!options_.capture.empty()) {
-        capture_.emplace(context(), zmq::socket_type::push);
-        detail::apply_socket_options(*capture_, options_.sockets);
-        monitors_->secure(context(), *capture_, options_.capture_security, options_.name, "capture",
-                          options_.registry);
-        cap = attach(*capture_, options_.capture, endpoint_action::bind);
-    }
-    if (!options_.control.empty()) {
-        control_.emplace(context(), zmq::socket_type::rep);
-        // Long enough for the reply to TERMINATE to leave before the socket closes.
-        control_->set(zmq::sockopt::linger, 500);
-        monitors_->secure(context(), *control_, options_.control_security, options_.name, "control",
-                          options_.registry);
-        ctl = attach(*control_, options_.control, endpoint_action::bind);
-        watch(*control_, [this] { handle_control(); });
-    }
-    {
-        std::lock_guard lock(endpoints_mutex_);
-        frontend_endpoints_ = std::move(fe);
-        backend_endpoints_ = std::move(be);
-        capture_endpoints_ = std::move(cap);
-        control_endpoints_ = std::move(ctl);
+        capture_ = &open_side("capture", zmq::socket_type::push, options_.capture,
+                              &options_.sockets, options_.capture_security);
     }
     watch(*frontend_, [this] { (void)forward(options_.batch); });
     // Back-pressure: when the backend is full, stop reading the frontend until it has room.
@@ -96,7 +56,7 @@ void streamer::setup() {
         *backend_, ZMQ_POLLOUT,
         [this] {
             set_watch_enabled(*backend_, ZMQ_POLLOUT, false);
-            if (!paused_) {
+            if (!paused()) {
                 set_watch_enabled(*frontend_, true);
                 (void)forward(options_.batch); // the pending message first
             }
@@ -110,20 +70,7 @@ std::size_t streamer::forward(std::size_t limit) {
         // A message already taken from the frontend (pending_) goes first; then a new one.
         if (pending_ == 0) {
             std::size_t bytes = 0;
-            bool more = true;
-            while (more) {
-                if (pending_ == frames_.size()) {
-                    frames_.emplace_back();
-                }
-                auto& frame = frames_[pending_];
-                if (!frontend_->recv(frame, pending_ == 0 ? zmq::recv_flags::dontwait
-                                                          : zmq::recv_flags::none)) {
-                    break;
-                }
-                more = frame.more();
-                bytes += frame.size();
-                ++pending_;
-            }
+            pending_ = detail::receive_message(*frontend_, frames_, bytes);
             if (pending_ == 0) {
                 note_drained(*frontend_); // empty; forward() does not use it again
                 break;
@@ -145,30 +92,13 @@ std::size_t streamer::forward(std::size_t limit) {
                                 zmq::send_flags::dontwait)) {
             send_stalls_->add();
             set_watch_enabled(*frontend_, false);
-            set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused_);
+            set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused());
             break;
         }
         // The tap never blocks the flow: a copy it cannot take at once is dropped and counted.
         // Only a message's first frame can be refused; then none of its frames are tapped.
-        bool tap = capture_.has_value();
-        for (std::size_t i = 0; i < pending_; ++i) {
-            const auto flags = i + 1 < pending_ ? zmq::send_flags::sndmore : zmq::send_flags::none;
-            if (tap) {
-                zmq::message_t copy;
-                if (i == 0) {
-                    copy.move(first_copy);
-                } else {
-                    copy.copy(frames_[i]);
-                }
-                if (!capture_->send(copy, flags | zmq::send_flags::dontwait)) {
-                    tap = false;
-                    capture_drops_->add();
-                }
-            }
-            if (i > 0) {
-                (void)backend_->send(frames_[i], flags);
-            }
-        }
+        detail::send_rest_and_tap(*backend_, capture_, frames_, pending_, first_copy,
+                                  capture_drops_);
         messages_out_->add();
         bytes_out_->add(pending_bytes_);
         pending_ = 0;
@@ -177,110 +107,35 @@ std::size_t streamer::forward(std::size_t limit) {
     return forwarded;
 }
 
-std::vector<std::string> streamer::execute(const std::string& command) {
-    const std::string cmd = upper(command);
-    if (cmd == control::pause) {
-        set_paused(true);
-        return {"OK"};
-    }
-    if (cmd == control::resume) {
-        set_paused(false);
-        return {"OK"};
-    }
-    if (cmd == control::statistics) {
-        return statistics().to_frames();
-    }
-    if (cmd == control::status) {
-        return {status_json()};
-    }
-    if (cmd == control::terminate) {
-        terminated_ = true;
-        return {"OK"};
-    }
-    return {"ERROR unknown command '" + command +
-            "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
-}
-
-void streamer::handle_control() {
-    const auto command = detail::receive_control_command(*control_);
-    if (!command) {
-        return;
-    }
-    detail::send_control_reply(*control_, execute(*command));
-    if (terminated_) {
-        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-}
-
-std::vector<std::string> streamer::on_command(const std::vector<std::string>& frames) {
-    auto reply = execute(frames.front());
-    if (terminated_) {
-        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-    return reply;
-}
-
-void streamer::set_paused(bool paused) {
-    paused_ = paused;
+void streamer::on_pause(bool paused) {
     // Resuming with a message still pending waits for backend room before reading more.
     set_watch_enabled(*frontend_, !paused && pending_ == 0);
     set_watch_enabled(*backend_, ZMQ_POLLOUT, !paused && pending_ > 0);
 }
 
-bool streamer::pause() {
-    auto reply = command({control::pause});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-bool streamer::resume() {
-    auto reply = command({control::resume});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-void streamer::on_stop(std::chrono::steady_clock::time_point deadline) {
+drain_report streamer::on_drain(time_point deadline) {
     // A paused device drains too: stopping must not lose what it already holds.
     // Forward what has already arrived; stop at the deadline or when the frontend is idle.
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (detail::before(deadline)) {
         if (forward(options_.batch) > 0) {
             continue;
         }
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        const auto slice =
-            std::max(std::chrono::milliseconds(0), std::min(left, std::chrono::milliseconds(50)));
         if (pending_ > 0 || (frontend_->get(zmq::sockopt::events) & ZMQ_POLLIN) != 0) {
             // Input is waiting but the backend has no room: wait for room, within the deadline.
-            zmq::pollitem_t item{backend_->handle(), 0, ZMQ_POLLOUT, 0};
-            (void)zmq::poll(&item, 1, slice);
+            (void)detail::wait_for(*backend_, ZMQ_POLLOUT, deadline, std::chrono::milliseconds(50));
             continue;
         }
-        zmq::pollitem_t item{frontend_->handle(), 0, ZMQ_POLLIN, 0};
-        if (zmq::poll(&item, 1, slice) == 0) {
+        if (!detail::wait_for(*frontend_, ZMQ_POLLIN, deadline, std::chrono::milliseconds(50))) {
             break; // idle
         }
     }
     // What is still held (a message the backend had no room for, input not read) is dropped.
-    drain_dropped_ +=
+    const std::uint64_t dropped =
         (pending_ > 0 ? 1 : 0) + detail::discard_waiting(*frontend_, messages_in_, bytes_in_);
     pending_ = 0;
     // What is queued for the backend may still leave until the deadline.
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    backend_->set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
-}
-
-drain_report streamer::drain_result() const noexcept {
-    return drain_report{drain_dropped_.load(), std::nullopt};
-}
-
-void streamer::teardown() noexcept {
-    monitors_->clear();
-    control_.reset();
-    capture_.reset();
-    frontend_.reset();
-    backend_.reset();
+    detail::linger_until(*backend_, deadline);
+    return drain_report{dropped, std::nullopt};
 }
 
 proxy_statistics streamer::statistics() const noexcept {
@@ -292,29 +147,9 @@ proxy_statistics streamer::statistics() const noexcept {
     return s;
 }
 
-std::string streamer::status_json() const {
-    auto j = detail::status_head(paused_ ? "paused" : "running", statistics());
-    j["backend_stalls"] = send_stalls_->value();
-    j["capture_drops"] = capture_drops_->value();
-    monitors_->add_status(j);
-    return detail::dump_status(j);
-}
-
-std::vector<std::string> streamer::frontend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_endpoints_;
-}
-std::vector<std::string> streamer::backend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_endpoints_;
-}
-std::vector<std::string> streamer::control_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return control_endpoints_;
-}
-std::vector<std::string> streamer::capture_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return capture_endpoints_;
+void streamer::add_status(detail::status_object& status) {
+    status.json["backend_stalls"] = send_stalls_->value();
+    status.json["capture_drops"] = capture_drops_->value();
 }
 
 } // namespace zmqkit::patterns

@@ -29,19 +29,6 @@ using namespace std::chrono_literals;
 namespace zmqkit::patterns {
 namespace {
 
-void apply(zmq::socket_t& s, const socket_options& o) {
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, o.linger.count())));
-    s.set(zmq::sockopt::sndhwm, o.send_hwm);
-    s.set(zmq::sockopt::rcvhwm, o.recv_hwm);
-}
-
-std::string upper(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-    });
-    return s;
-}
-
 // How long one blocked send may hold the actor thread (policy block): short, so control
 // commands and stop requests are served between attempts.
 constexpr auto block_slice = std::chrono::milliseconds(20);
@@ -342,9 +329,19 @@ slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text) {
                        "' is not valid (drop | block | disconnect)");
 }
 
+namespace {
+
+device_settings forwarder_settings(const forwarder_options& o) {
+    auto s = detail::settings_of(o);
+    s.log = o.log;
+    s.log_to_stderr = true; // the forwarder's lines went to stderr when no callback was given
+    return s;
+}
+
+} // namespace
+
 forwarder::forwarder(zmq::context_t& context, forwarder_options options)
-    : actor(context, options.name), options_(std::move(options)),
-      monitors_(std::make_unique<detail::side_monitors>()) {
+    : device(context, options.name, forwarder_settings(options)), options_(std::move(options)) {
     detail::refuse_shared_security(
         options_.sockets, "forwarder '" + options_.name + "'",
         "frontend_security, backend_security, capture_security and control_security");
@@ -352,12 +349,7 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
         throw config_error("forwarder '" + options_.name +
                            "': both a frontend and a backend endpoint are required");
     }
-    for (const auto* spec :
-         {&options_.frontend, &options_.backend, &options_.capture, &options_.control}) {
-        if (!spec->empty()) {
-            (void)parse_endpoints(*spec, endpoint_action::bind);
-        }
-    }
+    detail::check_endpoints({&options_.frontend, &options_.backend, &options_.capture});
     if (options_.slow_subscriber_timeout.count() <= 0) {
         throw config_error("forwarder '" + options_.name +
                            "': slow_subscriber_timeout must be positive, got " +
@@ -366,7 +358,7 @@ forwarder::forwarder(zmq::context_t& context, forwarder_options options)
     detail::check_max_subscription_size(options_.max_subscription_size,
                                         "forwarder '" + options_.name + "'");
     options_.batch = std::max<std::size_t>(1, options_.batch);
-    auto& reg = options_.registry != nullptr ? *options_.registry : metrics_registry::global();
+    auto& reg = registry();
     const metric_labels labels{{"component", options_.name}};
     messages_in_ = &reg.get_counter("zmqkit_device_messages_in_total",
                                     "Messages received on the frontend", labels);
@@ -416,60 +408,37 @@ forwarder::~forwarder() {
     stop();
 }
 
-void forwarder::setup() {
-    frontend_.emplace(context(), zmq::socket_type::xsub);
-    backend_.emplace(context(), zmq::socket_type::xpub);
-    apply(*frontend_, options_.sockets);
-    apply(*backend_, options_.sockets);
-    monitors_->secure(context(), *frontend_, options_.frontend_security, options_.name, "frontend",
-                      options_.registry);
-    monitors_->secure(context(), *backend_, options_.backend_security, options_.name, "backend",
-                      options_.registry);
-    // Every subscribe/unsubscribe is seen (counted, forwarded), not only a prefix's first/last.
-    backend_->set(zmq::sockopt::xpub_verboser, 1);
-    detail::bound_subscriptions(*backend_, options_.max_subscription_size,
-                                options_.backend_security);
-    // With NODROP a send to a full subscriber fails instead of dropping silently: policy block
-    // waits, policy drop counts it and resends lossy (send_publication).
-    backend_->set(zmq::sockopt::xpub_nodrop, 1);
-    auto fe = attach(*frontend_, options_.frontend, endpoint_action::bind);
-    auto be = attach(*backend_, options_.backend, endpoint_action::bind);
+void forwarder::open_sides() {
+    frontend_ = &open_side("frontend", zmq::socket_type::xsub, options_.frontend, &options_.sockets,
+                           options_.frontend_security);
+    backend_ = &open_side("backend", zmq::socket_type::xpub, options_.backend, &options_.sockets,
+                          options_.backend_security, [this](zmq::socket_t& s) {
+                              // Every subscribe/unsubscribe is seen (counted, forwarded), not
+                              // only a prefix's first/last.
+                              s.set(zmq::sockopt::xpub_verboser, 1);
+                              detail::bound_subscriptions(s, options_.max_subscription_size,
+                                                          options_.backend_security);
+                              // With NODROP a send to a full subscriber fails instead of
+                              // dropping silently: policy block waits, policy drop counts it
+                              // and resends lossy (send_publication).
+                              s.set(zmq::sockopt::xpub_nodrop, 1);
+                          });
     if (options_.last_value_cache) {
         const char everything = 1;
         frontend_->send(zmq::const_buffer(&everything, 1));
     }
-    std::vector<std::string> cap;
-    std::vector<std::string> ctl;
     if (!options_.capture.empty()) {
-        capture_.emplace(context(), zmq::socket_type::push);
-        apply(*capture_, options_.sockets);
-        monitors_->secure(context(), *capture_, options_.capture_security, options_.name, "capture",
-                          options_.registry);
-        cap = attach(*capture_, options_.capture, endpoint_action::bind);
-    }
-    if (!options_.control.empty()) {
-        control_.emplace(context(), zmq::socket_type::rep);
-        control_->set(zmq::sockopt::linger, 500);
-        monitors_->secure(context(), *control_, options_.control_security, options_.name, "control",
-                          options_.registry);
-        ctl = attach(*control_, options_.control, endpoint_action::bind);
-        watch(*control_, [this] { handle_control(); });
+        capture_ = &open_side("capture", zmq::socket_type::push, options_.capture,
+                              &options_.sockets, options_.capture_security);
     }
     if (options_.policy == slow_subscriber_policy::disconnect) {
         slow_detector_ = std::make_unique<detail::slow_subscriber_detector>(
-            be, options_.slow_subscriber_timeout);
+            endpoints("backend"), options_.slow_subscriber_timeout);
         if (slow_detector_->watching()) {
             every(std::clamp(options_.slow_subscriber_timeout / 4, std::chrono::milliseconds(10),
                              std::chrono::milliseconds(250)),
                   [this] { disconnect_slow_subscribers(); });
         }
-    }
-    {
-        std::lock_guard lock(endpoints_mutex_);
-        frontend_endpoints_ = std::move(fe);
-        backend_endpoints_ = std::move(be);
-        capture_endpoints_ = std::move(cap);
-        control_endpoints_ = std::move(ctl);
     }
     watch(*frontend_, [this] { (void)forward(options_.batch); });
     watch(*backend_, [this] { handle_subscriptions(); });
@@ -477,7 +446,7 @@ void forwarder::setup() {
         // A publication held back by a full subscriber is retried even when nothing else
         // wakes the loop.
         every(block_slice, [this] {
-            if (pending_ > 0 && !paused_) {
+            if (pending_ > 0 && !paused()) {
                 (void)forward(options_.batch);
             }
         });
@@ -505,55 +474,29 @@ bool forwarder::send_publication(bool lossy) {
     if (!sent) {
         return false;
     }
-    bool tap = capture_.has_value();
-    for (std::size_t i = 0; i < pending_; ++i) {
-        const auto flags = i + 1 < pending_ ? zmq::send_flags::sndmore : zmq::send_flags::none;
-        if (tap) {
-            zmq::message_t copy;
-            if (i == 0) {
-                copy.move(first_copy);
-            } else {
-                copy.copy(frames_[i]);
-            }
-            if (!capture_->send(copy, flags | zmq::send_flags::dontwait)) {
-                tap = false;
-                capture_drops_->add();
-            }
-        }
-        if (i > 0) {
-            (void)backend_->send(frames_[i], flags);
-        }
-    }
+    detail::send_rest_and_tap(*backend_, capture_, frames_, pending_, first_copy, capture_drops_);
     return true;
-}
-
-void forwarder::log_line(const std::string& line) const {
-    if (options_.log) {
-        options_.log(line);
-    } else {
-        std::fprintf(stderr, "%s\n", line.c_str());
-    }
 }
 
 void forwarder::refuse_subscription(std::size_t size) {
     // libzmq has put it in the backend's trie already (bounded by the decoder: at most the
     // framing allowance over the limit); it is not counted as a subscription, not passed
     // upstream and never answered as a snapshot request.
-    log_line(options_.name + ": refused a subscription of " + std::to_string(size) +
-             " bytes (max_subscription_size " + std::to_string(options_.max_subscription_size) +
-             ")");
+    log(log_level::warning, options_.name + ": refused a subscription of " + std::to_string(size) +
+                                " bytes (max_subscription_size " +
+                                std::to_string(options_.max_subscription_size) + ")");
     subscriptions_refused_->add(); // after the line: whoever sees the count finds the line too
 }
 
 void forwarder::disconnect_slow_subscribers() {
-    for (const auto& cut : slow_detector_->scan(std::chrono::steady_clock::now())) {
+    for (const auto& cut : slow_detector_->scan(now())) {
         char seconds[32];
         std::snprintf(seconds, sizeof(seconds), "%.1f",
                       std::chrono::duration<double>(cut.behind).count());
         const std::string line = options_.name + ": disconnected slow subscriber " + cut.peer +
                                  ": send queue full for " + seconds + " s (" +
                                  std::to_string(cut.queued) + " bytes queued)";
-        log_line(line);
+        log(log_level::warning, line);
         slow_disconnects_->add(); // after the line: whoever sees the count finds the line too
     }
 }
@@ -563,20 +506,7 @@ std::size_t forwarder::forward(std::size_t limit) {
     while (forwarded < limit) {
         if (pending_ == 0) {
             std::size_t bytes = 0;
-            bool more = true;
-            while (more) {
-                if (pending_ == frames_.size()) {
-                    frames_.emplace_back();
-                }
-                auto& frame = frames_[pending_];
-                if (!frontend_->recv(frame, pending_ == 0 ? zmq::recv_flags::dontwait
-                                                          : zmq::recv_flags::none)) {
-                    break;
-                }
-                more = frame.more();
-                bytes += frame.size();
-                ++pending_;
-            }
+            pending_ = detail::receive_message(*frontend_, frames_, bytes);
             if (pending_ == 0) {
                 note_drained(*frontend_); // empty; forward() does not use it again
                 break;
@@ -603,7 +533,7 @@ std::size_t forwarder::forward(std::size_t limit) {
         bytes_out_->add(pending_bytes_);
         pending_ = 0;
         ++forwarded;
-        if (!paused_) {
+        if (!paused()) {
             set_watch_enabled(*frontend_, true);
         }
     }
@@ -741,115 +671,31 @@ void forwarder::send_snapshot(std::string_view request_topic) {
     snapshots_->add();
 }
 
-std::vector<std::string> forwarder::execute(const std::string& command) {
-    const std::string cmd = upper(command);
-    if (cmd == control::pause) {
-        set_paused(true);
-        return {"OK"};
-    }
-    if (cmd == control::resume) {
-        set_paused(false);
-        return {"OK"};
-    }
-    if (cmd == control::statistics) {
-        return statistics().to_frames();
-    }
-    if (cmd == control::status) {
-        return {status_json()};
-    }
-    if (cmd == control::terminate) {
-        terminated_ = true;
-        return {"OK"};
-    }
-    return {"ERROR unknown command '" + command +
-            "' (known: PAUSE, RESUME, TERMINATE, STATISTICS, STATUS)"};
-}
-
-void forwarder::handle_control() {
-    zmq::message_t frame;
-    std::string command;
-    bool first = true;
-    do {
-        if (!control_->recv(frame, first ? zmq::recv_flags::dontwait : zmq::recv_flags::none)) {
-            return;
-        }
-        if (first) {
-            command = frame.to_string();
-        }
-        first = false;
-    } while (frame.more());
-    const auto reply = execute(command);
-    for (std::size_t i = 0; i < reply.size(); ++i) {
-        (void)control_->send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore
-                                                                         : zmq::send_flags::none);
-    }
-    if (terminated_) {
-        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-}
-
-std::vector<std::string> forwarder::on_command(const std::vector<std::string>& frames) {
-    auto reply = execute(frames.front());
-    if (terminated_) {
-        on_stop(std::chrono::steady_clock::now() + options_.drain_timeout);
-        request_exit();
-    }
-    return reply;
-}
-
-void forwarder::set_paused(bool paused) {
+void forwarder::on_pause(bool paused) {
     // Pausing stops publications only: subscriptions keep flowing upstream.
-    paused_ = paused;
     set_watch_enabled(*frontend_, !paused && pending_ == 0);
 }
 
-bool forwarder::pause() {
-    auto reply = command({control::pause});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-bool forwarder::resume() {
-    auto reply = command({control::resume});
-    return reply && !reply->empty() && reply->front() == "OK";
-}
-
-void forwarder::on_stop(std::chrono::steady_clock::time_point deadline) {
+drain_report forwarder::on_drain(time_point deadline) {
     // Forward what has already arrived; stop at the deadline or when the frontend is idle.
-    while (std::chrono::steady_clock::now() < deadline) {
+    while (detail::before(deadline)) {
         if (forward(options_.batch) > 0) {
             continue;
         }
         if (pending_ > 0) {
             continue; // blocked: forward() waited one slice; try until the deadline
         }
-        zmq::pollitem_t item{frontend_->handle(), 0, ZMQ_POLLIN, 0};
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (zmq::poll(&item, 1, std::clamp(left, 0ms, 50ms)) == 0) {
+        if (!detail::wait_for(*frontend_, ZMQ_POLLIN, deadline, 50ms)) {
             break;
         }
     }
     // What is still held (a publication blocked by a full subscriber, input not read) is
     // dropped.
-    drain_dropped_ +=
+    const std::uint64_t dropped =
         (pending_ > 0 ? 1 : 0) + detail::discard_waiting(*frontend_, messages_in_, bytes_in_);
     pending_ = 0;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    backend_->set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
-}
-
-drain_report forwarder::drain_result() const noexcept {
-    return drain_report{drain_dropped_.load(), std::nullopt};
-}
-
-void forwarder::teardown() noexcept {
-    monitors_->clear();
-    control_.reset();
-    capture_.reset();
-    frontend_.reset();
-    backend_.reset();
+    detail::linger_until(*backend_, deadline);
+    return drain_report{dropped, std::nullopt};
 }
 
 proxy_statistics forwarder::statistics() const noexcept {
@@ -865,14 +711,14 @@ proxy_statistics forwarder::statistics() const noexcept {
     return s;
 }
 
-std::string forwarder::status_json() const {
-    const char* policy = options_.policy == slow_subscriber_policy::block        ? "block"
-                         : options_.policy == slow_subscriber_policy::disconnect ? "disconnect"
-                                                                                 : "drop";
-    detail::status_document j; // "policy" comes before "statistics" here
-    j["state"] = paused_ ? "paused" : "running";
-    j["policy"] = policy;
-    j["statistics"] = detail::status_document::parse(statistics().to_json());
+void forwarder::add_status_head(detail::status_object& status) {
+    status.json["policy"] = options_.policy == slow_subscriber_policy::block        ? "block"
+                            : options_.policy == slow_subscriber_policy::disconnect ? "disconnect"
+                                                                                    : "drop";
+}
+
+void forwarder::add_status(detail::status_object& status) {
+    auto& j = status.json;
     j["subscriptions"] = subscriptions_->value();
     j["subscribes"] = subscribes_->value();
     j["unsubscribes"] = unsubscribes_->value();
@@ -883,25 +729,6 @@ std::string forwarder::status_json() const {
     j["capture_drops"] = capture_drops_->value();
     j["cached_topics"] = cached_topics_->value();
     j["snapshots"] = snapshots_->value();
-    monitors_->add_status(j);
-    return detail::dump_status(j);
-}
-
-std::vector<std::string> forwarder::frontend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return frontend_endpoints_;
-}
-std::vector<std::string> forwarder::backend_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return backend_endpoints_;
-}
-std::vector<std::string> forwarder::control_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return control_endpoints_;
-}
-std::vector<std::string> forwarder::capture_endpoints() const {
-    std::lock_guard lock(endpoints_mutex_);
-    return capture_endpoints_;
 }
 
 } // namespace zmqkit::patterns

@@ -75,8 +75,8 @@ TEST(cli, durations) {
 TEST(cli, proxy_minimal_command_line) {
     auto r = parse({"--frontend", "tcp://127.0.0.1:*", "--backend", ">tcp://127.0.0.1:9"});
     auto& cfg = std::get<proxy_config>(r);
-    EXPECT_EQ(cfg.mode, "stream");
-    EXPECT_EQ(cfg.streamer.frontend, "tcp://127.0.0.1:*");
+    EXPECT_EQ(mode_name(cfg.mode), "stream");
+    EXPECT_EQ(std::get<patterns::streamer_options>(cfg.mode).frontend, "tcp://127.0.0.1:*");
     EXPECT_EQ(cfg.drain_timeout, std::chrono::milliseconds(5000));
 }
 
@@ -122,9 +122,11 @@ TEST(cli, proxy_config_file_and_environment) {
     auto r = parse({"--config", path, "--hwm", "70"});
     ::unsetenv("ZMQKIT_DRAIN_TIMEOUT");
     auto& cfg = std::get<proxy_config>(r);
-    EXPECT_EQ(cfg.streamer.frontend, "tcp://127.0.0.1:*") << "from the file";
+    EXPECT_EQ(std::get<patterns::streamer_options>(cfg.mode).frontend, "tcp://127.0.0.1:*")
+        << "from the file";
     EXPECT_EQ(cfg.drain_timeout, std::chrono::milliseconds(700)) << "environment beats file";
-    EXPECT_EQ(cfg.streamer.sockets.send_hwm, 70) << "command line beats file";
+    EXPECT_EQ(std::get<patterns::streamer_options>(cfg.mode).sockets.send_hwm, 70)
+        << "command line beats file";
     std::remove(path.c_str());
 }
 
@@ -144,18 +146,22 @@ TEST(cli, proxy_forwarder_slow_subscriber_disconnect_policy_and_timeout) {
                     "tcp://127.0.0.1:*", "--slow-subscriber-policy", "disconnect",
                     "--slow-subscriber-timeout", "750ms"});
     auto& cfg = std::get<proxy_config>(r);
-    EXPECT_EQ(cfg.forwarder.policy, patterns::slow_subscriber_policy::disconnect);
-    EXPECT_EQ(cfg.forwarder.slow_subscriber_timeout, std::chrono::milliseconds(750));
+    EXPECT_EQ(std::get<patterns::forwarder_options>(cfg.mode).policy,
+              patterns::slow_subscriber_policy::disconnect);
+    EXPECT_EQ(std::get<patterns::forwarder_options>(cfg.mode).slow_subscriber_timeout,
+              std::chrono::milliseconds(750));
     auto defaults = parse({"--mode", "forwarder", "--frontend", "tcp://127.0.0.1:*", "--backend",
                            "tcp://127.0.0.1:*", "--slow-subscriber-policy", "disconnect"});
-    EXPECT_EQ(std::get<proxy_config>(defaults).forwarder.slow_subscriber_timeout,
+    EXPECT_EQ(std::get<patterns::forwarder_options>(std::get<proxy_config>(defaults).mode)
+                  .slow_subscriber_timeout,
               std::chrono::milliseconds(5000));
     const auto path = temp_file("mode = forwarder\nfrontend = tcp://127.0.0.1:*\n"
                                 "backend = tcp://127.0.0.1:*\nslow-subscriber-policy = disconnect\n"
                                 "slow-subscriber-timeout = 2s\n");
     auto from_file = parse({"--config", path});
     std::remove(path.c_str());
-    EXPECT_EQ(std::get<proxy_config>(from_file).forwarder.slow_subscriber_timeout,
+    EXPECT_EQ(std::get<patterns::forwarder_options>(std::get<proxy_config>(from_file).mode)
+                  .slow_subscriber_timeout,
               std::chrono::milliseconds(2000));
     EXPECT_THAT(usage_error_of({"--mode", "forwarder", "--frontend", "tcp://a:1", "--backend",
                                 "tcp://b:2", "--slow-subscriber-policy", "kick"})
@@ -236,8 +242,8 @@ TEST(cli_security, no_flags_means_no_security_as_before) {
     EXPECT_FALSE(cfg.frontend_security.enabled());
     EXPECT_FALSE(cfg.backend_security.enabled());
     EXPECT_FALSE(cfg.control_security.enabled());
-    EXPECT_FALSE(cfg.streamer.frontend_security.enabled());
-    EXPECT_FALSE(cfg.streamer.sockets.security.enabled());
+    EXPECT_FALSE(std::get<patterns::streamer_options>(cfg.mode).frontend_security.enabled());
+    EXPECT_FALSE(std::get<patterns::streamer_options>(cfg.mode).sockets.security.enabled());
 }
 
 TEST(cli_security, curve_allow_makes_a_server_the_plain_flags_apply_to_both_sides) {
@@ -254,8 +260,10 @@ TEST(cli_security, curve_allow_makes_a_server_the_plain_flags_apply_to_both_side
     }
     EXPECT_EQ(cfg.frontend_security.socket.zap_domain, "frontend");
     EXPECT_EQ(cfg.backend_security.socket.zap_domain, "backend");
-    EXPECT_EQ(cfg.streamer.frontend_security.zap_domain, "frontend") << "copied to the device";
-    EXPECT_FALSE(cfg.streamer.sockets.security.enabled());
+    EXPECT_EQ(std::get<patterns::streamer_options>(cfg.mode).frontend_security.zap_domain,
+              "frontend")
+        << "copied to the device";
+    EXPECT_FALSE(std::get<patterns::streamer_options>(cfg.mode).sockets.security.enabled());
 }
 
 TEST(cli_security, per_side_flags_override_the_plain_ones) {
@@ -264,10 +272,12 @@ TEST(cli_security, per_side_flags_override_the_plain_ones) {
     auto cfg = proxy_cfg({"--mode", "durable", "--spool", f.path("spool"), "--curve-secret",
                           f.path("server.key_secret"), "--frontend-curve-allow",
                           f.path("producers"), "--backend-curve-allow", "any"});
-    EXPECT_EQ(cfg.durable.frontend_security.mechanism, security_mechanism::curve);
+    EXPECT_EQ(std::get<patterns::durable_proxy_options>(cfg.mode).frontend_security.mechanism,
+              security_mechanism::curve);
     EXPECT_EQ(cfg.frontend_security.policy->curve_allow_directory, f.path("producers"));
     EXPECT_TRUE(cfg.backend_security.policy->curve_allow_any);
-    EXPECT_EQ(cfg.durable.backend_security.zap_domain, "backend");
+    EXPECT_EQ(std::get<patterns::durable_proxy_options>(cfg.mode).backend_security.zap_domain,
+              "backend");
 
     // A side that connects elsewhere: its own --backend-curve-server-key drops the inherited
     // --curve-allow (a per-side flag of the other role replaces it).
@@ -293,7 +303,8 @@ TEST(cli_security, control_and_capture_take_the_flags_only_when_bound) {
     auto cfg = proxy_cfg({"--control", "tcp://127.0.0.1:*", "--curve-secret",
                           f.path("server.key_secret"), "--curve-allow", "any"});
     EXPECT_TRUE(cfg.control_security.server());
-    EXPECT_EQ(cfg.streamer.control_security.zap_domain, "control");
+    EXPECT_EQ(std::get<patterns::streamer_options>(cfg.mode).control_security.zap_domain,
+              "control");
     EXPECT_FALSE(cfg.capture_security.enabled());
     EXPECT_THAT(proxy_error({"--capture-curve-allow", "any"}),
                 HasSubstr("--capture-curve-allow is given but there is no --capture socket"));

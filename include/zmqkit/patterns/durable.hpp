@@ -15,6 +15,7 @@
 #include <zmqkit/message.hpp>
 #include <zmqkit/message_id_window.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
 #include <zmqkit/spool.hpp>
@@ -95,6 +96,9 @@ struct ZMQKIT_API durable_proxy_options {
     // full and recovered, the spool turning read-only, malformed input (rate-limited), a
     // consumer expiring. nullptr: events are only counted.
     std::function<void(std::string_view)> log;
+    // The clock of ack deadlines, consumer expiry, redelivery backoff and log rate limits
+    // (nullptr: steady_clock::now). Tests inject one to drive time by hand.
+    device_clock clock;
 };
 
 // The durable forwarding proxy. Owns the spool on its actor thread: start() recovers the spool
@@ -102,50 +106,38 @@ struct ZMQKIT_API durable_proxy_options {
 // only after the message's record is committed per the spool's sync policy; every delivery only
 // after its delivery record is. Messages reach a single consumer in spool order (redeliveries
 // aside). Thread-safe public methods.
-class ZMQKIT_API durable_proxy : public actor {
+class ZMQKIT_API durable_proxy final : public device {
 public:
     durable_proxy(zmq::context_t& context, durable_proxy_options options);
     ~durable_proxy() override;
 
-    bool pause();
-    bool resume();
-    [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // What the last drain left undone (valid once stop() returned or the device finished).
-    [[nodiscard]] drain_report drain_result() const noexcept;
-    // STATUS reply: {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...}; always
-    // valid JSON (a directory that is not UTF-8 also gets "directory_hex", docs/operations.md).
-    [[nodiscard]] std::string status_json();
+    // STATUS (status_json()): {"state":..,"statistics":{..},"spool":{..},"consumers":[..],...};
+    // always valid JSON (a directory that is not UTF-8 also gets "directory_hex",
+    // docs/operations.md). drain_result() carries remaining_in_spool.
     // The spool's recovery report (valid after start(); also after a start() that failed
     // because strict mode refused a damaged spool: then `refused` is set).
     [[nodiscard]] recovery_report recovery() const;
 
-    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> frontend_pull_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_push_endpoints() const;
-    [[nodiscard]] std::vector<std::string> control_endpoints() const;
-    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
-
-protected:
-    void setup() override;
-    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
-    void on_stop(std::chrono::steady_clock::time_point deadline) override;
-    void teardown() noexcept override;
+    [[nodiscard]] std::vector<std::string> frontend_pull_endpoints() const {
+        return endpoints("frontend-pull");
+    }
+    [[nodiscard]] std::vector<std::string> backend_push_endpoints() const {
+        return endpoints("backend-push");
+    }
 
 private:
+    void open_sides() override;
+    void on_pause(bool paused) override;
+    drain_report on_drain(time_point deadline) override;
+    std::string status_state() override;
+    void add_status(detail::status_object& status) override;
+    void after_close() noexcept override;
+
     struct impl;
     durable_proxy_options options_;
     std::unique_ptr<impl> impl_;
-    std::atomic<bool> terminated_{false};
-    std::atomic<std::uint64_t> drain_dropped_{0};   // drain_result()
-    std::atomic<std::uint64_t> drain_remaining_{0}; // drain_result(): unacked, in the spool
-    std::atomic<bool> paused_{false};
-    mutable std::mutex endpoints_mutex_;
-    std::vector<std::string> frontend_endpoints_, frontend_pull_endpoints_, backend_endpoints_,
-        backend_push_endpoints_, control_endpoints_;
     mutable std::mutex recovery_mutex_;
     recovery_report recovery_;
-    device_counters counters_; // zmqkit_device_*: what statistics() returns
 };
 
 // ---- reliable sender --------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -189,41 +190,27 @@ struct ZMQKIT_API lb_broker_stats {
 // that worker holds) is dispatched to another worker (attempt + 1 in an envelope's header). A
 // resent envelope request (same message id, e.g. a Lazy Pirate retry on a fresh socket) joins the
 // pending one and its reply goes to the newest sender. Thread-safe public methods.
-class ZMQKIT_API load_balancer : public actor {
+class ZMQKIT_API load_balancer final : public device {
 public:
     load_balancer(zmq::context_t& context, load_balancer_options options);
     ~load_balancer() override;
 
-    bool pause();  // stop reading the frontend (workers are still served)
-    bool resume(); // read it again
-    [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // What the last drain left undone (valid once stop() returned or the device finished).
-    [[nodiscard]] drain_report drain_result() const noexcept;
-    // Counters and per-worker state, taken on the actor thread (nullopt if it does not answer).
+    // pause() stops reading the frontend (workers are still served); resume() reads it again.
+    // STATUS (status_json()): {"state":..,"statistics":{..},"requests":..,...,"workers":[{..}]}
+    // Counters and per-worker state, taken on the device's thread (nullopt if it does not
+    // answer).
     [[nodiscard]] std::optional<lb_broker_stats> broker_stats();
-    // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"workers":[{..}]}
-    [[nodiscard]] std::string status_json();
 
-    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> control_endpoints() const;
-    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
-
-protected:
-    void setup() override;
-    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
-    void on_stop(std::chrono::steady_clock::time_point deadline) override;
-    void teardown() noexcept override;
 
 private:
+    void open_sides() override;
+    void on_pause(bool paused) override;
+    drain_report on_drain(time_point deadline) override;
+    void add_status(detail::status_object& status) override;
+
     struct impl;
     load_balancer_options options_;
     std::unique_ptr<impl> impl_;
-    std::atomic<bool> terminated_{false};
-    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
-    mutable std::mutex endpoints_mutex_;
-    std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
-    device_counters counters_; // zmqkit_device_*: what statistics() returns
 };
 
 // ---- the worker -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <zmqkit/actor.hpp>
 #include <zmqkit/export.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/result.hpp>
 #include <zmqkit/socket.hpp>
@@ -148,43 +149,29 @@ struct ZMQKIT_API mdp_broker_stats {
 // up to max_attempts dispatches (workers are idempotent, as 7/MDP assumes). Commands a worker
 // may not send in its state (a second READY, a REPLY without a request, anything before
 // READY, a READY for mmi.*) are answered with DISCONNECT. Thread-safe public methods.
-class ZMQKIT_API mdp_broker : public actor {
+class ZMQKIT_API mdp_broker final : public device {
 public:
     mdp_broker(zmq::context_t& context, mdp_broker_options options);
     ~mdp_broker() override;
 
-    bool pause();  // stop reading the frontend (workers are still served)
-    bool resume(); // read it again
-    [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // What the last drain left undone (valid once stop() returned or the device finished).
-    [[nodiscard]] drain_report drain_result() const noexcept;
-    // Counters, services and workers, taken on the actor thread (nullopt if it does not answer).
-    [[nodiscard]] std::optional<mdp_broker_stats> broker_stats();
-    // STATUS reply: {"state":..,"statistics":{..},"requests":..,...,"services":[..],
+    // pause() stops reading the frontend (workers are still served); resume() reads it again.
+    // STATUS (status_json()): {"state":..,"statistics":{..},"requests":..,...,"services":[..],
     // "workers":[..]}; always valid JSON: a service name that is not UTF-8 appears with U+FFFD
     // and a "name_hex" / "service_hex" member (docs/operations.md, "STATUS documents").
-    [[nodiscard]] std::string status_json();
+    // Counters, services and workers, taken on the device's thread (nullopt if it does not
+    // answer).
+    [[nodiscard]] std::optional<mdp_broker_stats> broker_stats();
 
-    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> control_endpoints() const;
-    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
-
-protected:
-    void setup() override;
-    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
-    void on_stop(std::chrono::steady_clock::time_point deadline) override;
-    void teardown() noexcept override;
 
 private:
+    void open_sides() override;
+    void on_pause(bool paused) override;
+    drain_report on_drain(time_point deadline) override;
+    void add_status(detail::status_object& status) override;
+
     struct impl;
     mdp_broker_options options_;
     std::unique_ptr<impl> impl_;
-    std::atomic<bool> terminated_{false};
-    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
-    mutable std::mutex endpoints_mutex_;
-    std::vector<std::string> frontend_endpoints_, backend_endpoints_, control_endpoints_;
-    device_counters counters_; // zmqkit_device_*: what statistics() returns
 };
 
 // ---- the worker -------------------------------------------------------------------------------

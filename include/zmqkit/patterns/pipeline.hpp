@@ -11,6 +11,7 @@
 #include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -22,10 +23,6 @@
 #include <vector>
 
 namespace zmqkit::patterns {
-
-namespace detail {
-class side_monitors; // the handshake monitors of a device's secured sides
-} // namespace detail
 
 // The head of a pipeline: a PUSH socket used from the caller's thread. Messages are
 // load-balanced round-robin over the connected workers. Not thread-safe.
@@ -210,65 +207,42 @@ struct ZMQKIT_API streamer_options {
 // The streamer device (PULL -> PUSH), the glue between pipeline stages: fan-in from many
 // upstream pushers, fan-out to many downstream pullers. Frames are forwarded unchanged (it does
 // not decode envelopes, so it also carries raw ZeroMQ traffic). Counts messages and bytes like
-// zmq_proxy_steerable and is steerable through its control socket or these methods.
+// zmq_proxy_steerable and is steerable through its control socket or the device methods
+// (pause, resume, statistics, status_json, drain_result: device.hpp).
 // When asked to stop it drains: it keeps forwarding what already arrived until the frontend is
 // idle or the deadline passes, then closes with the remaining time as linger.
-class ZMQKIT_API streamer : public actor {
+// STATUS: {"state":"running"|"paused","statistics":{...},"backend_stalls":N,"capture_drops":N},
+// plus "security":{"frontend":{"mode":..,"handshakes":N,"handshake_failures":N,
+// "last_failure":".."},..} when a side is secured (no secrets).
+class ZMQKIT_API streamer final : public device {
 public:
     streamer(zmq::context_t& context, streamer_options options);
     ~streamer() override;
 
-    // Stop / restart reading (PAUSE / RESUME). True when the device acknowledged.
-    bool pause();
-    bool resume();
-    [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
-    [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // What the last drain left undone (valid once stop() returned or the device finished).
-    [[nodiscard]] drain_report drain_result() const noexcept;
-    // STATUS reply: {"state":"running"|"paused","statistics":{...},"backend_stalls":N,
-    // "capture_drops":N}, plus "security":{"frontend":{"mode":..,"handshakes":N,
-    // "handshake_failures":N,"last_failure":".."},..} when a side is secured (no secrets)
-    [[nodiscard]] std::string status_json() const;
+    [[nodiscard]] proxy_statistics statistics() const noexcept override;
 
-    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> control_endpoints() const;
-    [[nodiscard]] std::vector<std::string> capture_endpoints() const;
-    // True once a TERMINATE control command has been received (the actor then finishes).
-    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
-
-protected:
-    void setup() override;
-    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
-    void on_stop(std::chrono::steady_clock::time_point deadline) override;
-    void teardown() noexcept override;
+    [[nodiscard]] std::vector<std::string> capture_endpoints() const {
+        return endpoints("capture");
+    }
 
 private:
+    void open_sides() override;
+    void on_pause(bool paused) override;
+    drain_report on_drain(time_point deadline) override;
+    void add_status(detail::status_object& status) override;
+
     std::size_t forward(std::size_t limit);
-    void handle_control();
-    std::vector<std::string> execute(const std::string& command);
-    void set_paused(bool paused);
 
     streamer_options options_;
-    std::optional<zmq::socket_t> frontend_;
-    std::optional<zmq::socket_t> backend_;
-    std::optional<zmq::socket_t> capture_;
-    std::optional<zmq::socket_t> control_;
-    std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
-    std::atomic<bool> paused_{false};
-    std::atomic<bool> terminated_{false};
-    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
+    zmq::socket_t* frontend_ = nullptr;
+    zmq::socket_t* backend_ = nullptr;
+    zmq::socket_t* capture_ = nullptr;
     counter* messages_in_;
     counter* bytes_in_;
     counter* messages_out_;
     counter* bytes_out_;
     counter* send_stalls_;
     counter* capture_drops_;
-    mutable std::mutex endpoints_mutex_;
-    std::vector<std::string> frontend_endpoints_;
-    std::vector<std::string> backend_endpoints_;
-    std::vector<std::string> control_endpoints_;
-    std::vector<std::string> capture_endpoints_;
     std::vector<zmq::message_t> frames_; // the message being forwarded
     std::size_t pending_ = 0;            // frames of a message received but not yet sent
     std::size_t pending_bytes_ = 0;

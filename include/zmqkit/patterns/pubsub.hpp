@@ -14,6 +14,7 @@
 #include <zmqkit/export.hpp>
 #include <zmqkit/message.hpp>
 #include <zmqkit/metrics.hpp>
+#include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -381,24 +382,18 @@ class slow_subscriber_detector; // forwarder.cpp: finds backend connections that
 // forwarded unchanged (a publication need not be a zmqkit envelope, except for the cache).
 // Statistics: frontend in = publications received, frontend out = subscription messages
 // sent upstream, backend in = subscription messages from subscribers, backend out =
-// publications sent. Thread-safe public methods (it is an actor).
-class ZMQKIT_API forwarder : public actor {
+// publications sent. Thread-safe public methods (it is a device: device.hpp).
+// STATUS: {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
+//  "unsubscribes":N,"subscriptions_refused":N,"slow_subscriber_drops":N,
+//  "slow_subscriber_disconnects":N,"blocked":N,"capture_drops":N,"cached_topics":N,
+//  "snapshots":N}, plus "security":{"frontend":{"mode":..,"handshakes":N,
+//  "handshake_failures":N,"last_failure":".."},..} when a side is secured
+class ZMQKIT_API forwarder final : public device {
 public:
     forwarder(zmq::context_t& context, forwarder_options options);
     ~forwarder() override;
 
-    bool pause();
-    bool resume();
-    [[nodiscard]] bool paused() const noexcept { return paused_.load(); }
-    [[nodiscard]] proxy_statistics statistics() const noexcept;
-    // What the last drain left undone (valid once stop() returned or the device finished).
-    [[nodiscard]] drain_report drain_result() const noexcept;
-    // {"state":..,"policy":..,"statistics":{..},"subscriptions":N,"subscribes":N,
-    //  "unsubscribes":N,"subscriptions_refused":N,"slow_subscriber_drops":N,
-    //  "slow_subscriber_disconnects":N,"blocked":N,"capture_drops":N,
-    //  "cached_topics":N,"snapshots":N}, plus "security":{"frontend":{"mode":..,
-    //  "handshakes":N,"handshake_failures":N,"last_failure":".."},..} when a side is secured
-    [[nodiscard]] std::string status_json() const;
+    [[nodiscard]] proxy_statistics statistics() const noexcept override;
     // Subscriptions currently active on the backend (subscribe minus unsubscribe messages).
     [[nodiscard]] std::int64_t subscriptions() const noexcept { return subscriptions_->value(); }
     // Subscriptions refused for their size (forwarder_options::max_subscription_size) among
@@ -417,45 +412,34 @@ public:
         return slow_disconnects_->value();
     }
 
-    [[nodiscard]] std::vector<std::string> frontend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> backend_endpoints() const;
-    [[nodiscard]] std::vector<std::string> control_endpoints() const;
-    [[nodiscard]] std::vector<std::string> capture_endpoints() const;
-    [[nodiscard]] bool terminated() const noexcept { return terminated_.load(); }
-
-protected:
-    void setup() override;
-    std::vector<std::string> on_command(const std::vector<std::string>& frames) override;
-    void on_stop(std::chrono::steady_clock::time_point deadline) override;
-    void teardown() noexcept override;
+    [[nodiscard]] std::vector<std::string> capture_endpoints() const {
+        return endpoints("capture");
+    }
 
 private:
     struct cached_value {
         std::string header; // encoded header
         std::string body;
     };
+    void open_sides() override;
+    void on_pause(bool paused) override;
+    drain_report on_drain(time_point deadline) override;
+    void add_status_head(detail::status_object& status) override;
+    void add_status(detail::status_object& status) override;
+
     std::size_t forward(std::size_t limit);
     bool send_publication(bool lossy);
     void handle_subscriptions();
     void refuse_subscription(std::size_t size);
-    void log_line(const std::string& line) const;
     void cache(const std::vector<zmq::message_t>& frames, std::size_t count);
     void send_snapshot(std::string_view request_topic);
-    void handle_control();
-    std::vector<std::string> execute(const std::string& command);
-    void set_paused(bool paused);
     // Policy disconnect, on the timer: scan the backend's connections, cut those behind.
     void disconnect_slow_subscribers();
 
     forwarder_options options_;
-    std::optional<zmq::socket_t> frontend_;
-    std::optional<zmq::socket_t> backend_;
-    std::optional<zmq::socket_t> capture_;
-    std::optional<zmq::socket_t> control_;
-    std::unique_ptr<detail::side_monitors> monitors_; // destroyed before the sockets close
-    std::atomic<bool> paused_{false};
-    std::atomic<bool> terminated_{false};
-    std::atomic<std::uint64_t> drain_dropped_{0}; // drain_result()
+    zmq::socket_t* frontend_ = nullptr;
+    zmq::socket_t* backend_ = nullptr;
+    zmq::socket_t* capture_ = nullptr;
     counter* messages_in_;
     counter* bytes_in_;
     counter* messages_out_;
@@ -475,11 +459,6 @@ private:
     counter* capture_drops_;
     counter* snapshots_;
     gauge* cached_topics_;
-    mutable std::mutex endpoints_mutex_;
-    std::vector<std::string> frontend_endpoints_;
-    std::vector<std::string> backend_endpoints_;
-    std::vector<std::string> control_endpoints_;
-    std::vector<std::string> capture_endpoints_;
     std::vector<zmq::message_t> frames_;
     std::size_t pending_ = 0; // frames of a publication received but not yet sent (block)
     std::size_t pending_bytes_ = 0;
