@@ -3,6 +3,7 @@
 // again after an ack timeout or their own disappearance. Frames: docs/wire-protocol.md §7.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
 #include "../common/device_support.hpp"
@@ -1139,6 +1140,9 @@ struct durable_proxy::impl {
 
 durable_proxy::durable_proxy(zmq::context_t& context, durable_proxy_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     detail::refuse_shared_security(options_.sockets, "durable proxy '" + options_.name + "'",
                                    "frontend_security, backend_security and control_security");
     if (options_.spool.directory.empty()) {

@@ -3,6 +3,7 @@
 // goes silent costs a re-dispatch, not a lost request. Frames: docs/wire-protocol.md §8.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"
@@ -903,6 +904,9 @@ struct load_balancer::impl {
 
 load_balancer::load_balancer(zmq::context_t& context, load_balancer_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     detail::refuse_shared_security(options_.sockets, "load balancer '" + options_.name + "'",
                                    "frontend_security, backend_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {

@@ -3,6 +3,7 @@
 // worker that dies, leaves or goes silent costs a re-dispatch, not a lost request. Frames and
 // choices: docs/wire-protocol.md §9.
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"
@@ -750,6 +751,9 @@ struct mdp_broker::impl {
 
 mdp_broker::mdp_broker(zmq::context_t& context, mdp_broker_options options)
     : actor(context, options.name), options_(std::move(options)) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     detail::refuse_shared_security(options_.sockets, "MDP broker '" + options_.name + "'",
                                    "frontend_security, backend_security and control_security");
     if (options_.frontend.empty() || options_.backend.empty()) {

@@ -1,3 +1,4 @@
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include <zmqkit/codec.hpp>
@@ -343,6 +344,9 @@ slow_subscriber_policy parse_slow_subscriber_policy(std::string_view text) {
 forwarder::forwarder(zmq::context_t& context, forwarder_options options)
     : actor(context, options.name), options_(std::move(options)),
       monitors_(std::make_unique<detail::side_monitors>()) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     detail::refuse_shared_security(
         options_.sockets, "forwarder '" + options_.name + "'",
         "frontend_security, backend_security, capture_security and control_security");
@@ -526,11 +530,7 @@ bool forwarder::send_publication(bool lossy) {
 }
 
 void forwarder::log_line(const std::string& line) const {
-    if (options_.log) {
-        options_.log(line);
-    } else {
-        std::fprintf(stderr, "%s\n", line.c_str());
-    }
+    options_.log(line);
 }
 
 void forwarder::refuse_subscription(std::size_t size) {
