@@ -132,8 +132,9 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
     }
     desc.add_options()
         ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
+        ("quiet,q", "warnings and errors only");
     // clang-format on
+    add_log_options(desc);
     po::options_description hidden;
     hidden.add_options()("positional", po::value(&positional_value), "NAME, DIR or FILE");
     po::options_description all;
@@ -165,7 +166,8 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
         return print_and_exit{text.str(), exit_ok};
     }
     cfg.json = vm.count("json") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
 
     if (!generating) {
         if (positional_value.empty()) {

@@ -222,8 +222,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("max-subscription-size", po::value(&max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
+        ("quiet,q", "warnings and errors only");
     // clang-format on
+    add_log_options(desc);
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description per_side;
     add_security_options(security, per_side, proxy_sides());
@@ -511,7 +512,11 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         st.batch = vm.count("batch") != 0U ? batch : 512;
         st.drain_timeout = cfg.drain_timeout;
     }
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
+    if (!vm["name"].defaulted()) {
+        cfg.logging.component = name; // --name names the proxy's log lines too
+    }
     return cfg;
 }
 

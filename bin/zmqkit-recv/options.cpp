@@ -125,8 +125,9 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics: malformed messages, connection events")
-        ("quiet,q", "errors only");
+        ("quiet,q", "warnings and errors only");
     // clang-format on
+    add_log_options(desc);
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description no_sides;
     add_security_options(security, no_sides);
@@ -211,7 +212,8 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         cfg.socket_options.push_back(parse_socket_option(s));
     }
     cfg.stats = vm.count("stats") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
     cfg.security = resolve_side_security(vm, "zmqkit-recv", false, "zmqkit-recv");
     return cfg;
 }

@@ -166,8 +166,9 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("stats", "print statistics on stderr at exit")
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics: each sent message id, connection events")
-        ("quiet,q", "errors only");
+        ("quiet,q", "warnings and errors only");
     // clang-format on
+    add_log_options(desc);
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description no_sides;
     add_security_options(security, no_sides);
@@ -369,7 +370,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     }
     (void)message_formatter(cfg.format); // validates
     cfg.stats = vm.count("stats") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
     cfg.security = resolve_side_security(vm, "zmqkit-send", false, "zmqkit-send");
     return cfg;
 }

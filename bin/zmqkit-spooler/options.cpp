@@ -414,8 +414,9 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     desc.add_options()
         ("config", po::value<std::string>(), "read options from this INI file")
         ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
+        ("quiet,q", "warnings and errors only");
     // clang-format on
+    add_log_options(desc);
     po::options_description hidden;
     hidden.add_options()("directory", po::value(&directory), "the spool directory");
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
@@ -451,7 +452,8 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     }
     cfg.directory = directory;
     cfg.json = vm.count("json") != 0U;
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
 
     if (!limit.empty()) {
         cfg.limit = parse_unsigned(limit, "--limit");

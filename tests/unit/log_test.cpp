@@ -1,4 +1,7 @@
-// zmqkit's one log (zmqkit/log.hpp).
+// zmqkit's one log (zmqkit/log.hpp) and the tools' log flags (common/cli.hpp).
+#include "common/cli.hpp"
+#include "zmqkit-proxy/options.hpp"
+
 #include <zmqkit/log.hpp>
 
 #include <gmock/gmock.h>
@@ -312,4 +315,40 @@ TEST_F(log_test, log_callback_is_what_an_unset_log_option_means) {
     EXPECT_EQ(got[0].component, "test.device");
     EXPECT_EQ(got[0].level, log_level::warn);
     EXPECT_EQ(got[0].message, "worker 01 expired");
+}
+
+// ---- the tools' flags ---------------------------------------------------------------------------
+
+namespace {
+
+cli::proxy_config proxy_config_of(std::vector<std::string> args) {
+    args.insert(args.begin(), "zmqkit-proxy");
+    args.insert(args.end(), {"--frontend", "@inproc://f", "--backend", "@inproc://b"});
+    std::vector<const char*> argv;
+    for (const auto& a : args) {
+        argv.push_back(a.c_str());
+    }
+    return std::get<cli::proxy_config>(
+        cli::parse_proxy_options(static_cast<int>(argv.size()), argv.data()));
+}
+
+} // namespace
+
+TEST_F(log_test, verbose_quiet_and_log_level_map_to_levels) {
+    EXPECT_EQ(proxy_config_of({}).logging.level, log_level::info);
+    EXPECT_EQ(proxy_config_of({"-v"}).logging.level, log_level::debug);
+    EXPECT_EQ(proxy_config_of({"-q"}).logging.level, log_level::warn);
+    EXPECT_EQ(proxy_config_of({"-v"}).verbosity, 1);
+    EXPECT_EQ(proxy_config_of({"-q"}).verbosity, -1);
+    EXPECT_EQ(proxy_config_of({"-q", "--log-level", "trace"}).logging.level, log_level::trace);
+    EXPECT_EQ(proxy_config_of({"--log-level", "error"}).verbosity, -1);
+    EXPECT_EQ(proxy_config_of({}).logging.format, log_format::text);
+    EXPECT_EQ(proxy_config_of({"--log-format", "json"}).logging.format, log_format::json);
+    EXPECT_THROW(proxy_config_of({"--log-level", "loud"}), cli::usage_error);
+    EXPECT_THROW(proxy_config_of({"--log-format", "xml"}), cli::usage_error);
+}
+
+TEST_F(log_test, the_proxy_name_is_the_component_of_its_lines) {
+    EXPECT_EQ(proxy_config_of({}).logging.component, ""); // the tool's name
+    EXPECT_EQ(proxy_config_of({"--name", "orders"}).logging.component, "orders");
 }
