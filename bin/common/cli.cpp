@@ -332,9 +332,11 @@ std::string escaped(std::string_view bytes, std::size_t limit) {
     return out;
 }
 
-void add_log_options(po::options_description& desc) {
+void add_log_options(po::options_description& desc, const char* verbose_help) {
     // clang-format off
     desc.add_options()
+        ("verbose,v", verbose_help)
+        ("quiet,q", "warnings and errors only (--log-level warn)")
         ("log-level", po::value<std::string>()->value_name("LEVEL"), "trace, debug, info, warn, error or off (default info; -v is debug, -q warn)")
         ("log-format", po::value<std::string>()->value_name("FORMAT")->default_value("text"), "stderr lines as 'text' (<time> <LEVEL> <component>: <text>) or 'json' (one object per line)");
     // clang-format on

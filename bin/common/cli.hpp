@@ -117,8 +117,10 @@ struct log_settings {
     }
 };
 
-// Adds --log-level LEVEL and --log-format text|json (the tool adds -v and -q with its own help).
-void add_log_options(boost::program_options::options_description& desc);
+// Adds -v/--verbose (`verbose_help`: what more the tool says), -q/--quiet, --log-level LEVEL
+// and --log-format text|json.
+void add_log_options(boost::program_options::options_description& desc,
+                     const char* verbose_help = "more diagnostics (--log-level debug)");
 // The settings in vm: --log-level wins; else -q is warn, -v debug, neither info. Throws
 // usage_error (exit_usage) for an unknown level or format.
 [[nodiscard]] log_settings log_settings_from(const boost::program_options::variables_map& vm);

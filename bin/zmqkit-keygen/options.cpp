@@ -130,9 +130,6 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
             ("meta", po::value(&metas)->composing(), "metadata name=value (repeatable)")
             ("force", "replace existing files");
     }
-    desc.add_options()
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "warnings and errors only");
     // clang-format on
     add_log_options(desc);
     po::options_description hidden;

@@ -220,9 +220,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
         ("slow-subscriber-timeout", po::value(&slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
         ("max-subscription-size", po::value(&max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "warnings and errors only");
+        ("config", po::value<std::string>(), "read options from this INI file");
     // clang-format on
     add_log_options(desc);
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");

@@ -123,11 +123,9 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
         ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable; names below)")
         ("linger", po::value(&linger)->default_value("1s"), "at exit, how long replies may take to leave")
         ("stats", "print statistics on stderr at exit")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: malformed messages, connection events")
-        ("quiet,q", "warnings and errors only");
+        ("config", po::value<std::string>(), "read options from this INI file");
     // clang-format on
-    add_log_options(desc);
+    add_log_options(desc, "more diagnostics: malformed messages, connection events");
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description no_sides;
     add_security_options(security, no_sides);

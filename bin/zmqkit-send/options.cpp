@@ -164,11 +164,9 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
         ("confirm-log", po::value(&confirm_log), "--wait-confirm: write one line per input record to FILE, \"<record> <message id> <outcome>\": the record number (from 1; the line number for line input), the id (\"-\" if never sent), and confirmed, rejected:<reason> or unconfirmed; only confirmed records are safely stored")
         ("format,f", po::value(&cfg.format), "--req replies: raw|text|quoted|hex|json|msgpack|FORMAT")
         ("stats", "print statistics on stderr at exit")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics: each sent message id, connection events")
-        ("quiet,q", "warnings and errors only");
+        ("config", po::value<std::string>(), "read options from this INI file");
     // clang-format on
-    add_log_options(desc);
+    add_log_options(desc, "more diagnostics: each sent message id, connection events");
     po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
     po::options_description no_sides;
     add_security_options(security, no_sides);

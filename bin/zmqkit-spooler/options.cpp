@@ -412,9 +412,7 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
             ("sockopt,X", po::value(&sockopts)->composing(), "ZeroMQ socket option name=value (repeatable)");
     }
     desc.add_options()
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "warnings and errors only");
+        ("config", po::value<std::string>(), "read options from this INI file");
     // clang-format on
     add_log_options(desc);
     po::options_description hidden;
