@@ -1,7 +1,7 @@
 // The ZAP handler (rfc.zeromq.org/spec:27): answers libzmq's authentication requests for the
 // sockets of one context from a REP socket on inproc://zeromq.zap.01, on its own thread.
-#include "security_log.hpp"
 
+#include <zmqkit/log.hpp>
 #include <zmqkit/security.hpp>
 
 #include <zmq.h>
@@ -192,12 +192,13 @@ struct authenticator::impl {
     std::atomic<std::uint64_t> denied{0};
     std::atomic<std::uint64_t> malformed{0};
 
-    detail::log_throttle throttle;
+    log_rate_limiter throttle;
     int wake_fd = -1;
     std::thread thread;
 
     impl(zmq::context_t& ctx, authenticator_options& o)
-        : context(ctx), log(detail::log_or_stderr(std::move(o.log))), log_allowed(o.log_allowed),
+        : context(ctx), log(o.log ? std::move(o.log) : log_callback("zmqkit.zap")),
+          log_allowed(o.log_allowed),
           registry(o.registry != nullptr ? *o.registry : metrics_registry::global()) {}
 
     void count(const std::string& domain, const std::string& mechanism, const char* result,
@@ -400,9 +401,9 @@ struct authenticator::impl {
         } else {
             denied.fetch_add(1, std::memory_order_relaxed);
             count(domain, mechanism, "denied", v.reason);
-            std::string suffix;
-            if (throttle.admit(address + '\n' + domain + '\n' + v.reason, suffix)) {
-                log("ZAP denied " + peer + where + ": " + v.detail + suffix);
+            if (const auto held = throttle.admit(address + '\n' + domain + '\n' + v.reason)) {
+                log("ZAP denied " + peer + where + ": " + v.detail +
+                    log_rate_limiter::suppressed_suffix(*held));
             }
         }
         reply(request_id, v.status, v.text, v.user);

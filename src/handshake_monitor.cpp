@@ -1,8 +1,8 @@
 // The handshake monitor: reads one socket's zmq_socket_monitor events on its own thread and
 // turns the failed handshakes libzmq otherwise keeps to itself into readable log lines and
 // metrics.
-#include "security_log.hpp"
 
+#include <zmqkit/log.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/socket_monitor.hpp>
 
@@ -173,7 +173,8 @@ struct handshake_monitor::impl {
     std::mutex monitor_mutex;
     std::atomic<bool> stopping{false};
     std::thread thread;
-    detail::log_throttle throttle;
+    log_rate_limiter throttle;
+    zmqkit::logger own_log; // unset `log`: lines go to zmqkit's log as component `name`
 
     mutable std::mutex mutex;
     std::condition_variable changed;
@@ -196,14 +197,19 @@ struct handshake_monitor::impl {
     static constexpr std::chrono::milliseconds deferral{250};
 
     impl(void* h, std::string n, std::function<void(std::string_view)> l, metrics_registry* r)
-        : handle(h), name(std::move(n)), log(detail::log_or_stderr(std::move(l))),
-          registry(r != nullptr ? *r : metrics_registry::global()) {}
+        : handle(h), name(std::move(n)), log(std::move(l)),
+          registry(r != nullptr ? *r : metrics_registry::global()), own_log(name) {}
 
     // `key`: who to throttle by (the peer's host, or the endpoint).
     void emit(const std::string& who, const std::string& key, const failure_reason& r) {
-        std::string suffix;
-        if (throttle.admit(key + '\n' + r.label, suffix)) {
-            log(name + ": handshake with " + who + " failed: " + r.text + suffix);
+        if (const auto held = throttle.admit(key + '\n' + r.label)) {
+            const std::string line = "handshake with " + who + " failed: " + r.text +
+                                     log_rate_limiter::suppressed_suffix(*held);
+            if (log) {
+                log(name + ": " + line);
+            } else {
+                own_log.warn(line); // the socket's name is the component
+            }
         }
     }
 

@@ -65,7 +65,8 @@ void check_linger(std::chrono::milliseconds linger) {
 }
 
 bool shared_option_name(const std::string& name) {
-    static const std::vector<std::string> shared{"hwm", "linger", "sockopt", "verbose", "quiet"};
+    static const std::vector<std::string> shared{"hwm",   "linger",    "sockopt",   "verbose",
+                                                 "quiet", "log-level", "log-format"};
     if (std::find(shared.begin(), shared.end(), name) != shared.end()) {
         return true;
     }
@@ -331,32 +332,48 @@ std::string escaped(std::string_view bytes, std::size_t limit) {
     return out;
 }
 
-void logger::write(std::string_view level, std::string_view text) const {
-    std::string line = tool_;
-    line += ": ";
-    line += level;
-    line += ": ";
-    line += text;
-    line += '\n';
-    // One write() per line so concurrent lines from threads do not interleave.
-    (void)::write(STDERR_FILENO, line.data(), line.size());
+void add_log_options(po::options_description& desc, const char* verbose_help) {
+    // clang-format off
+    desc.add_options()
+        ("verbose,v", verbose_help)
+        ("quiet,q", "warnings and errors only (--log-level warn)")
+        ("log-level", po::value<std::string>()->value_name("LEVEL"), "trace, debug, info, warn, error or off (default info; -v is debug, -q warn)")
+        ("log-format", po::value<std::string>()->value_name("FORMAT")->default_value("text"), "stderr lines as 'text' (<time> <LEVEL> <component>: <text>) or 'json' (one object per line)");
+    // clang-format on
 }
 
-void logger::info(std::string_view text) const {
-    if (verbosity_ >= 0) {
-        write("info", text);
+log_settings log_settings_from(const po::variables_map& vm) {
+    log_settings s;
+    if (vm.count("quiet") != 0U) {
+        s.level = log_level::warn;
+    } else if (vm.count("verbose") != 0U) {
+        s.level = log_level::debug;
     }
-}
-void logger::debug(std::string_view text) const {
-    if (verbosity_ >= 1) {
-        write("debug", text);
+    if (vm.count("log-level") != 0U) {
+        const auto& text = vm["log-level"].as<std::string>();
+        const auto level = parse_log_level(text);
+        if (!level) {
+            throw usage_error{"--log-level '" + escaped(text, 64) +
+                                  "': use trace, debug, info, warn, error or off",
+                              exit_usage};
+        }
+        s.level = *level;
     }
+    if (vm.count("log-format") != 0U) {
+        const auto& text = vm["log-format"].as<std::string>();
+        if (text == "json") {
+            s.format = log_format::json;
+        } else if (text != "text") {
+            throw usage_error{"--log-format '" + escaped(text, 64) + "': use text or json",
+                              exit_usage};
+        }
+    }
+    return s;
 }
-void logger::warn(std::string_view text) const {
-    write("warning", text);
-}
-void logger::error(std::string_view text) const {
-    write("error", text);
+
+void apply_log_settings(const log_settings& settings) {
+    set_log_sink(make_stderr_sink(settings.format));
+    set_log_level(settings.level);
 }
 
 } // namespace zmqkit::cli

@@ -2,10 +2,12 @@
 //  - options from the command line, then ZMQKIT_* environment variables, then --config FILE
 //    (INI: "name = value"), in that order of precedence;
 //  - durations as "250ms", "2s", "1m" or a plain number of milliseconds;
-//  - diagnostics on stderr as "<tool>: <level>: <text>", data on stdout;
+//  - diagnostics on stderr through zmqkit's log ("<time> <LEVEL> <tool>: <text>", or JSON
+//    lines with --log-format json), data on stdout;
 //  - exit codes from sysexits.h.
 #pragma once
 
+#include <zmqkit/log.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/signals.hpp>
 
@@ -110,21 +112,52 @@ void append_escaped(std::string& out, std::string_view bytes, bool quote = false
 [[nodiscard]] std::string escaped(std::string_view bytes,
                                   std::size_t limit = std::string_view::npos);
 
-// Diagnostics on stderr: "<tool>: <level>: <text>\n", one write per line.
+// ---- logging (docs/operations.md, "Log lines") ------------------------------------------------
+//
+// Every tool logs through zmqkit's log (zmqkit/log.hpp): "<time> <LEVEL> <component>: <text>"
+// on stderr, or JSON lines with --log-format json. The component is the tool's name
+// (zmqkit-proxy: its --name when given).
+
+// What -v/-q, --log-level and --log-format ask for.
+struct log_settings {
+    log_level level = log_level::info;
+    log_format format = log_format::text;
+    std::string component; // "": the tool's name
+    // The tools' older scale for "is -v on": 1 at debug or below, 0 at info, -1 above.
+    [[nodiscard]] int verbosity() const noexcept {
+        return level <= log_level::debug ? 1 : (level == log_level::info ? 0 : -1);
+    }
+};
+
+// Adds -v/--verbose (`verbose_help`: what more the tool says), -q/--quiet, --log-level LEVEL
+// and --log-format text|json.
+void add_log_options(boost::program_options::options_description& desc,
+                     const char* verbose_help = "more diagnostics (--log-level debug)");
+// The settings in vm: --log-level wins; else -q is warn, -v debug, neither info. Throws
+// usage_error (exit_usage) for an unknown level or format.
+[[nodiscard]] log_settings log_settings_from(const boost::program_options::variables_map& vm);
+// Makes them the process's: stderr in that format, that level for every component.
+void apply_log_settings(const log_settings& settings);
+
+// A tool's diagnostics: zmqkit's log with the tool's name (or --name) as the component, so its
+// lines and the library's are one stream in one format. Thread-safe.
 class logger {
 public:
-    explicit logger(std::string tool) : tool_(std::move(tool)) {}
-    void set_verbosity(int v) noexcept { verbosity_ = v; } // -1 quiet, 0 normal, 1+ verbose
-    void info(std::string_view text) const;
-    void debug(std::string_view text) const;
-    void warn(std::string_view text) const;
-    void error(std::string_view text) const;
+    explicit logger(std::string tool) : tool_(std::move(tool)), log_(tool_) {}
+    // Names the lines `component` from now on (zmqkit-proxy --name).
+    void set_component(std::string_view component) { log_ = zmqkit::logger(component); }
+    void info(std::string_view text) const noexcept { log_.info(text); }
+    void debug(std::string_view text) const noexcept { log_.debug(text); }
+    void warn(std::string_view text) const noexcept { log_.warn(text); }
+    void error(std::string_view text) const noexcept { log_.error(text); }
+    [[nodiscard]] bool enabled(log_level level) const noexcept { return log_.enabled(level); }
+    // The tool's name ("zmqkit-send"), whatever the component.
     [[nodiscard]] const std::string& tool() const noexcept { return tool_; }
+    [[nodiscard]] const zmqkit::logger& core() const noexcept { return log_; }
 
 private:
-    void write(std::string_view level, std::string_view text) const;
     std::string tool_;
-    int verbosity_ = 0;
+    zmqkit::logger log_;
 };
 
 // ---- security flags (docs/security.md, "The binaries") --------------------------------------
@@ -198,7 +231,10 @@ int run_tool(const char* tool, int argc, char** argv, Parse parse, Run run) {
             return p->code;
         }
         Config cfg = std::get<Config>(std::move(parsed));
-        log.set_verbosity(cfg.verbosity);
+        apply_log_settings(cfg.logging);
+        if (!cfg.logging.component.empty()) {
+            log.set_component(cfg.logging.component);
+        }
         const std::string_view name(tool);
         for (const auto& note :
              ignored_environment_notes(name.starts_with("zmqkit-") ? name.substr(7) : name)) {

@@ -23,7 +23,7 @@ void tool_options::add_diagnostics(const char* verbose_help, bool with_config) {
         options_.add_options()("config", po::value<std::string>(),
                                "read options from this INI file");
     }
-    options_.add_options()("verbose,v", verbose_help)("quiet,q", "errors only");
+    add_log_options(options_, verbose_help); // -v, -q, --log-level, --log-format
 }
 
 void tool_options::add_security(const std::vector<std::string>& sides) {
@@ -73,8 +73,12 @@ std::optional<print_and_exit> tool_options::parse_socket_tool(int argc, const ch
     return version();
 }
 
+log_settings tool_options::logging() const {
+    return log_settings_from(vm_);
+}
+
 int tool_options::verbosity() const {
-    return given("quiet") ? -1 : (given("verbose") ? 1 : 0);
+    return logging().verbosity();
 }
 
 side_security tool_options::security() const {

@@ -26,7 +26,7 @@ public:
     // The tool's own options, in the order its --help lists them.
     boost::program_options::options_description_easy_init add() { return options_.add_options(); }
     // Adds --config FILE (unless `with_config` is false), -v/--verbose (described by
-    // `verbose_help`) and -q/--quiet: call after the tool's own options.
+    // `verbose_help`), -q/--quiet, --log-level and --log-format: call after the tool's own options.
     void add_diagnostics(const char* verbose_help, bool with_config = true);
     // Adds the security flags as their own help group, and "--<side>-<flag>" for each of
     // `sides` (parsed, not listed).
@@ -62,7 +62,9 @@ public:
     [[nodiscard]] std::optional<print_and_exit> parse_socket_tool(int argc, const char* const* argv,
                                                                   std::string_view head,
                                                                   std::string_view tail);
-    // -1 with -q, 1 with -v, 0 otherwise.
+    // --log-level / --log-format / -v / -q (log_settings_from). Throws usage_error.
+    [[nodiscard]] log_settings logging() const;
+    // -1 at warn or above (-q), 1 at debug or below (-v), 0 otherwise.
     [[nodiscard]] int verbosity() const;
     // The security of the tool's one socket (no per-side flags): a server's ZAP domain is
     // "zmqkit-<tool>". Throws usage_error.

@@ -150,7 +150,8 @@ std::variant<keygen_config, print_and_exit> parse_keygen_options(int argc,
         return print_and_exit{text.str(), exit_ok};
     }
     cfg.json = options.given("json");
-    cfg.verbosity = options.verbosity();
+    cfg.logging = options.logging();
+    cfg.verbosity = cfg.logging.verbosity();
 
     if (!generating) {
         if (positional_value.empty()) {

@@ -29,7 +29,8 @@ struct keygen_config {
     bool force = false;                                        // generate: replace existing files
     std::filesystem::path target; // list: the directory; inspect: the file
     bool json = false;
-    int verbosity = 0;
+    log_settings logging; // -v/-q, --log-level, --log-format (and zmqkit-proxy's --name)
+    int verbosity = 0;    // logging.verbosity(): 1 with -v, -1 with -q
 };
 
 // Parses argv. Throws usage_error (exit 64).

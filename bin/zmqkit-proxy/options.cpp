@@ -229,10 +229,9 @@ void describe_flags(po::options_description& desc, proxy_flags& f) {
         ("slow-subscriber-timeout", po::value(&f.slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
         ("max-subscription-size", po::value(&f.max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
-        ("config", po::value<std::string>(), "read options from this INI file")
-        ("verbose,v", "more diagnostics")
-        ("quiet,q", "errors only");
+        ("config", po::value<std::string>(), "read options from this INI file");
     // clang-format on
+    add_log_options(desc);
 }
 
 void throw_unless_defaulted(const po::variables_map& vm, std::initializer_list<const char*> flags,
@@ -536,7 +535,11 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    cfg.verbosity = vm.count("quiet") != 0U ? -1 : (vm.count("verbose") != 0U ? 1 : 0);
+    cfg.logging = log_settings_from(vm);
+    cfg.verbosity = cfg.logging.verbosity();
+    if (!vm["name"].defaulted()) {
+        cfg.logging.component = f.name; // --name names the proxy's log lines too
+    }
     return cfg;
 }
 

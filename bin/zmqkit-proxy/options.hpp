@@ -33,7 +33,8 @@ struct proxy_config {
     side_security backend_security;
     side_security control_security; // off unless --control is given
     side_security capture_security; // off unless --capture is given
-    int verbosity = 0;
+    log_settings logging;           // -v/-q, --log-level, --log-format (and zmqkit-proxy's --name)
+    int verbosity = 0;              // logging.verbosity(): 1 with -v, -1 with -q
 };
 
 // The proxy's sides, the prefixes of the per-side security flags (--frontend-curve-allow).

@@ -205,7 +205,8 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     (void)message_formatter(cfg.format); // validates, listing the formats on error
     apply_flow(cfg, text);
     cfg.stats = options.given("stats");
-    cfg.verbosity = options.verbosity();
+    cfg.logging = options.logging();
+    cfg.verbosity = cfg.logging.verbosity();
     cfg.security = options.security();
     return cfg;
 }

@@ -35,7 +35,8 @@ struct recv_config {
     std::uint32_t credit = 256;
 
     bool stats = false;
-    int verbosity = 0;
+    log_settings logging; // -v/-q, --log-level, --log-format (and zmqkit-proxy's --name)
+    int verbosity = 0;    // logging.verbosity(): 1 with -v, -1 with -q
     // --curve-* / --plain-* / --zap-*: the socket's security (a client unless --curve-allow,
     // --plain-passwords or a --zap-*-ip filter make it a server; ZAP domain "zmqkit-recv").
     side_security security;

@@ -374,7 +374,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     }
     (void)message_formatter(cfg.format); // validates
     cfg.stats = options.given("stats");
-    cfg.verbosity = options.verbosity();
+    cfg.logging = options.logging();
+    cfg.verbosity = cfg.logging.verbosity();
     cfg.security = options.security();
     return cfg;
 }

@@ -573,7 +573,8 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     }
     cfg.directory = t.directory;
     cfg.json = options.given("json");
-    cfg.verbosity = options.verbosity();
+    cfg.logging = options.logging();
+    cfg.verbosity = cfg.logging.verbosity();
     if (!t.limit.empty()) {
         cfg.limit = parse_count(t.limit, "--limit");
     }

@@ -65,7 +65,8 @@ struct spooler_config {
     std::vector<socket_option_setting> socket_options;
     int hwm = 0; // record: receive HWM (0: unlimited); replay: send HWM (0: unlimited)
 
-    int verbosity = 0;
+    log_settings logging; // -v/-q, --log-level, --log-format (and zmqkit-proxy's --name)
+    int verbosity = 0;    // logging.verbosity(): 1 with -v, -1 with -q
     // record / replay: --curve-* / --plain-* / --zap-* for the socket (the same flags as every
     // binary; a client unless --curve-allow, --plain-passwords or a --zap-*-ip filter make it a
     // server with ZAP domain "zmqkit-spooler").

@@ -138,7 +138,7 @@ struct ZMQKIT_API zap_policy {
 
 struct ZMQKIT_API authenticator_options {
     // Where denials, reloads and skipped certificate files are reported (one line each, never a
-    // key or password). Default: standard error, prefixed "zmqkit: ".
+    // key or password). Unset: zmqkit's log (zmqkit/log.hpp), component "zmqkit.zap", warn.
     std::function<void(std::string_view)> log;
     bool log_allowed = false;             // also log every admitted peer
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
@@ -208,7 +208,9 @@ struct ZMQKIT_API handshake_stats {
 // wait_handshake() to tell "server down" from "handshake refused".
 //
 // Construct and destroy it on the thread that owns the socket, after apply_security() and
-// before bind/connect; destroy it before closing the socket.
+// before bind/connect; destroy it before closing the socket. Each line is
+// "<socket_name>: handshake with <peer> failed: <reason>" to `log`; unset: zmqkit's log
+// (zmqkit/log.hpp) at warn with `socket_name` as the component (and without the prefix).
 class ZMQKIT_API handshake_monitor {
 public:
     handshake_monitor(zmq::context_t& context, zmq::socket_t& socket, std::string socket_name,

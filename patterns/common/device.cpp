@@ -15,7 +15,8 @@ constexpr std::string_view call_command = "$CALL";
 } // namespace
 
 device::device(zmq::context_t& context, std::string name, device_settings settings)
-    : actor(context, std::move(name)), settings_(std::move(settings)), clock_(settings_.clock),
+    : actor(context, std::move(name)), settings_(std::move(settings)), logger_(this->name()),
+      clock_(settings_.clock),
       registry_(settings_.registry != nullptr ? settings_.registry : &metrics_registry::global()),
       monitors_(std::make_unique<detail::side_monitors>()) {
     if (!settings_.control.empty()) {
@@ -114,12 +115,16 @@ zmq::socket_t& device::open_side(const std::string& name, zmq::socket_type type,
     return s;
 }
 
-void device::log(log_level /*level*/, std::string_view text) const {
+void device::log(log_level level, std::string_view text) const {
     if (settings_.log) {
         settings_.log(text);
-    } else if (settings_.log_to_stderr) {
-        std::fprintf(stderr, "%.*s\n", static_cast<int>(text.size()), text.data());
+        return;
     }
+    // Unset: the process-wide log (zmqkit/log.hpp), component = the device's name, at the
+    // line's own level, as every component does.
+    static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug, zmqkit::log_level::info,
+                                                   zmqkit::log_level::warn, zmqkit::log_level::error};
+    logger_.write(levels[static_cast<std::size_t>(level)], text);
 }
 
 void device::report_malformed(std::string_view where, std::string_view why) {

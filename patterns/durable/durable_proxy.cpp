@@ -3,6 +3,7 @@
 // again after an ack timeout or their own disappearance. Frames: docs/wire-protocol.md §7.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/durable.hpp>
 
 #include "../common/device_support.hpp"

@@ -3,6 +3,7 @@
 // Frames: docs/wire-protocol.md §8.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"
@@ -38,6 +39,9 @@ lb_handler lb_bytes_handler(std::function<std::string(std::string_view)> fn) {
 
 lb_worker::lb_worker(zmq::context_t& context, lb_worker_options options, lb_handler handler)
     : actor(context, options.name), options_(std::move(options)), handler_(std::move(handler)) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     if (options_.endpoint.empty()) {
         throw config_error("load-balancer worker '" + options_.name +
                            "': the broker's backend endpoint is required");

@@ -3,6 +3,7 @@
 // goes silent costs a re-dispatch, not a lost request. Frames: docs/wire-protocol.md §8.
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
 
 #include "../common/device_support.hpp"

@@ -3,6 +3,7 @@
 // worker that dies, leaves or goes silent costs a re-dispatch, not a lost request. Frames and
 // choices: docs/wire-protocol.md §9.
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"

@@ -2,6 +2,7 @@
 // after a backoff when the broker goes silent and at once after a DISCONNECT, DISCONNECT when
 // stopped. Frames: docs/wire-protocol.md §9.
 #include <zmqkit/endpoint.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/majordomo.hpp>
 
 #include "../common/device_support.hpp"
@@ -29,6 +30,9 @@ void send_frames(zmq::socket_t& s, const std::vector<std::string_view>& frames) 
 
 mdp_worker::mdp_worker(zmq::context_t& context, mdp_worker_options options, mdp_handler handler)
     : actor(context, options.name), options_(std::move(options)), handler_(std::move(handler)) {
+    if (!options_.log) { // unset: the process-wide log sink, as every component
+        options_.log = log_callback(options_.name);
+    }
     const std::string who = "MDP worker '" + options_.name + "'";
     if (options_.endpoint.empty()) {
         throw config_error(who + ": the broker's backend endpoint is required");

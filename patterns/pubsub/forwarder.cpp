@@ -1,3 +1,4 @@
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include <zmqkit/codec.hpp>
@@ -334,7 +335,6 @@ namespace {
 device_settings forwarder_settings(const forwarder_options& o) {
     auto s = detail::settings_of(o);
     s.log = o.log;
-    s.log_to_stderr = true; // the forwarder's lines went to stderr when no callback was given
     return s;
 }
 

@@ -230,7 +230,7 @@ TEST(keygen, json_output_stays_valid_with_names_and_metadata_that_are_not_utf8) 
 TEST(keygen, bad_usage_exits_64_with_a_clear_message) {
     const auto unknown = keygen({"--bogus"});
     EXPECT_EQ(unknown.code, 64);
-    EXPECT_THAT(unknown.err, HasSubstr("zmqkit-keygen: error:"));
+    EXPECT_THAT(unknown.err, HasSubstr("ERROR zmqkit-keygen:"));
     EXPECT_THAT(unknown.err, HasSubstr("--bogus"));
     const auto none = keygen({});
     EXPECT_EQ(none.code, 64);

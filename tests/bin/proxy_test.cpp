@@ -12,8 +12,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <csignal>
 #include <regex>
+#include <set>
 #include <unordered_set>
 
 using namespace zmqkit;
@@ -102,7 +105,7 @@ TEST(proxy_process, routes_counts_and_drains_on_sigterm) {
     }
     EXPECT_THAT(all, HasSubstr("received Terminated, draining"));
     EXPECT_THAT(all, HasSubstr("final statistics {\"frontend\":{\"messages_in\":10000"));
-    EXPECT_THAT(all, HasSubstr("info: drain complete"));
+    EXPECT_THAT(all, HasSubstr("INFO  zmqkit-proxy: drain complete"));
     EXPECT_THAT(all, HasSubstr("\"drain\":{\"dropped\":0}}"));
 }
 
@@ -141,7 +144,7 @@ TEST(proxy_process, bad_usage_exits_64_with_a_reason) {
     {
         child_process p({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*"});
         EXPECT_EQ(p.wait(10s), 64);
-        auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
+        auto line = p.wait_for_stderr(std::regex("ERROR zmqkit-proxy: (.*)"), 1s);
         ASSERT_TRUE(line.has_value());
         EXPECT_THAT(*line, HasSubstr("--backend are required"));
     }
@@ -149,7 +152,7 @@ TEST(proxy_process, bad_usage_exits_64_with_a_reason) {
         child_process p({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1", "--backend",
                          "tcp://127.0.0.1:*"});
         EXPECT_EQ(p.wait(10s), 64);
-        auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
+        auto line = p.wait_for_stderr(std::regex("ERROR zmqkit-proxy: (.*)"), 1s);
         ASSERT_TRUE(line.has_value());
         EXPECT_THAT(*line, HasSubstr("bad endpoint 'tcp://127.0.0.1': missing ':port'"));
     }
@@ -185,7 +188,7 @@ TEST(proxy_process, a_port_in_use_exits_69_as_address_already_in_use) {
     for (const auto& argv : commands) {
         child_process p(argv);
         EXPECT_EQ(p.wait(10s), 69) << argv[0];
-        auto line = p.wait_for_stderr(std::regex("error: (.*)"), 1s);
+        auto line = p.wait_for_stderr(std::regex("ERROR zmqkit-[a-z]+: (.*)"), 1s);
         ASSERT_TRUE(line.has_value()) << argv[0];
         EXPECT_THAT(*line, HasSubstr("cannot bind to " + taken));
         EXPECT_THAT(*line, HasSubstr("Address already in use")) << argv[0] << " " << argv[1];
@@ -407,7 +410,8 @@ TEST(proxy_process, a_drain_that_drops_messages_says_how_many_and_exits_1) {
             },
             10s));
         const auto all = stop(m, 1); // messages were dropped
-        EXPECT_THAT(all, HasSubstr("warning: drain ended with 50 messages dropped")) << all;
+        EXPECT_THAT(all, HasSubstr("WARN  zmqkit-proxy: drain ended with 50 messages dropped"))
+            << all;
         EXPECT_THAT(all, HasSubstr("\"drain\":{\"dropped\":50}}")) << all;
     }
 }
@@ -426,6 +430,39 @@ TEST(proxy_process, a_durable_drain_says_what_remains_in_the_spool_and_exits_0) 
         },
         10s));
     const auto all = stop(m, 0); // kept in the spool is not a loss
-    EXPECT_THAT(all, HasSubstr("info: drain complete: 3 messages remain in the spool")) << all;
+    EXPECT_THAT(all,
+                HasSubstr("INFO  zmqkit-proxy: drain complete: 3 messages remain in the spool"))
+        << all;
     EXPECT_THAT(all, HasSubstr("\"drain\":{\"dropped\":0,\"remaining_in_spool\":3}}")) << all;
+}
+
+// --log-format json: every stderr line is one JSON object (ts, level, component, msg), and
+// --name is the component of the proxy's lines.
+TEST(proxy_process, log_format_json_writes_json_lines_named_by_name) {
+    child_process p({bin_path("zmqkit-proxy"), "--name", "orders", "--log-format", "json",
+                     "--frontend", "tcp://127.0.0.1:*", "--backend", "tcp://127.0.0.1:*",
+                     "--control", "tcp://127.0.0.1:*"});
+    const auto control = p.wait_for_stderr(std::regex("control bound ([^\"\\s]+)"), 10s);
+    ASSERT_TRUE(control.has_value());
+    p.signal(SIGHUP); // a line while running (reload), then the drain's lines
+    ASSERT_TRUE(p.wait_for_stderr(std::regex("received SIGHUP"), 10s).has_value());
+    p.signal(SIGTERM);
+    ASSERT_EQ(p.wait(10s), 0);
+    while (p.next_stderr_line(100ms)) {
+    }
+    const auto& lines = p.stderr_lines();
+    ASSERT_GE(lines.size(), 5U);
+    std::set<std::string> levels;
+    bool final_statistics = false;
+    for (const auto& line : lines) {
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        ASSERT_TRUE(j.is_object()) << line;
+        EXPECT_THAT(j.value("ts", ""),
+                    ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{6}Z"));
+        EXPECT_EQ(j.value("component", ""), "orders") << line;
+        levels.insert(j.value("level", ""));
+        final_statistics = final_statistics || j.value("msg", "").starts_with("final statistics");
+    }
+    EXPECT_EQ(levels, std::set<std::string>{"info"});
+    EXPECT_TRUE(final_statistics);
 }

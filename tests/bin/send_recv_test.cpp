@@ -99,9 +99,9 @@ std::vector<std::string> send_cmd(std::vector<std::string> args) {
     return args;
 }
 
-// The endpoint a tool printed as "<tool>: info: bound <endpoint>".
+// The endpoint a tool printed as "<time> INFO  <tool>: bound <endpoint>".
 std::string bound_endpoint(child_process& p) {
-    return p.wait_for_stderr(std::regex("info: bound (\\S+)"), 10s).value_or("");
+    return p.wait_for_stderr(std::regex("INFO  zmqkit-[a-z]+: bound (\\S+)"), 10s).value_or("");
 }
 
 // Everything the (exited) child wrote on stdout.
@@ -934,7 +934,7 @@ TEST(send_recv, messages_nobody_took_within_linger_exit_75_with_a_warning) {
         send_cmd({"--stats", "--linger", "300ms", "--data", "1\n2\n3", dir.endpoint}));
     EXPECT_EQ(send.wait(10s), 75);
     const auto err = all_stderr(send);
-    EXPECT_THAT(err, HasSubstr("zmqkit-send: warning: 3 messages may not have been delivered "
+    EXPECT_THAT(err, HasSubstr("WARN  zmqkit-send: 3 messages may not have been delivered "
                                "(no peer took them within --linger 300 ms"));
 }
 
@@ -1291,9 +1291,10 @@ TEST(send_recv, verbose_logs_socket_events) {
     EXPECT_EQ(send.wait(30s), 0);
     EXPECT_EQ(recv.wait(30s), 0);
     const auto send_log = all_stderr(send);
-    EXPECT_THAT(send_log, HasSubstr("debug: connected " + endpoint));
-    EXPECT_THAT(send_log, HasSubstr("debug: handshake succeeded on " + endpoint));
-    EXPECT_THAT(all_stderr(recv), HasSubstr("debug: accepted a connection on " + endpoint));
+    EXPECT_THAT(send_log, HasSubstr("DEBUG zmqkit-send: connected " + endpoint));
+    EXPECT_THAT(send_log, HasSubstr("DEBUG zmqkit-send: handshake succeeded on " + endpoint));
+    EXPECT_THAT(all_stderr(recv),
+                HasSubstr("DEBUG zmqkit-recv: accepted a connection on " + endpoint));
 
     // A peer that is not ZeroMQ: the receiver names the failed handshake and keeps serving.
     child_process recv2(recv_cmd({"-v", "--pull", "--timeout", "3s", "@tcp://127.0.0.1:*"}));

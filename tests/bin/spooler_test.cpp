@@ -235,7 +235,7 @@ TEST(spooler, bad_usage_and_missing_directory_exit_codes) {
     EXPECT_EQ(spooler({"frobnicate", dir.path().string()}).code, 64);
     auto r = spooler({"inspect", "--bogus", dir.path().string()});
     EXPECT_EQ(r.code, 64);
-    EXPECT_THAT(r.err, HasSubstr("zmqkit-spooler: error: unrecognised option '--bogus'"));
+    EXPECT_THAT(r.err, HasSubstr("ERROR zmqkit-spooler: unrecognised option '--bogus'"));
     EXPECT_EQ(spooler({"inspect"}).code, 64);
     EXPECT_EQ(spooler({"dlq", "requeue", dir.path().string()}).code, 64);
     EXPECT_EQ(spooler({"dlq", "list", "--limit", "x", dir.path().string()}).code, 64);
@@ -467,7 +467,7 @@ TEST(spooler, repair_refuses_a_spool_held_by_another_process) {
     (void)append_messages(held, 3);
     auto r = spooler({"repair", dir.path().string()});
     EXPECT_EQ(r.code, 75);
-    EXPECT_THAT(r.err, HasSubstr("zmqkit-spooler: error: spool"));
+    EXPECT_THAT(r.err, HasSubstr("ERROR zmqkit-spooler: spool"));
     EXPECT_THAT(r.err, HasSubstr("is in use by another process"));
     EXPECT_EQ(spooler({"dlq", "purge", dir.path().string()}).code, 75);
     // Read-only commands work alongside the owner.
@@ -660,7 +660,8 @@ TEST(spooler, record_raw_frames_and_stop_on_sigterm) {
     child_process recorder(
         spooler_cmd({"record", dir.path().string(), "--raw", "-e", "@tcp://127.0.0.1:*",
                      "--timeout", "30s", "--segment-bytes", "65536"}));
-    const auto endpoint = recorder.wait_for_stderr(std::regex("info: bound (\\S+)"), 10s);
+    const auto endpoint =
+        recorder.wait_for_stderr(std::regex("INFO  zmqkit-spooler: bound (\\S+)"), 10s);
     ASSERT_TRUE(endpoint) << collect_stderr(recorder);
     zmq::context_t context;
     zmq::socket_t push(context, zmq::socket_type::push);

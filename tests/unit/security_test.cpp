@@ -3,6 +3,7 @@
 // authenticator, the denied cases (nothing gets in, checked after an allowed peer got through;
 // the server keeps serving; the denial is logged and counted; no secret in any log line), the
 // handshake monitor's readable failures, reload(), and zmqkit::socket's security option.
+#include <zmqkit/log.hpp>
 #include <zmqkit/security.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -921,4 +922,60 @@ TEST_F(security_fixture, zmqkit_socket_applies_security_and_monitors_handshakes_
     socket_options bad_opts = client_opts;
     bad_opts.security.server_key = "bad";
     EXPECT_THROW(zmqkit::socket(ctx, zmq::socket_type::push, bad_opts), security_error);
+}
+
+// Without a `log` callback the authenticator and the handshake monitor write to zmqkit's log:
+// component "zmqkit.zap" for ZAP decisions, the socket's name for its handshake failures.
+TEST_F(security_fixture, unset_logs_go_to_zmqkit_log_by_component) {
+    struct record {
+        std::string component;
+        log_level level;
+        std::string message;
+    };
+    std::mutex mutex;
+    std::vector<record> records;
+    set_log_sink(make_callback_sink([&](const log_record& r) {
+        std::lock_guard lock(mutex);
+        records.push_back({std::string(r.component), r.level, std::string(r.message)});
+    }));
+    struct restore {
+        ~restore() { reset_log_configuration(); }
+    } restore_defaults;
+    auto seen = [&](const std::string& component, const std::string& prefix) {
+        return eventually([&] {
+            std::lock_guard lock(mutex);
+            for (const auto& r : records) {
+                if (r.component == component && r.level == log_level::warn &&
+                    r.message.rfind(prefix, 0) == 0) {
+                    return true;
+                }
+            }
+            return false;
+        });
+    };
+
+    authenticator_options options;
+    options.registry = &registry; // no log: zmqkit's log
+    authenticator auth(ctx, options);
+    zap_policy deny;
+    deny.deny_ips = {"127.0.0.1"};
+    auth.set_policy("ips", deny);
+    zap_policy any;
+    any.curve_allow_any = true;
+    auth.set_policy("frontend", any);
+
+    auto filtered = raw(zmq::socket_type::pull);
+    apply_security(filtered, socket_security::null_server("ips"));
+    auto denied = raw(zmq::socket_type::push);
+    denied.connect(bind_local(filtered));
+    (void)denied.send(zmq::buffer(std::string("denied")), zmq::send_flags::dontwait);
+    EXPECT_TRUE(seen("zmqkit.zap", "ZAP denied 127.0.0.1 (NULL, domain \"ips\")"));
+
+    auto server = raw(zmq::socket_type::pull);
+    apply_security(server, socket_security::curve_server(make_cert("server"), "frontend"));
+    zmqkit::handshake_monitor monitor(ctx, server, "frontend", nullptr, &registry);
+    auto plaintext = raw(zmq::socket_type::push);
+    plaintext.connect(bind_local(server));
+    (void)plaintext.send(zmq::buffer(std::string("in-clear")), zmq::send_flags::dontwait);
+    EXPECT_TRUE(seen("frontend", "handshake with ")); // the socket's name, without the prefix
 }

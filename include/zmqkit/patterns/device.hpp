@@ -11,6 +11,7 @@
 #pragma once
 
 #include <zmqkit/actor.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/proxy_statistics.hpp>
 #include <zmqkit/security.hpp>
@@ -52,8 +53,7 @@ struct device_settings {
     socket_security control_security; // who may PAUSE/TERMINATE the device
     // TERMINATE drains this long before the device ends.
     std::chrono::milliseconds drain_timeout = std::chrono::seconds(2);
-    device_log log;                       // nullptr: stderr when log_to_stderr, else nothing
-    bool log_to_stderr = false;           // what an unset `log` means for this device
+    device_log log; // nullptr: the process-wide log (zmqkit/log.hpp), component = the name
     device_clock clock;                   // nullptr: steady_clock::now
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
     // True for a device that keeps messages across restarts (durable): drain_result() then
@@ -190,6 +190,7 @@ private:
     };
 
     device_settings settings_;
+    zmqkit::logger logger_; // where log() writes when settings_.log is unset
     device_clock clock_;
     metrics_registry* registry_;
     std::unique_ptr<detail::side_monitors> monitors_; // cleared before the sockets close

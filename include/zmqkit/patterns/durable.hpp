@@ -94,7 +94,7 @@ struct ZMQKIT_API durable_proxy_options {
     metrics_registry* registry = nullptr;
     // Called on the actor thread with one line per notable event: recovery findings, disk
     // full and recovered, the spool turning read-only, malformed input (rate-limited), a
-    // consumer expiring. nullptr: events are only counted.
+    // consumer expiring. Unset: zmqkit's log (zmqkit/log.hpp), component `name`, warn.
     std::function<void(std::string_view)> log;
     // The clock of ack deadlines, consumer expiry, redelivery backoff and log rate limits
     // (nullptr: steady_clock::now). Tests inject one to drive time by hand.

@@ -146,7 +146,7 @@ struct ZMQKIT_API load_balancer_options {
     std::function<std::chrono::steady_clock::time_point()> clock;
     metrics_registry* registry = nullptr;
     // Called on the actor thread with a line per notable event (a worker expired, malformed
-    // frames, rate-limited). nullptr: events are only counted.
+    // frames, rate-limited). Unset: zmqkit's log (zmqkit/log.hpp), component `name`, warn.
     std::function<void(std::string_view)> log;
 };
 
@@ -263,6 +263,8 @@ struct ZMQKIT_API lb_worker_options {
     socket_options socket;
     // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
     std::function<void(zmq::socket_t&)> configure;
+    // A line per notable event (broker silent, malformed message, handler failure). Unset:
+    // zmqkit's log (zmqkit/log.hpp), component `name`, level warn.
     std::function<void(std::string_view)> log;
 };
 

@@ -99,7 +99,8 @@ struct ZMQKIT_API mdp_broker_options {
     // The clock of heartbeats, expiry and request expiry (nullptr: steady_clock::now).
     std::function<std::chrono::steady_clock::time_point()> clock;
     metrics_registry* registry = nullptr;
-    // Called on the actor thread with a line per notable event. nullptr: events are counted.
+    // Called on the actor thread with a line per notable event. Unset: zmqkit's log
+    // (zmqkit/log.hpp), component `name`, level warn.
     std::function<void(std::string_view)> log;
 };
 
@@ -199,6 +200,8 @@ struct ZMQKIT_API mdp_worker_options {
     socket_options socket;
     // Called with each new DEALER before it connects (CURVE keys, a routing id, a monitor).
     std::function<void(zmq::socket_t&)> configure;
+    // A line per notable event (broker silent, malformed message, handler failure). Unset:
+    // zmqkit's log (zmqkit/log.hpp), component `name`, level warn.
     std::function<void(std::string_view)> log;
 };
 

@@ -356,7 +356,7 @@ struct ZMQKIT_API forwarder_options {
     // connection is cut (checked about every timeout / 4, at most every 250 ms). Positive.
     std::chrono::milliseconds slow_subscriber_timeout = std::chrono::seconds{5};
     // Called on the actor thread with one line per notable event (a slow subscriber
-    // disconnected). nullptr: the line goes to stderr.
+    // disconnected). Unset: zmqkit's log (zmqkit/log.hpp), component `name`, warn.
     std::function<void(std::string_view)> log;
     // Keep the last publication of every topic and answer snapshot requests
     // (subscriber::subscribe_with_snapshot). Subscribes upstream to everything.
