@@ -122,8 +122,9 @@ void device::log(log_level level, std::string_view text) const {
     }
     // Unset: the process-wide log (zmqkit/log.hpp), component = the device's name, at the
     // line's own level, as every component does.
-    static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug, zmqkit::log_level::info,
-                                                   zmqkit::log_level::warn, zmqkit::log_level::error};
+    static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug,
+                                                   zmqkit::log_level::info, zmqkit::log_level::warn,
+                                                   zmqkit::log_level::error};
     logger_.write(levels[static_cast<std::size_t>(level)], text);
 }
 

@@ -4,6 +4,8 @@
 // peer without blocking, receiving one, the control socket.
 #pragma once
 
+#include "socket_close.hpp" // linger_until
+
 #include <zmqkit/encoding.hpp>
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
@@ -382,13 +384,6 @@ inline bool wait_for(zmq::socket_t& s, short events, time_point deadline,
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     zmq::pollitem_t item{s.handle(), 0, events, 0};
     return zmq::poll(&item, 1, std::clamp(left, std::chrono::milliseconds(0), max_slice)) > 0;
-}
-
-// Sets the linger of `s` to the time left: what is queued may still leave until the deadline.
-inline void linger_until(zmq::socket_t& s, time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    s.set(zmq::sockopt::linger, static_cast<int>(std::max<std::int64_t>(0, left.count())));
 }
 
 // The end of a drain: reads and discards the whole messages already waiting on `s` (input the

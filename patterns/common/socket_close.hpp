@@ -28,13 +28,14 @@ inline void close_now(std::optional<zmq::socket_t>& socket,
     socket.reset();
 }
 
-// Gives `socket` the time left until `deadline` (0 to 1 s) to deliver what it still holds when
-// it closes: a worker's last replies and its DISCONNECT within its stop deadline. Never throws.
-inline void linger_until(zmq::socket_t& socket,
-                         std::chrono::steady_clock::time_point deadline) noexcept {
+// Sets the linger of `socket` to the time left until `deadline` (at least 0, at most `cap`): what
+// it still holds may leave until then when it closes — a device's drained output, a worker's
+// last replies and its DISCONNECT within its stop deadline. Never throws.
+inline void linger_until(zmq::socket_t& socket, std::chrono::steady_clock::time_point deadline,
+                         std::chrono::milliseconds cap = std::chrono::hours(24)) noexcept {
     const auto left =
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const int linger = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000));
+    const int linger = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, cap.count()));
     if (socket.handle() != nullptr) {
         (void)zmq_setsockopt(socket.handle(), ZMQ_LINGER, &linger, sizeof linger);
     }

@@ -260,7 +260,7 @@ void lb_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
         }
     }
     send_command(ppp::disconnect_byte);
-    detail::linger_until(*socket_, deadline);
+    detail::linger_until(*socket_, deadline, std::chrono::seconds(1));
 }
 
 void lb_worker::teardown() noexcept {

@@ -186,7 +186,7 @@ void mdp_worker::on_stop(std::chrono::steady_clock::time_point deadline) {
         return;
     }
     send_command(mdp::disconnect_command);
-    detail::linger_until(*socket_, deadline);
+    detail::linger_until(*socket_, deadline, std::chrono::seconds(1));
 }
 
 void mdp_worker::teardown() noexcept {

@@ -53,8 +53,8 @@ struct device_settings {
     socket_security control_security; // who may PAUSE/TERMINATE the device
     // TERMINATE drains this long before the device ends.
     std::chrono::milliseconds drain_timeout = std::chrono::seconds(2);
-    device_log log; // nullptr: the process-wide log (zmqkit/log.hpp), component = the name
-    device_clock clock;                   // nullptr: steady_clock::now
+    device_log log;     // nullptr: the process-wide log (zmqkit/log.hpp), component = the name
+    device_clock clock; // nullptr: steady_clock::now
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
     // True for a device that keeps messages across restarts (durable): drain_result() then
     // always carries remaining_in_spool.

@@ -201,7 +201,6 @@ public:
     // answer).
     [[nodiscard]] std::optional<lb_broker_stats> broker_stats();
 
-
 private:
     void open_sides() override;
     void on_pause(bool paused) override;

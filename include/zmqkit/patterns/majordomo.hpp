@@ -163,7 +163,6 @@ public:
     // answer).
     [[nodiscard]] std::optional<mdp_broker_stats> broker_stats();
 
-
 private:
     void open_sides() override;
     void on_pause(bool paused) override;
