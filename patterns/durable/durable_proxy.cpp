@@ -754,6 +754,13 @@ struct durable_proxy::impl {
             }
         }
         outbox.clear();
+        if (!gone.empty()) {
+            // A consumer that acked and said BYE just before it closed: libzmq refuses sends to
+            // it (EHOSTUNREACH) while its last ACKs and BYE still wait, readable, in the pipe.
+            // Settle those first, so acked deliveries are not handed to someone else again.
+            for (int i = 0; i < 64 && read_backend(256); ++i) {
+            }
+        }
         for (const auto& rid : gone) {
             if (consumers.count(rid) != 0) {
                 drop_consumer(rid, "disconnected");
@@ -944,11 +951,14 @@ struct durable_proxy::impl {
         }
     }
 
+    // docs/wire-protocol.md: "backpressure" while the spool or its disk is full. A full disk holds
+    // confirms back even before a message waits in `held`.
     std::string state() {
-        return sp->stats().read_only ? "read-only"
-               : self.paused()       ? "paused"
-               : !held.empty()       ? "backpressure"
-                                     : "running";
+        const auto st = sp->stats();
+        return st.read_only                     ? "read-only"
+               : self.paused()                  ? "paused"
+               : !held.empty() || st.disk_full ? "backpressure"
+                                                : "running";
     }
 
     void add_status(detail::status_object& status) {

@@ -298,7 +298,7 @@ TEST_F(durable_fixture, a_consumer_that_leaves_hands_its_deliveries_to_another) 
     reliable_receiver stayer(ctx, receiver_options(proxy));
     const auto rest = receive_ids(stayer, 45);
     seen.insert(rest.begin(), rest.end());
-    EXPECT_EQ(seen, std::set<message_id>(ids.begin(), ids.end()));
+    EXPECT_EQ(seen, std::set<message_id>(ids.begin(), ids.end())) << proxy.status_json();
     EXPECT_EQ(rest.size(), 45u);
 }
 
