@@ -78,8 +78,9 @@ TEST(socket_monitor, poll_is_bounded_and_stop_ends_the_events) {
     monitor.stop(); // idempotent
     std::string endpoint;
     auto server = make_socket(ctx, zmq::socket_type::pull, &endpoint);
-    client.connect(endpoint);
+    // Watched before the connect: a monitor started after it can miss a handshake that is over.
     zmqkit::testing::handshake_monitor server_side(ctx, server);
+    client.connect(endpoint);
     ASSERT_TRUE(server_side.wait(5s)); // the connection is there: had it been monitored, ...
     EXPECT_EQ(monitor.poll(100ms), 0U) << "... a stopped monitor reports nothing";
     EXPECT_FALSE(seen.has(ZMQ_EVENT_HANDSHAKE_SUCCEEDED));
