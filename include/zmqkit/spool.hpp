@@ -8,12 +8,3 @@
 #include <zmqkit/spool/options.hpp>
 #include <zmqkit/spool/report.hpp>
 #include <zmqkit/spool/spool.hpp>
-
-#include <chrono>
-
-namespace zmqkit {
-
-// Kept from the single header this one replaces: code written against it uses 100ms etc.
-using namespace std::chrono_literals;
-
-} // namespace zmqkit

@@ -955,10 +955,10 @@ struct durable_proxy::impl {
     // confirms back even before a message waits in `held`.
     std::string state() {
         const auto st = sp->stats();
-        return st.read_only                     ? "read-only"
-               : self.paused()                  ? "paused"
+        return st.read_only                    ? "read-only"
+               : self.paused()                 ? "paused"
                : !held.empty() || st.disk_full ? "backpressure"
-                                                : "running";
+                                               : "running";
     }
 
     void add_status(detail::status_object& status) {

@@ -143,7 +143,6 @@ lb_result lb_client::call(message request) {
 
 void lb_client::complete(std::unordered_map<message_id, entry, message_id_hash>::iterator it,
                          lb_result result) {
-    result.attempts = it->second.sends;
     auto done = std::move(it->second.done);
     pending_.erase(it);
     ++completed_;
@@ -200,16 +199,11 @@ bool lb_client::handle_reply() {
         ++late_replies_; // late (answered already, or after a retry) or a duplicate
         return true;
     }
-    lb_result result;
     if (auto error = parse_error_reply(reply.header(), reply.body_view())) {
-        result.what = lb_result::status::error;
-        result.error = std::move(error->code);
-        result.reason = std::move(error->reason);
+        complete(it, lb_result::failed(std::move(error->code), std::move(error->reason)));
     } else {
-        result.what = lb_result::status::ok;
+        complete(it, lb_result(std::move(reply)));
     }
-    result.reply = std::move(reply);
-    complete(it, std::move(result));
     return true;
 }
 
@@ -224,12 +218,10 @@ void lb_client::check_overdue() {
             continue; // answered, or rescheduled
         }
         if (it->second.sends >= options_.attempts) {
-            lb_result r;
-            r.what = lb_result::status::timeout;
-            r.error = "timeout";
-            r.reason = "no reply after " + std::to_string(it->second.sends) + " sends of " +
-                       std::to_string(options_.timeout.count()) + " ms each";
-            complete(it, std::move(r));
+            complete(it, lb_result::failed(
+                             "timeout", "no reply after " + std::to_string(it->second.sends) +
+                                            " sends of " +
+                                            std::to_string(options_.timeout.count()) + " ms each"));
             continue;
         }
         resend.push_back(id);

@@ -459,10 +459,10 @@ lat_result run_latency(const roles& ctx, const options& opt, lat_mode m,
             const auto t0 = clock_type::now();
             auto result = client.call(zmqkit::message(std::string_view(payload)));
             const auto t1 = clock_type::now();
-            if (!result.ok() || result.reply.body_view() != payload) {
+            if (!result.ok() || result->body_view() != payload) {
                 lat_result r;
-                r.error = "request " + std::to_string(i) + " failed: " + result.error + " " +
-                          result.reason;
+                r.error = "request " + std::to_string(i) + " failed: " + result.error() + " " +
+                          result.reason();
                 return r;
             }
             if (i >= opt.warmup) {
@@ -596,7 +596,7 @@ tp_result lb_throughput(const roles& ctx, const options& opt, std::size_t worker
         clock_type::time_point start{};
         double cpu_start = 0;
         auto on_done = [&](zp::lb_result result) {
-            if (!result.ok() || result.reply.body_view() != payload) {
+            if (!result.ok() || result->body_view() != payload) {
                 ++bad;
             }
             ++done;

@@ -109,9 +109,9 @@ TEST(lb_process, worker_processes_share_requests_each_answered_once) {
         std::string body = std::to_string(i);
         body.insert(0, 1, 'p');
         const auto id = client.submit(message(body), [&, body](lb_result r) {
-            ASSERT_TRUE(r.ok()) << r.reason;
-            ++answers[r.reply.causation_id()];
-            const std::string text(r.reply.body_view());
+            ASSERT_TRUE(r.ok()) << r.reason();
+            ++answers[r->causation_id()];
+            const std::string text(r->body_view());
             const auto colon = text.find(':');
             ASSERT_NE(colon, std::string::npos);
             EXPECT_EQ(text.substr(colon + 1), body);
@@ -159,9 +159,9 @@ TEST(lb_process, a_worker_killed_mid_request_costs_a_redispatch_not_the_request)
         (void)client.poll(100ms);
     }
     ASSERT_TRUE(outcome.has_value());
-    ASSERT_TRUE(outcome->ok()) << outcome->reason;
-    EXPECT_EQ(outcome->reply.causation_id(), id);
-    EXPECT_THAT(std::string(outcome->reply.body_view()), ::testing::EndsWith(":slow-1"));
+    ASSERT_TRUE(outcome->ok()) << outcome->reason();
+    EXPECT_EQ((*outcome)->causation_id(), id);
+    EXPECT_THAT(std::string((*outcome)->body_view()), ::testing::EndsWith(":slow-1"));
 
     const auto json = status(ctx, proxy.control);
     EXPECT_EQ(json_number(json, "redispatched"), 1) << json;
@@ -182,7 +182,7 @@ TEST(lb_process, a_prefetching_worker_killed_holding_several_requests_costs_thei
     std::map<message_id, std::string> bodies;
     for (const std::string body : {"slow-1", "x-2", "x-3", "x-4"}) {
         const auto id = client.submit(message(body), [&](lb_result r) {
-            const auto cause = r.reply.causation_id();
+            const auto cause = r->causation_id();
             outcomes.emplace(cause, std::move(r));
         });
         bodies[id] = body;
@@ -208,8 +208,8 @@ TEST(lb_process, a_prefetching_worker_killed_holding_several_requests_costs_thei
     ASSERT_EQ(outcomes.size(), bodies.size());
     std::set<std::string> answered_by;
     for (const auto& [id, r] : outcomes) {
-        ASSERT_TRUE(r.ok()) << r.reason;
-        const std::string text(r.reply.body_view());
+        ASSERT_TRUE(r.ok()) << r.reason();
+        const std::string text(r->body_view());
         const auto colon = text.find(':');
         ASSERT_NE(colon, std::string::npos);
         EXPECT_EQ(text.substr(colon + 1), bodies.at(id));

@@ -195,8 +195,8 @@ TEST(pattern_security, load_balancer_client_and_worker_encrypted) {
     co.timeout = 5s;
     lb_client client(s.ctx, co);
     auto result = client.call(message("ping"));
-    ASSERT_TRUE(result.ok()) << result.reason;
-    EXPECT_EQ(result.reply.body_view(), "re:ping");
+    ASSERT_TRUE(result.ok()) << result.reason();
+    EXPECT_EQ(result->body_view(), "re:ping");
     ASSERT_NE(client.handshakes(), nullptr);
     // The monitor records the handshake on its own thread: wait for it (bounded).
     std::string why;

@@ -17,6 +17,7 @@
 #include <zmqkit/metrics.hpp>
 #include <zmqkit/patterns/device.hpp>
 #include <zmqkit/proxy_statistics.hpp>
+#include <zmqkit/result.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <atomic>
@@ -331,16 +332,11 @@ struct ZMQKIT_API lb_client_options {
     std::function<void(zmq::socket_t&)> configure;
 };
 
-// The outcome of one request.
-struct ZMQKIT_API lb_result {
-    enum class status { ok, error, timeout };
-    status what = status::timeout;
-    zmqkit::message reply;      // ok: the reply; error: the broker's or worker's error reply
-    std::string error;          // error: the code ("attempts", "timeout", ...); timeout: "timeout"
-    std::string reason;         // readable
-    std::uint32_t attempts = 0; // sends made
-    [[nodiscard]] bool ok() const noexcept { return what == status::ok; }
-};
+// The outcome of one request, in the shape every zmqkit request-reply call returns (result.hpp):
+// done with the reply; or failed, error() the code of the broker's or worker's error reply
+// ("attempts", "handler", "timeout", "malformed", ...) and reason() its text, or "timeout" when
+// no reply came after `attempts` sends.
+using lb_result = result<message>;
 
 // A Lazy Pirate client over a DEALER (it sends the empty delimiter itself, so a REQ-style
 // broker sees a REQ peer). Requests are zmqkit messages; each reply is matched to its request
