@@ -77,7 +77,7 @@ void actor::start(std::chrono::milliseconds timeout) {
     }
 }
 
-void actor::thread_main(std::string pipe_endpoint) {
+void actor::thread_main(const std::string& pipe_endpoint) {
     zmq::socket_t pipe(context_, zmq::socket_type::pair);
     pipe.set(zmq::sockopt::linger, 0);
     pipe.connect(pipe_endpoint);

@@ -94,7 +94,7 @@ std::optional<std::string> base64_decode(std::string_view text) {
     std::uint32_t acc = 0;
     int bits = 0;
     for (const char c : data) {
-        const int v = values[static_cast<unsigned char>(c)];
+        const std::int8_t v = values[static_cast<unsigned char>(c)];
         if (v < 0) {
             return std::nullopt;
         }

@@ -362,7 +362,7 @@ private:
             if (more) {
                 (void)s.recv(frames_[0], zmq::recv_flags::none);
                 more = frames_[0].more();
-                if (frames_[0].size() == 0 && more) { // REQ envelope delimiter
+                if (frames_[0].empty() && more) { // REQ envelope delimiter
                     (void)s.recv(frames_[0], zmq::recv_flags::none);
                     more = frames_[0].more();
                 }

@@ -386,7 +386,7 @@ private:
             zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
             (void)zmq::poll(&item, 1, std::chrono::milliseconds(50));
             while (seen < cfg_.wait_peers && socket.recv(event, zmq::recv_flags::dontwait)) {
-                if (event.size() > 0 && static_cast<const std::uint8_t*>(event.data())[0] == 1) {
+                if (!event.empty() && static_cast<const std::uint8_t*>(event.data())[0] == 1) {
                     ++seen;
                     log_.debug(
                         "subscription '" +

@@ -338,8 +338,7 @@ int run_replay(const spooler_config& cfg, const logger& log, shutdown_signals& s
         std::size_t subscribed = 0;
         for (zmq::message_t subscription; pub && subscribed < cfg.wait_peers && !stop();) {
             if (sock.recv(subscription, zmq::recv_flags::dontwait)) {
-                subscribed +=
-                    subscription.size() > 0 && subscription.data<char>()[0] == 1 ? 1U : 0U;
+                subscribed += !subscription.empty() && subscription.data<char>()[0] == 1 ? 1U : 0U;
                 continue;
             }
             const auto left = started + limit - clock::now();

@@ -120,7 +120,7 @@ private:
         std::function<void()> fn;
     };
 
-    void thread_main(std::string pipe_endpoint);
+    void thread_main(const std::string& pipe_endpoint);
     void loop(zmq::socket_t& pipe);
     bool handle_pipe(zmq::socket_t& pipe); // false: leave the loop
 

@@ -54,6 +54,7 @@ public:
     }
     [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.data(); }
 
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
     friend constexpr auto operator<=>(const message_id&, const message_id&) noexcept = default;
     // Two 64-bit compares (hot: every send checks ids against nil and each other).
     friend bool operator==(const message_id& a, const message_id& b) noexcept {

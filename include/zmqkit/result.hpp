@@ -37,18 +37,12 @@ public:
     result(T value) : state_(result_state::done), value_(std::move(value)) {} // NOLINT: implicit
 
     [[nodiscard]] static result nothing(std::string reason = {}) {
-        result r;
-        r.reason_ = std::move(reason);
-        return r;
+        return result(result_state::nothing, {}, std::move(reason));
     }
     // Failed with an error code (a short word a program can test, e.g. "timeout", "busy") and a
     // readable reason.
     [[nodiscard]] static result failed(std::string error, std::string reason = {}) {
-        result r;
-        r.state_ = result_state::failed;
-        r.error_ = std::move(error);
-        r.reason_ = std::move(reason);
-        return r;
+        return result(result_state::failed, std::move(error), std::move(reason));
     }
 
     [[nodiscard]] result_state state() const noexcept { return state_; }
@@ -85,6 +79,9 @@ public:
     }
 
 private:
+    result(result_state state, std::string error, std::string reason)
+        : state_(state), error_(std::move(error)), reason_(std::move(reason)) {}
+
     result_state state_ = result_state::nothing;
     std::optional<T> value_;
     std::string error_;

@@ -436,7 +436,7 @@ struct durable_proxy::impl {
             self.counters_.frontend_in->add();
             self.counters_.frontend_bytes_in->add(bytes);
             const std::string_view rid = view(frames[0]);
-            const bool delimiter = n > 1 && frames[1].size() == 0;
+            const bool delimiter = n > 1 && frames[1].empty();
             const std::size_t first = delimiter ? 2 : 1;
             if (n == first + 2 && view(frames[first]) == proto::batch) {
                 done += ingest_batch(true, rid, delimiter, view(frames[first + 1]), "frontend") - 1;

@@ -179,7 +179,7 @@ bool lb_client::handle_reply() {
     // ["" delimiter][header+body] or ["" delimiter][header][body]
     message reply;
     bool ok = false;
-    if ((n == 2 || n == 3) && frames_[0].size() == 0) {
+    if ((n == 2 || n == 3) && frames_[0].empty()) {
         std::size_t header_size = 0;
         ok = decode_header(frames_[1].data(), frames_[1].size(), reply.header(),
                            n == 2 ? &header_size : nullptr)

@@ -25,7 +25,6 @@ using detail::copy_of;
 using detail::hex;
 using detail::send_all;
 using detail::send_result;
-using detail::upper;
 using detail::view;
 
 // The first address frame of a request to a worker with credit > 1 (docs/wire-protocol.md
@@ -508,7 +507,7 @@ struct load_balancer::impl {
     static zmq::message_t joined(const zmq::message_t& head, const zmq::message_t& body) {
         zmq::message_t m(head.size() + body.size());
         std::memcpy(m.data(), head.data(), head.size());
-        if (body.size() != 0) {
+        if (!body.empty()) {
             std::memcpy(static_cast<char*>(m.data()) + head.size(), body.data(), body.size());
         }
         return m;

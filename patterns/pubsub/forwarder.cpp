@@ -557,9 +557,9 @@ void forwarder::handle_subscriptions() {
         }
         const auto* bytes = static_cast<const unsigned char*>(frame.data());
         const std::string_view body(reinterpret_cast<const char*>(bytes) + 1,
-                                    frame.size() > 0 ? frame.size() - 1 : 0);
-        const bool subscribe = frame.size() > 0 && bytes[0] == 1;
-        const bool unsubscribe = frame.size() > 0 && bytes[0] == 0;
+                                    !frame.empty() ? frame.size() - 1 : 0);
+        const bool subscribe = !frame.empty() && bytes[0] == 1;
+        const bool unsubscribe = !frame.empty() && bytes[0] == 0;
         if (subscribe) {
             subscribes_->add();
             subscriptions_->add(1);

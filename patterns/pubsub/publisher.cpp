@@ -34,7 +34,7 @@ void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
     detail::bound_subscriptions(xpub, max_size, security);
 }
 
-publisher::publisher(zmq::context_t& context, publisher_options options)
+publisher::publisher(zmq::context_t& context, const publisher_options& options)
     : socket_(context, zmq::socket_type::xpub, named(options.sockets, options.name)) {
     // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so
     // subscription_count() counts subscribers.
@@ -89,7 +89,7 @@ void publisher::read_subscriptions() {
     sends_since_read_ = 0;
     zmq::message_t frame;
     while (socket_.raw().recv(frame, zmq::recv_flags::dontwait)) {
-        if (frame.size() == 0 || detail::subscription_too_large(frame, max_subscription_size_)) {
+        if (frame.empty() || detail::subscription_too_large(frame, max_subscription_size_)) {
             continue; // over the limit (within libzmq's framing allowance): not a subscriber
         }
         const auto* bytes = static_cast<const unsigned char*>(frame.data());

@@ -18,7 +18,6 @@
 namespace zmqkit {
 
 namespace sf = spool_format;
-using sf::record_type;
 
 // ---- policies ---------------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
 // subscription instead of sleeping ("slow joiner").
 class ZMQKIT_API publisher {
 public:
-    publisher(zmq::context_t& context, publisher_options options);
+    publisher(zmq::context_t& context, const publisher_options& options);
 
     // Sends m with `topic` as the first frame. Sets header.sequence to the next number of this
     // (publisher, topic) (1, 2, 3 ...) and header.publisher_id to id(). False only when
@@ -206,6 +206,8 @@ private:
         stream* value = nullptr;
         last_stream_cache() = default;
         last_stream_cache(const last_stream_cache&) noexcept {}
+        // Self-assignment resets the cache too, which is harmless: it is only a cache.
+        // NOLINTNEXTLINE(bugprone-unhandled-self-assignment)
         last_stream_cache& operator=(const last_stream_cache&) noexcept {
             key = nullptr;
             value = nullptr;
