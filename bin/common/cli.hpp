@@ -30,19 +30,18 @@ namespace zmqkit::cli {
 // tool uses (docs/cli.md names what each means for each tool).
 enum exit_code : int {
     exit_ok = 0,
-    exit_failure = 1,     // the tool ran and something failed (e.g. a drain dropped messages)
-    exit_usage = 64,      // bad flag, bad value, bad endpoint
-    exit_data_error = 65, // EX_DATAERR: malformed input data, a damaged spool (zmqkit-proxy
-                          // --strict refused, zmqkit-spooler verify), an invalid certificate
-    exit_damaged = exit_data_error, // the name zmqkit-proxy uses (the same code)
-    exit_no_input = 66,             // EX_NOINPUT: an input file or directory cannot be read
-    exit_unavailable = 69,          // cannot bind/connect, a component failed to start
-    exit_software = 70,             // internal error
-    exit_cannot_create = 73,        // EX_CANTCREAT: an output file cannot be created or written
-    exit_timeout = 75,     // EX_TEMPFAIL: timed out before the expected count (also: a resource
-                           // held by another process, such as a spool in use)
-    exit_unconfirmed = 76, // EX_PROTOCOL: --wait-confirm: not every message was confirmed
-    exit_config = 78,      // unreadable or malformed config file
+    exit_failure = 1,        // the tool ran and something failed (e.g. a drain dropped messages)
+    exit_usage = 64,         // bad flag, bad value, bad endpoint
+    exit_data_error = 65,    // EX_DATAERR: malformed input data, a damaged spool (zmqkit-proxy
+                             // --strict refused, zmqkit-spooler verify), an invalid certificate
+    exit_no_input = 66,      // EX_NOINPUT: an input file or directory cannot be read
+    exit_unavailable = 69,   // cannot bind/connect, a component failed to start
+    exit_software = 70,      // internal error
+    exit_cannot_create = 73, // EX_CANTCREAT: an output file cannot be created or written
+    exit_timeout = 75,       // EX_TEMPFAIL: timed out before the expected count (also: a resource
+                             // held by another process, such as a spool in use)
+    exit_unconfirmed = 76,   // EX_PROTOCOL: --wait-confirm: not every message was confirmed
+    exit_config = 78,        // unreadable or malformed config file
 };
 
 // A usage or configuration problem, with the exit code to leave with. A std::exception (what()

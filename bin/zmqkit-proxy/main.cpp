@@ -166,7 +166,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         // --strict found damage or lost records: a data error, not an unavailable resource
         const bool refused =
             durable != nullptr && static_cast<patterns::durable_proxy&>(*device).recovery().refused;
-        return refused ? cli::exit_damaged : cli::exit_unavailable;
+        return refused ? cli::exit_data_error : cli::exit_unavailable;
     }
     print_bound(log, *device);
     return run_device(*device, cfg, log, signals, auth.get());

@@ -1,5 +1,7 @@
 #include "zmqkit-proxy/options.hpp"
 
+#include "common/tool_options.hpp"
+
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
 
@@ -187,11 +189,11 @@ struct proxy_flags {
     std::string slow_timeout = "5s";
 };
 
-void describe_flags(po::options_description& desc, proxy_flags& f) {
+// The proxy's own flags, between tool_options' head (--help, --version) and tail (--config,
+// verbosity, logging).
+void describe_flags(po::options_description_easy_init add, proxy_flags& f) {
     // clang-format off
-    desc.add_options()
-        ("help,h", "print this help and exit")
-        ("version", "print the version and exit")
+    add
         ("mode", po::value(&f.mode)->default_value("stream"), "device: stream | durable | lb | mdp | forwarder")
         ("frontend", po::value(&f.frontend), "endpoints messages come in on (default bind); durable: ROUTER for producers that want confirms")
         ("backend", po::value(&f.backend), "endpoints messages go out on (default bind); durable: ROUTER for consumers that ack")
@@ -228,10 +230,8 @@ void describe_flags(po::options_description& desc, proxy_flags& f) {
         ("slow-subscriber-policy", po::value(&f.slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
         ("slow-subscriber-timeout", po::value(&f.slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
-        ("max-subscription-size", po::value(&f.max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)")
-        ("config", po::value<std::string>(), "read options from this INI file");
+        ("max-subscription-size", po::value(&f.max_subscription)->default_value(1024), "forwarder: longest subscription prefix a subscriber may send, in bytes (1-65536); a subscriber sending a longer one is disconnected (STATUS subscriptions_refused counts those zmqkit sees)");
     // clang-format on
-    add_log_options(desc);
 }
 
 void throw_unless_defaulted(const po::variables_map& vm, std::initializer_list<const char*> flags,
@@ -492,25 +492,22 @@ std::string mode_name(const proxy_mode& mode) {
 std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const char* const* argv) {
     proxy_config cfg;
     proxy_flags f;
-    po::options_description desc;
-    describe_flags(desc, f);
-    po::options_description security("Security (CURVE / PLAIN / ZAP, docs/security.md)");
-    po::options_description per_side;
-    add_security_options(security, per_side, proxy_sides());
-    po::options_description all;
-    all.add(desc).add(security).add(per_side);
-    po::variables_map vm;
-    parse_all("proxy", argc, argv, all, nullptr, vm);
-    if (vm.count("help") != 0U) {
+    tool_options options("proxy");
+    describe_flags(options.add(), f);
+    options.add_diagnostics("more diagnostics (--log-level debug)");
+    options.add_security(proxy_sides());
+    options.parse(argc, argv);
+    if (options.wants_help()) {
         std::ostringstream text;
         text << usage_head << ":\n"
-             << desc << "\n"
-             << security << security_help(proxy_sides()) << usage_tail;
+             << options.options() << "\n"
+             << options.security_options() << security_help(proxy_sides()) << usage_tail;
         return print_and_exit{text.str(), exit_ok};
     }
-    if (vm.count("version") != 0U) {
-        return print_and_exit{"zmqkit-proxy " ZMQKIT_VERSION "\n", exit_ok};
+    if (auto version = options.version()) {
+        return *version;
     }
+    const po::variables_map& vm = options.values();
     check_flags_fit_the_mode(f, vm);
     shared_settings shared{f, vm, cfg, {}};
     try {
@@ -535,8 +532,8 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
-    cfg.logging = log_settings_from(vm);
-    cfg.verbosity = cfg.logging.verbosity();
+    cfg.logging = options.logging();
+    cfg.verbosity = options.verbosity();
     if (!vm["name"].defaulted()) {
         cfg.logging.component = f.name; // --name names the proxy's log lines too
     }
