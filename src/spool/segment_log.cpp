@@ -173,6 +173,7 @@ bool segment_log::sync(segment& s) {
     spool_stats& counts = ctx_.counts;
     ctx_.m.syncs->add();
     ctx_.m.sync_ns->add(ns);
+    ctx_.m.sync_latency->observe(std::chrono::nanoseconds(ns));
     ++counts.syncs;
     counts.sync_ns_total += ns;
     if (ns > counts.sync_ns_max) {

@@ -24,6 +24,7 @@ struct spool_metrics {
     counter* commits;
     counter* syncs;
     counter* sync_ns;
+    histogram* sync_latency;
     counter* committed_records;
     counter* write_errors;
     gauge* messages;
