@@ -2,6 +2,8 @@
 
 #include "common/tool_support.hpp"
 
+#include <zmqkit/metrics_server.hpp>
+
 #include <charconv>
 #include <sstream>
 
@@ -24,6 +26,25 @@ void tool_options::add_diagnostics(const char* verbose_help, bool with_config) {
                                "read options from this INI file");
     }
     add_log_options(options_, verbose_help); // -v, -q, --log-level, --log-format
+}
+
+void tool_options::add_metrics() {
+    options_.add_options()("metrics-listen", po::value<std::string>(),
+                           "serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. "
+                           "127.0.0.1:9464; port 0 picks a free one, logged at start)");
+}
+
+std::optional<std::string> tool_options::metrics_listen() const {
+    if (!given("metrics-listen")) {
+        return std::nullopt;
+    }
+    auto text = vm_["metrics-listen"].as<std::string>();
+    try {
+        (void)parse_listen_address(text);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{std::string("--metrics-listen: ") + e.what(), exit_usage};
+    }
+    return text;
 }
 
 void tool_options::add_security(const std::vector<std::string>& sides) {

@@ -28,6 +28,12 @@ public:
     // Adds --config FILE (unless `with_config` is false), -v/--verbose (described by
     // `verbose_help`), -q/--quiet, --log-level and --log-format: call after the tool's own options.
     void add_diagnostics(const char* verbose_help, bool with_config = true);
+    // Adds --metrics-listen ADDR:PORT (the long-running tools: zmqkit-proxy, zmqkit-recv,
+    // zmqkit-spooler record). Call before add_diagnostics.
+    void add_metrics();
+    // --metrics-listen, checked (nullopt: not given). Throws usage_error (exit_usage) for an
+    // address that is not HOST:PORT.
+    [[nodiscard]] std::optional<std::string> metrics_listen() const;
     // Adds the security flags as their own help group, and "--<side>-<flag>" for each of
     // `sides` (parsed, not listed).
     void add_security(const std::vector<std::string>& sides = {});

@@ -704,4 +704,20 @@ bool output_buffer::flush() {
     return true;
 }
 
+std::unique_ptr<metrics_server> serve_metrics(const std::optional<std::string>& listen,
+                                              metrics_registry& registry, const logger& log,
+                                              std::function<std::string()> status) {
+    if (!listen) {
+        return nullptr;
+    }
+    try {
+        auto server = std::make_unique<metrics_server>(
+            registry, metrics_server_options{.listen = *listen, .status = std::move(status)});
+        log.info("metrics at " + server->url());
+        return server;
+    } catch (const zmqkit::error& e) {
+        throw usage_error{std::string("--metrics-listen: ") + e.what(), exit_unavailable};
+    }
+}
+
 } // namespace zmqkit::cli

@@ -6,6 +6,7 @@
 
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/error.hpp>
+#include <zmqkit/metrics_server.hpp>
 #include <zmqkit/socket.hpp>
 #include <zmqkit/socket_monitor.hpp>
 
@@ -294,5 +295,12 @@ private:
     std::string data_;
     std::size_t flush_at_;
 };
+
+// Starts the metrics server --metrics-listen asked for (nullptr when `listen` is empty) and logs
+// where it is: "metrics at http://127.0.0.1:9464/metrics". `status`, when set, is served at
+// /status. Throws usage_error (exit_unavailable) when the address cannot be bound.
+[[nodiscard]] std::unique_ptr<metrics_server>
+serve_metrics(const std::optional<std::string>& listen, metrics_registry& registry,
+              const logger& log, std::function<std::string()> status = {});
 
 } // namespace zmqkit::cli

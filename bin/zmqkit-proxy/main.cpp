@@ -1,6 +1,8 @@
 // zmqkit-proxy: a forwarding device with a control socket. Parse, construct, run, drain.
 #include "zmqkit-proxy/options.hpp"
 
+#include "common/tool_support.hpp"
+
 #include <zmqkit/signals.hpp>
 
 #include <nlohmann/json.hpp>
@@ -169,6 +171,9 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         return refused ? cli::exit_data_error : cli::exit_unavailable;
     }
     print_bound(log, *device);
+    // After start(): a scrape during a long recovery would wait on the device for STATUS.
+    const auto metrics = cli::serve_metrics(cfg.metrics_listen, metrics_registry::global(), log,
+                                            [&device] { return device->status_json(); });
     return run_device(*device, cfg, log, signals, auth.get());
 }
 

@@ -494,6 +494,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     proxy_flags f;
     tool_options options("proxy");
     describe_flags(options.add(), f);
+    options.add_metrics();
     options.add_diagnostics("more diagnostics (--log-level debug)");
     options.add_security(proxy_sides());
     options.parse(argc, argv);
@@ -532,6 +533,7 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }
+    cfg.metrics_listen = options.metrics_listen();
     cfg.logging = options.logging();
     cfg.verbosity = options.verbosity();
     if (!vm["name"].defaulted()) {

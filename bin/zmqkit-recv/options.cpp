@@ -112,6 +112,7 @@ void describe_recv_options(tool_options& options, recv_config& cfg, recv_text& t
         ("linger", po::value(&text.linger)->default_value("1s"), "at exit, how long replies may take to leave")
         ("stats", "print statistics on stderr at exit");
     // clang-format on
+    options.add_metrics();
     options.add_diagnostics("more diagnostics: malformed messages, connection events");
     options.add_security();
     options.positional("endpoint", -1);
@@ -205,6 +206,7 @@ std::variant<recv_config, print_and_exit> parse_recv_options(int argc, const cha
     (void)message_formatter(cfg.format); // validates, listing the formats on error
     apply_flow(cfg, text);
     cfg.stats = options.given("stats");
+    cfg.metrics_listen = options.metrics_listen();
     cfg.logging = options.logging();
     cfg.verbosity = cfg.logging.verbosity();
     cfg.security = options.security();

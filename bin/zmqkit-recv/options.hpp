@@ -21,6 +21,7 @@ struct recv_config {
     bool raw = false;
     std::string format = "text";
 
+    std::optional<std::string> metrics_listen; // --metrics-listen ADDR:PORT
     std::optional<std::uint64_t> count;
     std::optional<std::chrono::milliseconds> timeout;
     std::optional<std::chrono::milliseconds> idle_timeout;

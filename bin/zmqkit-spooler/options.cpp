@@ -411,6 +411,9 @@ void describe_spooler_options(tool_options& options, spooler_config& cfg, spoole
             ("sockopt,X", po::value(&t.sockopts)->composing(), "ZeroMQ socket option name=value (repeatable)");
     }
     // clang-format on
+    if (is_record) {
+        options.add_metrics();
+    }
     options.add_diagnostics("more diagnostics");
     options.add_hidden()("directory", po::value(&t.directory), "the spool directory");
     if (is_record || is_replay) {
@@ -583,6 +586,9 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     }
     if (streams) {
         apply_stream(options, cfg, t);
+    }
+    if (cfg.command == spooler_command::record) {
+        cfg.metrics_listen = options.metrics_listen();
     }
     return cfg;
 }

@@ -45,6 +45,8 @@ struct spooler_config {
     std::optional<message_id> id;       // dlq requeue --id ID
     bool all = false;                   // dlq requeue --all
 
+    std::optional<std::string> metrics_listen; // record: --metrics-listen ADDR:PORT
+
     // record / replay
     socket_kind kind{"pull", zmq::socket_type::pull, endpoint_action::bind};
     std::vector<std::string> endpoints;

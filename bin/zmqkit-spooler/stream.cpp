@@ -50,6 +50,7 @@ int run_record(const spooler_config& cfg, const logger& log, shutdown_signals& s
             log.warn("recovery: " + f);
         }
     }
+    const auto metrics = serve_metrics(cfg.metrics_listen, registry, log);
     const std::uint64_t first_sequence = s->stats().next_sequence;
 
     zmq::context_t context;
