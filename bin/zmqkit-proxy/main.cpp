@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 #include <memory>
@@ -50,6 +51,52 @@ std::string with_member(const std::string& object, const std::string& name,
     return j.dump();
 }
 
+// The --stats-interval line: the counters, then per side the messages per second since the
+// previous line ("rates"), and for the durable proxy the spool's depth, consumer lag and the age
+// of its oldest waiting message (from its STATUS), so that a line says how the queue moves.
+class interval_statistics {
+public:
+    explicit interval_statistics(const patterns::device& device)
+        : last_(device.statistics()), since_(std::chrono::steady_clock::now()) {}
+
+    std::string line(patterns::device& device, bool durable) {
+        const auto now = std::chrono::steady_clock::now();
+        const auto stats = device.statistics();
+        const double seconds =
+            std::max(std::chrono::duration<double>(now - since_).count(), 1e-3);
+        const auto per_second = [seconds](std::uint64_t now_count, std::uint64_t then) {
+            // one decimal: 1234.5
+            return std::round(static_cast<double>(now_count - then) / seconds * 10) / 10;
+        };
+        auto j = nlohmann::ordered_json::parse(stats.to_json());
+        j["rates"] = {
+            {"frontend_in_per_s", per_second(stats.frontend_messages_in, last_.frontend_messages_in)},
+            {"frontend_out_per_s",
+             per_second(stats.frontend_messages_out, last_.frontend_messages_out)},
+            {"backend_in_per_s", per_second(stats.backend_messages_in, last_.backend_messages_in)},
+            {"backend_out_per_s",
+             per_second(stats.backend_messages_out, last_.backend_messages_out)},
+            {"seconds", std::round(seconds * 1000) / 1000}};
+        if (durable) {
+            const auto status = nlohmann::ordered_json::parse(device.status_json(), nullptr, false);
+            if (!status.is_discarded() && status.contains("spool")) {
+                const auto& sp = status["spool"];
+                j["spool"] = {{"messages", sp.value("messages", 0)},
+                              {"consumer_lag", sp.value("consumer_lag", 0)},
+                              {"in_flight", sp.value("in_flight", 0)},
+                              {"oldest_age_ms", sp.value("oldest_age_ms", 0)}};
+            }
+        }
+        last_ = stats;
+        since_ = now;
+        return "statistics " + j.dump();
+    }
+
+private:
+    proxy_statistics last_;
+    std::chrono::steady_clock::time_point since_;
+};
+
 // SIGHUP means "reload" in every mode, never "stop": the allow directories and password files
 // of the secured sides are reread (and whatever the device itself rereads: its reload hook); a
 // proxy without them says there is nothing to reload.
@@ -79,6 +126,8 @@ int run_device(patterns::device& device, const cli::proxy_config& cfg, const cli
     log.info("mode " + cli::mode_name(cfg.mode) + " running");
 
     auto next_stats = std::chrono::steady_clock::now() + cfg.stats_interval;
+    interval_statistics interval(device);
+    const bool durable = std::holds_alternative<patterns::durable_proxy_options>(cfg.mode);
     for (;;) {
         if (auto sig = signals.wait(std::chrono::milliseconds(200))) {
             if (*sig == SIGHUP) {
@@ -100,7 +149,7 @@ int run_device(patterns::device& device, const cli::proxy_config& cfg, const cli
         }
         if (cfg.stats_interval.count() > 0 && std::chrono::steady_clock::now() >= next_stats) {
             next_stats += cfg.stats_interval;
-            log.info("statistics " + device.statistics().to_json() + zap_counts(auth));
+            log.info(interval.line(device, durable) + zap_counts(auth));
         }
     }
     const drain_report drain = device.drain_result();

@@ -132,6 +132,10 @@ TEST(metrics_process, every_proxy_mode_serves_an_exposition_promtool_accepts) {
     ASSERT_TRUE(fs::exists("/usr/bin/promtool"))
         << "promtool comes with Debian's prometheus package (scripts/dev installs it)";
     temp_dir dir;
+    std::ifstream doc_file(source_dir() / "docs" / "operations.md");
+    const std::string operations_md((std::istreambuf_iterator<char>(doc_file)),
+                                    std::istreambuf_iterator<char>());
+    ASSERT_FALSE(operations_md.empty());
     for (const std::string mode : {"stream", "durable", "lb", "mdp", "forwarder"}) {
         std::vector<std::string> extra;
         if (mode == "durable") {
@@ -145,6 +149,14 @@ TEST(metrics_process, every_proxy_mode_serves_an_exposition_promtool_accepts) {
         EXPECT_THAT(res->body, HasSubstr("zmqkit_build_info{")) << mode;
         EXPECT_THAT(res->body, HasSubstr("zmqkit_device_messages_in_total{component=\"proxy\"}"))
             << mode;
+
+        // Every family served is in docs/operations.md's table.
+        const std::regex type_line("# TYPE (\\S+) ");
+        for (auto it = std::sregex_iterator(res->body.begin(), res->body.end(), type_line);
+             it != std::sregex_iterator(); ++it) {
+            EXPECT_THAT(operations_md, HasSubstr("`" + (*it)[1].str() + "`"))
+                << mode << ": metric " << (*it)[1] << " is not documented";
+        }
 
         child_process promtool({"/usr/bin/promtool", "check", "metrics"}, true);
         promtool.write_stdin(res->body);
@@ -250,4 +262,49 @@ TEST(metrics_process, a_real_prometheus_scrapes_a_proxy_and_a_receiver_under_loa
     EXPECT_EQ(proxy.process.wait(20s), 0);
     prometheus.signal(SIGTERM);
     EXPECT_TRUE(prometheus.wait(30s).has_value());
+}
+
+TEST(metrics_process, stats_interval_lines_carry_rates_and_the_durable_depth) {
+    temp_dir dir;
+    child_process proxy({bin_path("zmqkit-proxy"), "--mode", "durable", "--spool",
+                         (dir.path / "spool").string(), "--frontend-pull", "tcp://127.0.0.1:*",
+                         "--backend", "tcp://127.0.0.1:*", "--stats-interval", "200ms"});
+    const auto pull =
+        proxy.wait_for_stderr(std::regex("frontend-pull bound (\\S+)"), 20s).value_or("");
+    ASSERT_FALSE(pull.empty());
+    constexpr int count = 100;
+    zmq::context_t ctx;
+    zmqkit::socket push(ctx, zmq::socket_type::push);
+    push.attach(pull, endpoint_action::connect);
+    for (int i = 0; i < count; ++i) {
+        ASSERT_TRUE(push.send(message{"m" + std::to_string(i)}));
+    }
+    // No consumer: all 100 wait in the spool. A line after they arrived says so, and the line
+    // that counted them shows a frontend rate above zero.
+    bool saw_rate = false;
+    std::optional<nlohmann::json> last;
+    ASSERT_TRUE(eventually(
+        [&] {
+            while (const auto line = proxy.next_stderr_line(100ms)) {
+                const auto at = line->find("statistics {");
+                if (at == std::string::npos) {
+                    continue;
+                }
+                auto j = nlohmann::json::parse(line->substr(at + 11), nullptr, false);
+                if (j.is_discarded()) {
+                    continue;
+                }
+                saw_rate = saw_rate || j["rates"]["frontend_in_per_s"].get<double>() > 0;
+                last = j;
+            }
+            return last && (*last)["spool"]["messages"] == count && saw_rate &&
+                   (*last)["rates"]["frontend_in_per_s"].get<double>() == 0.0;
+        },
+        20s))
+        << (last ? last->dump() : "no statistics line");
+    EXPECT_EQ((*last)["spool"]["consumer_lag"], count);
+    EXPECT_EQ((*last)["frontend"]["messages_in"], count);
+    EXPECT_GE((*last)["spool"]["oldest_age_ms"].get<int>(), 0);
+    proxy.signal(SIGTERM);
+    EXPECT_EQ(proxy.wait(20s), 0);
 }
