@@ -53,8 +53,10 @@ struct durable_proxy::impl {
         std::string rid;
         bool delimiter; // REQ producer: the reply needs the empty frame
         message_id id;
+        std::chrono::steady_clock::time_point taken; // when its pump round began
     };
     std::deque<pending_confirm> confirms;
+    std::chrono::steady_clock::time_point round_began{}; // one clock read per pump round
 
     // Messages the spool could not take (block policy, disk full): reading stops until they
     // are in. More than one when the spool filled up in the middle of a batch: the rest of
@@ -106,6 +108,7 @@ struct durable_proxy::impl {
 
     // metrics
     counter* confirms_sent;
+    histogram* confirm_latency;
     counter* rejects_sent;
     counter* duplicates;
     counter* malformed;
@@ -133,6 +136,10 @@ struct durable_proxy::impl {
         };
         auto g = [&](const char* n, const char* h) -> gauge* { return &reg.get_gauge(n, h, l); };
         confirms_sent = c("zmqkit_durable_confirms_total", "Messages confirmed to producers");
+        confirm_latency = &reg.get_histogram(
+            "zmqkit_durable_confirm_seconds",
+            "From a message read on the frontend to its confirm: the spool's commit (and fsync)",
+            {}, l);
         rejects_sent = c("zmqkit_durable_rejects_total", "Messages rejected (full, read-only)");
         duplicates = c("zmqkit_durable_duplicates_total",
                        "Messages received again (same id): confirmed, not stored twice");
@@ -261,6 +268,7 @@ struct durable_proxy::impl {
             if (!held.empty()) {
                 retry_held(); // acks may have made room
             }
+            round_began = self.now();
             if (!self.paused() && held.empty()) {
                 work |= ingest_router(opt.batch);
                 work |= ingest_pull(opt.batch);
@@ -325,7 +333,7 @@ struct durable_proxy::impl {
             [[fallthrough]];
         case append_result::status::appended:
             if (from_router) {
-                confirms.push_back({r.ticket, std::string(rid), delimiter, id});
+                confirms.push_back({r.ticket, std::string(rid), delimiter, id, round_began});
             }
             return true;
         case append_result::status::full:
@@ -840,8 +848,10 @@ struct durable_proxy::impl {
         };
         std::vector<batch> batches;
         std::size_t last = 0; // confirms come in runs per producer (a batch, a burst): try it first
+        const auto now = self.now();
         while (!confirms.empty() && confirms.front().ticket <= done) {
             auto& pc = confirms.front();
+            confirm_latency->observe(now - pc.taken);
             batch* b = nullptr;
             if (!pc.delimiter) {
                 if (last < batches.size() && !batches[last].delimiter &&

@@ -53,7 +53,8 @@ struct load_balancer::impl {
         header h;                     // envelope: the request's header (attempt kept current)
         std::uint32_t dispatches = 0; // sends to workers so far
         std::optional<clock::time_point> deadline;
-        std::string worker; // empty: queued
+        clock::time_point arrived; // for zmqkit_lb_request_seconds
+        std::string worker;        // empty: queued
     };
     std::unordered_map<std::uint64_t, request_state> requests; // queued or in flight
     std::deque<std::uint64_t> queue;                           // tags waiting, oldest first
@@ -100,6 +101,7 @@ struct load_balancer::impl {
 
     counter* c_requests;
     counter* c_replies;
+    histogram* h_round_trip;
     counter* c_errors;
     counter* c_redispatched;
     counter* c_duplicates;
@@ -121,6 +123,10 @@ struct load_balancer::impl {
         auto g = [&](const char* n, const char* h) { return &reg.get_gauge(n, h, l); };
         c_requests = c("zmqkit_lb_requests_total", "Requests accepted from clients");
         c_replies = c("zmqkit_lb_replies_total", "Worker replies forwarded to clients");
+        h_round_trip = &reg.get_histogram(
+            "zmqkit_lb_request_seconds",
+            "From a request's arrival to its reply leaving for the client (queue + worker)", {},
+            l);
         c_errors = c("zmqkit_lb_error_replies_total",
                      "Error replies sent by the broker (attempts, timeout, busy)");
         c_redispatched = c("zmqkit_lb_redispatched_total",
@@ -260,6 +266,7 @@ struct load_balancer::impl {
             return;
         }
         const auto t = now();
+        r.arrived = t;
         if (opt.request_timeout.count() > 0) {
             r.deadline = t + opt.request_timeout;
         }
@@ -659,6 +666,7 @@ struct load_balancer::impl {
             outgoing.push_back(std::move(frames[i]));
         }
         c_replies->add();
+        h_round_trip->observe(now() - r.arrived);
         if (send_frontend(outgoing) != send_result::sent) {
             c_undeliverable->add();
         }

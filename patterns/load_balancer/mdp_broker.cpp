@@ -42,6 +42,7 @@ struct mdp_broker::impl {
         std::vector<zmq::message_t> body;
         std::uint32_t dispatches = 0;
         clock::time_point expires{}; // while queued (request_expiry > 0)
+        clock::time_point arrived{}; // for zmqkit_mdp_request_seconds
         std::string worker;          // empty: queued
     };
     std::unordered_map<std::uint64_t, request_state> requests; // queued or in flight
@@ -74,6 +75,7 @@ struct mdp_broker::impl {
 
     counter* c_requests;
     counter* c_replies;
+    histogram* h_round_trip;
     counter* c_mmi;
     counter* c_redispatched;
     counter* c_expired;
@@ -94,6 +96,11 @@ struct mdp_broker::impl {
         auto g = [&](const char* n, const char* h) { return &reg.get_gauge(n, h, l); };
         c_requests = c("zmqkit_mdp_requests_total", "Client requests for worker services");
         c_replies = c("zmqkit_mdp_replies_total", "Worker replies forwarded to clients");
+        // One series for every service: service names come from clients, so a label per name
+        // would let a client grow the exposition without bound.
+        h_round_trip = &reg.get_histogram(
+            "zmqkit_mdp_request_seconds",
+            "From a request's arrival to its reply leaving for the client (queue + worker)", {}, l);
         c_mmi = c("zmqkit_mdp_mmi_requests_total", "mmi.* requests answered by the broker");
         c_redispatched = c("zmqkit_mdp_redispatched_total",
                            "Requests dispatched again after their worker was lost");
@@ -240,8 +247,9 @@ struct mdp_broker::impl {
         for (std::size_t i = 4; i < n; ++i) {
             r.body.push_back(std::move(frames[i]));
         }
+        r.arrived = now();
         if (opt.request_expiry.count() > 0) {
-            r.expires = now() + opt.request_expiry;
+            r.expires = r.arrived + opt.request_expiry;
         }
         auto& s = service(r.service);
         const std::uint64_t tag = next_tag++;
@@ -318,8 +326,9 @@ struct mdp_broker::impl {
             return;
         }
         r.worker.clear();
+        r.arrived = now();
         if (opt.request_expiry.count() > 0) {
-            r.expires = now() + opt.request_expiry;
+            r.expires = r.arrived + opt.request_expiry;
         }
         auto& s = service(r.service);
         s.queue.push_front(tag);
@@ -478,6 +487,7 @@ struct mdp_broker::impl {
                 body.push_back(std::move(frames[i]));
             }
             reply_to_client(it->second.client, w.service, body);
+            h_round_trip->observe(now() - it->second.arrived);
             requests.erase(it);
             ++w.served;
             ++s.replies;

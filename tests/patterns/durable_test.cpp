@@ -23,6 +23,17 @@ using namespace zmqkit::testing;
 
 namespace {
 
+// The sum of every series of metric `name` in `r` (a histogram's observations: "<name>_count").
+[[maybe_unused]] std::int64_t metric_total(const metrics_registry& r, const std::string& name) {
+    std::int64_t total = 0;
+    r.for_each([&](const std::string& n, const metric_labels&, std::int64_t v) {
+        if (n == name) {
+            total += v;
+        }
+    });
+    return total;
+}
+
 struct durable_fixture : ::testing::Test {
     zmq::context_t ctx;
     metrics_registry registry;
@@ -117,6 +128,11 @@ TEST_F(durable_fixture, confirms_every_message_and_delivers_each_once_in_order) 
     const auto got = receive_ids(receiver, count);
     EXPECT_EQ(got, ids); // one consumer: spool order, each once
     EXPECT_EQ(receiver.duplicates(), 0u);
+    // Each confirm's latency was observed once; each fdatasync's duration too.
+    EXPECT_EQ(metric_total(registry, "zmqkit_durable_confirm_seconds_count"), count);
+    EXPECT_EQ(metric_total(registry, "zmqkit_spool_sync_duration_seconds_count"),
+              metric_total(registry, "zmqkit_spool_syncs_total"));
+    EXPECT_GT(metric_total(registry, "zmqkit_spool_syncs_total"), 0);
     // Everything acked: the spool is empty.
     ASSERT_TRUE(eventually(
         [&] { return proxy.status_json().find("\"messages\":0,") != std::string::npos; }, 10s))

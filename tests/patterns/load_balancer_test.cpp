@@ -28,6 +28,17 @@ using ::testing::HasSubstr;
 
 namespace {
 
+// The sum of every series of metric `name` in `r` (a histogram's observations: "<name>_count").
+[[maybe_unused]] std::int64_t metric_total(const metrics_registry& r, const std::string& name) {
+    std::int64_t total = 0;
+    r.for_each([&](const std::string& n, const metric_labels&, std::int64_t v) {
+        if (n == name) {
+            total += v;
+        }
+    });
+    return total;
+}
+
 using views = std::vector<std::string_view>;
 
 // a + b (GCC 12 at -O3 warns falsely, -Wrestrict, about "literal" + std::string).
@@ -414,6 +425,8 @@ void share_ten_thousand_requests(lb_fixture& f, std::uint32_t prefetch) {
         EXPECT_EQ(w.in_flight, 0u) << w.id;
     }
     EXPECT_EQ(served, static_cast<std::uint64_t>(total));
+    EXPECT_EQ(metric_total(f.registry, "zmqkit_lb_request_seconds_count"), total)
+        << "each reply's round trip observed once";
     std::uint64_t handled = 0;
     for (auto& w : workers) {
         handled += w->counters().handled;
