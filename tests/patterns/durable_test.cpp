@@ -23,17 +23,6 @@ using namespace zmqkit::testing;
 
 namespace {
 
-// The sum of every series of metric `name` in `r` (a histogram's observations: "<name>_count").
-[[maybe_unused]] std::int64_t metric_total(const metrics_registry& r, const std::string& name) {
-    std::int64_t total = 0;
-    r.for_each([&](const std::string& n, const metric_labels&, std::int64_t v) {
-        if (n == name) {
-            total += v;
-        }
-    });
-    return total;
-}
-
 struct durable_fixture : ::testing::Test {
     zmq::context_t ctx;
     metrics_registry registry;

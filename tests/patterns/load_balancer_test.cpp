@@ -28,17 +28,6 @@ using ::testing::HasSubstr;
 
 namespace {
 
-// The sum of every series of metric `name` in `r` (a histogram's observations: "<name>_count").
-[[maybe_unused]] std::int64_t metric_total(const metrics_registry& r, const std::string& name) {
-    std::int64_t total = 0;
-    r.for_each([&](const std::string& n, const metric_labels&, std::int64_t v) {
-        if (n == name) {
-            total += v;
-        }
-    });
-    return total;
-}
-
 using views = std::vector<std::string_view>;
 
 // a + b (GCC 12 at -O3 warns falsely, -Wrestrict, about "literal" + std::string).

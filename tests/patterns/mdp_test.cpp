@@ -357,11 +357,8 @@ TEST_F(mdp_fixture, two_services_with_two_workers_each_every_request_answered_on
     ASSERT_TRUE(s);
     EXPECT_EQ(s->requests, static_cast<std::uint64_t>(total));
     EXPECT_EQ(s->replies, static_cast<std::uint64_t>(total));
-    std::int64_t observed = 0;
-    registry.for_each([&](const std::string& name, const metric_labels&, std::int64_t v) {
-        observed += name == "zmqkit_mdp_request_seconds_count" ? v : 0;
-    });
-    EXPECT_EQ(observed, total) << "each reply's round trip observed once";
+    EXPECT_EQ(metric_total(registry, "zmqkit_mdp_request_seconds_count"), total)
+        << "each reply's round trip observed once";
     ASSERT_EQ(s->workers.size(), 4u);
     std::map<std::string, std::uint64_t> served;
     for (const auto& w : s->workers) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <zmqkit/encoding.hpp>
+#include <zmqkit/metrics.hpp>
 #include <zmqkit/socket.hpp>
 #include <zmqkit/socket_monitor.hpp>
 
@@ -39,6 +40,17 @@ using zmqkit::to_hex;
 // and processes it waits for (spinning with yield() took a whole core of this 2-core machine
 // from them). The wait is the poll interval of a condition check with a deadline, not
 // synchronisation.
+// The sum of every series of metric `name` in `r` (a histogram's observations: "<name>_count").
+inline std::int64_t metric_total(const metrics_registry& r, const std::string& name) {
+    std::int64_t total = 0;
+    r.for_each([&](const std::string& n, const metric_labels&, std::int64_t v) {
+        if (n == name) {
+            total += v;
+        }
+    });
+    return total;
+}
+
 inline bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 5s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     std::chrono::microseconds pause{50};
