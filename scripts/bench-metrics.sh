@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What --metrics-listen costs: zmqkit-proxy in stream and durable mode moving N messages from
-# zmqkit-send to zmqkit-recv (durable: PULL frontend, --sync none so the run is CPU-bound, acked
-# consumer), with metrics off ("off") and with metrics served and scraped every second ("on").
+# zmqkit-send to zmqkit-recv (durable: --wait-confirm producer, --sync none so the run is
+# CPU-bound, acked consumer), with metrics off ("off") and with metrics served and scraped every second ("on").
 # Variants alternate within each round (off, on / on, off), pinned (taskset -c 0: every process
 # on one core) and unpinned; the summary is the median rate of each and the ratio on/off.
 # Results: docs/performance.md ("Metrics").
@@ -57,13 +57,14 @@ wait_for() {
 
 # one MODE VARIANT PLACEMENT: prints messages per second.
 one() {
-    local mode=$1 variant=$2 placement=$3 dir pin=() proxy_args=() recv_args=() rate
+    local mode=$1 variant=$2 placement=$3 dir pin=() proxy_args=() recv_args=() send_args=() rate
     dir="$(mktemp -d "$work/run.XXXXXX")"
     [[ $placement == pinned ]] && pin=(taskset -c "$cpu")
     proxy_args=(--mode "$mode" --backend "ipc://$dir/b")
     if [[ $mode == durable ]]; then
-        proxy_args+=(--frontend-pull "ipc://$dir/f" --spool "$dir/spool" --sync none)
+        proxy_args+=(--frontend "ipc://$dir/f" --spool "$dir/spool" --sync none)
         recv_args=(--ack)
+        send_args=(--wait-confirm)
     else
         proxy_args+=(--frontend "ipc://$dir/f")
     fi
@@ -85,8 +86,8 @@ one() {
     local recv=$!
     local t0 t1
     t0=$(date +%s.%N)
-    seq "$messages" | "${pin[@]}" "$bin/zmqkit-send" ">ipc://$dir/f" 2>"$dir/send.log"
-    wait "$recv"
+    seq "$messages" | "${pin[@]}" "$bin/zmqkit-send" "${send_args[@]}" ">ipc://$dir/f" 2>"$dir/send.log"
+    wait "$recv" || { echo "bench-metrics.sh: zmqkit-recv failed:" >&2; cat "$dir/recv.log" >&2; exit 1; }
     t1=$(date +%s.%N)
     kill "$proxy" 2>/dev/null || true
     wait "$proxy" 2>/dev/null || true

@@ -6,6 +6,7 @@
 #include <zmqkit/codec.hpp>
 #include <zmqkit/header.hpp>
 #include <zmqkit/message_id.hpp>
+#include <zmqkit/metrics.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -47,6 +48,29 @@ void BM_message_id_generate(benchmark::State& state) {
 BENCHMARK(BM_message_id_generate);
 
 // encoded_size + encode_header of the same header, into a reused buffer.
+// What a hot path pays per observation of a latency histogram (16 buckets), and per counter add
+// for comparison: the metrics a device keeps whether or not they are served.
+void BM_histogram_observe(benchmark::State& state) {
+    zmqkit::metrics_registry registry;
+    auto& h = registry.get_histogram("zmqkit_bench_seconds", "");
+    double v = 0.0001;
+    for (auto _ : state) {
+        h.observe(v);
+        v = v < 5 ? v * 1.7 : 0.0001; // walk the buckets
+    }
+}
+BENCHMARK(BM_histogram_observe);
+
+void BM_counter_add(benchmark::State& state) {
+    zmqkit::metrics_registry registry;
+    auto& c = registry.get_counter("zmqkit_bench_total", "");
+    for (auto _ : state) {
+        c.add();
+    }
+    benchmark::DoNotOptimize(c.value());
+}
+BENCHMARK(BM_counter_add);
+
 void BM_header_encode(benchmark::State& state) {
     const zmqkit::header h = typical_header();
     std::array<std::byte, buffer_size> buf{};
