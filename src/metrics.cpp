@@ -74,7 +74,8 @@ void append_number(std::string& out, double v) {
         return;
     }
     std::array<char, 32> buf{};
-    const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v, std::chars_format::general);
+    const auto r =
+        std::to_chars(buf.data(), buf.data() + buf.size(), v, std::chars_format::general);
     out.append(buf.data(), r.ptr);
 }
 
@@ -89,8 +90,8 @@ std::string bucket_series(const std::string& name, metric_labels labels, double 
 } // namespace
 
 histogram::histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)) {
-    if (bounds_.empty() || !std::all_of(bounds_.begin(), bounds_.end(),
-                                        [](double b) { return std::isfinite(b); }) ||
+    if (bounds_.empty() ||
+        !std::all_of(bounds_.begin(), bounds_.end(), [](double b) { return std::isfinite(b); }) ||
         std::adjacent_find(bounds_.begin(), bounds_.end(), std::greater_equal<>()) !=
             bounds_.end()) {
         throw config_error("histogram buckets must be finite and strictly increasing");
@@ -103,10 +104,10 @@ histogram::~histogram() = default;
 void histogram::observe(double value) noexcept {
     // le is inclusive: a value equal to a bound counts in that bound's bucket. NaN goes to +Inf.
     const std::size_t bucket =
-        std::isnan(value) ? bounds_.size()
-                          : static_cast<std::size_t>(
-                                std::lower_bound(bounds_.begin(), bounds_.end(), value) -
-                                bounds_.begin());
+        std::isnan(value)
+            ? bounds_.size()
+            : static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
+                                       bounds_.begin());
     counts_[bucket].fetch_add(1, std::memory_order_relaxed);
     sum_.fetch_add(value, std::memory_order_relaxed);
 }
@@ -127,7 +128,7 @@ histogram::snapshot histogram::collect() const {
 
 std::vector<double> histogram::latency_buckets() {
     return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-            0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+            0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 metrics_registry& metrics_registry::global() {
@@ -135,16 +136,14 @@ metrics_registry& metrics_registry::global() {
     return registry;
 }
 
-metrics_registry::family& metrics_registry::family_of(std::string_view name,
-                                                      std::string_view help, kind type,
-                                                      double scale) {
-    static constexpr std::array<const char*, 3> kind_names{"a counter", "a gauge",
-                                                           "a histogram"};
+metrics_registry::family& metrics_registry::family_of(std::string_view name, std::string_view help,
+                                                      kind type, double scale) {
+    static constexpr std::array<const char*, 3> kind_names{"a counter", "a gauge", "a histogram"};
     auto it = families_.find(name);
     if (it == families_.end()) {
-        it = families_
-                 .emplace(std::string(name), family{std::string(help), type, scale, {}, {}, {}})
-                 .first;
+        it =
+            families_.emplace(std::string(name), family{std::string(help), type, scale, {}, {}, {}})
+                .first;
     } else if (it->second.type != type) {
         throw config_error("metric '" + std::string(name) + "' is already " +
                            kind_names.at(static_cast<std::size_t>(it->second.type)));
@@ -153,7 +152,7 @@ metrics_registry::family& metrics_registry::family_of(std::string_view name,
 }
 
 counter& metrics_registry::get_counter(std::string_view name, std::string_view help,
-                                       metric_labels labels, double scale) {
+                                       const metric_labels& labels, double scale) {
     check_name(name);
     std::lock_guard lock(mutex_);
     auto& slot = family_of(name, help, kind::counter, scale).counters[labels];
@@ -164,7 +163,7 @@ counter& metrics_registry::get_counter(std::string_view name, std::string_view h
 }
 
 gauge& metrics_registry::get_gauge(std::string_view name, std::string_view help,
-                                   metric_labels labels, double scale) {
+                                   const metric_labels& labels, double scale) {
     check_name(name);
     std::lock_guard lock(mutex_);
     auto& slot = family_of(name, help, kind::gauge, scale).gauges[labels];
@@ -176,7 +175,7 @@ gauge& metrics_registry::get_gauge(std::string_view name, std::string_view help,
 
 histogram& metrics_registry::get_histogram(std::string_view name, std::string_view help,
                                            std::vector<double> upper_bounds,
-                                           metric_labels labels) {
+                                           const metric_labels& labels) {
     check_name(name);
     if (labels.count("le") != 0U) {
         throw config_error("metric '" + std::string(name) +

@@ -178,7 +178,8 @@ struct metrics_server::impl {
         // the listener to have ended), bounded, so that a server stopped right after it was
         // made cannot leave its listener blocked in accept().
         const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (!server.is_running() && !listener_done && std::chrono::steady_clock::now() < give_up) {
+        while (!server.is_running() && !listener_done &&
+               std::chrono::steady_clock::now() < give_up) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         }
         server.stop();
@@ -219,16 +220,15 @@ struct metrics_server::impl {
         server.set_logger([this](const httplib::Request&, const httplib::Response& res) {
             requests(res.status).add();
         });
-        server.set_pre_routing_handler(
-            [](const httplib::Request& req, httplib::Response& res) {
-                if (req.method == "GET" || req.method == "HEAD") {
-                    return httplib::Server::HandlerResponse::Unhandled;
-                }
-                res.status = 405;
-                res.set_header("Allow", "GET, HEAD");
-                res.set_content("only GET is served here\n", "text/plain");
-                return httplib::Server::HandlerResponse::Handled;
-            });
+        server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+            if (req.method == "GET" || req.method == "HEAD") {
+                return httplib::Server::HandlerResponse::Unhandled;
+            }
+            res.status = 405;
+            res.set_header("Allow", "GET, HEAD");
+            res.set_content("only GET is served here\n", "text/plain");
+            return httplib::Server::HandlerResponse::Handled;
+        });
         server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
             uptime.set(std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::steady_clock::now() - started)
@@ -289,7 +289,9 @@ metrics_server::metrics_server(metrics_registry& registry, metrics_server_option
 
 metrics_server::~metrics_server() = default;
 
-std::uint16_t metrics_server::port() const noexcept { return impl_->bound_port; }
+std::uint16_t metrics_server::port() const noexcept {
+    return impl_->bound_port;
+}
 
 std::string metrics_server::url() const {
     const auto& host = impl_->address.host;

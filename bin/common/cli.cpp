@@ -133,9 +133,9 @@ const std::vector<std::string>& tool_specific_option_names() {
     // tests/unit/cli_test.cpp checks that every name two tools share is here or
     // shared_option_name().
     static const std::vector<std::string> names{
-        "all",          "batch", "count", "data", "dealer",  "endpoint", "format",
-        "idle-timeout", "json",  "pair",  "pub",  "pull",    "push",     "raw",
-        "rate",         "stats", "sub",   "sync", "timeout", "topic",    "wait-peers",
+        "all", "batch", "count", "data", "dealer", "endpoint", "format", "idle-timeout", "json",
+        "pair", "pub", "pull", "push", "raw", "rate", "stats", "sub", "sync", "timeout", "topic",
+        "wait-peers",
         // one port per process: ZMQKIT_<TOOL>_METRICS_LISTEN, never a plain ZMQKIT_ one
         "metrics-listen"};
     return names;

@@ -62,15 +62,15 @@ public:
     std::string line(patterns::device& device, bool durable) {
         const auto now = std::chrono::steady_clock::now();
         const auto stats = device.statistics();
-        const double seconds =
-            std::max(std::chrono::duration<double>(now - since_).count(), 1e-3);
+        const double seconds = std::max(std::chrono::duration<double>(now - since_).count(), 1e-3);
         const auto per_second = [seconds](std::uint64_t now_count, std::uint64_t then) {
             // one decimal: 1234.5
             return std::round(static_cast<double>(now_count - then) / seconds * 10) / 10;
         };
         auto j = nlohmann::ordered_json::parse(stats.to_json());
         j["rates"] = {
-            {"frontend_in_per_s", per_second(stats.frontend_messages_in, last_.frontend_messages_in)},
+            {"frontend_in_per_s",
+             per_second(stats.frontend_messages_in, last_.frontend_messages_in)},
             {"frontend_out_per_s",
              per_second(stats.frontend_messages_out, last_.frontend_messages_out)},
             {"backend_in_per_s", per_second(stats.backend_messages_in, last_.backend_messages_in)},

@@ -28,7 +28,7 @@ struct proxy_config {
     proxy_mode mode; // default: stream
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
-    std::optional<std::string> metrics_listen;    // --metrics-listen ADDR:PORT
+    std::optional<std::string> metrics_listen;   // --metrics-listen ADDR:PORT
     // Security per side (also copied into the mode's device options). A server side's ZAP
     // domain is its name; main() creates the context's authenticator from these.
     side_security frontend_security;

@@ -73,9 +73,9 @@ protected:
             const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
-            age_->observe(std::chrono::nanoseconds(now_ns - static_cast<std::int64_t>(
-                                                                std::min<std::uint64_t>(
-                                                                    h->timestamp_ns, INT64_MAX))));
+            age_->observe(std::chrono::nanoseconds(
+                now_ns -
+                static_cast<std::int64_t>(std::min<std::uint64_t>(h->timestamp_ns, INT64_MAX))));
         }
         stats_.add(bytes);
         if (cfg_.idle_timeout) {

@@ -66,8 +66,8 @@ public:
     }
 
     struct snapshot {
-        std::vector<double> upper_bounds;         // without +Inf
-        std::vector<std::uint64_t> cumulative;    // one per bound, then +Inf (== count)
+        std::vector<double> upper_bounds;      // without +Inf
+        std::vector<std::uint64_t> cumulative; // one per bound, then +Inf (== count)
         std::uint64_t count = 0;
         double sum = 0;
     };
@@ -85,8 +85,9 @@ private:
     std::atomic<double> sum_{0};
 };
 
-// Owns counters, gauges and histograms. Registration takes a lock and returns a reference that stays valid
-// for the registry's lifetime; the same (name, labels) returns the same metric. Thread-safe.
+// Owns counters, gauges and histograms. Registration takes a lock and returns a reference that
+// stays valid for the registry's lifetime; the same (name, labels) returns the same metric.
+// Thread-safe.
 class ZMQKIT_API metrics_registry {
 public:
     metrics_registry() = default;
@@ -100,14 +101,15 @@ public:
     // exposition shows value() x scale, so a hot path counts in integers of a small unit and
     // the metric is in base units as Prometheus wants (nanoseconds counted, seconds shown:
     // 1e-9). It is the family's: the first registration of a name sets it.
-    counter& get_counter(std::string_view name, std::string_view help, metric_labels labels = {},
-                         double scale = 1.0);
-    gauge& get_gauge(std::string_view name, std::string_view help, metric_labels labels = {},
+    counter& get_counter(std::string_view name, std::string_view help,
+                         const metric_labels& labels = {}, double scale = 1.0);
+    gauge& get_gauge(std::string_view name, std::string_view help, const metric_labels& labels = {},
                      double scale = 1.0);
     // `upper_bounds` apply when the series is created (histogram::latency_buckets() if empty);
     // a later call for the same series returns it as it is.
     histogram& get_histogram(std::string_view name, std::string_view help,
-                             std::vector<double> upper_bounds = {}, metric_labels labels = {});
+                             std::vector<double> upper_bounds = {},
+                             const metric_labels& labels = {});
 
     // Prometheus text exposition format 0.0.4 (# HELP / # TYPE lines, one sample a series).
     [[nodiscard]] std::string prometheus_text() const;
@@ -130,8 +132,7 @@ private:
         std::map<metric_labels, gauge*> gauges;
         std::map<metric_labels, histogram*> histograms;
     };
-    family& family_of(std::string_view name, std::string_view help, kind type,
-                      double scale = 1.0);
+    family& family_of(std::string_view name, std::string_view help, kind type, double scale = 1.0);
 
     mutable std::mutex mutex_;
     std::map<std::string, family, std::less<>> families_;

@@ -163,9 +163,8 @@ struct durable_proxy::impl {
         g_depth = g("zmqkit_durable_depth", "Messages in the spool not yet acked");
         g_bytes = g("zmqkit_durable_depth_bytes", "Payload bytes of those messages");
         g_lag = g("zmqkit_durable_consumer_lag", "Messages never delivered yet");
-        g_oldest_unacked_ms =
-            &reg.get_gauge("zmqkit_durable_oldest_unacked_age_seconds",
-                           "Age of the oldest message not acked", l, 1e-3);
+        g_oldest_unacked_ms = &reg.get_gauge("zmqkit_durable_oldest_unacked_age_seconds",
+                                             "Age of the oldest message not acked", l, 1e-3);
         g_held = g("zmqkit_durable_backpressure",
                    "1 while producers are held back (spool full or disk full)");
         frames.reserve(8);

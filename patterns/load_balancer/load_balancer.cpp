@@ -125,8 +125,7 @@ struct load_balancer::impl {
         c_replies = c("zmqkit_lb_replies_total", "Worker replies forwarded to clients");
         h_round_trip = &reg.get_histogram(
             "zmqkit_lb_request_seconds",
-            "From a request's arrival to its reply leaving for the client (queue + worker)", {},
-            l);
+            "From a request's arrival to its reply leaving for the client (queue + worker)", {}, l);
         c_errors = c("zmqkit_lb_error_replies_total",
                      "Error replies sent by the broker (attempts, timeout, busy)");
         c_redispatched = c("zmqkit_lb_redispatched_total",

@@ -24,8 +24,8 @@ spool_metrics spool_metrics::in(metrics_registry& r, const std::string& name) {
     m.rejected_full = c("zmqkit_spool_rejected_total", "Appends refused", {{"reason", "full"}});
     m.commits = c("zmqkit_spool_commits_total", "Group commits (one write each)");
     m.syncs = c("zmqkit_spool_syncs_total", "fdatasync calls");
-    m.sync_ns = &r.get_counter("zmqkit_spool_sync_seconds_total", "Time spent in fdatasync", l,
-                               1e-9);
+    m.sync_ns =
+        &r.get_counter("zmqkit_spool_sync_seconds_total", "Time spent in fdatasync", l, 1e-9);
     m.sync_latency = &r.get_histogram("zmqkit_spool_sync_duration_seconds",
                                       "How long each fdatasync took", {}, l);
     m.committed_records = c("zmqkit_spool_committed_records_total", "Records written");

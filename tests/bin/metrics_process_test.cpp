@@ -109,8 +109,8 @@ struct proxy_with_metrics {
 
 // The value of a one-sample instant query, nullopt while Prometheus has none (not scraped yet).
 std::optional<double> query(int prometheus_port, const std::string& promql) {
-    const auto res =
-        http_get(prometheus_port, "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
+    const auto res = http_get(prometheus_port,
+                              "/api/v1/query?query=" + httplib::detail::encode_query_param(promql));
     if (!res || res->status != 200) {
         return std::nullopt;
     }
@@ -181,8 +181,8 @@ TEST(metrics_process, every_proxy_mode_serves_an_exposition_promtool_accepts) {
 
 TEST(metrics_process, a_bad_or_busy_metrics_address_is_a_clear_error) {
     {
-        child_process bad({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*",
-                           "--backend", "tcp://127.0.0.1:*", "--metrics-listen", "9464"});
+        child_process bad({bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*", "--backend",
+                           "tcp://127.0.0.1:*", "--metrics-listen", "9464"});
         EXPECT_EQ(bad.wait(20s), 64);
         EXPECT_TRUE(bad.wait_for_stderr(std::regex("--metrics-listen: .*has no port"), 1s));
     }
@@ -200,8 +200,8 @@ TEST(metrics_process, a_real_prometheus_scrapes_a_proxy_and_a_receiver_under_loa
     temp_dir dir;
     proxy_with_metrics proxy("stream");
     ASSERT_GT(proxy.metrics_port, 0);
-    child_process recv({bin_path("zmqkit-recv"), "--metrics-listen", "127.0.0.1:0",
-                        ">" + proxy.backend});
+    child_process recv(
+        {bin_path("zmqkit-recv"), "--metrics-listen", "127.0.0.1:0", ">" + proxy.backend});
     const int recv_port =
         port_of(recv.wait_for_stderr(std::regex("metrics at (\\S+)"), 20s).value_or(""));
     ASSERT_GT(recv_port, 0);
@@ -212,13 +212,13 @@ TEST(metrics_process, a_real_prometheus_scrapes_a_proxy_and_a_receiver_under_loa
         std::ofstream config(dir.path / "prometheus.yml");
         config << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                << "scrape_configs:\n  - job_name: zmqkit\n    static_configs:\n"
-               << "      - targets: ['127.0.0.1:" << proxy.metrics_port << "', '127.0.0.1:"
-               << recv_port << "']\n";
+               << "      - targets: ['127.0.0.1:" << proxy.metrics_port
+               << "', '127.0.0.1:" << recv_port << "']\n";
     }
-    child_process prometheus(
-        {"/usr/bin/prometheus", "--config.file=" + (dir.path / "prometheus.yml").string(),
-         "--storage.tsdb.path=" + (dir.path / "data").string(),
-         "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)});
+    child_process prometheus({"/usr/bin/prometheus",
+                              "--config.file=" + (dir.path / "prometheus.yml").string(),
+                              "--storage.tsdb.path=" + (dir.path / "data").string(),
+                              "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port)});
 
     // 1000 messages, each stamped three seconds in the past: the receiver's age histogram must
     // put their median between the 2.5 s and 5 s bounds.
@@ -226,10 +226,9 @@ TEST(metrics_process, a_real_prometheus_scrapes_a_proxy_and_a_receiver_under_loa
     zmq::context_t ctx;
     zmqkit::socket push(ctx, zmq::socket_type::push);
     push.attach(proxy.frontend, endpoint_action::connect);
-    const auto three_seconds_ago =
-        std::chrono::duration_cast<std::chrono::nanoseconds>(
-            (std::chrono::system_clock::now() - 3s).time_since_epoch())
-            .count();
+    const auto three_seconds_ago = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       (std::chrono::system_clock::now() - 3s).time_since_epoch())
+                                       .count();
     for (int i = 0; i < count; ++i) {
         message m{"m" + std::to_string(i)};
         m.header().stamp(); // an id now, so that sending keeps the timestamp set below
@@ -251,7 +250,8 @@ TEST(metrics_process, a_real_prometheus_scrapes_a_proxy_and_a_receiver_under_loa
     eventually_equals(R"(zmqkit_device_messages_in_total{component="proxy"})", count);
     eventually_equals(R"(zmqkit_device_messages_out_total{component="proxy"})", count);
     eventually_equals("zmqkit_recv_age_seconds_count", count);
-    const auto median = query(prometheus_port, "histogram_quantile(0.5, zmqkit_recv_age_seconds_bucket)");
+    const auto median =
+        query(prometheus_port, "histogram_quantile(0.5, zmqkit_recv_age_seconds_bucket)");
     ASSERT_TRUE(median);
     EXPECT_GT(*median, 2.5);
     EXPECT_LE(*median, 5.0);
