@@ -486,8 +486,8 @@ struct mdp_broker::impl {
             for (std::size_t i = 6; i < n; ++i) {
                 body.push_back(std::move(frames[i]));
             }
-            reply_to_client(it->second.client, w.service, body);
             h_round_trip->observe(now() - it->second.arrived);
+            reply_to_client(it->second.client, w.service, body);
             requests.erase(it);
             ++w.served;
             ++s.replies;
