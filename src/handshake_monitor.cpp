@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -165,6 +166,10 @@ struct handshake_monitor::impl {
     std::string name;
     std::function<void(std::string_view)> log;
     metrics_registry& registry;
+    connection_tracking tracking;
+    counter* connects = nullptr;    // with tracking.labels
+    counter* disconnects = nullptr; // "
+    gauge* open_gauge = nullptr;    // "
     int mechanism = ZMQ_NULL;
     bool curve_client = false;
     // The socket monitor: started and stopped on the owner's thread, read on the monitor
@@ -174,6 +179,8 @@ struct handshake_monitor::impl {
     std::atomic<bool> stopping{false};
     std::thread thread;
     log_rate_limiter throttle;
+    // Connection lines: a peer reconnecting in a loop writes at most 20 a second.
+    log_rate_limiter connection_throttle{std::chrono::seconds(1), {}, 20};
     zmqkit::logger own_log; // unset `log`: lines go to zmqkit's log as component `name`
 
     mutable std::mutex mutex;
@@ -181,8 +188,9 @@ struct handshake_monitor::impl {
     handshake_stats stats;
     bool definitive_failure = false;
     bool closed_during_handshake = false;
-    std::string last_connected; // endpoint of the last connection made
-    std::string last_endpoint;  // any endpoint seen (connect attempts included)
+    std::string last_connected;          // endpoint of the last connection made
+    std::string last_endpoint;           // any endpoint seen (connect attempts included)
+    std::map<int, connection_info> open; // fd -> the connection (under `mutex`)
 
     // Thread-local to the monitor thread.
     std::set<std::string> listening;
@@ -196,9 +204,101 @@ struct handshake_monitor::impl {
     std::optional<deferred_line> deferred; // a bind-side failure waiting for its DISCONNECTED
     static constexpr std::chrono::milliseconds deferral{250};
 
-    impl(void* h, std::string n, std::function<void(std::string_view)> l, metrics_registry* r)
+    impl(void* h, std::string n, std::function<void(std::string_view)> l, metrics_registry* r,
+         connection_tracking t)
         : handle(h), name(std::move(n)), log(std::move(l)),
-          registry(r != nullptr ? *r : metrics_registry::global()), own_log(name) {}
+          registry(r != nullptr ? *r : metrics_registry::global()), tracking(std::move(t)),
+          own_log(name) {
+        if (!tracking.labels.empty()) {
+            connects =
+                &registry.get_counter("zmqkit_device_connects_total",
+                                      "Connections made or accepted, per side", tracking.labels);
+            disconnects = &registry.get_counter("zmqkit_device_disconnects_total",
+                                                "Connections closed, per side", tracking.labels);
+            open_gauge = &registry.get_gauge("zmqkit_device_connections",
+                                             "Open connections, per side", tracking.labels);
+        }
+    }
+
+    // A connection line at info (rate limited per peer host, or endpoint).
+    void connection_line(const std::string& key, const std::string& line) {
+        if (!tracking.log) {
+            return;
+        }
+        if (const auto held = connection_throttle.admit(key)) {
+            const std::string text = line + log_rate_limiter::suppressed_suffix(*held);
+            if (log) {
+                log(name + ": " + text);
+            } else {
+                own_log.info(text);
+            }
+        }
+    }
+
+    void opened(int fd, std::string peer, const std::string& endpoint, bool accepted) {
+        const std::string key = peer.empty() ? endpoint : host_part(peer);
+        std::string line;
+        if (accepted) {
+            line = peer.empty() ? "accepted a connection on " + endpoint
+                                : "accepted " + peer + " on " + endpoint;
+        } else {
+            line = "connected to " + endpoint;
+            if (!peer.empty() && endpoint.find(peer) == std::string::npos) {
+                line += " (" + peer + ")";
+            }
+        }
+        std::size_t now_open = 0;
+        {
+            std::lock_guard lock(mutex);
+            ++stats.connected;
+            if (!accepted) {
+                last_connected = endpoint;
+            }
+            open[fd] = connection_info{std::move(peer), endpoint, accepted,
+                                       std::chrono::system_clock::now()};
+            now_open = open.size();
+        }
+        if (connects != nullptr) {
+            connects->add();
+            open_gauge->set(static_cast<std::int64_t>(now_open));
+        }
+        connection_line(key, line);
+    }
+
+    void closed(int fd, const std::string& endpoint) {
+        std::optional<connection_info> was;
+        std::size_t now_open = 0;
+        {
+            std::lock_guard lock(mutex);
+            ++stats.disconnected;
+            if (const auto it = open.find(fd); it != open.end()) {
+                was = std::move(it->second);
+                open.erase(it);
+            }
+            now_open = open.size();
+        }
+        if (disconnects != nullptr) {
+            disconnects->add();
+            open_gauge->set(static_cast<std::int64_t>(now_open));
+        }
+        if (!was) {
+            connection_line(endpoint, "disconnected on " + endpoint);
+            return;
+        }
+        const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::system_clock::now() - was->since);
+        char after[48];
+        std::snprintf(after, sizeof after, " after %.1f s",
+                      static_cast<double>(lasted.count()) / 1000.0);
+        if (was->accepted) {
+            connection_line(was->peer.empty() ? endpoint : host_part(was->peer),
+                            (was->peer.empty() ? "a connection on " + endpoint + " closed"
+                                               : "disconnected " + was->peer + " on " + endpoint) +
+                                after);
+        } else {
+            connection_line(endpoint, "disconnected from " + endpoint + after);
+        }
+    }
 
     // `key`: who to throttle by (the peer's host, or the endpoint).
     void emit(const std::string& who, const std::string& key, const failure_reason& r) {
@@ -287,16 +387,10 @@ struct handshake_monitor::impl {
             // (same local port) is named.
             peers[fd] = same_local_port(fd, endpoint) ? peer_of(fd) : std::string();
             pending.push_back(fd);
-            {
-                std::lock_guard lock(mutex);
-                ++stats.connected;
-            }
+            opened(fd, peers[fd], endpoint, true);
             break;
-        case ZMQ_EVENT_CONNECTED: {
-            std::lock_guard lock(mutex);
-            ++stats.connected;
-            last_connected = endpoint;
-        }
+        case ZMQ_EVENT_CONNECTED:
+            opened(fd, peer_of(fd), endpoint, false);
             changed.notify_all();
             break;
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
@@ -330,10 +424,7 @@ struct handshake_monitor::impl {
                 deferred.reset();
             }
             forget(fd);
-            {
-                std::lock_guard lock(mutex);
-                ++stats.disconnected;
-            }
+            closed(fd, endpoint);
             changed.notify_all();
             break;
         case ZMQ_EVENT_CLOSED:
@@ -378,9 +469,9 @@ struct handshake_monitor::impl {
 handshake_monitor::handshake_monitor(zmq::context_t& context, zmq::socket_t& socket,
                                      std::string socket_name,
                                      std::function<void(std::string_view)> log,
-                                     metrics_registry* registry)
+                                     metrics_registry* registry, connection_tracking tracking)
     : impl_(std::make_unique<impl>(socket.handle(), std::move(socket_name), std::move(log),
-                                   registry)) {
+                                   registry, std::move(tracking))) {
     int mechanism = ZMQ_NULL;
     std::size_t size = sizeof mechanism;
     if (zmq_getsockopt(impl_->handle, ZMQ_MECHANISM, &mechanism, &size) == 0) {
@@ -425,6 +516,23 @@ handshake_monitor::~handshake_monitor() {
 handshake_stats handshake_monitor::stats() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->stats;
+}
+
+std::vector<connection_info> handshake_monitor::connections(std::size_t limit) const {
+    std::vector<connection_info> out;
+    {
+        std::lock_guard lock(impl_->mutex);
+        out.reserve(std::min(limit, impl_->open.size()));
+        for (const auto& [fd, c] : impl_->open) {
+            out.push_back(c);
+        }
+    }
+    std::stable_sort(out.begin(), out.end(),
+                     [](const auto& a, const auto& b) { return a.since < b.since; });
+    if (out.size() > limit) {
+        out.resize(limit);
+    }
+    return out;
 }
 
 bool handshake_monitor::wait_handshake(std::chrono::milliseconds timeout, std::string* why) {

@@ -76,6 +76,40 @@ void header::clear() noexcept {
     unknown.count = 0;
 }
 
+std::string_view trace_id_of(std::string_view traceparent) noexcept {
+    // version "-" trace-id "-" parent-id "-" flags; later versions may append "-..." fields.
+    constexpr std::size_t trace_at = 3;
+    constexpr std::size_t trace_size = 32;
+    if (traceparent.size() < 55 || traceparent[2] != '-' || traceparent[35] != '-' ||
+        traceparent[52] != '-' || (traceparent.size() > 55 && traceparent[55] != '-')) {
+        return {};
+    }
+    const auto id = traceparent.substr(trace_at, trace_size);
+    bool nonzero = false;
+    for (const char c : id) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return {};
+        }
+        nonzero = nonzero || c != '0';
+    }
+    return nonzero ? id : std::string_view{};
+}
+
+message_log_fields::message_log_fields(const header& h) {
+    if (!h.id.is_nil()) {
+        id_ = h.id.to_string();
+        fields_[count_++] = {"message_id", id_};
+    }
+    if (!h.correlation_id.is_nil()) {
+        correlation_ = h.correlation_id.to_string();
+        fields_[count_++] = {"correlation_id", correlation_};
+    }
+    if (const auto t = trace_id_of(h.traceparent); !t.empty()) {
+        trace_.assign(t);
+        fields_[count_++] = {"trace_id", trace_};
+    }
+}
+
 bool is_valid_utf8(std::string_view bytes) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
     const auto* end = p + bytes.size();

@@ -71,11 +71,15 @@ void append_timestamp(std::string& out, std::chrono::system_clock::time_point ti
     out.append(buf, static_cast<std::size_t>(n > 0 ? n : 0));
 }
 
-std::string timestamp(std::chrono::system_clock::time_point time) {
+} // namespace
+
+std::string format_timestamp(std::chrono::system_clock::time_point time) {
     std::string out;
     append_timestamp(out, time);
     return out;
 }
+
+namespace {
 
 // The message on one line: \n, \r and other control bytes as escapes, the rest as it is.
 void append_one_line(std::string& out, std::string_view text) {
@@ -120,7 +124,7 @@ std::string format_log_text(const log_record& record) {
 
 std::string format_log_json(const log_record& record) {
     nlohmann::ordered_json j;
-    j["ts"] = timestamp(record.time);
+    j["ts"] = format_timestamp(record.time);
     j["level"] = to_string(record.level);
     j["component"] = record.component;
     j["msg"] = record.message;
@@ -340,19 +344,22 @@ std::function<void(std::string_view)> log_callback(std::string_view component, l
 
 struct log_rate_limiter::impl {
     struct entry {
-        std::chrono::steady_clock::time_point last{};
-        std::uint64_t suppressed = 0;
+        std::chrono::steady_clock::time_point window{}; // start of the current interval
+        std::uint32_t written = 0;                      // lines let through in it
+        std::uint64_t suppressed = 0;                   // held back since the last written
     };
     std::chrono::steady_clock::duration interval;
+    std::uint32_t burst = 1;
     clock_function clock;
     std::mutex mutex;
     std::unordered_map<std::string, entry> entries;
 };
 
 log_rate_limiter::log_rate_limiter(std::chrono::steady_clock::duration interval,
-                                   clock_function clock)
+                                   clock_function clock, std::uint32_t burst)
     : impl_(std::make_unique<impl>()) {
     impl_->interval = interval;
+    impl_->burst = std::max<std::uint32_t>(1, burst);
     impl_->clock = std::move(clock);
 }
 
@@ -366,12 +373,16 @@ std::optional<std::uint64_t> log_rate_limiter::admit(std::string_view key) {
     }
     auto [it, fresh] = impl_->entries.try_emplace(std::string(key));
     auto& e = it->second;
-    if (!fresh && now - e.last < impl_->interval) {
+    if (fresh || now - e.window >= impl_->interval) {
+        e.window = now;
+        e.written = 0;
+    }
+    if (e.written >= impl_->burst) {
         ++e.suppressed;
         return std::nullopt;
     }
+    ++e.written;
     const auto suppressed = e.suppressed;
-    e.last = now;
     e.suppressed = 0;
     return suppressed;
 }

@@ -164,27 +164,24 @@ int run_device(patterns::device& device, const cli::proxy_config& cfg, const cli
     return drain.dropped > 0 ? cli::exit_failure : cli::exit_ok;
 }
 
-// The mode's device, its log lines going to the proxy's log (the forwarder's as warnings).
-std::unique_ptr<patterns::device> make_device(zmq::context_t& context, const cli::proxy_mode& mode,
-                                              const cli::logger& log) {
+// The mode's device. Its lines go to the proxy's log at their own levels: the device's name is
+// --name, the component of the proxy's log lines, so both share one level and one sink (and
+// -v shows the per-message debug lines, -q keeps only warnings).
+std::unique_ptr<patterns::device> make_device(zmq::context_t& context,
+                                              const cli::proxy_mode& mode) {
     return std::visit(
         [&](auto options) -> std::unique_ptr<patterns::device> {
             using options_type = decltype(options);
             if constexpr (std::is_same_v<options_type, patterns::streamer_options>) {
                 return std::make_unique<patterns::streamer>(context, std::move(options));
             } else if constexpr (std::is_same_v<options_type, patterns::forwarder_options>) {
-                options.log = [&log](std::string_view line) { log.warn(line); };
                 return std::make_unique<patterns::forwarder>(context, std::move(options));
+            } else if constexpr (std::is_same_v<options_type, patterns::durable_proxy_options>) {
+                return std::make_unique<patterns::durable_proxy>(context, std::move(options));
+            } else if constexpr (std::is_same_v<options_type, patterns::load_balancer_options>) {
+                return std::make_unique<patterns::load_balancer>(context, std::move(options));
             } else {
-                options.log = [&log](std::string_view line) { log.info(line); };
-                if constexpr (std::is_same_v<options_type, patterns::durable_proxy_options>) {
-                    return std::make_unique<patterns::durable_proxy>(context, std::move(options));
-                } else if constexpr (std::is_same_v<options_type,
-                                                    patterns::load_balancer_options>) {
-                    return std::make_unique<patterns::load_balancer>(context, std::move(options));
-                } else {
-                    return std::make_unique<patterns::mdp_broker>(context, std::move(options));
-                }
+                return std::make_unique<patterns::mdp_broker>(context, std::move(options));
             }
         },
         mode);
@@ -207,7 +204,7 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
     for (const auto& line : cli::describe_security(sides)) {
         log.info("security " + line);
     }
-    auto device = make_device(context, cfg.mode, log);
+    auto device = make_device(context, cfg.mode);
     const auto* durable = std::get_if<patterns::durable_proxy_options>(&cfg.mode);
     try {
         // Recovery of a large spool happens in start().

@@ -3,6 +3,7 @@
 #include "common/message_format.hpp"
 
 #include <zmqkit/patterns/durable.hpp>
+#include <zmqkit/patterns/pubsub.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <algorithm>
@@ -67,8 +68,21 @@ protected:
         return at_most;
     }
     // `h`: the envelope, when the message had one; with --metrics-listen its age at arrival
-    // (now - its timestamp) goes into zmqkit_recv_age_seconds. One clock read, no lock.
-    void message_arrived(std::size_t bytes, const header* h = nullptr) {
+    // (now - its timestamp) goes into zmqkit_recv_age_seconds. One clock read, no lock. With
+    // -v each message is a debug line with its ids; a sequenced publication (publisher id and
+    // sequence number) is checked for gaps and duplicates (`topic`: its topic frame, else the
+    // envelope's type).
+    void message_arrived(std::size_t bytes, const header* h = nullptr,
+                         std::string_view topic = {}) {
+        if (h != nullptr) {
+            if (log_.enabled(log_level::debug)) {
+                const message_log_fields ids(*h);
+                log_.core().write(log_level::debug, "received", ids.fields());
+            }
+            if (h->sequence != 0 && !h->publisher_id.is_nil()) {
+                check_sequence(*h, topic.empty() ? std::string_view(h->type) : topic);
+            }
+        }
         if (age_ != nullptr && h != nullptr && h->timestamp_ns != 0) {
             const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
@@ -80,6 +94,38 @@ protected:
         stats_.add(bytes);
         if (cfg_.idle_timeout) {
             last_message_ = clock::now();
+        }
+    }
+
+    void check_sequence(const header& h, std::string_view topic) {
+        const auto& id = h.publisher_id.bytes();
+        const std::string_view publisher(reinterpret_cast<const char*>(id.data()), id.size());
+        patterns::sequence_event e;
+        const auto verdict = sequences_.observe(publisher, topic, h.sequence, &e);
+        if (verdict != patterns::sequence_verdict::gap &&
+            verdict != patterns::sequence_verdict::duplicate) {
+            return;
+        }
+        const bool gap = verdict == patterns::sequence_verdict::gap;
+        std::string line;
+        if (gap) {
+            const auto missing = e.missing_last - e.missing_first + 1;
+            gaps_.add();
+            missing_.add(missing);
+            line = "gap: " + std::to_string(missing) + " message(s) of publisher " +
+                   h.publisher_id.to_string() + " on '" + std::string(topic) +
+                   "' never arrived (sequence " + std::to_string(e.missing_first) +
+                   (missing > 1 ? ".." + std::to_string(e.missing_last) : std::string()) +
+                   "; this one is " + std::to_string(h.sequence) + ")";
+        } else {
+            duplicates_.add();
+            line = "duplicate: sequence " + std::to_string(h.sequence) + " of publisher " +
+                   h.publisher_id.to_string() + " on '" + std::string(topic) + "' arrived again";
+        }
+        if (const auto held = sequence_lines_.admit(gap ? "gap" : "duplicate")) {
+            const message_log_fields ids(h);
+            log_.core().write(log_level::warn, line + log_rate_limiter::suppressed_suffix(*held),
+                              ids.fields());
         }
     }
 
@@ -122,6 +168,17 @@ protected:
                                             "Age of each enveloped message when it arrived: now "
                                             "minus its envelope timestamp (clocks of both hosts)")
                  : nullptr;
+    // Sequenced publications: their streams, what was found, at most 20 lines a second of each.
+    patterns::sequence_tracker sequences_;
+    counter& gaps_ = registry_.get_counter("zmqkit_recv_gaps_total",
+                                           "Gaps found in sequenced publications (missing ranges)");
+    counter& missing_ = registry_.get_counter(
+        "zmqkit_recv_missing_messages_total",
+        "Sequenced publications that never arrived (the messages in those gaps)");
+    counter& duplicates_ = registry_.get_counter(
+        "zmqkit_recv_duplicate_publications_total",
+        "Sequenced publications that arrived more than once (by publisher and sequence number)");
+    log_rate_limiter sequence_lines_{std::chrono::seconds(1), {}, 20};
     handshake_counter* events_ = nullptr;
     const message_formatter format_;
     output_buffer out_;
@@ -449,7 +506,7 @@ private:
             });
         }
         format_.render(&msg_.header(), topic_, msg_.body_view(), out_.data());
-        message_arrived(msg_.body_size(), &msg_.header());
+        message_arrived(msg_.body_size(), &msg_.header(), topic_);
         if (!is_rep()) {
             return true;
         }

@@ -575,7 +575,8 @@ private:
         }
         stats_.add(body_bytes);
         if (cfg_.verbosity >= 1 && !cfg_.raw) {
-            log_.debug("sent " + used->id.to_string());
+            const message_log_fields ids(*used);
+            log_.core().write(log_level::debug, "sent " + used->id.to_string(), ids.fields());
         }
         if (cfg_.stats && (stats_.messages() & 255U) == 0) {
             stats_.maybe_print_live("zmqkit-send");

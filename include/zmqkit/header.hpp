@@ -4,10 +4,13 @@
 #pragma once
 
 #include <zmqkit/export.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/message_id.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -77,6 +80,32 @@ struct ZMQKIT_API header {
 // U+10FFFF). The header's string fields hold the bytes a peer sent, which need not be text
 // (docs/wire-protocol.md §2); use this before showing them as text. Never throws.
 [[nodiscard]] bool is_valid_utf8(std::string_view bytes) noexcept;
+
+// The trace id of a W3C traceparent ("00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>"):
+// its 32 lower-case hex digits, or "" when `traceparent` is not of that form or the trace id
+// is all zeros (invalid per W3C Trace Context). A view into `traceparent`.
+[[nodiscard]] ZMQKIT_API std::string_view trace_id_of(std::string_view traceparent) noexcept;
+
+// The ids every per-message log line carries, as log fields: message_id, correlation_id and,
+// when the traceparent is valid, trace_id (so that `grep <correlation id>` over the logs of
+// every process shows a conversation's path). Built only when the line is written.
+class ZMQKIT_API message_log_fields {
+public:
+    explicit message_log_fields(const header& h);
+    message_log_fields(const message_log_fields&) = delete; // the fields view its own strings
+    message_log_fields& operator=(const message_log_fields&) = delete;
+    [[nodiscard]] std::span<const log_field> fields() const noexcept {
+        return {fields_.data(), count_};
+    }
+    operator std::span<const log_field>() const noexcept { return fields(); } // NOLINT
+
+private:
+    std::string id_;
+    std::string correlation_;
+    std::string trace_;
+    std::array<log_field, 3> fields_{};
+    std::size_t count_ = 0;
+};
 
 // Content types the library writes itself.
 inline constexpr std::string_view content_type_msgpack = "application/msgpack";

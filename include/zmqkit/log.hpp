@@ -62,6 +62,10 @@ public:
 
 enum class log_format : std::uint8_t { text, json };
 
+// `time` as the log lines write it: RFC 3339 in UTC with microseconds,
+// "2026-12-07T04:05:06.123456Z". Also what STATUS documents use for points in time.
+[[nodiscard]] std::string format_timestamp(std::chrono::system_clock::time_point time);
+
 // The text line of a record, newline included:
 // "2026-12-07T04:05:06.123456Z WARN  zap: ZAP denied ... key=value\n". Control characters of
 // the message are escaped (\n, \r, \xNN) so that a record is always one line.
@@ -145,17 +149,18 @@ private:
 [[nodiscard]] std::function<void(std::string_view)> log_callback(std::string_view component,
                                                                  log_level level = log_level::warn);
 
-// Lets the first line of a kind (a key: a peer address, a reason) through, then at most one per
-// `interval`; the next line let through carries the number held back in between, so a peer
-// retrying every 100 ms does not flood the log while the count stays exact. Keys are bounded
-// (the table is cleared past 4096, e.g. when many addresses attack). Thread-safe.
+// Lets the first `burst` lines of a kind (a key: a peer address, a reason) through in each
+// `interval`, then none until the interval ends; the next line let through carries the number
+// held back in between, so a peer retrying every 100 ms does not flood the log while the count
+// stays exact. Keys are bounded (the table is cleared past 4096, e.g. when many addresses
+// attack). Thread-safe.
 class log_rate_limiter {
 public:
     using clock_function = std::function<std::chrono::steady_clock::time_point()>;
-    // `clock` (nullptr: steady_clock::now) lets tests drive time.
+    // `clock` (nullptr: steady_clock::now) lets tests drive time. `burst` >= 1.
     explicit log_rate_limiter(
         std::chrono::steady_clock::duration interval = std::chrono::seconds(10),
-        clock_function clock = {});
+        clock_function clock = {}, std::uint32_t burst = 1);
     ~log_rate_limiter();
     log_rate_limiter(const log_rate_limiter&) = delete;
     log_rate_limiter& operator=(const log_rate_limiter&) = delete;

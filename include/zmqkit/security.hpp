@@ -200,6 +200,25 @@ struct ZMQKIT_API handshake_stats {
     std::string last_failure;       // readable reason of the last failure ("" if none)
 };
 
+// One open connection of a monitored socket (handshake_monitor::connections()).
+struct ZMQKIT_API connection_info {
+    std::string peer;      // the peer's "ip:port" ("[ip]:port"); "" where it has none (ipc)
+    std::string endpoint;  // the endpoint it came in on (accepted) or was made to
+    bool accepted = false; // true: the peer connected to this socket; false: this socket did
+    std::chrono::system_clock::time_point since; // when it was made
+};
+
+// What a handshake_monitor does with connections besides counting them.
+struct ZMQKIT_API connection_tracking {
+    // Writes "accepted <peer> on <endpoint>", "connected to <endpoint> (<peer>)" and
+    // "disconnected <peer> on <endpoint> after <duration>" at info (to the monitor's log).
+    bool log = false;
+    // Non-empty (e.g. {{"component","orders"},{"side","frontend"}}): counts
+    // zmqkit_device_connects_total and zmqkit_device_disconnects_total and keeps the gauge
+    // zmqkit_device_connections with these labels, in the monitor's registry.
+    metric_labels labels;
+};
+
 // Watches one socket's monitor events (zmq_socket_monitor) on its own thread and reports every
 // failed handshake as a log line naming the socket, the endpoint and the reason — a client key
 // the server did not allow (ZAP 400), a wrong server key, a plaintext peer against a CURVE
@@ -211,16 +230,21 @@ struct ZMQKIT_API handshake_stats {
 // before bind/connect; destroy it before closing the socket. Each line is
 // "<socket_name>: handshake with <peer> failed: <reason>" to `log`; unset: zmqkit's log
 // (zmqkit/log.hpp) at warn with `socket_name` as the component (and without the prefix).
+// It also keeps the socket's open connections (connections()) and, per `tracking`, logs and
+// counts them: a device watches every side this way, secured or not.
 class ZMQKIT_API handshake_monitor {
 public:
     handshake_monitor(zmq::context_t& context, zmq::socket_t& socket, std::string socket_name,
                       std::function<void(std::string_view)> log = {},
-                      metrics_registry* registry = nullptr);
+                      metrics_registry* registry = nullptr, connection_tracking tracking = {});
     ~handshake_monitor();
     handshake_monitor(const handshake_monitor&) = delete;
     handshake_monitor& operator=(const handshake_monitor&) = delete;
 
     [[nodiscard]] handshake_stats stats() const;
+    // The socket's open tcp/ipc connections, oldest first, at most `limit` of them (inproc
+    // connections have no monitor events and are not listed). Any thread.
+    [[nodiscard]] std::vector<connection_info> connections(std::size_t limit = SIZE_MAX) const;
     // Waits at most `timeout` for a completed handshake. True if one completed. On false,
     // `why` (if given) says what happened: "no connection to <endpoint> was made (server down
     // or unreachable)", or the handshake failure's reason.

@@ -9,6 +9,14 @@
 namespace zmqkit::patterns {
 namespace {
 
+std::string libzmq_version() {
+    int major = 0;
+    int minor = 0;
+    int patch = 0;
+    zmq_version(&major, &minor, &patch);
+    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+}
+
 // Runs a queued call (on_device_thread) instead of a control command.
 constexpr std::string_view call_command = "$CALL";
 
@@ -18,7 +26,9 @@ device::device(zmq::context_t& context, std::string name, device_settings settin
     : actor(context, std::move(name)), settings_(std::move(settings)), logger_(this->name()),
       clock_(settings_.clock),
       registry_(settings_.registry != nullptr ? settings_.registry : &metrics_registry::global()),
-      monitors_(std::make_unique<detail::side_monitors>()) {
+      monitors_(std::make_unique<detail::side_monitors>()),
+      event_limiter_(
+          std::chrono::seconds(1), [this] { return now(); }, 20) {
     if (!settings_.control.empty()) {
         (void)parse_endpoints(settings_.control, endpoint_action::bind);
     }
@@ -105,7 +115,7 @@ zmq::socket_t& device::open_side(const std::string& name, zmq::socket_type type,
     if (sockets != nullptr) {
         detail::apply_socket_options(s, *sockets);
     }
-    monitors_->secure(context(), s, security, this->name(), name, settings_.registry);
+    monitors_->watch(context(), s, security, this->name(), name, settings_.registry);
     if (configure) {
         configure(s);
     }
@@ -115,9 +125,18 @@ zmq::socket_t& device::open_side(const std::string& name, zmq::socket_type type,
     return s;
 }
 
-void device::log(log_level level, std::string_view text) const {
+void device::log(log_level level, std::string_view text,
+                 std::span<const zmqkit::log_field> fields) const {
     if (settings_.log) {
-        settings_.log(text);
+        if (fields.empty()) {
+            settings_.log(text);
+            return;
+        }
+        std::string line(text);
+        for (const auto& f : fields) {
+            line.append(1, ' ').append(f.key).append(1, '=').append(f.value);
+        }
+        settings_.log(line);
         return;
     }
     // Unset: the process-wide log (zmqkit/log.hpp), component = the device's name, at the
@@ -125,7 +144,27 @@ void device::log(log_level level, std::string_view text) const {
     static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug,
                                                    zmqkit::log_level::info, zmqkit::log_level::warn,
                                                    zmqkit::log_level::error};
-    logger_.write(levels[static_cast<std::size_t>(level)], text);
+    logger_.write(levels[static_cast<std::size_t>(level)], text, fields);
+}
+
+bool device::log_enabled(log_level level) const noexcept {
+    static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug,
+                                                   zmqkit::log_level::info, zmqkit::log_level::warn,
+                                                   zmqkit::log_level::error};
+    return settings_.log ? true : logger_.enabled(levels[static_cast<std::size_t>(level)]);
+}
+
+void device::log_event(log_level level, std::string_view kind, std::string_view text,
+                       std::span<const zmqkit::log_field> fields) {
+    const auto held = event_limiter_.admit(kind);
+    if (!held) {
+        return;
+    }
+    if (*held == 0) {
+        log(level, text, fields);
+        return;
+    }
+    log(level, std::string(text) + zmqkit::log_rate_limiter::suppressed_suffix(*held), fields);
 }
 
 void device::report_malformed(std::string_view where, std::string_view why) {
@@ -249,6 +288,12 @@ std::string device::build_status() {
     detail::status_object status;
     auto& j = status.json;
     j["state"] = status_state();
+    j["version"] = ZMQKIT_VERSION;
+    j["libzmq"] = libzmq_version();
+    j["started"] = zmqkit::format_timestamp(started_);
+    j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now() - started_)
+                              .count();
     add_status_head(status);
     j["statistics"] = detail::status_document::parse(statistics().to_json());
     add_status(status);

@@ -101,40 +101,48 @@ apply_side_security(zmq::context_t& context, zmq::socket_t& s, const socket_secu
     return std::make_unique<handshake_monitor>(context, s, std::move(name), nullptr, registry);
 }
 
-// The handshake monitors of a device's sides and their part of STATUS. secure() and clear()
-// run on the device's thread; add_status() may be called from any thread.
+// The monitors of a device's sides (one per side, secured or not) and their part of STATUS.
+// watch() and clear() run on the device's thread; add_status() may be called from any thread.
 class side_monitors {
 public:
-    // Applies `security` to `s` (apply_side_security) and keeps its monitor under `side`
-    // ("frontend", ...); the monitor and its log lines are named "<device>.<side>".
-    void secure(zmq::context_t& context, zmq::socket_t& s, const socket_security& security,
-                const std::string& device, const std::string& side, metrics_registry* registry) {
-        auto monitor = apply_side_security(context, s, security, device + "." + side, registry);
-        if (!monitor) {
-            return;
+    // Applies `security` to `s` (when enabled) and watches the socket under `side`
+    // ("frontend", ...): connections logged at info and counted per side
+    // (zmqkit_device_connects_total{component,side}, ...), failed handshakes at warn. The monitor
+    // and its log lines are named "<device>.<side>".
+    void watch(zmq::context_t& context, zmq::socket_t& s, const socket_security& security,
+               const std::string& device, const std::string& side, metrics_registry* registry) {
+        if (security.enabled()) {
+            apply_security(s, security);
         }
+        auto monitor = std::make_unique<handshake_monitor>(
+            context, s, device + "." + side, nullptr, registry,
+            connection_tracking{true, {{"component", device}, {"side", side}}});
         std::lock_guard lock(mutex_);
-        sides_.push_back(secured_side{side, security.describe(), std::move(monitor)});
+        sides_.push_back(
+            watched_side{side, security.enabled(), security.describe(), std::move(monitor)});
     }
     // Stops every monitor; call before the sockets close.
     void clear() noexcept {
         std::lock_guard lock(mutex_);
         sides_.clear();
     }
-    // Adds `"security":{"frontend":{"mode":"curve server, ...","handshakes":N,
-    // "handshake_failures":N,"last_failure":"..."},...}` to doc, nothing when no side is
-    // secured (so a device without security reports exactly what it did before). Public keys
-    // only.
+    // Adds `"connections":{"frontend":{"open":N,"connects":N,"disconnects":N,"peers":[{"peer":
+    // "127.0.0.1:40312","endpoint":"tcp://0.0.0.0:5555","direction":"accepted","since":
+    // "2026-12-07T04:05:06Z"},...]},...}` (peers: the oldest 100) and `"security":{"frontend":
+    // {"mode":"curve server, ...","handshakes":N,"handshake_failures":N,"last_failure":"..."},
+    // ...}` (only when a side is secured) to doc. Public keys only.
     void add_status(nlohmann::ordered_json& doc) const;
+    static constexpr std::size_t status_peers = 100;
 
 private:
-    struct secured_side {
+    struct watched_side {
         std::string side;
+        bool secured = false;
         std::string description;
         std::unique_ptr<handshake_monitor> monitor;
     };
     mutable std::mutex mutex_;
-    std::vector<secured_side> sides_;
+    std::vector<watched_side> sides_;
 };
 
 // Throws config_error when a device with per-side settings was given sockets.security: one
@@ -247,11 +255,34 @@ inline std::string dump_status(const status_document& doc) {
 
 inline void side_monitors::add_status(status_document& doc) const {
     std::lock_guard lock(mutex_);
-    if (sides_.empty()) {
+    auto& connections = doc["connections"] = status_document::object();
+    bool any_secured = false;
+    for (const auto& s : sides_) {
+        any_secured = any_secured || s.secured;
+        const auto st = s.monitor->stats();
+        const auto open = s.monitor->connections(status_peers);
+        auto& side = connections[s.side] = status_document::object();
+        side["open"] = st.connected - std::min(st.connected, st.disconnected);
+        side["connects"] = st.connected;
+        side["disconnects"] = st.disconnected;
+        auto& peers = side["peers"] = status_document::array();
+        for (const auto& c : open) {
+            status_document p = status_document::object();
+            set_text(p, "peer", c.peer);
+            set_text(p, "endpoint", c.endpoint);
+            p["direction"] = c.accepted ? "accepted" : "connected";
+            p["since"] = format_timestamp(c.since);
+            peers.push_back(std::move(p));
+        }
+    }
+    if (!any_secured) {
         return;
     }
     auto& security = doc["security"] = status_document::object();
     for (const auto& s : sides_) {
+        if (!s.secured) {
+            continue;
+        }
         const auto st = s.monitor->stats();
         auto& side = security[s.side] = status_document::object();
         set_text(side, "mode", s.description);

@@ -331,6 +331,16 @@ struct durable_proxy::impl {
             duplicates->add();
             [[fallthrough]];
         case append_result::status::appended:
+            if (self.log_enabled(device::log_level::debug)) { // -v: each message's path
+                header h;
+                (void)decode_header(header_bytes.data(), header_bytes.size(), h);
+                const message_log_fields ids(h);
+                self.log(device::log_level::debug,
+                         r.outcome == append_result::status::appended
+                             ? "stored"
+                             : "stored already (a resent message is kept once)",
+                         ids.fields());
+            }
             if (from_router) {
                 confirms.push_back({r.ticket, std::string(rid), delimiter, id, round_began});
             }
@@ -339,6 +349,13 @@ struct durable_proxy::impl {
             return false;
         case append_result::status::rejected:
             rejects_sent->add();
+            if (self.log_enabled(device::log_level::warning)) {
+                header h;
+                (void)decode_header(header_bytes.data(), header_bytes.size(), h);
+                const message_log_fields ids(h);
+                self.log_event(device::log_level::warning, "rejected",
+                               "rejected a message: " + r.reason, ids);
+            }
             if (from_router) {
                 send_reject(rid, delimiter, id, r.reason);
             }
@@ -550,13 +567,51 @@ struct durable_proxy::impl {
         return std::min(d, opt.redelivery_backoff_max);
     }
 
+    // The header and delivery count of spooled message `seq`, for a per-message event line
+    // (empty ids if it cannot be read).
+    std::pair<header, std::uint32_t> spooled_ids(std::uint64_t seq) {
+        std::pair<header, std::uint32_t> out{};
+        if (const auto m = sp->read(seq)) {
+            (void)decode_header(m->header.data(), m->header.size(), out.first);
+            out.second = m->attempt;
+        }
+        return out;
+    }
+
+    // A per-message event: `text` with the message's ids (device::log_event rate-limits each
+    // kind).
+    void message_event(device::log_level level, std::string_view kind, std::uint64_t seq,
+                       const std::pair<header, std::uint32_t>& spooled, const std::string& text) {
+        const message_log_fields ids(spooled.first);
+        self.log_event(level, kind,
+                       text + " (sequence " + std::to_string(seq) + ", " +
+                           std::to_string(spooled.second) + " deliveries)",
+                       ids);
+    }
+
     void requeue(std::uint64_t seq, std::chrono::milliseconds delay) {
+        // The ids are read before: a requeue may dead-letter the message. Only when a line
+        // could be written (nothing is read on a quiet log).
+        const bool logging = self.log_enabled(device::log_level::warning);
+        const auto spooled = logging ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
         bool dead = false;
         if (sp->requeue(seq, delay, &dead)) {
             if (dead) {
                 dead_lettered->add();
+                if (logging) {
+                    message_event(device::log_level::warning, "dead_lettered", seq, spooled,
+                                  "dead-lettered: delivered " +
+                                      std::to_string(sp->options().max_attempts) +
+                                      " times without an ack");
+                }
             } else {
                 redeliveries->add();
+                if (logging && self.log_enabled(device::log_level::info)) {
+                    message_event(device::log_level::info, "redelivered", seq, spooled,
+                                  delay.count() > 0
+                                      ? "redelivering in " + std::to_string(delay.count()) + " ms"
+                                      : std::string("redelivering"));
+                }
             }
         }
         release_inflight(seq);
@@ -637,6 +692,14 @@ struct durable_proxy::impl {
                     continue;
                 }
                 if (c->what == kind::acked) {
+                    if (self.log_enabled(device::log_level::debug)) {
+                        const auto spooled = spooled_ids(seq);
+                        const message_log_fields ids(spooled.first);
+                        self.log(device::log_level::debug,
+                                 "acked by consumer " + hex(rid) + " (sequence " +
+                                     std::to_string(seq) + ")",
+                                 ids.fields());
+                    }
                     (void)sp->ack(seq);
                     ++state.acked;
                     release_inflight(seq);
@@ -651,8 +714,15 @@ struct durable_proxy::impl {
                 const std::string reason =
                     c->reason.empty() ? std::string("rejected by the consumer")
                                       : "rejected by the consumer: " + std::string(c->reason);
+                const bool logging = self.log_enabled(device::log_level::warning);
+                const auto spooled =
+                    logging ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
                 if (sp->dead_letter(seq, reason)) {
                     dead_lettered->add();
+                    if (logging) {
+                        message_event(device::log_level::warning, "dead_lettered", seq, spooled,
+                                      "dead-lettered: " + reason);
+                    }
                 }
                 release_inflight(seq);
             }
@@ -715,6 +785,15 @@ struct durable_proxy::impl {
         if (decode_header(m.header.data(), m.header.size(), scratch)) {
             scratch.attempt = std::max<std::uint32_t>(1, m.attempt);
             o.header = encode_header(scratch);
+            if (self.log_enabled(device::log_level::debug)) {
+                const message_log_fields ids(scratch);
+                self.log(device::log_level::debug,
+                         (rid.empty() ? std::string("delivering on the push backend")
+                                      : "delivering to consumer " + hex(rid)) +
+                             " (sequence " + std::to_string(m.sequence) + ", attempt " +
+                             std::to_string(scratch.attempt) + ")",
+                         ids.fields());
+            }
         } else {
             o.header.assign(m.header); // cannot happen: the spool checked it on append
         }

@@ -347,6 +347,16 @@ struct load_balancer::impl {
         if (it == requests.end()) {
             return;
         }
+        if (self.log_enabled(device::log_level::warning)) {
+            // Each failed request, with its ids when it came in an envelope.
+            const std::string text = "request failed (" + std::string(code) + "): " + reason;
+            if (it->second.envelope) {
+                const message_log_fields ids(it->second.h);
+                self.log_event(device::log_level::warning, code, text, ids);
+            } else {
+                self.log_event(device::log_level::warning, code, text);
+            }
+        }
         send_error(it->second, code, reason);
         forget(tag);
     }

@@ -129,6 +129,25 @@ struct mdp_broker::impl {
     }
 
     void log(const std::string& line) const { self.log(device::log_level::info, line); }
+    // A request given up on (dropped, expired), with the ids of its envelope when its body is
+    // one ([header+body] or [header][body]); rate-limited per kind.
+    void request_event(std::string_view kind, const std::vector<zmq::message_t>& body,
+                       const std::string& text) {
+        if (!self.log_enabled(device::log_level::warning)) {
+            return;
+        }
+        header h;
+        if (body.size() == 1 || body.size() == 2) {
+            std::size_t header_size = 0;
+            if (!decode_header(body[0].data(), body[0].size(), h,
+                               body.size() == 1 ? &header_size : nullptr)
+                     .ok()) {
+                h = header{};
+            }
+        }
+        const message_log_fields ids(h);
+        self.log_event(device::log_level::warning, kind, text, ids);
+    }
     void report_malformed(const std::string& where, const std::string& why) {
         self.report_malformed(where, why);
     }
@@ -237,8 +256,13 @@ struct mdp_broker::impl {
     void accept_request(std::size_t n, std::string_view service_name) {
         if (queued >= opt.max_queued) {
             c_dropped->add();
-            log("dropped a request for '" + std::string(service_name) +
-                "': " + std::to_string(queued) + " requests are waiting already");
+            std::vector<zmq::message_t> body;
+            for (std::size_t i = 4; i < n; ++i) {
+                body.push_back(std::move(frames[i]));
+            }
+            request_event("dropped", body,
+                          "dropped a request for '" + std::string(service_name) +
+                              "': " + std::to_string(queued) + " requests are waiting already");
             return;
         }
         request_state r;
@@ -320,8 +344,10 @@ struct mdp_broker::impl {
         auto& r = it->second;
         if (r.dispatches >= opt.max_attempts) {
             c_dropped->add();
-            log("dropped a request for '" + r.service + "' after " + std::to_string(r.dispatches) +
-                " attempts (the last worker, " + hex(wid) + ", " + what + ")");
+            request_event("dropped", r.body,
+                          "dropped a request for '" + r.service + "' after " +
+                              std::to_string(r.dispatches) + " attempts (the last worker, " +
+                              hex(wid) + ", " + what + ")");
             requests.erase(it);
             return;
         }
@@ -554,6 +580,10 @@ struct mdp_broker::impl {
                     if (t < it->second.expires) {
                         break;
                     }
+                    request_event("expired", it->second.body,
+                                  "expired a request for '" + name +
+                                      "': no worker of the service took it within " +
+                                      std::to_string(opt.request_expiry.count()) + " ms");
                     requests.erase(it);
                     --s.queued;
                     --queued;

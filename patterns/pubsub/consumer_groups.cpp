@@ -61,8 +61,8 @@ consumer_groups::~consumer_groups() {
 void consumer_groups::setup() {
     input_.emplace(context(), zmq::socket_type::sub);
     apply(*input_, options_.sockets);
-    monitors_->secure(context(), *input_, options_.frontend_security, options_.name, "frontend",
-                      options_.registry);
+    monitors_->watch(context(), *input_, options_.frontend_security, options_.name, "frontend",
+                     options_.registry);
     for (const auto& topic : options_.topics) {
         input_->set(zmq::sockopt::subscribe, topic);
     }
@@ -72,8 +72,8 @@ void consumer_groups::setup() {
     for (const auto& g : options_.groups) {
         auto& s = outputs_.emplace_back(context(), zmq::socket_type::push);
         apply(s, options_.sockets);
-        monitors_->secure(context(), s, options_.backend_security, options_.name,
-                          "backend." + g.name, options_.registry);
+        monitors_->watch(context(), s, options_.backend_security, options_.name,
+                         "backend." + g.name, options_.registry);
         out.push_back(attach(s, g.endpoints, endpoint_action::bind));
     }
     {

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <span>
 
 namespace {
 
@@ -50,6 +51,10 @@ public:
 
     [[nodiscard]] std::uint64_t received() const noexcept { return received_.load(); }
     [[nodiscard]] std::uint64_t held() const noexcept { return held_.load(); }
+    // A per-message event, as the real devices write them (the limiter is thread-safe).
+    void event(std::string_view kind, std::string_view text, std::span<const log_field> fields) {
+        log_event(log_level::warning, kind, text, fields);
+    }
 
 private:
     static patterns::device_settings settings_of(const options& o) {
@@ -196,7 +201,11 @@ TEST_F(device_fixture, status_is_one_json_object_with_the_base_members_around_th
     for (const auto& [key, value] : status.items()) {
         keys.push_back(key);
     }
-    EXPECT_EQ(keys, (std::vector<std::string>{"state", "kind", "statistics", "received"}));
+    EXPECT_EQ(keys,
+              (std::vector<std::string>{"state", "version", "libzmq", "started", "uptime_seconds",
+                                        "kind", "statistics", "received", "connections"}));
+    EXPECT_EQ(status["started"].get<std::string>().size(), 27u); // 2026-12-07T04:05:06.123456Z
+    EXPECT_GE(status["uptime_seconds"].get<std::int64_t>(), 0);
     EXPECT_EQ(status["state"], "paused");
     EXPECT_EQ(status["statistics"]["frontend"]["messages_in"], 2);
     EXPECT_EQ(status["received"], 2);
@@ -268,6 +277,94 @@ TEST_F(device_fixture, malformed_input_is_counted_always_and_logged_once_a_secon
     ASSERT_EQ(lines.size(), 2U);
     EXPECT_EQ(lines[1], "dropped a malformed message on the frontend: it said bad (and 3 more "
                         "since the last report)");
+}
+
+TEST_F(device_fixture, per_message_events_carry_the_ids_and_are_rate_limited_per_kind) {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    std::atomic<std::int64_t> now_ms{1'000'000};
+    auto o = options(false);
+    o.clock = [&] {
+        return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load()));
+    };
+    o.log = [&](std::string_view line) {
+        std::lock_guard lock(mutex);
+        lines.emplace_back(line);
+    };
+    counting_device dev(ctx, o);
+    header h = header::fresh();
+    h.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const message_log_fields ids(h);
+    ASSERT_EQ(ids.fields().size(), 3u);
+    for (int i = 0; i < 25; ++i) {
+        dev.event("dead_lettered", "dead-lettered: rejected by the consumer", ids);
+    }
+    dev.event("redelivered", "redelivering", ids); // another kind has its own budget
+    now_ms += 1000;
+    dev.event("dead_lettered", "dead-lettered: rejected by the consumer", ids);
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(lines.size(), 22u);
+    const std::string id_fields = " message_id=" + h.id.to_string() +
+                                  " correlation_id=" + h.correlation_id.to_string() +
+                                  " trace_id=4bf92f3577b34da6a3ce929d0e0e4736";
+    EXPECT_EQ(lines[0], "dead-lettered: rejected by the consumer" + id_fields);
+    EXPECT_EQ(lines[19], lines[0]);
+    EXPECT_EQ(lines[20], "redelivering" + id_fields);
+    EXPECT_EQ(lines[21],
+              "dead-lettered: rejected by the consumer (5 similar lines suppressed)" + id_fields);
+}
+
+TEST_F(device_fixture, connections_are_logged_counted_and_listed_in_status_per_side) {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    set_log_sink("counting.frontend", make_callback_sink([&](const log_record& r) {
+                     std::lock_guard lock(mutex);
+                     lines.emplace_back(std::string(to_string(r.level)) + " " +
+                                        std::string(r.message));
+                 }));
+    auto o = options();
+    o.input = "tcp://127.0.0.1:*";
+    counting_device dev(ctx, o);
+    dev.start();
+    const auto endpoint = dev.endpoints("frontend").at(0);
+    auto status = [&] { return nlohmann::json::parse(dev.status_json())["connections"]; };
+    auto& connects = registry.get_counter("zmqkit_device_connects_total", "",
+                                          {{"component", "counting"}, {"side", "frontend"}});
+    auto& disconnects = registry.get_counter("zmqkit_device_disconnects_total", "",
+                                             {{"component", "counting"}, {"side", "frontend"}});
+    auto& open = registry.get_gauge("zmqkit_device_connections", "",
+                                    {{"component", "counting"}, {"side", "frontend"}});
+    EXPECT_EQ(status()["frontend"]["open"], 0);
+
+    std::optional<zmq::socket_t> push = connect(zmq::socket_type::push, endpoint);
+    send_text(*push, "a");
+    ASSERT_TRUE(eventually([&] { return dev.received() == 1 && open.value() == 1; }));
+    auto c = status();
+    ASSERT_EQ(c["frontend"]["peers"].size(), 1u) << c.dump();
+    const auto peer = c["frontend"]["peers"][0];
+    const std::string address = peer["peer"];
+    EXPECT_THAT(address, ::testing::StartsWith("127.0.0.1:"));
+    EXPECT_EQ(peer["endpoint"], endpoint);
+    EXPECT_EQ(peer["direction"], "accepted");
+    EXPECT_EQ(peer["since"].get<std::string>().size(), 27u);
+    EXPECT_EQ(c["frontend"]["open"], 1);
+    EXPECT_EQ(c["frontend"]["connects"], 1);
+    EXPECT_EQ(connects.value(), 1u);
+    EXPECT_TRUE(c["control"]["peers"].empty()); // inproc: libzmq has no events for it
+
+    push.reset(); // the peer goes away
+    ASSERT_TRUE(eventually([&] { return disconnects.value() == 1; }));
+    EXPECT_EQ(open.value(), 0);
+    c = status();
+    EXPECT_EQ(c["frontend"]["open"], 0);
+    EXPECT_EQ(c["frontend"]["disconnects"], 1);
+    EXPECT_TRUE(c["frontend"]["peers"].empty());
+    set_log_sink("counting.frontend", nullptr);
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0], "info accepted " + address + " on " + endpoint);
+    EXPECT_THAT(lines[1], ::testing::StartsWith("info disconnected " + address + " on " + endpoint +
+                                                " after "));
 }
 
 TEST_F(device_fixture, reload_runs_the_hook_on_the_device_thread) {

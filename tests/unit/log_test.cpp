@@ -2,6 +2,7 @@
 #include "common/cli.hpp"
 #include "zmqkit-proxy/options.hpp"
 
+#include <zmqkit/header.hpp>
 #include <zmqkit/log.hpp>
 
 #include <gmock/gmock.h>
@@ -204,6 +205,49 @@ TEST_F(log_test, the_rate_limiter_counts_what_it_held_back) {
 
     EXPECT_EQ(log_rate_limiter::suppressed_suffix(0), "");
     EXPECT_EQ(log_rate_limiter::suppressed_suffix(3), " (3 similar lines suppressed)");
+}
+
+TEST_F(log_test, a_burst_of_lines_per_interval_then_the_count_of_what_was_held_back) {
+    auto now = std::chrono::steady_clock::time_point(std::chrono::hours(1));
+    log_rate_limiter limiter(
+        1s, [&] { return now; }, 3);
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(limiter.admit("dead_lettered"), 0U) << i;
+    }
+    EXPECT_EQ(limiter.admit("dead_lettered"), std::nullopt);
+    EXPECT_EQ(limiter.admit("dead_lettered"), std::nullopt);
+    now += 999ms;
+    EXPECT_EQ(limiter.admit("dead_lettered"), std::nullopt);
+    now += 1ms; // a new interval: three more, the first with the count
+    EXPECT_EQ(limiter.admit("dead_lettered"), 3U);
+    EXPECT_EQ(limiter.admit("dead_lettered"), 0U);
+    EXPECT_EQ(limiter.admit("dead_lettered"), 0U);
+    EXPECT_EQ(limiter.admit("dead_lettered"), std::nullopt);
+}
+
+TEST_F(log_test, the_ids_of_a_message_as_fields_and_the_trace_id_of_a_traceparent) {
+    EXPECT_EQ(trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+              "4bf92f3577b34da6a3ce929d0e0e4736");
+    // a later version may append fields; anything else is not a traceparent
+    EXPECT_EQ(trace_id_of("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz"),
+              "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_EQ(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), "");
+    EXPECT_EQ(trace_id_of("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"), "");
+    EXPECT_EQ(trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0"), "");
+    EXPECT_EQ(trace_id_of("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x"), "");
+    EXPECT_EQ(trace_id_of(""), "");
+
+    header h = header::fresh();
+    const message_log_fields plain(h);
+    ASSERT_EQ(plain.fields().size(), 2u); // no traceparent: no trace id
+    EXPECT_EQ(plain.fields()[0].key, "message_id");
+    EXPECT_EQ(plain.fields()[0].value, h.id.to_string());
+    EXPECT_EQ(plain.fields()[1].key, "correlation_id");
+    EXPECT_EQ(plain.fields()[1].value, h.correlation_id.to_string());
+    const auto later = header::follow_up(h);
+    const message_log_fields follow(later);
+    EXPECT_EQ(follow.fields()[1].value, h.id.to_string()); // one conversation, one id to grep
+    EXPECT_TRUE(message_log_fields(header{}).fields().empty());
 }
 
 TEST_F(log_test, the_text_line_has_time_level_component_and_stays_one_line) {

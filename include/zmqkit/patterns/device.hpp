@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -118,8 +119,18 @@ protected:
                              const std::string& spec, const socket_options* sockets,
                              const socket_security& security,
                              const std::function<void(zmq::socket_t&)>& configure = {});
-    // The one way a device writes a log line (settings.log, or the default).
-    void log(log_level level, std::string_view text) const;
+    // The one way a device writes a log line (settings.log, or the default). `fields` go to
+    // the default log as structured fields, to settings.log as " key=value" after the text.
+    void log(log_level level, std::string_view text,
+             std::span<const zmqkit::log_field> fields = {}) const;
+    // True if a line at `level` would be written (settings.log: always). Ask before building
+    // an expensive line.
+    [[nodiscard]] bool log_enabled(log_level level) const noexcept;
+    // A per-message event (dead-lettered, redelivered, rejected, expired, refused): `text`
+    // with the message's ids (message_log_fields) as `fields`. At most 20 lines a second of
+    // each `kind`; the next line of that kind let through says how many were held back.
+    void log_event(log_level level, std::string_view kind, std::string_view text,
+                   std::span<const zmqkit::log_field> fields = {});
     // Counts a malformed message (the counter given to count_malformed_in) and logs
     // "dropped a malformed message on the <where>: <why>", at most one line a second; the
     // next line says how many were not logged.
@@ -200,6 +211,8 @@ private:
     std::atomic<bool> terminated_{false};
     std::atomic<std::uint64_t> drain_dropped_{0};
     std::atomic<std::uint64_t> drain_remaining_{0};
+    zmqkit::log_rate_limiter event_limiter_; // log_event(): per kind, on the device's clock
+    std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
     counter* malformed_ = nullptr;
     time_point malformed_log_after_{};
     std::uint64_t malformed_unlogged_ = 0;
