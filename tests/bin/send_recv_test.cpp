@@ -405,6 +405,59 @@ TEST(send_recv, pub_survives_an_oversize_subscription) {
     EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
 }
 
+TEST(send_recv, sub_reports_gaps_and_duplicates_of_sequenced_publications_with_their_ids) {
+    child_process recv(recv_cmd({"--sub", "-f", "%s\\n", "@tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    ASSERT_FALSE(endpoint.empty()) << all_stderr(recv);
+    zmq::context_t ctx;
+    zmq::socket_t pub(ctx, zmq::socket_type::pub);
+    pub.set(zmq::sockopt::linger, 0);
+    pub.connect(endpoint);
+    const auto publish = [&](const header& h, const std::string& body) {
+        pub.send(zmq::buffer(std::string("t")), zmq::send_flags::sndmore);
+        pub.send(zmq::buffer(encode_header(h)), zmq::send_flags::sndmore);
+        pub.send(zmq::buffer(body), zmq::send_flags::none);
+    };
+    // Until the subscription has reached the PUB: unsequenced messages (not tracked).
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (out.find("warm\n") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+        publish(header::fresh(), "warm");
+        out = recv.read_stdout(20ms);
+    }
+    ASSERT_NE(out.find("warm\n"), std::string::npos) << all_stderr(recv);
+
+    const auto publisher = message_id::generate();
+    const auto conversation = message_id::generate();
+    std::vector<header> sent;
+    for (const std::uint64_t seq : {1UL, 2UL, 4UL, 4UL}) { // 3 never comes; 4 comes twice
+        header h = header::fresh();
+        h.correlation_id = conversation;
+        h.publisher_id = publisher;
+        h.sequence = seq;
+        if (!sent.empty() && seq == sent.back().sequence) {
+            h = sent.back(); // the same message again
+        }
+        publish(h, "p" + std::to_string(seq));
+        sent.push_back(h);
+    }
+    const auto gap = recv.wait_for_stderr(
+        std::regex("WARN  zmqkit-recv: (gap: 1 message\\(s\\) of publisher .*)"), 10s);
+    ASSERT_TRUE(gap) << all_stderr(recv);
+    EXPECT_EQ(*gap, "gap: 1 message(s) of publisher " + publisher.to_string() +
+                        " on 't' never arrived (sequence 3; this one is 4) message_id=" +
+                        sent[2].id.to_string() + " correlation_id=" + conversation.to_string());
+    const auto duplicate =
+        recv.wait_for_stderr(std::regex("WARN  zmqkit-recv: (duplicate: .*)"), 10s);
+    ASSERT_TRUE(duplicate) << all_stderr(recv);
+    EXPECT_EQ(*duplicate, "duplicate: sequence 4 of publisher " + publisher.to_string() +
+                              " on 't' arrived again message_id=" + sent[2].id.to_string() +
+                              " correlation_id=" + conversation.to_string());
+    recv.signal(SIGTERM);
+    EXPECT_EQ(recv.wait(10s), 0) << all_stderr(recv);
+    EXPECT_THAT(all_stdout(recv), HasSubstr("p1\np2\np4\np4\n")); // reported, not dropped
+}
+
 TEST(send_recv, raw_send_reaches_a_plain_zeromq_peer) {
     zmq::context_t ctx;
     zmq::socket_t pull(ctx, zmq::socket_type::pull);

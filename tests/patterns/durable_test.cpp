@@ -248,6 +248,18 @@ TEST_F(durable_fixture, nack_requeues_with_a_higher_attempt_or_dead_letters_with
             return proxy.status_json().find("\"dead_letter_messages\":1") != std::string::npos;
         })) << proxy.status_json();
         proxy.stop();
+        // Each event is a line with the message's ids: grep an id and find what happened.
+        const auto ids_of = [&](int i) {
+            return " message_id=" + ids[static_cast<std::size_t>(i)].to_string() +
+                   " correlation_id=" + ids[static_cast<std::size_t>(i)].to_string();
+        };
+        std::lock_guard lock(log_mutex);
+        EXPECT_THAT(logged, ::testing::Contains("redelivering in 1 ms (sequence 1, 1 deliveries)" +
+                                                ids_of(0)));
+        EXPECT_THAT(logged, ::testing::Contains(
+                                "dead-lettered: rejected by the consumer: poison (sequence 2, 1 "
+                                "deliveries)" +
+                                ids_of(1)));
     }
     spool dlq(dead_letter_spool(o));
     bool found = false;
