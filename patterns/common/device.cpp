@@ -288,6 +288,7 @@ std::string device::build_status() {
     detail::status_object status;
     auto& j = status.json;
     j["state"] = status_state();
+    detail::set_text(j, "name", name());
     j["version"] = ZMQKIT_VERSION;
     j["libzmq"] = libzmq_version();
     j["started"] = zmqkit::format_timestamp(started_);

@@ -841,7 +841,9 @@ TEST_F(durable_fixture, status_stays_valid_json_with_a_spool_directory_that_is_n
     EXPECT_FALSE(j["spool"].contains("failure_hex"));
     EXPECT_EQ(j["state"], "running");
     // the member order of the document is unchanged
-    EXPECT_NE(status.find("{\"state\":\"running\",\"version\":\""), std::string::npos) << status;
+    EXPECT_NE(status.find("{\"state\":\"running\",\"name\":\"durable\",\"version\":\""),
+              std::string::npos)
+        << status;
     EXPECT_NE(status.find(",\"statistics\":{\"frontend\":{"), std::string::npos) << status;
     EXPECT_NE(status.find("\",\"sync\":\""), std::string::npos) << status;
 }
