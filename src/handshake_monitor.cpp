@@ -172,6 +172,7 @@ struct handshake_monitor::impl {
     gauge* open_gauge = nullptr;    // "
     int mechanism = ZMQ_NULL;
     bool curve_client = false;
+    bool secured = true; // false: NULL mechanism and no ZAP domain (a device's plain side)
     // The socket monitor: started and stopped on the owner's thread, read on the monitor
     // thread; `monitor_mutex` orders its stop (owner) against its close on ETERM (thread).
     std::optional<socket_monitor> monitor;
@@ -188,9 +189,14 @@ struct handshake_monitor::impl {
     handshake_stats stats;
     bool definitive_failure = false;
     bool closed_during_handshake = false;
-    std::string last_connected;          // endpoint of the last connection made
-    std::string last_endpoint;           // any endpoint seen (connect attempts included)
-    std::map<int, connection_info> open; // fd -> the connection (under `mutex`)
+    std::string last_connected; // endpoint of the last connection made
+    std::string last_endpoint;  // any endpoint seen (connect attempts included)
+    struct open_connection {
+        connection_info info;
+        std::chrono::steady_clock::time_point since; // for the duration (steps of the wall
+                                                     // clock do not make it negative)
+    };
+    std::map<int, open_connection> open; // fd -> the connection (under `mutex`)
 
     // Thread-local to the monitor thread.
     std::set<std::string> listening;
@@ -254,39 +260,45 @@ struct handshake_monitor::impl {
             if (!accepted) {
                 last_connected = endpoint;
             }
-            open[fd] = connection_info{std::move(peer), endpoint, accepted,
-                                       std::chrono::system_clock::now()};
+            open[fd] = open_connection{connection_info{std::move(peer), endpoint, accepted,
+                                                       std::chrono::system_clock::now()},
+                                       std::chrono::steady_clock::now()};
             now_open = open.size();
         }
-        if (connects != nullptr) {
-            connects->add();
-            open_gauge->set(static_cast<std::int64_t>(now_open));
-        }
+        // The line, the gauge, then the counter: whoever sees the count finds the rest.
         connection_line(key, line);
+        if (connects != nullptr) {
+            open_gauge->set(static_cast<std::int64_t>(now_open));
+            connects->add();
+        }
     }
 
     void closed(int fd, const std::string& endpoint) {
-        std::optional<connection_info> was;
+        std::optional<open_connection> gone;
         std::size_t now_open = 0;
         {
             std::lock_guard lock(mutex);
             ++stats.disconnected;
             if (const auto it = open.find(fd); it != open.end()) {
-                was = std::move(it->second);
+                gone = std::move(it->second);
                 open.erase(it);
             }
             now_open = open.size();
         }
-        if (disconnects != nullptr) {
-            disconnects->add();
-            open_gauge->set(static_cast<std::int64_t>(now_open));
-        }
-        if (!was) {
+        const auto counted = [&] { // the line, the gauge, then the counter (as opened())
+            if (disconnects != nullptr) {
+                open_gauge->set(static_cast<std::int64_t>(now_open));
+                disconnects->add();
+            }
+        };
+        if (!gone) {
             connection_line(endpoint, "disconnected on " + endpoint);
+            counted();
             return;
         }
+        const auto* was = &gone->info;
         const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
-            std::chrono::system_clock::now() - was->since);
+            std::chrono::steady_clock::now() - gone->since);
         char after[48];
         std::snprintf(after, sizeof after, " after %.1f s",
                       static_cast<double>(lasted.count()) / 1000.0);
@@ -298,6 +310,7 @@ struct handshake_monitor::impl {
         } else {
             connection_line(endpoint, "disconnected from " + endpoint + after);
         }
+        counted();
     }
 
     // `key`: who to throttle by (the peer's host, or the endpoint).
@@ -314,6 +327,14 @@ struct handshake_monitor::impl {
     }
 
     void failed(const std::string& endpoint, failure_reason r, std::optional<int> fd) {
+        if (!secured && !r.definitive) {
+            // No security on this socket: a connection closed before the ZMTP greeting (a
+            // health probe, a port scan, a non-ZeroMQ client) is not a security event. A
+            // mechanism mismatch still is (a plaintext client against a CURVE server).
+            std::lock_guard lock(mutex);
+            ++stats.failed;
+            return;
+        }
         registry
             .get_counter("zmqkit_security_handshake_failures_total",
                          "Security handshakes that failed, by socket and reason",
@@ -482,6 +503,12 @@ handshake_monitor::handshake_monitor(zmq::context_t& context, zmq::socket_t& soc
             mechanism == ZMQ_CURVE &&
             zmq_getsockopt(impl_->handle, ZMQ_CURVE_SERVER, &server, &size) == 0 && server == 0;
     }
+    // NULL with a ZAP domain is secured too (address allow/deny lists).
+    char zap_domain[256] = {};
+    std::size_t zap_size = sizeof zap_domain;
+    impl_->secured =
+        impl_->mechanism != ZMQ_NULL ||
+        (zmq_getsockopt(impl_->handle, ZMQ_ZAP_DOMAIN, zap_domain, &zap_size) == 0 && zap_size > 1);
     // Never ZMQ_EVENT_BIND_FAILED: libzmq 4.3 sends that event between the failed bind and the
     // return of zmq_bind(), and the send leaves errno at EAGAIN, so "Address already in use"
     // would reach the caller as "Resource temporarily unavailable". The bind error is reported
@@ -515,7 +542,9 @@ handshake_monitor::~handshake_monitor() {
 
 handshake_stats handshake_monitor::stats() const {
     std::lock_guard lock(impl_->mutex);
-    return impl_->stats;
+    auto s = impl_->stats;
+    s.open = impl_->open.size();
+    return s;
 }
 
 std::vector<connection_info> handshake_monitor::connections(std::size_t limit) const {
@@ -524,7 +553,7 @@ std::vector<connection_info> handshake_monitor::connections(std::size_t limit) c
         std::lock_guard lock(impl_->mutex);
         out.reserve(std::min(limit, impl_->open.size()));
         for (const auto& [fd, c] : impl_->open) {
-            out.push_back(c);
+            out.push_back(c.info);
         }
     }
     std::stable_sort(out.begin(), out.end(),

@@ -100,7 +100,7 @@ protected:
     void check_sequence(const header& h, std::string_view topic) {
         const auto& id = h.publisher_id.bytes();
         const std::string_view publisher(reinterpret_cast<const char*>(id.data()), id.size());
-        patterns::sequence_event e;
+        auto& e = sequence_event_; // reused: its strings keep their capacity
         const auto verdict = sequences_.observe(publisher, topic, h.sequence, &e);
         if (verdict != patterns::sequence_verdict::gap &&
             verdict != patterns::sequence_verdict::duplicate) {
@@ -170,6 +170,7 @@ protected:
                  : nullptr;
     // Sequenced publications: their streams, what was found, at most 20 lines a second of each.
     patterns::sequence_tracker sequences_;
+    patterns::sequence_event sequence_event_;
     counter& gaps_ = registry_.get_counter("zmqkit_recv_gaps_total",
                                            "Gaps found in sequenced publications (missing ranges)");
     counter& missing_ = registry_.get_counter(

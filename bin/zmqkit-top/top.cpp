@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -82,19 +84,25 @@ std::string short_state(const std::string& state) {
 std::string compact(double v) {
     char buf[32];
     const char* units = "kMGTP";
+    if (std::isnan(v)) {
+        return "?";
+    }
     if (v < 999.5) {
         std::snprintf(buf, sizeof buf,
                       v < 9.95 && v != static_cast<double>(static_cast<long>(v)) ? "%.1f" : "%.0f",
                       v);
         return buf;
     }
-    int u = -1;
-    while (v >= 999.5 && u < 4) {
+    if (!std::isfinite(v)) {
+        return "?";
+    }
+    std::size_t u = 0; // v >= 999.5 here: at least k
+    v /= 1000.0;
+    while (v >= 999.5 && u + 1 < std::strlen(units)) {
         v /= 1000.0;
         ++u;
     }
-    std::snprintf(buf, sizeof buf, v < 99.95 ? "%.1f%c" : "%.0f%c", v,
-                  units[static_cast<std::size_t>(u)]);
+    std::snprintf(buf, sizeof buf, v < 99.95 ? "%.1f%c" : "%.0f%c", v, units[u]);
     return buf;
 }
 
@@ -293,6 +301,7 @@ void poll_round(std::vector<peer>& peers, std::chrono::milliseconds timeout) {
             break;
         }
         std::vector<zmq::pollitem_t> items;
+        items.reserve(waiting.size());
         for (auto* p : waiting) {
             items.push_back({p->socket()->handle(), 0, ZMQ_POLLIN, 0});
         }
@@ -388,9 +397,13 @@ top_row row_from_status(const std::string& endpoint, const json& now, const json
                         double seconds) {
     top_row r;
     r.endpoint = endpoint;
-    r.name = now.value("name", endpoint);
+    const auto text = [&](const char* key, const std::string& otherwise) {
+        const auto it = now.find(key);
+        return it != now.end() && it->is_string() ? it->get<std::string>() : otherwise;
+    };
+    r.name = text("name", endpoint);
     r.mode = mode_of(now);
-    r.state = now.value("state", "?");
+    r.state = text("state", "?");
     const json empty = json::object();
     const auto stats = [&](const json& doc, const char* side) -> const json& {
         const auto s = doc.find("statistics");
@@ -433,7 +446,9 @@ top_row row_from_status(const std::string& endpoint, const json& now, const json
     if (const auto c = now.find("connections"); c != now.end() && c->is_object()) {
         std::uint64_t open = 0;
         for (const auto& [side, v] : c->items()) {
-            open += number(v, "open").value_or(0);
+            if (side != "control") { // not the control connections (this view's own among them)
+                open += number(v, "open").value_or(0);
+            }
         }
         r.connections = open;
     }
@@ -487,12 +502,19 @@ std::string render_table(const std::vector<top_row>& rows, const std::string& ti
     }
     out += fit(heads, width) + "\n";
     std::vector<std::string> lines;
+    lines.reserve(rows.size() * 2);
     for (const auto& r : rows) {
         lines.push_back(fit(row_line(r), width));
     }
     for (const auto& r : rows) {
         if (!r.error.empty()) {
-            lines.push_back(fit(r.endpoint + ": " + r.error, width));
+            // The reason stays whole; a long endpoint loses its start.
+            const std::string why = ": " + r.error;
+            std::string where = r.endpoint;
+            if (where.size() + why.size() > width && width > why.size() + 8) {
+                where = "..." + where.substr(where.size() - (width - why.size() - 3));
+            }
+            lines.push_back(fit(where + why, width));
         }
     }
     const std::size_t room = height > 3 ? height - 3 : 1; // title, heads, last line

@@ -197,6 +197,7 @@ struct ZMQKIT_API handshake_stats {
     std::uint64_t succeeded = 0;    // security handshakes completed
     std::uint64_t failed = 0;       // handshakes that failed (any reason)
     std::uint64_t disconnected = 0; // connections closed
+    std::uint64_t open = 0;         // connections open now
     std::string last_failure;       // readable reason of the last failure ("" if none)
 };
 

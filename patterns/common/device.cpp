@@ -151,20 +151,35 @@ bool device::log_enabled(log_level level) const noexcept {
     static constexpr zmqkit::log_level levels[] = {zmqkit::log_level::debug,
                                                    zmqkit::log_level::info, zmqkit::log_level::warn,
                                                    zmqkit::log_level::error};
-    return settings_.log ? true : logger_.enabled(levels[static_cast<std::size_t>(level)]);
+    // A callback has no level of its own: it gets info and above (what devices always wrote to
+    // it), never the per-message debug lines.
+    if (settings_.log) {
+        return level != log_level::debug;
+    }
+    return logger_.enabled(levels[static_cast<std::size_t>(level)]);
+}
+
+std::optional<std::uint64_t> device::admit_event(log_level level, std::string_view kind) {
+    if (!log_enabled(level)) {
+        return std::nullopt;
+    }
+    return event_limiter_.admit(kind);
+}
+
+void device::write_event(log_level level, std::string_view text, std::uint64_t held,
+                         std::span<const zmqkit::log_field> fields) const {
+    if (held == 0) {
+        log(level, text, fields);
+        return;
+    }
+    log(level, std::string(text) + zmqkit::log_rate_limiter::suppressed_suffix(held), fields);
 }
 
 void device::log_event(log_level level, std::string_view kind, std::string_view text,
                        std::span<const zmqkit::log_field> fields) {
-    const auto held = event_limiter_.admit(kind);
-    if (!held) {
-        return;
+    if (const auto held = admit_event(level, kind)) {
+        write_event(level, text, *held, fields);
     }
-    if (*held == 0) {
-        log(level, text, fields);
-        return;
-    }
-    log(level, std::string(text) + zmqkit::log_rate_limiter::suppressed_suffix(*held), fields);
 }
 
 void device::report_malformed(std::string_view where, std::string_view why) {

@@ -262,7 +262,7 @@ inline void side_monitors::add_status(status_document& doc) const {
         const auto st = s.monitor->stats();
         const auto open = s.monitor->connections(status_peers);
         auto& side = connections[s.side] = status_document::object();
-        side["open"] = st.connected - std::min(st.connected, st.disconnected);
+        side["open"] = st.open;
         side["connects"] = st.connected;
         side["disconnects"] = st.disconnected;
         auto& peers = side["peers"] = status_document::array();

@@ -349,12 +349,12 @@ struct durable_proxy::impl {
             return false;
         case append_result::status::rejected:
             rejects_sent->add();
-            if (self.log_enabled(device::log_level::warning)) {
+            if (const auto unlogged = self.admit_event(device::log_level::warning, "rejected")) {
                 header h;
                 (void)decode_header(header_bytes.data(), header_bytes.size(), h);
                 const message_log_fields ids(h);
-                self.log_event(device::log_level::warning, "rejected",
-                               "rejected a message: " + r.reason, ids);
+                self.write_event(device::log_level::warning, "rejected a message: " + r.reason,
+                                 *unlogged, ids);
             }
             if (from_router) {
                 send_reject(rid, delimiter, id, r.reason);
@@ -578,40 +578,41 @@ struct durable_proxy::impl {
         return out;
     }
 
-    // A per-message event: `text` with the message's ids (device::log_event rate-limits each
-    // kind).
+    // A per-message event: `text` with the message's ids, read from the spool only once the
+    // line is admitted (enabled, and within its kind's rate). `deliveries`: the count to show
+    // when the spool no longer knows it (a settled message).
     void message_event(device::log_level level, std::string_view kind, std::uint64_t seq,
-                       const std::pair<header, std::uint32_t>& spooled, const std::string& text) {
+                       const std::string& text, std::uint32_t delivered = 0) {
+        const auto unlogged = self.admit_event(level, kind);
+        if (!unlogged) {
+            return;
+        }
+        const auto spooled = spooled_ids(seq);
         const message_log_fields ids(spooled.first);
-        self.log_event(level, kind,
-                       text + " (sequence " + std::to_string(seq) + ", " +
-                           std::to_string(spooled.second) + " deliveries)",
-                       ids);
+        self.write_event(level,
+                         text + " (sequence " + std::to_string(seq) + ", " +
+                             std::to_string(std::max(delivered, spooled.second)) + " deliveries)",
+                         *unlogged, ids);
     }
 
+    // The record stays readable after a requeue or dead-letter until the next commit retires
+    // its segment, so the event reads it afterwards, only when it is written.
     void requeue(std::uint64_t seq, std::chrono::milliseconds delay) {
-        // The ids are read before: a requeue may dead-letter the message. Only when a line
-        // could be written (nothing is read on a quiet log).
-        const bool logging = self.log_enabled(device::log_level::warning);
-        const auto spooled = logging ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
         bool dead = false;
         if (sp->requeue(seq, delay, &dead)) {
             if (dead) {
                 dead_lettered->add();
-                if (logging) {
-                    message_event(device::log_level::warning, "dead_lettered", seq, spooled,
-                                  "dead-lettered: delivered " +
-                                      std::to_string(sp->options().max_attempts) +
-                                      " times without an ack");
-                }
+                const auto max = sp->options().max_attempts;
+                message_event(device::log_level::warning, "dead_lettered", seq,
+                              "dead-lettered: delivered " + std::to_string(max) +
+                                  " times without an ack",
+                              max);
             } else {
                 redeliveries->add();
-                if (logging && self.log_enabled(device::log_level::info)) {
-                    message_event(device::log_level::info, "redelivered", seq, spooled,
-                                  delay.count() > 0
-                                      ? "redelivering in " + std::to_string(delay.count()) + " ms"
-                                      : std::string("redelivering"));
-                }
+                message_event(device::log_level::info, "redelivered", seq,
+                              delay.count() > 0
+                                  ? "redelivering in " + std::to_string(delay.count()) + " ms"
+                                  : std::string("redelivering"));
             }
         }
         release_inflight(seq);
@@ -714,14 +715,20 @@ struct durable_proxy::impl {
                 const std::string reason =
                     c->reason.empty() ? std::string("rejected by the consumer")
                                       : "rejected by the consumer: " + std::string(c->reason);
-                const bool logging = self.log_enabled(device::log_level::warning);
+                // The ids and delivery count are read before (a settled message's count is
+                // gone), and only for a line that will be written.
+                const auto unlogged = self.admit_event(device::log_level::warning, "dead_lettered");
                 const auto spooled =
-                    logging ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
+                    unlogged ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
                 if (sp->dead_letter(seq, reason)) {
                     dead_lettered->add();
-                    if (logging) {
-                        message_event(device::log_level::warning, "dead_lettered", seq, spooled,
-                                      "dead-lettered: " + reason);
+                    if (unlogged) {
+                        const message_log_fields ids(spooled.first);
+                        self.write_event(device::log_level::warning,
+                                         "dead-lettered: " + reason + " (sequence " +
+                                             std::to_string(seq) + ", " +
+                                             std::to_string(spooled.second) + " deliveries)",
+                                         *unlogged, ids);
                     }
                 }
                 release_inflight(seq);

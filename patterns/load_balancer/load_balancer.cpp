@@ -347,14 +347,15 @@ struct load_balancer::impl {
         if (it == requests.end()) {
             return;
         }
-        if (self.log_enabled(device::log_level::warning)) {
-            // Each failed request, with its ids when it came in an envelope.
+        // Each failed request, with its ids when it came in an envelope (built only for a line
+        // that is written).
+        if (const auto held = self.admit_event(device::log_level::warning, code)) {
             const std::string text = "request failed (" + std::string(code) + "): " + reason;
             if (it->second.envelope) {
                 const message_log_fields ids(it->second.h);
-                self.log_event(device::log_level::warning, code, text, ids);
+                self.write_event(device::log_level::warning, text, *held, ids);
             } else {
-                self.log_event(device::log_level::warning, code, text);
+                self.write_event(device::log_level::warning, text, *held);
             }
         }
         send_error(it->second, code, reason);

@@ -129,24 +129,27 @@ struct mdp_broker::impl {
     }
 
     void log(const std::string& line) const { self.log(device::log_level::info, line); }
-    // A request given up on (dropped, expired), with the ids of its envelope when its body is
-    // one ([header+body] or [header][body]); rate-limited per kind.
-    void request_event(std::string_view kind, const std::vector<zmq::message_t>& body,
-                       const std::string& text) {
-        if (!self.log_enabled(device::log_level::warning)) {
+    // A request given up on (dropped, expired), with the ids of its envelope when its body
+    // (`count` frames at `body`) is one ([header+body] or [header][body]); rate-limited per
+    // kind, and nothing is decoded or formatted for a line that is not written.
+    template <class Text>
+    void request_event(std::string_view kind, const zmq::message_t* body, std::size_t count,
+                       Text&& text) {
+        const auto held = self.admit_event(device::log_level::warning, kind);
+        if (!held) {
             return;
         }
         header h;
-        if (body.size() == 1 || body.size() == 2) {
+        if (count == 1 || count == 2) {
             std::size_t header_size = 0;
             if (!decode_header(body[0].data(), body[0].size(), h,
-                               body.size() == 1 ? &header_size : nullptr)
+                               count == 1 ? &header_size : nullptr)
                      .ok()) {
                 h = header{};
             }
         }
         const message_log_fields ids(h);
-        self.log_event(device::log_level::warning, kind, text, ids);
+        self.write_event(device::log_level::warning, text(), *held, ids);
     }
     void report_malformed(const std::string& where, const std::string& why) {
         self.report_malformed(where, why);
@@ -256,13 +259,10 @@ struct mdp_broker::impl {
     void accept_request(std::size_t n, std::string_view service_name) {
         if (queued >= opt.max_queued) {
             c_dropped->add();
-            std::vector<zmq::message_t> body;
-            for (std::size_t i = 4; i < n; ++i) {
-                body.push_back(std::move(frames[i]));
-            }
-            request_event("dropped", body,
-                          "dropped a request for '" + std::string(service_name) +
-                              "': " + std::to_string(queued) + " requests are waiting already");
+            request_event("dropped", frames.data() + 4, n - 4, [&] {
+                return "dropped a request for '" + std::string(service_name) +
+                       "': " + std::to_string(queued) + " requests are waiting already";
+            });
             return;
         }
         request_state r;
@@ -344,10 +344,11 @@ struct mdp_broker::impl {
         auto& r = it->second;
         if (r.dispatches >= opt.max_attempts) {
             c_dropped->add();
-            request_event("dropped", r.body,
-                          "dropped a request for '" + r.service + "' after " +
-                              std::to_string(r.dispatches) + " attempts (the last worker, " +
-                              hex(wid) + ", " + what + ")");
+            request_event("dropped", r.body.data(), r.body.size(), [&] {
+                return "dropped a request for '" + r.service + "' after " +
+                       std::to_string(r.dispatches) + " attempts (the last worker, " + hex(wid) +
+                       ", " + what + ")";
+            });
             requests.erase(it);
             return;
         }
@@ -580,10 +581,11 @@ struct mdp_broker::impl {
                     if (t < it->second.expires) {
                         break;
                     }
-                    request_event("expired", it->second.body,
-                                  "expired a request for '" + name +
-                                      "': no worker of the service took it within " +
-                                      std::to_string(opt.request_expiry.count()) + " ms");
+                    request_event("expired", it->second.body.data(), it->second.body.size(), [&] {
+                        return "expired a request for '" + name +
+                               "': no worker of the service took it within " +
+                               std::to_string(opt.request_expiry.count()) + " ms";
+                    });
                     requests.erase(it);
                     --s.queued;
                     --queued;

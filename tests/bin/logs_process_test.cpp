@@ -87,7 +87,9 @@ TEST(logs_process, a_conversation_is_followed_by_its_correlation_id_across_three
                                R"(-00f067aa0ba902b7-01"},"body":"order 42"})";
     // Another conversation in the same run: its lines must not show up under the first id.
     const std::string other = R"({"body":"order 43"})";
-    std::vector<std::string> send_argv{bin_path("zmqkit-send"), "--wait-confirm", "--json"};
+    // No resend within the test (a slow fsync must not add a second "stored" line).
+    std::vector<std::string> send_argv{bin_path("zmqkit-send"), "--wait-confirm",
+                                       "--retry-interval", "60s", "--json"};
     send_argv.insert(send_argv.end(), json_debug.begin(), json_debug.end());
     send_argv.push_back(frontend);
     child_process sender(send_argv, true);

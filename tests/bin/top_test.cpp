@@ -129,6 +129,8 @@ TEST(top_process, live_view_in_an_80x24_terminal_shows_every_device_sorts_and_qu
     ASSERT_EQ(run({bin_path("zmqkit-send"), "--wait-confirm", "--file", file, audit.frontend}).rc,
               std::optional<int>(0));
 
+    ASSERT_TRUE(std::filesystem::exists("/usr/bin/tmux"))
+        << "this test runs zmqkit-top in tmux: apt-get install tmux (scripts/dev does)";
     tmux_server tmux;
     const std::string command =
         bin_path("zmqkit-top") + " --interval 200ms " + orders.control + " " + audit.control;

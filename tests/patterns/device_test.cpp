@@ -14,6 +14,12 @@
 #include <atomic>
 #include <mutex>
 #include <span>
+#include <string>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace {
 
@@ -201,9 +207,9 @@ TEST_F(device_fixture, status_is_one_json_object_with_the_base_members_around_th
     for (const auto& [key, value] : status.items()) {
         keys.push_back(key);
     }
-    EXPECT_EQ(keys,
-              (std::vector<std::string>{"state", "version", "libzmq", "started", "uptime_seconds",
-                                        "kind", "statistics", "received", "connections"}));
+    EXPECT_EQ(keys, (std::vector<std::string>{"state", "name", "version", "libzmq", "started",
+                                              "uptime_seconds", "kind", "statistics", "received",
+                                              "connections"}));
     EXPECT_EQ(status["started"].get<std::string>().size(), 27u); // 2026-12-07T04:05:06.123456Z
     EXPECT_GE(status["uptime_seconds"].get<std::int64_t>(), 0);
     EXPECT_EQ(status["state"], "paused");
@@ -352,19 +358,42 @@ TEST_F(device_fixture, connections_are_logged_counted_and_listed_in_status_per_s
     EXPECT_EQ(connects.value(), 1u);
     EXPECT_TRUE(c["control"]["peers"].empty()); // inproc: libzmq has no events for it
 
-    push.reset(); // the peer goes away
-    ASSERT_TRUE(eventually([&] { return disconnects.value() == 1; }));
+    push.reset();                                                      // the peer goes away
+    ASSERT_TRUE(eventually([&] { return disconnects.value() == 1; })); // counted last
     EXPECT_EQ(open.value(), 0);
     c = status();
     EXPECT_EQ(c["frontend"]["open"], 0);
     EXPECT_EQ(c["frontend"]["disconnects"], 1);
     EXPECT_TRUE(c["frontend"]["peers"].empty());
+    {
+        std::lock_guard lock(mutex);
+        ASSERT_EQ(lines.size(), 2u);
+        EXPECT_EQ(lines[0], "info accepted " + address + " on " + endpoint);
+        EXPECT_THAT(lines[1], ::testing::StartsWith("info disconnected " + address + " on " +
+                                                    endpoint + " after "));
+    }
+
+    // A health probe: a TCP connect and close, no ZMTP. On a side without security that is a
+    // connection like any other, not a failed security handshake (no warning, no counter).
+    const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port =
+        htons(static_cast<std::uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1))));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(probe, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+    ::close(probe);
+    ASSERT_TRUE(eventually([&] { return disconnects.value() == 2; }));
     set_log_sink("counting.frontend", nullptr);
     std::lock_guard lock(mutex);
-    ASSERT_EQ(lines.size(), 2u);
-    EXPECT_EQ(lines[0], "info accepted " + address + " on " + endpoint);
-    EXPECT_THAT(lines[1], ::testing::StartsWith("info disconnected " + address + " on " + endpoint +
-                                                " after "));
+    ASSERT_EQ(lines.size(), 4u) << ::testing::PrintToString(lines);
+    // (The probe may be gone before its address is read: then the line names the endpoint.)
+    EXPECT_THAT(lines[2], ::testing::StartsWith("info accepted ")) << lines[2];
+    EXPECT_THAT(lines[3], ::testing::ContainsRegex("^info (disconnected 127\\.0\\.0\\.1:[0-9]+|a "
+                                                   "connection) on " +
+                                                   std::string("tcp://127\\.0\\.0\\.1:")))
+        << lines[3];
+    EXPECT_EQ(metric_total(registry, "zmqkit_security_handshake_failures_total"), 0);
 }
 
 TEST_F(device_fixture, reload_runs_the_hook_on_the_device_thread) {

@@ -123,14 +123,20 @@ protected:
     // the default log as structured fields, to settings.log as " key=value" after the text.
     void log(log_level level, std::string_view text,
              std::span<const zmqkit::log_field> fields = {}) const;
-    // True if a line at `level` would be written (settings.log: always). Ask before building
-    // an expensive line.
+    // True if a line at `level` would be written (settings.log: info and above). Ask before
+    // building an expensive line.
     [[nodiscard]] bool log_enabled(log_level level) const noexcept;
     // A per-message event (dead-lettered, redelivered, rejected, expired, refused): `text`
     // with the message's ids (message_log_fields) as `fields`. At most 20 lines a second of
     // each `kind`; the next line of that kind let through says how many were held back.
     void log_event(log_level level, std::string_view kind, std::string_view text,
                    std::span<const zmqkit::log_field> fields = {});
+    // log_event in two steps, for a line that costs something to build (a spool read, a
+    // header decode): admit_event says whether a line of `kind` may be written now (nullopt:
+    // not enabled, or over the rate; else how many were held back), write_event writes it.
+    [[nodiscard]] std::optional<std::uint64_t> admit_event(log_level level, std::string_view kind);
+    void write_event(log_level level, std::string_view text, std::uint64_t held,
+                     std::span<const zmqkit::log_field> fields = {}) const;
     // Counts a malformed message (the counter given to count_malformed_in) and logs
     // "dropped a malformed message on the <where>: <why>", at most one line a second; the
     // next line says how many were not logged.
