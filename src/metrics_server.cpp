@@ -1,8 +1,8 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/metrics_server.hpp>
+#include <zmqkit/version.hpp>
 
 #include <httplib.h>
-#include <zmq.h>
 
 #include <sys/socket.h>
 
@@ -16,10 +16,6 @@
 #include <thread>
 #include <utility>
 #include <vector>
-
-#ifndef ZMQKIT_VERSION
-#define ZMQKIT_VERSION "unknown"
-#endif
 
 namespace zmqkit {
 
@@ -135,14 +131,6 @@ private:
     bool stopping_ = false;
 };
 
-std::string libzmq_version() {
-    int major = 0;
-    int minor = 0;
-    int patch = 0;
-    zmq_version(&major, &minor, &patch);
-    return std::to_string(major) + '.' + std::to_string(minor) + '.' + std::to_string(patch);
-}
-
 double unix_seconds(std::chrono::system_clock::time_point t) {
     return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
@@ -159,7 +147,7 @@ struct metrics_server::impl {
                                "Seconds since the metrics server (for the zmqkit binaries: the "
                                "process) started")) {
         reg.get_gauge("zmqkit_build_info", "zmqkit's version and the libzmq it runs on (always 1)",
-                      {{"version", ZMQKIT_VERSION}, {"libzmq", libzmq_version()}})
+                      {{"version", std::string(version())}, {"libzmq", libzmq_version()}})
             .set(1);
         reg.get_gauge("zmqkit_start_time_seconds",
                       "When the metrics server started, in seconds since the Unix epoch")
@@ -244,7 +232,8 @@ struct metrics_server::impl {
             res.set_content(options.status(), "application/json");
         });
         server.Get("/", [this](const httplib::Request&, httplib::Response& res) {
-            std::string body = "zmqkit " ZMQKIT_VERSION "\n/metrics  Prometheus metrics\n";
+            std::string body =
+                "zmqkit " + std::string(version()) + "\n/metrics  Prometheus metrics\n";
             if (options.status) {
                 body += "/status   the device's STATUS (JSON)\n";
             }

@@ -1,5 +1,6 @@
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/device.hpp>
+#include <zmqkit/version.hpp>
 
 #include "device_support.hpp"
 
@@ -8,14 +9,6 @@
 
 namespace zmqkit::patterns {
 namespace {
-
-std::string libzmq_version() {
-    int major = 0;
-    int minor = 0;
-    int patch = 0;
-    zmq_version(&major, &minor, &patch);
-    return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
-}
 
 // Runs a queued call (on_device_thread) instead of a control command.
 constexpr std::string_view call_command = "$CALL";
@@ -304,8 +297,8 @@ std::string device::build_status() {
     auto& j = status.json;
     j["state"] = status_state();
     detail::set_text(j, "name", name());
-    j["version"] = ZMQKIT_VERSION;
-    j["libzmq"] = libzmq_version();
+    j["version"] = zmqkit::version();
+    j["libzmq"] = zmqkit::libzmq_version();
     j["started"] = zmqkit::format_timestamp(started_);
     j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now() - started_)

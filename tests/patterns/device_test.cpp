@@ -121,6 +121,22 @@ private:
     int reloads_ = 0;
 };
 
+// A device's log lines and its clock, both in the test's hands.
+struct log_and_clock {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    std::atomic<std::int64_t> now_ms{1'000'000};
+    void attach(counting_device::options& o) {
+        o.clock = [this] {
+            return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load()));
+        };
+        o.log = [this](std::string_view line) {
+            std::lock_guard lock(mutex);
+            lines.emplace_back(line);
+        };
+    }
+};
+
 class device_fixture : public ::testing::Test {
 protected:
     zmq::context_t ctx;
@@ -248,17 +264,12 @@ TEST_F(device_fixture, drain_ends_at_its_deadline_and_reports_what_it_held) {
 }
 
 TEST_F(device_fixture, malformed_input_is_counted_always_and_logged_once_a_second_of_its_clock) {
-    std::mutex mutex;
-    std::vector<std::string> lines;
-    std::atomic<std::int64_t> now_ms{1'000'000};
+    log_and_clock captured;
     auto o = options(false);
-    o.clock = [&] {
-        return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load()));
-    };
-    o.log = [&](std::string_view line) {
-        std::lock_guard lock(mutex);
-        lines.emplace_back(line);
-    };
+    captured.attach(o);
+    auto& mutex = captured.mutex;
+    auto& lines = captured.lines;
+    auto& now_ms = captured.now_ms;
     counting_device dev(ctx, o);
     dev.start();
     auto& malformed = registry.get_counter("zmqkit_test_malformed_total", "Malformed",
@@ -286,17 +297,12 @@ TEST_F(device_fixture, malformed_input_is_counted_always_and_logged_once_a_secon
 }
 
 TEST_F(device_fixture, per_message_events_carry_the_ids_and_are_rate_limited_per_kind) {
-    std::mutex mutex;
-    std::vector<std::string> lines;
-    std::atomic<std::int64_t> now_ms{1'000'000};
+    log_and_clock captured;
     auto o = options(false);
-    o.clock = [&] {
-        return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms.load()));
-    };
-    o.log = [&](std::string_view line) {
-        std::lock_guard lock(mutex);
-        lines.emplace_back(line);
-    };
+    captured.attach(o);
+    auto& mutex = captured.mutex;
+    auto& lines = captured.lines;
+    auto& now_ms = captured.now_ms;
     counting_device dev(ctx, o);
     header h = header::fresh();
     h.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
