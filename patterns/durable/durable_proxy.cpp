@@ -117,6 +117,8 @@ struct durable_proxy::impl {
     counter* ack_timeouts;
     counter* nacks;
     counter* dead_lettered;
+    counter* dead_max_attempts; // zmqkit_durable_dead_letters_total{reason}
+    counter* dead_rejected;
     counter* consumers_expired;
     counter* unknown_acks;
     counter* undeliverable;
@@ -125,6 +127,7 @@ struct durable_proxy::impl {
     gauge* g_depth;
     gauge* g_bytes;
     gauge* g_lag;
+    gauge* g_credit;
     gauge* g_oldest_unacked_ms;
     gauge* g_held;
 
@@ -163,6 +166,19 @@ struct durable_proxy::impl {
         g_depth = g("zmqkit_durable_depth", "Messages in the spool not yet acked");
         g_bytes = g("zmqkit_durable_depth_bytes", "Payload bytes of those messages");
         g_lag = g("zmqkit_durable_consumer_lag", "Messages never delivered yet");
+        g_credit = g("zmqkit_durable_consumer_credit",
+                     "Deliveries the consumers would take now (their credit minus what they hold, "
+                     "summed): 0 with a backlog means every consumer is busy");
+        const auto by_reason = [&](const char* reason) {
+            auto labels = l;
+            labels.emplace("reason", reason);
+            return &reg.get_counter("zmqkit_durable_dead_letters_total",
+                                    "Messages dead-lettered, by reason (max_attempts: delivered "
+                                    "that often without an ack; rejected: by a consumer)",
+                                    labels);
+        };
+        dead_max_attempts = by_reason("max_attempts");
+        dead_rejected = by_reason("rejected");
         g_oldest_unacked_ms = &reg.get_gauge("zmqkit_durable_oldest_unacked_age_seconds",
                                              "Age of the oldest message not acked", l, 1e-3);
         g_held = g("zmqkit_durable_backpressure",
@@ -602,6 +618,7 @@ struct durable_proxy::impl {
         if (sp->requeue(seq, delay, &dead)) {
             if (dead) {
                 dead_lettered->add();
+                dead_max_attempts->add();
                 const auto max = sp->options().max_attempts;
                 message_event(device::log_level::warning, "dead_lettered", seq,
                               "dead-lettered: delivered " + std::to_string(max) +
@@ -722,6 +739,7 @@ struct durable_proxy::impl {
                     unlogged ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
                 if (sp->dead_letter(seq, reason)) {
                     dead_lettered->add();
+                    dead_rejected->add();
                     if (unlogged) {
                         const message_log_fields ids(spooled.first);
                         self.write_event(device::log_level::warning,
@@ -1025,6 +1043,12 @@ struct durable_proxy::impl {
         g_depth->set(static_cast<std::int64_t>(st.messages));
         g_bytes->set(static_cast<std::int64_t>(st.message_bytes));
         g_lag->set(static_cast<std::int64_t>(st.undelivered));
+        std::int64_t credit = 0;
+        for (const auto& [rid, c] : consumers) {
+            credit +=
+                c.credit > c.in_flight ? static_cast<std::int64_t>(c.credit - c.in_flight) : 0;
+        }
+        g_credit->set(credit);
         const std::int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count();

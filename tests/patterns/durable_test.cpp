@@ -248,6 +248,14 @@ TEST_F(durable_fixture, nack_requeues_with_a_higher_attempt_or_dead_letters_with
             return proxy.status_json().find("\"dead_letter_messages\":1") != std::string::npos;
         })) << proxy.status_json();
         proxy.stop();
+        const auto dead_letters = [&](const char* reason) {
+            return registry
+                .get_counter("zmqkit_durable_dead_letters_total", "",
+                             {{"component", o.name}, {"reason", reason}})
+                .value();
+        };
+        EXPECT_EQ(dead_letters("rejected"), 1u);
+        EXPECT_EQ(dead_letters("max_attempts"), 0u);
         // Each event is a line with the message's ids: grep an id and find what happened.
         const auto ids_of = [&](int i) {
             return " message_id=" + ids[static_cast<std::size_t>(i)].to_string() +
