@@ -581,8 +581,10 @@ struct mdp_broker::impl {
                     if (t < it->second.expires) {
                         break;
                     }
+                    const std::string& service_name = name; // (clang 14: no lambda capture
+                                                            // of a structured binding)
                     request_event("expired", it->second.body.data(), it->second.body.size(), [&] {
-                        return "expired a request for '" + name +
+                        return "expired a request for '" + service_name +
                                "': no worker of the service took it within " +
                                std::to_string(opt.request_expiry.count()) + " ms";
                     });
