@@ -136,6 +136,10 @@ const std::vector<std::string>& tool_specific_option_names() {
         "all", "batch", "count", "data", "dealer", "endpoint", "format", "idle-timeout", "json",
         "pair", "pub", "pull", "push", "raw", "rate", "stats", "sub", "sync", "timeout", "topic",
         "wait-peers",
+        // send -K reads keys, recv -K writes them: a pipe may want one without the other
+        "key-delimiter",
+        // zmqkit-proxy: the broker's deadline for a reply; zmqkit-send: when to resend
+        "request-timeout",
         // one port per process: ZMQKIT_<TOOL>_METRICS_LISTEN, never a plain ZMQKIT_ one
         "metrics-listen"};
     return names;
@@ -495,8 +499,11 @@ secret files are never printed; a password is never taken from the command line.
     return text;
 }
 
-side_security resolve_side_security(const po::variables_map& vm, const std::string& side,
-                                    bool per_side, const std::string& zap_domain) {
+namespace {
+
+// One side's flags merged: "--<side>-<flag>" over the plain flag, with the inherited values a
+// side's own flags replace dropped (the other mechanism, the other role).
+side_flags merge_side_flags(const po::variables_map& vm, const std::string& side, bool per_side) {
     auto given = [&](const std::string& name) {
         return per_side && vm.count(side + "-" + name) != 0U;
     };
@@ -508,7 +515,6 @@ side_security resolve_side_security(const po::variables_map& vm, const std::stri
             own_plain = own_plain || name.rfind("plain-", 0) == 0;
         }
     }
-    // Inherited (plain) values a side's own flags replace: the other mechanism, the other role.
     auto inherited_dropped = [&](std::string_view name) {
         if (name.rfind("curve-", 0) == 0 && own_plain && !own_curve) {
             return true;
@@ -558,44 +564,56 @@ side_security resolve_side_security(const po::variables_map& vm, const std::stri
     f.plain_password_file = text(flag_plain_password_file);
     f.allow_ips = list(flag_zap_allow_ip);
     f.deny_ips = list(flag_zap_deny_ip);
+    return f;
+}
 
-    const std::string where = per_side ? side + ": " : std::string();
-    auto fail = [&](const std::string& what) -> usage_error {
-        return usage_error{where + what, exit_usage};
-    };
-    const bool curve_server = !f.curve_allow.empty();
-    const bool curve_client = !f.curve_server_key.empty();
-    const bool plain_server = !f.plain_passwords.empty();
-    const bool plain_client = !f.plain_user.empty();
-    const bool filters = !f.allow_ips.empty() || !f.deny_ips.empty();
-    if (curve_server && curve_client) {
+// The role one side's merged flags give it, checked: a combination that does not make sense
+// throws usage_error (through `fail`) naming the flag to add or remove.
+struct side_role {
+    bool curve_server = false;
+    bool curve_client = false;
+    bool plain_server = false;
+    bool plain_client = false;
+    bool filters = false;
+};
+
+template <class Fail>
+side_role check_side_flags(const side_flags& f, const std::string& side, bool per_side,
+                           const Fail& fail) {
+    side_role r;
+    r.curve_server = !f.curve_allow.empty();
+    r.curve_client = !f.curve_server_key.empty();
+    r.plain_server = !f.plain_passwords.empty();
+    r.plain_client = !f.plain_user.empty();
+    r.filters = !f.allow_ips.empty() || !f.deny_ips.empty();
+    if (r.curve_server && r.curve_client) {
         throw fail("give --curve-allow (a CURVE server that checks its clients) or "
                    "--curve-server-key (a client of that server), not both");
     }
-    if (plain_server && plain_client) {
+    if (r.plain_server && r.plain_client) {
         throw fail("give --plain-passwords (a PLAIN server) or --plain-user (a PLAIN client), "
                    "not both");
     }
-    const bool curve = curve_server || curve_client || !f.curve_secret.empty();
-    const bool plain = plain_server || plain_client || !f.plain_password_file.empty();
+    const bool curve = r.curve_server || r.curve_client || !f.curve_secret.empty();
+    const bool plain = r.plain_server || r.plain_client || !f.plain_password_file.empty();
     if (curve && plain) {
         throw fail("choose CURVE (--curve-*) or PLAIN (--plain-*) for one socket, not both");
     }
-    if (!f.curve_secret.empty() && !curve_server && !curve_client) {
+    if (!f.curve_secret.empty() && !r.curve_server && !r.curve_client) {
         const std::string prefix = per_side ? "--" + side + "-" : "--";
         throw fail("--curve-secret alone does not say this side's role: add " + prefix +
                    "curve-allow DIR|any to make it a CURVE server, or " + prefix +
                    "curve-server-key KEY|FILE to make it a client of that server");
     }
-    if (curve_server && f.curve_secret.empty()) {
+    if (r.curve_server && f.curve_secret.empty()) {
         throw fail("--curve-allow makes this side a CURVE server, which needs its own key pair: "
                    "add --curve-secret FILE (a secret certificate, e.g. from zmqkit-keygen)");
     }
-    if (!f.plain_password_file.empty() && !plain_client) {
+    if (!f.plain_password_file.empty() && !r.plain_client) {
         throw fail("--plain-password-file is the password of a PLAIN client: add --plain-user "
                    "NAME");
     }
-    if (filters && (curve_client || plain_client)) {
+    if (r.filters && (r.curve_client || r.plain_client)) {
         throw fail("--zap-allow-ip / --zap-deny-ip filter the peers of a server side; this side "
                    "is a client (--curve-server-key / --plain-user)");
     }
@@ -611,26 +629,79 @@ side_security resolve_side_security(const po::variables_map& vm, const std::stri
             }
         }
     }
-    if ((curve || plain) && curve && !curve_available()) {
+    if (curve && !curve_available()) {
         throw fail("CURVE is not available: libzmq was built without it (libsodium)");
     }
+    return r;
+}
+
+// A PLAIN client's password: the first line of --plain-password-file, else the side's
+// environment variable (per side), else ZMQKIT_PLAIN_PASSWORD. Never the command line.
+template <class Fail>
+std::string plain_client_password(const side_flags& f, const std::string& side, bool per_side,
+                                  const Fail& fail) {
+    std::string password;
+    if (!f.plain_password_file.empty()) {
+        std::ifstream file(f.plain_password_file);
+        if (!file) {
+            throw fail("--plain-password-file '" + f.plain_password_file + "': cannot read it");
+        }
+        std::getline(file, password);
+        if (!password.empty() && password.back() == '\r') {
+            password.pop_back();
+        }
+        return password;
+    }
+    const char* env = nullptr;
+    if (per_side) {
+        env = std::getenv(environment_name(side, "PLAIN_PASSWORD").c_str());
+    }
+    if (env == nullptr) {
+        env = std::getenv("ZMQKIT_PLAIN_PASSWORD");
+    }
+    if (env == nullptr) {
+        throw fail(
+            "--plain-user needs a password: set ZMQKIT_PLAIN_PASSWORD" +
+            std::string(per_side ? " (or " + environment_name(side, "PLAIN_PASSWORD") + ")" : "") +
+            " or give --plain-password-file FILE (never on the command line)");
+    }
+    return env;
+}
+
+// The side's own CURVE certificate (--curve-secret), if any; refuses a public certificate.
+template <class Fail>
+std::optional<certificate> own_certificate(const side_flags& f, const Fail& fail) {
+    if (f.curve_secret.empty()) {
+        return std::nullopt;
+    }
+    auto own = certificate::load(f.curve_secret);
+    if (own.secret_key.empty()) {
+        throw fail("--curve-secret '" + f.curve_secret +
+                   "' is a public certificate: give the secret one ('" + f.curve_secret +
+                   "_secret')");
+    }
+    return own;
+}
+
+} // namespace
+
+side_security resolve_side_security(const po::variables_map& vm, const std::string& side,
+                                    bool per_side, const std::string& zap_domain) {
+    const side_flags f = merge_side_flags(vm, side, per_side);
+    const std::string where = per_side ? side + ": " : std::string();
+    auto fail = [&](const std::string& what) -> usage_error {
+        return usage_error{where + what, exit_usage};
+    };
+    const side_role role = check_side_flags(f, side, per_side, fail);
 
     side_security out;
     out.side = side;
     try {
-        std::optional<certificate> own;
-        if (!f.curve_secret.empty()) {
-            own = certificate::load(f.curve_secret);
-            if (own->secret_key.empty()) {
-                throw fail("--curve-secret '" + f.curve_secret +
-                           "' is a public certificate: give the secret one ('" + f.curve_secret +
-                           "_secret')");
-            }
-        }
+        const auto own = own_certificate(f, fail);
         zap_policy policy;
         policy.allow_ips = f.allow_ips;
         policy.deny_ips = f.deny_ips;
-        if (curve_server) {
+        if (role.curve_server) {
             if (f.curve_allow == "any") {
                 policy.curve_allow_any = true;
             } else {
@@ -645,48 +716,20 @@ side_security resolve_side_security(const po::variables_map& vm, const std::stri
             }
             out.socket = socket_security::curve_server(*own, zap_domain);
             out.policy = std::move(policy);
-        } else if (curve_client) {
+        } else if (role.curve_client) {
             out.socket = socket_security::curve_client(resolve_public_key(f.curve_server_key),
                                                        own ? &*own : nullptr);
-        } else if (plain_server) {
+        } else if (role.plain_server) {
             if (::access(f.plain_passwords.c_str(), R_OK) != 0) {
                 throw fail("--plain-passwords '" + f.plain_passwords + "': cannot read it");
             }
             policy.plain_password_file = f.plain_passwords;
             out.socket = socket_security::plain_server(zap_domain);
             out.policy = std::move(policy);
-        } else if (plain_client) {
-            std::string password;
-            if (!f.plain_password_file.empty()) {
-                std::ifstream file(f.plain_password_file);
-                if (!file) {
-                    throw fail("--plain-password-file '" + f.plain_password_file +
-                               "': cannot read it");
-                }
-                std::getline(file, password);
-                if (!password.empty() && password.back() == '\r') {
-                    password.pop_back();
-                }
-            } else {
-                const char* env = nullptr;
-                if (per_side) {
-                    env = std::getenv(environment_name(side, "PLAIN_PASSWORD").c_str());
-                }
-                if (env == nullptr) {
-                    env = std::getenv("ZMQKIT_PLAIN_PASSWORD");
-                }
-                if (env == nullptr) {
-                    throw fail(
-                        "--plain-user needs a password: set ZMQKIT_PLAIN_PASSWORD" +
-                        std::string(per_side
-                                        ? " (or " + environment_name(side, "PLAIN_PASSWORD") + ")"
-                                        : "") +
-                        " or give --plain-password-file FILE (never on the command line)");
-                }
-                password = env;
-            }
-            out.socket = socket_security::plain_client(f.plain_user, std::move(password));
-        } else if (filters) {
+        } else if (role.plain_client) {
+            out.socket = socket_security::plain_client(
+                f.plain_user, plain_client_password(f, side, per_side, fail));
+        } else if (role.filters) {
             out.socket = socket_security::null_server(zap_domain);
             out.policy = std::move(policy);
         }
