@@ -34,6 +34,18 @@ void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
     detail::bound_subscriptions(xpub, max_size, security);
 }
 
+publication_sequencer::publication_sequencer() : id_(message_id::generate()) {}
+
+std::uint64_t& publication_sequencer::stamp(std::string_view topic, header& h) {
+    auto it = sequences_.find(topic);
+    if (it == sequences_.end()) {
+        it = sequences_.emplace(std::string(topic), 0).first;
+    }
+    h.sequence = it->second + 1;
+    h.publisher_id = id_;
+    return it->second; // a node of an unordered_map: stays put
+}
+
 publisher::publisher(zmq::context_t& context, const publisher_options& options)
     : socket_(context, zmq::socket_type::xpub, named(options.sockets, options.name)) {
     // Every subscribe and unsubscribe reaches us (not only the first/last of a prefix), so
@@ -47,8 +59,7 @@ publisher::publisher(zmq::context_t& context, const publisher_options& options)
     if (options.block_when_full) {
         socket_.raw().set(zmq::sockopt::xpub_nodrop, 1);
     }
-    wire_id_ = message_id::generate();
-    id_.assign(reinterpret_cast<const char*>(wire_id_.data()), message_id::size);
+    id_.assign(reinterpret_cast<const char*>(sequencer_.id().data()), message_id::size);
     (void)socket_.attach(options.endpoints, endpoint_action::bind);
 }
 
@@ -58,13 +69,7 @@ std::uint64_t& publisher::prepare(std::string_view topic, header& h) {
     if (++sends_since_read_ >= 1024) {
         read_subscriptions();
     }
-    auto it = sequences_.find(topic);
-    if (it == sequences_.end()) {
-        it = sequences_.emplace(std::string(topic), 0).first;
-    }
-    h.sequence = it->second + 1;
-    h.publisher_id = wire_id_;
-    return it->second; // a node of an unordered_map: stays put
+    return sequencer_.stamp(topic, h);
 }
 
 bool publisher::send(std::string_view topic, message& m) {
@@ -291,7 +296,9 @@ subscriber::subscriber(zmq::context_t& context, subscriber_options options)
                                    "Publications whose sequence number was already seen", labels);
     late_ = &reg.get_counter("zmqkit_subscriber_late_total",
                              "Publications that arrived after being reported missing", labels);
-    (void)socket_.attach(options_.endpoints, endpoint_action::connect);
+    if (!options_.endpoints.empty()) {
+        (void)socket_.attach(options_.endpoints, endpoint_action::connect);
+    }
 }
 
 void subscriber::subscribe(std::string_view prefix) {
@@ -312,6 +319,16 @@ void subscriber::subscribe_with_snapshot(std::string_view prefix) {
     topic.append(prefix);
     subscribe(topic);
     pending_snapshots_.push_back({std::string(prefix), std::move(topic)});
+}
+
+std::size_t subscriber::abandon_snapshots() {
+    const std::size_t abandoned = pending_snapshots_.size();
+    for (const auto& p : pending_snapshots_) {
+        socket_.raw().set(zmq::sockopt::unsubscribe, p.topic);
+    }
+    pending_snapshots_.clear();
+    release_held();
+    return abandoned;
 }
 
 void subscriber::on(std::string_view prefix, handler h) {
@@ -335,11 +352,18 @@ bool subscriber::accept_live(publication& d) {
     const auto missing_before = tracker_.stats().missing;
     const auto verdict = tracker_.observe(publisher_id_of(h), d.topic, h.sequence,
                                           on_sequence_event_ ? &event : nullptr);
+    d.verdict = verdict;
+    d.missing_first = 0;
+    d.missing_last = 0;
     switch (verdict) {
-    case sequence_verdict::gap:
+    case sequence_verdict::gap: {
+        const auto missing = tracker_.stats().missing - missing_before;
         gaps_->add();
-        missing_->add(tracker_.stats().missing - missing_before);
+        missing_->add(missing);
+        d.missing_first = h.sequence - missing; // the numbers just before this one
+        d.missing_last = h.sequence - 1;
         break;
+    }
     case sequence_verdict::duplicate:
         duplicates_->add();
         break;
@@ -352,7 +376,9 @@ bool subscriber::accept_live(publication& d) {
     if (on_sequence_event_ &&
         (verdict == sequence_verdict::gap || verdict == sequence_verdict::duplicate ||
          verdict == sequence_verdict::late)) {
+        event.message = &h;
         on_sequence_event_(event);
+        event.message = nullptr;
     }
     return verdict != sequence_verdict::duplicate;
 }
@@ -434,6 +460,7 @@ subscriber::receive_outcome subscriber::receive_into(publication& d,
         return receive_outcome::timeout;
     }
     d.from_snapshot = false;
+    d.verdict = sequence_verdict::untracked;
     if (d.topic.starts_with(snapshot_topic_prefix)) {
         for (std::size_t i = 0; i < pending_snapshots_.size(); ++i) {
             if (pending_snapshots_[i].topic == d.topic) {

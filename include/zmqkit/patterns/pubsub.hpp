@@ -81,6 +81,33 @@ struct ZMQKIT_API publisher_options {
 void bound_subscriptions(zmq::socket_t& xpub, const socket_security& security,
                          std::size_t max_size = 1024);
 
+// The numbering of a publisher (docs/wire-protocol.md §10.2): one publisher id, a UUIDv7 made
+// when the sequencer is constructed (a restarted publisher has a new id), and per topic the
+// sequence numbers 1, 2, 3 ... that let a subscriber tell a gap, a duplicate and a late
+// arrival apart. `publisher` numbers its publications with one; a tool that publishes on a
+// socket of its own (zmqkit-send --pub) uses one too. Not thread-safe.
+class ZMQKIT_API publication_sequencer {
+public:
+    publication_sequencer();
+
+    // Sets h.sequence to the next number of `topic` and h.publisher_id to id(). Returns the
+    // topic's counter: increment it once the publication is queued, so that a send that
+    // failed does not use the number (the next one gets it again).
+    [[nodiscard]] std::uint64_t& stamp(std::string_view topic, header& h);
+    // The same, committed at once (for a caller that retries a failed send with the same
+    // header).
+    void stamp_and_commit(std::string_view topic, header& h) { ++stamp(topic, h); }
+
+    [[nodiscard]] const message_id& id() const noexcept { return id_; }
+    // The topics numbered so far.
+    [[nodiscard]] std::size_t topics() const noexcept { return sequences_.size(); }
+
+private:
+    message_id id_;
+    std::unordered_map<std::string, std::uint64_t, string_view_hash, std::equal_to<>>
+        sequences_; // topic -> last sequence sent
+};
+
 // Publishes enveloped messages on an XPUB socket from the caller's thread. Not thread-safe.
 // It sees its subscribers' subscriptions (XPUB_VERBOSER), so callers can wait for a
 // subscription instead of sleeping ("slow joiner").
@@ -125,10 +152,8 @@ private:
     std::uint64_t& prepare(std::string_view topic, header& h);
 
     zmqkit::socket socket_;
-    message_id wire_id_; // the id as it goes into header.publisher_id
-    std::string id_;     // the same 16 bytes
-    std::unordered_map<std::string, std::uint64_t, string_view_hash, std::equal_to<>>
-        sequences_;                                                 // topic -> last sequence sent
+    publication_sequencer sequencer_;
+    std::string id_;                                                // the publisher id's 16 bytes
     std::map<std::string, std::size_t, std::less<>> subscriptions_; // prefix -> count
     std::uint64_t sends_since_read_ = 0;
     std::size_t max_subscription_size_ = 0;
@@ -151,6 +176,8 @@ struct ZMQKIT_API sequence_event {
     std::uint64_t sequence = 0;      // the number the message carried
     std::uint64_t missing_first = 0; // gap only
     std::uint64_t missing_last = 0;  // gap only
+    // The message that showed it, while an event handler runs (nullptr otherwise).
+    const header* message = nullptr;
 };
 
 struct ZMQKIT_API sequence_stats {
@@ -224,10 +251,18 @@ struct ZMQKIT_API publication {
     std::string topic;
     zmqkit::message message;
     bool from_snapshot = false; // the value of `topic` from a last-value-cache snapshot
+    // What the subscriber's sequence check concluded about this one (never duplicate: those
+    // are dropped); untracked for a snapshot value and an unsequenced message. For a gap, the
+    // numbers missing just before it: [missing_first, missing_last].
+    sequence_verdict verdict = sequence_verdict::untracked;
+    std::uint64_t missing_first = 0;
+    std::uint64_t missing_last = 0;
 };
 
 struct ZMQKIT_API subscriber_options {
-    std::string endpoints;           // entries without a prefix connect
+    // Entries without a prefix connect. Empty: none yet (attach them through socket(), e.g.
+    // after setting socket options of your own).
+    std::string endpoints;
     std::string name = "subscriber"; // metric label
     socket_options sockets;
     std::size_t max_streams = 65536; // sequence_tracker bound
@@ -262,6 +297,12 @@ public:
     void subscribe_with_snapshot(std::string_view prefix);
     // True while a snapshot asked for is still awaited.
     [[nodiscard]] bool snapshot_pending() const noexcept { return !pending_snapshots_.empty(); }
+    // Stops waiting for the snapshots still pending (no last-value cache answered: a forwarder
+    // without one, or a publisher connected directly): the live messages held back for them
+    // are delivered, in arrival order, each stream's first one counting as its first (no
+    // gap is reported before it). Returns how many were abandoned. A snapshot that arrives
+    // later is ignored.
+    std::size_t abandon_snapshots();
 
     // Registers a handler for topics starting with prefix (and subscribes to it); the longest
     // matching prefix wins. The typed form decodes the body with msgpack-c (a body that does
