@@ -93,8 +93,31 @@ std::optional<consumer_command> parse_consumer_command(const std::vector<std::st
         c.what = consumer_command::kind::leaving;
         return c;
     }
-    why = "unknown command '" + printable(cmd) + "' (known: CREDIT, ACK, NACK, BYE)";
+    if (cmd == pending) {
+        if (frames.size() != 1) {
+            why = "PENDING takes no frames after it";
+            return std::nullopt;
+        }
+        c.what = consumer_command::kind::pending_query;
+        return c;
+    }
+    why = "unknown command '" + printable(cmd) + "' (known: CREDIT, ACK, NACK, BYE, PENDING)";
     return std::nullopt;
+}
+
+std::optional<pending_report> parse_pending_report(const std::vector<std::string_view>& frames) {
+    if (frames.size() != 3 || frames[0] != pending) {
+        return std::nullopt;
+    }
+    pending_report r;
+    for (const auto& [text, into] :
+         {std::pair{frames[1], &r.ready}, std::pair{frames[2], &r.in_flight}}) {
+        const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *into);
+        if (text.empty() || ec != std::errc() || p != text.data() + text.size()) {
+            return std::nullopt;
+        }
+    }
+    return r;
 }
 
 std::optional<producer_reply> parse_producer_reply(const std::vector<std::string_view>& frames) {

@@ -17,7 +17,7 @@ namespace zmqkit::patterns::durable_protocol {
 
 // A consumer's command, parsed from its frames (after the routing id). Views into the frames.
 struct consumer_command {
-    enum class kind { credit_window, acked, nacked, leaving };
+    enum class kind { credit_window, acked, nacked, leaving, pending_query };
     kind what = kind::leaving;
     std::uint32_t credit = 0; // CREDIT
     std::string_view tags;    // ACK, NACK: 8-byte big-endian tags, concatenated (size % 8 == 0)
@@ -26,7 +26,8 @@ struct consumer_command {
     [[nodiscard]] std::size_t tag_count() const noexcept { return tags.size() / 8; }
     [[nodiscard]] std::uint64_t tag(std::size_t i) const noexcept;
 };
-// Parses [CREDIT][n] | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason]) | [BYE].
+// Parses [CREDIT][n] | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason]) | [BYE] |
+// [PENDING].
 // nullopt if malformed; `why` then says what is wrong (for a log line). Never throws.
 [[nodiscard]] std::optional<consumer_command>
 parse_consumer_command(const std::vector<std::string_view>& frames, std::string& why);
@@ -41,6 +42,17 @@ struct producer_reply {
 };
 [[nodiscard]] std::optional<producer_reply>
 parse_producer_reply(const std::vector<std::string_view>& frames);
+
+// The proxy's answer to [PENDING]: messages ready for the consumers (stored, not acked, not
+// in flight: waiting for delivery or for a redelivery backoff), and those in flight to the
+// consumer that asked (delivered to it, not yet acked).
+struct pending_report {
+    std::uint64_t ready = 0;
+    std::uint64_t in_flight = 0;
+};
+// [PENDING][ready][in flight], both decimal ASCII. nullopt if it is not one.
+[[nodiscard]] std::optional<pending_report>
+parse_pending_report(const std::vector<std::string_view>& frames);
 
 // A delivery's frames: [DELIVER][tag][header...]. nullopt if it is not one.
 [[nodiscard]] std::optional<std::uint64_t>

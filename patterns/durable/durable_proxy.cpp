@@ -692,6 +692,10 @@ struct durable_proxy::impl {
                 continue;
             }
             auto& state = touch(rid, now);
+            if (c->what == kind::pending_query) {
+                answer_pending(rid, state);
+                continue;
+            }
             if (c->what == kind::credit_window) {
                 // Never more in flight than the backend queue holds: a delivery refused at
                 // the high-water mark would count an attempt for nothing.
@@ -753,6 +757,23 @@ struct durable_proxy::impl {
             }
         }
         return done > 0;
+    }
+
+    // [PENDING][ready][in flight to it] to a consumer that asked what is left (§7.3): after its
+    // acks before the question (one socket, in order).
+    void answer_pending(const std::string& rid, const consumer_state& state) {
+        const std::string ready = std::to_string(sp->stats().ready);
+        const std::string in_flight = std::to_string(state.in_flight);
+        try {
+            if (backend->send(zmq::buffer(rid),
+                              zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                (void)backend->send(zmq::buffer(proto::pending), zmq::send_flags::sndmore);
+                (void)backend->send(zmq::buffer(ready), zmq::send_flags::sndmore);
+                (void)backend->send(zmq::buffer(in_flight), zmq::send_flags::none);
+            }
+        } catch (const zmq::error_t&) {
+            // EHOSTUNREACH: it left meanwhile; its consumer timeout cleans up.
+        }
     }
 
     // Takes messages from the spool for consumers with credit; they leave after the commit.

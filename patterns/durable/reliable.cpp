@@ -500,6 +500,15 @@ void reliable_receiver::send_credit() {
     next_heartbeat_ = clock::now() + options_.heartbeat;
 }
 
+void reliable_receiver::ask_pending() {
+    flush_acks(); // before the question: the proxy settles them first (one socket, in order)
+    pending_.reset();
+    try {
+        (void)socket_.send(zmq::buffer(proto::pending), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+}
+
 void reliable_receiver::remember(const message_id& id) {
     (void)processed_.insert(id); // the oldest id goes once the window is full
 }
@@ -571,7 +580,10 @@ std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeou
         }
         const auto parsed = proto::parse_delivery_tag(views);
         if (!parsed) {
-            continue; // not a delivery: nothing else is sent to consumers
+            if (const auto report = proto::parse_pending_report(views)) {
+                pending_ = pending_counts{report->ready, report->in_flight};
+            }
+            continue; // not a delivery: the answer to PENDING, or nothing we know
         }
         const std::uint64_t tag = *parsed;
         std::vector<zmq::message_t> parts;

@@ -43,6 +43,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     (void)proto::parse_delivery_tag(frames);
+    if (const auto p = proto::parse_pending_report(frames)) {
+        // What parsed must print back as the frames it came from (no sign, no leading junk).
+        if (std::to_string(p->ready).size() > frames[1].size()) {
+            __builtin_trap();
+        }
+    }
 
     static std::vector<std::string_view> entries;
     static zmqkit::header scratch;

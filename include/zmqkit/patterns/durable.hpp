@@ -44,7 +44,9 @@ inline constexpr std::string_view deliver = "DELIVER"; // proxy -> consumer: [DE
 inline constexpr std::string_view ack = "ACK";         // consumer -> proxy: [ACK][tags]
 inline constexpr std::string_view nack = "NACK";       // consumer -> proxy: [NACK][tags][how][why]
 inline constexpr std::string_view bye = "BYE";         // consumer -> proxy: [BYE]
-inline constexpr std::string_view batch = "BATCH";     // producer -> proxy: [BATCH][entries]
+// consumer -> proxy: [PENDING]; proxy -> consumer: [PENDING][ready][in flight to it]
+inline constexpr std::string_view pending = "PENDING";
+inline constexpr std::string_view batch = "BATCH"; // producer -> proxy: [BATCH][entries]
 inline constexpr std::string_view nack_requeue = "requeue";
 inline constexpr std::string_view nack_dead_letter = "dead-letter";
 // Bytes of the big-endian length before each entry of a batch.
@@ -331,6 +333,19 @@ public:
     void nack(const delivery& d, bool requeue, std::string_view reason = {});
     // Sends batched acks now.
     void flush_acks();
+
+    // What the proxy holds that this consumer could still get (docs/wire-protocol.md §7.3):
+    // messages ready for the consumers (not acked, not in flight to anyone: waiting for a
+    // delivery or for a redelivery backoff) and those in flight to this consumer.
+    struct pending_counts {
+        std::uint64_t ready = 0;
+        std::uint64_t in_flight = 0;
+    };
+    // Sends the batched acks, then asks the proxy (PENDING); the answer arrives through recv()
+    // and is read with pending(). A proxy from before PENDING does not answer.
+    void ask_pending();
+    // The proxy's latest answer to ask_pending() (nullopt: none since the last ask).
+    [[nodiscard]] std::optional<pending_counts> pending() const noexcept { return pending_; }
     // recv + handler + ack; nack(requeue) if the handler throws (the exception is rethrown
     // after the nack). True if a message was handled.
     bool process(const std::function<void(const zmqkit::message&)>& handler,
@@ -359,7 +374,8 @@ private:
     std::chrono::steady_clock::time_point next_heartbeat_{};
     std::string pending_acks_; // 8-byte big-endian tags
     std::size_t pending_ack_count_ = 0;
-    message_id_window processed_; // ids acked (dedup_window of them, the oldest go first)
+    message_id_window processed_;           // ids acked (dedup_window of them, the oldest go first)
+    std::optional<pending_counts> pending_; // the answer to ask_pending()
     std::uint64_t duplicates_ = 0, received_ = 0;
     std::vector<zmq::message_t> frames_;
 };
