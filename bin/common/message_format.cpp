@@ -4,6 +4,7 @@
 #include "common/tool_support.hpp"
 
 #include <zmqkit/encoding.hpp>
+#include <zmqkit/log.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 
 namespace zmqkit::cli {
@@ -52,17 +55,86 @@ nlohmann::ordered_json bytes_json(std::string_view bytes) {
     return nlohmann::ordered_json{{"base64", base64_encode(bytes)}};
 }
 
+// %g and the json "verdict": "first", "in_order", "gap", "late", "snapshot"; "" when nothing
+// was checked (an unsequenced message).
+std::string_view verdict_name(const sequence_note& note) {
+    if (note.from_snapshot) {
+        return "snapshot";
+    }
+    switch (note.verdict) {
+    case patterns::sequence_verdict::first:
+        return "first";
+    case patterns::sequence_verdict::in_order:
+        return "in_order";
+    case patterns::sequence_verdict::gap:
+        return "gap";
+    case patterns::sequence_verdict::duplicate:
+        return "duplicate";
+    case patterns::sequence_verdict::late:
+        return "late";
+    case patterns::sequence_verdict::untracked:
+        break;
+    }
+    return {};
+}
+
+// %P: the publisher id of a sequenced publication (key 12, else the user header of a
+// publisher from before key 12), as a UUID; nothing for other messages.
+void append_publisher(std::string& out, const header& h) {
+    const auto publisher = patterns::publisher_id_of(h);
+    if (publisher.size() != message_id::size) {
+        return;
+    }
+    std::array<std::uint8_t, message_id::size> bytes{};
+    std::memcpy(bytes.data(), publisher.data(), bytes.size());
+    append_id(out, message_id(bytes));
+}
+
 } // namespace
 
 std::string message_formatter::help() {
     return "raw, text, quoted, hex, json, msgpack, or a format string with the tokens "
-           "%s body, %S body length, %t topic, %T type, %c correlation id, %i message id, "
-           "%C causation id, %d timestamp ns, %a attempt, %q sequence, %r reply-to, "
+           "%s body, %S body length, %k key (topic, else type), %t topic, %T type, "
+           "%c correlation id, %i message id, %C causation id, %d timestamp ns, "
+           "%D timestamp RFC 3339, %a attempt, %q sequence, %P publisher id, "
+           "%g sequence verdict, %G numbers missing before this one, %r reply-to, "
            "%p traceparent, %y content type, %h{name} user header, %% '%', and the escapes "
            "\\n \\t \\r \\0 \\\\ \\xNN";
 }
 
-message_formatter::message_formatter(std::string_view spec) {
+// The token of "%c" for the tokens that take no argument (nullopt for '%', 'h' and unknown).
+std::optional<message_formatter::token> message_formatter::simple_token(char c) noexcept {
+    static constexpr std::pair<char, token> table[] = {
+        {'s', token::body},      {'S', token::body_size},   {'t', token::topic},
+        {'T', token::type},      {'c', token::correlation}, {'i', token::id},
+        {'C', token::causation}, {'d', token::timestamp},   {'D', token::time},
+        {'k', token::key},       {'P', token::publisher},   {'g', token::verdict},
+        {'G', token::missing},   {'a', token::attempt},     {'q', token::sequence},
+        {'r', token::reply_to},  {'p', token::traceparent}, {'y', token::content_type}};
+    for (const auto& [letter, t] : table) {
+        if (letter == c) {
+            return t;
+        }
+    }
+    return std::nullopt;
+}
+
+message_formatter::message_formatter(std::string_view spec,
+                                     const std::optional<std::string>& key_delimiter) {
+    if (key_delimiter) {
+        if (spec != "text") {
+            throw usage_error{"-K/--key-delimiter writes 'KEY" + *key_delimiter +
+                                  "BODY' lines in the text format, not with --format '" +
+                                  std::string(spec) + "' (a format string can use %k instead)",
+                              exit_usage};
+        }
+        kind_ = kind::custom;
+        pieces_ = {{token::key, {}},
+                   {token::literal, *key_delimiter},
+                   {token::body, {}},
+                   {token::literal, "\n"}};
+        return;
+    }
     if (spec == "raw") {
         kind_ = kind::raw;
         return;
@@ -122,46 +194,11 @@ message_formatter::message_formatter(std::string_view spec) {
                               exit_usage};
         }
         const char c = text[++i];
+        if (const auto t = simple_token(c)) {
+            push(*t);
+            continue;
+        }
         switch (c) {
-        case 's':
-            push(token::body);
-            break;
-        case 'S':
-            push(token::body_size);
-            break;
-        case 't':
-            push(token::topic);
-            break;
-        case 'T':
-            push(token::type);
-            break;
-        case 'c':
-            push(token::correlation);
-            break;
-        case 'i':
-            push(token::id);
-            break;
-        case 'C':
-            push(token::causation);
-            break;
-        case 'd':
-            push(token::timestamp);
-            break;
-        case 'a':
-            push(token::attempt);
-            break;
-        case 'q':
-            push(token::sequence);
-            break;
-        case 'r':
-            push(token::reply_to);
-            break;
-        case 'p':
-            push(token::traceparent);
-            break;
-        case 'y':
-            push(token::content_type);
-            break;
         case '%':
             literal += '%';
             break;
@@ -189,7 +226,7 @@ message_formatter::message_formatter(std::string_view spec) {
 }
 
 void message_formatter::render(const header* h, std::string_view topic, std::string_view body,
-                               std::string& out) const {
+                               std::string& out, const sequence_note* note) const {
     switch (kind_) {
     case kind::raw:
     case kind::msgpack:
@@ -208,7 +245,7 @@ void message_formatter::render(const header* h, std::string_view topic, std::str
         out += '\n';
         return;
     case kind::json:
-        render_json(h, topic, body, out);
+        render_json(h, topic, body, out, note);
         return;
     case kind::custom:
         break;
@@ -250,6 +287,38 @@ void message_formatter::render(const header* h, std::string_view topic, std::str
         case token::timestamp:
             append_number(out, hd.timestamp_ns);
             break;
+        case token::time:
+            if (hd.timestamp_ns != 0) {
+                out += format_timestamp(std::chrono::system_clock::time_point(
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                        std::chrono::nanoseconds(
+                            std::min<std::uint64_t>(hd.timestamp_ns, INT64_MAX)))));
+            }
+            break;
+        case token::key:
+            if (!topic.empty()) {
+                out.append(topic);
+            } else {
+                out += hd.type;
+            }
+            break;
+        case token::publisher:
+            append_publisher(out, hd);
+            break;
+        case token::verdict:
+            if (note != nullptr) {
+                out += verdict_name(*note);
+            }
+            break;
+        case token::missing:
+            if (note != nullptr && note->verdict == patterns::sequence_verdict::gap) {
+                append_number(out, note->missing_first);
+                if (note->missing_last > note->missing_first) {
+                    out += "..";
+                    append_number(out, note->missing_last);
+                }
+            }
+            break;
         case token::attempt:
             append_number(out, hd.attempt);
             break;
@@ -275,7 +344,7 @@ void message_formatter::render(const header* h, std::string_view topic, std::str
 }
 
 void message_formatter::render_json(const header* h, std::string_view topic, std::string_view body,
-                                    std::string& out) const {
+                                    std::string& out, const sequence_note* note) const {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
     if (h != nullptr) {
         j["id"] = id_json(h->id);
@@ -318,6 +387,12 @@ void message_formatter::render_json(const header* h, std::string_view topic, std
     }
     if (!topic.empty()) {
         j["topic"] = bytes_json(topic);
+    }
+    if (note != nullptr && !verdict_name(*note).empty()) {
+        j["verdict"] = verdict_name(*note);
+        if (note->verdict == patterns::sequence_verdict::gap) {
+            j["missing"] = {{"first", note->missing_first}, {"last", note->missing_last}};
+        }
     }
     bool done = false;
     if (h != nullptr && h->content_type == content_type_msgpack) {

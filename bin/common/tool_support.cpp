@@ -630,6 +630,14 @@ bool bound_linger(zmq::socket_t& socket, std::chrono::steady_clock::time_point d
     return true;
 }
 
+std::string endpoint_spec(const std::vector<std::string>& endpoints) {
+    std::string spec;
+    for (const auto& e : endpoints) {
+        spec += (spec.empty() ? "" : ",") + e;
+    }
+    return spec;
+}
+
 std::string join_endpoints(const std::vector<std::string>& endpoints) {
     std::string out;
     for (const auto& e : endpoints) {
@@ -659,7 +667,7 @@ std::string transfer_stats::line(std::string_view tool) const {
         buf, sizeof buf, "%.*s: stats: messages=%llu bytes=%llu elapsed=%.3fs rate=%.0f msgs/s",
         static_cast<int>(tool.size()), tool.data(), static_cast<unsigned long long>(messages_),
         static_cast<unsigned long long>(bytes_), elapsed, rate);
-    return buf;
+    return buf + detail_;
 }
 
 void transfer_stats::maybe_print_live(std::string_view tool) {

@@ -243,6 +243,9 @@ bool bound_linger(zmq::socket_t& socket, std::chrono::steady_clock::time_point d
 
 // "tcp://a:1, tcp://b:2"
 [[nodiscard]] std::string join_endpoints(const std::vector<std::string>& endpoints);
+// "tcp://a:1,>tcp://b:2": the tool's endpoint entries as one spec for a library component
+// (reliable_sender, lb_client, ...), which parses the list itself.
+[[nodiscard]] std::string endpoint_spec(const std::vector<std::string>& endpoints);
 
 // "5 s", "1.5 s", "250 ms"
 [[nodiscard]] std::string describe_duration(std::chrono::milliseconds d);
@@ -259,6 +262,8 @@ public:
     [[nodiscard]] std::uint64_t messages() const noexcept { return messages_; }
     [[nodiscard]] std::uint64_t bytes() const noexcept { return bytes_; }
     [[nodiscard]] std::string line(std::string_view tool) const;
+    // Text appended to the line (" gaps=0 ..."), e.g. what a sequence check counted.
+    void set_detail(std::string detail) { detail_ = std::move(detail); }
     // With --stats and stderr a terminal: rewrites a live line at most once a second.
     void maybe_print_live(std::string_view tool);
     // Ends the live line (if any) and prints the final line.
@@ -269,6 +274,7 @@ private:
     std::chrono::steady_clock::time_point last_live_{};
     std::uint64_t messages_ = 0;
     std::uint64_t bytes_ = 0;
+    std::string detail_;
     bool live_shown_ = false;
     int tty_ = -1; // -1 unknown
 };

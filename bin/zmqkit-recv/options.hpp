@@ -20,6 +20,15 @@ struct recv_config {
     std::optional<std::string> reply; // --rep: fixed reply body (default: echo the request)
     bool raw = false;
     std::string format = "text";
+    // -K: "KEY<delimiter>BODY" lines (the key: the topic with --sub, else the type), what
+    // zmqkit-send -K reads back.
+    std::optional<std::string> key_delimiter;
+    // --sub: first ask the forwarder's last-value cache for the current value of every
+    // --topic (late joiner), for at most snapshot_timeout.
+    bool snapshot = false;
+    std::chrono::milliseconds snapshot_timeout{5000};
+    // --fail-on-gap: exit 65 when sequenced publications were missing (gaps).
+    bool fail_on_gap = false;
 
     std::optional<std::string> metrics_listen; // --metrics-listen ADDR:PORT
     std::optional<std::uint64_t> count;
@@ -34,6 +43,9 @@ struct recv_config {
     // stdout (at-least-once; repeats of an acked id are suppressed).
     bool ack = false;
     std::uint32_t credit = 256;
+    // --exit-at-end (--ack): exit once the proxy has nothing ready for this consumer and
+    // nothing in flight to it (kcat -e).
+    bool exit_at_end = false;
 
     bool stats = false;
     log_settings logging; // -v/-q, --log-level, --log-format (and zmqkit-proxy's --name)

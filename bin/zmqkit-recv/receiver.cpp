@@ -2,11 +2,13 @@
 
 #include "common/message_format.hpp"
 
+#include <zmqkit/encoding.hpp>
 #include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 
@@ -21,7 +23,7 @@ using clock = std::chrono::steady_clock;
 class receive_run {
 protected:
     receive_run(const recv_config& cfg, const logger& log, shutdown_signals& signals)
-        : cfg_(cfg), log_(log), signals_(signals), format_(cfg.format) {
+        : cfg_(cfg), log_(log), signals_(signals), format_(cfg.format, cfg.key_delimiter) {
         auth_ = start_authenticator(context_, {&cfg.security}, log);
         if (cfg.timeout) {
             deadline_ = clock::now() + *cfg.timeout;
@@ -69,19 +71,16 @@ protected:
     }
     // `h`: the envelope, when the message had one; with --metrics-listen its age at arrival
     // (now - its timestamp) goes into zmqkit_recv_age_seconds. One clock read, no lock. With
-    // -v each message is a debug line with its ids; a sequenced publication (publisher id and
-    // sequence number) is checked for gaps and duplicates (`topic`: its topic frame, else the
-    // envelope's type).
+    // -v each message is a debug line with its ids. `note`: what the sequence check found.
     void message_arrived(std::size_t bytes, const header* h = nullptr,
-                         std::string_view topic = {}) {
-        if (h != nullptr) {
-            if (log_.enabled(log_level::debug)) {
-                const message_log_fields ids(*h);
-                log_.core().write(log_level::debug, "received", ids.fields());
-            }
-            if (h->sequence != 0 && !h->publisher_id.is_nil()) {
-                check_sequence(*h, topic.empty() ? std::string_view(h->type) : topic);
-            }
+                         const sequence_note* note = nullptr) {
+        if (h != nullptr && log_.enabled(log_level::debug)) {
+            const message_log_fields ids(*h);
+            log_.core().write(log_level::debug, "received", ids.fields());
+        }
+        if (note != nullptr &&
+            (note->verdict != patterns::sequence_verdict::untracked || note->from_snapshot)) {
+            ++sequenced_;
         }
         if (age_ != nullptr && h != nullptr && h->timestamp_ns != 0) {
             const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -97,36 +96,108 @@ protected:
         }
     }
 
-    void check_sequence(const header& h, std::string_view topic) {
+    // A sequenced publication (publisher id and sequence number) received on a socket of the
+    // tool's own, checked for gaps, duplicates and late arrivals (`topic`: its topic frame,
+    // else the envelope's type). Untracked for anything else.
+    sequence_note observe_sequence(const header& h, std::string_view topic) {
+        sequence_note note;
+        if (h.sequence == 0 || h.publisher_id.is_nil()) {
+            return note;
+        }
         const auto& id = h.publisher_id.bytes();
         const std::string_view publisher(reinterpret_cast<const char*>(id.data()), id.size());
         auto& e = sequence_event_; // reused: its strings keep their capacity
-        const auto verdict = sequences_.observe(publisher, topic, h.sequence, &e);
-        if (verdict != patterns::sequence_verdict::gap &&
-            verdict != patterns::sequence_verdict::duplicate) {
-            return;
+        note.verdict = sequences_.observe(
+            publisher, topic.empty() ? std::string_view(h.type) : topic, h.sequence, &e);
+        note.missing_first = e.missing_first;
+        note.missing_last = e.missing_last;
+        if (note.verdict == patterns::sequence_verdict::gap ||
+            note.verdict == patterns::sequence_verdict::duplicate ||
+            note.verdict == patterns::sequence_verdict::late) {
+            e.message = &h;
+            report_sequence(e);
+            e.message = nullptr;
         }
-        const bool gap = verdict == patterns::sequence_verdict::gap;
+        return note;
+    }
+
+    // A gap, a duplicate or a late arrival: counted, and a warning with the publisher, the
+    // topic and the numbers (at most 20 lines a second of each kind; the next one says how
+    // many were held back), with the ids of the message that showed it.
+    void report_sequence(const patterns::sequence_event& e) {
+        const std::string publisher = publisher_name(e.publisher);
         std::string line;
-        if (gap) {
+        std::string_view kind;
+        switch (e.verdict) {
+        case patterns::sequence_verdict::gap: {
             const auto missing = e.missing_last - e.missing_first + 1;
+            ++seq_gaps_;
+            seq_missing_ += missing;
             gaps_.add();
             missing_.add(missing);
-            line = "gap: " + std::to_string(missing) + " message(s) of publisher " +
-                   h.publisher_id.to_string() + " on '" + std::string(topic) +
-                   "' never arrived (sequence " + std::to_string(e.missing_first) +
+            kind = "gap";
+            line = "gap: " + std::to_string(missing) + " message(s) of publisher " + publisher +
+                   " on '" + e.topic + "' never arrived (sequence " +
+                   std::to_string(e.missing_first) +
                    (missing > 1 ? ".." + std::to_string(e.missing_last) : std::string()) +
-                   "; this one is " + std::to_string(h.sequence) + ")";
-        } else {
+                   "; this one is " + std::to_string(e.sequence) + ")";
+            break;
+        }
+        case patterns::sequence_verdict::duplicate:
+            ++seq_duplicates_;
             duplicates_.add();
-            line = "duplicate: sequence " + std::to_string(h.sequence) + " of publisher " +
-                   h.publisher_id.to_string() + " on '" + std::string(topic) + "' arrived again";
+            kind = "duplicate";
+            line = "duplicate: sequence " + std::to_string(e.sequence) + " of publisher " +
+                   publisher + " on '" + e.topic + "' arrived again";
+            break;
+        case patterns::sequence_verdict::late:
+            ++seq_late_;
+            late_.add();
+            kind = "late";
+            line = "late: sequence " + std::to_string(e.sequence) + " of publisher " + publisher +
+                   " on '" + e.topic + "' arrived after it was reported missing";
+            break;
+        default:
+            return;
         }
-        if (const auto held = sequence_lines_.admit(gap ? "gap" : "duplicate")) {
-            const message_log_fields ids(h);
-            log_.core().write(log_level::warn, line + log_rate_limiter::suppressed_suffix(*held),
-                              ids.fields());
+        if (const auto held = sequence_lines_.admit(kind)) {
+            line += log_rate_limiter::suppressed_suffix(*held);
+            if (e.message != nullptr) {
+                const message_log_fields ids(*e.message);
+                log_.core().write(log_level::warn, line, ids.fields());
+            } else {
+                log_.warn(line);
+            }
         }
+    }
+    static std::string publisher_name(std::string_view bytes) {
+        if (bytes.size() != message_id::size) {
+            return to_hex(bytes);
+        }
+        std::array<std::uint8_t, message_id::size> id{};
+        std::memcpy(id.data(), bytes.data(), id.size());
+        return message_id(id).to_string();
+    }
+
+    // --stats: the sequence check's counts after the transfer numbers, when publications
+    // were sequenced.
+    void describe_sequences() {
+        if (sequenced_ == 0 && seq_duplicates_ == 0) {
+            return;
+        }
+        stats_.set_detail(" sequenced=" + std::to_string(sequenced_) + " gaps=" +
+                          std::to_string(seq_gaps_) + " missing=" + std::to_string(seq_missing_) +
+                          " duplicates=" + std::to_string(seq_duplicates_) +
+                          " late=" + std::to_string(seq_late_));
+    }
+    // --fail-on-gap and publications were missing: logged, exit 65.
+    std::optional<int> gap_failure() {
+        if (!cfg_.fail_on_gap || seq_gaps_ == 0) {
+            return std::nullopt;
+        }
+        log_.error(std::to_string(seq_missing_) + " publication(s) missing in " +
+                   std::to_string(seq_gaps_) + " gap(s) (--fail-on-gap)");
+        return exit_data_error;
     }
 
     // Nothing arrived by --timeout: a peer that cannot be reached (a host that does not
@@ -179,7 +250,15 @@ protected:
     counter& duplicates_ = registry_.get_counter(
         "zmqkit_recv_duplicate_publications_total",
         "Sequenced publications that arrived more than once (by publisher and sequence number)");
+    counter& late_ = registry_.get_counter(
+        "zmqkit_recv_late_publications_total",
+        "Sequenced publications that arrived after they were reported missing (out of order)");
     log_rate_limiter sequence_lines_{std::chrono::seconds(1), {}, 20};
+    std::uint64_t sequenced_ = 0; // received publications that carried a sequence number
+    std::uint64_t seq_gaps_ = 0;
+    std::uint64_t seq_missing_ = 0;
+    std::uint64_t seq_duplicates_ = 0;
+    std::uint64_t seq_late_ = 0;
     handshake_counter* events_ = nullptr;
     const message_formatter format_;
     output_buffer out_;
@@ -213,11 +292,7 @@ public:
 private:
     int open() {
         patterns::reliable_receiver_options ro;
-        std::string spec;
-        for (const auto& e : cfg_.endpoints) {
-            spec += (spec.empty() ? "" : ",") + e;
-        }
-        ro.endpoint = spec;
+        ro.endpoint = endpoint_spec(cfg_.endpoints);
         ro.credit = cfg_.credit;
         ro.ack_batch = std::size_t{1} << 30; // acked here, after the output is flushed
         ro.socket.recv_hwm = cfg_.hwm;
@@ -260,6 +335,9 @@ private:
                 if (cfg_.stats) {
                     stats_.maybe_print_live("zmqkit-recv");
                 }
+                if (cfg_.exit_at_end && reached_the_end()) {
+                    return true;
+                }
                 continue;
             }
             format_.render(&d->message.header(), {}, d->message.body_view(), out_.data());
@@ -269,6 +347,26 @@ private:
                 return false;
             }
         }
+    }
+    // --exit-at-end, when nothing arrived for a moment and everything written was acked: asks
+    // the proxy what is left (its answer comes through recv()); true once it says nothing is
+    // ready and nothing is in flight to us.
+    bool reached_the_end() {
+        if (const auto left = receiver_->pending(); left && asked_) {
+            asked_ = false;
+            if (left->ready == 0 && left->in_flight == 0) {
+                at_end_ = true;
+                log_.info("end: the proxy has nothing ready and nothing in flight for this "
+                          "consumer (" +
+                          std::to_string(stats_.messages()) + " message(s) written)");
+                return true;
+            }
+        }
+        if (!asked_) {
+            receiver_->ask_pending();
+            asked_ = true;
+        }
+        return false;
     }
     // Flushes stdout, then acks what it holds. False if stdout is gone.
     bool settle() {
@@ -309,8 +407,9 @@ private:
             return *code;
         }
         if ((timed_out_ && (count_missed() || stats_.messages() == 0)) ||
-            (idle_ && count_missed())) {
-            log_.error(std::string(timed_out_ ? "timed out" : "idle") + " with " + count_text());
+            ((idle_ || at_end_) && count_missed())) {
+            log_.error(std::string(timed_out_ ? "timed out" : (idle_ ? "idle" : "at the end")) +
+                       " with " + count_text());
             return exit_timeout;
         }
         return exit_ok;
@@ -319,6 +418,8 @@ private:
     std::optional<patterns::reliable_receiver> receiver_;
     std::optional<handshake_counter> monitor_;
     std::vector<patterns::delivery> unacked_;
+    bool asked_ = false;  // --exit-at-end: a PENDING question is out
+    bool at_end_ = false; // ... and the answer was: nothing left
 };
 
 // Without --ack: a plain zmqkit socket (or raw frames), with --rep a reply to each request.
@@ -336,20 +437,69 @@ public:
     }
 
 private:
+    // The socket: with --sub (envelopes) a zmqkit subscriber, which checks the sequence
+    // numbers and takes the snapshots; otherwise a zmqkit socket of the tool's own.
     void open() {
-        zmqkit::socket& sock =
-            sock_.emplace(context_, cfg_.kind.type,
-                          tool_socket_options("zmqkit-recv", cfg_.hwm, cfg_.linger, registry_,
-                                              cfg_.security.socket));
-        apply_socket_options(sock.raw(), cfg_.socket_options);
-        if (cfg_.kind.type == zmq::socket_type::sub) {
-            for (const auto& topic : cfg_.topics) {
-                sock.raw().set(zmq::sockopt::subscribe, topic);
-            }
+        auto options = tool_socket_options("zmqkit-recv", cfg_.hwm, cfg_.linger, registry_,
+                                           cfg_.security.socket);
+        const bool sub = cfg_.kind.type == zmq::socket_type::sub;
+        if (sub && !cfg_.raw) {
+            patterns::subscriber_options so;
+            so.name = "zmqkit-recv";
+            so.sockets = std::move(options);
+            so.registry = &registry_; // endpoints: attached below, with the tool's log lines
+            sock_ = &subscriber_.emplace(context_, std::move(so)).socket();
+            subscriber_->on_sequence_event(
+                [this](const patterns::sequence_event& e) { report_sequence(e); });
+            sock_->on_decode_error([this](const decode_status& status) {
+                ++decode_errors_;
+                if (cfg_.verbosity >= 1) {
+                    log_.warn("discarded a malformed message: " + status.message());
+                }
+            });
+        } else {
+            sock_ = &own_socket_.emplace(context_, cfg_.kind.type, std::move(options));
         }
+        zmqkit::socket& sock = *sock_;
+        apply_socket_options(sock.raw(), cfg_.socket_options);
         watch(monitor_, sock.raw()); // a refused handshake is reported at --timeout
         reach_.watch(cfg_.security.server() ? nullptr : sock.handshakes(), events());
         attach_all(sock, cfg_.endpoints, cfg_.kind.default_action, log_);
+        if (!sub) {
+            return;
+        }
+        // After connecting: a connected SUB sends its subscriptions in this order, so the
+        // forwarder sees each live subscription before its snapshot request.
+        for (const auto& topic : cfg_.topics) {
+            if (cfg_.snapshot) {
+                subscriber_->subscribe_with_snapshot(topic);
+            } else {
+                sock.raw().set(zmq::sockopt::subscribe, topic);
+            }
+        }
+        if (cfg_.snapshot) {
+            snapshot_deadline_ = clock::now() + cfg_.snapshot_timeout;
+        }
+    }
+
+    // --snapshot: when it came, says so; when it did not come in time, goes on with the live
+    // stream (what was held back for it first).
+    void check_snapshot(clock::time_point now) {
+        if (!snapshot_deadline_) {
+            return;
+        }
+        if (!subscriber_->snapshot_pending()) {
+            log_.info("snapshot: " + std::to_string(subscriber_->stats().snapshot_values) +
+                      " value(s) from the last-value cache; live publications follow");
+            snapshot_deadline_.reset();
+        } else if (now >= *snapshot_deadline_) {
+            (void)subscriber_->abandon_snapshots();
+            log_.warn("no snapshot within --snapshot-timeout " +
+                      std::to_string(cfg_.snapshot_timeout.count()) +
+                      " ms (is the forwarder running with --last-value-cache?); going on with "
+                      "the live publications");
+            snapshot_deadline_.reset();
+        }
     }
 
     // Deadlines and signals are checked at the top of the loop, whatever the previous
@@ -368,6 +518,7 @@ private:
         if (events() != nullptr) {
             (void)events()->poll();
         }
+        check_snapshot(now);
         if (signalled() || past_deadline(now) || idle_at(now)) {
             return true;
         }
@@ -380,6 +531,17 @@ private:
         for (;;) {
             if (count_reached() || time_to_stop()) {
                 return;
+            }
+            if (subscriber_) {
+                if (!subscriber_->recv(publication_, std::chrono::milliseconds(0))) {
+                    if (!wait_for_input()) {
+                        return;
+                    }
+                    continue;
+                }
+                take_publication();
+                out_.maybe_flush();
+                continue;
             }
             std::size_t count = 0;
             if (!receive(count)) {
@@ -506,8 +668,9 @@ private:
                 return sock_->raw().send(zmq::message_t(), zmq::send_flags::none).has_value();
             });
         }
-        format_.render(&msg_.header(), topic_, msg_.body_view(), out_.data());
-        message_arrived(msg_.body_size(), &msg_.header(), topic_);
+        const sequence_note note = observe_sequence(msg_.header(), topic_);
+        format_.render(&msg_.header(), topic_, msg_.body_view(), out_.data(), &note);
+        message_arrived(msg_.body_size(), &msg_.header(), &note);
         if (!is_rep()) {
             return true;
         }
@@ -518,6 +681,14 @@ private:
             reply_header.type = msg_.header().type;
         }
         return send_reply([&] { return sock_->send(reply_header, body); });
+    }
+    // A publication from the subscriber (sequence-checked; duplicates never get here).
+    void take_publication() {
+        const sequence_note note{publication_.verdict, publication_.from_snapshot,
+                                 publication_.missing_first, publication_.missing_last};
+        const auto& m = publication_.message;
+        format_.render(&m.header(), publication_.topic, m.body_view(), out_.data(), &note);
+        message_arrived(m.body_size(), &m.header(), &note);
     }
     // Retries a reply until it leaves; false on a signal (not lost: it stops the tool).
     template <class Send> bool send_reply(Send&& do_send) {
@@ -540,10 +711,14 @@ private:
             (void)bound_linger(s, *deadline_); // --timeout bounds the whole run
         }
         if (cfg_.stats) {
+            describe_sequences();
             stats_.print_final("zmqkit-recv");
         }
         if (decode_errors_ > 0) {
             log_.info(std::to_string(decode_errors_) + " malformed message(s) discarded");
+        }
+        if (const auto code = gap_failure()) {
+            return *code;
         }
         if (stopped_) {
             return exit_ok;
@@ -566,8 +741,12 @@ private:
     }
     [[nodiscard]] bool is_rep() const noexcept { return cfg_.kind.type == zmq::socket_type::rep; }
 
-    std::optional<zmqkit::socket> sock_;
+    std::optional<zmqkit::socket> own_socket_;
+    std::optional<patterns::subscriber> subscriber_;
+    zmqkit::socket* sock_ = nullptr; // own_socket_ or the subscriber's
     std::optional<handshake_counter> monitor_;
+    patterns::publication publication_; // reused: the subscriber's strings keep their capacity
+    std::optional<clock::time_point> snapshot_deadline_; // --snapshot, until it came
     std::vector<zmq::message_t> frames_ = std::vector<zmq::message_t>(4);
     zmq::message_t routing_;
     message msg_;

@@ -5,6 +5,7 @@
 
 #include <zmqkit/error.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -25,7 +26,16 @@ Sockets (default --push; default action as CZMQ: push/req/dealer/pair connect, p
   --pub      to every subscriber; the topic frame is the key (-K) or --type
   --dealer   like push, to ROUTER/REP peers
   --req      one request at a time; each reply is printed on stdout (see --format)
+  --mdp SERVICE  requests to a Majordomo (7/MDP) broker's SERVICE, one at a time, each
+             reply printed on stdout
   --pair     to the one PAIR peer
+
+Requests that survive (--req with --retries or --request-timeout, and --mdp; the Lazy Pirate
+pattern): a request not answered within --request-timeout (default 2.5 s) is sent again on a
+fresh connection, with the same message id (a zmqkit broker joins the copies), --retries
+times (--mdp default 2, --req 0). An error reply (the broker's timeout or busy, a worker's
+failure) is named on stderr and the next request goes; a request never answered ends the run.
+Either makes the exit code 69.
 
 Endpoints use CZMQ's grammar: '@' binds, '>' connects, entries without a prefix take the
 socket's default, several entries separated by commas; -e may be repeated. A bound
@@ -64,6 +74,12 @@ Examples:
   tail -F app.log | zmqkit-send --pub -K ' ' @tcp://*:5556
   # ask a question and print the answer
   zmqkit-send --req --data 'ping' tcp://127.0.0.1:5555
+  # ask a load-balanced service, resending twice after 1 s without an answer
+  zmqkit-send --req --retries 2 --request-timeout 1s --data 'resize 7' tcp://broker:5555
+  # ask the Majordomo service "echo" of a broker
+  zmqkit-send --mdp echo --data hello tcp://broker:5555
+  # send a ping every second until stopped, like nngcat --interval
+  zmqkit-send --data ping --repeat 0 --interval 1s tcp://127.0.0.1:5557
   # store-and-forward: exit 0 only once a durable proxy has every line on disk
   seq 1 1000 | zmqkit-send --wait-confirm tcp://127.0.0.1:5557
   # encrypted: the server's public certificate, this client's own key pair
@@ -110,8 +126,12 @@ struct send_text {
     std::string interval;
     std::string wait_peers = "0";
     std::string data;
-    std::string file;
+    std::vector<std::string> files;
     std::string max_size;
+    std::string repeat;
+    std::string mdp;
+    std::uint32_t retries = 0;
+    std::string request_timeout = "2.5s";
 };
 
 void describe_send_options(tool_options& options, send_config& cfg, send_text& t) {
@@ -121,6 +141,9 @@ void describe_send_options(tool_options& options, send_config& cfg, send_text& t
         ("pub", "PUB socket")
         ("dealer", "DEALER socket")
         ("req", "REQ socket: print each reply")
+        ("mdp", po::value(&t.mdp)->value_name("SERVICE"), "Majordomo (7/MDP) client of SERVICE: print each reply")
+        ("retries", po::value(&t.retries), "--req, --mdp: resend an unanswered request this many times (Lazy Pirate; --mdp default 2)")
+        ("request-timeout", po::value(&t.request_timeout)->default_value("2.5s"), "--req, --mdp: how long to wait for a reply before resending (Lazy Pirate)")
         ("pair", "PAIR socket")
         ("endpoint,e", po::value(&t.endpoints)->composing(), "endpoints (repeatable; also positional)")
         ("delimiter,D", po::value(&t.delimiter), "message delimiter (default \\n)")
@@ -130,7 +153,8 @@ void describe_send_options(tool_options& options, send_config& cfg, send_text& t
         ("max-size", po::value(&t.max_size), "largest message in bytes (default 268435456 = 256 MiB)")
         ("json", "each message is a JSON value (msgpack body)")
         ("data", po::value(&t.data), "send this text instead of reading stdin (framed the same way)")
-        ("file", po::value(&t.file), "read this file instead of stdin")
+        ("file", po::value(&t.files)->composing(), "read this file instead of stdin (repeatable: in turn; - is stdin)")
+        ("repeat", po::value(&t.repeat), "send the --data / --file input N times (0: until stopped, --count or --timeout)")
         ("raw", "plain ZeroMQ frames, no envelope")
         ("correlation-id", po::value(&t.correlation), "correlation id (UUID) for every message")
         ("type", po::value(&cfg.type), "envelope type (and the topic for --pub without -K)")
@@ -254,8 +278,77 @@ void apply_input(const tool_options& options, send_config& cfg, const send_text&
     if (options.given("data")) {
         cfg.data = t.data;
     }
-    if (options.given("file")) {
-        cfg.file = t.file;
+    cfg.files = t.files;
+    if (std::count(cfg.files.begin(), cfg.files.end(), "-") > 1) {
+        throw usage_error{"--file - (stdin) can be read once only", exit_usage};
+    }
+    if (options.given("repeat")) {
+        if (!cfg.data && cfg.files.empty()) {
+            throw usage_error{"--repeat sends the --data or --file input again; stdin is read once",
+                              exit_usage};
+        }
+        if (std::count(cfg.files.begin(), cfg.files.end(), "-") > 0) {
+            throw usage_error{"--repeat cannot read stdin (--file -) again", exit_usage};
+        }
+        try {
+            cfg.repeat = parse_count(t.repeat, "--repeat");
+        } catch (const zmqkit::error& e) {
+            throw usage_error{e.what(), exit_usage};
+        }
+    }
+}
+
+// --mdp SERVICE, and --retries / --request-timeout for --req and --mdp (Lazy Pirate).
+void apply_requests(const tool_options& options, send_config& cfg, const send_text& t) {
+    const bool mdp = options.given("mdp");
+    const bool pirate_flags =
+        options.given("retries") || !options.values()["request-timeout"].defaulted();
+    if (mdp) {
+        if (options.given("push") || options.given("pub") || options.given("dealer") ||
+            options.given("req") || options.given("pair")) {
+            throw usage_error{"--mdp is a socket of its own (a 7/MDP client); drop the other "
+                              "socket flag",
+                              exit_usage};
+        }
+        if (t.mdp.empty() || t.mdp.starts_with("mmi.")) {
+            throw usage_error{"--mdp needs a service name (not empty, not mmi.*)", exit_usage};
+        }
+        cfg.mdp_service = t.mdp;
+        cfg.kind = socket_kind{"mdp", zmq::socket_type::dealer, endpoint_action::connect};
+        cfg.retries = 2;
+    } else if (pirate_flags && cfg.kind.type != zmq::socket_type::req) {
+        throw usage_error{"--retries and --request-timeout apply to --req and --mdp only",
+                          exit_usage};
+    }
+    cfg.lazy_pirate = mdp || pirate_flags;
+    if (!cfg.lazy_pirate) {
+        return;
+    }
+    if (options.given("retries")) {
+        cfg.retries = t.retries;
+    }
+    try {
+        cfg.request_timeout = parse_duration(t.request_timeout);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{std::string("--request-timeout: ") + e.what(), exit_usage};
+    }
+    if (cfg.request_timeout.count() <= 0) {
+        throw usage_error{"--request-timeout must be more than 0", exit_usage};
+    }
+    if (cfg.retries > 1000) {
+        throw usage_error{"--retries must be at most 1000, got " + std::to_string(cfg.retries),
+                          exit_usage};
+    }
+    if (options.given("raw")) {
+        throw usage_error{std::string(mdp ? "--mdp" : "--retries / --request-timeout") +
+                              " keep a request's message id across resends: they need "
+                              "envelopes, not --raw",
+                          exit_usage};
+    }
+    if (options.given("wait-peers")) {
+        throw usage_error{"--wait-peers does not apply to requests that are resent until "
+                          "answered (--retries, --request-timeout, --mdp)",
+                          exit_usage};
     }
 }
 
@@ -353,6 +446,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     cfg.kind =
         choose_socket_kind(options.values(), {"push", "pub", "dealer", "req", "pair"}, "push");
     apply_confirm(options, cfg, t);
+    apply_requests(options, cfg, t);
     if (t.endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
                           exit_usage};
@@ -363,7 +457,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     apply_envelope(cfg, t);
     apply_flow(cfg, t);
     apply_rate(options, cfg, t);
-    if (options.given("format") && cfg.kind.type != zmq::socket_type::req) {
+    if (options.given("format") && cfg.kind.type != zmq::socket_type::req && !cfg.mdp_service) {
         throw usage_error{"-f/--format formats the replies of --req; there are none with --" +
                               std::string(cfg.kind.flag),
                           exit_usage};

@@ -34,7 +34,10 @@ struct send_config {
     std::optional<std::string> key_delimiter;
     bool json = false;
     std::optional<std::string> data; // --data: the input itself
-    std::optional<std::string> file; // --file: read from this path instead of stdin
+    // --file (repeatable): read these paths in turn instead of stdin; "-" is stdin.
+    std::vector<std::string> files;
+    // --repeat N: the --data / --file input N times (0: until stopped, --count or --timeout).
+    std::optional<std::uint64_t> repeat;
     bool raw = false;
 
     // Envelope.
@@ -65,6 +68,15 @@ struct send_config {
     // ready, before a --rate wait longer than --batch-linger, and at the end.
     std::size_t batch = 1;
     std::chrono::milliseconds batch_linger{0};
+
+    // Requests that survive (Lazy Pirate, zguide chapter 4): --req with --retries or
+    // --request-timeout goes through patterns::lb_client (a 6/PPP broker, or any REP), --mdp
+    // SERVICE through patterns::mdp_client (a 7/MDP broker). An unanswered request is sent
+    // again after request_timeout on a fresh socket, with the same message id, retries times.
+    bool lazy_pirate = false;
+    std::optional<std::string> mdp_service;
+    std::uint32_t retries = 0;
+    std::chrono::milliseconds request_timeout{2500};
 
     // Output (replies of --req) and diagnostics.
     std::string format = "text";

@@ -7,6 +7,7 @@
 #include <zmqkit/error.hpp>
 #include <zmqkit/patterns/durable.hpp>
 #include <zmqkit/patterns/load_balancer.hpp>
+#include <zmqkit/patterns/majordomo.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -114,43 +115,58 @@ private:
     bool idle_ = false;
 };
 
-// Part: the input (--data, --file or stdin) split into records. Opened before any network
-// activity, so an unreadable file is reported first.
+// Part: the input (--data, the --file paths in turn, or stdin) split into records, --repeat
+// times. Each source is opened when its turn comes; the first before any network activity, so
+// an unreadable file is reported first.
 class send_input {
 public:
-    // Opens --file; exit_no_input (logged) if it cannot be read, else exit_ok.
+    // Opens the first source; exit_no_input (logged) if it cannot be read, else exit_ok.
     int open(const send_config& cfg, const logger& log, run_limits& limits) {
-        if (cfg.file) {
-            file_.fd = ::open(cfg.file->c_str(), O_RDONLY | O_CLOEXEC);
-            if (file_.fd < 0) {
-                log.error("cannot read --file '" + *cfg.file + "': " + std::strerror(errno));
-                return exit_no_input;
-            }
+        cfg_ = &cfg;
+        limits_ = &limits;
+        if (!start()) {
+            log.error("cannot read " + source() + ": " + open_error_);
+            return exit_no_input;
         }
-        const auto framing = cfg.framing == input_framing::whole
-                                 ? input_reader::framing::whole
-                                 : (cfg.framing == input_framing::length_prefixed
-                                        ? input_reader::framing::length_prefixed
-                                        : input_reader::framing::delimited);
-        if (cfg.data) {
-            reader_.emplace(*cfg.data, framing, cfg.delimiter, cfg.max_size);
-            return exit_ok;
-        }
-        reader_.emplace(
-            fd(), framing, cfg.delimiter,
-            [this, &limits] {
-                if (before_wait) {
-                    before_wait();
-                }
-                return limits.stop_requested() || limits.past_deadline() || limits.input_idle();
-            },
-            cfg.max_size);
         return exit_ok;
     }
-    [[nodiscard]] input_reader& reader() { return *reader_; }
+    // The next record (valid until the next call), across the sources and the repetitions.
+    [[nodiscard]] input_reader::status next(std::string_view& out) {
+        for (;;) {
+            const auto status = reader_->next(out);
+            if (status == input_reader::status::message) {
+                ++records_in_pass_;
+                return status;
+            }
+            if (status != input_reader::status::end || !advance()) {
+                return open_error_.empty() ? status : input_reader::status::failed;
+            }
+        }
+    }
+    // Why the input failed: the open or read error of the current source.
+    [[nodiscard]] std::string error() const {
+        return open_error_.empty() ? reader_->error() : open_error_;
+    }
+    // "--file 'x'", "stdin" or "--data": the current source, for messages.
+    [[nodiscard]] std::string source() const {
+        if (cfg_->data) {
+            return "--data";
+        }
+        if (cfg_->files.empty() || cfg_->files[index_] == "-") {
+            return "stdin";
+        }
+        return "--file '" + cfg_->files[index_] + "'";
+    }
+    // Whether the current source is a file (an unreadable one is exit 66).
+    [[nodiscard]] bool from_file() const {
+        return !cfg_->data && !cfg_->files.empty() && cfg_->files[index_] != "-";
+    }
     [[nodiscard]] int fd() const noexcept { return file_.fd >= 0 ? file_.fd : STDIN_FILENO; }
     // Whether more input is ready to read without waiting.
     [[nodiscard]] bool ready() const {
+        if (cfg_->data) {
+            return true;
+        }
         pollfd p{fd(), POLLIN, 0};
         return ::poll(&p, 1, 0) != 0;
     }
@@ -159,8 +175,69 @@ public:
     std::function<void()> before_wait;
 
 private:
+    // Opens source index_ (false with open_error_ set if it cannot be read).
+    bool start() {
+        const auto framing = cfg_->framing == input_framing::whole
+                                 ? input_reader::framing::whole
+                                 : (cfg_->framing == input_framing::length_prefixed
+                                        ? input_reader::framing::length_prefixed
+                                        : input_reader::framing::delimited);
+        if (cfg_->data) {
+            reader_.emplace(*cfg_->data, framing, cfg_->delimiter, cfg_->max_size);
+            return true;
+        }
+        if (file_.fd >= 0) {
+            ::close(file_.fd);
+            file_.fd = -1;
+        }
+        if (from_file()) {
+            file_.fd = ::open(cfg_->files[index_].c_str(), O_RDONLY | O_CLOEXEC);
+            if (file_.fd < 0) {
+                open_error_ = std::strerror(errno);
+                return false;
+            }
+        }
+        reader_.emplace(
+            fd(), framing, cfg_->delimiter,
+            [this] {
+                if (before_wait) {
+                    before_wait();
+                }
+                return limits_->stop_requested() || limits_->past_deadline() ||
+                       limits_->input_idle();
+            },
+            cfg_->max_size);
+        return true;
+    }
+    // At the end of a source: the next file, or the next repetition. False at the very end,
+    // or when the next file cannot be opened (open_error_).
+    bool advance() {
+        const std::size_t sources = cfg_->data ? 1 : std::max<std::size_t>(1, cfg_->files.size());
+        if (index_ + 1 < sources) {
+            ++index_;
+            return start();
+        }
+        if (!cfg_->repeat) {
+            return false;
+        }
+        ++passes_;
+        // A pass without a record would repeat for ever without sending anything.
+        if ((*cfg_->repeat != 0 && passes_ >= *cfg_->repeat) || records_in_pass_ == 0) {
+            return false;
+        }
+        records_in_pass_ = 0;
+        index_ = 0;
+        return start();
+    }
+
+    const send_config* cfg_ = nullptr;
+    run_limits* limits_ = nullptr;
     file_descriptor file_;
     std::optional<input_reader> reader_;
+    std::size_t index_ = 0; // the current --file
+    std::uint64_t passes_ = 0;
+    std::uint64_t records_in_pass_ = 0;
+    std::string open_error_;
 };
 
 // Part: the transport messages leave through: a plain zmqkit socket (envelopes, or raw frames
@@ -248,7 +325,7 @@ private:
     }
     int open_reliable(send_input& input) {
         patterns::reliable_sender_options ro;
-        ro.endpoint = join_specs(cfg_.endpoints);
+        ro.endpoint = endpoint_spec(cfg_.endpoints);
         ro.window = cfg_.window;
         ro.retry_interval = cfg_.retry_interval;
         ro.batch_messages = cfg_.batch;
@@ -302,13 +379,6 @@ private:
         watch(created.raw());
         attach_all(created, cfg_.endpoints, cfg_.kind.default_action, log_);
     }
-    static std::string join_specs(const std::vector<std::string>& endpoints) {
-        std::string spec;
-        for (const auto& e : endpoints) {
-            spec += (spec.empty() ? "" : ",") + e;
-        }
-        return spec;
-    }
 
     const send_config& cfg_;
     const logger& log_;
@@ -325,6 +395,111 @@ private:
     handshake_monitor* secured_ = nullptr;
     handshake_monitor* client_handshakes_ = nullptr;
     std::optional<handshake_give_up> give_up_;
+};
+
+// Part: requests that survive (Lazy Pirate, zguide chapter 4). --req with --retries or
+// --request-timeout talks to a 6/PPP broker (or any REP) through patterns::lb_client, --mdp
+// SERVICE to a 7/MDP broker through patterns::mdp_client: each waits --request-timeout for the
+// reply, then sends the request again on a fresh socket, --retries times. The message id stays
+// the same across the copies, so a zmqkit broker joins them.
+class request_client {
+public:
+    request_client(const send_config& cfg, const logger& log) : cfg_(cfg), log_(log) {}
+
+    // exit_ok, or the exit code (logged).
+    int open() {
+        auth_ = start_authenticator(context_, {&cfg_.security}, log_);
+        auto options = tool_socket_options("zmqkit-send", cfg_.hwm, cfg_.linger, registry_,
+                                           cfg_.security.socket);
+        options.linger = std::chrono::milliseconds(0); // what is unanswered is reported
+        auto configure = [this](zmq::socket_t& raw) {
+            apply_socket_options(raw, cfg_.socket_options);
+        };
+        const std::string endpoint = endpoint_spec(cfg_.endpoints);
+        if (cfg_.mdp_service) {
+            patterns::mdp_client_options o;
+            o.endpoint = endpoint;
+            o.timeout = cfg_.request_timeout;
+            o.attempts = cfg_.retries + 1;
+            o.socket = std::move(options);
+            o.configure = configure;
+            return start_component(mdp_, log_, context_, std::move(o));
+        }
+        patterns::lb_client_options o;
+        o.endpoint = endpoint;
+        o.timeout = cfg_.request_timeout;
+        o.attempts = cfg_.retries + 1;
+        o.socket = std::move(options);
+        o.configure = configure;
+        return start_component(lb_, log_, context_, std::move(o));
+    }
+
+    // The outcome of one request.
+    struct outcome {
+        enum class kind { reply, error_reply, unanswered, stopped } what = kind::stopped;
+        message reply;                   // --req: the reply
+        std::vector<std::string> frames; // --mdp: the reply's body frames
+        std::string error;               // error_reply, unanswered: the code ("timeout", ...)
+        std::string reason;
+    };
+
+    // Sends one request and waits for its outcome. A stop signal or --timeout ends the wait
+    // (stopped) for --req at once; --mdp is synchronous, bounded by --request-timeout x
+    // (--retries + 1).
+    outcome call(const header& h, std::string_view body, run_limits& limits) {
+        outcome out;
+        if (mdp_) {
+            auto r = mdp_->call(*cfg_.mdp_service, {std::string(body)});
+            if (r) {
+                out.what = outcome::kind::reply;
+                out.frames = std::move(*r);
+            } else {
+                out.what = outcome::kind::unanswered;
+                out.error = r.error();
+                out.reason = r.reason();
+            }
+            return out;
+        }
+        message request;
+        request.header() = h;
+        request.set_body(body);
+        std::optional<patterns::lb_result> result;
+        lb_->submit(std::move(request),
+                    [&result](patterns::lb_result r) { result = std::move(r); });
+        while (!result) {
+            if (limits.stop_requested() || limits.past_deadline()) {
+                return out; // stopped: the request is abandoned with the client
+            }
+            (void)lb_->poll(std::chrono::milliseconds(100));
+        }
+        if (result->ok()) {
+            out.what = outcome::kind::reply;
+            out.reply = std::move(**result);
+        } else {
+            // lb_client's own give-up is "timeout: no reply after N sends ..."; a broker's
+            // error reply can say "timeout" too (--request-timeout of zmqkit-proxy --mode lb).
+            out.what =
+                result->error() == "timeout" && result->reason().starts_with("no reply after ")
+                    ? outcome::kind::unanswered
+                    : outcome::kind::error_reply;
+            out.error = result->error();
+            out.reason = result->reason();
+        }
+        return out;
+    }
+
+    [[nodiscard]] std::uint64_t resent() const noexcept {
+        return mdp_ ? mdp_->resent() : (lb_ ? lb_->resent() : 0);
+    }
+
+private:
+    const send_config& cfg_;
+    const logger& log_;
+    zmq::context_t context_;
+    std::unique_ptr<authenticator> auth_;
+    metrics_registry registry_;
+    std::optional<patterns::lb_client> lb_;
+    std::optional<patterns::mdp_client> mdp_;
 };
 
 // One input record split at the --key-delimiter.
@@ -351,6 +526,16 @@ public:
     int run() {
         if (const int code = input_.open(cfg_, log_, limits_); code != exit_ok) {
             return code;
+        }
+        if (cfg_.lazy_pirate) {
+            client_.emplace(cfg_, log_);
+            if (const int code = client_->open(); code != exit_ok) {
+                return code;
+            }
+            stats_.start();
+            send_input_records();
+            out_.flush();
+            return finish_requests();
         }
         transport_.emplace(cfg_, log_); // name lookups start now
         if (const int code = transport_->open(input_); code != exit_ok) {
@@ -442,10 +627,10 @@ private:
             if (limits_.stop_requested()) { // time-throttled: at most one syscall per 50 ms
                 break;
             }
-            if (cfg_.verbosity >= 1 && transport_->monitor() != nullptr) {
+            if (cfg_.verbosity >= 1 && transport_ && transport_->monitor() != nullptr) {
                 (void)transport_->monitor()->poll(); // -v: socket events as they happen
             }
-            const auto status = input_.reader().next(input);
+            const auto status = input_.next(input);
             if (!accept_input(status)) {
                 break;
             }
@@ -457,7 +642,7 @@ private:
             if (sent == outcome::skipped) {
                 continue;
             }
-            if (sent == outcome::failed || (is_req() && !wait_reply())) {
+            if (sent == outcome::failed || (is_req() && !client_ && !wait_reply())) {
                 break;
             }
         }
@@ -487,9 +672,8 @@ private:
             return false;
         }
         if (status == status_t::failed) {
-            log_.error("cannot read " + (cfg_.file ? "--file '" + *cfg_.file + "'" : "stdin") +
-                       ": " + input_.reader().error());
-            code_ = cfg_.file ? exit_no_input : exit_failure;
+            log_.error("cannot read " + input_.source() + ": " + input_.error());
+            code_ = input_.from_file() ? exit_no_input : exit_failure;
             return false;
         }
         return true;
@@ -509,7 +693,7 @@ private:
         }
         const auto deadline = limits_.deadline();
         const auto until = deadline ? std::min(next_send_, *deadline) : next_send_;
-        auto* reliable = transport_->reliable();
+        auto* reliable = transport_ ? transport_->reliable() : nullptr;
         if (reliable != nullptr && cfg_.batch > 1 && until - now > cfg_.batch_linger) {
             reliable->send_batch(); // a partly filled batch does not wait that long
         }
@@ -558,6 +742,7 @@ private:
         } else {
             h_.id = message_id{};
             h_.timestamp_ns = 0;
+            h_.sequence = 0; // --pub numbers each publication afresh
             h_.correlation_id = cfg_.correlation_id;
             if (cfg_.key_delimiter && !is_pub()) {
                 if (r.has_key) {
@@ -569,7 +754,9 @@ private:
             sent = send_envelope(h_, r.has_key ? r.key : std::string_view(h_.type), r.value);
         }
         if (!sent) {
-            transport_->outcomes().not_sent(line_, &used->id);
+            if (transport_) {
+                transport_->outcomes().not_sent(line_, &used->id);
+            }
             ++not_sent_;
             return outcome::failed;
         }
@@ -596,7 +783,9 @@ private:
         }
         ++json_errors_;
         log_.error("line " + std::to_string(line_) + ": malformed JSON: " + error);
-        transport_->outcomes().not_sent(line_);
+        if (transport_) {
+            transport_->outcomes().not_sent(line_);
+        }
         ++not_sent_;
         return false;
     }
@@ -637,7 +826,16 @@ private:
         }
     }
     bool send_envelope(header& hh, std::string_view topic, std::string_view body) {
+        if (client_) {
+            return request(hh, body);
+        }
         auto* reliable = transport_->reliable();
+        // --pub: the publisher's numbering (publisher id, a sequence per topic), so that a
+        // subscriber tells a gap; a --json record that carries both keeps its own (a replay).
+        std::uint64_t* topic_counter = nullptr;
+        if (is_pub() && (hh.sequence == 0 || hh.publisher_id.is_nil())) {
+            topic_counter = &sequencer_.stamp(topic, hh);
+        }
         for (;;) {
             bool ok = false;
             if (reliable != nullptr) {
@@ -657,12 +855,73 @@ private:
                 ok = transport_->plain().send(hh, body);
             }
             if (ok) {
+                if (topic_counter != nullptr) {
+                    ++*topic_counter; // queued: the number is used
+                }
                 return true;
             }
             if (!try_again()) {
                 return false;
             }
         }
+    }
+
+    // ---- Lazy Pirate requests (--retries, --request-timeout, --mdp) -------------------------
+    // One request through the request client; its reply on stdout. False when the run ends:
+    // a request never answered (the service is gone: the next would fare no better), a stop
+    // signal or --timeout. An error reply is named and the next request goes.
+    bool request(header& hh, std::string_view body) {
+        if (hh.id.is_nil()) {
+            hh.stamp(); // the id the copies share, known before the first send
+        }
+        auto o = client_->call(hh, body, limits_);
+        using kind = request_client::outcome::kind;
+        switch (o.what) {
+        case kind::reply:
+            if (cfg_.mdp_service) {
+                for (const auto& frame : o.frames) {
+                    reply_format_.render(nullptr, {}, frame, out_.data());
+                }
+            } else {
+                reply_format_.render(&o.reply.header(), {}, o.reply.body_view(), out_.data());
+            }
+            out_.flush();
+            ++answered_;
+            return true;
+        case kind::error_reply:
+            note_error_reply(patterns::lb_error_reply{std::move(o.error), std::move(o.reason)});
+            return true;
+        case kind::unanswered:
+            ++unanswered_;
+            log_.error("request " + std::to_string(line_) + " (" + hh.id.to_string() +
+                       ") got no reply: " + o.reason + "; giving up");
+            return false;
+        case kind::stopped:
+            break;
+        }
+        return false;
+    }
+    int finish_requests() {
+        if (cfg_.stats) {
+            stats_.print_final("zmqkit-send");
+            log_.info("requests: answered=" + std::to_string(answered_) +
+                      " errors=" + std::to_string(error_replies_) + " unanswered=" +
+                      std::to_string(unanswered_) + " resent=" + std::to_string(client_->resent()));
+        }
+        if (code_ != exit_ok) {
+            return code_;
+        }
+        if (json_errors_ > 0) {
+            return exit_data_error;
+        }
+        if (limits_.timed_out() && !limits_.stopped()) {
+            return report_timeout();
+        }
+        if (error_replies_ > 0) {
+            log_.error(std::to_string(error_replies_) + " of " + std::to_string(stats_.messages()) +
+                       " request(s) answered with an error");
+        }
+        return unanswered_ > 0 || error_replies_ > 0 ? exit_unavailable : exit_ok;
     }
 
     // ---- replies (--req) ------------------------------------------------------------------
@@ -932,7 +1191,9 @@ private:
     run_limits limits_;
     send_input input_;
     std::optional<send_transport> transport_; // after the input: an unreadable file first
+    std::optional<request_client> client_;    // --retries, --request-timeout, --mdp
     header base_; // the envelope fields of every message (--type, --header, ...)
+    patterns::publication_sequencer sequencer_; // --pub
     header h_;
     header json_header_;
     std::string json_body_;
@@ -947,7 +1208,9 @@ private:
     std::uint64_t json_errors_ = 0;
     std::uint64_t not_sent_ = 0; // records read but not sent (malformed JSON, the run ended)
     std::uint64_t error_replies_ = 0;
-    int code_ = exit_ok; // an input error's exit code, if any
+    std::uint64_t answered_ = 0;   // Lazy Pirate requests answered
+    std::uint64_t unanswered_ = 0; // ... never answered, after every resend
+    int code_ = exit_ok;           // an input error's exit code, if any
 };
 
 } // namespace

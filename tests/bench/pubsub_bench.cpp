@@ -151,8 +151,8 @@ struct options {
     std::vector<std::string> only; // --modes: run these paths only (profiling)
 };
 
-enum class mode { direct, proxy, zmqkit, env_proxy, kit_proxy, raw_fwd };
-constexpr std::size_t mode_count = 6;
+enum class mode { direct, proxy, zmqkit, env_proxy, kit_proxy, raw_fwd, kit_direct };
+constexpr std::size_t mode_count = 7;
 
 std::string_view mode_name(mode m) {
     switch (m) {
@@ -168,6 +168,8 @@ std::string_view mode_name(mode m) {
         return "kit-proxy";
     case mode::raw_fwd:
         return "raw-fwd";
+    case mode::kit_direct:
+        return "kit-direct";
     }
     return "?";
 }
@@ -194,6 +196,8 @@ shape shape_of(mode m) {
         return {true, false, device::zmq_proxy};
     case mode::raw_fwd:
         return {false, false, device::forwarder};
+    case mode::kit_direct:
+        return {true, false, device::none};
     }
     return {};
 }
@@ -253,8 +257,9 @@ void usage(std::ostream& out) {
            "                    and XPUB drop at the HWM, so a bounded HWM may lose messages)\n"
            "  --io-threads N    libzmq I/O threads of the one shared context (default 1)\n"
            "  --diagnostics     also run env-proxy (zmqkit's wire bytes through zmq_proxy, raw\n"
-           "                    ends), kit-proxy (zmqkit ends, zmq_proxy) and raw-fwd (raw ends,\n"
-           "                    zmqkit forwarder)\n"
+           "                    ends), kit-proxy (zmqkit ends, zmq_proxy), raw-fwd (raw ends,\n"
+           "                    zmqkit forwarder) and kit-direct (zmqkit publisher straight to\n"
+           "                    zmqkit subscribers: the library pair)\n"
            "  --modes LIST      run only these paths, e.g. zmqkit (for profiling; the\n"
            "                    ratios then need both proxy and zmqkit)\n";
 }
@@ -799,12 +804,13 @@ int main(int argc, char** argv) {
                   << " B][header+body " << envelope.size() << " B]\n";
         std::vector<mode> modes{mode::direct, mode::proxy, mode::zmqkit};
         if (opt.diagnostics) {
-            modes.insert(modes.end(), {mode::env_proxy, mode::kit_proxy, mode::raw_fwd});
+            modes.insert(modes.end(),
+                         {mode::env_proxy, mode::kit_proxy, mode::raw_fwd, mode::kit_direct});
         }
         if (!opt.only.empty()) {
             modes.clear();
             for (const mode m : {mode::direct, mode::proxy, mode::zmqkit, mode::env_proxy,
-                                 mode::kit_proxy, mode::raw_fwd}) {
+                                 mode::kit_proxy, mode::raw_fwd, mode::kit_direct}) {
                 if (std::find(opt.only.begin(), opt.only.end(), mode_name(m)) != opt.only.end()) {
                     modes.push_back(m);
                 }

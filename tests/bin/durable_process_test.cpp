@@ -592,3 +592,58 @@ TEST(durable_process, a_flipped_bit_in_a_confirmed_record_loses_only_that_messag
     }
     EXPECT_EQ(got, expected);
 }
+
+// Issue 17 item 4 (kcat -e): zmqkit-recv --ack --exit-at-end drains what the proxy holds and
+// exits 0 by itself, every message written once, in order; with nothing left it exits at once;
+// with -c beyond what is there it exits 75; a message nacked back by another consumer (held
+// for a redelivery backoff) is not the end.
+TEST(durable_process, exit_at_end_drains_the_backlog_and_exits) {
+    temp_directory dir("durable-end");
+    proxy_run proxy(dir.path() / "spool", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                    {"--redelivery-backoff", "1s"});
+    ASSERT_FALSE(proxy.frontend.empty());
+    constexpr int count = 2000;
+    const auto file = write_lines(dir.path() / "lines.txt", "end-", count);
+    child_process sender(
+        {bin_path("zmqkit-send"), "--wait-confirm", "--file", file, proxy.frontend});
+    ASSERT_EQ(sender.wait(60s), 0) << sender.stderr_text();
+
+    child_process drain(
+        {bin_path("zmqkit-recv"), "--ack", "--exit-at-end", "--timeout", "60s", proxy.backend});
+    const auto [out, rc] = read_until_exit(drain, 60s);
+    EXPECT_EQ(rc, 0) << drain.stderr_text();
+    EXPECT_EQ(out, numbered_lines("end-", count));
+    EXPECT_THAT(drain.stderr_text(), HasSubstr("(2000 message(s) written)"));
+
+    child_process empty(
+        {bin_path("zmqkit-recv"), "--ack", "--exit-at-end", "--timeout", "60s", proxy.backend});
+    EXPECT_EQ(empty.wait(30s), 0) << empty.stderr_text();
+    EXPECT_EQ(empty.stdout_text(), "");
+
+    child_process more({bin_path("zmqkit-recv"), "--ack", "--exit-at-end", "-c", "5", "--timeout",
+                        "60s", proxy.backend});
+    EXPECT_EQ(more.wait(30s), 75) << more.stderr_text();
+    EXPECT_THAT(more.stderr_text(), HasSubstr("at the end with 0 message(s) of 5"));
+
+    // One message, taken by a consumer that gives it back (NACK requeue): it waits a 1 s
+    // backoff, ready but not deliverable yet; the end is only after it was delivered again.
+    child_process one(
+        {bin_path("zmqkit-send"), "--wait-confirm", "--data", "late", proxy.frontend});
+    ASSERT_EQ(one.wait(30s), 0) << one.stderr_text();
+    zmq::context_t ctx;
+    {
+        patterns::reliable_receiver_options ro;
+        ro.endpoint = proxy.backend;
+        ro.credit = 1;
+        patterns::reliable_receiver quitter(ctx, ro);
+        const auto d = quitter.recv(20s);
+        ASSERT_TRUE(d.has_value());
+        quitter.nack(*d, true, "not now");
+        quitter.flush_acks();
+    } // BYE: it leaves, the message waits for its backoff
+    child_process last(
+        {bin_path("zmqkit-recv"), "--ack", "--exit-at-end", "--timeout", "60s", proxy.backend});
+    const auto [late_out, late_rc] = read_until_exit(last, 60s);
+    EXPECT_EQ(late_rc, 0) << last.stderr_text();
+    EXPECT_EQ(late_out, "late\n");
+}

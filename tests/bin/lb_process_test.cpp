@@ -314,3 +314,53 @@ TEST(lb_process, an_error_reply_makes_send_req_exit_69_with_the_reason) {
         {bin_path("zmqkit-send"), "--req", "--data", "hello", "--timeout", "20s", proxy.frontend});
     EXPECT_EQ(ok.wait(30s), std::optional<int>(0)) << ::testing::PrintToString(ok.stderr_lines());
 }
+
+// Issue 17 item 3: zmqkit-send --req --retries is a Lazy Pirate client. Its worker frozen, the
+// request is resent on fresh sockets with the same message id; the broker joins the copies
+// (duplicates in STATUS), and once the worker runs again the one reply reaches the client:
+// the worker handled the request once.
+TEST(lb_process, send_req_retries_resend_the_same_request_and_the_broker_joins_them) {
+    lb_proxy proxy({"--heartbeat-interval", "1s", "--liveness", "30"});
+    ASSERT_FALSE(proxy.control.empty());
+    auto worker = start_worker(proxy.backend, "1000", "30");
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually([&] { return ready_workers(status(ctx, proxy.control)) == 1; }, 20s));
+    worker->signal(SIGSTOP);
+    child_process send({bin_path("zmqkit-send"), "--req", "--retries", "20", "--request-timeout",
+                        "200ms", "--stats", "--data", "hello", "--timeout", "60s", proxy.frontend});
+    const bool joined =
+        eventually([&] { return json_number(status(ctx, proxy.control), "duplicates") >= 2; }, 20s);
+    worker->signal(SIGCONT);
+    ASSERT_TRUE(joined) << status(ctx, proxy.control);
+    EXPECT_EQ(send.wait(30s), std::optional<int>(0)) << send.stderr_text();
+    EXPECT_THAT(send.stdout_text(), ::testing::MatchesRegex("w[0-9]+:hello\n"));
+    EXPECT_THAT(send.stderr_text(), ::testing::ContainsRegex(
+                                        "requests: answered=1 errors=0 unanswered=0 resent=[1-9]"));
+    worker->signal(SIGTERM);
+    EXPECT_TRUE(worker->wait_for_stderr(std::regex("stopped after (1) requests"), 20s))
+        << ::testing::PrintToString(worker->stderr_lines());
+}
+
+// Without a worker and with every resend unanswered, the request is given up (exit 69, the
+// reason on stderr) and the run ends; an error reply from the broker is named and the next
+// request still goes.
+TEST(lb_process, send_req_retries_give_up_with_exit_69) {
+    lb_proxy proxy({});
+    ASSERT_FALSE(proxy.frontend.empty());
+    child_process lost({bin_path("zmqkit-send"), "--req", "--retries", "1", "--request-timeout",
+                        "200ms", "--data", "one\ntwo", "--timeout", "30s", proxy.frontend});
+    EXPECT_EQ(lost.wait(30s), std::optional<int>(69)) << lost.stderr_text();
+    EXPECT_THAT(lost.stderr_text(),
+                ::testing::ContainsRegex("request 1 \\([0-9a-f-]{36}\\) got no reply: no reply "
+                                         "after 2 sends of 200 ms each; giving up"));
+    EXPECT_EQ(lost.stdout_text(), "");
+
+    lb_proxy strict({"--request-timeout", "300ms"}); // no worker: error "timeout" replies
+    child_process errors({bin_path("zmqkit-send"), "--req", "--retries", "3", "--request-timeout",
+                          "5s", "--data", "one\ntwo", "--timeout", "30s", strict.frontend});
+    EXPECT_EQ(errors.wait(30s), std::optional<int>(69)) << errors.stderr_text();
+    const auto err = errors.stderr_text();
+    EXPECT_THAT(err, HasSubstr("request 1 was answered with an error: timeout: "));
+    EXPECT_THAT(err, HasSubstr("request 2 was answered with an error: timeout: "));
+    EXPECT_THAT(err, HasSubstr("2 of 2 request(s) answered with an error"));
+}

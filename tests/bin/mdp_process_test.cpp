@@ -168,3 +168,40 @@ TEST(mdp_process, usage_errors) {
     EXPECT_EQ(help.wait(10s), std::optional<int>(0));
     EXPECT_THAT(help.read_stdout(1s), HasSubstr("--request-expiry"));
 }
+
+// Issue 17 item 3: zmqkit-send --mdp SERVICE is a 7/MDP client (Lazy Pirate): each input
+// message a request to the service, each reply frame on stdout; a service nobody serves is
+// given up after its resends with exit 69.
+TEST(mdp_process, send_mdp_asks_a_service_and_gives_up_on_one_nobody_serves) {
+    mdp_proxy proxy({"--heartbeat-interval", "1s", "--liveness", "10"});
+    ASSERT_FALSE(proxy.frontend.empty());
+    zmq::context_t ctx;
+    auto worker = connected(ctx, zmq::socket_type::dealer, proxy.backend);
+    send_frames(worker, {"", "MDPW01", ready_byte, "upper"});
+    ASSERT_TRUE(eventually(
+        [&] { return status(ctx, proxy.control).find("\"upper\"") != std::string::npos; }, 20s));
+    child_process send({bin_path("zmqkit-send"), "--mdp", "upper", "--data", "hello\nworld",
+                        "--timeout", "30s", proxy.frontend});
+    // The raw worker answers the two requests: ["" MDPW01 0x03 client "" body...]
+    for (int i = 0; i < 2; ++i) {
+        auto frames = recv_frames(worker, 20s);
+        while (!frames.empty() && frames.size() >= 3 && frames[2] == heartbeat_byte) {
+            frames = recv_frames(worker, 20s);
+        }
+        ASSERT_GE(frames.size(), 6U);
+        ASSERT_EQ(frames[2], request_byte);
+        std::string body = frames[5];
+        for (auto& c : body) {
+            c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        }
+        send_frames(worker, {"", "MDPW01", reply_byte, frames[3], "", body});
+    }
+    EXPECT_EQ(send.wait(30s), std::optional<int>(0)) << send.stderr_text();
+    EXPECT_EQ(send.stdout_text(), "HELLO\nWORLD\n");
+
+    child_process nobody({bin_path("zmqkit-send"), "--mdp", "nobody", "--retries", "1",
+                          "--request-timeout", "200ms", "--data", "x", "--timeout", "30s",
+                          proxy.frontend});
+    EXPECT_EQ(nobody.wait(30s), std::optional<int>(69)) << nobody.stderr_text();
+    EXPECT_THAT(nobody.stderr_text(), HasSubstr("got no reply: "));
+}

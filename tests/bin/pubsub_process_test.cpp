@@ -334,3 +334,184 @@ TEST(forwarder_process, oversize_subscriptions_are_refused_and_it_keeps_forwardi
     }
     EXPECT_EQ(got, sent);
 }
+
+// ---- the command line on pub-sub (zmqkit-send --pub, zmqkit-recv --sub) ----------------------
+
+namespace {
+
+std::uint64_t forwarder_messages_in(zmq::context_t& ctx, const running_forwarder& proxy) {
+    const auto stats =
+        proxy_statistics::from_frames(control_request(ctx, proxy.control, "STATISTICS"));
+    return stats ? stats->frontend_messages_in : 0;
+}
+
+// "A..B" or "A" (a %G token) into the numbers it names.
+void add_range(std::set<std::uint64_t>& into, const std::string& range) {
+    const auto dots = range.find("..");
+    const std::uint64_t first = std::stoull(range.substr(0, dots));
+    const std::uint64_t last =
+        dots == std::string::npos ? first : std::stoull(range.substr(dots + 2));
+    for (auto n = first; n <= last; ++n) {
+        into.insert(n);
+    }
+}
+
+} // namespace
+
+// zmqkit-send --pub numbers its publications; a zmqkit-recv --sub that is stopped (SIGSTOP)
+// while 20,000 publications of 1 KiB go by loses some at the forwarder (drop policy, --hwm
+// 100). What it reports missing (%G, the stderr lines, --stats) is exactly what it did not
+// receive, and --fail-on-gap turns that into exit 65.
+TEST(forwarder_process, cli_subscriber_reports_exactly_what_the_forwarder_dropped) {
+    running_forwarder proxy({"--hwm", "100", "--slow-subscriber-policy", "drop"});
+    ASSERT_THAT(proxy.backend, ::testing::StartsWith("tcp://127.0.0.1:"));
+    child_process recv({bin_path("zmqkit-recv"), "--sub", "--hwm", "100", "-X", "rcvbuf=4096",
+                        "--stats", "--fail-on-gap", "-f", "%q %G %S\\n", proxy.backend});
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually(
+        [&] {
+            return control_request(ctx, proxy.control, "STATUS")
+                       .at(0)
+                       .find("\"subscriptions\":1,") != std::string::npos;
+        },
+        10s))
+        << recv.stderr_text();
+    child_process send({bin_path("zmqkit-send"), "--pub", "--wait-peers", "1", "--timeout", "120s",
+                        "--hwm", "1000000", ">" + proxy.frontend},
+                       true);
+    // The first publication arrives: the subscriber knows the stream from its first number.
+    send.write_stdin("first\n");
+    ASSERT_TRUE(
+        eventually([&] { return recv.read_stdout(10ms).find("1  5\n") != std::string::npos; }, 20s))
+        << recv.stderr_text() << send.stderr_text();
+
+    recv.signal(SIGSTOP);
+    constexpr std::uint64_t burst = 20000;
+    const std::string body(1000, 'x');
+    std::string chunk;
+    for (std::uint64_t i = 0; i < burst; ++i) {
+        chunk += body + "\n";
+        if (chunk.size() > (1U << 20)) {
+            send.write_stdin(chunk);
+            chunk.clear();
+        }
+    }
+    send.write_stdin(chunk);
+    // The forwarder has seen every one of them (and dropped for the stopped subscriber).
+    const bool forwarded =
+        eventually([&] { return forwarder_messages_in(ctx, proxy) >= burst + 1; }, 60s);
+    recv.signal(SIGCONT);
+    ASSERT_TRUE(forwarded) << send.stderr_text();
+    // Publications after the subscriber runs again close the stream: the forwarder may still
+    // drop the first of them while its queue for the subscriber drains, so one is sent at each
+    // look until one arrives.
+    std::string out;
+    ASSERT_TRUE(eventually(
+        [&] {
+            send.write_stdin("last\n");
+            out = recv.read_stdout(10ms);
+            return out.find(" 4\n") != std::string::npos; // %S of "last"
+        },
+        60s))
+        << recv.stderr_text();
+    send.close_stdin();
+    EXPECT_EQ(send.wait(30s), 0) << send.stderr_text();
+    recv.signal(SIGTERM);
+    EXPECT_EQ(recv.wait(10s), 65) << recv.stderr_text();
+    out = recv.stdout_text();
+
+    std::set<std::uint64_t> received;
+    std::set<std::uint64_t> reported_missing;
+    std::istringstream lines(out);
+    std::string line;
+    while (std::getline(lines, line)) {
+        std::istringstream fields(line);
+        std::string seq;
+        std::string missing;
+        std::string size;
+        ASSERT_TRUE(std::getline(fields, seq, ' ') && std::getline(fields, missing, ' ') &&
+                    std::getline(fields, size))
+            << line;
+        const auto n = std::stoull(seq);
+        EXPECT_TRUE(received.insert(n).second) << "twice: " << n;
+        if (!missing.empty()) {
+            add_range(reported_missing, missing);
+        }
+    }
+    ASSERT_GE(*received.rbegin(), burst + 2);
+    ASSERT_FALSE(reported_missing.empty())
+        << "the stopped subscriber lost nothing: no drop to check";
+    for (std::uint64_t n = 1; n <= *received.rbegin(); ++n) {
+        EXPECT_NE(received.contains(n), reported_missing.contains(n))
+            << n
+            << (received.contains(n) ? " received and reported missing"
+                                     : " neither received nor reported missing");
+    }
+    const auto err = recv.stderr_text();
+    EXPECT_THAT(err, HasSubstr(" missing=" + std::to_string(reported_missing.size()) +
+                               " duplicates=0 late=0"));
+    EXPECT_THAT(err,
+                HasSubstr(std::to_string(reported_missing.size()) + " publication(s) missing"));
+    EXPECT_THAT(err, HasSubstr("WARN  zmqkit-recv: gap: "));
+}
+
+// A late joiner: zmqkit-recv --snapshot gets each topic's last value from the forwarder's
+// last-value cache, then the live stream without a gap; -K ' ' writes what zmqkit-send -K ' '
+// read.
+TEST(forwarder_process, cli_snapshot_gives_a_late_subscriber_the_current_values_then_live) {
+    running_forwarder proxy({"--last-value-cache"});
+    zmq::context_t ctx;
+    child_process send({bin_path("zmqkit-send"), "--pub", "-K", " ", "--wait-peers", "1",
+                        "--timeout", "60s", ">" + proxy.frontend},
+                       true);
+    send.write_stdin("prices.a 1\nprices.b 2\nprices.a 3\nother.x 9\n");
+    ASSERT_TRUE(eventually([&] { return forwarder_messages_in(ctx, proxy) >= 4; }, 20s))
+        << send.stderr_text();
+
+    child_process late({bin_path("zmqkit-recv"), "--sub", "--topic", "prices.", "--snapshot", "-c",
+                        "3", "--timeout", "30s", "-f", "%g %k %s\\n", proxy.backend});
+    ASSERT_TRUE(late.wait_for_stderr(std::regex("(snapshot: 2 value\\(s\\))"), 20s))
+        << late.stderr_text();
+    send.write_stdin("prices.a 5\n");
+    EXPECT_EQ(late.wait(20s), 0) << late.stderr_text();
+    EXPECT_EQ(late.stdout_text(),
+              "snapshot prices.a 3\nsnapshot prices.b 2\nin_order prices.a 5\n");
+
+    child_process keyed({bin_path("zmqkit-recv"), "--sub", "--topic", "prices.", "--snapshot", "-K",
+                         " ", "-c", "2", "--timeout", "30s", proxy.backend});
+    EXPECT_EQ(keyed.wait(20s), 0) << keyed.stderr_text();
+    EXPECT_EQ(keyed.stdout_text(), "prices.a 5\nprices.b 2\n"); // what send -K ' ' read
+    send.close_stdin();
+    EXPECT_EQ(send.wait(20s), 0) << send.stderr_text();
+}
+
+// --snapshot where no last-value cache is: a zmqkit forwarder without one answers with an
+// empty snapshot at once; a publisher connected directly does not answer, and after
+// --snapshot-timeout the live stream flows, the held-back publications first.
+TEST(forwarder_process, cli_snapshot_without_a_cache_goes_on_with_the_live_stream) {
+    running_forwarder proxy;
+    child_process recv({bin_path("zmqkit-recv"), "--sub", "--snapshot", "-c", "2", "--timeout",
+                        "30s", "-f", "%g %s\\n", proxy.backend});
+    ASSERT_TRUE(recv.wait_for_stderr(std::regex("(snapshot: 0 value\\(s\\))"), 20s))
+        << recv.stderr_text();
+    child_process send({bin_path("zmqkit-send"), "--pub", "--wait-peers", "1", "--timeout", "30s",
+                        "--data", "one\ntwo", ">" + proxy.frontend});
+    EXPECT_EQ(send.wait(20s), 0) << send.stderr_text();
+    EXPECT_EQ(recv.wait(20s), 0) << recv.stderr_text();
+    EXPECT_EQ(recv.stdout_text(), "first one\nin_order two\n");
+
+    child_process publisher({bin_path("zmqkit-send"), "--pub", "--wait-peers", "1", "--timeout",
+                             "30s", "tcp://127.0.0.1:*"},
+                            true);
+    const auto endpoint =
+        publisher.wait_for_stderr(std::regex("INFO  zmqkit-send: bound (\\S+)"), 10s);
+    ASSERT_TRUE(endpoint) << publisher.stderr_text();
+    child_process direct({bin_path("zmqkit-recv"), "--sub", "--snapshot", "--snapshot-timeout",
+                          "300ms", "-c", "2", "--timeout", "30s", "-f", "%g %s\\n", *endpoint});
+    publisher.write_stdin("one\ntwo\n"); // sent once the subscription came (--wait-peers)
+    EXPECT_EQ(direct.wait(20s), 0) << direct.stderr_text();
+    EXPECT_EQ(direct.stdout_text(), "first one\nin_order two\n");
+    EXPECT_THAT(direct.stderr_text(), HasSubstr("no snapshot within --snapshot-timeout 300 ms"));
+    publisher.close_stdin();
+    EXPECT_EQ(publisher.wait(20s), 0) << publisher.stderr_text();
+}

@@ -405,8 +405,12 @@ TEST(send_recv, pub_survives_an_oversize_subscription) {
     EXPECT_EQ(send.wait(20s), 0) << all_stderr(send);
 }
 
-TEST(send_recv, sub_reports_gaps_and_duplicates_of_sequenced_publications_with_their_ids) {
-    child_process recv(recv_cmd({"--sub", "-f", "%s\\n", "@tcp://127.0.0.1:*"}));
+// A subscriber's sequence check on the wire, from a PUB written by hand: a gap (named with the
+// missing numbers and the ids of the message that showed it), a duplicate (dropped), a late
+// arrival; %g/%G per message, the counts in --stats, and --fail-on-gap's exit 65.
+TEST(send_recv, sub_reports_gaps_duplicates_and_late_publications_with_their_ids) {
+    child_process recv(
+        recv_cmd({"--sub", "--stats", "--fail-on-gap", "-f", "%g|%G|%s\\n", "@tcp://127.0.0.1:*"}));
     const auto endpoint = bound_endpoint(recv);
     ASSERT_FALSE(endpoint.empty()) << all_stderr(recv);
     zmq::context_t ctx;
@@ -425,12 +429,13 @@ TEST(send_recv, sub_reports_gaps_and_duplicates_of_sequenced_publications_with_t
         publish(header::fresh(), "warm");
         out = recv.read_stdout(20ms);
     }
-    ASSERT_NE(out.find("warm\n"), std::string::npos) << all_stderr(recv);
+    ASSERT_NE(out.find("||warm\n"), std::string::npos) << all_stderr(recv);
 
     const auto publisher = message_id::generate();
     const auto conversation = message_id::generate();
     std::vector<header> sent;
-    for (const std::uint64_t seq : {1UL, 2UL, 4UL, 4UL}) { // 3 never comes; 4 comes twice
+    // 3 comes after 4 (late), 4 comes twice (a duplicate), 6 and 7 never come.
+    for (const std::uint64_t seq : {1UL, 2UL, 4UL, 4UL, 3UL, 5UL, 8UL}) {
         header h = header::fresh();
         h.correlation_id = conversation;
         h.publisher_id = publisher;
@@ -453,9 +458,24 @@ TEST(send_recv, sub_reports_gaps_and_duplicates_of_sequenced_publications_with_t
     EXPECT_EQ(*duplicate, "duplicate: sequence 4 of publisher " + publisher.to_string() +
                               " on 't' arrived again message_id=" + sent[2].id.to_string() +
                               " correlation_id=" + conversation.to_string());
+    const auto late = recv.wait_for_stderr(std::regex("WARN  zmqkit-recv: (late: .*)"), 10s);
+    ASSERT_TRUE(late) << all_stderr(recv);
+    EXPECT_EQ(*late, "late: sequence 3 of publisher " + publisher.to_string() +
+                         " on 't' arrived after it was reported missing message_id=" +
+                         sent[4].id.to_string() + " correlation_id=" + conversation.to_string());
+    ASSERT_TRUE(recv.wait_for_stderr(
+        std::regex(
+            "(gap: 2 message\\(s\\) of publisher .* \\(sequence 6\\.\\.7; this one is 8\\))"),
+        10s))
+        << all_stderr(recv);
     recv.signal(SIGTERM);
-    EXPECT_EQ(recv.wait(10s), 0) << all_stderr(recv);
-    EXPECT_THAT(all_stdout(recv), HasSubstr("p1\np2\np4\np4\n")); // reported, not dropped
+    EXPECT_EQ(recv.wait(10s), 65) << all_stderr(recv); // --fail-on-gap
+    // The duplicate is dropped; every other one is written with what the check found.
+    EXPECT_THAT(all_stdout(recv), HasSubstr("first||p1\nin_order||p2\ngap|3|p4\nlate||p3\n"
+                                            "in_order||p5\ngap|6..7|p8\n"));
+    const auto all = all_stderr(recv);
+    EXPECT_THAT(all, HasSubstr("sequenced=6 gaps=2 missing=3 duplicates=1 late=1"));
+    EXPECT_THAT(all, HasSubstr("3 publication(s) missing in 2 gap(s) (--fail-on-gap)"));
 }
 
 TEST(send_recv, raw_send_reaches_a_plain_zeromq_peer) {
@@ -1484,4 +1504,126 @@ TEST(send_recv, a_host_name_that_does_not_resolve_is_named_exit_69) {
         EXPECT_THAT(recv.err, HasSubstr("nothing could be received from >" + endpoint +
                                         " within 3 s: cannot resolve host " + host));
     }
+}
+
+// Issue 17 item 4: the tokens added for kcat parity and for sequenced publications, in-process.
+TEST(send_recv_parts, key_time_publisher_and_sequence_tokens) {
+    header h;
+    h.type = "order.created";
+    h.timestamp_ns = 1'796'616'306'123'456'789ULL; // 2026-12-07T04:05:06.123456789Z
+    h.sequence = 10;
+    h.publisher_id = message_id::generate();
+    std::string out;
+    cli::message_formatter("%k|%D|%P|%q\\n").render(&h, "prices.eur", "b", out);
+    EXPECT_EQ(out,
+              "prices.eur|2026-12-07T04:05:06.123456Z|" + h.publisher_id.to_string() + "|10\n");
+    out.clear();
+    cli::message_formatter("%k|%g|%G\\n").render(&h, {}, "b", out); // no topic: the type
+    EXPECT_EQ(out, "order.created||\n");                            // nothing checked
+    cli::sequence_note gap{patterns::sequence_verdict::gap, false, 7, 9};
+    out.clear();
+    cli::message_formatter("%g|%G\\n").render(&h, {}, "b", out, &gap);
+    EXPECT_EQ(out, "gap|7..9\n");
+    gap.missing_last = 7;
+    out.clear();
+    cli::message_formatter("%g|%G\\n").render(&h, {}, "b", out, &gap);
+    EXPECT_EQ(out, "gap|7\n");
+    const cli::sequence_note snap{patterns::sequence_verdict::untracked, true, 0, 0};
+    out.clear();
+    cli::message_formatter("json").render(&h, "prices.eur", "b", out, &gap);
+    const auto j = nlohmann::json::parse(out);
+    EXPECT_EQ(j["verdict"], "gap");
+    EXPECT_EQ(j["missing"]["first"], 7);
+    EXPECT_EQ(j["missing"]["last"], 7);
+    out.clear();
+    cli::message_formatter("%g\\n").render(&h, {}, "b", out, &snap);
+    EXPECT_EQ(out, "snapshot\n");
+    // -K: "KEY<delim>BODY" lines; with another format it is a usage error naming %k.
+    out.clear();
+    cli::message_formatter("text", std::string(" = ")).render(&h, "prices.eur", "1.08", out);
+    EXPECT_EQ(out, "prices.eur = 1.08\n");
+    try {
+        (void)cli::message_formatter("json", std::string(" "));
+        ADD_FAILURE() << "-K with json accepted";
+    } catch (const cli::usage_error& e) {
+        EXPECT_THAT(e.message, HasSubstr("%k"));
+    }
+    h.timestamp_ns = 0;
+    out.clear();
+    cli::message_formatter("[%D]").render(&h, {}, "b", out);
+    EXPECT_EQ(out, "[]");
+}
+
+// kcat parity: several --file inputs in turn (- is stdin), --repeat of the input, and -K on
+// zmqkit-recv giving back what zmqkit-send -K read.
+TEST(send_recv, several_files_in_turn_repeat_and_keyed_output) {
+    const temp_file first("a.x 1\nb.x 2"); // the last line has no newline: still a message
+    const temp_file second("c.x 3\n");
+    child_process recv(recv_cmd({"-c", "7", "-K", " ", "tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    ASSERT_FALSE(endpoint.empty()) << all_stderr(recv);
+    child_process send(
+        send_cmd({"-K", " ", "--file", first.path, "--file", "-", "--file", second.path, endpoint}),
+        true);
+    send.write_stdin("s.x 9\n");
+    send.close_stdin();
+    ASSERT_EQ(send.wait(10s), 0) << all_stderr(send);
+    child_process again(
+        send_cmd({"-K", " ", "--file", second.path, "--data", "x", endpoint})); // not both
+    EXPECT_EQ(again.wait(10s), 64);
+    child_process repeat(send_cmd({"-K", " ", "--file", second.path, "--repeat", "3", endpoint}));
+    ASSERT_EQ(repeat.wait(10s), 0) << all_stderr(repeat);
+    ASSERT_EQ(recv.wait(10s), 0) << all_stderr(recv);
+    EXPECT_EQ(all_stdout(recv), "a.x 1\nb.x 2\ns.x 9\nc.x 3\nc.x 3\nc.x 3\nc.x 3\n");
+}
+
+TEST(send_recv, a_later_file_that_cannot_be_read_is_exit_66_after_the_earlier_ones) {
+    const temp_file first("one\ntwo\n");
+    child_process recv(recv_cmd({"-c", "2", "tcp://127.0.0.1:*"}));
+    const auto endpoint = bound_endpoint(recv);
+    child_process send(
+        send_cmd({"--file", first.path, "--file", "/nonexistent/zmqkit-input", endpoint}));
+    EXPECT_EQ(send.wait(10s), 66);
+    EXPECT_THAT(all_stderr(send),
+                HasSubstr("cannot read --file '/nonexistent/zmqkit-input': No such file"));
+    EXPECT_EQ(recv.wait(10s), 0);
+    EXPECT_EQ(all_stdout(recv), "one\ntwo\n");
+}
+
+TEST(send_recv_parts, usage_errors_of_the_pattern_flags) {
+    const auto rejects = [](std::vector<std::string> args, const std::string& words, bool recv) {
+        args.insert(args.begin(), recv ? "zmqkit-recv" : "zmqkit-send");
+        std::vector<const char*> argv;
+        for (const auto& a : args) {
+            argv.push_back(a.c_str());
+        }
+        try {
+            if (recv) {
+                (void)cli::parse_recv_options(static_cast<int>(argv.size()), argv.data());
+            } else {
+                (void)cli::parse_send_options(static_cast<int>(argv.size()), argv.data());
+            }
+            ADD_FAILURE() << "accepted: " << ::testing::PrintToString(args);
+        } catch (const cli::usage_error& e) {
+            EXPECT_EQ(e.code, 64);
+            EXPECT_THAT(e.message, HasSubstr(words)) << ::testing::PrintToString(args);
+        }
+    };
+    rejects({"--retries", "2", "tcp://h:1"}, "apply to --req and --mdp only", false);
+    rejects({"--req", "--raw", "--retries", "2", "tcp://h:1"}, "need envelopes", false);
+    rejects({"--mdp", "echo", "--raw", "tcp://h:1"}, "need envelopes", false);
+    rejects({"--req", "--request-timeout", "1s", "--wait-peers", "1", "tcp://h:1"},
+            "--wait-peers does not apply", false);
+    rejects({"--req", "--request-timeout", "0", "tcp://h:1"}, "more than 0", false);
+    rejects({"--mdp", "mmi.service", "tcp://h:1"}, "not mmi.*", false);
+    rejects({"--mdp", "echo", "--push", "tcp://h:1"}, "socket of its own", false);
+    rejects({"--repeat", "2", "tcp://h:1"}, "stdin is read once", false);
+    rejects({"--file", "-", "--repeat", "2", "tcp://h:1"}, "cannot read stdin", false);
+    rejects({"--file", "-", "--file", "-", "tcp://h:1"}, "read once only", false);
+    rejects({"--snapshot", "tcp://h:1"}, "needs --sub", true);
+    rejects({"--sub", "--raw", "--fail-on-gap", "tcp://h:1"}, "needs --sub with envelopes", true);
+    rejects({"--sub", "--snapshot", "@tcp://*:1"}, "binds", true);
+    rejects({"--sub", "--snapshot-timeout", "1s", "tcp://h:1"}, "needs --snapshot", true);
+    rejects({"--sub", "-K", " ", "-f", "json", "tcp://h:1"}, "%k", true);
+    rejects({"--sub", "-K", "", "tcp://h:1"}, "must not be empty", true);
 }

@@ -138,6 +138,26 @@ std::string child_process::read_stdout(std::chrono::milliseconds timeout) {
     return out_buffer_;
 }
 
+std::string child_process::stdout_text() {
+    for (;;) {
+        const auto before = out_buffer_.size();
+        pump(std::chrono::milliseconds(50));
+        if (out_buffer_.size() == before) {
+            return out_buffer_;
+        }
+    }
+}
+
+std::string child_process::stderr_text() {
+    while (next_stderr_line(std::chrono::milliseconds(100))) {
+    }
+    std::string text;
+    for (const auto& l : lines_) {
+        text += l + "\n";
+    }
+    return text;
+}
+
 void child_process::write_stdin(const std::string& data) {
     std::size_t done = 0;
     while (done < data.size()) {

@@ -32,6 +32,10 @@ public:
     [[nodiscard]] const std::vector<std::string>& stderr_lines() const noexcept { return lines_; }
     // Everything written to stdout so far (reads what is available, then returns).
     std::string read_stdout(std::chrono::milliseconds timeout);
+    // What an exited (or quiet) child wrote: stdout until 50 ms pass without more; every
+    // stderr line joined with '\n' after reading what is left.
+    std::string stdout_text();
+    std::string stderr_text();
     // Writes to the child's stdin (with_stdin); close_stdin() sends EOF.
     void write_stdin(const std::string& data);
     void close_stdin();
