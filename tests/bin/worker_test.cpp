@@ -573,10 +573,12 @@ TEST(worker_process, bad_commands_get_error_replies_and_the_worker_serves_the_ne
                                          "\"$ZMQKIT_MESSAGE_ID\" \"$ZMQKIT_CORRELATION_ID\" "
                                          "\"$ZMQKIT_ATTEMPT\" ;;\n"
                                          "esac\n");
-    proxy_process proxy("lb", {"--heartbeat-interval", "200ms", "--liveness", "3"});
+    // A worker silent for 4 x 250 ms expires: the commands that hang run longer than that.
+    proxy_process proxy("lb", {"--heartbeat-interval", "250ms", "--liveness", "4"});
     ASSERT_FALSE(proxy.control.empty());
-    auto w = start_worker({"--exec", script, "--exec-timeout", "1s", "--kill-grace", "300ms",
-                           "--max-size", "65536", "--heartbeat-interval", "200ms", "--stats"},
+    auto w = start_worker({"--exec", script, "--exec-timeout", "1500ms", "--kill-grace", "300ms",
+                           "--max-size", "65536", "--heartbeat-interval", "250ms", "--liveness",
+                           "4", "--stats"},
                           proxy.backend);
     zmq::context_t ctx;
     ASSERT_TRUE(lb_ready(ctx, proxy, 1));
@@ -600,14 +602,14 @@ TEST(worker_process, bad_commands_get_error_replies_and_the_worker_serves_the_ne
 
     normal("first");
     // A command that hangs: stopped at --exec-timeout with its whole group; the next one runs.
-    EXPECT_EQ(failed("hang"), "timed out after 1 s (--exec-timeout); stopped with SIGTERM");
+    EXPECT_EQ(failed("hang"), "timed out after 1.5 s (--exec-timeout); stopped with SIGTERM");
     const pid_t hung = std::stoi(read_file(dir.path() / "hang.pid"));
     EXPECT_TRUE(eventually([&] { return ::kill(-hung, 0) != 0 && errno == ESRCH; }, 10s))
         << "its process group is gone";
     normal("after-hang");
-    // One that ignores SIGTERM: SIGKILL --kill-grace later. Longer than the broker's expiry
-    // (200 ms x 3): the worker heartbeats while it runs, so the request is not run elsewhere.
-    EXPECT_EQ(failed("stubborn"), "timed out after 1 s (--exec-timeout); killed with SIGKILL");
+    // One that ignores SIGTERM: SIGKILL --kill-grace later. Both ran longer than the broker's
+    // expiry: the worker heartbeats while a command runs, so no request is run elsewhere.
+    EXPECT_EQ(failed("stubborn"), "timed out after 1.5 s (--exec-timeout); killed with SIGKILL");
     normal("after-stubborn");
     EXPECT_THAT(failed("flood"), ::testing::StartsWith("output larger than --max-size (65536 "
                                                        "bytes)"));
