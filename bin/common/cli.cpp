@@ -65,8 +65,13 @@ void check_linger(std::chrono::milliseconds linger) {
 }
 
 bool shared_option_name(const std::string& name) {
-    static const std::vector<std::string> shared{"hwm",   "linger",    "sockopt",   "verbose",
-                                                 "quiet", "log-level", "log-format"};
+    // zmqkit-worker's --heartbeat-interval and --liveness must match its broker's (zmqkit-proxy);
+    // --drain-timeout is, for both, the longest a drain may take.
+    static const std::vector<std::string> shared{
+        "hwm",        "linger",        "sockopt",
+        "verbose",    "quiet",         "log-level",
+        "log-format", "drain-timeout", "heartbeat-interval",
+        "liveness"};
     if (std::find(shared.begin(), shared.end(), name) != shared.end()) {
         return true;
     }
@@ -134,12 +139,15 @@ const std::vector<std::string>& tool_specific_option_names() {
     // shared_option_name().
     static const std::vector<std::string> names{
         "all", "batch", "count", "data", "dealer", "endpoint", "format", "idle-timeout", "json",
-        "pair", "pub", "pull", "push", "raw", "rate", "stats", "sub", "sync", "timeout", "topic",
-        "wait-peers",
+        "max-size", "pair", "pub", "pull", "push", "raw", "rate", "reply", "stats", "sub", "sync",
+        "timeout", "topic", "wait-peers",
         // send -K reads keys, recv -K writes them: a pipe may want one without the other
         "key-delimiter",
         // zmqkit-proxy: the broker's deadline for a reply; zmqkit-send: when to resend
         "request-timeout",
+        // zmqkit-worker sets ZMQKIT_SERVICE for its command: a zmqkit-send it runs must not
+        // take it for its own --service
+        "mdp", "service",
         // one port per process: ZMQKIT_<TOOL>_METRICS_LISTEN, never a plain ZMQKIT_ one
         "metrics-listen"};
     return names;

@@ -26,7 +26,7 @@ Sockets (default --push; default action as CZMQ: push/req/dealer/pair connect, p
   --pub      to every subscriber; the topic frame is the key (-K) or --type
   --dealer   like push, to ROUTER/REP peers
   --req      one request at a time; each reply is printed on stdout (see --format)
-  --mdp SERVICE  requests to a Majordomo (7/MDP) broker's SERVICE, one at a time, each
+  --mdp      requests to a Majordomo (7/MDP) broker's --service NAME, one at a time, each
              reply printed on stdout
   --pair     to the one PAIR peer
 
@@ -77,7 +77,7 @@ Examples:
   # ask a load-balanced service, resending twice after 1 s without an answer
   zmqkit-send --req --retries 2 --request-timeout 1s --data 'resize 7' tcp://broker:5555
   # ask the Majordomo service "echo" of a broker
-  zmqkit-send --mdp echo --data hello tcp://broker:5555
+  zmqkit-send --mdp --service echo --data hello tcp://broker:5555
   # send a ping every second until stopped, like nngcat --interval
   zmqkit-send --data ping --repeat 0 --interval 1s tcp://127.0.0.1:5557
   # store-and-forward: exit 0 only once a durable proxy has every line on disk
@@ -141,7 +141,8 @@ void describe_send_options(tool_options& options, send_config& cfg, send_text& t
         ("pub", "PUB socket")
         ("dealer", "DEALER socket")
         ("req", "REQ socket: print each reply")
-        ("mdp", po::value(&t.mdp)->value_name("SERVICE"), "Majordomo (7/MDP) client of SERVICE: print each reply")
+        ("mdp", "Majordomo (7/MDP) client of --service: print each reply")
+        ("service", po::value(&t.mdp)->value_name("NAME"), "--mdp: the service the requests are for")
         ("retries", po::value(&t.retries), "--req, --mdp: resend an unanswered request this many times (Lazy Pirate; --mdp default 2)")
         ("request-timeout", po::value(&t.request_timeout)->default_value("2.5s"), "--req, --mdp: how long to wait for a reply before resending (Lazy Pirate)")
         ("pair", "PAIR socket")
@@ -298,9 +299,14 @@ void apply_input(const tool_options& options, send_config& cfg, const send_text&
     }
 }
 
-// --mdp SERVICE, and --retries / --request-timeout for --req and --mdp (Lazy Pirate).
+// --mdp --service NAME, and --retries / --request-timeout for --req and --mdp (Lazy Pirate).
 void apply_requests(const tool_options& options, send_config& cfg, const send_text& t) {
     const bool mdp = options.given("mdp");
+    if (mdp != options.given("service")) {
+        throw usage_error{"--mdp asks the service --service NAME names: give both (as "
+                          "zmqkit-worker --mdp --service NAME serves it)",
+                          exit_usage};
+    }
     const bool pirate_flags =
         options.given("retries") || !options.values()["request-timeout"].defaulted();
     if (mdp) {
@@ -311,7 +317,7 @@ void apply_requests(const tool_options& options, send_config& cfg, const send_te
                               exit_usage};
         }
         if (t.mdp.empty() || t.mdp.starts_with("mmi.")) {
-            throw usage_error{"--mdp needs a service name (not empty, not mmi.*)", exit_usage};
+            throw usage_error{"--service needs a name (not empty, not mmi.*)", exit_usage};
         }
         cfg.mdp_service = t.mdp;
         cfg.kind = socket_kind{"mdp", zmq::socket_type::dealer, endpoint_action::connect};

@@ -451,6 +451,14 @@ public:
         if (mdp_) {
             auto r = mdp_->call(*cfg_.mdp_service, {std::string(body)});
             if (r) {
+                // A worker that failed answers {"zmqkit.error", code, reason} (wire protocol
+                // §9.4, zmqkit-worker): an error reply, not a result.
+                if (auto error = patterns::parse_mdp_error_reply(*r)) {
+                    out.what = outcome::kind::error_reply;
+                    out.error = std::move(error->code);
+                    out.reason = std::move(error->reason);
+                    return out;
+                }
                 out.what = outcome::kind::reply;
                 out.frames = std::move(*r);
             } else {
@@ -908,14 +916,8 @@ private:
                       " errors=" + std::to_string(error_replies_) + " unanswered=" +
                       std::to_string(unanswered_) + " resent=" + std::to_string(client_->resent()));
         }
-        if (code_ != exit_ok) {
-            return code_;
-        }
-        if (json_errors_ > 0) {
-            return exit_data_error;
-        }
-        if (limits_.timed_out() && !limits_.stopped()) {
-            return report_timeout();
+        if (const auto code = input_or_timeout_exit()) {
+            return *code;
         }
         if (error_replies_ > 0) {
             log_.error(std::to_string(error_replies_) + " of " + std::to_string(stats_.messages()) +
@@ -1023,14 +1025,8 @@ private:
         if (!log_written) {
             log_.error(log_error);
         }
-        if (code_ != exit_ok) {
-            return code_;
-        }
-        if (json_errors_ > 0) {
-            return exit_data_error;
-        }
-        if (limits_.timed_out() && !limits_.stopped()) {
-            return report_timeout();
+        if (const auto code = input_or_timeout_exit()) {
+            return *code;
         }
         if (!log_written) {
             return exit_cannot_create;
@@ -1085,6 +1081,20 @@ private:
                        std::to_string(stats_.messages()) +
                        " message(s) rejected by the durable proxy (each is named above)");
         }
+    }
+    // The exit code an input problem (its own code, malformed JSON) or --timeout decides,
+    // before what the transport found.
+    std::optional<int> input_or_timeout_exit() {
+        if (code_ != exit_ok) {
+            return code_;
+        }
+        if (json_errors_ > 0) {
+            return exit_data_error;
+        }
+        if (limits_.timed_out() && !limits_.stopped()) {
+            return report_timeout();
+        }
+        return std::nullopt;
     }
     int report_timeout() {
         log_.error("timed out after " + std::to_string(cfg_.timeout->count()) + " ms (" +

@@ -101,6 +101,18 @@ public:
         return scheduled_delay_;
     }
 
+    // While a long handler runs (the workers' keep_alive()): whether a heartbeat is due now; if
+    // so the next one is one interval away. Says nothing of the peer's silence: its messages
+    // wait unread until the handler returns.
+    [[nodiscard]] bool heartbeat_due() {
+        const auto t = now();
+        if (reconnect_at_ || t < next_heartbeat_) {
+            return false;
+        }
+        next_heartbeat_ = t + settings_.heartbeat_interval;
+        return true;
+    }
+
     // Called on the owner's timer.
     [[nodiscard]] action tick() {
         const auto t = now();

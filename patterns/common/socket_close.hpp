@@ -41,4 +41,16 @@ inline void linger_until(zmq::socket_t& socket, std::chrono::steady_clock::time_
     }
 }
 
+// Whether `socket` has a message waiting (ZMQ_EVENTS; false if it cannot tell). A worker's
+// timer asks it before it calls its broker silent: after a handler that ran longer than the
+// silence limit the broker's heartbeats wait unread, and the timer runs before the reader.
+// Never throws.
+[[nodiscard]] inline bool input_waiting(zmq::socket_t& socket) noexcept {
+    int events = 0;
+    std::size_t size = sizeof events;
+    return socket.handle() != nullptr &&
+           zmq_getsockopt(socket.handle(), ZMQ_EVENTS, &events, &size) == 0 &&
+           (events & ZMQ_POLLIN) != 0;
+}
+
 } // namespace zmqkit::patterns::detail

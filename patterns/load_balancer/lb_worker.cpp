@@ -72,7 +72,25 @@ lb_worker_counters lb_worker::counters() const noexcept {
                               malformed_.load()};
 }
 
+void lb_worker::keep_alive() noexcept {
+    if (std::this_thread::get_id() != thread_id_.load() || !socket_) {
+        return;
+    }
+    try {
+        if (liveness_->heartbeat_due()) {
+            send_command(ppp::heartbeat_byte);
+        }
+    } catch (const zmq::error_t&) {
+        // Not sent now (the context is closing): the next call, or the broker's expiry, covers it.
+    }
+}
+
+void lb_worker::stop_taking() noexcept {
+    taking_.store(false);
+}
+
 void lb_worker::setup() {
+    thread_id_.store(std::this_thread::get_id());
     open_socket();
     watch(*socket_, [this] { handle_incoming(); });
     every(liveness_->tick_interval(), [this] { tick(); });
@@ -98,6 +116,12 @@ void lb_worker::send_command(std::string_view command) {
 }
 
 void lb_worker::tick() {
+    // After a handler that ran past the silence limit the broker's heartbeats wait unread, and
+    // this timer runs before the socket's reader: a waiting message is the broker speaking.
+    // Taken for silence, it would close the socket, and the reply just sent with it.
+    if (socket_ && !liveness_->reconnecting() && detail::input_waiting(*socket_)) {
+        liveness_->heard();
+    }
     liveness_->dispatch([this] { send_command(ppp::heartbeat_byte); },
                         [this](const std::string& why) {
                             if (options_.log) {
@@ -149,6 +173,9 @@ void lb_worker::handle_incoming() {
             continue;
         }
         if (m->what == ppp::broker_message::kind::request) {
+            if (!taking_.load()) {
+                continue; // stop_taking(): the broker dispatches it again on DISCONNECT
+            }
             answer(frames_, m->envelope_size, n);
             // One request per call: with prefetch 1 the next receive would find the queue
             // empty (a system call or two), and with prefetch > 1 the actor loop gets to see a

@@ -11,6 +11,17 @@
 
 namespace zmqkit::patterns {
 
+std::vector<std::string> mdp_error_body(std::string_view code, std::string_view reason) {
+    return {std::string(mdp_error::marker), std::string(code), std::string(reason)};
+}
+
+std::optional<mdp_error_reply> parse_mdp_error_reply(const std::vector<std::string>& body) {
+    if (body.size() != 3 || body[0] != mdp_error::marker) {
+        return std::nullopt;
+    }
+    return mdp_error_reply{body[1].empty() ? std::string("error") : body[1], body[2]};
+}
+
 mdp_client::mdp_client(zmq::context_t& context, mdp_client_options options)
     : options_(std::move(options)), context_(&context) {
     if (options_.endpoint.empty()) {

@@ -62,7 +62,25 @@ mdp_worker_counters mdp_worker::counters() const noexcept {
                                disconnects_.load(), malformed_.load()};
 }
 
+void mdp_worker::keep_alive() noexcept {
+    if (std::this_thread::get_id() != thread_id_.load() || !socket_) {
+        return;
+    }
+    try {
+        if (liveness_->heartbeat_due()) {
+            send_command(mdp::heartbeat_command);
+        }
+    } catch (const zmq::error_t&) {
+        // Not sent now (the context is closing): the next call, or the broker's expiry, covers it.
+    }
+}
+
+void mdp_worker::stop_taking() noexcept {
+    taking_.store(false);
+}
+
 void mdp_worker::setup() {
+    thread_id_.store(std::this_thread::get_id());
     open_socket();
     watch(*socket_, [this] { handle_incoming(); });
     every(liveness_->tick_interval(), [this] { tick(); });
@@ -129,7 +147,9 @@ void mdp_worker::handle_incoming() {
         }
         switch (m->what) {
         case mdp::broker_message::kind::request:
-            answer(views, m->body);
+            if (taking_.load()) {
+                answer(views, m->body);
+            } // else stop_taking(): the broker gives it to another worker on DISCONNECT
             break;
         case mdp::broker_message::kind::heartbeat:
             break;

@@ -23,27 +23,8 @@ using ::testing::HasSubstr;
 
 namespace {
 
-struct lb_proxy {
-    child_process process;
-    std::string frontend, backend, control;
-    explicit lb_proxy(std::vector<std::string> extra)
-        : process([&] {
-              std::vector<std::string> argv{bin_path("zmqkit-proxy"),
-                                            "--mode",
-                                            "lb",
-                                            "--frontend",
-                                            "tcp://127.0.0.1:*",
-                                            "--backend",
-                                            "tcp://127.0.0.1:*",
-                                            "--control",
-                                            "tcp://127.0.0.1:*"};
-              argv.insert(argv.end(), extra.begin(), extra.end());
-              return argv;
-          }()) {
-        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 20s).value_or("");
-        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 20s).value_or("");
-        control = process.wait_for_stderr(std::regex("control bound (\\S+)"), 20s).value_or("");
-    }
+struct lb_proxy : running_proxy {
+    explicit lb_proxy(const std::vector<std::string>& extra) : running_proxy("lb", extra) {}
 };
 
 std::unique_ptr<child_process> start_worker(const std::string& backend, const std::string& hb,

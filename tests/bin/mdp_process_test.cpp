@@ -20,27 +20,8 @@ using frames_t = std::vector<std::string>;
 const std::string ready_byte("\x01", 1), request_byte("\x02", 1), reply_byte("\x03", 1),
     heartbeat_byte("\x04", 1), disconnect_byte("\x05", 1);
 
-struct mdp_proxy {
-    child_process process;
-    std::string frontend, backend, control;
-    explicit mdp_proxy(std::vector<std::string> extra)
-        : process([&] {
-              std::vector<std::string> argv{bin_path("zmqkit-proxy"),
-                                            "--mode",
-                                            "mdp",
-                                            "--frontend",
-                                            "tcp://127.0.0.1:*",
-                                            "--backend",
-                                            "tcp://127.0.0.1:*",
-                                            "--control",
-                                            "tcp://127.0.0.1:*"};
-              argv.insert(argv.end(), extra.begin(), extra.end());
-              return argv;
-          }()) {
-        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 20s).value_or("");
-        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 20s).value_or("");
-        control = process.wait_for_stderr(std::regex("control bound (\\S+)"), 20s).value_or("");
-    }
+struct mdp_proxy : running_proxy {
+    explicit mdp_proxy(const std::vector<std::string>& extra) : running_proxy("mdp", extra) {}
 };
 
 zmq::socket_t connected(zmq::context_t& ctx, zmq::socket_type type, const std::string& ep) {
@@ -169,7 +150,7 @@ TEST(mdp_process, usage_errors) {
     EXPECT_THAT(help.read_stdout(1s), HasSubstr("--request-expiry"));
 }
 
-// Issue 17 item 3: zmqkit-send --mdp SERVICE is a 7/MDP client (Lazy Pirate): each input
+// Issue 17 item 3: zmqkit-send --mdp --service NAME is a 7/MDP client (Lazy Pirate): each input
 // message a request to the service, each reply frame on stdout; a service nobody serves is
 // given up after its resends with exit 69.
 TEST(mdp_process, send_mdp_asks_a_service_and_gives_up_on_one_nobody_serves) {
@@ -180,8 +161,8 @@ TEST(mdp_process, send_mdp_asks_a_service_and_gives_up_on_one_nobody_serves) {
     send_frames(worker, {"", "MDPW01", ready_byte, "upper"});
     ASSERT_TRUE(eventually(
         [&] { return status(ctx, proxy.control).find("\"upper\"") != std::string::npos; }, 20s));
-    child_process send({bin_path("zmqkit-send"), "--mdp", "upper", "--data", "hello\nworld",
-                        "--timeout", "30s", proxy.frontend});
+    child_process send({bin_path("zmqkit-send"), "--mdp", "--service", "upper", "--data",
+                        "hello\nworld", "--timeout", "30s", proxy.frontend});
     // The raw worker answers the two requests: ["" MDPW01 0x03 client "" body...]
     for (int i = 0; i < 2; ++i) {
         auto frames = recv_frames(worker, 20s);
@@ -199,9 +180,43 @@ TEST(mdp_process, send_mdp_asks_a_service_and_gives_up_on_one_nobody_serves) {
     EXPECT_EQ(send.wait(30s), std::optional<int>(0)) << send.stderr_text();
     EXPECT_EQ(send.stdout_text(), "HELLO\nWORLD\n");
 
-    child_process nobody({bin_path("zmqkit-send"), "--mdp", "nobody", "--retries", "1",
+    child_process nobody({bin_path("zmqkit-send"), "--mdp", "--service", "nobody", "--retries", "1",
                           "--request-timeout", "200ms", "--data", "x", "--timeout", "30s",
                           proxy.frontend});
     EXPECT_EQ(nobody.wait(30s), std::optional<int>(69)) << nobody.stderr_text();
     EXPECT_THAT(nobody.stderr_text(), HasSubstr("got no reply: "));
+}
+
+// The shell on both ends of 7/MDP: zmqkit-worker --exec serves a service, zmqkit-send --mdp asks
+// it; a command that fails comes back as an error reply (wire protocol §9.4), exit 69 with the
+// reason, and the next request is still answered.
+TEST(mdp_process, send_mdp_and_zmqkit_worker_speak_results_and_error_replies) {
+    mdp_proxy proxy({"--heartbeat-interval", "1s", "--liveness", "10"});
+    ASSERT_FALSE(proxy.frontend.empty());
+    child_process upper({bin_path("zmqkit-worker"), "--mdp", "--service", "upper",
+                         "--heartbeat-interval", "1s", "--exec", "tr a-z A-Z", proxy.backend});
+    child_process broken({bin_path("zmqkit-worker"), "--mdp", "--service", "broken",
+                          "--heartbeat-interval", "1s", "--shell", "--exec",
+                          "echo 'no disk' >&2; exit 3", proxy.backend});
+    zmq::context_t ctx;
+    ASSERT_TRUE(eventually(
+        [&] {
+            const auto s = status(ctx, proxy.control);
+            return s.find("\"upper\"") != std::string::npos &&
+                   s.find("\"broken\"") != std::string::npos;
+        },
+        20s))
+        << upper.stderr_text() << broken.stderr_text();
+    child_process ok({bin_path("zmqkit-send"), "--mdp", "--service", "upper", "--data", "hello",
+                      "--timeout", "30s", proxy.frontend});
+    EXPECT_EQ(ok.wait(30s), std::optional<int>(0)) << ok.stderr_text();
+    EXPECT_EQ(ok.stdout_text(), "HELLO\n");
+    child_process failed({bin_path("zmqkit-send"), "--mdp", "--service", "broken", "--data",
+                          "one\ntwo", "--timeout", "30s", proxy.frontend});
+    EXPECT_EQ(failed.wait(30s), std::optional<int>(69)) << failed.stderr_text();
+    const auto err = failed.stderr_text();
+    EXPECT_THAT(err, HasSubstr("request 1 was answered with an error: handler: exit status 3"));
+    EXPECT_THAT(err, HasSubstr("no disk"));
+    EXPECT_THAT(err, HasSubstr("request 2 was answered with an error"));
+    EXPECT_EQ(failed.stdout_text(), "");
 }

@@ -26,24 +26,9 @@ using ::testing::Not;
 
 namespace {
 
-struct running_proxy {
-    child_process process;
-    std::string frontend;
-    std::string backend;
-    std::string control;
-
-    explicit running_proxy(std::vector<std::string> extra = {})
-        : process([&] {
-              std::vector<std::string> argv{
-                  bin_path("zmqkit-proxy"), "--frontend", "tcp://127.0.0.1:*", "--backend",
-                  "tcp://127.0.0.1:*",      "--control",  "tcp://127.0.0.1:*"};
-              argv.insert(argv.end(), extra.begin(), extra.end());
-              return argv;
-          }()) {
-        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 10s).value_or("");
-        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 10s).value_or("");
-        control = process.wait_for_stderr(std::regex("control bound (\\S+)"), 10s).value_or("");
-    }
+struct stream_proxy : running_proxy {
+    explicit stream_proxy(const std::vector<std::string>& extra = {})
+        : running_proxy("stream", extra) {}
 };
 
 std::vector<std::string> control_request(zmq::context_t& ctx, const std::string& endpoint,
@@ -57,7 +42,7 @@ std::vector<std::string> control_request(zmq::context_t& ctx, const std::string&
 } // namespace
 
 TEST(proxy_process, routes_counts_and_drains_on_sigterm) {
-    running_proxy proxy;
+    stream_proxy proxy;
     ASSERT_THAT(proxy.frontend, ::testing::StartsWith("tcp://127.0.0.1:"));
     ASSERT_THAT(proxy.backend, ::testing::StartsWith("tcp://127.0.0.1:"));
     ASSERT_THAT(proxy.control, ::testing::StartsWith("tcp://127.0.0.1:"));
@@ -110,7 +95,7 @@ TEST(proxy_process, routes_counts_and_drains_on_sigterm) {
 }
 
 TEST(proxy_process, pause_and_resume_through_the_control_socket) {
-    running_proxy proxy;
+    stream_proxy proxy;
     zmq::context_t ctx;
     metrics_registry registry;
     socket_options so;
@@ -132,7 +117,7 @@ TEST(proxy_process, pause_and_resume_through_the_control_socket) {
 }
 
 TEST(proxy_process, terminate_command_stops_it_cleanly) {
-    running_proxy proxy;
+    stream_proxy proxy;
     zmq::context_t ctx;
     EXPECT_EQ(control_request(ctx, proxy.control, "TERMINATE"), (std::vector<std::string>{"OK"}));
     auto code = proxy.process.wait(10s);
@@ -206,13 +191,13 @@ struct mode_proxy {
     std::string frontend_pull, backend_push;
 
     explicit mode_proxy(std::string m, std::vector<std::string> extra = {}) : mode(std::move(m)) {
-        std::vector<std::string> args{"--mode", mode};
+        std::vector<std::string> args;
         if (mode == "durable") {
             args.insert(args.end(), {"--spool", spool.path().string(), "--frontend-pull",
                                      "tcp://127.0.0.1:*", "--backend-push", "tcp://127.0.0.1:*"});
         }
         args.insert(args.end(), extra.begin(), extra.end());
-        proxy = std::make_unique<running_proxy>(args);
+        proxy = std::make_unique<running_proxy>(mode, args);
         (void)proxy->process.wait_for_stderr(std::regex("mode \\S+ running"), 10s);
         if (mode == "durable") {
             frontend_pull = bound("frontend-pull");

@@ -27,25 +27,9 @@ using ::testing::HasSubstr;
 
 namespace {
 
-struct running_forwarder {
-    child_process process;
-    std::string frontend;
-    std::string backend;
-    std::string control;
-
-    explicit running_forwarder(std::vector<std::string> extra = {})
-        : process([&] {
-              std::vector<std::string> argv{
-                  bin_path("zmqkit-proxy"), "--mode",    "forwarder",         "--frontend",
-                  "tcp://127.0.0.1:*",      "--backend", "tcp://127.0.0.1:*", "--control",
-                  "tcp://127.0.0.1:*"};
-              argv.insert(argv.end(), extra.begin(), extra.end());
-              return argv;
-          }()) {
-        frontend = process.wait_for_stderr(std::regex("frontend bound (\\S+)"), 10s).value_or("");
-        backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), 10s).value_or("");
-        control = process.wait_for_stderr(std::regex("control bound (\\S+)"), 10s).value_or("");
-    }
+struct running_forwarder : running_proxy {
+    explicit running_forwarder(const std::vector<std::string>& extra = {})
+        : running_proxy("forwarder", extra) {}
 };
 
 std::vector<std::string> control_request(zmq::context_t& ctx, const std::string& endpoint,

@@ -1611,12 +1611,14 @@ TEST(send_recv_parts, usage_errors_of_the_pattern_flags) {
     };
     rejects({"--retries", "2", "tcp://h:1"}, "apply to --req and --mdp only", false);
     rejects({"--req", "--raw", "--retries", "2", "tcp://h:1"}, "need envelopes", false);
-    rejects({"--mdp", "echo", "--raw", "tcp://h:1"}, "need envelopes", false);
+    rejects({"--mdp", "--service", "echo", "--raw", "tcp://h:1"}, "need envelopes", false);
+    rejects({"--mdp", "tcp://h:1"}, "give both", false);
+    rejects({"--service", "echo", "tcp://h:1"}, "give both", false);
     rejects({"--req", "--request-timeout", "1s", "--wait-peers", "1", "tcp://h:1"},
             "--wait-peers does not apply", false);
     rejects({"--req", "--request-timeout", "0", "tcp://h:1"}, "more than 0", false);
-    rejects({"--mdp", "mmi.service", "tcp://h:1"}, "not mmi.*", false);
-    rejects({"--mdp", "echo", "--push", "tcp://h:1"}, "socket of its own", false);
+    rejects({"--mdp", "--service", "mmi.service", "tcp://h:1"}, "not mmi.*", false);
+    rejects({"--mdp", "--service", "echo", "--push", "tcp://h:1"}, "socket of its own", false);
     rejects({"--repeat", "2", "tcp://h:1"}, "stdin is read once", false);
     rejects({"--file", "-", "--repeat", "2", "tcp://h:1"}, "cannot read stdin", false);
     rejects({"--file", "-", "--file", "-", "tcp://h:1"}, "read once only", false);

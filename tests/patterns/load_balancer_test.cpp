@@ -17,7 +17,9 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <future>
 #include <map>
+#include <mutex>
 #include <set>
 #include <unordered_map>
 
@@ -555,6 +557,116 @@ TEST_F(lb_fixture, a_worker_stopping_drains_and_says_disconnect) {
     worker.stop();
     ASSERT_TRUE(eventually([&] { return broker.broker_stats()->workers_disconnected == 1; }));
     EXPECT_TRUE(broker.broker_stats()->workers.empty());
+}
+
+TEST_F(lb_fixture, a_long_handler_that_calls_keep_alive_keeps_its_worker_and_its_reply) {
+    // A worker silent for 3 x 50 ms expires; the handler runs until released, far longer.
+    auto o = options();
+    o.heartbeat_interval = 50ms;
+    o.liveness = 3;
+    load_balancer broker(ctx, o);
+    broker.start();
+    std::promise<void> release;
+    const auto released = release.get_future().share();
+    std::atomic<bool> handling{false};
+    lb_worker* self = nullptr;
+    auto wo = worker_options(broker, "long");
+    wo.heartbeat_interval = 50ms;
+    wo.liveness = 3;
+    std::mutex lines_mutex;
+    std::vector<std::string> lines; // the worker's log
+    wo.log = [&](std::string_view line) {
+        const std::lock_guard lock(lines_mutex);
+        lines.emplace_back(line);
+    };
+    lb_worker worker(ctx, wo, [&](const lb_request& r) {
+        handling = true;
+        while (released.wait_for(10ms) != std::future_status::ready) {
+            self->keep_alive();
+        }
+        return message("done:" + std::string(r.message.body_view()));
+    });
+    self = &worker;
+    worker.keep_alive(); // not from its handler: does nothing
+    worker.start();
+    ASSERT_TRUE(ready_workers(broker, 1));
+    lb_client client(ctx, client_options(broker));
+    std::optional<lb_result> outcome;
+    (void)client.submit(message("job"), [&](lb_result r) { outcome = std::move(r); });
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(0ms);
+        return handling.load();
+    }));
+    // Heartbeats keep coming from the busy worker: wait for eight of them (400 ms, well past
+    // the 150 ms silence limit) while it still holds the request.
+    const auto heard = broker.statistics().backend_messages_in;
+    ASSERT_TRUE(
+        eventually([&] { return broker.statistics().backend_messages_in >= heard + 8; }, 10s));
+    auto s = broker.broker_stats();
+    EXPECT_EQ(s->workers_expired, 0U);
+    EXPECT_EQ(s->redispatched, 0U);
+    EXPECT_EQ(s->in_flight, 1U);
+    release.set_value();
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcome.has_value();
+    }));
+    ASSERT_TRUE(outcome->ok()) << outcome->reason();
+    EXPECT_EQ((*outcome)->body_view(), "done:job");
+    // Back from a handler longer than the silence limit, the worker found the broker's
+    // heartbeats waiting, not silence: same socket (its reply went out on it).
+    EXPECT_EQ(worker.counters().reconnects, 0U);
+    {
+        const std::lock_guard lock(lines_mutex);
+        EXPECT_THAT(lines, ::testing::IsEmpty()) << "no \"broker silent\", no reconnect";
+    }
+    EXPECT_EQ(broker.broker_stats()->workers_expired, 0U);
+}
+
+TEST_F(lb_fixture, after_stop_taking_a_worker_answers_what_it_holds_and_takes_nothing_new) {
+    load_balancer broker(ctx, options());
+    broker.start();
+    std::promise<void> release;
+    const auto released = release.get_future().share();
+    std::atomic<int> calls{0};
+    lb_worker a(ctx, worker_options(broker, "a"), [&](const lb_request& r) {
+        ++calls;
+        released.wait();
+        return message("a:" + std::string(r.message.body_view()));
+    });
+    a.start();
+    ASSERT_TRUE(ready_workers(broker, 1));
+    lb_client client(ctx, client_options(broker));
+    std::map<std::string, lb_result> outcomes;
+    auto submit = [&](const std::string& body) {
+        (void)client.submit(message(body),
+                            [&, body](lb_result r) { outcomes.emplace(body, std::move(r)); });
+    };
+    submit("one");
+    ASSERT_TRUE(eventually([&] { return calls.load() == 1; }));
+    submit("two"); // waits at the broker: A is busy
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->queued == 1; }));
+    a.stop_taking();
+    release.set_value();
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcomes.count("one") == 1;
+    }));
+    ASSERT_TRUE(outcomes.at("one").ok());
+    EXPECT_EQ(outcomes.at("one")->body_view(), "a:one");
+    a.stop(); // DISCONNECT: "two", if the broker had sent it to A, is the broker's again
+    EXPECT_EQ(calls.load(), 1);
+
+    lb_worker b(ctx, worker_options(broker, "b"),
+                lb_bytes_handler([](std::string_view body) { return "b:" + std::string(body); }));
+    b.start();
+    ASSERT_TRUE(eventually([&] {
+        (void)client.poll(10ms);
+        return outcomes.count("two") == 1;
+    }));
+    ASSERT_TRUE(outcomes.at("two").ok()) << outcomes.at("two").reason();
+    EXPECT_EQ(outcomes.at("two")->body_view(), "b:two");
+    EXPECT_EQ(calls.load(), 1);
 }
 
 // ---- deadlines and limits

@@ -14,8 +14,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <future>
 #include <map>
+#include <mutex>
 #include <set>
+#include <thread>
 
 using namespace zmqkit;
 using namespace zmqkit::patterns;
@@ -551,6 +554,112 @@ TEST_F(mdp_fixture, a_silent_worker_expires_and_its_request_goes_to_another_work
     EXPECT_FALSE(recv_within(client, 100ms));
     s = broker.broker_stats();
     EXPECT_EQ(s->replies, 1u);
+}
+
+TEST_F(mdp_fixture, a_long_handler_that_calls_keep_alive_is_not_expired) {
+    auto o = options();
+    o.heartbeat_interval = 50ms;
+    o.liveness = 3; // silent for 150 ms: expired
+    mdp_broker broker(ctx, o);
+    broker.start();
+    std::promise<void> release;
+    const auto released = release.get_future().share();
+    std::atomic<bool> handling{false};
+    mdp_worker* self = nullptr;
+    auto wo = worker_options(broker, "slow", "slow-worker");
+    wo.heartbeat_interval = 50ms;
+    wo.liveness = 3;
+    std::mutex lines_mutex;
+    std::vector<std::string> lines; // the worker's log
+    wo.log = [&](std::string_view line) {
+        const std::lock_guard lock(lines_mutex);
+        lines.emplace_back(line);
+    };
+    mdp_worker worker(ctx, wo, [&](const std::vector<std::string_view>& body) {
+        handling = true;
+        while (released.wait_for(10ms) != std::future_status::ready) {
+            self->keep_alive();
+        }
+        return std::vector<std::string>{"done:" + std::string(body.at(0))};
+    });
+    self = &worker;
+    worker.start();
+    ASSERT_TRUE(ready_workers(broker, "slow", 1));
+    mdp_client client(ctx, client_options(broker));
+    zmqkit::result<std::vector<std::string>> reply;
+    std::thread caller([&] { reply = client.call("slow", {"job"}); });
+    ASSERT_TRUE(eventually([&] { return handling.load(); }));
+    const auto heard = broker.statistics().backend_messages_in;
+    ASSERT_TRUE(
+        eventually([&] { return broker.statistics().backend_messages_in >= heard + 8; }, 10s));
+    EXPECT_EQ(broker.broker_stats()->workers_expired, 0U);
+    release.set_value();
+    caller.join();
+    ASSERT_TRUE(reply.ok()) << reply.reason();
+    EXPECT_EQ(*reply, (std::vector<std::string>{"done:job"}));
+    // Back from it, the worker reads the heartbeats that waited (the reader runs on after a
+    // request): no silence, no reconnect.
+    EXPECT_EQ(worker.counters().reconnects, 0U);
+    {
+        const std::lock_guard lock(lines_mutex);
+        EXPECT_THAT(lines, ::testing::IsEmpty()) << "no \"broker silent\", no reconnect";
+    }
+    const auto s = broker.broker_stats();
+    EXPECT_EQ(s->workers_expired, 0U);
+    EXPECT_EQ(s->redispatched, 0U);
+}
+
+TEST_F(mdp_fixture, after_stop_taking_a_worker_answers_what_it_holds_and_takes_nothing_new) {
+    mdp_broker broker(ctx, options());
+    broker.start();
+    std::promise<void> release;
+    const auto released = release.get_future().share();
+    std::atomic<int> calls{0};
+    mdp_worker a(ctx, worker_options(broker, "svc", "a"),
+                 [&](const std::vector<std::string_view>& body) {
+                     ++calls;
+                     released.wait();
+                     return std::vector<std::string>{"a:" + std::string(body.at(0))};
+                 });
+    a.start();
+    ASSERT_TRUE(ready_workers(broker, "svc", 1));
+    mdp_client first(ctx, client_options(broker));
+    mdp_client second(ctx, client_options(broker));
+    zmqkit::result<std::vector<std::string>> r1, r2;
+    std::thread t1([&] { r1 = first.call("svc", {"one"}); });
+    ASSERT_TRUE(eventually([&] { return calls.load() == 1; }));
+    std::thread t2([&] { r2 = second.call("svc", {"two"}); });
+    ASSERT_TRUE(eventually([&] { return broker.broker_stats()->queued == 1; }));
+    a.stop_taking();
+    release.set_value();
+    t1.join();
+    ASSERT_TRUE(r1.ok()) << r1.reason();
+    EXPECT_EQ(*r1, (std::vector<std::string>{"a:one"}));
+    a.stop(); // DISCONNECT: "two", if the broker had sent it to A, goes to the next worker
+    mdp_worker b(ctx, worker_options(broker, "svc", "b"),
+                 [](const std::vector<std::string_view>& body) {
+                     return std::vector<std::string>{"b:" + std::string(body.at(0))};
+                 });
+    b.start();
+    t2.join();
+    ASSERT_TRUE(r2.ok()) << r2.reason();
+    EXPECT_EQ(*r2, (std::vector<std::string>{"b:two"}));
+    EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(mdp_error_reply, three_frames_marker_code_reason_and_nothing_else_is_an_error) {
+    const auto body = mdp_error_body("handler", "exit status 3");
+    EXPECT_EQ(body, (std::vector<std::string>{"zmqkit.error", "handler", "exit status 3"}));
+    const auto e = parse_mdp_error_reply(body);
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->code, "handler");
+    EXPECT_EQ(e->reason, "exit status 3");
+    EXPECT_EQ(parse_mdp_error_reply({"zmqkit.error", "", "why"})->code, "error");
+    EXPECT_FALSE(parse_mdp_error_reply({"zmqkit.error"}).has_value());
+    EXPECT_FALSE(parse_mdp_error_reply({"zmqkit.error", "handler"}).has_value());
+    EXPECT_FALSE(parse_mdp_error_reply({"zmqkit.error", "a", "b", "c"}).has_value());
+    EXPECT_FALSE(parse_mdp_error_reply({"result", "handler", "x"}).has_value());
+    EXPECT_FALSE(parse_mdp_error_reply({"HELLO"}).has_value());
 }
 
 TEST_F(mdp_fixture, after_max_attempts_a_request_is_dropped) {

@@ -1,4 +1,5 @@
 #include "support/process.hpp"
+#include "support/testing.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -208,6 +209,34 @@ bool resolver_fails_fast(const std::string& host) {
         ::freeaddrinfo(result);
     }
     return rc != 0 && std::chrono::steady_clock::now() - start <= std::chrono::seconds(1);
+}
+
+namespace {
+
+std::vector<std::string> proxy_argv(const std::string& mode,
+                                    const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{bin_path("zmqkit-proxy"),
+                                  "--mode",
+                                  mode,
+                                  "--frontend",
+                                  "tcp://127.0.0.1:*",
+                                  "--backend",
+                                  "tcp://127.0.0.1:*",
+                                  "--control",
+                                  "tcp://127.0.0.1:*"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+}
+
+} // namespace
+
+running_proxy::running_proxy(const std::string& mode, const std::vector<std::string>& extra)
+    : process(proxy_argv(mode, extra)) {
+    using std::chrono::seconds;
+    frontend =
+        process.wait_for_stderr(std::regex("frontend bound (\\S+)"), seconds(20)).value_or("");
+    backend = process.wait_for_stderr(std::regex("backend bound (\\S+)"), seconds(20)).value_or("");
+    control = process.wait_for_stderr(std::regex("control bound (\\S+)"), seconds(20)).value_or("");
 }
 
 } // namespace zmqkit::testing

@@ -57,6 +57,15 @@ private:
     std::optional<int> status_;
 };
 
+// zmqkit-proxy --mode `mode` as a child process, its frontend, backend and control bound on
+// 127.0.0.1 ports the kernel picks (read back from its "<side> bound <endpoint>" log lines,
+// empty if it did not start within 20 s), with `extra` arguments.
+struct running_proxy {
+    child_process process;
+    std::string frontend, backend, control;
+    explicit running_proxy(const std::string& mode, const std::vector<std::string>& extra = {});
+};
+
 // Whether this machine's resolver fails fast (within a second) for `host`, a name that must not
 // resolve: tests of "cannot resolve host" skip where it does not.
 [[nodiscard]] bool resolver_fails_fast(const std::string& host);

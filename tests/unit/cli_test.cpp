@@ -4,6 +4,7 @@
 #include "zmqkit-recv/options.hpp"
 #include "zmqkit-send/options.hpp"
 #include "zmqkit-spooler/options.hpp"
+#include "zmqkit-worker/options.hpp"
 
 #include "support/testing.hpp"
 
@@ -622,6 +623,7 @@ TEST(cli_environment, every_name_two_tools_share_is_shared_or_tool_specific) {
     add("proxy", help_of("zmqkit-proxy", {}, parse_proxy_options));
     add("send", help_of("zmqkit-send", {}, parse_send_options));
     add("recv", help_of("zmqkit-recv", {}, parse_recv_options));
+    add("worker", help_of("zmqkit-worker", {}, parse_worker_options));
     for (const auto& command : std::vector<std::vector<std::string>>{{"inspect"},
                                                                      {"verify"},
                                                                      {"repair"},

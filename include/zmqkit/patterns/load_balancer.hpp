@@ -31,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -284,13 +285,28 @@ struct ZMQKIT_API lb_worker_counters {
 // already arrived is answered too; with prefetch > 1 requests still waiting in the socket are
 // left to the broker, which dispatches them again on DISCONNECT). A handler longer than
 // heartbeat_interval x liveness gets the worker expired by the broker (its request goes to
-// another worker): choose the intervals for the slowest request.
+// another worker) unless it calls keep_alive() while it works.
 class ZMQKIT_API lb_worker : public actor {
 public:
     lb_worker(zmq::context_t& context, lb_worker_options options, lb_handler handler);
     ~lb_worker() override;
 
     [[nodiscard]] lb_worker_counters counters() const noexcept;
+
+    // For a handler that may run longer than heartbeat_interval x liveness (a command, a slow
+    // query): call it now and then while working (every heartbeat_interval / 4 is plenty; a
+    // clock read when no heartbeat is due). It sends the heartbeat that is due, so that the
+    // broker keeps this worker and its request instead of expiring it and running the request
+    // elsewhere. Only from this worker's handler (its thread); a call from any other thread
+    // does nothing. Never throws.
+    void keep_alive() noexcept;
+    // From now on no request reaches the handler: the one being handled is finished and
+    // answered, any that arrives after is left unanswered for the broker, which dispatches it to
+    // another worker when this worker's DISCONNECT (stop()) reaches it (a zmqkit broker does;
+    // a plain 6/PPP broker loses it until the client resends). Call stop() next: meanwhile the
+    // worker still heartbeats. A drain that takes nothing new (SIGTERM), or a count reached
+    // inside a handler. Thread-safe, also from a handler; never throws.
+    void stop_taking() noexcept;
 
 protected:
     void setup() override;
@@ -315,6 +331,8 @@ private:
     // Heartbeats, silence and reconnect backoff (patterns/common/peer_liveness.hpp).
     std::unique_ptr<detail::peer_liveness> liveness_;
     std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, malformed_{0};
+    std::atomic<std::thread::id> thread_id_{}; // the actor's thread, set by setup()
+    std::atomic<bool> taking_{true};           // false after stop_taking()
 };
 
 // ---- the Lazy Pirate client -------------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace zmqkit::patterns {
@@ -62,6 +63,31 @@ inline constexpr std::string_view not_implemented = "501"; // any other mmi.* se
     return name.substr(0, prefix.size()) == prefix;
 }
 } // namespace mmi
+
+// ---- errors carried in replies ----------------------------------------------------------------
+
+// 7/MDP has no error reply: a REPLY's body is the service's answer. zmqkit's convention
+// (docs/wire-protocol.md §9.4), for a worker that cannot answer with a result (zmqkit-worker:
+// its command failed) and wants its client to know rather than to time out: the REPLY's body is
+// exactly three frames, "zmqkit.error", a code (those of 6/PPP's error replies, §8.3:
+// "handler", "malformed", ...) and a readable reason. Any other body is a result. Plain 7/MDP
+// peers pass it on as they would any body.
+namespace mdp_error {
+inline constexpr std::string_view marker = "zmqkit.error"; // the first of the three frames
+} // namespace mdp_error
+
+// What an MDP error reply says: its code and its readable reason.
+struct ZMQKIT_API mdp_error_reply {
+    std::string code;
+    std::string reason;
+};
+// The body of an error reply: {"zmqkit.error", code, reason}.
+[[nodiscard]] ZMQKIT_API std::vector<std::string> mdp_error_body(std::string_view code,
+                                                                 std::string_view reason);
+// The error a REPLY's body carries, or nullopt when the body is a result (anything but exactly
+// three frames, the first "zmqkit.error").
+[[nodiscard]] ZMQKIT_API std::optional<mdp_error_reply>
+parse_mdp_error_reply(const std::vector<std::string>& body);
 
 // ---- the broker -------------------------------------------------------------------------------
 
@@ -216,13 +242,27 @@ struct ZMQKIT_API mdp_worker_counters {
 // (on its thread), HEARTBEAT every interval. A broker silent for liveness intervals gets a
 // fresh socket after a backoff (1 s doubling to 32 s by default); a DISCONNECT from the broker
 // gets one at once (the RFC's re-registration after a broker restart). stop() answers what
-// already arrived, then sends DISCONNECT.
+// already arrived, then sends DISCONNECT. A handler longer than heartbeat_interval x liveness
+// gets the worker expired by the broker unless it calls keep_alive() while it works.
 class ZMQKIT_API mdp_worker : public actor {
 public:
     mdp_worker(zmq::context_t& context, mdp_worker_options options, mdp_handler handler);
     ~mdp_worker() override;
 
     [[nodiscard]] mdp_worker_counters counters() const noexcept;
+
+    // For a handler that may run longer than heartbeat_interval x liveness: call it now and
+    // then while working (every heartbeat_interval / 4 is plenty; a clock read when no
+    // heartbeat is due). It sends the HEARTBEAT that is due, so that the broker keeps this
+    // worker and its request. Only from this worker's handler (its thread); a call from any
+    // other thread does nothing. Never throws.
+    void keep_alive() noexcept;
+    // From now on no request reaches the handler: the one being handled is finished and
+    // answered, any that arrives after is left unanswered for the broker, which gives it to
+    // another worker of the service when this worker's DISCONNECT (stop()) reaches it (zmqkit's
+    // broker does). Call stop() next: meanwhile the worker still heartbeats. Thread-safe, also
+    // from a handler; never throws.
+    void stop_taking() noexcept;
 
 protected:
     void setup() override;
@@ -247,6 +287,8 @@ private:
     std::unique_ptr<detail::peer_liveness> liveness_;
     std::atomic<std::uint64_t> handled_{0}, failed_{0}, reconnects_{0}, disconnects_{0},
         malformed_{0};
+    std::atomic<std::thread::id> thread_id_{}; // the actor's thread, set by setup()
+    std::atomic<bool> taking_{true};           // false after stop_taking()
 };
 
 // ---- the client -------------------------------------------------------------------------------
