@@ -703,6 +703,11 @@ private:
     }
     int finish() {
         zmq::socket_t& s = sock_->raw();
+        if (cfg_.kind.type == zmq::socket_type::sub) {
+            // A SUB sends only subscriptions: re-queued for a publisher that went away, they
+            // would hold the exit for the whole --linger (a second by default) for nothing.
+            s.set(zmq::sockopt::linger, 0);
+        }
         if (stopped_) {
             s.set(zmq::sockopt::linger,
                   static_cast<int>(std::min<std::int64_t>(cfg_.linger.count(), 1000)));
