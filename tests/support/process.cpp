@@ -12,9 +12,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-extern char** environ;
+#include <unistd.h> // environ (_GNU_SOURCE, which g++ and clang++ define)
 
 namespace zmqkit::testing {
 
@@ -43,6 +41,7 @@ child_process::child_process(std::vector<std::string> argv, bool with_stdin) {
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (auto& a : argv) {
         args.push_back(a.data());
     }
