@@ -409,28 +409,25 @@ public:
     // exit_ok, or the exit code (logged).
     int open() {
         auth_ = start_authenticator(context_, {&cfg_.security}, log_);
-        auto options = tool_socket_options("zmqkit-send", cfg_.hwm, cfg_.linger, registry_,
-                                           cfg_.security.socket);
-        options.linger = std::chrono::milliseconds(0); // what is unanswered is reported
-        auto configure = [this](zmq::socket_t& raw) {
-            apply_socket_options(raw, cfg_.socket_options);
-        };
-        const std::string endpoint = endpoint_spec(cfg_.endpoints);
-        if (cfg_.mdp_service) {
-            patterns::mdp_client_options o;
-            o.endpoint = endpoint;
+        // The two clients take the same settings (their option structs differ in type only).
+        auto settings = [this](auto& o) {
+            o.endpoint = endpoint_spec(cfg_.endpoints);
             o.timeout = cfg_.request_timeout;
             o.attempts = cfg_.retries + 1;
-            o.socket = std::move(options);
-            o.configure = configure;
+            o.socket = tool_socket_options("zmqkit-send", cfg_.hwm, cfg_.linger, registry_,
+                                           cfg_.security.socket);
+            o.socket.linger = std::chrono::milliseconds(0); // what is unanswered is reported
+            o.configure = [this](zmq::socket_t& raw) {
+                apply_socket_options(raw, cfg_.socket_options);
+            };
+        };
+        if (cfg_.mdp_service) {
+            patterns::mdp_client_options o;
+            settings(o);
             return start_component(mdp_, log_, context_, std::move(o));
         }
         patterns::lb_client_options o;
-        o.endpoint = endpoint;
-        o.timeout = cfg_.request_timeout;
-        o.attempts = cfg_.retries + 1;
-        o.socket = std::move(options);
-        o.configure = configure;
+        settings(o);
         return start_component(lb_, log_, context_, std::move(o));
     }
 
