@@ -4,6 +4,7 @@
 
 #include <zmqkit/error.hpp>
 #include <zmqkit/spool.hpp>
+#include <zmqkit/time_text.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -30,6 +31,9 @@ Commands:
   dlq purge DIR      discard every dead letter
   record DIR         receive zmqkit messages from an endpoint into the spool
   replay DIR         send spooled messages to an endpoint (the spool is not changed)
+  group list DIR     the consumer groups: start, floor, pending, lag, lost (also --control EP)
+  group reset DIR    move a group to a start position (--group NAME --to START)
+  group delete DIR   delete a consumer group (--group NAME)
 
 'zmqkit-spooler COMMAND --help' lists the options of a command. inspect, verify, repair and
 dlq list take --json: one JSON document on stdout for scripts. Diagnostics go to stderr as
@@ -87,6 +91,31 @@ constexpr const char* dlq_purge_head = R"(Usage: zmqkit-spooler dlq purge [optio
 Discards every waiting message of the dead-letter spool and prints how many. Needs the spool
 not in use)";
 
+constexpr const char* group_list_head =
+    R"(Usage: zmqkit-spooler group list [options] (DIR | --control ENDPOINT)
+
+Lists the spool's consumer groups (docs/spool-format.md §10) and the default queue: start
+position, floor (every message below it is settled for the group), cursor, pending (not
+settled), lag (never delivered), dead-lettered and lost (removed by retention before the group
+settled them). With DIR the spool is opened read-only (it may run while the proxy holds it);
+with --control the running proxy answers (GROUPS), members and in-flight counts included)";
+
+constexpr const char* group_reset_head =
+    R"(Usage: zmqkit-spooler group reset --group NAME --to START (DIR | --control ENDPOINT)
+
+Moves a consumer group to START: earliest, latest, a sequence number, or a time
+(2026-12-01T00:00:00Z, @UNIX_SECONDS, or 10m/2h ago). Its acks and attempts are forgotten:
+everything from START on is delivered to it again. With DIR the spool must not be in use
+(exit 75); with --control the running proxy does it (GROUP RESET), refused while a member of
+the group is connected)";
+
+constexpr const char* group_delete_head =
+    R"(Usage: zmqkit-spooler group delete --group NAME (DIR | --control ENDPOINT)
+
+Deletes a consumer group: nothing more is kept for it (its messages go once every other group
+and the default queue settled them). With DIR the spool must not be in use (exit 75); with
+--control the running proxy does it (GROUP DELETE), refused while a member is connected)";
+
 constexpr const char* record_head = R"(Usage: zmqkit-spooler record [SOCKET] [options] DIR
 
 Receives zmqkit messages (docs/wire-protocol.md) from a ZeroMQ endpoint and appends them to
@@ -128,16 +157,6 @@ std::chrono::milliseconds duration_option(const std::string& text, const char* w
     }
 }
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-    y -= m <= 2 ? 1 : 0;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 } // namespace
 
 std::string_view to_string(spooler_command command) noexcept {
@@ -158,123 +177,26 @@ std::string_view to_string(spooler_command command) noexcept {
         return "record";
     case spooler_command::replay:
         return "replay";
+    case spooler_command::group_list:
+        return "group list";
+    case spooler_command::group_reset:
+        return "group reset";
+    case spooler_command::group_delete:
+        return "group delete";
     }
     return "inspect";
 }
 
 std::int64_t parse_time(std::string_view text, std::int64_t now_ns) {
-    const std::string original(text);
-    auto bad = [&]() -> usage_error {
-        return usage_error{"--since '" + original +
-                               "' is not a time: use RFC 3339 (2024-05-01T12:00:00Z, "
-                               "2024-05-01T14:00:00.5+02:00), @UNIX_SECONDS (@1714564800) or a "
-                               "duration before now (10m, 2h)",
-                           exit_usage};
-    };
-    if (text.empty()) {
-        throw bad();
-    }
-    if (text.front() == '@') {
-        double seconds = 0;
-        const auto* end = text.data() + text.size();
-        auto [ptr, ec] = std::from_chars(text.data() + 1, end, seconds);
-        if (ec != std::errc{} || ptr != end || !std::isfinite(seconds) || seconds < 0 ||
-            seconds > 9.2e9) {
-            throw bad();
-        }
-        return static_cast<std::int64_t>(std::llround(seconds * 1e9));
-    }
-    if (text.size() >= 10 && text[4] == '-' && text[7] == '-') {
-        if (text[0] == '-') {
-            throw bad();
-        }
-        // YYYY-MM-DD[(T| )HH:MM:SS[.frac]](Z|+hh:mm|-hh:mm)
-        auto number = [&](std::size_t at, std::size_t n) -> int {
-            if (at + n > text.size()) {
-                throw bad();
-            }
-            int v = 0;
-            auto [ptr, ec] = std::from_chars(text.data() + at, text.data() + at + n, v);
-            if (ec != std::errc{} || ptr != text.data() + at + n) {
-                throw bad();
-            }
-            return v;
-        };
-        const int year = number(0, 4);
-        const int month = number(5, 2);
-        const int day = number(8, 2);
-        int hour = 0;
-        int minute = 0;
-        int second = 0;
-        std::int64_t fraction_ns = 0;
-        std::size_t pos = 10;
-        if (pos < text.size() && (text[pos] == 'T' || text[pos] == 't' || text[pos] == ' ')) {
-            if (pos + 9 > text.size() || text[pos + 3] != ':' || text[pos + 6] != ':') {
-                throw bad();
-            }
-            hour = number(pos + 1, 2);
-            minute = number(pos + 4, 2);
-            second = number(pos + 7, 2);
-            pos += 9;
-            if (pos < text.size() && text[pos] == '.') {
-                ++pos;
-                std::int64_t scale = 100'000'000;
-                const std::size_t start = pos;
-                while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
-                    fraction_ns += (text[pos] - '0') * scale;
-                    scale /= 10;
-                    ++pos;
-                }
-                if (pos == start) {
-                    throw bad();
-                }
-            }
-        }
-        std::int64_t offset_s = 0;
-        if (pos < text.size()) {
-            if (text[pos] == 'Z' || text[pos] == 'z') {
-                ++pos;
-            } else if (text[pos] == '+' || text[pos] == '-') {
-                if (pos + 6 != text.size() || text[pos + 3] != ':') {
-                    throw bad();
-                }
-                const int sign = text[pos] == '+' ? 1 : -1;
-                offset_s = sign * (number(pos + 1, 2) * 3600 + number(pos + 4, 2) * 60);
-                pos += 6;
-            }
-        }
-        if (pos != text.size() || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
-            minute > 59 || second > 60) {
-            throw bad();
-        }
-        const std::int64_t days =
-            days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-        const std::int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_s;
-        if (seconds < 0 || seconds >= 9'200'000'000) { // ns since 1970 fit in 64 bits to 2261
-            throw bad();
-        }
-        return seconds * 1'000'000'000 + fraction_ns;
-    }
     try {
-        const auto ago = parse_duration(text);
-        return now_ns - static_cast<std::int64_t>(ago.count()) * 1'000'000;
-    } catch (const zmqkit::error&) {
-        throw bad();
+        return zmqkit::parse_time(text, now_ns);
+    } catch (const config_error& e) {
+        throw usage_error{std::string("--since: ") + e.what(), exit_usage};
     }
 }
 
 std::string format_time(std::int64_t unix_ns) {
-    const std::int64_t seconds =
-        unix_ns >= 0 ? unix_ns / 1'000'000'000 : -((-unix_ns + 999'999'999) / 1'000'000'000);
-    const std::int64_t ms = (unix_ns - seconds * 1'000'000'000) / 1'000'000;
-    const auto t = static_cast<std::time_t>(seconds);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms));
-    return buf;
+    return zmqkit::format_time(unix_ns);
 }
 
 namespace {
@@ -303,7 +225,7 @@ std::optional<print_and_exit> choose_command(int argc, const char* const* argv, 
                                              const char*& head, int& consumed) {
     if (argc < 2) {
         throw usage_error{"no command given (inspect, verify, repair, dlq list|requeue|purge, "
-                          "record, replay; see --help)",
+                          "record, replay, group list|reset|delete; see --help)",
                           exit_usage};
     }
     const std::string first = argv[1];
@@ -351,10 +273,33 @@ std::optional<print_and_exit> choose_command(int argc, const char* const* argv, 
                               exit_usage};
         }
         consumed = 3;
+    } else if (first == "group") {
+        const std::string second = argc >= 3 ? argv[2] : "";
+        if (second == "list") {
+            cfg.command = spooler_command::group_list;
+            head = group_list_head;
+        } else if (second == "reset") {
+            cfg.command = spooler_command::group_reset;
+            head = group_reset_head;
+        } else if (second == "delete") {
+            cfg.command = spooler_command::group_delete;
+            head = group_delete_head;
+        } else if (second == "--help" || second == "-h") {
+            return print_and_exit{std::string(group_list_head) + "\n\n" + group_reset_head +
+                                      "\n\n" + group_delete_head + "\n" + common_tail,
+                                  exit_ok};
+        } else {
+            throw usage_error{"group needs a subcommand: list, reset or delete" +
+                                  (second.empty() ? std::string() : " (got '" + second + "')") +
+                                  " (see zmqkit-spooler group --help)",
+                              exit_usage};
+        }
+        consumed = 3;
     } else {
         throw usage_error{"unknown command '" + first +
                               "' (commands: inspect, verify, repair, dlq list, dlq requeue, "
-                              "dlq purge, record, replay; see --help)",
+                              "dlq purge, record, replay, group list, group reset, group "
+                              "delete; see --help)",
                           exit_usage};
     }
     return std::nullopt;
@@ -372,6 +317,23 @@ void describe_spooler_options(tool_options& options, spooler_config& cfg, spoole
     }
     if (command == spooler_command::dlq_list) {
         options.add()("limit", po::value(&t.limit), "list at most N dead letters");
+    }
+    const bool is_group = command == spooler_command::group_list ||
+                          command == spooler_command::group_reset ||
+                          command == spooler_command::group_delete;
+    if (command == spooler_command::group_list) {
+        options.add()("json", "print one JSON document (see docs/cli.md)");
+    }
+    if (command == spooler_command::group_reset || command == spooler_command::group_delete) {
+        options.add()("group,G", po::value(&cfg.group), "the consumer group");
+    }
+    if (command == spooler_command::group_reset) {
+        options.add()("to", po::value(&cfg.start), "earliest | latest | a sequence number | a time (2026-12-01T00:00:00Z, @UNIX_SECONDS, 10m ago)");
+    }
+    if (is_group) {
+        options.add()
+            ("control", po::value(&cfg.control), "ask the running proxy on this control endpoint instead of opening DIR")
+            ("timeout", po::value(&t.timeout), "--control: how long to wait for the answer (default 5s)");
     }
     if (command == spooler_command::dlq_requeue) {
         options.add()
@@ -416,10 +378,49 @@ void describe_spooler_options(tool_options& options, spooler_config& cfg, spoole
     }
     options.add_diagnostics("more diagnostics");
     options.add_hidden()("directory", po::value(&t.directory), "the spool directory");
-    if (is_record || is_replay) {
+    if (is_record || is_replay || is_group) {
         options.add_security();
     }
     options.positional("directory", 1);
+}
+
+// group list / reset / delete: --group, --to, and DIR or --control (not both).
+void apply_group(spooler_config& cfg, const spooler_text& t) {
+    if (!cfg.control.empty() && !t.directory.empty()) {
+        throw usage_error{"give either a spool directory or --control ENDPOINT, not both",
+                          exit_usage};
+    }
+    if (cfg.control.empty() && !t.timeout.empty()) {
+        throw usage_error{"--timeout applies to --control only", exit_usage};
+    }
+    if (!t.timeout.empty()) {
+        cfg.control_timeout = duration_option(t.timeout, "--timeout");
+    }
+    if (cfg.command == spooler_command::group_list) {
+        return;
+    }
+    if (cfg.group.empty()) {
+        throw usage_error{
+            "group " +
+                std::string(cfg.command == spooler_command::group_reset ? "reset" : "delete") +
+                " needs --group NAME",
+            exit_usage};
+    }
+    if (const std::string why = check_group_name(cfg.group); !why.empty()) {
+        throw usage_error{"--group: " + why, exit_usage};
+    }
+    if (cfg.command == spooler_command::group_reset) {
+        if (cfg.start.empty()) {
+            throw usage_error{"group reset needs --to START (earliest, latest, a sequence "
+                              "number or a time)",
+                              exit_usage};
+        }
+        try {
+            cfg.start = group_start::parse(cfg.start).to_string();
+        } catch (const config_error& e) {
+            throw usage_error{std::string("--to: ") + e.what(), exit_usage};
+        }
+    }
 }
 
 // dlq requeue: exactly one of --id ID or --all.
@@ -569,7 +570,14 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
         text << common_tail;
         return print_and_exit{text.str(), exit_ok};
     }
-    if (t.directory.empty()) {
+    const bool group_command = cfg.command == spooler_command::group_list ||
+                               cfg.command == spooler_command::group_reset ||
+                               cfg.command == spooler_command::group_delete;
+    if (group_command) {
+        apply_group(cfg, t);
+        cfg.security = options.security();
+    }
+    if (t.directory.empty() && !(group_command && !cfg.control.empty())) {
         throw usage_error{"no spool directory given (zmqkit-spooler " +
                               std::string(to_string(cfg.command)) + " DIR; see --help)",
                           exit_usage};

@@ -30,6 +30,9 @@ enum class spooler_command {
     dlq_purge,
     record,
     replay,
+    group_list,
+    group_reset,
+    group_delete,
 };
 
 // The name of a command as typed ("inspect", "dlq list", ...).
@@ -46,6 +49,13 @@ struct spooler_config {
     bool all = false;                   // dlq requeue --all
 
     std::optional<std::string> metrics_listen; // record: --metrics-listen ADDR:PORT
+
+    // group list / reset / delete: the group, the start position (reset --to), and the running
+    // proxy's control endpoint (--control) instead of a spool directory
+    std::string group;
+    std::string start;
+    std::string control;
+    std::chrono::milliseconds control_timeout{5000};
 
     // record / replay
     socket_kind kind{"pull", zmq::socket_type::pull, endpoint_action::bind};

@@ -4,6 +4,7 @@
 #include <zmqkit/header.hpp>
 
 #include <nlohmann/json.hpp>
+#include <zmq_addon.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -704,6 +705,125 @@ int run_dlq_requeue(const spooler_config& cfg, const logger& log) {
     return exit_ok;
 }
 
+// ---- consumer groups ----
+
+json group_json(const group_info& g) {
+    json o;
+    o["name"] = g.name;
+    o["start"] = g.start;
+    o["floor"] = g.floor;
+    o["cursor"] = g.cursor;
+    o["pending"] = g.pending;
+    o["in_flight"] = g.in_flight;
+    o["lag"] = g.undelivered;
+    o["acked"] = g.acked;
+    o["redelivered"] = g.redelivered;
+    o["dead_lettered"] = g.dead_lettered;
+    o["lost"] = g.lost;
+    return o;
+}
+
+void print_groups(std::ostream& out, const json& groups) {
+    out << "group                start                      floor     pending   lag       lost\n";
+    for (const auto& g : groups) {
+        const std::string name = g.value("name", "");
+        char line[256];
+        std::snprintf(line, sizeof line, "%-20s %-26s %-9s %-9s %-9s %s\n",
+                      (name.empty() ? std::string("(default queue)") : name).c_str(),
+                      g.value("start", "").c_str(), std::to_string(g.value("floor", 0ull)).c_str(),
+                      std::to_string(g.value("pending", 0ull)).c_str(),
+                      std::to_string(g.value("lag", 0ull)).c_str(),
+                      std::to_string(g.value("lost", 0ull)).c_str());
+        out << line;
+    }
+}
+
+// One control command to the running proxy (REQ, bounded wait); its reply's first frame.
+std::string ask_control(const spooler_config& cfg, const std::string& command) {
+    zmq::context_t context;
+    zmq::socket_t socket(context, zmq::socket_type::req);
+    socket.set(zmq::sockopt::linger, 0);
+    apply_security(socket, cfg.security.socket);
+    try {
+        (void)attach(socket, cfg.control, endpoint_action::connect);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{"--control " + cfg.control + ": " + e.what(), exit_usage};
+    }
+    (void)socket.send(zmq::buffer(command), zmq::send_flags::none);
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, cfg.control_timeout) <= 0) {
+        throw usage_error{"no answer from the proxy's control socket " + cfg.control + " within " +
+                              std::to_string(cfg.control_timeout.count()) +
+                              " ms (is the proxy running with --control there?)",
+                          exit_unavailable};
+    }
+    std::vector<zmq::message_t> frames;
+    (void)zmq::recv_multipart(socket, std::back_inserter(frames));
+    return frames.empty() ? std::string() : frames.front().to_string();
+}
+
+int run_group_list(const spooler_config& cfg) {
+    json groups = json::array();
+    if (!cfg.control.empty()) {
+        const std::string reply = ask_control(cfg, "GROUPS");
+        groups = json::parse(reply, nullptr, false);
+        if (groups.is_discarded() || !groups.is_array()) {
+            throw usage_error{"the answer of " + cfg.control + " is not a list of groups (" +
+                                  reply.substr(0, 200) +
+                                  "): is it a durable proxy's control "
+                                  "socket?",
+                              exit_failure};
+        }
+    } else {
+        metrics_registry registry;
+        auto s = open_spool(cfg, false, registry);
+        for (const auto& g : s->groups()) {
+            groups.push_back(group_json(g));
+        }
+    }
+    if (cfg.json) {
+        std::cout << dump(json{{"groups", groups}}) << "\n";
+    } else {
+        print_groups(std::cout, groups);
+    }
+    return exit_ok;
+}
+
+int run_group_change(const spooler_config& cfg, const logger& log) {
+    const bool reset = cfg.command == spooler_command::group_reset;
+    if (!cfg.control.empty()) {
+        const std::string reply =
+            ask_control(cfg, reset ? "GROUP RESET " + cfg.group + " " + cfg.start
+                                   : "GROUP DELETE " + cfg.group);
+        if (reply != "OK") {
+            log.error(reply.rfind("ERROR ", 0) == 0 ? reply.substr(6) : reply);
+            return exit_failure;
+        }
+    } else {
+        metrics_registry registry;
+        auto s = open_spool(cfg, true, registry);
+        bool found = false;
+        try {
+            found = reset ? s->reset_group(cfg.group, group_start::parse(cfg.start))
+                          : s->delete_group(cfg.group);
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return exit_failure;
+        }
+        if (!found) {
+            log.error("no consumer group '" + cfg.group + "' in " + cfg.directory.string());
+            return exit_failure;
+        }
+        if (!s->commit()) {
+            log.error("cannot commit: " + s->stats().failure);
+            return exit_failure;
+        }
+    }
+    std::cout << (reset ? "reset" : "deleted") << " consumer group '" << cfg.group << "'"
+              << (reset ? " to " + cfg.start : std::string()) << "\n";
+    return exit_ok;
+}
+
 int run_dlq_purge(const spooler_config& cfg, const logger& log) {
     metrics_registry registry;
     auto s = open_spool(cfg, true, registry);
@@ -742,6 +862,14 @@ std::string_view record_type_name(std::size_t type) noexcept {
         return "gap";
     case 8:
         return "log_start";
+    case 9:
+        return "group";
+    case 10:
+        return "group_delivered";
+    case 11:
+        return "group_acked";
+    case 12:
+        return "group_dead_lettered";
     default:
         return "unknown";
     }
@@ -822,6 +950,11 @@ int run_spooler(const spooler_config& cfg, const logger& log, shutdown_signals& 
         return run_record(cfg, log, signals);
     case spooler_command::replay:
         return run_replay(cfg, log, signals);
+    case spooler_command::group_list:
+        return run_group_list(cfg);
+    case spooler_command::group_reset:
+    case spooler_command::group_delete:
+        return run_group_change(cfg, log);
     }
     return exit_software;
 }

@@ -54,8 +54,8 @@ struct segment_walk {
     std::uint64_t record_bytes = 0;                // bytes of valid records
     std::optional<std::uint64_t> lowest_sequence;  // of the valid records
     std::optional<std::uint64_t> highest_sequence; // of the valid records
-    std::array<std::uint64_t, 9> by_type{}; // index: spool_format::record_type (0: unknown type)
-    std::uint64_t sequence_jumps = 0;       // a valid record not numbered previous + 1
+    std::array<std::uint64_t, 13> by_type{}; // index: spool_format::record_type (0: unknown type)
+    std::uint64_t sequence_jumps = 0;        // a valid record not numbered previous + 1
     std::optional<std::uint64_t> first_bad_offset;
     std::string first_bad_reason;      // "bad checksum", "bad magic", ...
     std::uint64_t damaged_regions = 0; // stretches of bytes that are not valid records

@@ -43,8 +43,8 @@ std::optional<spooled_message> delivery_state::next_ready() {
     while (!ready_again_.empty()) {
         const std::uint64_t seq = *ready_again_.begin();
         ready_again_.erase(ready_again_.begin());
-        segment* s = log_.find(seq);
-        if (s == nullptr || s->is_settled(seq)) {
+        const segment* s = log_.find(seq);
+        if (is_settled(s, seq)) {
             continue;
         }
         if (auto m = log_.read_message(seq)) {
@@ -99,7 +99,7 @@ std::optional<spooled_message> delivery_state::next_new() {
         }
         cursor_offset_ += consumed;
         cursor_seq_ = r->sequence + 1;
-        if (r->type != record_type::message || s->is_settled(r->sequence) ||
+        if (r->type != record_type::message || is_settled(s, r->sequence) ||
             in_flight_.contains(r->sequence) || ready_again_.contains(r->sequence)) {
             continue;
         }
@@ -121,15 +121,70 @@ spooled_message delivery_state::start_delivery(spooled_message msg) {
     if (a > 1) {
         ctx_.m.redelivered->add();
         ++ctx_.counts.redelivered;
+        if (group_ != nullptr) {
+            ++group_->redelivered;
+        }
     }
     in_flight_[msg.sequence] = static_cast<std::uint32_t>(msg.header.size() + msg.body.size());
-    commit_.delivered(msg.sequence, a);
+    if (group_ != nullptr) {
+        commit_.group_delivered(group_->id, group_->epoch, msg.sequence, a);
+    } else {
+        commit_.delivered(msg.sequence, a);
+    }
     return msg;
 }
 
 void delivery_state::settle(std::uint64_t seq, std::uint64_t bytes) {
-    if (log_.settle(seq, bytes)) {
-        attempts_.erase(seq);
+    if (group_ == nullptr) {
+        if (log_.settle(seq, bytes)) {
+            attempts_.erase(seq);
+        }
+        return;
+    }
+    group_ledger& g = *group_;
+    const segment* s = log_.find(seq);
+    if (s == nullptr || g.settled(seq) || !s->is_message(seq)) {
+        return;
+    }
+    g.acked.insert(seq);
+    if (g.waiting > 0) {
+        --g.waiting;
+    }
+    attempts_.erase(seq);
+    advance_floor();
+}
+
+// Moves the group's floor up over what it settled and over records that are not messages, up
+// to the end of the records known (written, or scanned by recovery).
+void delivery_state::advance_floor() {
+    group_ledger& g = *group_;
+    const auto& segments = log_.segments();
+    const std::uint64_t known_end = segments.empty() ? 0 : segments.back().end;
+    while (g.floor < known_end) {
+        if (!g.acked.empty() && *g.acked.begin() == g.floor) {
+            g.acked.erase(g.acked.begin());
+            ++g.floor;
+            continue;
+        }
+        const segment* s = log_.find(g.floor);
+        if (s == nullptr) {
+            // before the head, or in a gap between segments: on to the next segment
+            const auto it =
+                std::upper_bound(segments.begin(), segments.end(), g.floor,
+                                 [](std::uint64_t v, const segment& x) { return v < x.first; });
+            if (it == segments.end()) {
+                break;
+            }
+            g.floor = it->first;
+            continue;
+        }
+        if (s->is_message(g.floor)) {
+            break;
+        }
+        ++g.floor;
+    }
+    while (!g.acked.empty() && *g.acked.begin() < g.floor) {
+        g.acked.erase(g.acked.begin());
     }
 }
 
@@ -146,7 +201,12 @@ bool delivery_state::ack(std::uint64_t seq) {
     const std::uint32_t bytes = it->second;
     in_flight_.erase(it);
     settle(seq, bytes);
-    commit_.acked(seq, bytes);
+    if (group_ != nullptr) {
+        commit_.group_acked(group_->id, group_->epoch, seq, bytes);
+        ++group_->acked_count;
+    } else {
+        commit_.acked(seq, bytes);
+    }
     ctx_.m.acked->add();
     ++ctx_.counts.acked;
     return true;
@@ -195,12 +255,20 @@ bool delivery_state::dead_letter(std::uint64_t seq, std::string_view reason) {
                 h.user_headers.emplace_back("zmqkit-dead-letter-reason", std::string(reason));
                 h.user_headers.emplace_back("zmqkit-dead-letter-sequence", std::to_string(seq));
                 h.user_headers.emplace_back("zmqkit-dead-letter-spool", ctx_.opt.name);
+                if (group_ != nullptr) {
+                    h.user_headers.emplace_back("zmqkit-dead-letter-group", group_->name);
+                }
                 d.pending_copy.emplace(encode_header(h), std::string(msg->payload.body));
             }
         }
     }
     in_flight_.erase(it);
     settle(seq, bytes);
+    if (group_ != nullptr) {
+        d.group = group_->id;
+        d.epoch = group_->epoch;
+        ++group_->dead_lettered;
+    }
     commit_.dead_lettered(std::move(d));
     ctx_.m.dead_lettered->add();
     ++ctx_.counts.dead_lettered;
@@ -220,8 +288,8 @@ std::optional<std::chrono::steady_clock::time_point> delivery_state::next_redeli
 }
 
 void delivery_state::recovered_attempt(std::uint64_t seq, std::uint64_t attempt) {
-    segment* t = log_.find(seq);
-    if (t != nullptr && !t->is_settled(seq)) {
+    const segment* t = log_.find(seq);
+    if (!is_settled(t, seq)) {
         auto& a = attempts_[seq];
         a = std::max<std::uint32_t>(
             a, static_cast<std::uint32_t>(std::min<std::uint64_t>(attempt, UINT32_MAX)));
@@ -229,14 +297,60 @@ void delivery_state::recovered_attempt(std::uint64_t seq, std::uint64_t attempt)
 }
 
 void delivery_state::recovered() {
-    for (auto it = attempts_.begin(); it != attempts_.end();) {
-        segment* s = log_.find(it->first);
-        it = s == nullptr || s->is_settled(it->first) ? attempts_.erase(it) : std::next(it);
+    if (group_ != nullptr) {
+        advance_floor();
     }
-    if (!log_.segments().empty()) {
+    for (auto it = attempts_.begin(); it != attempts_.end();) {
+        const segment* s = log_.find(it->first);
+        it = is_settled(s, it->first) ? attempts_.erase(it) : std::next(it);
+    }
+    if (group_ != nullptr) {
+        seek(group_->floor);
+    } else if (!log_.segments().empty()) {
         cursor_seq_ = log_.segments().front().first;
         cursor_first_ = log_.segments().front().first;
     }
+}
+
+void delivery_state::seek(std::uint64_t seq) {
+    auto& segments = log_.segments();
+    if (segments.empty()) {
+        cursor_seq_ = seq;
+        cursor_first_ = seq;
+        cursor_offset_ = 0;
+        return;
+    }
+    const segment* s = log_.find(seq);
+    if (s == nullptr) {
+        // before the head or in a gap: the next segment up (or the end of the last one)
+        const auto it =
+            std::upper_bound(segments.begin(), segments.end(), seq,
+                             [](std::uint64_t v, const segment& x) { return v < x.first; });
+        s = it == segments.end() ? &segments.back() : &*it;
+        if (it == segments.end()) {
+            cursor_seq_ = s->end;
+            cursor_first_ = s->first;
+            cursor_offset_ = s->used;
+            return;
+        }
+        seq = s->first;
+    }
+    cursor_seq_ = seq;
+    cursor_first_ = s->first;
+    cursor_offset_ = s->index[(seq - s->first) / index_stride];
+}
+
+void delivery_state::forget_below(std::uint64_t start) {
+    std::erase_if(attempts_, [start](const auto& a) { return a.first < start; });
+    ready_again_.erase(ready_again_.begin(), ready_again_.lower_bound(start));
+    std::erase_if(delayed_, [start](const auto& d) { return d.second < start; });
+}
+
+void delivery_state::clear() {
+    attempts_.clear();
+    in_flight_.clear();
+    ready_again_.clear();
+    delayed_.clear();
 }
 
 } // namespace zmqkit::detail

@@ -29,6 +29,22 @@ std::uint64_t group_commit::queue_message(std::int64_t appended_ns, const messag
     return next_ticket_;
 }
 
+sequence_list& group_commit::group_list(record_type t, std::uint32_t group, std::uint32_t epoch) {
+    for (auto& l : q_group_lists_) {
+        if (l.type == t && l.group == group && l.epoch == epoch) {
+            return l.list;
+        }
+    }
+    q_group_lists_.push_back({t, group, epoch, {}});
+    return q_group_lists_.back().list;
+}
+
+void group_commit::group_event(const sf::group_record& g) {
+    std::vector<std::byte> payload;
+    sf::encode_group_record(g, payload);
+    q_group_events_.push_back(std::move(payload));
+}
+
 void group_commit::dead_lettered(queued_dead d) {
     if (d.pending_copy) {
         copy_dead_letter(d);
@@ -50,7 +66,8 @@ void group_commit::copy_dead_letter(queued_dead& d) {
 
 bool group_commit::controls_queued() const noexcept {
     return !q_delivered_.empty() || !q_acked_.empty() || !q_dropped_full_.empty() ||
-           !q_dropped_purged_.empty() || !q_dead_.empty() || !q_gaps_.empty() || q_log_start_ != 0;
+           !q_dropped_purged_.empty() || !q_dead_.empty() || !q_gaps_.empty() ||
+           q_log_start_ != 0 || !q_group_events_.empty() || !q_group_lists_.empty();
 }
 
 bool group_commit::pending() const noexcept {
@@ -100,7 +117,7 @@ bool group_commit::commit(std::uint64_t* committed_ticket) {
     ctx_.counts.committed_records += records;
     ctx_.m.last_batch->set(static_cast<std::int64_t>(records));
     if (!log_.failed()) {
-        if (const auto start = log_.reclaim(q_log_start_ != 0)) {
+        if (const auto start = log_.reclaim(q_log_start_ != 0, reclaim_)) {
             q_log_start_ = *start;
         }
     }
@@ -108,7 +125,8 @@ bool group_commit::commit(std::uint64_t* committed_ticket) {
     // a write inside the active segment, where no rotation would clear it).
     if (log_.disk_full() && !log_.failed() && log_.enospc_errors() == enospc_before &&
         queued_.empty() && q_delivered_.empty() && q_acked_.empty() && q_dropped_full_.empty() &&
-        q_dropped_purged_.empty() && q_gaps_.empty()) {
+        q_dropped_purged_.empty() && q_gaps_.empty() && q_group_events_.empty() &&
+        q_group_lists_.empty()) {
         log_.clear_disk_full();
     }
     return !log_.failed() && records > 0;
@@ -142,14 +160,25 @@ std::uint64_t group_commit::write_messages(bool& first_record) {
             break;
         }
         std::uint64_t offset = act->used;
+        const std::uint64_t first_seq = log_.next_seq;
+        const bool waits = ctx_.opt.default_queue;
         for (std::size_t k = done; k < j; ++k) {
-            act->add(log_.next_seq++, offset, true);
+            act->add(log_.next_seq++, offset, true, waits);
             offset += queued_[k].size;
-            log_.total_waiting_bytes += queued_[k].bytes;
+            if (waits) {
+                act->waiting_bytes += queued_[k].bytes;
+                log_.total_waiting_bytes += queued_[k].bytes;
+            }
             queued_bytes_ -= queued_[k].bytes;
             written_ticket_ = queued_[k].ticket;
         }
-        log_.total_waiting += j - done;
+        if (waits) {
+            log_.total_waiting += j - done;
+        }
+        act->newest_ns = log_.newest_ns;
+        if (on_written_) {
+            on_written_(first_seq, j - done);
+        }
         act->used = offset;
         act->dirty = true;
         pos += bytes;
@@ -164,7 +193,8 @@ std::uint64_t group_commit::write_messages(bool& first_record) {
 }
 
 void group_commit::encode_list(record_type t, sequence_list& list,
-                               std::optional<std::uint8_t> reason) {
+                               std::optional<std::uint8_t> reason,
+                               std::span<const std::byte> prefix) {
     if (list.empty()) {
         return;
     }
@@ -172,6 +202,7 @@ void group_commit::encode_list(record_type t, sequence_list& list,
     std::sort(list.begin(), list.end());
     const std::size_t at = out.size();
     out.resize(at + sf::record_header_size);
+    out.insert(out.end(), prefix.begin(), prefix.end());
     if (reason) {
         out.push_back(static_cast<std::byte>(*reason));
     }
@@ -190,6 +221,19 @@ void group_commit::encode_list(record_type t, sequence_list& list,
 void group_commit::encode_controls(std::size_t& dead_written) {
     control_buffer_.clear();
     control_records_.clear();
+    // Group events first: a group's creation (or reset) precedes its deliveries and acks.
+    for (const auto& g : q_group_events_) {
+        const std::size_t at = control_buffer_.size();
+        control_buffer_.resize(at + sf::record_header_size);
+        control_buffer_.insert(control_buffer_.end(), g.begin(), g.end());
+        control_records_.push_back({record_type::group, at, control_buffer_.size() - at});
+    }
+    for (auto& l : q_group_lists_) {
+        std::vector<std::byte> prefix;
+        sf::write_varint(prefix, l.group);
+        sf::write_varint(prefix, l.epoch);
+        encode_list(l.type, l.list, {}, prefix);
+    }
     encode_list(record_type::delivered, q_delivered_, {});
     encode_list(record_type::acked, q_acked_, {});
     encode_list(record_type::dropped, q_dropped_full_, drop_reason_full);
@@ -203,11 +247,17 @@ void group_commit::encode_controls(std::size_t& dead_written) {
         }
         const std::size_t at = control_buffer_.size();
         control_buffer_.resize(at + sf::record_header_size);
+        if (d.group != 0) {
+            sf::write_varint(control_buffer_, d.group);
+            sf::write_varint(control_buffer_, d.epoch);
+        }
         put64(control_buffer_, d.sequence);
         put32(control_buffer_, d.bytes);
         const auto* r = reinterpret_cast<const std::byte*>(d.reason.data());
         control_buffer_.insert(control_buffer_.end(), r, r + d.reason.size());
-        control_records_.push_back({record_type::dead_lettered, at, control_buffer_.size() - at});
+        control_records_.push_back(
+            {d.group != 0 ? record_type::group_dead_lettered : record_type::dead_lettered, at,
+             control_buffer_.size() - at});
         ++dead_written;
     }
     for (const auto& [range, cause] : q_gaps_) {
@@ -260,6 +310,8 @@ std::uint64_t group_commit::write_controls(bool& first_record) {
     q_dropped_purged_.clear();
     q_dead_.erase(q_dead_.begin(), q_dead_.begin() + static_cast<std::ptrdiff_t>(dead_written));
     q_gaps_.clear();
+    q_group_events_.clear();
+    q_group_lists_.clear();
     if (q_log_start_ != 0) {
         log_.written_log_start = q_log_start_;
         q_log_start_ = 0;

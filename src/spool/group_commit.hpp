@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -27,7 +29,11 @@ struct queued_dead {
     // The copy for the dead-letter spool while it could not take it (disk full): retried at
     // every commit; the dead_lettered record waits for it.
     std::optional<std::pair<std::string, std::string>> pending_copy; // header, body
+    std::uint32_t group = 0; // the consumer group it failed in (0: the default queue)
+    std::uint32_t epoch = 0;
 };
+
+using sequence_list = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 
 // The queues of one spool and their commit. Message records are encoded in place when queued
 // (headers sealed at commit, when their sequence numbers are known); control records (delivered,
@@ -60,6 +66,25 @@ public:
     void gap(const sequence_range& range, std::uint8_t cause) {
         q_gaps_.emplace_back(range, cause);
     }
+    // Consumer groups: a created / reset / deleted event, and a group's deliveries and acks.
+    void group_event(const spool_format::group_record& g);
+    void group_delivered(std::uint32_t group, std::uint32_t epoch, std::uint64_t seq,
+                         std::uint32_t attempt) {
+        group_list(spool_format::record_type::group_delivered, group, epoch)
+            .emplace_back(seq, attempt);
+    }
+    void group_acked(std::uint32_t group, std::uint32_t epoch, std::uint64_t seq,
+                     std::uint64_t bytes) {
+        group_list(spool_format::record_type::group_acked, group, epoch).emplace_back(seq, bytes);
+    }
+
+    // Called after message records are written: the first one's sequence and how many (they
+    // are consecutive). The groups count them.
+    void on_written(std::function<void(std::uint64_t, std::uint64_t)> fn) {
+        on_written_ = std::move(fn);
+    }
+    // What reclaiming head segments may remove (set by the spool; default: settled ones).
+    void reclaim_policy(segment_log::reclaim_policy p) { reclaim_ = std::move(p); }
 
     [[nodiscard]] std::size_t queued_messages() const noexcept { return queued_.size(); }
     [[nodiscard]] std::uint64_t queued_bytes() const noexcept { return queued_bytes_; }
@@ -82,13 +107,13 @@ private:
         std::size_t offset;
         std::size_t size;
     };
-    using sequence_list = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
-
     std::uint64_t write_messages(bool& first_record);
     std::uint64_t write_controls(bool& first_record);
     void encode_controls(std::size_t& dead_written);
     void encode_list(spool_format::record_type t, sequence_list& list,
-                     std::optional<std::uint8_t> reason);
+                     std::optional<std::uint8_t> reason, std::span<const std::byte> prefix = {});
+    sequence_list& group_list(spool_format::record_type t, std::uint32_t group,
+                              std::uint32_t epoch);
     void copy_dead_letter(queued_dead& d);
     [[nodiscard]] bool controls_queued() const noexcept;
 
@@ -111,6 +136,17 @@ private:
     std::vector<queued_dead> q_dead_;
     std::vector<std::pair<sequence_range, std::uint8_t>> q_gaps_;
     std::uint64_t q_log_start_ = 0; // 0: none queued
+    struct group_list_entry {
+        spool_format::record_type type;
+        std::uint32_t group;
+        std::uint32_t epoch;
+        sequence_list list;
+    };
+    std::vector<std::vector<std::byte>> q_group_events_; // encoded group record payloads
+    std::vector<group_list_entry> q_group_lists_;
+    std::function<void(std::uint64_t, std::uint64_t)> on_written_;
+    segment_log::reclaim_policy reclaim_{[](const segment& s) { return s.waiting == 0; },
+                                         [](std::uint64_t) { return true; }};
     std::vector<std::byte> control_buffer_;
     std::vector<control_record> control_records_;
 

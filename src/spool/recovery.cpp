@@ -18,6 +18,7 @@ void spool_recovery::run() {
     // (a read-only open while the owner runs) that this scan did not see.
     std::string marker_problem;
     auto marker = open_marker(marker_problem);
+    groups_.load(report_);
     const segment_files files = list_segments();
     marker = check_marker(marker, marker_problem, files);
 
@@ -170,7 +171,14 @@ void spool_recovery::repair() {
     for (auto& sv : salvages_) {
         perform_salvage(sv);
     }
-    // Segments entirely before the log start (a reclaim interrupted after its record).
+    // Segments entirely before the log start (a reclaim interrupted after its record): what
+    // the groups had not settled there is theirs to lose (counted), and the groups file says so
+    // before the segments go.
+    if (segments.size() > 1 && segments.front().end <= log_.log_start &&
+        !groups_.before_remove(std::min(log_.log_start, segments.back().first))) {
+        throw spool_error("cannot write the groups file in " + ctx_.dir.string() + ": " +
+                          (log_.failed() ? log_.failure() : std::string("disk full")));
+    }
     while (segments.size() > 1 && segments.front().end <= log_.log_start) {
         log_.close(segments.front());
         (void)ctx_.fs.remove(ctx_.dir / segments.front().file);
@@ -218,6 +226,7 @@ void spool_recovery::settle_state(const std::vector<found_gap>& fresh) {
     if (!segments.empty()) {
         log_.log_start = segments.front().first;
     }
+    groups_.recovered(report_);
     report_.messages = log_.total_waiting;
     report_.log_start = segments.empty() ? next : segments.front().first;
     report_.next_sequence = next;
@@ -238,25 +247,35 @@ void spool_recovery::report_metrics() {
 
 void spool_recovery::apply(segment& s, const sf::record_view& r, std::uint64_t offset) {
     const bool is_message = r.type == record_type::message;
-    s.add(r.sequence, offset, is_message);
+    const bool waits = ctx_.opt.default_queue;
+    s.add(r.sequence, offset, is_message, waits);
     switch (r.type) {
     case record_type::message: {
         message_payload mp;
         if (parse_message_payload(r.payload, mp)) {
-            log_.total_waiting += 1;
-            log_.total_waiting_bytes += mp.header.size() + mp.body.size();
+            if (waits) {
+                log_.total_waiting += 1;
+                log_.total_waiting_bytes += mp.header.size() + mp.body.size();
+                s.waiting_bytes += mp.header.size() + mp.body.size();
+            }
             log_.newest_ns = mp.appended_ns;
+            s.newest_ns = mp.appended_ns;
             if (!ring_.empty()) {
                 ring_[ring_pos_ % ring_.size()] = mp.id;
                 ++ring_pos_;
             }
         } else {
-            // checksummed but not a message payload: a writer bug; count it as settled
-            s.set_settled(r.sequence);
-            --s.waiting;
+            // checksummed but not a message payload: a writer bug; not a message to anyone
+            s.unmark_message(r.sequence, waits);
         }
         break;
     }
+    case record_type::group:
+    case record_type::group_delivered:
+    case record_type::group_acked:
+    case record_type::group_dead_lettered:
+        groups_.apply(r);
+        break;
     case record_type::delivered:
         (void)sf::decode_sequence_list(r.payload, [&](std::uint64_t seq, std::uint64_t attempt) {
             delivery_.recovered_attempt(seq, attempt);

@@ -2,6 +2,7 @@
 // (docs/spool-format.md §5-§8: torn tails, damage, quarantine, lost ranges, the synced marker).
 #pragma once
 
+#include "consumer_groups.hpp"
 #include "delivery_state.hpp"
 #include "group_commit.hpp"
 #include "segment_log.hpp"
@@ -29,9 +30,10 @@ namespace zmqkit::detail {
 class spool_recovery {
 public:
     spool_recovery(spool_context& ctx, segment_log& log, delivery_state& delivery,
-                   group_commit& commit, message_id_window& dedup, recovery_report& report)
-        : ctx_(ctx), log_(log), delivery_(delivery), commit_(commit), dedup_(dedup),
-          report_(report) {}
+                   consumer_groups& groups, group_commit& commit, message_id_window& dedup,
+                   recovery_report& report)
+        : ctx_(ctx), log_(log), delivery_(delivery), groups_(groups), commit_(commit),
+          dedup_(dedup), report_(report) {}
 
     // Throws spool_error (cannot read or repair the directory) or spool_damaged_error (strict).
     void run();
@@ -93,6 +95,7 @@ private:
     spool_context& ctx_;
     segment_log& log_;
     delivery_state& delivery_;
+    consumer_groups& groups_;
     group_commit& commit_;
     message_id_window& dedup_;
     recovery_report& report_;

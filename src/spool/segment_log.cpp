@@ -13,24 +13,46 @@ namespace zmqkit::detail {
 namespace sf = spool_format;
 using sf::record_type;
 
-void segment::add(std::uint64_t seq, std::uint64_t offset, bool is_message) {
+void segment::add(std::uint64_t seq, std::uint64_t offset, bool is_message, bool waits) {
     while (end <= seq) {
         const std::uint64_t i = end - first;
         if (i % 64 == 0) {
             settled.push_back(0);
+            message.push_back(0);
         }
         if (i % index_stride == 0) {
             index.push_back(static_cast<std::uint32_t>(offset));
         }
-        if (end != seq || !is_message) {
+        if (end != seq || !is_message || !waits) {
             settled.back() |= std::uint64_t{1} << (i % 64);
+        }
+        if (end == seq && is_message) {
+            message.back() |= std::uint64_t{1} << (i % 64);
         }
         ++end;
     }
     if (is_message) {
         ++messages;
-        ++waiting;
+        if (waits) {
+            ++waiting;
+        }
     }
+}
+
+std::uint64_t segment::messages_between(std::uint64_t from, std::uint64_t to) const noexcept {
+    std::uint64_t n = 0;
+    std::uint64_t i = from - first;
+    const std::uint64_t stop = to - first;
+    while (i < stop) {
+        if (i % 64 == 0 && i + 64 <= stop) {
+            n += static_cast<std::uint64_t>(__builtin_popcountll(message[i / 64]));
+            i += 64;
+            continue;
+        }
+        n += (message[i / 64] >> (i % 64)) & 1u;
+        ++i;
+    }
+    return n;
 }
 
 segment_log::~segment_log() {
@@ -218,19 +240,32 @@ void segment_log::write_marker(const segment& s) {
     }
 }
 
-std::optional<std::uint64_t> segment_log::reclaim(bool log_start_queued) {
-    if (segments_.size() > 1 && segments_.front().end <= written_log_start &&
-        segments_.front().waiting == 0) {
+std::optional<std::uint64_t> segment_log::reclaim(bool log_start_queued,
+                                                  const reclaim_policy& policy) {
+    const auto removable = [&] {
+        return segments_.size() > 1 && segments_.front().end <= written_log_start &&
+               policy.can_go(segments_.front());
+    };
+    if (removable()) {
         // The log_start record that lets the head go must be on disk before the head goes
         // (sync modes none and interval may not have synced it yet).
         if (!sync_dirty()) {
             return std::nullopt;
         }
+        std::size_t k = 0;
+        while (k + 1 < segments_.size() && segments_[k].end <= written_log_start &&
+               policy.can_go(segments_[k])) {
+            ++k;
+        }
+        if (!policy.before_remove(segments_[k].first)) {
+            return std::nullopt;
+        }
     }
     bool removed = false;
-    while (segments_.size() > 1 && segments_.front().end <= written_log_start &&
-           segments_.front().waiting == 0) {
+    while (removable()) {
         segment& s = segments_.front();
+        total_waiting -= std::min(total_waiting, s.waiting);
+        total_waiting_bytes -= std::min(total_waiting_bytes, s.waiting_bytes);
         close(s);
         if (const int e = ctx_.fs.remove(ctx_.dir / s.file); e != 0) {
             write_error(e, "removing " + s.file);
@@ -246,7 +281,7 @@ std::optional<std::uint64_t> segment_log::reclaim(bool log_start_queued) {
         log_start = segments_.front().first;
     }
     std::size_t k = 0;
-    while (k + 1 < segments_.size() && segments_[k].waiting == 0) {
+    while (k + 1 < segments_.size() && policy.can_go(segments_[k])) {
         ++k;
     }
     if (k > 0 && segments_[k].first > written_log_start && !log_start_queued) {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,9 +28,12 @@ struct segment {
     std::string file;
     spool_file_system::handle fd = -1;
     std::vector<std::uint64_t> settled; // bit per sequence: 1 = settled, or not a message
+    std::vector<std::uint64_t> message; // bit per sequence: 1 = a message record
     std::vector<std::uint32_t> index;   // offset of the record at first + k * index_stride
     std::uint64_t messages = 0;         // message records
-    std::uint64_t waiting = 0;          // message records not settled
+    std::uint64_t waiting = 0;          // message records not settled (by the default queue)
+    std::uint64_t waiting_bytes = 0;    // their message bytes
+    std::int64_t newest_ns = 0;         // append time of its newest message (0: none)
     bool dirty = false;                 // written, not yet synced
 
     [[nodiscard]] bool is_settled(std::uint64_t seq) const noexcept {
@@ -40,9 +44,28 @@ struct segment {
         const std::uint64_t i = seq - first;
         settled[i / 64] |= std::uint64_t{1} << (i % 64);
     }
+    [[nodiscard]] bool is_message(std::uint64_t seq) const noexcept {
+        const std::uint64_t i = seq - first;
+        return ((message[i / 64] >> (i % 64)) & 1u) != 0;
+    }
+    // A record registered as a message that is not one after all (recovery): settled, and not
+    // counted.
+    void unmark_message(std::uint64_t seq, bool waited) noexcept {
+        const std::uint64_t i = seq - first;
+        message[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+        set_settled(seq);
+        --messages;
+        if (waited) {
+            --waiting;
+        }
+    }
+    // Message records in [from, to) (both inside the segment).
+    [[nodiscard]] std::uint64_t messages_between(std::uint64_t from,
+                                                 std::uint64_t to) const noexcept;
     // Registers the record `seq` at `offset` (records arrive in sequence order; sequence
-    // numbers skipped inside a segment — a known gap — count as settled).
-    void add(std::uint64_t seq, std::uint64_t offset, bool is_message);
+    // numbers skipped inside a segment — a known gap — count as settled). A message waits for
+    // the default queue unless `waits` is false (no default queue): then it is born settled.
+    void add(std::uint64_t seq, std::uint64_t offset, bool is_message, bool waits = true);
 };
 
 // A message record read back: where the views point is valid until the next read.
@@ -111,9 +134,18 @@ public:
     bool sync_dirty();
     // Records that everything up to the end of s is on disk (docs/spool-format.md §8).
     void write_marker(const segment& s);
+    // What may go: `can_go(s)` says whether head segment s is settled everywhere or past a
+    // retention limit; `before_remove(start)` runs before the segments below `start` are
+    // deleted (it accounts what they still held and saves what must outlive them) and may
+    // refuse (false: nothing is deleted now).
+    struct reclaim_policy {
+        std::function<bool(const segment&)> can_go;
+        std::function<bool(std::uint64_t)> before_remove;
+    };
     // Deletes head segments a durable log_start record lets go. Returns the log start to record
-    // (queue a log_start record) when head segments are fully settled and none is queued yet.
-    [[nodiscard]] std::optional<std::uint64_t> reclaim(bool log_start_queued);
+    // (queue a log_start record) when head segments may go and none is queued yet.
+    [[nodiscard]] std::optional<std::uint64_t> reclaim(bool log_start_queued,
+                                                       const reclaim_policy& policy);
 
     // ---- reading ----
     // The record at (s, offset) through `reader`; nullopt on a read error or a bad record.
@@ -134,6 +166,7 @@ public:
         }
         s->set_settled(seq);
         --s->waiting;
+        s->waiting_bytes -= std::min(s->waiting_bytes, bytes);
         --total_waiting;
         total_waiting_bytes -= std::min(total_waiting_bytes, bytes);
         return true;

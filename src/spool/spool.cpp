@@ -1,6 +1,7 @@
 // The spool's façade: options, validation, limits and statistics over its parts — the segment
 // log, group commit, delivery state and recovery (docs/architecture.md "Spool"). Format and
 // guarantees: docs/spool-format.md.
+#include "consumer_groups.hpp"
 #include "delivery_state.hpp"
 #include "group_commit.hpp"
 #include "recovery.hpp"
@@ -90,19 +91,95 @@ using detail::message_fixed;
 struct spool::impl {
     impl(spool& s, const spool_options& o)
         : owner(s), ctx(o), log(ctx), queue(ctx, log, s.dead_letters_.get()),
-          delivery(ctx, log, queue, s.dead_letters_.get()), dedup(o.dedup_window) {}
+          delivery(ctx, log, queue, s.dead_letters_.get()),
+          groups(ctx, log, queue, s.dead_letters_.get()), dedup(o.dedup_window) {
+        queue.on_written(
+            [this](std::uint64_t first, std::uint64_t n) { groups.written(first, n); });
+        queue.reclaim_policy({[this](const detail::segment& g) { return may_go(g); },
+                              [this](std::uint64_t start) { return before_remove(start); }});
+    }
 
     spool& owner;
     detail::spool_context ctx;
     detail::segment_log log;
     detail::group_commit queue;
     detail::delivery_state delivery;
+    detail::consumer_groups groups;
     message_id_window dedup; // id -> ticket of the last dedup_window appends
     header scratch;
 
     void recover() {
-        detail::spool_recovery(ctx, log, delivery, queue, dedup, owner.recovery_).run();
+        detail::spool_recovery(ctx, log, delivery, groups, queue, dedup, owner.recovery_).run();
         update_gauges();
+    }
+
+    // ---- reclaiming and retention ----
+
+    // Head segment g may go: the default queue and every group settled it, or a retention
+    // limit says so.
+    [[nodiscard]] bool may_go(const detail::segment& g) const {
+        if (g.waiting == 0 && groups.past(g)) {
+            return true;
+        }
+        const spool_options& o = ctx.opt;
+        if (o.retain_age.count() > 0 &&
+            g.newest_ns <
+                ctx.now_ns() - static_cast<std::int64_t>(o.retain_age.count()) * 1'000'000) {
+            return true;
+        }
+        if (o.retain_bytes > 0) {
+            std::uint64_t from_here = 0; // g and everything after it
+            for (const auto& x : log.segments()) {
+                if (x.first >= g.first) {
+                    from_here += x.capacity;
+                }
+            }
+            return from_here > o.retain_bytes;
+        }
+        return false;
+    }
+
+    // Segments below `start` go: what the default queue had not settled there expires.
+    bool before_remove(std::uint64_t start) {
+        std::uint64_t expired = 0;
+        for (const auto& g : log.segments()) {
+            if (g.end <= start) {
+                expired += g.waiting;
+            }
+        }
+        if (expired > 0) {
+            ctx.counts.expired += expired;
+            delivery.forget_below(start);
+            if (ctx.opt.notice) {
+                ctx.opt.notice("the spool's default queue lost " + std::to_string(expired) +
+                               " message(s) to the retention limits (reclaimed below sequence " +
+                               std::to_string(start) + " before they were acked)");
+            }
+        }
+        return groups.before_remove(start);
+    }
+
+    // ---- groups ----
+
+    // The sequence number the next stored message gets (queued messages are written first at
+    // the next commit).
+    [[nodiscard]] std::uint64_t latest() const noexcept {
+        return log.next_seq + queue.queued_messages();
+    }
+
+    void require_writable() const {
+        if (!writable()) {
+            throw spool_error("spool " + ctx.dir.string() + " cannot change its consumer groups: " +
+                              (log.failed() ? log.failure() : "it is open read-only"));
+        }
+    }
+
+    detail::delivery_state* queue_of(group_id g) {
+        if (g == default_group) {
+            return &delivery;
+        }
+        auto* x = groups.find(g);
+        return x != nullptr ? &x->delivery : nullptr;
     }
 
     [[nodiscard]] bool writable() const noexcept { return !log.failed() && !ctx.opt.read_only; }
@@ -366,6 +443,7 @@ struct spool::impl {
             }
         }
         st.oldest_ns = oldest_ns();
+        st.groups = groups.size();
         st.newest_ns = log.newest_ns;
         st.read_only = log.failed();
         st.disk_full = log.disk_full();
@@ -477,7 +555,90 @@ spool_stats spool::stats() const {
     return impl_->stats();
 }
 std::optional<std::chrono::steady_clock::time_point> spool::next_redelivery() const {
-    return impl_->delivery.next_redelivery();
+    auto first = impl_->delivery.next_redelivery();
+    if (const auto g = impl_->groups.next_redelivery(); g && (!first || *g < *first)) {
+        first = g;
+    }
+    return first;
+}
+
+group_id spool::open_group(std::string_view name, const group_start& start) {
+    if (const auto id = find_group(name)) {
+        return *id;
+    }
+    impl_->require_writable();
+    return impl_->groups.open(name, start, impl_->latest());
+}
+
+std::optional<group_id> spool::find_group(std::string_view name) const {
+    const auto* g = impl_->groups.find(name);
+    return g != nullptr ? std::optional<group_id>(g->ledger.id) : std::nullopt;
+}
+
+bool spool::reset_group(std::string_view name, const group_start& start) {
+    impl_->require_writable();
+    return impl_->groups.reset(name, start, impl_->latest());
+}
+
+bool spool::delete_group(std::string_view name) {
+    impl_->require_writable();
+    return impl_->groups.remove(name);
+}
+
+std::vector<group_info> spool::groups() const {
+    std::vector<group_info> out;
+    if (options_.default_queue) {
+        const spool_stats st = stats();
+        group_info d;
+        d.start = "earliest";
+        d.floor = st.log_start;
+        d.cursor = impl_->delivery.cursor();
+        d.pending = st.messages;
+        d.in_flight = st.in_flight;
+        d.undelivered = st.undelivered;
+        d.acked = st.acked;
+        d.redelivered = st.redelivered;
+        d.dead_lettered = st.dead_lettered;
+        d.lost = st.expired;
+        out.push_back(std::move(d));
+    }
+    auto named = impl_->groups.list();
+    out.insert(out.end(), std::make_move_iterator(named.begin()),
+               std::make_move_iterator(named.end()));
+    return out;
+}
+
+std::optional<spooled_message> spool::deliver(group_id group) {
+    if (group == default_group) {
+        return impl_->delivery.deliver();
+    }
+    auto* q = impl_->queue_of(group);
+    return q != nullptr ? q->deliver() : std::nullopt;
+}
+
+bool spool::ack(group_id group, std::uint64_t sequence) {
+    auto* q = impl_->queue_of(group);
+    return q != nullptr && q->ack(sequence);
+}
+
+bool spool::requeue(group_id group, std::uint64_t sequence, std::chrono::milliseconds delay,
+                    bool* dead_lettered) {
+    auto* q = impl_->queue_of(group);
+    return q != nullptr && q->requeue(sequence, delay, dead_lettered);
+}
+
+bool spool::dead_letter(group_id group, std::uint64_t sequence, std::string_view reason) {
+    auto* q = impl_->queue_of(group);
+    return q != nullptr && q->dead_letter(sequence, reason);
+}
+
+std::uint64_t spool::ready(group_id group) const {
+    if (group == default_group) {
+        const spool_stats st = stats();
+        return st.ready;
+    }
+    auto* g = impl_->groups.find(group);
+    return g != nullptr ? g->delivery.ready(g->ledger.waiting) : 0;
 }
 
 } // namespace zmqkit

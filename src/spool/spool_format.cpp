@@ -309,3 +309,169 @@ bool decode_sequence_list(std::span<const std::byte> payload,
 }
 
 } // namespace zmqkit::spool_format
+
+// ---- consumer groups --------------------------------------------------------------------------
+
+namespace zmqkit::spool_format {
+
+namespace {
+
+void append_le(std::vector<std::byte>& out, std::uint64_t v, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+        out.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xffu));
+    }
+}
+
+std::uint64_t take_le(std::span<const std::byte>& in, std::size_t n) noexcept {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        v |= std::uint64_t{std::to_integer<std::uint8_t>(in[i])} << (8 * i);
+    }
+    in = in.subspan(n);
+    return v;
+}
+
+void append_text(std::vector<std::byte>& out, std::string_view text) {
+    append_le(out, text.size(), 2);
+    const auto* p = reinterpret_cast<const std::byte*>(text.data());
+    out.insert(out.end(), p, p + text.size());
+}
+
+bool take_text(std::span<const std::byte>& in, std::string& out) {
+    if (in.size() < 2) {
+        return false;
+    }
+    const auto n = static_cast<std::size_t>(take_le(in, 2));
+    if (in.size() < n) {
+        return false;
+    }
+    out.assign(reinterpret_cast<const char*>(in.data()), n);
+    in = in.subspan(n);
+    return true;
+}
+
+constexpr std::size_t group_fixed = 1 + 4 + 4 + 8 + 8;
+
+// A group record (without the groups file's `lost`) from the front of `in`.
+bool take_group(std::span<const std::byte>& in, group_record& out) {
+    if (in.size() < group_fixed) {
+        return false;
+    }
+    const auto event = static_cast<std::uint8_t>(take_le(in, 1));
+    if (event < 1 || event > 3) {
+        return false;
+    }
+    out.event = static_cast<group_event>(event);
+    out.id = static_cast<std::uint32_t>(take_le(in, 4));
+    out.epoch = static_cast<std::uint32_t>(take_le(in, 4));
+    out.floor = take_le(in, 8);
+    out.time_ns = static_cast<std::int64_t>(take_le(in, 8));
+    return take_text(in, out.name) && take_text(in, out.start);
+}
+
+} // namespace
+
+void encode_group_record(const group_record& g, std::vector<std::byte>& out) {
+    append_le(out, static_cast<std::uint8_t>(g.event), 1);
+    append_le(out, g.id, 4);
+    append_le(out, g.epoch, 4);
+    append_le(out, g.floor, 8);
+    append_le(out, static_cast<std::uint64_t>(g.time_ns), 8);
+    append_text(out, g.name);
+    append_text(out, g.start);
+}
+
+bool parse_group_record(std::span<const std::byte> payload, group_record& out) noexcept {
+    try {
+        return take_group(payload, out) && payload.empty();
+    } catch (...) { // bad_alloc of a name: not a record we can use
+        return false;
+    }
+}
+
+bool read_group_prefix(std::span<const std::byte>& in, std::uint32_t& id,
+                       std::uint32_t& epoch) noexcept {
+    std::uint64_t i = 0;
+    std::uint64_t e = 0;
+    if (!read_varint(in, i) || !read_varint(in, e) || i > UINT32_MAX || e > UINT32_MAX) {
+        return false;
+    }
+    id = static_cast<std::uint32_t>(i);
+    epoch = static_cast<std::uint32_t>(e);
+    return true;
+}
+
+void encode_groups_file(const groups_snapshot& g, std::vector<std::byte>& out) {
+    out.clear();
+    append_le(out, groups_magic, 4);
+    append_le(out, groups_version, 2);
+    append_le(out, 0, 2);
+    append_le(out, g.next_id, 4);
+    append_le(out, static_cast<std::uint64_t>(g.reclaimed_ns), 8);
+    append_le(out, g.groups.size(), 4);
+    std::vector<std::byte> one;
+    for (const auto& r : g.groups) {
+        one.clear();
+        encode_group_record(r, one);
+        append_le(one, r.lost, 8);
+        append_le(out, one.size(), 4);
+        out.insert(out.end(), one.begin(), one.end());
+    }
+    append_le(out, crc32c(out.data(), out.size()), 4);
+}
+
+bool parse_groups_file(const std::byte* data, std::size_t size, groups_snapshot& out,
+                       std::string& why) {
+    out = groups_snapshot{};
+    if (size < 28) {
+        why = "too short (" + std::to_string(size) + " bytes)";
+        return false;
+    }
+    std::span<const std::byte> in(data, size - 4);
+    std::span<const std::byte> tail(data + size - 4, 4);
+    if (take_le(in, 4) != groups_magic) {
+        why = "not a groups file (bad magic)";
+        return false;
+    }
+    if (crc32c(data, size - 4) != static_cast<std::uint32_t>(take_le(tail, 4))) {
+        why = "bad checksum (damaged)";
+        return false;
+    }
+    if (const auto version = take_le(in, 2); version != groups_version) {
+        why = "version " + std::to_string(version) + " is newer than this zmqkit reads (" +
+              std::to_string(groups_version) + ")";
+        return false;
+    }
+    (void)take_le(in, 2);
+    out.next_id = static_cast<std::uint32_t>(take_le(in, 4));
+    out.reclaimed_ns = static_cast<std::int64_t>(take_le(in, 8));
+    const std::uint64_t count = take_le(in, 4);
+    for (std::uint64_t k = 0; k < count; ++k) {
+        if (in.size() < 4) {
+            why = "group " + std::to_string(k + 1) + " of " + std::to_string(count) + " is missing";
+            return false;
+        }
+        const auto n = static_cast<std::size_t>(take_le(in, 4));
+        if (n > in.size() || n < group_fixed + 4 + 8) {
+            why =
+                "group " + std::to_string(k + 1) + " has an impossible length " + std::to_string(n);
+            return false;
+        }
+        std::span<const std::byte> one = in.subspan(0, n);
+        in = in.subspan(n);
+        group_record r;
+        if (!take_group(one, r) || one.size() != 8) {
+            why = "group " + std::to_string(k + 1) + " is malformed";
+            return false;
+        }
+        r.lost = take_le(one, 8);
+        out.groups.push_back(std::move(r));
+    }
+    if (!in.empty()) {
+        why = std::to_string(in.size()) + " unexpected byte(s) after the groups";
+        return false;
+    }
+    return true;
+}
+
+} // namespace zmqkit::spool_format

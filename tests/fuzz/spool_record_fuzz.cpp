@@ -1,12 +1,15 @@
 // libFuzzer target for the spool's record parser on arbitrary bytes: parse_record at every
-// offset it leads to, decode_sequence_list on every payload, read_varint on the raw input.
+// offset it leads to, decode_sequence_list, parse_group_record and read_group_prefix on every
+// payload, read_varint on the raw input, and the groups file parser on the whole input.
 // Properties: never crashes, never reads out of bounds (ASan), a parsed record lies inside the
-// input, and a record re-sealed from what was parsed parses to the same record.
+// input, a record re-sealed from what was parsed parses to the same record, and a groups file
+// or group record that parses encodes back to the same bytes.
 #include <zmqkit/spool.hpp>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace sf = zmqkit::spool_format;
@@ -42,6 +45,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)sf::decode_sequence_list(r.payload.subspan(1),
                                            [](std::uint64_t, std::uint64_t) {});
         }
+        sf::group_record g;
+        if (sf::parse_group_record(r.payload, g)) {
+            std::vector<std::byte> encoded;
+            sf::encode_group_record(g, encoded);
+            if (encoded.size() != r.payload.size() ||
+                std::memcmp(encoded.data(), r.payload.data(), encoded.size()) != 0) {
+                std::abort();
+            }
+        }
+        std::span<const std::byte> rest = r.payload;
+        std::uint32_t group = 0;
+        std::uint32_t epoch = 0;
+        if (sf::read_group_prefix(rest, group, epoch)) {
+            (void)sf::decode_sequence_list(rest, [](std::uint64_t, std::uint64_t) {});
+        }
         // re-seal: same header fields and payload give the same bytes
         std::vector<std::byte> copy(bytes + offset, bytes + offset + consumed);
         sf::seal_record(copy.data(), r.type, r.flags, r.sequence,
@@ -54,6 +72,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::abort();
         }
         offset += consumed;
+    }
+    {
+        sf::groups_snapshot snap;
+        std::string why;
+        if (sf::parse_groups_file(bytes, size, snap, why)) {
+            std::vector<std::byte> encoded;
+            sf::encode_groups_file(snap, encoded);
+            if (encoded.size() != size || std::memcmp(encoded.data(), bytes, size) != 0) {
+                std::abort();
+            }
+        } else if (why.empty()) {
+            std::abort(); // a refusal always says why
+        }
     }
     (void)sf::parse_segment_file_name(
         std::string_view(reinterpret_cast<const char*>(data), size < 64 ? size : 64));

@@ -2,6 +2,7 @@
 // one part at a time; and hand-built segment files for recovery to read.
 #pragma once
 
+#include "consumer_groups.hpp"
 #include "delivery_state.hpp"
 #include "group_commit.hpp"
 #include "recovery.hpp"
@@ -42,10 +43,11 @@ struct spool_parts {
     // Runs recovery over the directory (the parts are built now, from the options as set).
     void recover() {
         build();
-        detail::spool_recovery(*ctx, *log, *delivery, *queue, *dedup, report).run();
+        detail::spool_recovery(*ctx, *log, *delivery, *groups, *queue, *dedup, report).run();
     }
     void build() {
         dedup.reset(); // the parts hold references to those built before them
+        groups.reset();
         delivery.reset();
         queue.reset();
         log.reset();
@@ -53,6 +55,7 @@ struct spool_parts {
         log = std::make_unique<detail::segment_log>(*ctx);
         queue = std::make_unique<detail::group_commit>(*ctx, *log, nullptr);
         delivery = std::make_unique<detail::delivery_state>(*ctx, *log, *queue, nullptr);
+        groups = std::make_unique<detail::consumer_groups>(*ctx, *log, *queue, nullptr);
         dedup = std::make_unique<message_id_window>(options.dedup_window);
     }
 
@@ -64,6 +67,7 @@ struct spool_parts {
     std::unique_ptr<detail::segment_log> log;
     std::unique_ptr<detail::group_commit> queue;
     std::unique_ptr<detail::delivery_state> delivery;
+    std::unique_ptr<detail::consumer_groups> groups;
     std::unique_ptr<message_id_window> dedup;
 };
 

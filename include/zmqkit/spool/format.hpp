@@ -30,7 +30,55 @@ enum class record_type : std::uint8_t {
     segment_start = 6, // u64 log start, i64 created_ns
     gap = 7,           // u64 first, u64 end, u8 cause (1 corrupt, 2 missing segment)
     log_start = 8,     // u64 log start (written before head segments are reclaimed)
+    // Consumer groups (docs/spool-format.md §10):
+    group = 9,            // u8 event (1 created, 2 reset, 3 deleted), u32 id, u32 epoch, u64 floor,
+                          // i64 time_ns, u16 name length, name, then the start position (text)
+    group_delivered = 10, // varint group id, varint epoch, then a list as in `delivered`
+    group_acked = 11,     // varint group id, varint epoch, then a list as in `acked`
+    group_dead_lettered = 12, // varint group id, varint epoch, then as in `dead_lettered`
 };
+
+// ---- consumer groups ----
+
+enum class group_event : std::uint8_t { created = 1, reset = 2, deleted = 3 };
+
+// A `group` record's payload, or one group of the groups file.
+struct group_record {
+    group_event event = group_event::created;
+    std::uint32_t id = 0;
+    std::uint32_t epoch = 0; // bumped by every reset: older delivery records no longer count
+    std::uint64_t floor = 0; // every sequence below is settled for the group
+    std::int64_t time_ns = 0;
+    std::string name;
+    std::string start;      // group_start::to_string() of its creation (or last reset)
+    std::uint64_t lost = 0; // groups file only: messages retention removed unsettled
+};
+void encode_group_record(const group_record& g, std::vector<std::byte>& out);
+// False if the payload is not one (never reads past it, never throws).
+[[nodiscard]] bool parse_group_record(std::span<const std::byte> payload,
+                                      group_record& out) noexcept;
+// The prefix of group_delivered / group_acked / group_dead_lettered. Advances `in`.
+[[nodiscard]] bool read_group_prefix(std::span<const std::byte>& in, std::uint32_t& id,
+                                     std::uint32_t& epoch) noexcept;
+
+// The groups file `groups` beside the segments: the groups and their floors, rewritten (a new
+// file renamed over the old one) before head segments are reclaimed, since the group records
+// in them go too. "ZKG1", u16 version, u16 0, u32 next group id, i64 reclaimed_ns, u32 count,
+// the groups (each u32 length + a group record with lost appended), u32 CRC-32C of everything
+// before it.
+inline constexpr const char* groups_file_name = "groups";
+inline constexpr std::uint32_t groups_magic = 0x31474b5a; // "ZKG1" little-endian
+inline constexpr std::uint16_t groups_version = 1;
+struct groups_snapshot {
+    std::uint32_t next_id = 1;
+    std::int64_t reclaimed_ns = 0; // newest append time of the segments reclaimed so far
+    std::vector<group_record> groups;
+};
+void encode_groups_file(const groups_snapshot& g, std::vector<std::byte>& out);
+// Parses a groups file's bytes; false with `why` (in words) if it is not a valid one. Never
+// reads past size; never throws.
+[[nodiscard]] bool parse_groups_file(const std::byte* data, std::size_t size, groups_snapshot& out,
+                                     std::string& why);
 
 // Record flags.
 inline constexpr std::uint8_t flag_commit_start = 1; // first record written by a commit

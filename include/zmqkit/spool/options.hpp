@@ -58,7 +58,21 @@ struct spool_options {
                                        // lost sequence numbers (a torn tail is not damage)
     bool read_only = false;        // open and recover in memory only: nothing on disk is changed
     bool dead_letter_spool = true; // keep a dead-letter spool in <directory>/dead-letter
-    std::string name = "spool";    // metric label {spool="<name>"}
+    // The queue of consumers without a group (deliver(), ack()... without a group id). When
+    // false, every message is stored for the consumer groups only: it never waits for an
+    // ungrouped consumer, and max_messages / max_bytes have nothing to count.
+    bool default_queue = true;
+    // Retention limits (0: none). Head segments are reclaimed once the default queue and every
+    // consumer group settled them, or — whatever they settled — once their newest message is
+    // older than retain_age, or while the spool's segments take more than retain_bytes. What a
+    // limit removes before a group (or the default queue) settled it is counted as lost there
+    // and reported through `notice`. The active segment is never reclaimed.
+    std::chrono::milliseconds retain_age{0};
+    std::uint64_t retain_bytes = 0;
+    // Lines for the owner's log about what the spool did on its own (retention removing
+    // messages not yet settled). nullptr: not reported (still counted).
+    std::function<void(const std::string&)> notice;
+    std::string name = "spool";           // metric label {spool="<name>"}
     metrics_registry* registry = nullptr; // nullptr: metrics_registry::global()
     spool_file_system* fs = nullptr;      // nullptr: posix_file_system()
     // Time source for record timestamps and ages (tests inject one). nullptr: system_clock.

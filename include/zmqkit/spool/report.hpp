@@ -80,8 +80,10 @@ struct spool_stats {
     std::uint64_t dropped_full = 0, rejected_full = 0;
     std::uint64_t commits = 0, syncs = 0, sync_ns_total = 0, sync_ns_max = 0, committed_records = 0;
     std::uint64_t dead_letter_messages = 0;
-    bool read_only = false; // an I/O error stopped writing; `failure` says why
-    bool disk_full = false; // ENOSPC: messages wait, confirms are withheld
+    std::uint64_t expired = 0; // default-queue messages retention removed before they settled
+    std::uint64_t groups = 0;  // consumer groups (the default queue not counted)
+    bool read_only = false;    // an I/O error stopped writing; `failure` says why
+    bool disk_full = false;    // ENOSPC: messages wait, confirms are withheld
     std::string failure;
 };
 

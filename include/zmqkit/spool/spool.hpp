@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace zmqkit {
 
@@ -41,6 +42,52 @@ struct append_result {
     status outcome = status::appended;
     std::uint64_t ticket = 0; // compare with spool::committed_ticket()
     std::string reason;       // for rejected
+};
+
+// ---- consumer groups --------------------------------------------------------------------------
+
+// Where a new consumer group starts reading (Kafka's auto.offset.reset, JetStream's deliver
+// policy). Text forms: "earliest", "latest", a sequence number ("sequence:1234" or "1234"),
+// a time ("time:<unix ns>" or RFC 3339 UTC, "2026-12-01T00:00:00Z", fractions allowed).
+struct group_start {
+    enum class kind {
+        earliest, // the oldest message the spool holds
+        latest,   // the next message stored after the group is created
+        sequence, // the message with this spool sequence number (or the next one after it)
+        time,     // the first message stored at or after this time
+    };
+    kind where = kind::earliest;
+    std::uint64_t sequence = 0; // kind::sequence
+    std::int64_t time_ns = 0;   // kind::time: nanoseconds since the Unix epoch, UTC
+
+    // Throws config_error naming the accepted forms.
+    [[nodiscard]] static group_start parse(std::string_view text);
+    // The wire and file form: earliest, latest, sequence:<n>, time:<ns>.
+    [[nodiscard]] std::string to_string() const;
+};
+
+// A consumer group's name: 1 to 64 characters of A-Z a-z 0-9 . _ - (an empty name is the
+// default queue). Returns what is wrong with it, or an empty string.
+[[nodiscard]] std::string check_group_name(std::string_view name);
+
+// Identifies a consumer group of one spool (returned by open_group; valid until the group is
+// deleted). default_group is the queue of consumers without a group.
+using group_id = std::uint32_t;
+inline constexpr group_id default_group = 0;
+
+// What a consumer group has read, for STATUS, `zmqkit-spooler group list` and metrics.
+struct group_info {
+    std::string name;
+    group_id id = 0;
+    std::string start;             // the start position it was created (or last reset) with
+    std::int64_t created_ns = 0;   // when (or when last reset)
+    std::uint64_t floor = 0;       // every message below this sequence is settled for the group
+    std::uint64_t cursor = 0;      // sequence after the last message delivered for the first time
+    std::uint64_t pending = 0;     // messages not settled (not acked or dead-lettered)
+    std::uint64_t in_flight = 0;   // delivered, not yet acked
+    std::uint64_t undelivered = 0; // never delivered yet (the group's lag, in messages)
+    std::uint64_t acked = 0, redelivered = 0, dead_lettered = 0; // since the spool opened
+    std::uint64_t lost = 0; // messages retention removed before the group settled them (ever)
 };
 
 // The spool. Single-threaded: one owner thread calls everything (the durable proxy's actor).
@@ -98,6 +145,38 @@ public:
 
     // Settles every waiting message that is not in flight (DLQ purge). Returns how many.
     std::uint64_t purge();
+
+    // ---- consumer groups ----
+    // Each group reads every message from its start on, with its own cursor, acks, attempts,
+    // redeliveries and dead letters (copied to the dead-letter spool with a
+    // zmqkit-dead-letter-group header), all recorded and recovered like the default queue's.
+    // A message's segment is reclaimed only when the default queue and every group settled
+    // it (or by the retention limits). docs/spool-format.md §10.
+    //
+    // The group named `name`, created at `start` if it does not exist (start is ignored for an
+    // existing group). Throws config_error for a bad name or a start before the log start or
+    // in the future, spool_error when the spool is read-only.
+    group_id open_group(std::string_view name, const group_start& start);
+    // The group's id, if it exists.
+    [[nodiscard]] std::optional<group_id> find_group(std::string_view name) const;
+    // Moves an existing group to `start`: its acks, attempts and deliveries in flight are
+    // forgotten (in-flight tags become unknown). False if there is no such group. Throws as
+    // open_group for a bad start.
+    bool reset_group(std::string_view name, const group_start& start);
+    // Deletes a group: nothing more is kept for it. False if there is no such group.
+    bool delete_group(std::string_view name);
+    // Every group, default queue first (named "" — present when options.default_queue), then
+    // by name.
+    [[nodiscard]] std::vector<group_info> groups() const;
+    // The same per-group operations as above, for one group (default_group: the default
+    // queue). An unknown group id delivers nothing and settles nothing.
+    [[nodiscard]] std::optional<spooled_message> deliver(group_id group);
+    bool ack(group_id group, std::uint64_t sequence);
+    bool requeue(group_id group, std::uint64_t sequence, std::chrono::milliseconds delay,
+                 bool* dead_lettered = nullptr);
+    bool dead_letter(group_id group, std::uint64_t sequence, std::string_view reason);
+    // Ready (not settled, not in flight) messages of one group.
+    [[nodiscard]] std::uint64_t ready(group_id group) const;
 
     [[nodiscard]] spool_stats stats() const;
     // The dead-letter spool (nullptr when options.dead_letter_spool is false).
