@@ -175,6 +175,7 @@ struct proxy_flags {
     std::string spool_dir, sync = "always", full = "block", max_bytes = "0", segment = "64MiB";
     std::string ack_timeout = "30s", consumer_timeout = "10s", backoff = "1s", backoff_max = "60s";
     std::string start_timeout = "60s";
+    std::string retain_age = "0", retain_bytes = "0", default_queue = "on";
     std::uint64_t max_messages = 0;
     std::uint32_t max_attempts = 5;
     std::size_t dedup_window = 100000;
@@ -219,6 +220,9 @@ void describe_flags(po::options_description_easy_init add, proxy_flags& f) {
         ("redelivery-backoff-max", po::value(&f.backoff_max)->default_value("60s"), "durable: cap of the redelivery delay")
         ("segment-size", po::value(&f.segment)->default_value("64MiB"), "durable: preallocated size of each spool segment file")
         ("dedup-window", po::value(&f.dedup_window)->default_value(100000), "durable: message ids remembered to store a resent message once")
+        ("retain-age", po::value(&f.retain_age)->default_value("0"), "durable: reclaim spool segments whose newest message is older than this, even if a consumer group (or the default queue) has not acked them: what it loses is counted and logged (0: keep until every group acked)")
+        ("retain-bytes", po::value(&f.retain_bytes)->default_value("0"), "durable: reclaim the oldest spool segments while the spool takes more than this on disk (e.g. 10GiB), the same way (0: no limit)")
+        ("default-queue", po::value(&f.default_queue)->default_value("on"), "durable: on: consumers without a consumer group share the default queue, which keeps every message until one of them acks it; off: messages are kept for the consumer groups only (docs/operations.md)")
         ("strict", "durable: refuse to start (exit 65) when recovery finds damaged records or lost sequence numbers (default: quarantine the damage, report the lost range, run)")
         ("start-timeout", po::value(&f.start_timeout)->default_value("60s"), "durable: how long start-up recovery may take")
         ("heartbeat-interval", po::value(&f.heartbeat_interval)->default_value("1s"), "lb: heartbeat to and from every worker this often (6/PPP); mdp: the same (7/MDP), default there 2500ms")
@@ -291,7 +295,8 @@ void check_flags_fit_the_mode(const proxy_flags& f, const po::variables_map& vm)
         throw_unless_defaulted(vm,
                                {"sync", "max-messages", "max-bytes", "full-policy", "ack-timeout",
                                 "consumer-timeout", "redelivery-backoff", "redelivery-backoff-max",
-                                "segment-size", "dedup-window", "start-timeout"},
+                                "segment-size", "dedup-window", "start-timeout", "retain-age",
+                                "retain-bytes", "default-queue"},
                                "--mode durable");
         if (!lb && !mdp) {
             throw_unless_defaulted(vm, {"max-attempts"}, "--mode durable");
@@ -357,6 +362,15 @@ patterns::durable_proxy_options durable_mode(const shared_settings& shared) {
     d.spool.max_attempts = f.max_attempts;
     d.spool.dedup_window = f.dedup_window;
     d.spool.strict = shared.vm.count("strict") != 0U;
+    d.spool.retain_age = parse_duration(f.retain_age);
+    d.spool.retain_bytes = parse_size(f.retain_bytes);
+    if (f.default_queue == "on" || f.default_queue == "true" || f.default_queue == "yes") {
+        d.spool.default_queue = true;
+    } else if (f.default_queue == "off" || f.default_queue == "false" || f.default_queue == "no") {
+        d.spool.default_queue = false;
+    } else {
+        throw config_error("--default-queue must be on or off, got '" + f.default_queue + "'");
+    }
     d.ack_timeout = parse_duration(f.ack_timeout);
     d.consumer_timeout = parse_duration(f.consumer_timeout);
     d.redelivery_backoff = parse_duration(f.backoff);

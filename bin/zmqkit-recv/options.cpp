@@ -4,6 +4,7 @@
 #include "common/tool_options.hpp"
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/spool.hpp>
 
 #include <sstream>
 
@@ -126,6 +127,8 @@ void describe_recv_options(tool_options& options, recv_config& cfg, recv_text& t
         ("raw", "plain ZeroMQ frames, no envelope: every frame is output")
         ("ack", "consume from a durable proxy's backend (zmqkit-proxy --mode durable) over DEALER: ack each message once it is written to stdout; a message redelivered after it was acked is not output again")
         ("credit", po::value(&text.credit)->default_value(256), "--ack: deliveries the proxy may have outstanding to this consumer")
+        ("group,G", po::value(&cfg.group), "--ack: read as a member of this consumer group: every group gets every message, shared among its members (default: the proxy's default queue)")
+        ("from", po::value(&cfg.start), "--ack --group: where a new group starts: earliest (default) | latest | a sequence number | a time (2026-12-01T00:00:00Z, @UNIX_SECONDS, or 10m/2h ago); an existing group goes on from where it is")
         ("exit-at-end", "--ack: exit once the proxy has nothing ready for this consumer and nothing in flight to it (kcat -e)")
         ("format,f", po::value(&cfg.format)->default_value("text"), "raw|text|quoted|hex|json|msgpack|FORMAT")
         ("key-delimiter,K", po::value(&text.key_delimiter), "write KEY DELIM BODY lines (key: the topic with --sub, else the type)")
@@ -226,7 +229,28 @@ void apply_ack(const tool_options& options, recv_config& cfg, const recv_text& t
         if (!options.values()["credit"].defaulted()) {
             throw usage_error{"--credit applies to --ack only", exit_usage};
         }
+        if (!cfg.group.empty() || !cfg.start.empty()) {
+            throw usage_error{"--group and --from name a consumer group of a durable proxy: they "
+                              "need --ack",
+                              exit_usage};
+        }
         return;
+    }
+    if (!cfg.start.empty() && cfg.group.empty()) {
+        throw usage_error{"--from is where a new consumer group starts: it needs --group NAME",
+                          exit_usage};
+    }
+    if (!cfg.group.empty()) {
+        if (const std::string why = check_group_name(cfg.group); !why.empty()) {
+            throw usage_error{"--group: " + why, exit_usage};
+        }
+    }
+    if (!cfg.start.empty()) {
+        try {
+            cfg.start = group_start::parse(cfg.start).to_string(); // "10m" ago: from now
+        } catch (const config_error& e) {
+            throw usage_error{std::string("--from: ") + e.what(), exit_usage};
+        }
     }
     if (cfg.kind.type != zmq::socket_type::pull && cfg.kind.type != zmq::socket_type::dealer) {
         throw usage_error{"--ack talks DEALER to a durable proxy; it cannot be combined with --" +

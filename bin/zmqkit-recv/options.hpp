@@ -43,6 +43,10 @@ struct recv_config {
     // stdout (at-least-once; repeats of an acked id are suppressed).
     bool ack = false;
     std::uint32_t credit = 256;
+    // --group NAME (--ack): read as a member of this consumer group (every group gets every
+    // message); --from START: where the group starts when it is new (earliest by default).
+    std::string group;
+    std::string start;
     // --exit-at-end (--ack): exit once the proxy has nothing ready for this consumer and
     // nothing in flight to it (kcat -e).
     bool exit_at_end = false;

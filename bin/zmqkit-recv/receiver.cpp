@@ -282,7 +282,14 @@ public:
             return code;
         }
         stats_.start();
-        const bool failed = !receive_all();
+        bool failed = false;
+        try {
+            failed = !receive_all();
+        } catch (const config_error& e) {
+            // The proxy refused --group/--from (a start before its log start, in the future).
+            log_.error(e.what());
+            return exit_usage;
+        }
         if (!failed) {
             (void)settle();
         }
@@ -294,6 +301,8 @@ private:
         patterns::reliable_receiver_options ro;
         ro.endpoint = endpoint_spec(cfg_.endpoints);
         ro.credit = cfg_.credit;
+        ro.group = cfg_.group;
+        ro.start = cfg_.start;
         ro.ack_batch = std::size_t{1} << 30; // acked here, after the output is flushed
         ro.socket.recv_hwm = cfg_.hwm;
         ro.socket.linger = cfg_.linger;

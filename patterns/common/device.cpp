@@ -262,7 +262,13 @@ std::vector<std::string> device::execute(const std::string& command) {
         terminated_ = true;
         return {"OK"};
     }
-    if (auto reply = on_extra_command(cmd)) {
+    // The device's own commands: the first word in upper case, arguments as sent (names).
+    const auto word_end = command.find(' ');
+    const std::string own =
+        word_end == std::string::npos
+            ? cmd
+            : detail::upper(command.substr(0, word_end)) + command.substr(word_end);
+    if (auto reply = on_extra_command(own)) {
         return std::move(*reply);
     }
     std::string known = "PAUSE, RESUME, TERMINATE, STATISTICS, STATUS";

@@ -47,12 +47,24 @@ std::optional<consumer_command> parse_consumer_command(const std::vector<std::st
     const std::string_view cmd = frames[0];
     consumer_command c;
     if (cmd == credit) {
-        const std::string_view text = frames.size() == 2 ? frames[1] : std::string_view{};
+        const std::string_view text =
+            frames.size() >= 2 && frames.size() <= 4 ? frames[1] : std::string_view{};
         const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), c.credit);
-        if (frames.size() != 2 || text.empty() || ec != std::errc() ||
+        if (frames.size() < 2 || frames.size() > 4 || text.empty() || ec != std::errc() ||
             p != text.data() + text.size()) {
-            why = "CREDIT needs one frame with a decimal count from 0 to 4294967295";
+            why = "CREDIT needs a frame with a decimal count from 0 to 4294967295, then "
+                  "optionally a consumer group and its start position";
             return std::nullopt;
+        }
+        if (frames.size() >= 3) {
+            c.group = frames[2];
+            if (frames[2].empty()) {
+                why = "CREDIT's group frame is empty (leave it out for the default queue)";
+                return std::nullopt;
+            }
+        }
+        if (frames.size() == 4) {
+            c.start = frames[3];
         }
         c.what = consumer_command::kind::credit_window;
         return c;

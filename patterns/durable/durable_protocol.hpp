@@ -20,15 +20,17 @@ struct consumer_command {
     enum class kind { credit_window, acked, nacked, leaving, pending_query };
     kind what = kind::leaving;
     std::uint32_t credit = 0; // CREDIT
+    std::string_view group;   // CREDIT: the consumer group (empty: the default queue)
+    std::string_view start;   // CREDIT: where a new group starts (empty: earliest)
     std::string_view tags;    // ACK, NACK: 8-byte big-endian tags, concatenated (size % 8 == 0)
     bool requeue = true;      // NACK: requeue, or dead-letter
     std::string_view reason;  // NACK: may be empty
     [[nodiscard]] std::size_t tag_count() const noexcept { return tags.size() / 8; }
     [[nodiscard]] std::uint64_t tag(std::size_t i) const noexcept;
 };
-// Parses [CREDIT][n] | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason]) | [BYE] |
-// [PENDING].
-// nullopt if malformed; `why` then says what is wrong (for a log line). Never throws.
+// Parses [CREDIT][n]([group]([start])) | [ACK][tags] | [NACK][tags][requeue|dead-letter]([reason])
+// | [BYE] | [PENDING]. nullopt if malformed; `why` then says what is wrong (for a log line). Never
+// throws.
 [[nodiscard]] std::optional<consumer_command>
 parse_consumer_command(const std::vector<std::string_view>& frames, std::string& why);
 

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <sstream>
 
 namespace zmqkit::patterns {
 namespace {
@@ -76,26 +78,39 @@ struct durable_proxy::impl {
         std::uint32_t in_flight = 0;
         clock::time_point last_seen;
         std::uint64_t delivered = 0, acked = 0, nacked = 0;
+        group_id group = default_group; // its consumer group (docs/wire-protocol.md §7.3)
+        std::string group_name;         // empty: the default queue
     };
     std::unordered_map<std::string, consumer_state> consumers;
     std::vector<std::string> order; // round-robin order of consumers
     std::size_t next_consumer = 0;
 
+    // A delivery in flight is one message of one group: the same sequence number can be in
+    // flight to a consumer of each group.
+    using flight_key = std::pair<group_id, std::uint64_t>;
+    struct flight_hash {
+        std::size_t operator()(const flight_key& k) const noexcept {
+            return std::hash<std::uint64_t>{}(k.second ^ (std::uint64_t{k.first} << 48));
+        }
+    };
     struct flight {
         std::string rid;
         clock::time_point deadline;
+        std::uint32_t attempt = 1;
     };
-    std::unordered_map<std::uint64_t, flight> inflight;
-    std::deque<std::pair<clock::time_point, std::uint64_t>> deadlines; // lazily pruned
+    std::unordered_map<flight_key, flight, flight_hash> inflight;
+    std::deque<std::pair<clock::time_point, flight_key>> deadlines; // lazily pruned
 
     // Deliveries taken from the spool, sent after the commit that records them.
     struct outgoing {
         std::string rid; // empty: the PUSH backend
+        group_id group;
         std::uint64_t tag;
         std::string header;
         zmq::message_t body;
     };
     std::vector<outgoing> outbox;
+    std::vector<group_id> exhausted; // groups with nothing ready in this round of deliveries
 
     std::vector<zmq::message_t> frames;
     std::vector<std::string_view> views;
@@ -200,6 +215,11 @@ struct durable_proxy::impl {
         }
         if (so.registry == nullptr) {
             so.registry = opt.registry;
+        }
+        if (!so.notice) {
+            so.notice = [this](const std::string& line) {
+                self.log(device::log_level::warning, "spool: " + line);
+            };
         }
         try {
             sp.emplace(std::move(so)); // recovers; throws spool_error
@@ -558,8 +578,8 @@ struct durable_proxy::impl {
         return it->second;
     }
 
-    void release_inflight(std::uint64_t seq) {
-        const auto it = inflight.find(seq);
+    void release_inflight(const flight_key& key) {
+        const auto it = inflight.find(key);
         if (it == inflight.end()) {
             return;
         }
@@ -570,12 +590,10 @@ struct durable_proxy::impl {
         inflight.erase(it);
     }
 
-    std::chrono::milliseconds backoff_for(std::uint64_t seq) {
-        // attempt is the number of deliveries so far; the first retry waits `backoff`.
-        std::uint32_t attempt = 1;
-        if (auto m = sp->read(seq)) {
-            attempt = std::max<std::uint32_t>(1, m->attempt);
-        }
+    // attempt: the number of deliveries so far; the first retry waits `backoff`.
+    std::chrono::milliseconds backoff_for(const flight_key& key) {
+        const auto it = inflight.find(key);
+        const std::uint32_t attempt = it == inflight.end() ? 1 : std::max(1u, it->second.attempt);
         auto d = opt.redelivery_backoff;
         for (std::uint32_t i = 1; i < attempt && d < opt.redelivery_backoff_max; ++i) {
             d *= 2;
@@ -613,9 +631,10 @@ struct durable_proxy::impl {
 
     // The record stays readable after a requeue or dead-letter until the next commit retires
     // its segment, so the event reads it afterwards, only when it is written.
-    void requeue(std::uint64_t seq, std::chrono::milliseconds delay) {
+    void requeue(const flight_key& key, std::chrono::milliseconds delay) {
+        const auto [group, seq] = key;
         bool dead = false;
-        if (sp->requeue(seq, delay, &dead)) {
+        if (sp->requeue(group, seq, delay, &dead)) {
             if (dead) {
                 dead_lettered->add();
                 dead_max_attempts->add();
@@ -632,19 +651,19 @@ struct durable_proxy::impl {
                                   : std::string("redelivering"));
             }
         }
-        release_inflight(seq);
+        release_inflight(key);
     }
 
     void drop_consumer(const std::string& rid, const char* why) {
-        std::vector<std::uint64_t> theirs;
-        for (const auto& [seq, f] : inflight) {
+        std::vector<flight_key> theirs;
+        for (const auto& [key, f] : inflight) {
             if (f.rid == rid) {
-                theirs.push_back(seq);
+                theirs.push_back(key);
             }
         }
         std::sort(theirs.begin(), theirs.end());
-        for (const auto seq : theirs) {
-            requeue(seq, std::chrono::milliseconds(0));
+        for (const auto& key : theirs) {
+            requeue(key, std::chrono::milliseconds(0));
         }
         consumers.erase(rid);
         order.erase(std::remove(order.begin(), order.end(), rid), order.end());
@@ -696,6 +715,10 @@ struct durable_proxy::impl {
                 answer_pending(rid, state);
                 continue;
             }
+            if (c->what == kind::credit_window && !join_group(rid, state, *c)) {
+                state.credit = 0;
+                continue;
+            }
             if (c->what == kind::credit_window) {
                 // Never more in flight than the backend queue holds: a delivery refused at
                 // the high-water mark would count an attempt for nothing.
@@ -708,7 +731,8 @@ struct durable_proxy::impl {
             }
             for (std::size_t i = 0; i < c->tag_count(); ++i) {
                 const std::uint64_t seq = c->tag(i);
-                const auto it = inflight.find(seq);
+                const flight_key key{state.group, seq};
+                const auto it = inflight.find(key);
                 if (it == inflight.end() || it->second.rid != rid) {
                     unknown_acks->add();
                     continue;
@@ -722,15 +746,15 @@ struct durable_proxy::impl {
                                      std::to_string(seq) + ")",
                                  ids.fields());
                     }
-                    (void)sp->ack(seq);
+                    (void)sp->ack(key.first, seq);
                     ++state.acked;
-                    release_inflight(seq);
+                    release_inflight(key);
                     continue;
                 }
                 nacks->add();
                 ++state.nacked;
                 if (c->requeue) {
-                    requeue(seq, backoff_for(seq));
+                    requeue(key, backoff_for(key));
                     continue;
                 }
                 const std::string reason =
@@ -741,7 +765,7 @@ struct durable_proxy::impl {
                 const auto unlogged = self.admit_event(device::log_level::warning, "dead_lettered");
                 const auto spooled =
                     unlogged ? spooled_ids(seq) : std::pair<header, std::uint32_t>{};
-                if (sp->dead_letter(seq, reason)) {
+                if (sp->dead_letter(key.first, seq, reason)) {
                     dead_lettered->add();
                     dead_rejected->add();
                     if (unlogged) {
@@ -753,16 +777,75 @@ struct durable_proxy::impl {
                                          *unlogged, ids);
                     }
                 }
-                release_inflight(seq);
+                release_inflight(key);
             }
         }
         return done > 0;
     }
 
+    // A CREDIT's group: the consumer joins it (created at its start position when new). A
+    // consumer that names another group than before leaves the old one first (its deliveries
+    // are requeued there). False, with [ERROR][why] sent to it, when the group cannot be had:
+    // a bad name or start, or a start the spool refuses (before the log start, in the future).
+    bool join_group(const std::string& rid, consumer_state& state,
+                    const proto::consumer_command& c) {
+        if (c.group == state.group_name) {
+            return true;
+        }
+        std::string why;
+        group_id id = default_group;
+        if (!c.group.empty()) {
+            try {
+                const auto start = c.start.empty() ? group_start{} : group_start::parse(c.start);
+                id = sp->open_group(c.group, start);
+            } catch (const zmqkit::error& e) {
+                why = e.what();
+            }
+        } else if (!sp->options().default_queue) {
+            why = "this proxy has no default queue (--default-queue off): name a consumer group";
+        }
+        if (!why.empty()) {
+            report_malformed("backend (from consumer " + hex(rid) + ")",
+                             "consumer group refused: " + why);
+            send_error(rid, why);
+            return false;
+        }
+        if (state.in_flight > 0) {
+            std::vector<flight_key> theirs;
+            for (const auto& [key, f] : inflight) {
+                if (f.rid == rid) {
+                    theirs.push_back(key);
+                }
+            }
+            std::sort(theirs.begin(), theirs.end());
+            for (const auto& key : theirs) {
+                requeue(key, std::chrono::milliseconds(0));
+            }
+        }
+        state.group = id;
+        state.group_name.assign(c.group);
+        log("consumer " + hex(rid) + " joined " +
+            (c.group.empty() ? std::string("the default queue")
+                             : "consumer group '" + state.group_name + "'"));
+        return true;
+    }
+
+    void send_error(const std::string& rid, const std::string& why) {
+        try {
+            if (backend->send(zmq::buffer(rid),
+                              zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+                (void)backend->send(zmq::buffer(proto::error_reply), zmq::send_flags::sndmore);
+                (void)backend->send(zmq::buffer(why), zmq::send_flags::none);
+            }
+        } catch (const zmq::error_t&) {
+            // it left meanwhile
+        }
+    }
+
     // [PENDING][ready][in flight to it] to a consumer that asked what is left (§7.3): after its
     // acks before the question (one socket, in order).
     void answer_pending(const std::string& rid, const consumer_state& state) {
-        const std::string ready = std::to_string(sp->stats().ready);
+        const std::string ready = std::to_string(sp->ready(state.group));
         const std::string in_flight = std::to_string(state.in_flight);
         try {
             if (backend->send(zmq::buffer(rid),
@@ -780,13 +863,16 @@ struct durable_proxy::impl {
     bool fill_deliveries(std::size_t limit) {
         std::size_t taken = 0;
         const auto now = self.now();
-        // Reliable consumers, round robin over those with credit left.
+        // Reliable consumers, round robin over those with credit left whose group has
+        // something ready (a group found empty is skipped for the rest of this round).
+        exhausted.clear();
         while (taken < limit && !order.empty()) {
             std::string* target = nullptr;
             for (std::size_t k = 0; k < order.size(); ++k) {
                 const std::size_t i = (next_consumer + k) % order.size();
                 auto& c = consumers[order[i]];
-                if (c.in_flight < c.credit) {
+                if (c.in_flight < c.credit &&
+                    std::find(exhausted.begin(), exhausted.end(), c.group) == exhausted.end()) {
                     target = &order[i];
                     next_consumer = i + 1;
                     break;
@@ -795,17 +881,19 @@ struct durable_proxy::impl {
             if (target == nullptr) {
                 break;
             }
-            auto m = sp->deliver();
-            if (!m) {
-                break;
-            }
             auto& c = consumers[*target];
+            auto m = sp->deliver(c.group);
+            if (!m) {
+                exhausted.push_back(c.group);
+                continue;
+            }
             ++c.in_flight;
             ++c.delivered;
             const auto deadline = now + opt.ack_timeout;
-            inflight[m->sequence] = flight{*target, deadline};
-            deadlines.emplace_back(deadline, m->sequence);
-            outbox.push_back(make_outgoing(*target, *m));
+            const flight_key key{c.group, m->sequence};
+            inflight[key] = flight{*target, deadline, m->attempt};
+            deadlines.emplace_back(deadline, key);
+            outbox.push_back(make_outgoing(*target, c.group, *m));
             ++taken;
         }
         // Best-effort consumers: as long as the PUSH socket has room.
@@ -819,15 +907,15 @@ struct durable_proxy::impl {
                 if (!m) {
                     break;
                 }
-                outbox.push_back(make_outgoing({}, *m));
+                outbox.push_back(make_outgoing({}, default_group, *m));
                 ++taken;
             }
         }
         return taken > 0;
     }
 
-    outgoing make_outgoing(const std::string& rid, const spooled_message& m) {
-        outgoing o{rid, m.sequence, {}, zmq::message_t(m.body.data(), m.body.size())};
+    outgoing make_outgoing(const std::string& rid, group_id group, const spooled_message& m) {
+        outgoing o{rid, group, m.sequence, {}, zmq::message_t(m.body.data(), m.body.size())};
         if (decode_header(m.header.data(), m.header.size(), scratch)) {
             scratch.attempt = std::max<std::uint32_t>(1, m.attempt);
             o.header = encode_header(scratch);
@@ -853,7 +941,7 @@ struct durable_proxy::impl {
                 send_push(o);
                 continue;
             }
-            if (const auto it = inflight.find(o.tag);
+            if (const auto it = inflight.find({o.group, o.tag});
                 it == inflight.end() || it->second.rid != o.rid) {
                 continue; // its consumer left before the commit; it was requeued
             }
@@ -883,7 +971,7 @@ struct durable_proxy::impl {
                 self.counters_.backend_bytes_out->add(bytes);
             } else {
                 undeliverable->add();
-                requeue(o.tag, std::chrono::milliseconds(0));
+                requeue({o.group, o.tag}, std::chrono::milliseconds(0));
             }
         }
         outbox.clear();
@@ -1030,14 +1118,14 @@ struct durable_proxy::impl {
         const auto now = self.now();
         // Ack timeouts (deadlines are in order: one ack_timeout after each delivery).
         while (!deadlines.empty() && deadlines.front().first <= now) {
-            const auto [deadline, seq] = deadlines.front();
+            const auto [deadline, key] = deadlines.front();
             deadlines.pop_front();
-            const auto it = inflight.find(seq);
+            const auto it = inflight.find(key);
             if (it == inflight.end() || it->second.deadline != deadline) {
                 continue;
             }
             ack_timeouts->add();
-            requeue(seq, backoff_for(seq));
+            requeue(key, backoff_for(key));
         }
         // Silent consumers.
         std::vector<std::string> gone;
@@ -1074,6 +1162,9 @@ struct durable_proxy::impl {
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count();
         g_oldest_unacked_ms->set(st.oldest_ns == 0 ? 0 : (now_ns - st.oldest_ns) / 1'000'000);
+        if (st.groups > 0 || !group_gauges.empty()) {
+            update_group_metrics();
+        }
         if (st.read_only && !read_only_reported) {
             read_only_reported = true;
             log("spool is read-only, nothing more is confirmed or delivered: " + st.failure);
@@ -1169,6 +1260,117 @@ struct durable_proxy::impl {
             o["acked"] = c.acked;
             o["nacked"] = c.nacked;
             o["last_seen_ms"] = duration_cast<milliseconds>(now - c.last_seen).count();
+            detail::set_text(o, "group", c.group_name);
+        }
+        j["groups"] = groups_json();
+    }
+
+    // ---- consumer groups ----
+
+    // Every group (the default queue first, named ""), as STATUS and GROUPS show them.
+    nlohmann::ordered_json groups_json() {
+        auto list = nlohmann::ordered_json::array();
+        for (const auto& g : sp->groups()) {
+            std::size_t members = 0;
+            for (const auto& [rid, c] : consumers) {
+                members += c.group_name == g.name ? 1U : 0U;
+            }
+            auto& o = list.emplace_back();
+            detail::set_text(o, "name", g.name);
+            detail::set_text(o, "start", g.start);
+            o["consumers"] = members;
+            o["floor"] = g.floor;
+            o["cursor"] = g.cursor;
+            o["pending"] = g.pending;
+            o["in_flight"] = g.in_flight;
+            o["lag"] = g.undelivered;
+            o["acked"] = g.acked;
+            o["redelivered"] = g.redelivered;
+            o["dead_lettered"] = g.dead_lettered;
+            o["lost"] = g.lost;
+        }
+        return list;
+    }
+
+    // GROUPS | GROUP LIST | GROUP RESET <name> <start> | GROUP DELETE <name> (docs/operations.md).
+    std::optional<std::vector<std::string>> group_command(const std::vector<std::string>& words) {
+        const std::string verb = words.size() > 1 ? detail::upper(words[1]) : std::string();
+        if (detail::upper(words[0]) == "GROUPS" || verb == "LIST") {
+            if (words.size() > (detail::upper(words[0]) == "GROUPS" ? 1u : 2u)) {
+                return std::vector<std::string>{"ERROR GROUP LIST takes no arguments"};
+            }
+            return std::vector<std::string>{groups_json().dump()};
+        }
+        if (verb != "RESET" && verb != "DELETE") {
+            return std::vector<std::string>{
+                "ERROR usage: GROUP LIST | GROUP RESET <name> <start> | GROUP DELETE <name>"};
+        }
+        const bool reset = verb == "RESET";
+        if (words.size() != (reset ? 4u : 3u)) {
+            return std::vector<std::string>{reset ? "ERROR usage: GROUP RESET <name> <start>"
+                                                  : "ERROR usage: GROUP DELETE <name>"};
+        }
+        const std::string& name = words[2];
+        if (!sp->find_group(name)) {
+            return std::vector<std::string>{"ERROR no consumer group '" + name + "'"};
+        }
+        std::size_t members = 0;
+        for (const auto& [rid, c] : consumers) {
+            members += c.group_name == name ? 1U : 0U;
+        }
+        if (members > 0) {
+            return std::vector<std::string>{
+                "ERROR consumer group '" + name + "' has " + std::to_string(members) +
+                " consumer(s) connected: stop them first (a group is reset or deleted only while "
+                "nobody reads it)"};
+        }
+        try {
+            if (reset) {
+                (void)sp->reset_group(name, group_start::parse(words[3]));
+            } else {
+                (void)sp->delete_group(name);
+            }
+        } catch (const zmqkit::error& e) {
+            return std::vector<std::string>{std::string("ERROR ") + e.what()};
+        }
+        (void)sp->commit();
+        log(std::string(reset ? "reset" : "deleted") + " consumer group '" + name + "'" +
+            (reset ? " to " + words[3] : std::string()));
+        return std::vector<std::string>{"OK"};
+    }
+
+    // Per-group gauges and the lost counter, labelled {component, group}.
+    struct group_metrics {
+        gauge* pending;
+        gauge* lag;
+        counter* lost;
+        std::uint64_t lost_seen = 0;
+    };
+    std::map<std::string, group_metrics> group_gauges;
+
+    void update_group_metrics() {
+        auto& reg = opt.registry != nullptr ? *opt.registry : metrics_registry::global();
+        for (const auto& g : sp->groups()) {
+            auto it = group_gauges.find(g.name);
+            if (it == group_gauges.end()) {
+                const metric_labels l{{"component", opt.name}, {"group", g.name}};
+                group_metrics m{
+                    &reg.get_gauge("zmqkit_durable_group_pending",
+                                   "Messages a consumer group has not settled", l),
+                    &reg.get_gauge("zmqkit_durable_group_lag",
+                                   "Messages a consumer group has not been delivered yet", l),
+                    &reg.get_counter("zmqkit_durable_group_lost_total",
+                                     "Messages retention removed before the group settled them", l),
+                    0};
+                it = group_gauges.emplace(g.name, m).first;
+            }
+            auto& m = it->second;
+            m.pending->set(static_cast<std::int64_t>(g.pending));
+            m.lag->set(static_cast<std::int64_t>(g.undelivered));
+            if (g.lost > m.lost_seen) {
+                m.lost->add(g.lost - m.lost_seen);
+                m.lost_seen = g.lost;
+            }
         }
     }
 
@@ -1251,6 +1453,27 @@ durable_proxy::~durable_proxy() {
 
 void durable_proxy::open_sides() {
     impl_->open_sides();
+}
+
+std::optional<std::vector<std::string>>
+durable_proxy::on_extra_command(const std::string& command) {
+    std::vector<std::string> words;
+    std::istringstream in(command);
+    for (std::string w; in >> w;) {
+        words.push_back(std::move(w));
+    }
+    if (words.empty()) {
+        return std::nullopt;
+    }
+    const std::string first = detail::upper(words[0]);
+    if (first != "GROUP" && first != "GROUPS") {
+        return std::nullopt;
+    }
+    return impl_->group_command(words);
+}
+
+std::vector<std::string> durable_proxy::extra_commands() const {
+    return {"GROUPS", "GROUP LIST|RESET|DELETE"};
 }
 
 void durable_proxy::on_pause(bool paused) {

@@ -2,6 +2,7 @@
 #include <zmqkit/codec.hpp>
 #include <zmqkit/endpoint.hpp>
 #include <zmqkit/patterns/durable.hpp>
+#include <zmqkit/spool.hpp>
 
 #include "../common/device_support.hpp"
 #include "durable_protocol.hpp"
@@ -456,6 +457,15 @@ reliable_receiver::reliable_receiver(zmq::context_t& context, reliable_receiver_
         throw config_error("reliable receiver: credit and heartbeat must be positive");
     }
     options_.ack_batch = std::max<std::size_t>(1, options_.ack_batch);
+    if (!options_.group.empty()) {
+        if (const std::string why = check_group_name(options_.group); !why.empty()) {
+            throw config_error("reliable receiver: " + why);
+        }
+        start_ = options_.start.empty() ? group_start{}.to_string()
+                                        : group_start::parse(options_.start).to_string();
+    } else if (!options_.start.empty()) {
+        throw config_error("reliable receiver: a start position needs a consumer group");
+    }
     apply(socket_, options_.socket);
     handshakes_ = detail::apply_side_security(context, socket_, options_.socket.security,
                                               options_.socket.name, options_.socket.registry);
@@ -493,7 +503,13 @@ void reliable_receiver::send_credit() {
     try {
         if (socket_.send(zmq::buffer(proto::credit),
                          zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-            (void)socket_.send(zmq::buffer(n), zmq::send_flags::none);
+            if (options_.group.empty()) {
+                (void)socket_.send(zmq::buffer(n), zmq::send_flags::none);
+            } else {
+                (void)socket_.send(zmq::buffer(n), zmq::send_flags::sndmore);
+                (void)socket_.send(zmq::buffer(options_.group), zmq::send_flags::sndmore);
+                (void)socket_.send(zmq::buffer(start_), zmq::send_flags::none);
+            }
         }
     } catch (const zmq::error_t&) {
     }
@@ -582,6 +598,13 @@ std::optional<delivery> reliable_receiver::recv(std::chrono::milliseconds timeou
         if (!parsed) {
             if (const auto report = proto::parse_pending_report(views)) {
                 pending_ = pending_counts{report->ready, report->in_flight};
+            }
+            if (views.size() == 2 && views[0] == proto::error_reply) {
+                throw config_error("the durable proxy refused this consumer" +
+                                   (options_.group.empty()
+                                        ? std::string()
+                                        : " (consumer group '" + options_.group + "')") +
+                                   ": " + std::string(views[1]));
             }
             continue; // not a delivery: the answer to PENDING, or nothing we know
         }

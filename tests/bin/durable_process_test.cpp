@@ -647,3 +647,116 @@ TEST(durable_process, exit_at_end_drains_the_backlog_and_exits) {
     EXPECT_EQ(late_rc, 0) << last.stderr_text();
     EXPECT_EQ(late_out, "late\n");
 }
+
+// Consumer groups from the shell: two groups each read the whole backlog (--group), a new
+// group from a time (--from), a kill -9 of the proxy in the middle of a group's consumption
+// loses nothing it had not acked, and zmqkit-spooler group list/reset/delete offline and
+// through --control.
+TEST(durable_process, consumer_groups_from_the_command_line_survive_a_kill_9) {
+    temp_directory dir("durable-groups");
+    const auto spool = dir.path() / "spool";
+    const std::string control = "ipc://" + (dir.path() / "ctl").string();
+    auto proxy = std::make_unique<proxy_run>(spool, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                                             std::vector<std::string>{"--control", control});
+    ASSERT_FALSE(proxy->frontend.empty());
+    constexpr int count = 3000;
+    const auto file = write_lines(dir.path() / "lines.txt", "g-", count);
+    child_process sender(
+        {bin_path("zmqkit-send"), "--wait-confirm", "--file", file, proxy->frontend});
+    ASSERT_EQ(sender.wait(60s), 0) << sender.stderr_text();
+
+    // billing reads everything; audit reads 1000, then the proxy is killed under it.
+    child_process billing({bin_path("zmqkit-recv"), "--ack", "--group", "billing", "--exit-at-end",
+                           "--timeout", "60s", proxy->backend});
+    const auto [billing_out, billing_rc] = read_until_exit(billing, 60s);
+    EXPECT_EQ(billing_rc, 0) << billing.stderr_text();
+    EXPECT_EQ(billing_out, numbered_lines("g-", count));
+
+    child_process audit({bin_path("zmqkit-recv"), "--ack", "-G", "audit", "-c", "1000", "--timeout",
+                         "60s", proxy->backend});
+    const auto [audit_out, audit_rc] = read_until_exit(audit, 60s);
+    EXPECT_EQ(audit_rc, 0) << audit.stderr_text();
+    EXPECT_EQ(audit_out, numbered_lines("g-", 1000));
+    // Its acks have no answer in the protocol: wait until the proxy settled them (GROUPS).
+    zmq::context_t ctx;
+    const auto audit_pending = [&]() -> std::int64_t {
+        zmq::socket_t req(ctx, zmq::socket_type::req);
+        req.set(zmq::sockopt::linger, 0);
+        req.set(zmq::sockopt::rcvtimeo, 2000);
+        req.connect(control);
+        (void)req.send(zmq::str_buffer("GROUPS"), zmq::send_flags::none);
+        zmq::message_t reply;
+        if (!req.recv(reply)) {
+            return -1;
+        }
+        for (const auto& g : nlohmann::json::parse(reply.to_string())) {
+            if (g.at("name") == "audit") {
+                return g.at("pending").get<std::int64_t>();
+            }
+        }
+        return -1;
+    };
+    ASSERT_TRUE(eventually([&] { return audit_pending() == count - 1000; }, 20s));
+    proxy->process.signal(SIGKILL);
+    (void)proxy->process.wait(10s);
+    proxy.reset();
+
+    // Offline: the groups as the spool holds them.
+    child_process listed({bin_path("zmqkit-spooler"), "group", "list", "--json", spool.string()});
+    const auto [list_out, list_rc] = read_until_exit(listed, 30s);
+    ASSERT_EQ(list_rc, 0) << listed.stderr_text();
+    const auto doc = nlohmann::json::parse(list_out);
+    std::map<std::string, nlohmann::json> by_name;
+    for (const auto& g : doc.at("groups")) {
+        by_name[g.at("name").get<std::string>()] = g;
+    }
+    ASSERT_EQ(by_name.count("billing"), 1u) << list_out;
+    ASSERT_EQ(by_name.count("audit"), 1u) << list_out;
+    EXPECT_EQ(by_name["billing"].at("pending"), 0);
+    EXPECT_EQ(by_name["audit"].at("pending"), count - 1000);
+
+    // Restarted: audit goes on after its acks, at least once, nothing acked comes again.
+    proxy = std::make_unique<proxy_run>(spool, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                                        std::vector<std::string>{"--control", control});
+    ASSERT_FALSE(proxy->backend.empty());
+    child_process rest({bin_path("zmqkit-recv"), "--ack", "--group", "audit", "--exit-at-end",
+                        "--timeout", "60s", proxy->backend});
+    const auto [rest_out, rest_rc] = read_until_exit(rest, 60s);
+    EXPECT_EQ(rest_rc, 0) << rest.stderr_text();
+    std::string expected;
+    for (int i = 1000; i < count; ++i) {
+        expected += "g-" + std::to_string(i) + "\n";
+    }
+    EXPECT_EQ(rest_out, expected);
+
+    // A group from a time in the future, or a bad name: clear usage errors (exit 64).
+    child_process future({bin_path("zmqkit-recv"), "--ack", "--group", "later", "--from",
+                          "sequence:999999999", "--timeout", "20s", proxy->backend});
+    EXPECT_EQ(future.wait(30s), 64) << future.stderr_text();
+    EXPECT_THAT(future.stderr_text(), HasSubstr("in the future"));
+    child_process badname({bin_path("zmqkit-recv"), "--ack", "--group", "a b", proxy->backend});
+    EXPECT_EQ(badname.wait(30s), 64);
+    EXPECT_THAT(badname.stderr_text(), HasSubstr("--group"));
+
+    // Reset through the running proxy: billing reads the whole backlog again.
+    child_process reset({bin_path("zmqkit-spooler"), "group", "reset", "--group", "billing", "--to",
+                         "earliest", "--control", control});
+    EXPECT_EQ(reset.wait(30s), 0) << reset.stderr_text();
+    child_process again({bin_path("zmqkit-recv"), "--ack", "--group", "billing", "--exit-at-end",
+                         "--timeout", "60s", proxy->backend});
+    const auto [again_out, again_rc] = read_until_exit(again, 60s);
+    EXPECT_EQ(again_rc, 0) << again.stderr_text();
+    EXPECT_EQ(again_out, numbered_lines("g-", count));
+    child_process remove(
+        {bin_path("zmqkit-spooler"), "group", "delete", "-G", "audit", "--control", control});
+    EXPECT_EQ(remove.wait(30s), 0) << remove.stderr_text();
+    child_process unknown(
+        {bin_path("zmqkit-spooler"), "group", "delete", "-G", "audit", "--control", control});
+    EXPECT_EQ(unknown.wait(30s), 1);
+    EXPECT_THAT(unknown.stderr_text(), HasSubstr("no consumer group 'audit'"));
+    child_process online({bin_path("zmqkit-spooler"), "group", "list", "--control", control});
+    const auto [online_out, online_rc] = read_until_exit(online, 30s);
+    EXPECT_EQ(online_rc, 0) << online.stderr_text();
+    EXPECT_THAT(online_out, HasSubstr("billing"));
+    EXPECT_THAT(online_out, ::testing::Not(HasSubstr("audit")));
+}

@@ -503,6 +503,18 @@ TEST(durable_protocol_parse, consumer_commands_as_specified_and_malformed_ones_w
     ASSERT_TRUE(c);
     EXPECT_EQ(c->what, kind::credit_window);
     EXPECT_EQ(c->credit, 250u);
+    EXPECT_TRUE(c->group.empty());
+    c = proto::parse_consumer_command({"CREDIT", "8", "billing", "latest"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->group, "billing");
+    EXPECT_EQ(c->start, "latest");
+    c = proto::parse_consumer_command({"CREDIT", "8", "billing"}, why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->group, "billing");
+    EXPECT_TRUE(c->start.empty());
+    EXPECT_FALSE(proto::parse_consumer_command({"CREDIT", "8", ""}, why));
+    EXPECT_NE(why.find("group frame is empty"), std::string::npos) << why;
+    EXPECT_FALSE(proto::parse_consumer_command({"CREDIT", "8", "g", "earliest", "x"}, why));
     c = proto::parse_consumer_command({"ACK", two_tags}, why);
     ASSERT_TRUE(c);
     EXPECT_EQ(c->what, kind::acked);
@@ -1212,4 +1224,192 @@ TEST_F(durable_fixture, unknown_header_keys_survive_delivery_redelivery_push_and
     ASSERT_EQ(pushed.size(), 2u);
     EXPECT_EQ(pushed[1], "body");
     expect_unknown_entries_intact(pushed[0], 3, entries, "PUSH backend");
+}
+
+// ---- consumer groups (docs/wire-protocol.md §7.3) ---------------------------------------------
+
+namespace {
+
+// Receives (and acks) until `want` ids arrived across the receivers, round robin, or the time
+// is up. Returns each receiver's ids.
+std::vector<std::vector<message_id>> receive_spread(std::vector<reliable_receiver*> receivers,
+                                                    std::size_t want,
+                                                    std::chrono::milliseconds timeout = 20s) {
+    std::vector<std::vector<message_id>> got(receivers.size());
+    std::size_t total = 0;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (total < want && std::chrono::steady_clock::now() < deadline) {
+        for (std::size_t i = 0; i < receivers.size(); ++i) {
+            if (auto d = receivers[i]->recv(20ms)) {
+                got[i].push_back(d->message.id());
+                receivers[i]->ack(*d);
+                ++total;
+            }
+        }
+    }
+    for (auto* r : receivers) {
+        r->flush_acks();
+    }
+    return got;
+}
+
+// The first frame of a control command's reply ("" when none came).
+std::string control_reply(durable_proxy& proxy, const std::string& command) {
+    const auto reply = proxy.command({command}, 5s);
+    return reply && !reply->empty() ? reply->front() : std::string();
+}
+
+nlohmann::json group_named(durable_proxy& proxy, const std::string& name) {
+    const auto status = nlohmann::json::parse(proxy.status_json());
+    for (const auto& g : status.at("groups")) {
+        if (g.at("name") == name) {
+            return g;
+        }
+    }
+    return nullptr;
+}
+
+} // namespace
+
+TEST_F(durable_fixture, every_group_gets_every_message_and_its_members_share_them) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    reliable_sender sender(ctx, sender_options(proxy));
+    auto in_group = [&](const std::string& g) {
+        auto o = receiver_options(proxy);
+        o.group = g;
+        o.credit = 16;
+        return o;
+    };
+    reliable_receiver a1(ctx, in_group("billing"));
+    reliable_receiver a2(ctx, in_group("billing"));
+    reliable_receiver b(ctx, in_group("audit"));
+    ASSERT_TRUE(eventually([&] {
+        return !group_named(proxy, "billing").is_null() && !group_named(proxy, "audit").is_null();
+    }));
+    constexpr int count = 600;
+    const auto ids = send_all(sender, count, "g-");
+    ASSERT_TRUE(sender.flush(20s));
+
+    const auto billing = receive_spread({&a1, &a2}, count);
+    const auto audit = receive_spread({&b}, count);
+    EXPECT_EQ(audit[0], ids); // one member: spool order, every message
+    std::set<message_id> shared(billing[0].begin(), billing[0].end());
+    shared.insert(billing[1].begin(), billing[1].end());
+    EXPECT_EQ(shared.size(), static_cast<std::size_t>(count)); // every message, once
+    EXPECT_EQ(billing[0].size() + billing[1].size(), static_cast<std::size_t>(count));
+    EXPECT_FALSE(billing[0].empty());
+    EXPECT_FALSE(billing[1].empty()); // shared between the members
+    // The default queue still holds every message for an ungrouped consumer.
+    reliable_receiver plain(ctx, receiver_options(proxy));
+    EXPECT_EQ(receive_ids(plain, count), ids);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return group_named(proxy, "billing").at("pending") == 0 &&
+                   group_named(proxy, "audit").at("pending") == 0;
+        },
+        10s))
+        << proxy.status_json();
+    EXPECT_NE(proxy.status_json().find("\"group\":\"billing\""), std::string::npos);
+}
+
+TEST_F(durable_fixture, a_group_from_latest_sees_only_new_messages_and_a_bad_start_is_refused) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    reliable_sender sender(ctx, sender_options(proxy));
+    (void)send_all(sender, 10, "old-");
+    ASSERT_TRUE(sender.flush(20s));
+
+    auto o = receiver_options(proxy);
+    o.group = "late";
+    o.start = "latest";
+    reliable_receiver late(ctx, o);
+    ASSERT_TRUE(eventually([&] { return !group_named(proxy, "late").is_null(); }));
+    const auto fresh = send_all(sender, 5, "new-");
+    ASSERT_TRUE(sender.flush(20s));
+    EXPECT_EQ(receive_ids(late, 5), fresh);
+    EXPECT_FALSE(late.recv(300ms)) << "an old message reached a group created at latest";
+
+    auto bad = receiver_options(proxy);
+    bad.group = "ahead";
+    bad.start = "sequence:99999999";
+    reliable_receiver refused(ctx, bad);
+    try {
+        (void)refused.recv(5s);
+        ADD_FAILURE() << "a start in the future was accepted";
+    } catch (const config_error& e) {
+        EXPECT_NE(std::string(e.what()).find("in the future"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(group_named(proxy, "ahead").is_null());
+    EXPECT_THROW(
+        {
+            auto named = receiver_options(proxy);
+            named.group = "no spaces";
+            reliable_receiver r(ctx, named);
+        },
+        config_error);
+}
+
+TEST_F(durable_fixture, groups_are_reset_and_deleted_by_control_commands_only_while_unread) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    reliable_sender sender(ctx, sender_options(proxy));
+    const auto ids = send_all(sender, 20, "r-");
+    ASSERT_TRUE(sender.flush(20s));
+    auto o = receiver_options(proxy);
+    o.group = "g";
+    {
+        reliable_receiver r(ctx, o);
+        EXPECT_EQ(receive_ids(r, 20), ids);
+        const auto busy = control_reply(proxy, "GROUP RESET g earliest");
+        EXPECT_NE(busy.find("consumer(s) connected"), std::string::npos) << busy;
+    } // BYE
+    ASSERT_TRUE(eventually([&] { return control_reply(proxy, "GROUP RESET g earliest") == "OK"; }));
+    {
+        reliable_receiver again(ctx, o);
+        EXPECT_EQ(receive_ids(again, 20), ids); // everything again after the reset
+    }
+    const auto bad_start = control_reply(proxy, "GROUP RESET g tomorrow");
+    EXPECT_EQ(bad_start.rfind("ERROR", 0), 0u) << bad_start;
+    const auto listed = control_reply(proxy, "GROUPS");
+    EXPECT_NE(listed.find("\"name\":\"g\""), std::string::npos) << listed;
+    ASSERT_TRUE(eventually([&] { return control_reply(proxy, "group delete g") == "OK"; }));
+    EXPECT_TRUE(group_named(proxy, "g").is_null());
+    const auto unknown = control_reply(proxy, "GROUP DELETE g");
+    EXPECT_NE(unknown.find("no consumer group 'g'"), std::string::npos) << unknown;
+}
+
+TEST_F(durable_fixture, a_groups_acks_survive_a_proxy_restart) {
+    std::vector<message_id> ids;
+    auto o = options();
+    {
+        durable_proxy proxy(ctx, o);
+        proxy.start();
+        reliable_sender sender(ctx, sender_options(proxy));
+        ids = send_all(sender, 100, "s-");
+        ASSERT_TRUE(sender.flush(20s));
+        auto ro = receiver_options(proxy);
+        ro.group = "steady";
+        ro.credit = 10;
+        reliable_receiver r(ctx, ro);
+        const auto first = receive_ids(r, 50);
+        ASSERT_EQ(first, std::vector<message_id>(ids.begin(), ids.begin() + 50));
+        ASSERT_TRUE(eventually([&] { return group_named(proxy, "steady").at("acked") == 50; }))
+            << proxy.status_json();
+        proxy.stop();
+    }
+    durable_proxy proxy(ctx, o);
+    proxy.start();
+    auto ro = receiver_options(proxy);
+    ro.group = "steady";
+    reliable_receiver r(ctx, ro);
+    const auto rest = receive_ids(r, 50);
+    // What was in flight comes again; nothing acked before does (stop() committed the acks).
+    std::set<message_id> got(rest.begin(), rest.end());
+    for (int i = 0; i < 50; ++i) {
+        EXPECT_EQ(got.count(ids[static_cast<std::size_t>(i)]), 0u) << "acked message " << i;
+    }
+    for (int i = 50; i < 100; ++i) {
+        EXPECT_EQ(got.count(ids[static_cast<std::size_t>(i)]), 1u) << "message " << i;
+    }
 }

@@ -178,7 +178,8 @@ private:
     [[nodiscard]] virtual std::string status_state() { return paused() ? "paused" : "running"; }
     virtual void add_status_head(detail::status_object& /*status*/) {}
     virtual void add_status(detail::status_object& /*status*/) {}
-    // A control command the base does not know (upper case). nullopt: not this device's either.
+    // A control command the base does not know: its first word in upper case, the rest (the
+    // arguments, whose case may matter: names) as sent. nullopt: not this device's either.
     virtual std::optional<std::vector<std::string>> on_extra_command(const std::string& /*cmd*/) {
         return std::nullopt;
     }

@@ -39,7 +39,8 @@ namespace zmqkit::patterns {
 namespace durable_protocol {
 inline constexpr std::string_view confirm = "CONFIRM"; // proxy -> producer: [CONFIRM][ids]
 inline constexpr std::string_view reject = "REJECT";   // proxy -> producer: [REJECT][id][why]
-inline constexpr std::string_view credit = "CREDIT";   // consumer -> proxy: [CREDIT][n]
+inline constexpr std::string_view credit =
+    "CREDIT"; // consumer -> proxy: [CREDIT][n]([group][start])
 inline constexpr std::string_view deliver = "DELIVER"; // proxy -> consumer: [DELIVER][tag][msg]
 inline constexpr std::string_view ack = "ACK";         // consumer -> proxy: [ACK][tags]
 inline constexpr std::string_view nack = "NACK";       // consumer -> proxy: [NACK][tags][how][why]
@@ -47,6 +48,8 @@ inline constexpr std::string_view bye = "BYE";         // consumer -> proxy: [BY
 // consumer -> proxy: [PENDING]; proxy -> consumer: [PENDING][ready][in flight to it]
 inline constexpr std::string_view pending = "PENDING";
 inline constexpr std::string_view batch = "BATCH"; // producer -> proxy: [BATCH][entries]
+// proxy -> consumer: [ERROR][reason] (its CREDIT was refused: a group it cannot have)
+inline constexpr std::string_view error_reply = "ERROR";
 inline constexpr std::string_view nack_requeue = "requeue";
 inline constexpr std::string_view nack_dead_letter = "dead-letter";
 // Bytes of the big-endian length before each entry of a batch.
@@ -133,6 +136,8 @@ private:
     drain_report on_drain(time_point deadline) override;
     std::string status_state() override;
     void add_status(detail::status_object& status) override;
+    std::optional<std::vector<std::string>> on_extra_command(const std::string& command) override;
+    [[nodiscard]] std::vector<std::string> extra_commands() const override;
     void after_close() noexcept override;
 
     struct impl;
@@ -294,6 +299,13 @@ struct ZMQKIT_API reliable_receiver_options {
     std::chrono::milliseconds heartbeat = std::chrono::seconds{1};
     std::size_t dedup_window = 100000; // message ids remembered as processed
     std::size_t ack_batch = 64;        // acks go out in batches of this many, or at the next recv
+    // The consumer group to read in (docs/wire-protocol.md §7.3): each group gets every message,
+    // shared among its consumers. Empty: the proxy's default queue. A group that does not
+    // exist yet is created at `start` (group_start::parse: earliest, latest, a sequence number,
+    // a time; empty: earliest), resolved here once (a duration means before construction).
+    // recv() throws config_error when the proxy refuses the group (its words say why).
+    std::string group;
+    std::string start;
     // HWMs, linger; security: CURVE / PLAIN of the DEALER (usually a client of the proxy).
     socket_options socket;
     // Called with the DEALER before it connects (socket options, a monitor). With security on
@@ -366,6 +378,7 @@ private:
     }
     void send_credit();
     void remember(const message_id& id);
+    std::string start_; // the group's start position, normalized
 
     reliable_receiver_options options_;
     zmq::socket_t socket_;
