@@ -307,12 +307,11 @@ struct titanic::impl {
             opt.directory, [this](std::string_view line) { opt.log(line); });
         const auto& r = store->recovery();
         c_corrupt->add(r.corrupt);
-        if (r.requests + r.replies + r.corrupt + r.temporaries > 0) {
-            opt.log("store " + opt.directory + " opened: " + std::to_string(r.requests) +
-                    " request(s), " + std::to_string(r.pending) + " pending, " +
-                    std::to_string(r.replies) + " repl(ies), " + std::to_string(r.corrupt) +
+        if (r.corrupt + r.temporaries > 0) {
+            opt.log("store " + opt.directory + " opened: " + std::to_string(r.corrupt) +
                     " damaged file(s) set aside, " + std::to_string(r.temporaries) +
-                    " unfinished write(s) removed");
+                    " unfinished write(s) removed; " + std::to_string(r.pending) +
+                    " request(s) pending, " + std::to_string(r.replies) + " replies stored");
         }
         update_gauges();
     }
