@@ -442,7 +442,7 @@ patterns::titanic_options titanic_mode(const shared_settings& shared,
     const auto& f = shared.flags;
     patterns::titanic_options t;
     t.directory = f.titanic_dir;
-    t.name = f.name + ".titanic";
+    t.name = f.name; // the metric label {component}: the proxy's --name, as for every mode
     t.heartbeat_interval = broker.heartbeat_interval;
     t.liveness = broker.liveness;
     t.dispatch_timeout = parse_duration(f.titanic_timeout);
