@@ -165,12 +165,19 @@ private:
             give_up_service();
             return;
         }
+        if (round_.empty() && !cursor_.empty()) {
+            // The round goes on with the next batch of pending ids.
+            const auto ids = store_.pending_after(cursor_, batch);
+            round_.assign(ids.begin(), ids.end());
+            cursor_ = ids.empty() ? std::string() : ids.back();
+        }
         if (round_.empty()) {
             if (!new_work_.exchange(false) && now < next_round_) {
                 return;
             }
-            const auto ids = store_.pending_after({}, 1024);
+            const auto ids = store_.pending_after({}, batch);
             round_.assign(ids.begin(), ids.end());
+            cursor_ = ids.empty() ? std::string() : ids.back();
             skipped_.clear();
             next_round_ = now + opt_.retry_interval;
         }
@@ -236,7 +243,11 @@ private:
     std::vector<zmq::message_t> frames_;
     std::atomic<bool> new_work_{true};
     phase phase_ = phase::idle;
+    // A round: every pending request in id order, read from the store `batch` ids at a time
+    // (cursor_: the last id read; empty between rounds).
+    static constexpr std::size_t batch = 1024;
     std::deque<std::string> round_;
+    std::string cursor_;
     std::set<std::string, std::less<>> skipped_; // services without workers this round
     clock::time_point next_round_{};
     clock::time_point deadline_{};
@@ -304,9 +315,9 @@ struct titanic::impl {
         g_pending = g("zmqkit_titanic_pending", "Requests stored without a reply");
         g_replies = g("zmqkit_titanic_replies", "Replies stored and not closed");
         store = std::make_unique<detail::titanic_store>(
-            opt.directory, [this](std::string_view line) { opt.log(line); });
+            opt.directory, [this](std::string_view line) { opt.log(line); },
+            detail::titanic_store_counters{c_corrupt, c_store_errors});
         const auto& r = store->recovery();
-        c_corrupt->add(r.corrupt);
         if (r.corrupt + r.temporaries > 0) {
             opt.log("store " + opt.directory + " opened: " + std::to_string(r.corrupt) +
                     " damaged file(s) set aside, " + std::to_string(r.temporaries) +
@@ -346,7 +357,6 @@ struct titanic::impl {
         const std::vector<std::string_view> body(frames.begin() + 1, frames.end());
         auto id = store->store_request(frames[0], body);
         if (!id) {
-            c_store_errors->add();
             opt.log(id.reason());
             return status_only(tsp::error, id.reason());
         }
@@ -384,13 +394,15 @@ struct titanic::impl {
             break;
         }
         auto body = store->read_reply(frames[0]);
-        if (!body) {
-            // Damaged (reported and set aside: the request goes to its service again), or
-            // closed meanwhile.
-            c_corrupt->add();
+        if (body.is_failed()) {
+            // Damaged (reported, set aside, counted): the request goes to its service again.
             update_gauges();
             dispatcher->wake();
             return status_only(tsp::pending);
+        }
+        if (!body) {
+            c_unknown->add(); // closed since the lookup
+            return status_only(tsp::unknown);
         }
         c_fetched->add();
         std::vector<std::string> out{std::string(tsp::ok)};

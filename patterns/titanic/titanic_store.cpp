@@ -142,8 +142,9 @@ std::string lower(std::string_view id) {
 } // namespace
 
 titanic_store::titanic_store(std::filesystem::path directory,
-                             std::function<void(std::string_view)> report, spool_file_system* fs)
-    : dir_(std::move(directory)), report_(std::move(report)),
+                             std::function<void(std::string_view)> report,
+                             titanic_store_counters metrics, spool_file_system* fs)
+    : dir_(std::move(directory)), report_(std::move(report)), metrics_(metrics),
       fs_(fs != nullptr ? fs : &posix_file_system()) {
     if (dir_.empty()) {
         throw config_error("Titanic: the store directory is required");
@@ -194,6 +195,7 @@ void titanic_store::recover() {
             continue;
         }
         quarantine(name, why);
+        ++recovery_.corrupt;
     }
     for (const auto& id : replies) {
         index_[id] = state::replied;
@@ -212,10 +214,14 @@ void titanic_store::recover() {
 
 void titanic_store::quarantine(const std::string& name, const std::string& why) {
     ++corrupt_;
-    ++recovery_.corrupt;
+    if (metrics_.corrupt != nullptr) {
+        metrics_.corrupt->add();
+    }
     const std::string line = "store file " + (dir_ / name).string() + " is damaged (" + why +
                              "): set aside as " + name + std::string(corrupt_suffix);
-    recovery_.problems.push_back(line);
+    if (recovery_.problems.size() < 100) {
+        recovery_.problems.push_back(line);
+    }
     if (report_) {
         report_(line);
     }
@@ -266,6 +272,13 @@ int titanic_store::read_file(const std::string& name, std::string& bytes) {
     return e;
 }
 
+void titanic_store::note_write_error() {
+    ++write_errors_;
+    if (metrics_.write_errors != nullptr) {
+        metrics_.write_errors->add();
+    }
+}
+
 void titanic_store::remove_file(const std::string& name) {
     (void)fs_->remove(dir_ / name);
 }
@@ -285,7 +298,7 @@ result<std::string> titanic_store::store_request(std::string_view service,
     std::string id =
         to_hex(std::string_view(reinterpret_cast<const char*>(generated.data()), message_id::size));
     if (const int e = write_file(id + std::string(request_suffix), bytes); e != 0) {
-        ++write_errors_;
+        note_write_error();
         return result<std::string>::failed("io", "cannot store the request in " + dir_.string() +
                                                      ": " + error_text(e));
     }
@@ -302,7 +315,7 @@ bool titanic_store::store_reply(const std::string& id, const std::vector<std::st
         return false;
     }
     if (const int e = write_file(id + std::string(reply_suffix), bytes); e != 0) {
-        ++write_errors_;
+        note_write_error();
         if (report_) {
             report_("cannot store the reply of request " + id + " in " + dir_.string() + ": " +
                     error_text(e) + " (the request stays pending)");
@@ -321,12 +334,12 @@ titanic_store::state titanic_store::lookup(std::string_view id) {
     return it == index_.end() ? state::unknown : it->second;
 }
 
-std::optional<std::vector<std::string>> titanic_store::read_reply(std::string_view raw_id) {
+result<std::vector<std::string>> titanic_store::read_reply(std::string_view raw_id) {
     const std::string id = lower(raw_id);
     const std::lock_guard lock(mutex_);
     const auto it = index_.find(id);
     if (it == index_.end() || it->second != state::replied) {
-        return std::nullopt;
+        return {};
     }
     const std::string name = id + std::string(reply_suffix);
     std::string bytes;
@@ -334,14 +347,14 @@ std::optional<std::vector<std::string>> titanic_store::read_reply(std::string_vi
     if (const int e = read_file(name, bytes); e != 0) {
         why = "unreadable: " + error_text(e);
     } else if (auto frames = fmt::decode(bytes, fmt::kind::reply, why)) {
-        return frames;
+        return std::move(*frames);
     }
     quarantine(name, why);
     // The request's file stays until close: the request is dispatched again (at-least-once).
     it->second = state::pending;
     --replied_;
     ++pending_;
-    return std::nullopt;
+    return result<std::vector<std::string>>::failed("corrupt", why);
 }
 
 std::optional<std::vector<std::string>> titanic_store::read_request(const std::string& id) {

@@ -39,6 +39,13 @@ inline constexpr std::size_t header_size = 16;
 
 namespace zmqkit::patterns::detail {
 
+// What the store counts as it happens, when given (the server's metrics): damaged files, failed
+// writes.
+struct titanic_store_counters {
+    counter* corrupt = nullptr;
+    counter* write_errors = nullptr;
+};
+
 // The directory of a Titanic server: ID.request (the service, then the body) and ID.reply (the
 // reply's body; the request's file stays until titanic.close, so that a damaged reply costs a
 // second dispatch rather than the request), each written to ID.<kind>.tmp, fdatasync'ed, renamed
@@ -53,7 +60,7 @@ public:
     // reply of a valid request makes the request pending again. Throws zmqkit::error when the
     // directory cannot be created or listed.
     titanic_store(std::filesystem::path directory, std::function<void(std::string_view)> report,
-                  spool_file_system* fs = nullptr);
+                  titanic_store_counters metrics = {}, spool_file_system* fs = nullptr);
 
     [[nodiscard]] const titanic_recovery& recovery() const noexcept { return recovery_; }
 
@@ -64,9 +71,10 @@ public:
     // pending (closed meanwhile: nothing is written) or the write failed (reported).
     bool store_reply(const std::string& id, const std::vector<std::string>& frames);
     [[nodiscard]] state lookup(std::string_view id);
-    // The reply's frames; nullopt when the id has no reply, or its file is corrupt or unreadable
-    // (reported, set aside; the request is pending again).
-    [[nodiscard]] std::optional<std::vector<std::string>> read_reply(std::string_view id);
+    // The reply's frames; nothing when the id has no reply (unknown, pending, closed meanwhile);
+    // failed "corrupt" when its file is damaged or unreadable (reported, set aside; the request
+    // is pending again).
+    [[nodiscard]] result<std::vector<std::string>> read_reply(std::string_view id);
     // The request's frames (service, then the body); nullopt when the request is not pending
     // or its file cannot be read (reported; the request is dropped from the index).
     [[nodiscard]] std::optional<std::vector<std::string>> read_request(const std::string& id);
@@ -85,11 +93,13 @@ private:
     // Writes `bytes` to `name` durably (tmp, fdatasync, rename, fsync dir): 0 or an errno.
     int write_file(const std::string& name, const std::string& bytes);
     int read_file(const std::string& name, std::string& bytes);
+    void note_write_error();
     void remove_file(const std::string& name);
     void quarantine(const std::string& name, const std::string& why);
 
     std::filesystem::path dir_;
     std::function<void(std::string_view)> report_;
+    titanic_store_counters metrics_;
     spool_file_system* fs_;
     std::mutex mutex_;
     std::map<std::string, state, std::less<>> index_;

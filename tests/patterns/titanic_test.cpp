@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <future>
 
 using namespace zmqkit;
 using namespace zmqkit::patterns;
@@ -51,6 +52,14 @@ struct titanic_fixture : ::testing::Test {
     std::optional<mdp_broker> broker;
     std::optional<titanic> server;
     std::vector<std::unique_ptr<mdp_worker>> workers;
+    mdp_worker* slow_worker = nullptr;
+
+    // From the slow worker's handler: heartbeats while it blocks.
+    void slow_keep_alive() {
+        if (slow_worker != nullptr) {
+            slow_worker->keep_alive();
+        }
+    }
 
     void start_broker() {
         mdp_broker_options o;
@@ -241,6 +250,50 @@ TEST_F(titanic_fixture, pending_requests_are_dispatched_after_the_server_restart
     }
 }
 
+TEST_F(titanic_fixture,
+       a_reply_late_past_the_dispatch_timeout_is_dropped_and_the_request_goes_again) {
+    start_broker();
+    auto o = server_options();
+    o.dispatch_timeout = 300ms;
+    server.emplace(ctx, std::move(o));
+    server->start();
+    ASSERT_TRUE(services_ready());
+    // A worker whose first call blocks until the test releases it (bounded), then answers.
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    std::atomic<int> calls{0};
+    mdp_worker_options wo;
+    wo.endpoint = broker->backend_endpoints().at(0);
+    wo.service = "slow";
+    wo.name = "slow";
+    wo.heartbeat_interval = 250ms;
+    auto slow = std::make_unique<mdp_worker>(ctx, std::move(wo), [&](const auto& body) {
+        if (calls.fetch_add(1) == 0) {
+            while (released.wait_for(50ms) != std::future_status::ready) {
+                slow_keep_alive();
+            }
+        }
+        return frames_t{"done:" + std::string(body.at(0))};
+    });
+    slow_worker = slow.get();
+    slow->start();
+    workers.push_back(std::move(slow));
+    auto c = client();
+    const auto id = c.request("slow", {"job"});
+    ASSERT_TRUE(id);
+    ASSERT_TRUE(eventually([&] { return server->stats().dispatch_timeouts >= 1; }, 10s));
+    const auto pending = c.reply(*id);
+    ASSERT_TRUE(pending);
+    EXPECT_EQ(pending->status, titanic_reply::state::pending);
+    release.set_value(); // the late reply goes to a socket the dispatcher closed: dropped
+    const auto reply = reply_when_ready(c, *id);
+    ASSERT_EQ(reply.status, titanic_reply::state::ok) << reply.text;
+    EXPECT_EQ(reply.body, frames_t{"done:job"});
+    EXPECT_GE(calls.load(), 2); // at-least-once: the worker ran it again
+    EXPECT_GE(server->stats().dispatched, 2u);
+    EXPECT_EQ(server->stats().replied, 1u);
+}
+
 // ---- a client from the RFC's text, raw frames
 // ----------------------------------------------------
 
@@ -392,7 +445,9 @@ TEST(titanic_store, damaged_and_unfinished_files_are_set_aside_at_open) {
     auto reply_bytes = read_bytes(dir.path() / (good + ".reply"));
     reply_bytes.back() = static_cast<char>(reply_bytes.back() ^ 1);
     write_bytes(dir.path() / (good + ".reply"), reply_bytes);
-    EXPECT_FALSE(store.read_reply(good));
+    const auto damaged_reply = store.read_reply(good);
+    EXPECT_TRUE(damaged_reply.is_failed());
+    EXPECT_EQ(damaged_reply.error(), "corrupt");
     EXPECT_EQ(store.lookup(good), patterns::detail::titanic_store::state::pending);
     EXPECT_EQ(store.corrupt_count(), 3u);
     EXPECT_TRUE(store.close(good));
