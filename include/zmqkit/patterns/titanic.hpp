@@ -113,7 +113,7 @@ struct ZMQKIT_API titanic_stats {
 // answered "200" + id only after its file is written, fdatasync'ed, renamed and its directory
 // fsync'ed; a reply counts only once stored the same way. Throws config_error for options it
 // cannot use and error when the directory cannot be created or read. Thread-safe public methods.
-class ZMQKIT_API titanic {
+class ZMQKIT_API titanic final {
 public:
     titanic(zmq::context_t& context, titanic_options options);
     ~titanic(); // stop()
@@ -158,7 +158,9 @@ struct ZMQKIT_API titanic_reply {
     std::string text;              // the status frame as received ("300", "500 disk full")
 };
 
-// A synchronous 9/TSP client (over mdp_client). Single-threaded; movable.
+// A synchronous 9/TSP client over mdp_client (its Lazy Pirate recovery: a fresh socket and a
+// resend after each timeout). Single-threaded. Movable; a moved-from client may only be
+// destroyed or assigned to. Closing it drops what is in flight (linger 0); never throws.
 class ZMQKIT_API titanic_client {
 public:
     titanic_client(zmq::context_t& context, titanic_client_options options);
