@@ -56,8 +56,9 @@ namespace detail {
 
 // Sends pending requests to their services, one at a time (MDP/Client has no request id: a
 // reply is known by its service, and a fresh socket after every timeout keeps a late reply from
-// being taken for another's). Before a service's first request of a round it asks mmi.service;
-// a service without workers is skipped until the next round.
+// being taken for another's). Before each request it asks mmi.service, as the zguide's Titanic
+// does; a service without workers, or one that let a request time out, is skipped until the
+// next round.
 class titanic_dispatcher final : public actor {
 public:
     struct counters {
