@@ -148,6 +148,8 @@ const std::vector<std::string>& tool_specific_option_names() {
         // zmqkit-worker sets ZMQKIT_SERVICE for its command: a zmqkit-send it runs must not
         // take it for its own --service
         "mdp", "service",
+        // zmqkit-proxy --titanic DIR serves Titanic; zmqkit-send --titanic is its client
+        "titanic",
         // one port per process: ZMQKIT_<TOOL>_METRICS_LISTEN, never a plain ZMQKIT_ one
         "metrics-listen"};
     return names;

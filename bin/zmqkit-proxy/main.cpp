@@ -204,7 +204,29 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
     for (const auto& line : cli::describe_security(sides)) {
         log.info("security " + line);
     }
-    auto device = make_device(context, cfg.mode);
+    // --titanic: the Titanic server reaches the broker over inproc endpoints of its own (no
+    // network, no security handshake), added to the broker's sides; it opens its store now, so
+    // that a store it cannot use stops the proxy before it binds anything.
+    auto mode = cfg.mode;
+    std::unique_ptr<patterns::titanic> titanic;
+    if (cfg.titanic) {
+        auto t = *cfg.titanic;
+        auto& broker = std::get<patterns::mdp_broker_options>(mode);
+        t.frontend = "inproc://zmqkit-titanic-frontend";
+        t.backend = "inproc://zmqkit-titanic-backend";
+        broker.frontend += ",@" + t.frontend;
+        broker.backend += ",@" + t.backend;
+        try {
+            titanic = std::make_unique<patterns::titanic>(context, std::move(t));
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        broker.status_members = [&titanic] {
+            return "{\"titanic\":" + titanic->status_json() + "}";
+        };
+    }
+    auto device = make_device(context, mode);
     const auto* durable = std::get_if<patterns::durable_proxy_options>(&cfg.mode);
     try {
         // Recovery of a large spool happens in start().
@@ -217,6 +239,18 @@ int run_proxy(const cli::proxy_config& cfg, const cli::logger& log, shutdown_sig
         return refused ? cli::exit_data_error : cli::exit_unavailable;
     }
     print_bound(log, *device);
+    if (titanic) {
+        try {
+            titanic->start();
+        } catch (const zmqkit::error& e) {
+            log.error(e.what());
+            return cli::exit_unavailable;
+        }
+        const auto& r = titanic->recovery();
+        log.info("titanic store " + cfg.titanic->directory + ": " + std::to_string(r.pending) +
+                 " pending request(s), " + std::to_string(r.replies) + " stored replies, " +
+                 std::to_string(r.corrupt) + " damaged file(s) set aside");
+    }
     // After start(): a scrape during a long recovery would wait on the device for STATUS.
     const auto metrics = cli::serve_metrics(cfg.metrics_listen, metrics_registry::global(), log,
                                             [&device] { return device->status_json(); });

@@ -49,6 +49,11 @@ Modes:
              Heartbeats 2500 ms x --liveness 3 by default; a lost worker's request goes to
              another worker of its service, up to --max-attempts dispatches. mmi.service
              answers 200/404, other mmi.* 501. Frames: docs/wire-protocol.md section 9.
+             --titanic DIR adds 9/TSP (Titanic, durable request-reply): the services
+             titanic.request, titanic.reply and titanic.close on the same broker, requests
+             and replies stored in DIR with fsync (they survive kill -9), each request sent
+             to its service once the service has a worker (zmqkit-send --titanic).
+             Frames: docs/wire-protocol.md section 9.5.
   forwarder  pub-sub forwarder: publishers (PUB, zmqkit-send --pub) connect to the XSUB
              --frontend, subscribers (SUB, zmqkit-recv --sub) to the XPUB --backend;
              subscriptions travel upstream. --slow-subscriber-policy drop (default: a full
@@ -102,6 +107,10 @@ Examples:
   # a Majordomo broker: MDP clients on 5555, MDP workers on 5556
   zmqkit-proxy --mode mdp --frontend tcp://*:5555 --backend tcp://*:5556 \
                --control tcp://127.0.0.1:5559 --request-expiry 10s
+
+  # the same with Titanic: requests stored in /var/lib/zmqkit/titanic until fetched
+  zmqkit-proxy --mode mdp --frontend tcp://*:5555 --backend tcp://*:5556 \
+               --titanic /var/lib/zmqkit/titanic
 
   # CURVE: producers need a key in producers/, consumers one in consumers/; clients give
   # --curve-server-key proxy.key (the public file) and their own --curve-secret
@@ -182,6 +191,7 @@ struct proxy_flags {
     // lb mode
     std::string heartbeat_interval = "1s", request_timeout = "0";
     std::string request_expiry = "10s"; // mdp mode
+    std::string titanic_dir, titanic_timeout = "10s";
     std::uint32_t liveness = 3;
     std::size_t max_queued = 100000;
     std::uint32_t max_prefetch = 64;
@@ -231,6 +241,8 @@ void describe_flags(po::options_description_easy_init add, proxy_flags& f) {
         ("max-prefetch", po::value(&f.max_prefetch)->default_value(64), "lb: the most requests a worker may hold at once, whatever credit its READY asks for (1: one at a time, as 6/PPP)")
         ("request-timeout", po::value(&f.request_timeout)->default_value("0"), "lb: a request not answered this long after it arrived gets error \"timeout\" (0: none)")
         ("request-expiry", po::value(&f.request_expiry)->default_value("10s"), "mdp: a request waiting this long for a worker of its service is dropped (0: never)")
+        ("titanic", po::value(&f.titanic_dir)->value_name("DIR"), "mdp: also serve 9/TSP (Titanic): titanic.request stores a request in DIR (fsync) and answers its id, the request goes to its service when the service has a worker, titanic.reply fetches the stored reply, titanic.close removes both")
+        ("titanic-timeout", po::value(&f.titanic_timeout)->default_value("10s"), "mdp --titanic: how long a dispatched request waits for its reply before it is tried again later")
         ("slow-subscriber-policy", po::value(&f.slow_policy)->default_value("drop"), "forwarder: a subscriber at its --hwm: drop (it misses messages, counted) | block (hold publishers back) | disconnect (as drop, then cut off a subscriber that stays full)")
         ("slow-subscriber-timeout", po::value(&f.slow_timeout)->default_value("5s"), "forwarder, --slow-subscriber-policy disconnect: how long a subscriber's send queue may stay full before its connection is cut")
         ("last-value-cache", "forwarder: keep each topic's last publication and answer snapshot requests (late joiners)")
@@ -274,6 +286,17 @@ void check_flags_fit_the_mode(const proxy_flags& f, const po::variables_map& vm)
     }
     if (!mdp) {
         throw_unless_defaulted(vm, {"request-expiry"}, "--mode mdp");
+        if (vm.count("titanic") != 0U) {
+            throw usage_error{"--titanic applies to --mode mdp only (Titanic's services live on "
+                              "a Majordomo broker)",
+                              exit_usage};
+        }
+    }
+    if (vm.count("titanic") == 0U && !vm["titanic-timeout"].defaulted()) {
+        throw usage_error{"--titanic-timeout applies to --titanic only", exit_usage};
+    }
+    if (vm.count("titanic") != 0U && f.titanic_dir.empty()) {
+        throw usage_error{"--titanic needs a directory (its store)", exit_usage};
     }
     if (f.frontend.empty() && (!durable || f.frontend_pull.empty())) {
         throw usage_error{durable ? "--frontend or --frontend-pull is required (see --help)"
@@ -426,6 +449,25 @@ patterns::mdp_broker_options mdp_mode(const shared_settings& shared) {
     return m;
 }
 
+// --titanic DIR: the Titanic server beside the broker (its endpoints are set by main(), which
+// gives the broker inproc endpoints for it).
+patterns::titanic_options titanic_mode(const shared_settings& shared,
+                                       const patterns::mdp_broker_options& broker) {
+    const auto& f = shared.flags;
+    patterns::titanic_options t;
+    t.directory = f.titanic_dir;
+    t.name = f.name; // the metric label {component}: the proxy's --name, as for every mode
+    t.heartbeat_interval = broker.heartbeat_interval;
+    t.liveness = broker.liveness;
+    t.dispatch_timeout = parse_duration(f.titanic_timeout);
+    if (t.dispatch_timeout.count() <= 0) {
+        throw config_error("--titanic-timeout must be positive, got " + f.titanic_timeout);
+    }
+    t.socket.linger = shared.sockets.linger;
+    t.socket.name = "titanic";
+    return t;
+}
+
 patterns::forwarder_options forwarder_mode(const shared_settings& shared) {
     const auto& f = shared.flags;
     auto o = shared.apply(patterns::forwarder_options{}, 512);
@@ -544,6 +586,9 @@ std::variant<proxy_config, print_and_exit> parse_proxy_options(int argc, const c
     resolve_security(cfg, f, vm);
     try {
         cfg.mode = mode_options(shared);
+        if (vm.count("titanic") != 0U) {
+            cfg.titanic = titanic_mode(shared, std::get<patterns::mdp_broker_options>(cfg.mode));
+        }
     } catch (const zmqkit::error& e) {
         throw usage_error{e.what(), exit_usage};
     }

@@ -8,6 +8,7 @@
 #include <zmqkit/patterns/majordomo.hpp>
 #include <zmqkit/patterns/pipeline.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
+#include <zmqkit/patterns/titanic.hpp>
 
 #include <chrono>
 #include <optional>
@@ -26,6 +27,9 @@ using proxy_mode = std::variant<patterns::streamer_options, patterns::durable_pr
 
 struct proxy_config {
     proxy_mode mode; // default: stream
+    // --mode mdp --titanic DIR: the Titanic (9/TSP) server beside the broker; main() sets its
+    // endpoints (inproc endpoints it adds to the broker's sides).
+    std::optional<patterns::titanic_options> titanic;
     std::chrono::milliseconds drain_timeout{5000};
     std::chrono::milliseconds stats_interval{0}; // 0: no periodic statistics line
     std::optional<std::string> metrics_listen;   // --metrics-listen ADDR:PORT

@@ -4,6 +4,7 @@
 #include "common/tool_options.hpp"
 
 #include <zmqkit/error.hpp>
+#include <zmqkit/patterns/titanic.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +29,12 @@ Sockets (default --push; default action as CZMQ: push/req/dealer/pair connect, p
   --req      one request at a time; each reply is printed on stdout (see --format)
   --mdp      requests to a Majordomo (7/MDP) broker's --service NAME, one at a time, each
              reply printed on stdout
+  --titanic  durable requests through a broker's Titanic (9/TSP, zmqkit-proxy --mode mdp
+             --titanic DIR): with --service NAME each message is stored for the service
+             and its request id printed on stdout once it is on disk (the service may be
+             down); with --fetch ID the reply is printed like --mdp's and closed (--keep
+             leaves it stored); while it is pending the exit code is 75, or with --wait
+             the reply is asked for again every 500 ms until it is there (or --timeout)
   --pair     to the one PAIR peer
 
 Requests that survive (--req with --retries or --request-timeout, and --mdp; the Lazy Pirate
@@ -78,6 +85,9 @@ Examples:
   zmqkit-send --req --retries 2 --request-timeout 1s --data 'resize 7' tcp://broker:5555
   # ask the Majordomo service "echo" of a broker
   zmqkit-send --mdp --service echo --data hello tcp://broker:5555
+  # store a request for "resize" now, fetch its reply later (Titanic)
+  id=$(zmqkit-send --titanic --service resize --data 'img 7' tcp://broker:5555)
+  zmqkit-send --titanic --fetch "$id" --wait --timeout 1m tcp://broker:5555
   # send a ping every second until stopped, like nngcat --interval
   zmqkit-send --data ping --repeat 0 --interval 1s tcp://127.0.0.1:5557
   # store-and-forward: exit 0 only once a durable proxy has every line on disk
@@ -90,15 +100,17 @@ Examples:
       zmqkit-send --json --wait-peers 1 tcp://127.0.0.1:5557
 
 Exit codes: 0 ok, 64 bad usage, 65 bad input data (malformed JSON line, truncated length
-prefix, a message over --max-size), 66 unreadable --file, 69 cannot bind/connect (also a host
-that does not resolve, a refused handshake: wrong server key, key or address not allowed,
-plaintext against CURVE; the reason is named) or --req: a request was answered with an error
-reply, 73 --confirm-log cannot be written, 75 timed out (--timeout, --wait-peers) or messages
-still queued when --linger expired (--timeout bounds the whole run, the linger included), 76
---wait-confirm: some messages were not confirmed within --confirm-timeout or were rejected
-(each is named; --confirm-log FILE lists every record as "<record> <id> confirmed",
-"... rejected:<reason>" or "... unconfirmed"), 70 internal error, 78 --config is a
-directory, unreadable or malformed.
+prefix, a message over --max-size; --titanic --fetch: Titanic does not know the id, 400),
+66 unreadable --file, 69 cannot bind/connect (also a host that does not resolve, a refused
+handshake: wrong server key, key or address not allowed, plaintext against CURVE; the
+reason is named) or --req: a request was answered with an error reply (--titanic: Titanic
+refused the request, 400, could not store it or the reply, 500, or did not answer), 73
+--confirm-log cannot be written, 75 timed out (--timeout, --wait-peers; --titanic --fetch:
+the reply is still pending) or messages still queued when --linger expired (--timeout bounds
+the whole run, the linger included), 76 --wait-confirm: some messages were not confirmed
+within --confirm-timeout or were rejected (each is named; --confirm-log FILE lists every
+record as "<record> <id> confirmed", "... rejected:<reason>" or "... unconfirmed"), 70
+internal error, 78 --config is a directory, unreadable or malformed.
 )";
 
 // Rates outside this range are typos or overflow the interval between two messages.
@@ -130,6 +142,7 @@ struct send_text {
     std::string max_size;
     std::string repeat;
     std::string mdp;
+    std::string fetch;
     std::uint32_t retries = 0;
     std::string request_timeout = "2.5s";
 };
@@ -142,9 +155,13 @@ void describe_send_options(tool_options& options, send_config& cfg, send_text& t
         ("dealer", "DEALER socket")
         ("req", "REQ socket: print each reply")
         ("mdp", "Majordomo (7/MDP) client of --service: print each reply")
-        ("service", po::value(&t.mdp)->value_name("NAME"), "--mdp: the service the requests are for")
-        ("retries", po::value(&t.retries), "--req, --mdp: resend an unanswered request this many times (Lazy Pirate; --mdp default 2)")
-        ("request-timeout", po::value(&t.request_timeout)->default_value("2.5s"), "--req, --mdp: how long to wait for a reply before resending (Lazy Pirate)")
+        ("service", po::value(&t.mdp)->value_name("NAME"), "--mdp, --titanic: the service the requests are for")
+        ("titanic", "Titanic (9/TSP) client of a broker with zmqkit-proxy --titanic: with --service NAME store each message as a request and print its id; with --fetch ID print the stored reply and close it")
+        ("fetch", po::value(&t.fetch)->value_name("ID"), "--titanic: print the reply of the request ID (exit 75 while it is pending) and close it")
+        ("wait", "--titanic --fetch: while the reply is pending, ask again every 500 ms (bounded by --timeout)")
+        ("keep", "--titanic --fetch: leave the reply stored (no titanic.close)")
+        ("retries", po::value(&t.retries), "--req, --mdp, --titanic: resend an unanswered request this many times (Lazy Pirate; --mdp, --titanic default 2)")
+        ("request-timeout", po::value(&t.request_timeout)->default_value("2.5s"), "--req, --mdp, --titanic: how long to wait for a reply before resending (Lazy Pirate)")
         ("pair", "PAIR socket")
         ("endpoint,e", po::value(&t.endpoints)->composing(), "endpoints (repeatable; also positional)")
         ("delimiter,D", po::value(&t.delimiter), "message delimiter (default \\n)")
@@ -299,28 +316,84 @@ void apply_input(const tool_options& options, send_config& cfg, const send_text&
     }
 }
 
-// --mdp --service NAME, and --retries / --request-timeout for --req and --mdp (Lazy Pirate).
+// --titanic with --service NAME or --fetch ID [--wait] [--keep].
+void apply_titanic(const tool_options& options, send_config& cfg, const send_text& t) {
+    cfg.titanic = options.given("titanic");
+    if (!cfg.titanic) {
+        for (const char* only : {"fetch", "wait", "keep"}) {
+            if (options.given(only)) {
+                throw usage_error{std::string("--") + only + " applies to --titanic only",
+                                  exit_usage};
+            }
+        }
+        return;
+    }
+    if (options.given("mdp")) {
+        throw usage_error{"give --titanic or --mdp, not both (--titanic stores requests through "
+                          "the broker's Titanic; --mdp asks the service directly)",
+                          exit_usage};
+    }
+    if (options.given("fetch") == options.given("service")) {
+        throw usage_error{"--titanic takes --service NAME (store requests) or --fetch ID (get a "
+                          "reply), one of them",
+                          exit_usage};
+    }
+    if (!options.given("fetch") && (options.given("wait") || options.given("keep"))) {
+        throw usage_error{"--wait and --keep apply to --titanic --fetch only", exit_usage};
+    }
+    if (options.given("fetch")) {
+        if (!patterns::tsp::valid_id(t.fetch)) {
+            throw usage_error{"--fetch takes a request id (32 hex digits, as --titanic "
+                              "--service printed it), got '" +
+                                  t.fetch + "'",
+                              exit_usage};
+        }
+        for (const char* input : {"data", "file", "repeat"}) {
+            if (options.given(input)) {
+                throw usage_error{std::string("--fetch reads no input; drop --") + input,
+                                  exit_usage};
+            }
+        }
+        cfg.titanic_fetch = t.fetch;
+        cfg.titanic_wait = options.given("wait");
+        cfg.titanic_keep = options.given("keep");
+    } else if (t.mdp.starts_with(patterns::tsp::prefix)) {
+        throw usage_error{"--service names the service Titanic sends the request to, not one of "
+                          "titanic.*",
+                          exit_usage};
+    }
+}
+
+// --mdp --service NAME, and --retries / --request-timeout for --req, --mdp and --titanic (Lazy
+// Pirate).
 void apply_requests(const tool_options& options, send_config& cfg, const send_text& t) {
-    const bool mdp = options.given("mdp");
-    if (mdp != options.given("service")) {
+    const bool mdp = options.given("mdp") || cfg.titanic;
+    if (!cfg.titanic_fetch && mdp != options.given("service")) {
         throw usage_error{"--mdp asks the service --service NAME names: give both (as "
                           "zmqkit-worker --mdp --service NAME serves it)",
                           exit_usage};
     }
     const bool pirate_flags =
         options.given("retries") || !options.values()["request-timeout"].defaulted();
-    if (mdp) {
-        if (options.given("push") || options.given("pub") || options.given("dealer") ||
-            options.given("req") || options.given("pair")) {
-            throw usage_error{"--mdp is a socket of its own (a 7/MDP client); drop the other "
+    const char* const flag = cfg.titanic ? "--titanic" : "--mdp";
+    if (mdp && (options.given("push") || options.given("pub") || options.given("dealer") ||
+                options.given("req") || options.given("pair"))) {
+        throw usage_error{std::string(flag) +
+                              " is a socket of its own (a 7/MDP client); drop the other "
                               "socket flag",
-                              exit_usage};
-        }
+                          exit_usage};
+    }
+    if (cfg.titanic_fetch) {
+        // --fetch: a 7/MDP conversation with titanic.reply (and titanic.close).
+        cfg.kind = socket_kind{"titanic", zmq::socket_type::dealer, endpoint_action::connect};
+        cfg.retries = 2;
+    } else if (mdp) {
         if (t.mdp.empty() || t.mdp.starts_with("mmi.")) {
             throw usage_error{"--service needs a name (not empty, not mmi.*)", exit_usage};
         }
         cfg.mdp_service = t.mdp;
-        cfg.kind = socket_kind{"mdp", zmq::socket_type::dealer, endpoint_action::connect};
+        cfg.kind = socket_kind{cfg.titanic ? "titanic" : "mdp", zmq::socket_type::dealer,
+                               endpoint_action::connect};
         cfg.retries = 2;
     } else if (pirate_flags && cfg.kind.type != zmq::socket_type::req) {
         throw usage_error{"--retries and --request-timeout apply to --req and --mdp only",
@@ -346,7 +419,7 @@ void apply_requests(const tool_options& options, send_config& cfg, const send_te
                           exit_usage};
     }
     if (options.given("raw")) {
-        throw usage_error{std::string(mdp ? "--mdp" : "--retries / --request-timeout") +
+        throw usage_error{std::string(mdp ? flag : "--retries / --request-timeout") +
                               " keep a request's message id across resends: they need "
                               "envelopes, not --raw",
                           exit_usage};
@@ -452,6 +525,7 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     cfg.kind =
         choose_socket_kind(options.values(), {"push", "pub", "dealer", "req", "pair"}, "push");
     apply_confirm(options, cfg, t);
+    apply_titanic(options, cfg, t);
     apply_requests(options, cfg, t);
     if (t.endpoints.empty()) {
         throw usage_error{"no endpoint given (e.g. zmqkit-send tcp://127.0.0.1:5557; see --help)",
@@ -463,7 +537,8 @@ std::variant<send_config, print_and_exit> parse_send_options(int argc, const cha
     apply_envelope(cfg, t);
     apply_flow(cfg, t);
     apply_rate(options, cfg, t);
-    if (options.given("format") && cfg.kind.type != zmq::socket_type::req && !cfg.mdp_service) {
+    if (options.given("format") && cfg.kind.type != zmq::socket_type::req && !cfg.mdp_service &&
+        !cfg.titanic_fetch) {
         throw usage_error{"-f/--format formats the replies of --req; there are none with --" +
                               std::string(cfg.kind.flag),
                           exit_usage};

@@ -75,6 +75,15 @@ struct send_config {
     // again after request_timeout on a fresh socket, with the same message id, retries times.
     bool lazy_pirate = false;
     std::optional<std::string> mdp_service;
+    // --titanic (9/TSP on a 7/MDP broker, zmqkit-proxy --mode mdp --titanic DIR): with
+    // --service NAME each message is stored by Titanic for the service (mdp_service) and its
+    // request id printed; with --fetch ID the stored reply is printed and closed (--wait:
+    // ask again every titanic_poll while it is pending; --keep: do not close it).
+    bool titanic = false;
+    std::optional<std::string> titanic_fetch;
+    bool titanic_wait = false;
+    bool titanic_keep = false;
+    std::chrono::milliseconds titanic_poll{500};
     std::uint32_t retries = 0;
     std::chrono::milliseconds request_timeout{2500};
 

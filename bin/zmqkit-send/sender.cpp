@@ -9,6 +9,7 @@
 #include <zmqkit/patterns/load_balancer.hpp>
 #include <zmqkit/patterns/majordomo.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
+#include <zmqkit/patterns/titanic.hpp>
 #include <zmqkit/socket.hpp>
 
 #include <algorithm>
@@ -421,6 +422,11 @@ public:
                 apply_socket_options(raw, cfg_.socket_options);
             };
         };
+        if (cfg_.titanic) {
+            patterns::titanic_client_options o;
+            settings(o);
+            return start_component(titanic_, log_, context_, std::move(o));
+        }
         if (cfg_.mdp_service) {
             patterns::mdp_client_options o;
             settings(o);
@@ -445,6 +451,20 @@ public:
     // (--retries + 1).
     outcome call(const header& h, std::string_view body, run_limits& limits) {
         outcome out;
+        if (titanic_) {
+            // Stored: the reply is the request id (titanic.request's 200).
+            auto r = titanic_->request(*cfg_.mdp_service, {std::string(body)});
+            if (r) {
+                out.what = outcome::kind::reply;
+                out.frames = {std::move(*r)};
+            } else {
+                out.what =
+                    r.error() == "timeout" ? outcome::kind::unanswered : outcome::kind::error_reply;
+                out.error = r.error();
+                out.reason = r.reason();
+            }
+            return out;
+        }
         if (mdp_) {
             auto r = mdp_->call(*cfg_.mdp_service, {std::string(body)});
             if (r) {
@@ -496,6 +516,8 @@ public:
     [[nodiscard]] std::uint64_t resent() const noexcept {
         return mdp_ ? mdp_->resent() : (lb_ ? lb_->resent() : 0);
     }
+    // --titanic: the client of titanic.request, titanic.reply and titanic.close (after open()).
+    [[nodiscard]] patterns::titanic_client& titanic() { return *titanic_; }
 
 private:
     const send_config& cfg_;
@@ -505,6 +527,7 @@ private:
     metrics_registry registry_;
     std::optional<patterns::lb_client> lb_;
     std::optional<patterns::mdp_client> mdp_;
+    std::optional<patterns::titanic_client> titanic_;
 };
 
 // One input record split at the --key-delimiter.
@@ -1222,7 +1245,89 @@ private:
 
 } // namespace
 
+// zmqkit-send --titanic --fetch ID [--wait] [--keep]: titanic.reply until it is not pending
+// (--wait) or once, the reply's frames on stdout as --mdp prints them, then titanic.close.
+class titanic_fetch {
+public:
+    titanic_fetch(const send_config& cfg, const logger& log, shutdown_signals& signals)
+        : cfg_(cfg), log_(log), limits_(cfg, log, signals), client_(cfg, log), format_(cfg.format) {
+    }
+
+    int run() {
+        if (const int code = client_.open(); code != exit_ok) {
+            return code;
+        }
+        const std::string& id = *cfg_.titanic_fetch;
+        auto& titanic = client_.titanic();
+        for (;;) {
+            auto r = titanic.reply(id);
+            if (!r) {
+                log_.error("titanic.reply for " + id + " got no answer: " + r.reason());
+                return exit_unavailable;
+            }
+            using state = patterns::titanic_reply::state;
+            switch (r->status) {
+            case state::ok:
+                return print_and_close(id, r->body);
+            case state::unknown:
+                log_.error("Titanic does not know request " + id +
+                           " (400: never stored, or closed already)");
+                return exit_data_error;
+            case state::error:
+                log_.error("Titanic could not answer for request " + id + ": " + r->text);
+                return exit_unavailable;
+            case state::pending:
+                break;
+            }
+            if (!cfg_.titanic_wait) {
+                log_.info("request " + id +
+                          " is pending: no reply yet (300); ask again later, "
+                          "or give --wait");
+                return exit_timeout;
+            }
+            const auto next = clock::now() + cfg_.titanic_poll;
+            const auto until = limits_.deadline() ? std::min(next, *limits_.deadline()) : next;
+            if (limits_.wait_for_signal(until)) {
+                return exit_timeout;
+            }
+            if (limits_.past_deadline()) {
+                log_.error("request " + id + " still pending when --timeout expired");
+                return exit_timeout;
+            }
+        }
+    }
+
+private:
+    int print_and_close(const std::string& id, const std::vector<std::string>& body) {
+        for (const auto& frame : body) {
+            format_.render(nullptr, {}, frame, out_.data());
+        }
+        out_.flush();
+        if (auto error = patterns::parse_mdp_error_reply(body)) {
+            log_.error("request " + id + " was answered with an error: " + error->code + ": " +
+                       error->reason);
+        }
+        if (!cfg_.titanic_keep) {
+            if (auto closed = client_.titanic().close(id); !closed) {
+                log_.warn("titanic.close for " + id + " failed (" + closed.error() +
+                          "): the reply stays stored: " + closed.reason());
+            }
+        }
+        return patterns::parse_mdp_error_reply(body) ? exit_unavailable : exit_ok;
+    }
+
+    const send_config& cfg_;
+    const logger& log_;
+    run_limits limits_;
+    request_client client_;
+    const message_formatter format_;
+    output_buffer out_;
+};
+
 int run_send(const send_config& cfg, const logger& log, shutdown_signals& signals) {
+    if (cfg.titanic_fetch) {
+        return titanic_fetch(cfg, log, signals).run();
+    }
     return sender(cfg, log, signals).run();
 }
 

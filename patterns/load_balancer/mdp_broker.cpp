@@ -679,6 +679,14 @@ struct mdp_broker::impl {
             o["last_heartbeat_ms"] = w.last_heartbeat_ms;
             o["expired"] = w.expired;
         }
+        if (opt.status_members) {
+            auto more = detail::status_document::parse(opt.status_members(), nullptr, false);
+            if (more.is_object()) {
+                for (auto& [key, value] : more.items()) {
+                    j[key] = std::move(value);
+                }
+            }
+        }
     }
 
     void pause(bool paused) {

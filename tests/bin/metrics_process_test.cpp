@@ -136,10 +136,14 @@ TEST(metrics_process, every_proxy_mode_serves_an_exposition_promtool_accepts) {
     const std::string operations_md((std::istreambuf_iterator<char>(doc_file)),
                                     std::istreambuf_iterator<char>());
     ASSERT_FALSE(operations_md.empty());
-    for (const std::string mode : {"stream", "durable", "lb", "mdp", "forwarder"}) {
+    for (std::string mode : {"stream", "durable", "lb", "mdp", "mdp --titanic", "forwarder"}) {
         std::vector<std::string> extra;
         if (mode == "durable") {
             extra = {"--spool", (dir.path / "spool").string()};
+        }
+        if (mode == "mdp --titanic") { // the Titanic server's metrics beside the broker's
+            mode = "mdp";
+            extra = {"--titanic", (dir.path / "titanic").string()};
         }
         proxy_with_metrics proxy(mode, extra);
         ASSERT_GT(proxy.metrics_port, 0) << mode;

@@ -5,6 +5,7 @@
 #include <zmqkit/patterns/majordomo.hpp>
 #include <zmqkit/patterns/pipeline.hpp>
 #include <zmqkit/patterns/pubsub.hpp>
+#include <zmqkit/patterns/titanic.hpp>
 #include <zmqkit/result.hpp>
 #include <zmqkit/socket.hpp>
 
@@ -31,6 +32,7 @@ constexpr bool movable_handle =
 static_assert(movable_handle<zmqkit::socket>);
 static_assert(movable_handle<lb_client>);
 static_assert(movable_handle<mdp_client>);
+static_assert(movable_handle<titanic_client>);
 static_assert(movable_handle<reliable_sender>);
 static_assert(movable_handle<reliable_receiver>);
 static_assert(std::is_nothrow_move_constructible_v<source>);
@@ -39,6 +41,7 @@ static_assert(std::is_nothrow_move_constructible_v<sink>);
 static_assert(!std::is_move_constructible_v<lb_worker>);
 static_assert(!std::is_move_constructible_v<mdp_worker>);
 static_assert(!std::is_move_constructible_v<load_balancer>);
+static_assert(!std::is_move_constructible_v<titanic>);
 
 TEST(api_shape, clients_move_and_close_without_throwing_with_no_broker_there) {
     zmq::context_t ctx;
@@ -61,7 +64,17 @@ TEST(api_shape, clients_move_and_close_without_throwing_with_no_broker_there) {
     EXPECT_TRUE(r.is_failed());
     EXPECT_EQ(r.error(), "timeout");
     EXPECT_NE(r.reason().find("after 1 sends"), std::string::npos) << r.reason();
-    // a, b and m are moved from: destroying them must not touch a socket (nor throw).
+
+    titanic_client_options to;
+    to.endpoint = "tcp://127.0.0.1:1";
+    to.timeout = 10ms;
+    to.attempts = 1;
+    titanic_client t(ctx, to);
+    titanic_client u(std::move(t));
+    const auto stored = u.request("echo", {"x"});
+    EXPECT_TRUE(stored.is_failed());
+    EXPECT_EQ(stored.error(), "timeout");
+    // a, b, m and t are moved from: destroying them must not touch a socket (nor throw).
 }
 
 TEST(api_shape, result_reads_like_optional_and_says_why_otherwise) {

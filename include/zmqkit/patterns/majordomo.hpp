@@ -128,6 +128,11 @@ struct ZMQKIT_API mdp_broker_options {
     // Called on the actor thread with a line per notable event. Unset: zmqkit's log
     // (zmqkit/log.hpp), component `name`, level warn.
     std::function<void(std::string_view)> log;
+    // More STATUS members: called on the broker's thread while STATUS is built; returns a JSON
+    // object whose members are added to the document (zmqkit-proxy --titanic: {"titanic":{..}}).
+    // Must be quick and thread-safe with respect to what it reads; text that is not a JSON
+    // object is ignored.
+    std::function<std::string()> status_members;
 };
 
 // Per-service statistics (STATUS "services").
