@@ -151,7 +151,11 @@ const std::vector<std::string>& tool_specific_option_names() {
         // zmqkit-proxy --titanic DIR serves Titanic; zmqkit-send --titanic is its client
         "titanic",
         // one port per process: ZMQKIT_<TOOL>_METRICS_LISTEN, never a plain ZMQKIT_ one
-        "metrics-listen"};
+        "metrics-listen",
+        // zmqkit-proxy binds its control socket there; zmqkit-spooler asks a proxy there
+        "control",
+        // zmqkit-recv reads as a member of the group; zmqkit-spooler resets or deletes it
+        "group"};
     return names;
 }
 

@@ -26,8 +26,8 @@ Commands:
   verify DIR         checksums and continuity (read-only): exit 0 clean, 65 damaged
   repair DIR         recover as the proxy does at start-up: cut a torn tail, quarantine
                      damaged segments, record lost ranges (needs the spool not in use)
-  dlq list DIR       the messages in the dead-letter spool
-  dlq requeue DIR    append dead letters back to the spool as new messages (--id ID | --all)
+  dlq list DIR       the messages in the dead-letter spool (also --control EP, the running proxy)
+  dlq requeue DIR    append dead letters back to the queue they failed in (--id ID | --all)
   dlq purge DIR      discard every dead letter
   record DIR         receive zmqkit messages from an endpoint into the spool
   replay DIR         send spooled messages to an endpoint (the spool is not changed)
@@ -72,24 +72,30 @@ tail (an interrupted write after the last synced record) is cut, a segment with 
 is moved to DIR/quarantine and replaced by a copy of its valid records, lost sequence ranges are
 recorded. Prints what was done. Refuses (exit 75) while another process holds the spool)";
 
-constexpr const char* dlq_list_head = R"(Usage: zmqkit-spooler dlq list [options] DIR
+constexpr const char* dlq_list_head =
+    R"(Usage: zmqkit-spooler dlq list [options] (DIR | --control ENDPOINT)
 
 Lists the waiting messages of the dead-letter spool DIR/dead-letter: sequence, message id,
 correlation id, type, delivery attempts, the dead-letter reason (header
-zmqkit-dead-letter-reason), when it was dead-lettered, body size. Read-only)";
+zmqkit-dead-letter-reason), when it was dead-lettered, body size. Read-only. With --control the
+running durable proxy answers (DLQ LIST), the consumer group each failed in included)";
 
-constexpr const char* dlq_requeue_head = R"(Usage: zmqkit-spooler dlq requeue [options] DIR
+constexpr const char* dlq_requeue_head =
+    R"(Usage: zmqkit-spooler dlq requeue [options] (DIR | --control ENDPOINT)
 
-Appends dead letters back to the main spool as new messages: a fresh message id, causation id
-= the dead letter's id, its correlation id, type, headers (without the zmqkit-dead-letter-*
-ones) and body kept, attempt 1. The new messages are committed first, then the dead letters
-are settled (a crash in between can leave a message in both: at least once). Needs the spool
-not in use)";
+Appends dead letters back to the main spool as new messages for the queue they failed in only
+(their consumer group, or the default queue): a fresh message id, causation id = the dead
+letter's id, its correlation id, type, headers (without the zmqkit-dead-letter-* ones) and body
+kept, attempt 1. The new messages are committed first, then the dead letters are settled (a
+crash in between can leave a message in both: at least once). A dead letter whose group was
+deleted stays listed. Needs the spool not in use; with --control the running proxy does it
+(DLQ REQUEUE))";
 
-constexpr const char* dlq_purge_head = R"(Usage: zmqkit-spooler dlq purge [options] DIR
+constexpr const char* dlq_purge_head =
+    R"(Usage: zmqkit-spooler dlq purge [options] (DIR | --control ENDPOINT)
 
 Discards every waiting message of the dead-letter spool and prints how many. Needs the spool
-not in use)";
+not in use; with --control the running proxy does it (DLQ PURGE))";
 
 constexpr const char* group_list_head =
     R"(Usage: zmqkit-spooler group list [options] (DIR | --control ENDPOINT)
@@ -330,7 +336,10 @@ void describe_spooler_options(tool_options& options, spooler_config& cfg, spoole
     if (command == spooler_command::group_reset) {
         options.add()("to", po::value(&cfg.start), "earliest | latest | a sequence number | a time (2026-12-01T00:00:00Z, @UNIX_SECONDS, 10m ago)");
     }
-    if (is_group) {
+    const bool is_dlq = command == spooler_command::dlq_list ||
+                        command == spooler_command::dlq_requeue ||
+                        command == spooler_command::dlq_purge;
+    if (is_group || is_dlq) {
         options.add()
             ("control", po::value(&cfg.control), "ask the running proxy on this control endpoint instead of opening DIR")
             ("timeout", po::value(&t.timeout), "--control: how long to wait for the answer (default 5s)");
@@ -378,14 +387,14 @@ void describe_spooler_options(tool_options& options, spooler_config& cfg, spoole
     }
     options.add_diagnostics("more diagnostics");
     options.add_hidden()("directory", po::value(&t.directory), "the spool directory");
-    if (is_record || is_replay || is_group) {
+    if (is_record || is_replay || is_group || is_dlq) {
         options.add_security();
     }
     options.positional("directory", 1);
 }
 
-// group list / reset / delete: --group, --to, and DIR or --control (not both).
-void apply_group(spooler_config& cfg, const spooler_text& t) {
+// group and dlq commands: a spool directory or --control ENDPOINT (the running proxy), not both.
+void apply_control(spooler_config& cfg, const spooler_text& t) {
     if (!cfg.control.empty() && !t.directory.empty()) {
         throw usage_error{"give either a spool directory or --control ENDPOINT, not both",
                           exit_usage};
@@ -396,6 +405,10 @@ void apply_group(spooler_config& cfg, const spooler_text& t) {
     if (!t.timeout.empty()) {
         cfg.control_timeout = duration_option(t.timeout, "--timeout");
     }
+}
+
+// group list / reset / delete: --group, --to.
+void apply_group(spooler_config& cfg) {
     if (cfg.command == spooler_command::group_list) {
         return;
     }
@@ -573,11 +586,17 @@ std::variant<spooler_config, print_and_exit> parse_spooler_options(int argc,
     const bool group_command = cfg.command == spooler_command::group_list ||
                                cfg.command == spooler_command::group_reset ||
                                cfg.command == spooler_command::group_delete;
-    if (group_command) {
-        apply_group(cfg, t);
+    const bool dlq_command = cfg.command == spooler_command::dlq_list ||
+                             cfg.command == spooler_command::dlq_requeue ||
+                             cfg.command == spooler_command::dlq_purge;
+    if (group_command || dlq_command) {
+        apply_control(cfg, t);
         cfg.security = options.security();
     }
-    if (t.directory.empty() && !(group_command && !cfg.control.empty())) {
+    if (group_command) {
+        apply_group(cfg);
+    }
+    if (t.directory.empty() && cfg.control.empty()) {
         throw usage_error{"no spool directory given (zmqkit-spooler " +
                               std::string(to_string(cfg.command)) + " DIR; see --help)",
                           exit_usage};

@@ -27,7 +27,6 @@ using json = nlohmann::ordered_json;
 
 constexpr std::string_view dead_letter_reason_header = "zmqkit-dead-letter-reason";
 constexpr std::string_view dead_letter_sequence_header = "zmqkit-dead-letter-sequence";
-constexpr std::string_view dead_letter_prefix = "zmqkit-dead-letter-";
 
 std::int64_t now_unix_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -527,7 +526,73 @@ int run_repair(const spooler_config& cfg) {
 
 // ---- dead letters -------------------------------------------------------------------------------
 
+// One control command to the running proxy (REQ, bounded wait); its reply's first frame.
+std::string ask_control(const spooler_config& cfg, const std::string& command) {
+    zmq::context_t context;
+    zmq::socket_t socket(context, zmq::socket_type::req);
+    socket.set(zmq::sockopt::linger, 0);
+    apply_security(socket, cfg.security.socket);
+    try {
+        (void)attach(socket, cfg.control, endpoint_action::connect);
+    } catch (const zmqkit::error& e) {
+        throw usage_error{"--control " + cfg.control + ": " + e.what(), exit_usage};
+    }
+    (void)socket.send(zmq::buffer(command), zmq::send_flags::none);
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, cfg.control_timeout) <= 0) {
+        throw usage_error{"no answer from the proxy's control socket " + cfg.control + " within " +
+                              std::to_string(cfg.control_timeout.count()) +
+                              " ms (is the proxy running with --control there?)",
+                          exit_unavailable};
+    }
+    std::vector<zmq::message_t> frames;
+    (void)zmq::recv_multipart(socket, std::back_inserter(frames));
+    return frames.empty() ? std::string() : frames.front().to_string();
+}
+
+// The proxy's answer to a DLQ command: "OK <words>" gives the words, "ERROR why" is exit 1.
+std::optional<std::string> control_ok(const spooler_config& cfg, const std::string& command,
+                                      const logger& log) {
+    const std::string reply = ask_control(cfg, command);
+    if (reply.rfind("OK", 0) == 0) {
+        return reply.size() > 3 ? reply.substr(3) : std::string();
+    }
+    log.error(reply.rfind("ERROR ", 0) == 0 ? reply.substr(6) : reply);
+    return std::nullopt;
+}
+
+int run_dlq_list_online(const spooler_config& cfg) {
+    const std::string reply =
+        ask_control(cfg, "DLQ LIST " + std::to_string(cfg.limit.value_or(100)));
+    auto doc = json::parse(reply, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+        throw usage_error{"the answer of " + cfg.control + " is not a list of dead letters (" +
+                              reply.substr(0, 200) + ")",
+                          exit_failure};
+    }
+    if (cfg.json) {
+        std::cout << dump(doc) << "\n";
+        return exit_ok;
+    }
+    std::ostringstream out;
+    for (const auto& m : doc.value("messages", json::array())) {
+        const auto text = [&](const char* k) {
+            return m.contains(k) && m[k].is_string() ? m[k].get<std::string>() : std::string("-");
+        };
+        out << m.value("sequence", 0ull) << "  " << text("id") << "  type " << text("type")
+            << "  attempts " << m.value("attempts", 0u) << "  group " << text("group") << "  at "
+            << format_time(m.value("dead_lettered_ns", std::int64_t{0})) << "  body "
+            << m.value("body_bytes", 0ull) << " bytes  reason: " << text("reason") << "\n";
+    }
+    out << doc.value("dead_letters", 0ull) << " dead letter(s)\n";
+    std::cout << out.str();
+    return exit_ok;
+}
+
 int run_dlq_list(const spooler_config& cfg) {
+    if (!cfg.control.empty()) {
+        return run_dlq_list_online(cfg);
+    }
     metrics_registry registry;
     auto s = open_spool(cfg, false, registry);
     spool* dlq = s->dead_letters();
@@ -591,118 +656,51 @@ int run_dlq_list(const spooler_config& cfg) {
 }
 
 int run_dlq_requeue(const spooler_config& cfg, const logger& log) {
+    if (!cfg.control.empty()) {
+        const auto words = control_ok(
+            cfg, "DLQ REQUEUE " + (cfg.id ? cfg.id->to_string() : std::string("ALL")), log);
+        if (!words) {
+            return exit_failure;
+        }
+        std::cout << *words << " dead letter(s)\n";
+        return exit_ok;
+    }
     metrics_registry registry;
     auto s = open_spool(cfg, true, registry);
-    spool* dlq = s->dead_letters();
-    if (dlq == nullptr) {
+    if (s->dead_letters() == nullptr) {
         log.error("no dead-letter spool at " + (cfg.directory / "dead-letter").string());
         return exit_failure;
     }
-    // 1. The dead letters to requeue, copied out (for_each's views die with the call).
-    struct requeued {
-        std::uint64_t dead_sequence;
-        message_id original;
-        message_id fresh;
-        std::string header;
-        std::string body;
-    };
-    std::vector<requeued> chosen;
-    std::uint64_t undecodable = 0;
-    dlq->for_each(0, [&](const spooled_message& m, bool settled) {
-        if (settled) {
-            return true;
-        }
-        header original;
-        if (!decode_header(m.header.data(), m.header.size(), original).ok()) {
-            ++undecodable;
-            return true;
-        }
-        if (cfg.id && original.id != *cfg.id) {
-            return true;
-        }
-        header h = header::follow_up(original); // fresh id, correlation id kept, causation id
-        h.type = original.type;
-        h.reply_to = original.reply_to;
-        h.content_type = original.content_type;
-        h.sequence = original.sequence;
-        h.publisher_id = original.publisher_id; // the pair (publisher id, sequence) stays whole
-        h.attempt = 1;
-        h.unknown = original.unknown; // keys zmqkit does not know pass on (wire-protocol §2)
-        for (const auto& [name, value] : original.user_headers) {
-            if (!name.starts_with(dead_letter_prefix)) {
-                h.user_headers.emplace_back(name, value);
-            }
-        }
-        chosen.push_back({m.sequence, original.id, h.id, encode_header(h), std::string(m.body)});
-        return true;
-    });
-    if (undecodable > 0) {
-        log.warn(std::to_string(undecodable) +
+    const auto r = s->requeue_dead_letters(cfg.id);
+    if (r.undecodable > 0) {
+        log.warn(std::to_string(r.undecodable) +
                  " dead letter(s) with an undecodable header left in place");
     }
-    if (cfg.id && chosen.empty()) {
+    if (r.no_group > 0) {
+        log.warn(std::to_string(r.no_group) +
+                 " dead letter(s) whose consumer group (or default queue) no longer exists left "
+                 "in place");
+    }
+    if (!r.error.empty()) {
+        log.error(r.error);
+        return exit_failure;
+    }
+    if (cfg.id && r.requeued.empty()) {
         log.error("no dead letter with id " + cfg.id->to_string() + " in " +
-                  (cfg.directory / "dead-letter").string());
+                  (cfg.directory / "dead-letter").string() + " that could be requeued");
         return exit_failure;
     }
-    // 2. Append to the main spool and commit: the new messages are on disk before any dead
-    //    letter is settled (a crash in between leaves both: at least once, never lost).
-    std::uint64_t last_ticket = 0;
-    for (const auto& r : chosen) {
-        const auto result = s->append(r.header, r.body);
-        if (result.outcome != append_result::status::appended &&
-            result.outcome != append_result::status::duplicate) {
-            log.error("cannot append the requeued copy of " + r.original.to_string() + ": " +
-                      (result.reason.empty() ? "the spool is full" : result.reason));
-            return exit_failure;
-        }
-        last_ticket = std::max(last_ticket, result.ticket);
-    }
-    if (!chosen.empty() && (!s->commit() || s->committed_ticket() < last_ticket)) {
-        log.error("cannot commit the requeued messages: " + s->stats().failure);
-        return exit_failure;
-    }
-    // 3. Settle them in the dead-letter spool: deliver in order until each chosen one came by,
-    //    ack it; others delivered on the way are returned to the queue.
-    std::vector<std::uint64_t> wanted;
-    for (const auto& r : chosen) {
-        wanted.push_back(r.dead_sequence);
-    }
-    std::sort(wanted.begin(), wanted.end());
-    std::vector<std::uint64_t> passed_by;
-    std::size_t settled = 0;
-    while (settled < wanted.size()) {
-        auto d = dlq->deliver();
-        if (!d) {
-            break;
-        }
-        if (std::binary_search(wanted.begin(), wanted.end(), d->sequence)) {
-            (void)dlq->ack(d->sequence);
-            ++settled;
-        } else {
-            passed_by.push_back(d->sequence);
-        }
-    }
-    for (const auto seq : passed_by) {
-        (void)dlq->requeue(seq, std::chrono::milliseconds(0));
-    }
-    if (!dlq->commit()) {
-        log.error("the messages were requeued, but settling them in the dead-letter spool failed "
-                  "(they are still listed there): " +
-                  dlq->stats().failure);
-        return exit_failure;
-    }
-    if (settled < wanted.size()) {
-        log.warn(std::to_string(wanted.size() - settled) +
+    if (r.unsettled > 0) {
+        log.warn(std::to_string(r.unsettled) +
                  " requeued dead letter(s) could not be settled and are still listed");
     }
     std::ostringstream out;
-    for (const auto& r : chosen) {
-        out << "requeued " << r.original.to_string() << " as " << r.fresh.to_string() << "\n";
+    for (const auto& [original, fresh] : r.requeued) {
+        out << "requeued " << original.to_string() << " as " << fresh.to_string() << "\n";
     }
-    out << "requeued " << chosen.size() << " dead letter(s)\n";
+    out << "requeued " << r.requeued.size() << " dead letter(s)\n";
     std::cout << out.str();
-    return exit_ok;
+    return r.unsettled > 0 ? exit_failure : exit_ok;
 }
 
 // ---- consumer groups ----
@@ -736,30 +734,6 @@ void print_groups(std::ostream& out, const json& groups) {
                       std::to_string(g.value("lost", 0ull)).c_str());
         out << line;
     }
-}
-
-// One control command to the running proxy (REQ, bounded wait); its reply's first frame.
-std::string ask_control(const spooler_config& cfg, const std::string& command) {
-    zmq::context_t context;
-    zmq::socket_t socket(context, zmq::socket_type::req);
-    socket.set(zmq::sockopt::linger, 0);
-    apply_security(socket, cfg.security.socket);
-    try {
-        (void)attach(socket, cfg.control, endpoint_action::connect);
-    } catch (const zmqkit::error& e) {
-        throw usage_error{"--control " + cfg.control + ": " + e.what(), exit_usage};
-    }
-    (void)socket.send(zmq::buffer(command), zmq::send_flags::none);
-    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, cfg.control_timeout) <= 0) {
-        throw usage_error{"no answer from the proxy's control socket " + cfg.control + " within " +
-                              std::to_string(cfg.control_timeout.count()) +
-                              " ms (is the proxy running with --control there?)",
-                          exit_unavailable};
-    }
-    std::vector<zmq::message_t> frames;
-    (void)zmq::recv_multipart(socket, std::back_inserter(frames));
-    return frames.empty() ? std::string() : frames.front().to_string();
 }
 
 int run_group_list(const spooler_config& cfg) {
@@ -825,6 +799,14 @@ int run_group_change(const spooler_config& cfg, const logger& log) {
 }
 
 int run_dlq_purge(const spooler_config& cfg, const logger& log) {
+    if (!cfg.control.empty()) {
+        const auto words = control_ok(cfg, "DLQ PURGE", log);
+        if (!words) {
+            return exit_failure;
+        }
+        std::cout << *words << " dead letter(s)\n";
+        return exit_ok;
+    }
     metrics_registry registry;
     auto s = open_spool(cfg, true, registry);
     spool* dlq = s->dead_letters();

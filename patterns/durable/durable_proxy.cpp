@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -1339,6 +1340,103 @@ struct durable_proxy::impl {
         return std::vector<std::string>{"OK"};
     }
 
+    // DLQ LIST [n] | DLQ REQUEUE <id>|ALL | DLQ PURGE: the dead letters of the running proxy.
+    std::optional<std::vector<std::string>> dlq_command(const std::vector<std::string>& words) {
+        const std::string verb = words.size() > 1 ? detail::upper(words[1]) : std::string();
+        spool* dlq = sp->dead_letters();
+        auto reply = [](std::string text) { return std::vector<std::string>{std::move(text)}; };
+        if (dlq == nullptr) {
+            return reply("ERROR this proxy's spool keeps no dead letters");
+        }
+        if (verb == "LIST" && words.size() <= 3) {
+            std::uint64_t limit = 100;
+            if (words.size() == 3) {
+                const auto& n = words[2];
+                const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), limit);
+                if (ec != std::errc{} || end != n.data() + n.size()) {
+                    return reply("ERROR usage: DLQ LIST [N] (N: how many to list, default 100)");
+                }
+            }
+            return reply(dead_letters_json(*dlq, limit).dump());
+        }
+        if (verb == "REQUEUE" && words.size() == 3) {
+            std::optional<message_id> only;
+            if (detail::upper(words[2]) != "ALL") {
+                only = message_id::parse(words[2]);
+                if (!only) {
+                    return reply("ERROR '" + words[2] + "' is not a message id (or ALL)");
+                }
+            }
+            const auto r = sp->requeue_dead_letters(only);
+            if (!r.error.empty()) {
+                return reply("ERROR " + r.error);
+            }
+            if (only && r.requeued.empty()) {
+                return reply("ERROR no dead letter with id " + only->to_string() +
+                             " that could be requeued" +
+                             (r.no_group > 0 ? " (its consumer group no longer exists)" : ""));
+            }
+            log("requeued " + std::to_string(r.requeued.size()) + " dead letter(s)" +
+                (r.no_group > 0 ? "; " + std::to_string(r.no_group) +
+                                      " left in place (their consumer group is gone)"
+                                : std::string()));
+            pump();
+            return reply("OK requeued " + std::to_string(r.requeued.size()) +
+                         (r.unsettled > 0 ? " (" + std::to_string(r.unsettled) +
+                                                " still listed: settling failed)"
+                                          : std::string()));
+        }
+        if (verb == "PURGE" && words.size() == 2) {
+            const std::uint64_t n = dlq->purge();
+            if (dlq->commit_pending() && !dlq->commit()) {
+                return reply("ERROR cannot commit the purge: " + dlq->stats().failure);
+            }
+            log("purged " + std::to_string(n) + " dead letter(s)");
+            return reply("OK purged " + std::to_string(n));
+        }
+        return reply("ERROR usage: DLQ LIST [N] | DLQ REQUEUE <id>|ALL | DLQ PURGE");
+    }
+
+    // The waiting dead letters (the first `limit`), as zmqkit-spooler dlq list --json shows them.
+    static nlohmann::ordered_json dead_letters_json(spool& dlq, std::uint64_t limit) {
+        auto list = nlohmann::ordered_json::array();
+        std::uint64_t waiting = 0;
+        dlq.for_each(0, [&](const spooled_message& m, bool settled) {
+            if (settled) {
+                return true;
+            }
+            if (++waiting > limit) {
+                return true; // keep counting
+            }
+            header h;
+            const bool decoded = decode_header(m.header.data(), m.header.size(), h).ok();
+            auto text_or_null = [&](const char* name) {
+                const std::string* v = h.find_user_header(name);
+                return v != nullptr ? nlohmann::ordered_json(*v) : nlohmann::ordered_json(nullptr);
+            };
+            auto& o = list.emplace_back();
+            o["sequence"] = m.sequence;
+            o["id"] = decoded ? nlohmann::ordered_json(h.id.to_string())
+                              : nlohmann::ordered_json(nullptr);
+            o["correlation_id"] = decoded && !h.correlation_id.is_nil()
+                                      ? nlohmann::ordered_json(h.correlation_id.to_string())
+                                      : nlohmann::ordered_json(nullptr);
+            detail::set_text(o, "type", h.type);
+            o["attempts"] = h.attempt;
+            o["reason"] = text_or_null("zmqkit-dead-letter-reason");
+            o["group"] = text_or_null(spool_format::dead_letter_group_header);
+            o["original_sequence"] = text_or_null("zmqkit-dead-letter-sequence");
+            o["dead_lettered_ns"] = m.appended_ns;
+            o["body_bytes"] = m.body.size();
+            return true;
+        });
+        nlohmann::ordered_json doc;
+        doc["dead_letters"] = waiting;
+        doc["listed"] = std::min(waiting, limit);
+        doc["messages"] = std::move(list);
+        return doc;
+    }
+
     // Per-group gauges and the lost counter, labelled {component, group}.
     struct group_metrics {
         gauge* pending;
@@ -1466,6 +1564,9 @@ durable_proxy::on_extra_command(const std::string& command) {
         return std::nullopt;
     }
     const std::string first = detail::upper(words[0]);
+    if (first == "DLQ") {
+        return impl_->dlq_command(words);
+    }
     if (first != "GROUP" && first != "GROUPS") {
         return std::nullopt;
     }
@@ -1473,7 +1574,7 @@ durable_proxy::on_extra_command(const std::string& command) {
 }
 
 std::vector<std::string> durable_proxy::extra_commands() const {
-    return {"GROUPS", "GROUP LIST|RESET|DELETE"};
+    return {"GROUPS", "GROUP LIST|RESET|DELETE", "DLQ LIST|REQUEUE|PURGE"};
 }
 
 void durable_proxy::on_pause(bool paused) {

@@ -299,6 +299,15 @@ void consumer_groups::written(std::uint64_t first, std::uint64_t n) noexcept {
     }
 }
 
+void consumer_groups::settle_except(const std::string& target, std::uint64_t seq,
+                                    std::uint64_t bytes) {
+    for (auto& [id, g] : groups_) {
+        if (g->ledger.name != target) {
+            g->delivery.settle(seq, bytes);
+        }
+    }
+}
+
 bool consumer_groups::past(const segment& s) const noexcept {
     return std::all_of(groups_.begin(), groups_.end(),
                        [&](const auto& g) { return g.second->ledger.floor >= s.end; });

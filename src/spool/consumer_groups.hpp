@@ -54,6 +54,8 @@ public:
     // n message records were written, from sequence `first` on: each group counts those at or
     // above its floor.
     void written(std::uint64_t first, std::uint64_t n) noexcept;
+    // A message for one queue only: settled in every group but `target`.
+    void settle_except(const std::string& target, std::uint64_t seq, std::uint64_t bytes);
     // Every group has settled all of s.
     [[nodiscard]] bool past(const segment& s) const noexcept;
     // Head segments below `start` are about to be deleted: what a group had not settled there

@@ -9,7 +9,8 @@ namespace sf = spool_format;
 using sf::record_type;
 
 std::uint64_t group_commit::queue_message(std::int64_t appended_ns, const message_id& id,
-                                          std::string_view header, std::string_view body) {
+                                          std::string_view header, std::string_view body,
+                                          std::uint8_t flags) {
     const std::size_t message_bytes = header.size() + body.size();
     const std::size_t at = message_records_.size();
     const std::size_t payload = message_fixed + message_bytes;
@@ -24,7 +25,7 @@ std::uint64_t group_commit::queue_message(std::int64_t appended_ns, const messag
         std::memcpy(p + message_fixed + header.size(), body.data(), body.size());
     }
     queued_.push_back({++next_ticket_, static_cast<std::uint32_t>(sf::record_header_size + payload),
-                       static_cast<std::uint32_t>(message_bytes)});
+                       static_cast<std::uint32_t>(message_bytes), flags});
     queued_bytes_ += message_bytes;
     return next_ticket_;
 }
@@ -150,7 +151,9 @@ std::uint64_t group_commit::write_messages(bool& first_record) {
         while (j < queued_.size() &&
                act->used + bytes + queued_[j].size <= log_.message_limit(*act)) {
             sf::seal_record(message_records_.data() + pos + bytes, record_type::message,
-                            first_record ? sf::flag_commit_start : 0, seq++,
+                            static_cast<std::uint8_t>((first_record ? sf::flag_commit_start : 0) |
+                                                      queued_[j].flags),
+                            seq++,
                             queued_[j].size - static_cast<std::uint32_t>(sf::record_header_size));
             first_record = false;
             bytes += queued_[j].size;
@@ -161,6 +164,7 @@ std::uint64_t group_commit::write_messages(bool& first_record) {
         }
         std::uint64_t offset = act->used;
         const std::uint64_t first_seq = log_.next_seq;
+        const std::uint64_t first_ticket = queued_[done].ticket;
         const bool waits = ctx_.opt.default_queue;
         for (std::size_t k = done; k < j; ++k) {
             act->add(log_.next_seq++, offset, true, waits);
@@ -177,7 +181,7 @@ std::uint64_t group_commit::write_messages(bool& first_record) {
         }
         act->newest_ns = log_.newest_ns;
         if (on_written_) {
-            on_written_(first_seq, j - done);
+            on_written_(first_seq, j - done, first_ticket);
         }
         act->used = offset;
         act->dirty = true;

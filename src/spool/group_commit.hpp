@@ -49,8 +49,10 @@ public:
 
     // ---- queueing ----
     // Queues a message record; returns its ticket (committed once committed_ticket >= it).
+    // flags: extra record flags (spool_format::flag_targeted).
     std::uint64_t queue_message(std::int64_t appended_ns, const message_id& id,
-                                std::string_view header, std::string_view body);
+                                std::string_view header, std::string_view body,
+                                std::uint8_t flags = 0);
     void delivered(std::uint64_t seq, std::uint32_t attempt) {
         q_delivered_.emplace_back(seq, attempt);
     }
@@ -78,9 +80,9 @@ public:
         group_list(spool_format::record_type::group_acked, group, epoch).emplace_back(seq, bytes);
     }
 
-    // Called after message records are written: the first one's sequence and how many (they
-    // are consecutive). The groups count them.
-    void on_written(std::function<void(std::uint64_t, std::uint64_t)> fn) {
+    // Called after message records are written: the first one's sequence, how many (they are
+    // consecutive) and the first one's ticket (the others follow it). The groups count them.
+    void on_written(std::function<void(std::uint64_t, std::uint64_t, std::uint64_t)> fn) {
         on_written_ = std::move(fn);
     }
     // What reclaiming head segments may remove (set by the spool; default: settled ones).
@@ -101,6 +103,7 @@ private:
         std::uint64_t ticket;
         std::uint32_t size;  // record size (header + payload)
         std::uint32_t bytes; // message bytes (envelope header + body)
+        std::uint8_t flags;  // extra record flags
     };
     struct control_record {
         spool_format::record_type type;
@@ -144,7 +147,7 @@ private:
     };
     std::vector<std::vector<std::byte>> q_group_events_; // encoded group record payloads
     std::vector<group_list_entry> q_group_lists_;
-    std::function<void(std::uint64_t, std::uint64_t)> on_written_;
+    std::function<void(std::uint64_t, std::uint64_t, std::uint64_t)> on_written_;
     segment_log::reclaim_policy reclaim_{[](const segment& s) { return s.waiting == 0; },
                                          [](std::uint64_t) { return true; }};
     std::vector<std::byte> control_buffer_;

@@ -1,5 +1,8 @@
 #include "recovery.hpp"
 
+#include <zmqkit/codec.hpp>
+#include <zmqkit/header.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -245,6 +248,24 @@ void spool_recovery::report_metrics() {
     ctx_.m.quarantined->set(static_cast<std::int64_t>(report_.quarantined_files.size()));
 }
 
+// A message for one queue only (a requeued dead letter): settled for every other queue, as it
+// was when it was written.
+void spool_recovery::settle_targeted(std::uint64_t seq, const message_payload& mp) {
+    header h;
+    if (!decode_header(mp.header.data(), mp.header.size(), h)) {
+        return; // cannot tell its queue: every queue gets it (at least once)
+    }
+    const std::string* target = h.find_user_header(sf::target_group_header);
+    if (target == nullptr) {
+        return;
+    }
+    const std::uint64_t bytes = mp.header.size() + mp.body.size();
+    if (!target->empty()) {
+        delivery_.settle(seq, bytes);
+    }
+    groups_.settle_except(*target, seq, bytes);
+}
+
 void spool_recovery::apply(segment& s, const sf::record_view& r, std::uint64_t offset) {
     const bool is_message = r.type == record_type::message;
     const bool waits = ctx_.opt.default_queue;
@@ -260,6 +281,9 @@ void spool_recovery::apply(segment& s, const sf::record_view& r, std::uint64_t o
             }
             log_.newest_ns = mp.appended_ns;
             s.newest_ns = mp.appended_ns;
+            if ((r.flags & sf::flag_targeted) != 0) {
+                settle_targeted(r.sequence, mp);
+            }
             if (!ring_.empty()) {
                 ring_[ring_pos_ % ring_.size()] = mp.id;
                 ++ring_pos_;

@@ -70,6 +70,7 @@ private:
     void cut_torn_tail(segment& s, std::uint64_t offset, std::uint64_t last_nonzero,
                        std::uint64_t synced_end);
     void apply(segment& s, const spool_format::record_view& r, std::uint64_t offset);
+    void settle_targeted(std::uint64_t seq, const message_payload& mp);
     // Searches [from, limit) for a valid record with sequence >= min_seq. Sets *flagged when
     // any valid record there carries flag_commit_start; *last_nonzero to the end of the last
     // non-zero byte seen.

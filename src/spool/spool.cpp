@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 
 namespace zmqkit {
 
@@ -93,8 +94,12 @@ struct spool::impl {
         : owner(s), ctx(o), log(ctx), queue(ctx, log, s.dead_letters_.get()),
           delivery(ctx, log, queue, s.dead_letters_.get()),
           groups(ctx, log, queue, s.dead_letters_.get()), dedup(o.dedup_window) {
-        queue.on_written(
-            [this](std::uint64_t first, std::uint64_t n) { groups.written(first, n); });
+        queue.on_written([this](std::uint64_t first, std::uint64_t n, std::uint64_t ticket) {
+            groups.written(first, n);
+            if (!targeted.empty()) {
+                settle_targeted(first, n, ticket);
+            }
+        });
         queue.reclaim_policy({[this](const detail::segment& g) { return may_go(g); },
                               [this](std::uint64_t start) { return before_remove(start); }});
     }
@@ -107,11 +112,57 @@ struct spool::impl {
     detail::consumer_groups groups;
     message_id_window dedup; // id -> ticket of the last dedup_window appends
     header scratch;
+    // Appended messages for one queue only, by ticket: the target ("" the default queue) and
+    // the message bytes. Settled for the other queues once written (sequence known).
+    std::map<std::uint64_t, std::pair<std::string, std::uint64_t>> targeted;
 
     void recover() {
         detail::spool_recovery(ctx, log, delivery, groups, queue, dedup, owner.recovery_).run();
         update_gauges();
     }
+
+    // ---- messages for one queue ----
+
+    void settle_targeted(std::uint64_t first, std::uint64_t n, std::uint64_t first_ticket) {
+        auto it = targeted.lower_bound(first_ticket);
+        while (it != targeted.end() && it->first < first_ticket + n) {
+            const std::uint64_t seq = first + (it->first - first_ticket);
+            const auto& [target, bytes] = it->second;
+            if (!target.empty()) {
+                delivery.settle(seq, bytes);
+            }
+            groups.settle_except(target, seq, bytes);
+            it = targeted.erase(it);
+        }
+    }
+
+    // Appends a message for the queue `target` only (its header names it already).
+    append_result append_targeted(const std::string& header_bytes, std::string_view body,
+                                  const std::string& target) {
+        append_result result;
+        if (!writable()) {
+            result.outcome = append_result::status::rejected;
+            result.reason = log.failed() ? log.failure() : "the spool is open read-only";
+            return result;
+        }
+        if (!check(header_bytes, body, nullptr, result)) {
+            return result;
+        }
+        if (!make_room(header_bytes.size() + body.size(), result)) {
+            return result;
+        }
+        const std::int64_t t = ctx.now_ns();
+        result.ticket =
+            queue.queue_message(t, scratch.id, header_bytes, body, spool_format::flag_targeted);
+        targeted[result.ticket] = {target, header_bytes.size() + body.size()};
+        log.newest_ns = t;
+        (void)dedup.insert(scratch.id, result.ticket);
+        ctx.m.appended->add();
+        ++ctx.counts.appended;
+        return result;
+    }
+
+    spool::requeue_report requeue_dead_letters(spool* dlq, const std::optional<message_id>& only);
 
     // ---- reclaiming and retention ----
 
@@ -475,6 +526,116 @@ struct spool::impl {
     }
 };
 
+// ---- dead letters back -----------------------------------------------------------------------
+
+spool::requeue_report spool::impl::requeue_dead_letters(spool* dlq,
+                                                        const std::optional<message_id>& only) {
+    spool::requeue_report report;
+    if (dlq == nullptr) {
+        report.error = "this spool keeps no dead letters";
+        return report;
+    }
+    if (!writable()) {
+        report.error = log.failed() ? log.failure() : "the spool is open read-only";
+        return report;
+    }
+    // 1. The dead letters to requeue, copied out (for_each's views die with the call).
+    struct chosen_letter {
+        std::uint64_t dead_sequence;
+        message_id original;
+        message_id fresh;
+        std::string target;
+        std::string header;
+        std::string body;
+    };
+    std::vector<chosen_letter> chosen;
+    dlq->for_each(0, [&](const spooled_message& m, bool settled) {
+        if (settled) {
+            return true;
+        }
+        header original;
+        if (!decode_header(m.header.data(), m.header.size(), original).ok()) {
+            ++report.undecodable;
+            return true;
+        }
+        if (only && original.id != *only) {
+            return true;
+        }
+        const std::string* group = original.find_user_header(sf::dead_letter_group_header);
+        const std::string target = group != nullptr ? *group : std::string();
+        if (target.empty() ? !ctx.opt.default_queue : groups.find(target) == nullptr) {
+            ++report.no_group;
+            return true;
+        }
+        header h = header::follow_up(original); // fresh id, correlation id kept, causation id
+        h.type = original.type;
+        h.reply_to = original.reply_to;
+        h.content_type = original.content_type;
+        h.sequence = original.sequence;
+        h.publisher_id = original.publisher_id; // the pair (publisher id, sequence) stays whole
+        h.attempt = 1;
+        h.unknown = original.unknown; // keys zmqkit does not know pass on (wire-protocol §2)
+        for (const auto& [name, value] : original.user_headers) {
+            if (!name.starts_with(sf::dead_letter_header_prefix) &&
+                name != sf::target_group_header) {
+                h.user_headers.emplace_back(name, value);
+            }
+        }
+        h.user_headers.emplace_back(sf::target_group_header, target);
+        chosen.push_back(
+            {m.sequence, original.id, h.id, target, encode_header(h), std::string(m.body)});
+        return true;
+    });
+    // 2. Append and commit: the new messages are on disk before any dead letter is settled.
+    std::uint64_t last_ticket = 0;
+    for (const auto& c : chosen) {
+        const auto r = append_targeted(c.header, c.body, c.target);
+        if (r.outcome != append_result::status::appended) {
+            report.error = "cannot append the requeued copy of " + c.original.to_string() + ": " +
+                           (r.reason.empty() ? std::string("the spool is full") : r.reason);
+            return report;
+        }
+        last_ticket = std::max(last_ticket, r.ticket);
+    }
+    if (!chosen.empty() && (!commit() || owner.committed_ticket_ < last_ticket)) {
+        report.error = "cannot commit the requeued messages: " +
+                       (log.failed() ? log.failure() : std::string("disk full"));
+        return report;
+    }
+    // 3. Settle them in the dead-letter spool: deliver in order until each chosen one came by,
+    //    ack it; others delivered on the way go back to its queue.
+    std::vector<std::uint64_t> wanted;
+    wanted.reserve(chosen.size());
+    for (const auto& c : chosen) {
+        wanted.push_back(c.dead_sequence);
+        report.requeued.emplace_back(c.original, c.fresh);
+    }
+    std::sort(wanted.begin(), wanted.end());
+    std::vector<std::uint64_t> passed_by;
+    std::size_t settled = 0;
+    while (settled < wanted.size()) {
+        auto d = dlq->deliver();
+        if (!d) {
+            break;
+        }
+        if (std::binary_search(wanted.begin(), wanted.end(), d->sequence)) {
+            (void)dlq->ack(d->sequence);
+            ++settled;
+        } else {
+            passed_by.push_back(d->sequence);
+        }
+    }
+    for (const auto seq : passed_by) {
+        (void)dlq->requeue(seq, std::chrono::milliseconds(0));
+    }
+    if ((dlq->commit_pending() && !dlq->commit()) || dlq->stats().read_only) {
+        report.unsettled = wanted.size();
+        return report;
+    }
+    report.unsettled = wanted.size() - settled;
+    return report;
+}
+
 // ---- spool ------------------------------------------------------------------------------------
 
 spool::spool(spool_options options) : options_(std::move(options)) {
@@ -630,6 +791,10 @@ bool spool::requeue(group_id group, std::uint64_t sequence, std::chrono::millise
 bool spool::dead_letter(group_id group, std::uint64_t sequence, std::string_view reason) {
     auto* q = impl_->queue_of(group);
     return q != nullptr && q->dead_letter(sequence, reason);
+}
+
+spool::requeue_report spool::requeue_dead_letters(const std::optional<message_id>& only) {
+    return impl_->requeue_dead_letters(dead_letters_.get(), only);
 }
 
 std::uint64_t spool::ready(group_id group) const {

@@ -1413,3 +1413,56 @@ TEST_F(durable_fixture, a_groups_acks_survive_a_proxy_restart) {
         EXPECT_EQ(got.count(ids[static_cast<std::size_t>(i)]), 1u) << "message " << i;
     }
 }
+
+TEST_F(durable_fixture, dead_letters_are_listed_requeued_to_their_group_and_purged_online) {
+    durable_proxy proxy(ctx, options());
+    proxy.start();
+    reliable_sender sender(ctx, sender_options(proxy));
+    const auto ids = send_all(sender, 3, "dl-");
+    ASSERT_TRUE(sender.flush(20s));
+    auto in_group = [&](const std::string& g) {
+        auto o = receiver_options(proxy);
+        o.group = g;
+        return o;
+    };
+    {
+        reliable_receiver mailer(ctx, in_group("mailer"));
+        reliable_receiver audit(ctx, in_group("audit"));
+        EXPECT_EQ(receive_ids(audit, 3), ids);
+        for (int i = 0; i < 3; ++i) {
+            auto d = mailer.recv(10s);
+            ASSERT_TRUE(d);
+            if (i == 0) {
+                mailer.nack(*d, false, "smtp 550");
+            } else {
+                mailer.ack(*d);
+            }
+        }
+        mailer.flush_acks();
+        ASSERT_TRUE(eventually([&] {
+            return group_named(proxy, "mailer").at("dead_lettered") == 1 &&
+                   group_named(proxy, "audit").at("pending") == 0;
+        })) << proxy.status_json();
+    }
+    const auto listed = nlohmann::json::parse(control_reply(proxy, "DLQ LIST"));
+    ASSERT_EQ(listed.at("dead_letters"), 1) << listed.dump();
+    const auto& letter = listed.at("messages").at(0);
+    EXPECT_EQ(letter.at("id"), ids[0].to_string());
+    EXPECT_EQ(letter.at("group"), "mailer");
+    EXPECT_EQ(letter.at("reason"), "rejected by the consumer: smtp 550");
+    EXPECT_EQ(control_reply(proxy, "DLQ REQUEUE " + ids[0].to_string()), "OK requeued 1");
+    EXPECT_EQ(nlohmann::json::parse(control_reply(proxy, "DLQ LIST")).at("dead_letters"), 0);
+    // Back to mailer only: a new message (new id), caused by the dead letter, same body.
+    reliable_receiver mailer(ctx, in_group("mailer"));
+    auto back = mailer.recv(10s);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->message.body_view(), "dl-0");
+    EXPECT_NE(back->message.id(), ids[0]);
+    EXPECT_EQ(back->message.header().causation_id, ids[0]);
+    mailer.ack(*back);
+    reliable_receiver audit(ctx, in_group("audit"));
+    EXPECT_FALSE(audit.recv(500ms)) << "audit got the requeued copy of mailer's dead letter";
+    EXPECT_THAT(control_reply(proxy, "DLQ REQUEUE not-an-id"), ::testing::StartsWith("ERROR"));
+    EXPECT_THAT(control_reply(proxy, "DLQ FLY"), ::testing::StartsWith("ERROR usage"));
+    EXPECT_EQ(control_reply(proxy, "DLQ PURGE"), "OK purged 0");
+}

@@ -327,6 +327,62 @@ TEST(SpoolGroups, DeadLettersOfAGroupAreCopiedWithItsName) {
     EXPECT_EQ(info_of(s.groups(), "mailer")->dead_lettered, 1u);
 }
 
+TEST(SpoolGroups, ADeadLetterGoesBackToTheQueueItFailedInOnlyAcrossARestart) {
+    temp_directory dir("groups-requeue");
+    metrics_registry registry;
+    message_id fresh_for_mailer;
+    {
+        spool s(options_for(dir.path(), registry));
+        const group_id mailer = s.open_group("mailer", group_start{});
+        const group_id audit = s.open_group("audit", group_start{});
+        (void)s.open_group("gone", group_start{});
+        fill(s, 0, 3);
+        // b0 fails in mailer, b1 in the default queue, b2 in "gone" (deleted later).
+        EXPECT_EQ(drain(s, audit), expected(0, 3));
+        auto m = s.deliver(mailer);
+        ASSERT_TRUE(m && m->body == "b0");
+        auto d = s.deliver(default_group);
+        ASSERT_TRUE(d && d->body == "b0");
+        ASSERT_TRUE(s.commit());
+        ASSERT_TRUE(s.dead_letter(mailer, m->sequence, "smtp 550"));
+        ASSERT_TRUE(s.ack(default_group, d->sequence));
+        auto d1 = s.deliver(default_group);
+        ASSERT_TRUE(d1 && d1->body == "b1");
+        ASSERT_TRUE(s.commit());
+        ASSERT_TRUE(s.dead_letter(default_group, d1->sequence, "bad"));
+        const group_id gone = *s.find_group("gone");
+        auto g0 = s.deliver(gone);
+        auto g1 = s.deliver(gone);
+        auto g2 = s.deliver(gone);
+        ASSERT_TRUE(g0 && g1 && g2 && g2->body == "b2");
+        ASSERT_TRUE(s.commit());
+        ASSERT_TRUE(s.dead_letter(gone, g2->sequence, "no"));
+        ASSERT_TRUE(s.commit());
+        ASSERT_TRUE(s.delete_group("gone"));
+        ASSERT_TRUE(s.commit());
+        EXPECT_EQ(s.dead_letters()->stats().messages, 3u);
+
+        const auto r = s.requeue_dead_letters();
+        EXPECT_TRUE(r.error.empty()) << r.error;
+        ASSERT_EQ(r.requeued.size(), 2u);
+        EXPECT_EQ(r.no_group, 1u); // the one of "gone" stays listed
+        EXPECT_EQ(r.unsettled, 0u);
+        EXPECT_EQ(s.dead_letters()->stats().messages, 1u);
+        // mailer gets its b0 again (a new message), audit nothing, default its b1 (+ b2).
+        EXPECT_EQ(drain(s, audit), std::vector<std::string>{});
+        const auto back = drain(s, mailer, false);
+        EXPECT_EQ(back, (std::vector<std::string>{"b1", "b2", "b0"}));
+        fresh_for_mailer = r.requeued[0].second;
+    }
+    spool s(options_for(dir.path(), registry));
+    // After recovery the copies are still for their queue only.
+    EXPECT_EQ(drain(s, *s.find_group("audit")), std::vector<std::string>{});
+    const auto again = drain(s, *s.find_group("mailer"));
+    EXPECT_EQ(again, (std::vector<std::string>{"b1", "b2", "b0"})); // redelivered: never acked
+    EXPECT_EQ(drain(s, default_group), (std::vector<std::string>{"b2", "b1"}));
+    EXPECT_FALSE(fresh_for_mailer.is_nil());
+}
+
 TEST(SpoolGroups, ADamagedGroupsFileIsAFindingAndTheLogStillKnowsItsGroups) {
     temp_directory dir("groups-damaged");
     metrics_registry registry;

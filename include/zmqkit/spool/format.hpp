@@ -82,6 +82,15 @@ void encode_groups_file(const groups_snapshot& g, std::vector<std::byte>& out);
 
 // Record flags.
 inline constexpr std::uint8_t flag_commit_start = 1; // first record written by a commit
+// A message for one queue only (a requeued dead letter): its envelope's user header
+// target_group_header names the consumer group ("" the default queue); it is settled for
+// every other queue as it is written (docs/spool-format.md §10).
+inline constexpr std::uint8_t flag_targeted = 2;
+inline constexpr const char* target_group_header = "zmqkit-target-group";
+// The user headers of a dead letter's copy (the reason, the sequence it had, the spool it came
+// from, the consumer group it failed in).
+inline constexpr const char* dead_letter_header_prefix = "zmqkit-dead-letter-";
+inline constexpr const char* dead_letter_group_header = "zmqkit-dead-letter-group";
 
 // The synced-position marker: the file `synced` beside the segments, 40 bytes, rewritten at
 // offset 0 after every successful fdatasync of a segment (docs/spool-format.md §1, §8).

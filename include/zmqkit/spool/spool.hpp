@@ -178,6 +178,23 @@ public:
     // Ready (not settled, not in flight) messages of one group.
     [[nodiscard]] std::uint64_t ready(group_id group) const;
 
+    // ---- dead letters back ----
+    // Moves waiting dead letters back into this spool (all, or the one with id `only`): each
+    // becomes a fresh message — a new id, causation id = the dead letter's id, correlation id,
+    // type, reply-to, content type, traceparent, sequence and user headers kept without the
+    // zmqkit-dead-letter-* ones, attempt 1 — for the queue it failed in only (its consumer
+    // group, from zmqkit-dead-letter-group, or the default queue), committed before the dead
+    // letter is settled (a crash in between leaves both: at least once). A dead letter whose
+    // group no longer exists, or whose header does not decode, stays where it is (counted).
+    struct requeue_report {
+        std::vector<std::pair<message_id, message_id>> requeued; // dead letter id -> new id
+        std::uint64_t undecodable = 0; // headers that do not decode: left in place
+        std::uint64_t no_group = 0;    // their group (or the default queue) is gone: left
+        std::uint64_t unsettled = 0;   // requeued but still listed (settling failed)
+        std::string error;             // set when nothing could be requeued (why)
+    };
+    requeue_report requeue_dead_letters(const std::optional<message_id>& only = std::nullopt);
+
     [[nodiscard]] spool_stats stats() const;
     // The dead-letter spool (nullptr when options.dead_letter_spool is false).
     [[nodiscard]] spool* dead_letters() noexcept { return dead_letters_.get(); }
