@@ -9,8 +9,13 @@
 #include <zmqkit/spool/file_system.hpp>
 #include <zmqkit/spool/format.hpp>
 
+#include <cerrno>
 #include <cstring>
 #include <system_error>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 namespace zmqkit::patterns {
 
@@ -153,7 +158,34 @@ titanic_store::titanic_store(std::filesystem::path directory,
         throw error("Titanic: cannot create the store directory " + dir_.string() + ": " +
                     error_text(e));
     }
+    lock();
     recover();
+}
+
+titanic_store::~titanic_store() {
+    if (lock_fd_ >= 0) {
+        ::close(lock_fd_);
+    }
+}
+
+// Two servers on one store would both dispatch its requests: the second one is refused.
+void titanic_store::lock() {
+    if (fs_ != &posix_file_system()) {
+        return;
+    }
+    const auto path = dir_ / "lock";
+    lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (lock_fd_ < 0) {
+        throw error("Titanic: cannot open " + path.string() + ": " + error_text(errno));
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        ::close(lock_fd_);
+        lock_fd_ = -1;
+        throw error("Titanic: the store " + dir_.string() + " is in use by another process (" +
+                    path.string() + " is locked: " + error_text(e) +
+                    "); stop it or choose another --titanic directory");
+    }
 }
 
 void titanic_store::recover() {

@@ -61,6 +61,9 @@ public:
     // directory cannot be created or listed.
     titanic_store(std::filesystem::path directory, std::function<void(std::string_view)> report,
                   titanic_store_counters metrics = {}, spool_file_system* fs = nullptr);
+    ~titanic_store(); // releases the store's lock
+    titanic_store(const titanic_store&) = delete;
+    titanic_store& operator=(const titanic_store&) = delete;
 
     [[nodiscard]] const titanic_recovery& recovery() const noexcept { return recovery_; }
 
@@ -95,6 +98,7 @@ private:
     int read_file(const std::string& name, std::string& bytes);
     void note_write_error();
     void remove_file(const std::string& name);
+    void lock();
     void quarantine(const std::string& name, const std::string& why);
 
     std::filesystem::path dir_;
@@ -107,6 +111,7 @@ private:
     std::uint64_t pending_ = 0, replied_ = 0;
     std::uint64_t corrupt_ = 0;
     std::uint64_t write_errors_ = 0;
+    int lock_fd_ = -1; // flock of DIR/lock (the real file system only): one server per store
 };
 
 } // namespace zmqkit::patterns::detail

@@ -459,6 +459,18 @@ TEST(titanic_store, damaged_and_unfinished_files_are_set_aside_at_open) {
 // requests and replies are stored, torn or not: after the restart every request whose id was
 // answered is there, every stored reply is there whole, and nothing is damaged (an unfinished
 // write is a .tmp file, removed).
+TEST(titanic_store, a_second_server_on_the_same_store_is_refused) {
+    temp_directory dir("titanic-lock");
+    patterns::detail::titanic_store first(dir.path(), [](std::string_view) {});
+    try {
+        patterns::detail::titanic_store second(dir.path(), [](std::string_view) {});
+        ADD_FAILURE() << "two servers opened one store";
+    } catch (const zmqkit::error& e) {
+        EXPECT_NE(std::string(e.what()).find("in use by another process"), std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(titanic_store, a_crash_at_any_point_loses_nothing_acknowledged_and_damages_nothing) {
     using store_t = patterns::detail::titanic_store;
     bool crashed = true;
