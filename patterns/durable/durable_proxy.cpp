@@ -655,7 +655,8 @@ struct durable_proxy::impl {
         release_inflight(key);
     }
 
-    void drop_consumer(const std::string& rid, const char* why) {
+    // Requeues every delivery in flight to consumer rid, in sequence order. Returns how many.
+    std::size_t requeue_deliveries_of(const std::string& rid) {
         std::vector<flight_key> theirs;
         for (const auto& [key, f] : inflight) {
             if (f.rid == rid) {
@@ -666,11 +667,16 @@ struct durable_proxy::impl {
         for (const auto& key : theirs) {
             requeue(key, std::chrono::milliseconds(0));
         }
+        return theirs.size();
+    }
+
+    void drop_consumer(const std::string& rid, const char* why) {
+        const std::size_t requeued = requeue_deliveries_of(rid);
         consumers.erase(rid);
         order.erase(std::remove(order.begin(), order.end(), rid), order.end());
         g_consumers->set(static_cast<std::int64_t>(consumers.size()));
-        if (!theirs.empty() || std::string_view(why) != "said BYE") {
-            log("consumer " + hex(rid) + " " + why + "; " + std::to_string(theirs.size()) +
+        if (requeued > 0 || std::string_view(why) != "said BYE") {
+            log("consumer " + hex(rid) + " " + why + "; " + std::to_string(requeued) +
                 " unacked deliveries requeued");
         }
     }
@@ -812,16 +818,7 @@ struct durable_proxy::impl {
             return false;
         }
         if (state.in_flight > 0) {
-            std::vector<flight_key> theirs;
-            for (const auto& [key, f] : inflight) {
-                if (f.rid == rid) {
-                    theirs.push_back(key);
-                }
-            }
-            std::sort(theirs.begin(), theirs.end());
-            for (const auto& key : theirs) {
-                requeue(key, std::chrono::milliseconds(0));
-            }
+            (void)requeue_deliveries_of(rid);
         }
         state.group = id;
         state.group_name.assign(c.group);

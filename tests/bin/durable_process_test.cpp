@@ -713,7 +713,11 @@ TEST(durable_process, consumer_groups_from_the_command_line_survive_a_kill_9) {
     ASSERT_EQ(by_name.count("billing"), 1u) << list_out;
     ASSERT_EQ(by_name.count("audit"), 1u) << list_out;
     EXPECT_EQ(by_name["billing"].at("pending"), 0);
-    EXPECT_EQ(by_name["audit"].at("pending"), count - 1000);
+    // The proxy answered pending == 2000 from memory; the last acks' records may have been
+    // on their way to the disk when it was killed: those messages come again (at least once).
+    const int audit_left = by_name["audit"].at("pending").get<int>();
+    EXPECT_GE(audit_left, count - 1000);
+    EXPECT_LE(audit_left, count);
 
     // Restarted: audit goes on after its acks, at least once, nothing acked comes again.
     proxy = std::make_unique<proxy_run>(spool, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
@@ -724,10 +728,10 @@ TEST(durable_process, consumer_groups_from_the_command_line_survive_a_kill_9) {
     const auto [rest_out, rest_rc] = read_until_exit(rest, 60s);
     EXPECT_EQ(rest_rc, 0) << rest.stderr_text();
     std::string expected;
-    for (int i = 1000; i < count; ++i) {
+    for (int i = count - audit_left; i < count; ++i) {
         expected += "g-" + std::to_string(i) + "\n";
     }
-    EXPECT_EQ(rest_out, expected);
+    EXPECT_EQ(rest_out, expected); // nothing lost, in order, from the first unacked on
 
     // A group from a time in the future, or a bad name: clear usage errors (exit 64).
     child_process future({bin_path("zmqkit-recv"), "--ack", "--group", "later", "--from",
@@ -739,17 +743,25 @@ TEST(durable_process, consumer_groups_from_the_command_line_survive_a_kill_9) {
     EXPECT_THAT(badname.stderr_text(), HasSubstr("--group"));
 
     // Reset through the running proxy: billing reads the whole backlog again.
-    child_process reset({bin_path("zmqkit-spooler"), "group", "reset", "--group", "billing", "--to",
-                         "earliest", "--control", control});
-    EXPECT_EQ(reset.wait(30s), 0) << reset.stderr_text();
+    // (Refused while a member is connected: the consumers above said BYE, which the proxy
+    // may still be reading.)
+    const auto spooler_ok = [&](const std::vector<std::string>& argv) {
+        return eventually(
+            [&] {
+                child_process p(argv);
+                return p.wait(30s) == 0;
+            },
+            20s);
+    };
+    EXPECT_TRUE(spooler_ok({bin_path("zmqkit-spooler"), "group", "reset", "--group", "billing",
+                            "--to", "earliest", "--control", control}));
     child_process again({bin_path("zmqkit-recv"), "--ack", "--group", "billing", "--exit-at-end",
                          "--timeout", "60s", proxy->backend});
     const auto [again_out, again_rc] = read_until_exit(again, 60s);
     EXPECT_EQ(again_rc, 0) << again.stderr_text();
     EXPECT_EQ(again_out, numbered_lines("g-", count));
-    child_process remove(
-        {bin_path("zmqkit-spooler"), "group", "delete", "-G", "audit", "--control", control});
-    EXPECT_EQ(remove.wait(30s), 0) << remove.stderr_text();
+    EXPECT_TRUE(spooler_ok(
+        {bin_path("zmqkit-spooler"), "group", "delete", "-G", "audit", "--control", control}));
     child_process unknown(
         {bin_path("zmqkit-spooler"), "group", "delete", "-G", "audit", "--control", control});
     EXPECT_EQ(unknown.wait(30s), 1);
