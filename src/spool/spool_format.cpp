@@ -442,7 +442,10 @@ bool parse_groups_file(const std::byte* data, std::size_t size, groups_snapshot&
               std::to_string(groups_version) + ")";
         return false;
     }
-    (void)take_le(in, 2);
+    if (take_le(in, 2) != 0) {
+        why = "reserved bytes are not zero";
+        return false;
+    }
     out.next_id = static_cast<std::uint32_t>(take_le(in, 4));
     out.reclaimed_ns = static_cast<std::int64_t>(take_le(in, 8));
     const std::uint64_t count = take_le(in, 4);
