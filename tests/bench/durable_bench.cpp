@@ -43,9 +43,10 @@
 // first append), starts the proxy on it (--default-queue off) and attaches G reliable_receiver
 // threads, each in its own group, acking everything; times each group until it has received
 // and acked all N (msgs/s per group, and all groups together) and reads the proxy's disk bytes
-// (/proc/<pid>/io read_bytes, delta over the read). Two passes over two sets of groups: cold
-// (the page cache dropped after the proxy started, i.e. after recovery read the log; needs
-// root) and warm (right after, the log in the page cache).
+// (/proc/<pid>/io read_bytes, delta over the read; write_bytes and the spool's fdatasync count
+// too, though write_bytes is page-cache accounting, not what the proxy wrote). Two passes over two
+// sets of groups: cold (the page cache dropped after the proxy started, i.e. after recovery read
+// the log; needs root) and warm (right after, the log in the page cache).
 //
 // Output: human-readable lines, and one line per result starting with "RESULT " of key=value
 // pairs for scripts. Exit status 1 if something failed (proxy did not start, messages lost).
@@ -367,12 +368,12 @@ double proc_cpu_seconds(pid_t pid) {
 
 // read_bytes of /proc/<pid>/io: bytes the process really read from the disk (not the page
 // cache). Needs to be its parent or root; 0 if unreadable.
-std::uint64_t proc_read_bytes(pid_t pid) {
+std::uint64_t proc_io_bytes(pid_t pid, std::string_view key = "read_bytes") {
     std::ifstream in("/proc/" + std::to_string(pid) + "/io");
     std::string line;
     while (std::getline(in, line)) {
-        if (line.rfind("read_bytes:", 0) == 0) {
-            return std::strtoull(line.c_str() + 11, nullptr, 10);
+        if (line.rfind(key, 0) == 0 && line.size() > key.size() && line[key.size()] == ':') {
+            return std::strtoull(line.c_str() + key.size() + 1, nullptr, 10);
         }
     }
     return 0;
@@ -1149,9 +1150,9 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
     ::sync();
     zmq::context_t ctx(o.io_threads);
     proxy_process proxy(o, dir.path, proxy_bin, {"--default-queue", "off"});
-    const std::uint64_t io_before = proc_read_bytes(proxy.pid()); // 0: not started yet
+    const std::uint64_t io_before = proc_io_bytes(proxy.pid()); // 0: not started yet
     const double start_s = proxy.start(ctx, 300s);
-    const std::uint64_t io_recovery = proc_read_bytes(proxy.pid()) - io_before;
+    const std::uint64_t io_recovery = proc_io_bytes(proxy.pid()) - io_before;
     std::cout << "proxy ready in " << fixed(start_s * 1000, 0) << " ms, read " << mib(io_recovery)
               << " MiB from the disk at start-up (recovery)\n";
     int status = 0;
@@ -1161,7 +1162,9 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
             (void)drop_page_cache();
         }
         const auto names = group_names(pass + "-", o.groups);
-        const std::uint64_t io0 = proc_read_bytes(proxy.pid());
+        const std::uint64_t io0 = proc_io_bytes(proxy.pid());
+        const std::uint64_t wr0 = proc_io_bytes(proxy.pid(), "write_bytes");
+        const auto s0 = spool_counters::from(proxy.status(ctx, 5s).value_or(""));
         const double cpu0 = proc_cpu_seconds(proxy.pid());
         std::atomic<bool> stop{false};
         std::vector<std::unique_ptr<consumer_result>> results;
@@ -1195,7 +1198,8 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
             std::this_thread::sleep_for(20ms);
         }
         const double all_s = seconds_since(t0);
-        const std::uint64_t io1 = proc_read_bytes(proxy.pid());
+        const std::uint64_t io1 = proc_io_bytes(proxy.pid());
+        const std::uint64_t wr1 = proc_io_bytes(proxy.pid(), "write_bytes");
         const double cpu1 = proc_cpu_seconds(proxy.pid());
         const std::uint64_t rss = proc_status_kib(proxy.pid(), "VmRSS");
         stop = true;
@@ -1222,6 +1226,8 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
             status = 1;
         }
         const double total = static_cast<double>(o.messages) * static_cast<double>(o.groups);
+        const auto s1 = spool_counters::from(st);
+        const double syncs = s1.syncs - s0.syncs;
         const double read_mib = static_cast<double>(io1 - io0) / (1 << 20);
         const double cpu_us = (cpu1 - cpu0) / total * 1e6;
         std::cout << pass << " pass, " << o.groups << " group(s) x " << o.messages
@@ -1229,9 +1235,13 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
                   << fixed(total / all_s, 0) << " msgs/s delivered in all); per group " << list
                   << " msgs/s; proxy read " << fixed(read_mib, 1) << " MiB from the disk ("
                   << fixed(static_cast<double>(io1 - io0) / static_cast<double>(record_bytes), 2)
-                  << " x the " << mib(record_bytes) << " MiB of records), proxy CPU "
-                  << fixed(cpu_us, 2) << " us per delivery, RSS " << rss / 1024 << " MiB (peak "
-                  << peak_rss / 1024 << "), redelivered " << redelivered << "\n";
+                  << " x the " << mib(record_bytes) << " MiB of records) and wrote "
+                  << mib(wr1 - wr0) << " MiB by write_bytes ("
+                  << fixed(static_cast<double>(wr1 - wr0) / total, 1) << " B per delivery; "
+                  << fixed(syncs, 0) << " fdatasync, " << fixed(total / std::max(syncs, 1.0), 1)
+                  << " deliveries per sync), proxy CPU " << fixed(cpu_us, 2)
+                  << " us per delivery, RSS " << rss / 1024 << " MiB (peak " << peak_rss / 1024
+                  << "), redelivered " << redelivered << "\n";
         std::cout << "RESULT mode=groups-read pass=" << pass << " groups=" << o.groups
                   << " messages=" << o.messages << " size=" << o.size << " sync=" << o.sync
                   << " group_median_per_s=" << fixed(median(rates), 0)
@@ -1240,6 +1250,10 @@ int run_groups_read(const options& o, const std::string& proxy_bin) {
                   << " all_s=" << fixed(all_s, 3) << " disk_read_mib=" << fixed(read_mib, 1)
                   << " record_mib=" << mib(record_bytes) << " read_ratio="
                   << fixed(static_cast<double>(io1 - io0) / static_cast<double>(record_bytes), 2)
+                  << " disk_write_mib=" << mib(wr1 - wr0) << " write_bytes_per_delivery="
+                  << fixed(static_cast<double>(wr1 - wr0) / total, 1)
+                  << " syncs=" << fixed(syncs, 0)
+                  << " deliveries_per_sync=" << fixed(total / std::max(syncs, 1.0), 1)
                   << " credit=" << o.credit << " recovery_read_mib=" << mib(io_recovery)
                   << " proxy_cpu_us_per_delivery=" << fixed(cpu_us, 3)
                   << " proxy_rss_mib=" << rss / 1024 << " peak_rss_mib=" << peak_rss / 1024
