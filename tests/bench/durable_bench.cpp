@@ -3,7 +3,8 @@
 //
 //   zmqkit-bench-durable throughput --producers N --size B --seconds S [--sync always] ...
 //   zmqkit-bench-durable recovery --bytes 1GiB [--size B] [--runs N]
-//   zmqkit-bench-durable backlog-rss --bytes 1GiB [--size B] [--producers N]
+//   zmqkit-bench-durable backlog-rss --bytes 1GiB [--size B] [--producers N] [--groups G]
+//   zmqkit-bench-durable groups-read --messages N --groups G [--size B]
 //
 // throughput and backlog-rss spawn the real zmqkit-proxy (--mode durable, default: the one
 // built next to this program) with a fresh spool in a new directory under --dir (default
@@ -20,6 +21,9 @@
 // callback. --consumers K adds K reliable_receiver threads acking everything (ingest +
 // consume). The spool's STATUS counters (commits, fdatasync calls and time) are read at the
 // start and end of the window to give the group-commit batch size and the fsync latency.
+// --groups G (1 <= G <= K) puts consumer i in the consumer group "g<i mod G>" (created at
+// earliest), so that every group gets every message; consumed msgs/s is then reported per
+// group. Without it the consumers share the default queue.
 //
 // recovery: fills a spool with --bytes of messages through the spool API (sync none, committed
 // every 4096 appends), closes it, then opens it --runs times (open = recovery, as
@@ -29,7 +33,20 @@
 // backlog-rss: with no consumer, producers send --bytes of --size-byte bodies (all confirmed);
 // the proxy's VmRSS / VmHWM are read from /proc/<pid>/status. Then the proxy is restarted on
 // that spool (recovery time as the proxy sees it, RSS after recovery), a consumer drains it
-// all, and the RSS is read again.
+// all, and the RSS is read again. With --groups G: G consumer groups g0..g<G-1> are created at
+// earliest through the spool API before the proxy starts (with --default-queue off), so every
+// group holds the whole backlog; after the restart one consumer drains group g0 only (the
+// others still hold everything).
+//
+// groups-read: fills a spool with --messages N bodies through the spool API (sync none, as
+// recovery fills; --default-queue off, the consumer groups created at earliest before the
+// first append), starts the proxy on it (--default-queue off) and attaches G reliable_receiver
+// threads, each in its own group, acking everything; times each group until it has received
+// and acked all N (msgs/s per group, and all groups together) and reads the proxy's disk bytes
+// (/proc/<pid>/io read_bytes, delta over the read; write_bytes and the spool's fdatasync count
+// too, though write_bytes is page-cache accounting, not what the proxy wrote). Two passes over two
+// sets of groups: cold (the page cache dropped after the proxy started, i.e. after recovery read
+// the log; needs root) and warm (right after, the log in the page cache).
 //
 // Output: human-readable lines, and one line per result starting with "RESULT " of key=value
 // pairs for scripts. Exit status 1 if something failed (proxy did not start, messages lost).
@@ -94,6 +111,9 @@ struct options {
     std::string sync = "always";
     std::uint64_t bytes = 1ull << 30;
     int runs = 5;
+    std::uint32_t credit = 1000;      // reliable_receiver credit of the consumers
+    int groups = 0;                   // throughput, backlog-rss, groups-read: consumer groups
+    std::uint64_t messages = 1000000; // groups-read: messages in the spool
     int io_threads = 1;
     std::string dir = "/var/tmp";
     std::string proxy; // path of zmqkit-proxy
@@ -108,6 +128,7 @@ void usage(std::ostream& out) {
            "durable\n"
            "  recovery      time to open (recover) a spool of --bytes, cold and warm cache\n"
            "  backlog-rss   proxy RSS with --bytes waiting, after a restart, after draining\n"
+           "  groups-read   --groups G groups each reading the same --messages N from a spool\n"
            "options:\n"
            "  --producers N     producer threads, one reliable_sender each (default 4)\n"
            "  --consumers N     throughput: reliable_receiver threads acking (default 0)\n"
@@ -122,6 +143,11 @@ void usage(std::ostream& out) {
            "  --bytes N         recovery, backlog-rss: spool size; suffixes KiB MiB GiB "
            "(default 1GiB)\n"
            "  --runs N          recovery: opens, alternately cold and warm (default 5)\n"
+           "  --groups G        throughput: spread the consumers over G consumer groups;\n"
+           "                    backlog-rss: G groups hold the backlog; groups-read: G groups\n"
+           "                    reading (default 0: none, the default queue)\n"
+           "  --credit N        reliable_receiver credit of the consumers (default 1000)\n"
+           "  --messages N      groups-read: messages in the spool (default 1000000)\n"
            "  --io-threads N    zmq I/O threads of the producers' context (default 1)\n"
            "  --dir DIR         where the spool directory is made (default /var/tmp)\n"
            "  --proxy PATH      zmqkit-proxy binary (default: ../../bin/zmqkit-proxy from here)\n"
@@ -162,7 +188,8 @@ std::optional<options> parse_args(int argc, char** argv) {
         usage(std::cout);
         std::exit(0);
     }
-    if (o.mode != "throughput" && o.mode != "recovery" && o.mode != "backlog-rss") {
+    if (o.mode != "throughput" && o.mode != "recovery" && o.mode != "backlog-rss" &&
+        o.mode != "groups-read") {
         std::cerr << "zmqkit-bench-durable: unknown mode '" << o.mode << "'\n";
         usage(std::cerr);
         return std::nullopt;
@@ -217,6 +244,12 @@ std::optional<options> parse_args(int argc, char** argv) {
                 o.bytes = *s;
             } else if (a == "--runs") {
                 o.runs = std::stoi(v);
+            } else if (a == "--groups") {
+                o.groups = std::stoi(v);
+            } else if (a == "--credit") {
+                o.credit = static_cast<std::uint32_t>(std::stoul(v));
+            } else if (a == "--messages") {
+                o.messages = std::stoull(v);
             } else if (a == "--io-threads") {
                 o.io_threads = std::stoi(v);
             } else if (a == "--dir") {
@@ -236,6 +269,12 @@ std::optional<options> parse_args(int argc, char** argv) {
     if (o.producers < 1 || o.consumers < 0 || o.window < 1 || o.seconds <= 0 || o.runs < 1 ||
         o.io_threads < 1 || o.batch < 1 || o.linger.count() < 0) {
         std::cerr << "zmqkit-bench-durable: counts and durations must be positive\n";
+        return std::nullopt;
+    }
+    if (o.groups < 0 || (o.mode == "throughput" && o.groups > o.consumers) ||
+        (o.mode == "groups-read" && (o.groups < 1 || o.messages < 1))) {
+        std::cerr << "zmqkit-bench-durable: --groups needs 1 <= G (<= --consumers for "
+                     "throughput), --messages >= 1\n";
         return std::nullopt;
     }
     return o;
@@ -327,6 +366,19 @@ double proc_cpu_seconds(pid_t pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+// read_bytes of /proc/<pid>/io: bytes the process really read from the disk (not the page
+// cache). Needs to be its parent or root; 0 if unreadable.
+std::uint64_t proc_io_bytes(pid_t pid, std::string_view key = "read_bytes") {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/io");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(key, 0) == 0 && line.size() > key.size() && line[key.size()] == ':') {
+            return std::strtoull(line.c_str() + key.size() + 1, nullptr, 10);
+        }
+    }
+    return 0;
+}
+
 // The number after "key": in a flat JSON text (0 if absent).
 double json_number(const std::string& json, std::string_view key) {
     std::string k;
@@ -337,6 +389,17 @@ double json_number(const std::string& json, std::string_view key) {
         return 0;
     }
     return std::strtod(json.c_str() + at + k.size(), nullptr);
+}
+
+// `key` of the consumer group `name` in a STATUS JSON text (-1 if the group is not there).
+double group_number(const std::string& json, std::string_view name, std::string_view key) {
+    const std::string k = "\"name\":\"" + std::string(name) + "\"";
+    const auto at = json.find(k);
+    if (at == std::string::npos) {
+        return -1;
+    }
+    const auto end = json.find('}', at);
+    return json_number(json.substr(at, end == std::string::npos ? end : end - at), key);
 }
 
 std::string mib(std::uint64_t bytes) {
@@ -382,8 +445,9 @@ struct scratch_dir {
 
 class proxy_process {
 public:
-    proxy_process(const options& o, const fs::path& dir, std::string binary)
-        : opt_(o), dir_(dir), binary_(std::move(binary)) {
+    proxy_process(const options& o, const fs::path& dir, std::string binary,
+                  std::vector<std::string> extra_args = {})
+        : opt_(o), dir_(dir), binary_(std::move(binary)), extra_args_(std::move(extra_args)) {
         const int fp = free_port();
         int bp = free_port();
         for (int i = 0; i < 10 && bp == fp; ++i) {
@@ -403,6 +467,7 @@ public:
             binary_,      "--mode",  "durable",   "--spool",         (dir_ / "spool").string(),
             "--frontend", frontend_, "--backend", backend_,          "--control",
             control_,     "--sync",  opt_.sync,   "--start-timeout", "300s"};
+        args.insert(args.end(), extra_args_.begin(), extra_args_.end());
         args.insert(args.end(), opt_.proxy_args.begin(), opt_.proxy_args.end());
         const auto log = (dir_ / "proxy.log").string();
         const auto t0 = clock_type::now();
@@ -495,6 +560,7 @@ private:
     const options& opt_;
     fs::path dir_;
     std::string binary_;
+    std::vector<std::string> extra_args_;
     std::string frontend_, backend_, control_;
     pid_t pid_ = -1;
 };
@@ -512,6 +578,7 @@ std::string default_proxy_path(const char* argv0) {
 
 // 0 warm-up, 1 measuring, 2 stop sending.
 std::atomic<int> phase{0};
+std::uint32_t consumer_credit = 1000; // --credit
 
 struct producer_result {
     std::atomic<std::uint64_t> confirmed{0};
@@ -584,20 +651,24 @@ void run_producer(zmq::context_t& ctx, const std::string& endpoint, const option
 struct consumer_result {
     std::atomic<std::uint64_t> received{0};
     std::uint64_t duplicates = 0;
+    clock_type::time_point done{}; // when `target` messages were received and their acks sent
     std::string error;
 };
 
-// Receives and acks until `stop` (and nothing arrived for 200 ms), or until `target` in total.
+// Receives and acks until `stop` (and nothing arrived for 200 ms), or until `target` (if
+// non-zero) in total. `group`: the consumer group to read in (empty: the default queue).
 void run_consumer(zmq::context_t& ctx, const std::string& endpoint, const std::atomic<bool>& stop,
-                  consumer_result& r) {
+                  consumer_result& r, std::string group = {}, std::uint64_t target = 0) {
     try {
         reliable_receiver_options ro;
         ro.endpoint = endpoint;
-        ro.credit = 1000;
+        ro.credit = consumer_credit;
         ro.dedup_window = 0; // the benchmark does not need duplicate suppression
         ro.socket.name = "bench-consumer";
+        ro.group = std::move(group);
         reliable_receiver receiver(ctx, ro);
-        while (true) {
+        std::uint64_t n = 0;
+        while (target == 0 || n < target) {
             auto d = receiver.recv(200ms);
             if (!d) {
                 if (stop.load()) {
@@ -606,9 +677,14 @@ void run_consumer(zmq::context_t& ctx, const std::string& endpoint, const std::a
                 continue;
             }
             receiver.ack(*d);
+            ++n;
             r.received.fetch_add(1, std::memory_order_relaxed);
         }
         receiver.flush_acks();
+        r.done = clock_type::now();
+        while (target != 0 && !stop.load()) { // stay connected until the acks are in
+            std::this_thread::sleep_for(10ms);
+        }
         r.duplicates = receiver.duplicates();
     } catch (const std::exception& e) {
         r.error = e.what();
@@ -645,8 +721,17 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         for (int i = 0; i < o.consumers; ++i) {
             cresults.push_back(std::make_unique<consumer_result>());
             cthreads.emplace_back(run_consumer, std::ref(ctx), proxy.backend(),
-                                  std::cref(consumers_stop), std::ref(*cresults.back()));
+                                  std::cref(consumers_stop), std::ref(*cresults.back()),
+                                  o.groups > 0 ? "g" + std::to_string(i % o.groups) : "", 0);
         }
+        // Messages received by the consumers of each group (one entry without groups).
+        auto consumed_per_group = [&] {
+            std::vector<std::uint64_t> n(static_cast<std::size_t>(std::max(o.groups, 1)), 0);
+            for (std::size_t i = 0; i < cresults.size(); ++i) {
+                n[i % n.size()] += cresults[i]->received.load(std::memory_order_relaxed);
+            }
+            return n;
+        };
         for (int i = 0; i < o.producers; ++i) {
             results.push_back(std::make_unique<producer_result>());
             threads.emplace_back(run_producer, std::ref(ctx), proxy.frontend(), std::cref(o), 0,
@@ -672,6 +757,7 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         const double self_cpu0 = proc_cpu_seconds(::getpid());
         const std::uint64_t c0 = confirmed();
         const std::uint64_t k0 = consumed();
+        const auto g0 = consumed_per_group();
         const auto t0 = clock_type::now();
         phase = 1;
         std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
@@ -679,6 +765,7 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         const double elapsed = seconds_since(t0);
         const std::uint64_t c1 = confirmed();
         const std::uint64_t k1 = consumed();
+        const auto g1 = consumed_per_group();
         const double cpu1 = proc_cpu_seconds(proxy.pid());
         const double self_cpu1 = proc_cpu_seconds(::getpid());
         const std::string status_json = proxy.status(ctx, 5s).value_or("");
@@ -715,6 +802,15 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         }
         const double rate = static_cast<double>(c1 - c0) / elapsed;
         const double consume_rate = static_cast<double>(k1 - k0) / elapsed;
+        std::vector<double> group_rates;
+        std::string group_list;
+        for (std::size_t g = 0; g < g1.size() && o.groups > 0; ++g) {
+            group_rates.push_back(static_cast<double>(g1[g] - g0[g]) / elapsed);
+            group_list += (group_list.empty() ? "" : ",") + fixed(group_rates.back(), 0);
+        }
+        const double group_min =
+            group_rates.empty() ? 0 : *std::min_element(group_rates.begin(), group_rates.end());
+        const double group_median = median(group_rates);
         const double p50 = quantile(lat, 0.50) / 1000.0;
         const double p99 = quantile(lat, 0.99) / 1000.0;
         const double p999 = quantile(lat, 0.999) / 1000.0;
@@ -729,12 +825,13 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
         // than msgs/s on a shared machine.
         const double cpu_us = rate > 0 ? (proxy_cpu + bench_cpu) / rate * 1e6 : 0;
         std::cout << "durable throughput: producers=" << o.producers << " consumers=" << o.consumers
-                  << " size=" << o.size << " window=" << o.window << " batch=" << o.batch
-                  << " linger_ms=" << o.linger.count() << " sync=" << o.sync << "\n"
+                  << " groups=" << o.groups << " size=" << o.size << " window=" << o.window
+                  << " batch=" << o.batch << " linger_ms=" << o.linger.count() << " sync=" << o.sync
+                  << "\n"
                   << "  confirmed " << fixed(rate, 0) << " msgs/s ("
                   << fixed(rate * static_cast<double>(o.size) / 1e6, 2) << " MB/s of bodies)"
                   << (o.consumers > 0 ? ", consumed " + fixed(consume_rate, 0) + " msgs/s" : "")
-                  << "\n"
+                  << (o.groups > 0 ? " (per group: " + group_list + ")" : "") << "\n"
                   << "  confirm latency p50 " << fixed(p50, 2) << " ms, p99 " << fixed(p99, 2)
                   << " ms, p99.9 " << fixed(p999, 2) << " ms (" << lat.size() << " samples)\n"
                   << "  spool: " << fixed(commits / elapsed, 0) << " commits/s, "
@@ -746,12 +843,17 @@ int run_throughput(const options& o, const std::string& proxy_bin) {
                   << "  sent " << sent << ", unconfirmed at end " << unconfirmed << ", rejected "
                   << rejected << ", resent " << resent << ", send timeouts " << timeouts << "\n";
         std::cout << "RESULT mode=throughput producers=" << o.producers
-                  << " consumers=" << o.consumers << " size=" << o.size << " window=" << o.window
-                  << " batch=" << o.batch << " linger_ms=" << o.linger.count() << " sync=" << o.sync
+                  << " consumers=" << o.consumers << " groups=" << o.groups << " size=" << o.size
+                  << " window=" << o.window << " batch=" << o.batch
+                  << " linger_ms=" << o.linger.count() << " sync=" << o.sync
                   << " msgs_per_s=" << fixed(rate, 0)
                   << " mb_per_s=" << fixed(rate * static_cast<double>(o.size) / 1e6, 2)
-                  << " consumed_per_s=" << fixed(consume_rate, 0) << " p50_ms=" << fixed(p50, 3)
-                  << " p99_ms=" << fixed(p99, 3) << " p999_ms=" << fixed(p999, 3)
+                  << " consumed_per_s=" << fixed(consume_rate, 0)
+                  << " group_median_per_s=" << fixed(group_median, 0)
+                  << " group_min_per_s=" << fixed(group_min, 0)
+                  << " group_per_s=" << (group_list.empty() ? "-" : group_list)
+                  << " p50_ms=" << fixed(p50, 3) << " p99_ms=" << fixed(p99, 3)
+                  << " p999_ms=" << fixed(p999, 3)
                   << " commits_per_s=" << fixed(commits / elapsed, 0)
                   << " syncs_per_s=" << fixed(syncs / elapsed, 0)
                   << " sync_avg_us=" << fixed(sync_us, 0) << " batch=" << fixed(batch, 1)
@@ -849,10 +951,36 @@ int run_recovery(const options& o) {
 
 // ---- backlog RSS ------------------------------------------------------------------------------
 
+// Creates consumer groups `names` at earliest in a new spool at `directory` (no default queue).
+void create_groups(const fs::path& directory, const std::vector<std::string>& names) {
+    zmqkit::spool_options so;
+    so.directory = directory;
+    so.sync = zmqkit::sync_policy::parse("none");
+    so.default_queue = false;
+    zmqkit::spool sp(so);
+    for (const auto& n : names) {
+        (void)sp.open_group(n, zmqkit::group_start{});
+    }
+    (void)sp.commit();
+}
+
+std::vector<std::string> group_names(const std::string& prefix, int n) {
+    std::vector<std::string> v;
+    for (int i = 0; i < n; ++i) {
+        v.push_back(prefix + std::to_string(i));
+    }
+    return v;
+}
+
 int run_backlog_rss(const options& o, const std::string& proxy_bin) {
     scratch_dir dir(o.dir, o.keep);
     zmq::context_t ctx(o.io_threads);
-    proxy_process proxy(o, dir.path, proxy_bin);
+    std::vector<std::string> extra;
+    if (o.groups > 0) {
+        create_groups(dir.path / "spool", group_names("g", o.groups));
+        extra = {"--default-queue", "off"};
+    }
+    proxy_process proxy(o, dir.path, proxy_bin, extra);
     proxy.start(ctx);
     const std::uint64_t rss_idle = proc_status_kib(proxy.pid(), "VmRSS");
     const std::uint64_t total = (o.bytes + o.size - 1) / o.size;
@@ -912,13 +1040,17 @@ int run_backlog_rss(const options& o, const std::string& proxy_bin) {
               << fixed(rec_ms, 0) << " ms), "
               << static_cast<std::uint64_t>(json_number(st2, "messages"))
               << " waiting; RSS after recovery " << rss_recovered / 1024 << " MiB\n";
+    if (o.groups > 0) {
+        std::cout << o.groups << " consumer groups; g0 pending after the restart "
+                  << static_cast<std::uint64_t>(group_number(st2, "g0", "pending")) << "\n";
+    }
 
-    // Drain with one consumer.
+    // Drain with one consumer (with groups: in g0; the other groups keep everything).
     std::atomic<bool> stop{false};
     consumer_result cr;
     const auto td = clock_type::now();
     std::thread consumer(run_consumer, std::ref(ctx), proxy.backend(), std::cref(stop),
-                         std::ref(cr));
+                         std::ref(cr), o.groups > 0 ? "g0" : "", 0);
     const auto drain_deadline = td + 600s;
     std::uint64_t peak_during_drain = 0;
     while (cr.received.load() < confirmed && clock_type::now() < drain_deadline) {
@@ -932,13 +1064,15 @@ int run_backlog_rss(const options& o, const std::string& proxy_bin) {
     std::string st3;
     for (const auto acks_deadline = clock_type::now() + 5s; clock_type::now() < acks_deadline;) {
         st3 = proxy.status(ctx, 5s).value_or("");
-        if (json_number(st3, "messages") == 0) {
+        if ((o.groups > 0 ? group_number(st3, "g0", "pending") : json_number(st3, "messages")) ==
+            0) {
             break;
         }
     }
     const std::uint64_t rss_drained = proc_status_kib(proxy.pid(), "VmRSS");
     const std::uint64_t hwm_all = proc_status_kib(proxy.pid(), "VmHWM");
-    const auto left = static_cast<std::uint64_t>(json_number(st3, "messages"));
+    const auto left = static_cast<std::uint64_t>(o.groups > 0 ? group_number(st3, "g0", "pending")
+                                                              : json_number(st3, "messages"));
     std::cout << "drained " << cr.received.load() << " in " << fixed(drain_s, 1) << " s ("
               << fixed(static_cast<double>(cr.received.load()) / drain_s, 0) << " msgs/s), " << left
               << " left; RSS after draining " << rss_drained / 1024
@@ -948,16 +1082,184 @@ int run_backlog_rss(const options& o, const std::string& proxy_bin) {
         status = 1;
     }
     proxy.stop();
-    std::cout << "RESULT mode=backlog-rss size=" << o.size << " messages=" << confirmed
-              << " body_mib=" << mib(confirmed * o.size) << " rss_idle_mib=" << rss_idle / 1024
-              << " rss_backlog_mib=" << rss_backlog / 1024 << " hwm_fill_mib=" << hwm_backlog / 1024
+    std::cout << "RESULT mode=backlog-rss groups=" << o.groups << " size=" << o.size
+              << " messages=" << confirmed << " body_mib=" << mib(confirmed * o.size)
+              << " rss_idle_mib=" << rss_idle / 1024 << " rss_backlog_mib=" << rss_backlog / 1024
+              << " hwm_fill_mib=" << hwm_backlog / 1024
+              << " peak_fill_mib=" << peak_during_fill / 1024
               << " restart_ms=" << fixed(start_s * 1000, 0) << " recovery_ms=" << fixed(rec_ms, 0)
               << " rss_recovered_mib=" << rss_recovered / 1024
               << " rss_drained_mib=" << rss_drained / 1024
               << " peak_drain_mib=" << peak_during_drain / 1024
               << " fill_msgs_per_s=" << fixed(static_cast<double>(confirmed) / fill_s, 0)
               << " drain_msgs_per_s=" << fixed(static_cast<double>(cr.received.load()) / drain_s, 0)
-              << "\n";
+              << " hwm_restart_mib=" << hwm_all / 1024 << "\n";
+    return status;
+}
+
+// ---- groups read ------------------------------------------------------------------------------
+
+int run_groups_read(const options& o, const std::string& proxy_bin) {
+    scratch_dir dir(o.dir, o.keep);
+    const bool can_drop = ::access("/proc/sys/vm/drop_caches", W_OK) == 0;
+    std::vector<std::string> passes;
+    if (can_drop) {
+        passes.emplace_back("cold");
+    } else {
+        std::cout << "cannot drop the page cache (not root?): the warm pass only\n";
+    }
+    passes.emplace_back("warm");
+    // Fill: the groups of every pass first (at earliest), then the messages.
+    zmqkit::spool_options so;
+    so.directory = dir.path / "spool";
+    so.sync = zmqkit::sync_policy::parse("none");
+    so.default_queue = false;
+    const std::string body(o.size, 'x');
+    std::uint64_t disk_bytes = 0, record_bytes = 0;
+    const auto tf = clock_type::now();
+    {
+        zmqkit::spool sp(so);
+        for (const auto& pass : passes) {
+            for (const auto& n : group_names(pass + "-", o.groups)) {
+                (void)sp.open_group(n, zmqkit::group_start{});
+            }
+        }
+        (void)sp.commit();
+        for (std::uint64_t i = 0; i < o.messages; ++i) {
+            const std::string hb = zmqkit::encode_header(zmqkit::header::fresh());
+            const auto r = sp.append(hb, body);
+            if (r.outcome != zmqkit::append_result::status::appended) {
+                std::cerr << "append failed: " << r.reason << "\n";
+                return 1;
+            }
+            // record header 24 + appended_ns 8 + id 16 + header length 4 + header + body
+            record_bytes += 24 + 8 + 16 + 4 + hb.size() + body.size();
+            if (i % 4096 == 4095 && !sp.commit()) {
+                std::cerr << "commit failed: " << sp.stats().failure << "\n";
+                return 1;
+            }
+        }
+        (void)sp.commit();
+        const auto st = sp.stats();
+        disk_bytes = st.disk_bytes;
+        std::cout << "filled " << o.messages << " messages of " << o.size << " B for "
+                  << passes.size() << " x " << o.groups << " groups, " << mib(record_bytes)
+                  << " MiB of records, " << st.segments << " segments, " << mib(disk_bytes)
+                  << " MiB on disk, in " << fixed(seconds_since(tf), 1) << " s\n";
+    }
+    ::sync();
+    zmq::context_t ctx(o.io_threads);
+    proxy_process proxy(o, dir.path, proxy_bin, {"--default-queue", "off"});
+    const std::uint64_t io_before = proc_io_bytes(proxy.pid()); // 0: not started yet
+    const double start_s = proxy.start(ctx, 300s);
+    const std::uint64_t io_recovery = proc_io_bytes(proxy.pid()) - io_before;
+    std::cout << "proxy ready in " << fixed(start_s * 1000, 0) << " ms, read " << mib(io_recovery)
+              << " MiB from the disk at start-up (recovery)\n";
+    int status = 0;
+    for (const auto& pass : passes) {
+        const bool cold = pass == "cold";
+        if (cold) {
+            (void)drop_page_cache();
+        }
+        const auto names = group_names(pass + "-", o.groups);
+        const std::uint64_t io0 = proc_io_bytes(proxy.pid());
+        const std::uint64_t wr0 = proc_io_bytes(proxy.pid(), "write_bytes");
+        const auto s0 = spool_counters::from(proxy.status(ctx, 5s).value_or(""));
+        const double cpu0 = proc_cpu_seconds(proxy.pid());
+        std::atomic<bool> stop{false};
+        std::vector<std::unique_ptr<consumer_result>> results;
+        std::vector<std::thread> threads;
+        const auto t0 = clock_type::now();
+        for (const auto& n : names) {
+            results.push_back(std::make_unique<consumer_result>());
+            threads.emplace_back(run_consumer, std::ref(ctx), proxy.backend(), std::cref(stop),
+                                 std::ref(*results.back()), n, o.messages);
+        }
+        // Until every group has acked all (pending 0 in STATUS), at most 20 minutes.
+        std::string st;
+        bool settled = false;
+        std::uint64_t peak_rss = 0;
+        for (const auto deadline = t0 + 1200s; clock_type::now() < deadline;) {
+            peak_rss = std::max(peak_rss, proc_status_kib(proxy.pid(), "VmRSS"));
+            bool received = true;
+            for (const auto& r : results) {
+                received = received && r->received.load() >= o.messages &&
+                           r->done != clock_type::time_point{};
+            }
+            if (received) {
+                st = proxy.status(ctx, 5s).value_or("");
+                settled = std::all_of(names.begin(), names.end(), [&](const std::string& n) {
+                    return group_number(st, n, "pending") == 0;
+                });
+                if (settled) {
+                    break;
+                }
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        const double all_s = seconds_since(t0);
+        const std::uint64_t io1 = proc_io_bytes(proxy.pid());
+        const std::uint64_t wr1 = proc_io_bytes(proxy.pid(), "write_bytes");
+        const double cpu1 = proc_cpu_seconds(proxy.pid());
+        const std::uint64_t rss = proc_status_kib(proxy.pid(), "VmRSS");
+        stop = true;
+        for (auto& t : threads) {
+            t.join();
+        }
+        std::vector<double> rates;
+        std::string list;
+        double redelivered = 0;
+        for (std::size_t i = 0; i < results.size(); ++i) {
+            const auto& r = *results[i];
+            if (!r.error.empty()) {
+                std::cerr << "consumer failed: " << r.error << "\n";
+                status = 1;
+            }
+            const double s = std::chrono::duration<double>(r.done - t0).count();
+            rates.push_back(s > 0 ? static_cast<double>(r.received.load()) / s : 0);
+            list += (list.empty() ? "" : ",") + fixed(rates.back(), 0);
+            redelivered += std::max(0.0, group_number(st, names[i], "redelivered"));
+        }
+        if (!settled) {
+            std::cerr << "zmqkit-bench-durable: the groups did not settle all " << o.messages
+                      << " messages in time\n";
+            status = 1;
+        }
+        const double total = static_cast<double>(o.messages) * static_cast<double>(o.groups);
+        const auto s1 = spool_counters::from(st);
+        const double syncs = s1.syncs - s0.syncs;
+        const double read_mib = static_cast<double>(io1 - io0) / (1 << 20);
+        const double cpu_us = (cpu1 - cpu0) / total * 1e6;
+        std::cout << pass << " pass, " << o.groups << " group(s) x " << o.messages
+                  << " messages: all acked in " << fixed(all_s, 2) << " s ("
+                  << fixed(total / all_s, 0) << " msgs/s delivered in all); per group " << list
+                  << " msgs/s; proxy read " << fixed(read_mib, 1) << " MiB from the disk ("
+                  << fixed(static_cast<double>(io1 - io0) / static_cast<double>(record_bytes), 2)
+                  << " x the " << mib(record_bytes) << " MiB of records) and wrote "
+                  << mib(wr1 - wr0) << " MiB by write_bytes ("
+                  << fixed(static_cast<double>(wr1 - wr0) / total, 1) << " B per delivery; "
+                  << fixed(syncs, 0) << " fdatasync, " << fixed(total / std::max(syncs, 1.0), 1)
+                  << " deliveries per sync), proxy CPU " << fixed(cpu_us, 2)
+                  << " us per delivery, RSS " << rss / 1024 << " MiB (peak " << peak_rss / 1024
+                  << "), redelivered " << redelivered << "\n";
+        std::cout << "RESULT mode=groups-read pass=" << pass << " groups=" << o.groups
+                  << " messages=" << o.messages << " size=" << o.size << " sync=" << o.sync
+                  << " group_median_per_s=" << fixed(median(rates), 0)
+                  << " group_min_per_s=" << fixed(*std::min_element(rates.begin(), rates.end()), 0)
+                  << " group_per_s=" << list << " total_per_s=" << fixed(total / all_s, 0)
+                  << " all_s=" << fixed(all_s, 3) << " disk_read_mib=" << fixed(read_mib, 1)
+                  << " record_mib=" << mib(record_bytes) << " read_ratio="
+                  << fixed(static_cast<double>(io1 - io0) / static_cast<double>(record_bytes), 2)
+                  << " disk_write_mib=" << mib(wr1 - wr0) << " write_bytes_per_delivery="
+                  << fixed(static_cast<double>(wr1 - wr0) / total, 1)
+                  << " syncs=" << fixed(syncs, 0)
+                  << " deliveries_per_sync=" << fixed(total / std::max(syncs, 1.0), 1)
+                  << " credit=" << o.credit << " recovery_read_mib=" << mib(io_recovery)
+                  << " proxy_cpu_us_per_delivery=" << fixed(cpu_us, 3)
+                  << " proxy_rss_mib=" << rss / 1024 << " peak_rss_mib=" << peak_rss / 1024
+                  << " redelivered=" << redelivered << "\n";
+    }
+    proxy.stop();
     return status;
 }
 
@@ -969,6 +1271,7 @@ int main(int argc, char** argv) {
         return 64;
     }
     ::signal(SIGPIPE, SIG_IGN);
+    consumer_credit = opt->credit;
     const std::string proxy_bin = opt->proxy.empty() ? default_proxy_path(argv[0]) : opt->proxy;
     try {
         if (opt->mode == "recovery") {
@@ -981,6 +1284,9 @@ int main(int argc, char** argv) {
         }
         if (opt->mode == "throughput") {
             return run_throughput(*opt, proxy_bin);
+        }
+        if (opt->mode == "groups-read") {
+            return run_groups_read(*opt, proxy_bin);
         }
         return run_backlog_rss(*opt, proxy_bin);
     } catch (const std::exception& e) {
