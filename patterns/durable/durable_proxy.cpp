@@ -1114,12 +1114,19 @@ struct durable_proxy::impl {
 
     void tick() {
         const auto now = self.now();
-        // Ack timeouts (deadlines are in order: one ack_timeout after each delivery).
-        while (!deadlines.empty() && deadlines.front().first <= now) {
+        // Ack timeouts (deadlines are in order: one ack_timeout after each delivery). Entries
+        // of deliveries already settled go from the front at once, due or not: the queue holds
+        // what is unacked (and what was acked behind it), not every delivery of the last
+        // ack timeout.
+        while (!deadlines.empty()) {
             const auto [deadline, key] = deadlines.front();
-            deadlines.pop_front();
             const auto it = inflight.find(key);
-            if (it == inflight.end() || it->second.deadline != deadline) {
+            const bool settled = it == inflight.end() || it->second.deadline != deadline;
+            if (!settled && deadline > now) {
+                break;
+            }
+            deadlines.pop_front();
+            if (settled) {
                 continue;
             }
             ack_timeouts->add();
