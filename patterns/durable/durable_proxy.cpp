@@ -968,8 +968,10 @@ struct durable_proxy::impl {
                 self.counters_.backend_out->add();
                 self.counters_.backend_bytes_out->add(bytes);
             } else {
+                // Never sent (the queue to it is full, or it left): ready again, no attempt.
                 undeliverable->add();
-                requeue({o.group, o.tag}, std::chrono::milliseconds(0));
+                (void)sp->return_unsent(o.group, o.tag);
+                release_inflight({o.group, o.tag});
             }
         }
         outbox.clear();
@@ -1006,7 +1008,7 @@ struct durable_proxy::impl {
             self.counters_.backend_bytes_out->add(bytes);
         } else {
             push_blocked = true;
-            (void)sp->requeue(o.tag, std::chrono::milliseconds(0));
+            (void)sp->return_unsent(default_group, o.tag);
         }
     }
 

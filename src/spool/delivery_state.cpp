@@ -240,6 +240,21 @@ bool delivery_state::requeue(std::uint64_t seq, std::chrono::milliseconds delay,
     return true;
 }
 
+bool delivery_state::unsend(std::uint64_t seq) {
+    const auto it = in_flight_.find(seq);
+    if (it == in_flight_.end()) {
+        return false;
+    }
+    in_flight_.erase(it);
+    // In memory: the delivered record stays in the log, so after a restart the attempt counts
+    // (one too many then, never one too few).
+    if (const auto a = attempts_.find(seq); a != attempts_.end() && a->second > 0) {
+        --a->second;
+    }
+    ready_again_.insert(seq);
+    return true;
+}
+
 bool delivery_state::dead_letter(std::uint64_t seq, std::string_view reason) {
     const auto it = in_flight_.find(seq);
     if (it == in_flight_.end()) {

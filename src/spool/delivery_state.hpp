@@ -58,6 +58,9 @@ public:
     bool ack(std::uint64_t seq);
     bool requeue(std::uint64_t seq, std::chrono::milliseconds delay, bool* dead_lettered);
     bool dead_letter(std::uint64_t seq, std::string_view reason);
+    // A delivery that never reached its consumer (refused at the high-water mark, or the
+    // consumer left before it was sent): ready again at once, its attempt not counted.
+    bool unsend(std::uint64_t seq);
 
     // Settles a waiting message (acked, dropped, dead-lettered): its attempts are forgotten.
     void settle(std::uint64_t seq, std::uint64_t bytes);

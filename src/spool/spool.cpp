@@ -788,6 +788,11 @@ bool spool::requeue(group_id group, std::uint64_t sequence, std::chrono::millise
     return q != nullptr && q->requeue(sequence, delay, dead_lettered);
 }
 
+bool spool::return_unsent(group_id group, std::uint64_t sequence) {
+    auto* q = impl_->queue_of(group);
+    return q != nullptr && q->unsend(sequence);
+}
+
 bool spool::dead_letter(group_id group, std::uint64_t sequence, std::string_view reason) {
     auto* q = impl_->queue_of(group);
     return q != nullptr && q->dead_letter(sequence, reason);

@@ -383,6 +383,34 @@ TEST(SpoolGroups, ADeadLetterGoesBackToTheQueueItFailedInOnlyAcrossARestart) {
     EXPECT_FALSE(fresh_for_mailer.is_nil());
 }
 
+TEST(SpoolGroups, ADeliveryThatNeverLeftDoesNotCountAsAnAttempt) {
+    temp_directory dir("groups-unsent");
+    metrics_registry registry;
+    auto o = options_for(dir.path(), registry);
+    o.max_attempts = 2;
+    spool s(o);
+    const group_id g = s.open_group("g", group_start{});
+    fill(s, 0, 1);
+    for (const group_id q : {default_group, g}) {
+        for (int i = 0; i < 5; ++i) { // refused at a full queue five times: still attempt 1
+            auto m = s.deliver(q);
+            ASSERT_TRUE(m);
+            EXPECT_EQ(m->attempt, 1u);
+            ASSERT_TRUE(s.commit());
+            EXPECT_TRUE(s.return_unsent(q, m->sequence));
+            EXPECT_FALSE(s.return_unsent(q, m->sequence)); // no longer in flight
+        }
+        auto m = s.deliver(q);
+        ASSERT_TRUE(m);
+        bool dead = true;
+        EXPECT_TRUE(s.requeue(q, m->sequence, std::chrono::milliseconds(0), &dead));
+        EXPECT_FALSE(dead); // one real attempt so far, max 2
+        m = s.deliver(q);
+        ASSERT_TRUE(m);
+        EXPECT_EQ(m->attempt, 2u);
+    }
+}
+
 TEST(SpoolGroups, ADamagedGroupsFileIsAFindingAndTheLogStillKnowsItsGroups) {
     temp_directory dir("groups-damaged");
     metrics_registry registry;

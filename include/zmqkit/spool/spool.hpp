@@ -175,6 +175,11 @@ public:
     bool requeue(group_id group, std::uint64_t sequence, std::chrono::milliseconds delay,
                  bool* dead_lettered = nullptr);
     bool dead_letter(group_id group, std::uint64_t sequence, std::string_view reason);
+    // A delivery taken with deliver() that never reached its consumer (the send was refused):
+    // ready again at once, and its attempt does not count — a message refused at a full queue
+    // is not dead-lettered for it. (The delivery record stays: after a restart the attempt
+    // counts once more.) False if it is not in flight.
+    bool return_unsent(group_id group, std::uint64_t sequence);
     // Ready (not settled, not in flight) messages of one group.
     [[nodiscard]] std::uint64_t ready(group_id group) const;
 
