@@ -268,7 +268,8 @@ TEST(SpoolGroups, RetentionRemovesWhatALaggingGroupHadNotReadAndSaysSo) {
     fill(s, 0, 4000);
     fill(s, 4000, 4001);
     EXPECT_LE(s.stats().disk_bytes, o.retain_bytes + 2 * 64 * 1024);
-    const auto* info = info_of(s.groups(), "lagging");
+    const auto all = s.groups();
+    const auto* info = info_of(all, "lagging");
     ASSERT_NE(info, nullptr);
     EXPECT_GT(info->lost, 0u);
     ASSERT_FALSE(notices.empty());
